@@ -1,0 +1,71 @@
+"""Run settings: the command line wins over the manifest's `run:` block, which wins over defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from runner.errors import UsageError
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(value: str | int | float, *, name: str = "duration") -> float:
+    """Seconds from `90`, `5s`, `15m`, `2h` or `1h30m`."""
+    if isinstance(value, bool):
+        raise UsageError(f"{name}: {value!r} is not a duration (use e.g. 5s, 15m, 2h)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match or not any(match.groups()):
+            raise UsageError(f"{name}: {value!r} is not a duration (use e.g. 5s, 15m, 2h)")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise UsageError(f"{name}: must be more than zero, not {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How a run is driven. Durations are seconds; None means no limit."""
+
+    concurrency: int = 10
+    submit_per_minute: float = 100.0
+    poll_interval: float = 5.0
+    timeout: float = 900.0
+    budget_usd: float | None = None
+    max_jobs: int = 1000
+    max_runtime: float | None = None
+    grace: float = 300.0
+    start_frame_field: str = "guidances"
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.submit_per_minute <= 0:
+            raise UsageError(f"submit_per_minute must be more than 0, not {self.submit_per_minute}")
+        if self.budget_usd is not None and self.budget_usd < 0:
+            raise UsageError(f"budget_usd must not be negative, not {self.budget_usd}")
+        if self.max_jobs < 1:
+            raise UsageError(f"max_jobs must be at least 1, not {self.max_jobs}")
+        if self.start_frame_field not in ("guidances", "legacy"):
+            raise UsageError("start_frame_field must be guidances or legacy")
+
+    @classmethod
+    def build(cls, *layers: dict[str, Any]) -> RunSettings:
+        """Settings from layers of raw values, later layers winning; None values are skipped."""
+        durations = {"poll_interval", "timeout", "max_runtime", "grace"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                if value is None:
+                    continue
+                if key not in names:
+                    raise UsageError(f"unknown run setting {key!r}")
+                merged[key] = parse_duration(value, name=key) if key in durations else value
+        return cls(**merged)

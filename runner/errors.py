@@ -1,0 +1,111 @@
+"""One exception tree for the whole runner.
+
+    HailuoError                      base of every error the runner raises on purpose
+    ├── UsageError                   bad command line or settings            exit 2
+    ├── ManifestError                a manifest with problems (all of them)   exit 2
+    ├── StateError                   output folder unusable or locked         exit 4
+    │   └── LockedError              another live run holds the folder        exit 4
+    └── ApiError                     the Leonardo API said no (api.py is the only translator)
+        ├── TransientError           retry with backoff
+        │   └── RateLimited          429: slow down, honour retry_after
+        ├── UnknownOutcome           a create that may have happened: reconcile before retrying
+        ├── PermanentError           validation: the job fails, never retried
+        │   └── ModerationError      content moderation: the job fails, never retried
+        ├── AuthError                key rejected: the run stops                exit 4
+        └── QuotaError               balance exhausted: the run stops, resumable exit 3
+
+A failed job is data, recorded with its reason; these exceptions are how the API client tells
+the engine which kind of failure it met. Anything outside this tree is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HailuoError(Exception):
+    """Base of the runner's own errors."""
+
+    exit_code = 1
+
+
+class UsageError(HailuoError):
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem in a manifest, located: file, line, column, JSON path, message, hint."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str = ""
+
+    def render(self) -> str:
+        text = f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+    def as_dict(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "column": self.column,
+                "path": self.path, "message": self.message, "hint": self.hint}
+
+
+class ManifestError(HailuoError):
+    """Every problem found in one or more manifests, reported at once."""
+
+    exit_code = 2
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(issue.render() for issue in issues))
+
+
+class StateError(HailuoError):
+    exit_code = 4
+
+
+class LockedError(StateError):
+    pass
+
+
+class ApiError(HailuoError):
+    """An answer of the API that is not success; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientError(ApiError):
+    pass
+
+
+class RateLimited(TransientError):
+    def __init__(self, message: str, *, status: int | None = 429,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class UnknownOutcome(ApiError):
+    pass
+
+
+class PermanentError(ApiError):
+    pass
+
+
+class ModerationError(PermanentError):
+    pass
+
+
+class AuthError(ApiError):
+    exit_code = 4
+
+
+class QuotaError(ApiError):
+    exit_code = 3
