@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from runner import catalog
+from runner.catalog import Violation
 from runner.config import RunSettings
+from runner.errors import Issue, ManifestError
+from runner.manifest import Document, Path_, did_you_mean, load_document, schema_issues
+from runner.matrix import MATRIX_AXES, Cell, Expansion, expand, placeholders
 
 KEY_VERSION = "hailuo-job/v1"
 UPLOAD_PREFIX = "upload:sha256:"
@@ -94,3 +101,234 @@ class Plan:
     @property
     def estimated_usd(self) -> float:
         return round(sum(job.estimated_cost for job in self.jobs), 2)
+
+
+DEFAULT_FILENAME = "{prompt}/{vars}_{styles}_{model}_{resolution}_{duration}s_{aspect_ratio}_{n}.mp4"
+DEFAULT_OUTPUT_DIR = "out/{name}"
+_RULE_AXIS = {"duration": "duration", "size": "aspect_ratio", "auto-size": "aspect_ratio",
+              "text-to-video-aspect": "aspect_ratio", "start-frame-required": "model",
+              "prompt-length": "prompt"}
+_IMAGE_MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",),
+                "webp": (b"RIFF",)}
+_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_CHECK_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def make_plan(path: Path | str, *, overrides: Mapping[str, Any] | None = None,
+              prices: Mapping[str, Any] | None = None) -> Plan:
+    """Load, check and expand a manifest into its plan; every problem is raised at once.
+
+    `overrides` are run settings from the command line (None values ignored); `prices` is a
+    price table of the shape of `schemas/prices.json`'s `prices`, winning over the manifest's.
+    """
+    doc = load_document(path)
+    issues = schema_issues(doc)
+    if issues:
+        raise ManifestError(issues)
+    return _Planner(doc, catalog.load(), dict(overrides or {}), dict(prices or {})).plan()
+
+
+def merge_prices(*tables: Mapping[str, Any]) -> dict[str, Any]:
+    """Price tables merged entry by entry, later tables winning."""
+    merged: dict[str, Any] = {}
+    for table in tables:
+        for model, resolutions in table.items():
+            for resolution, durations in resolutions.items():
+                merged.setdefault(model, {}).setdefault(resolution, {}).update(
+                    {str(d): v for d, v in durations.items()})
+    return merged
+
+
+def safe_filename(rendered: str) -> str:
+    """A relative path that cannot leave the output folder, whatever its parts said."""
+    parts = []
+    for part in rendered.replace("\\", "/").split("/"):
+        part = re.sub(r"[^A-Za-z0-9._+=-]+", "-", part)
+        part = re.sub(r"_{2,}", "_", part).strip("-_. ")[:120]
+        if part:
+            parts.append(part)
+    name = "/".join(parts) or "video"
+    return name if name.lower().endswith(".mp4") else name + ".mp4"
+
+
+class _Planner:
+    def __init__(self, doc: Document, cat: catalog.Catalog, overrides: dict[str, Any],
+                 prices: dict[str, Any]) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.catalog = cat
+        self.settings = RunSettings.build(self.data.get("run", {}), overrides)
+        self.prices = merge_prices(self.data.get("prices", {}), prices)
+        self.uploads: dict[Path, Upload] = {}
+        self.issues: list[Issue] = []
+        output = self.data.get("output", {})
+        self.template = output.get("filename", DEFAULT_FILENAME)
+
+    def plan(self) -> Plan:
+        expansion = expand(self.doc, self.catalog)
+        self.issues.extend(expansion.issues)
+        self._check_template(expansion)
+        frames = {id(c.start_frame): self._frame(c) for c in expansion.cells if c.start_frame}
+        if self.issues:
+            raise ManifestError(self.issues)
+        cells, merged, skipped = self._unique_cells(expansion.cells, frames)
+        if self.issues:
+            raise ManifestError(self.issues)
+        jobs = self._jobs(cells)
+        if len(jobs) > self.settings.max_jobs:
+            where = ("run", "max_jobs") if "max_jobs" in self.data.get("run", {}) else ()
+            raise ManifestError([self.doc.issue(where, f"the plan has {len(jobs):,} jobs, more than "
+                                                f"max_jobs {self.settings.max_jobs:,}",
+                                                "raise run.max_jobs (or --max-jobs), or narrow the matrix")])
+        return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
+                    settings=self.settings,
+                    output_dir=self.data.get("output", {}).get("dir", DEFAULT_OUTPUT_DIR),
+                    notify_url=self.data.get("notify"), cells=expansion.product,
+                    excluded=expansion.excluded, included=expansion.included, merged=merged,
+                    skipped_invalid=skipped, warnings=tuple(expansion.warnings))
+
+    def _check_template(self, expansion: Expansion) -> None:
+        known = ["name", "prompt", "vars", "styles", "n", "key", "start_frame",
+                 *self.data.get("vars", {}), *self.catalog.categories, "style_set", *MATRIX_AXES]
+        path = ("output", "filename")
+        try:
+            names = placeholders(self.template)
+        except ValueError as exc:
+            self.issues.append(self.doc.issue(path, str(exc)))
+            return
+        for name in names:
+            if name not in known:
+                self.issues.append(self.doc.issue(path, f"unknown placeholder {{{name}}}",
+                                                  did_you_mean(name, known)
+                                                  or f"placeholders: {', '.join(known)}"))
+
+    def _frame(self, cell: Cell) -> Upload | None:
+        """The upload a cell's start frame needs (None for an image id), checked once per file."""
+        frame = cell.start_frame
+        if "path" not in frame:
+            return None
+        where = cell.sources["start_frame"] + ("path",)
+        file = (self.doc.folder / frame["path"]).resolve()
+        if file in self.uploads:
+            return self.uploads[file]
+        extension = file.suffix.lower().lstrip(".")
+        problem = ""
+        if extension not in _IMAGE_MAGIC:
+            problem = f"{frame['path']} is not a png, jpg, jpeg or webp file"
+        elif not file.is_file():
+            problem = f"start frame {frame['path']} does not exist (looked in {file.parent})"
+        elif file.stat().st_size > _MAX_IMAGE_BYTES:
+            problem = f"start frame {frame['path']} is larger than 20 MiB"
+        else:
+            content = file.read_bytes()
+            if not content.startswith(_IMAGE_MAGIC[extension]):
+                problem = f"start frame {frame['path']} is not a {extension} image"
+        if problem:
+            self.issues.append(self.doc.issue(where, problem, "paths are relative to the manifest"))
+            return None
+        upload = Upload(file, hashlib.sha256(content).hexdigest(), extension)
+        self.uploads[file] = upload
+        return upload
+
+    def _request(self, cell: Cell, upload: Upload | None) -> dict[str, Any]:
+        v = cell.values
+        width, height = self.catalog.size(v["resolution"], v["aspect_ratio"])
+        params: dict[str, Any] = {"prompt": cell.prompt.render(v),
+                                  "mode": self.catalog.mode(v["resolution"]),
+                                  "duration": v["duration"], "width": width, "height": height}
+        if cell.styles:
+            params["style_ids"] = [self.catalog.style(name).id for name in cell.styles]
+        enhance = self.doc.data.get("defaults", {}).get("prompt_enhance")
+        if enhance is not None:
+            params["prompt_enhance"] = {True: "ON", False: "OFF"}.get(enhance, enhance)
+        if cell.start_frame:
+            image = {"id": upload.placeholder if upload else cell.start_frame["id"],
+                     "type": "UPLOADED" if upload else cell.start_frame["type"]}
+            if self.settings.start_frame_field == "legacy":
+                params["start_frame"] = image
+            else:
+                params["guidances"] = {"start_frame": [{"image": image}]}
+        public = self.data.get("defaults", {}).get("public", False)
+        return {"model": v["model"], "public": public, "parameters": params}
+
+    def _unique_cells(self, cells: list[Cell], frames: dict[int, Upload | None]):
+        """Cells with identical requests merged, then checked against the model rules."""
+        unique: dict[str, tuple[Cell, dict[str, Any], Upload | None]] = {}
+        merged = skipped = 0
+        for cell in cells:
+            upload = frames.get(id(cell.start_frame)) if cell.start_frame else None
+            request = self._request(cell, upload)
+            text = canonical_json(request)
+            if text in unique:
+                merged += 1
+                continue
+            unique[text] = (cell, request, upload)
+        kept = []
+        skip = self.data.get("on_invalid", "error") == "skip"
+        for cell, request, upload in unique.values():
+            checked = json.loads(canonical_json(request).replace(upload.placeholder, _CHECK_ID)) \
+                if upload else request
+            violations = self.catalog.check_request(checked)
+            if not violations:
+                kept.append((cell, request, upload))
+            elif skip:
+                skipped += 1
+            else:
+                self.issues.extend(self._violation_issue(cell, v) for v in violations)
+        return kept, merged, skipped
+
+    def _violation_issue(self, cell: Cell, violation: Violation) -> Issue:
+        axis = _RULE_AXIS.get(violation.rule)
+        if violation.rule == "prompt-enhance-model":
+            where: Path_ = ("defaults", "prompt_enhance")
+        else:
+            where = cell.sources.get(axis, ()) if axis else ()
+        return self.doc.issue(where, f"cell {describe(cell)}: {violation.message}",
+                              "fix the axis, exclude the cell, or set on_invalid: skip")
+
+    def _jobs(self, cells) -> list[Job]:
+        repeat = self.data.get("repeat", 1)
+        jobs: list[Job] = []
+        for cell, request, upload in cells:
+            axes = dict(cell.values)
+            if cell.start_frame:
+                axes["start_frame"] = cell.start_frame.get("path") or cell.start_frame["id"]
+            cost = self.catalog.price(axes["model"], axes["resolution"], axes["duration"],
+                                      self.prices) or 0.0
+            for n in range(1, repeat + 1):
+                key = job_key(request, n)
+                job_axes = {**axes, "n": n}
+                jobs.append(Job(key=key, index=len(jobs), axes=job_axes, styles=cell.styles,
+                                request=request, estimated_cost=cost,
+                                filename=self._filename(cell, job_axes, key), upload=upload))
+        return _unique_filenames(jobs)
+
+    def _filename(self, cell: Cell, axes: dict[str, Any], key: str) -> str:
+        values = {k: _part(v) for k, v in axes.items()}
+        values.update(name=_part(self.data["name"]), key=key[:10],
+                      vars="-".join(_part(axes[name]) for name in cell.prompt.vars),
+                      styles="+".join(_part(s) for s in cell.styles) or "no-style")
+        values.setdefault("style_set", "none")
+        for category in self.catalog.categories:
+            values.setdefault(category, "none")
+        values.setdefault("start_frame", "none")
+        return safe_filename(self.template.format_map(values))
+
+
+def _part(value: Any) -> str:
+    """One placeholder's value, unable to add a folder or a parent step to a path."""
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(value)).strip("-.")[:80] or "_"
+
+
+def _unique_filenames(jobs: list[Job]) -> list[Job]:
+    """Jobs whose names collide all get their short key added, so every name stays stable."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.filename.lower()] = counts.get(job.filename.lower(), 0) + 1
+    return [dataclasses.replace(job, filename=f"{job.filename[:-4]}_{job.short_key}.mp4")
+            if counts[job.filename.lower()] > 1 else job for job in jobs]
+
+
+def describe(cell: Cell) -> str:
+    """A cell as `prompt=a time=dusk vibe=Clay ...`, for messages."""
+    return " ".join(f"{k}={v}" for k, v in cell.values.items() if v is not None)

@@ -1,0 +1,233 @@
+"""Loading a manifest: safe YAML with the place of every value, then the schema, every error at once.
+
+PyYAML builds a node tree that knows where each value stood; the document is constructed from it
+here, so each JSON path of the data maps to a line and column. Hostile input is refused before it
+can cost time or memory: files too large, nesting too deep, aliases that expand too far.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+
+from runner.errors import Issue, ManifestError
+
+MAX_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+
+Path_ = tuple[str | int, ...]
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def json_path(path: Path_) -> str:
+    """`$.prompts[1].text` for ("prompts", 1, "text")."""
+    parts = ["$"]
+    for part in path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part.isidentifier():
+            parts.append(f".{part}")
+        else:
+            parts.append(f"[{json.dumps(part)}]")
+    return "".join(parts)
+
+
+def did_you_mean(word: str, choices: Iterator[str] | list[str]) -> str:
+    """A hint naming the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass
+class Document:
+    """A loaded manifest: its data, and where each value (and each mapping key) stood."""
+
+    file: str
+    data: Any
+    places: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_places: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.file).parent
+
+    def place(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """Line and column of the value at `path` (or of its key), else of its nearest ancestor."""
+        table = self.key_places if key else self.places
+        if path in table:
+            return table[path]
+        for end in range(len(path) - 1, -1, -1):
+            if path[:end] in self.places:
+                return self.places[path[:end]]
+        return (1, 1)
+
+    def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> Issue:
+        line, column = self.place(path, key=key)
+        return Issue(self.file, line, column, json_path(path), message, hint)
+
+
+class _Builder:
+    """Constructs plain data from a composed node tree, recording the place of every value."""
+
+    def __init__(self, loader: Any, doc: Document) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.values = 0
+        self.issues: list[Issue] = []
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES or len(path) > MAX_DEPTH:
+            raise ManifestError([self.doc.issue(path, "the document expands too far: too many "
+                                                "values or too deep (aliases that repeat aliases?)")])
+        self.doc.places[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, datetime.date | datetime.datetime):
+            return value.isoformat()
+        if isinstance(value, bytes):
+            return value.decode("latin-1")
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+        self.loader.flatten_mapping(node)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(self.loader.construct_object(key_node, deep=True))
+            here = path + (key,)
+            place = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in result:
+                first = self.doc.key_places[here][0]
+                self.issues.append(Issue(self.doc.file, *place, json_path(here),
+                                         f"duplicate key {key!r} (first at line {first})"))
+                continue
+            self.doc.key_places[here] = place
+            result[key] = self.build(value_node, here)
+        return result
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse deep nesting from the event stream, before the recursive composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise ManifestError([Issue(file, mark.line + 1, mark.column + 1, "$",
+                                           f"nesting deeper than {MAX_DEPTH} levels")])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _read_text(path: Path, file: str) -> str:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ManifestError([Issue(file, 1, 1, "$", "not a file")])
+        if size > MAX_BYTES:
+            raise ManifestError([Issue(file, 1, 1, "$", f"the file is {size:,} bytes, more than "
+                                       f"the {MAX_BYTES // (1024 * 1024)} MiB a manifest may be")])
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError([Issue(file, 1, 1, "$", f"cannot read the file: {exc.strerror}")]) from exc
+    if b"\0" in raw:
+        raise ManifestError([Issue(file, 1, 1, "$", "this is a binary file, not YAML text")])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ManifestError([Issue(file, line, 1, "$", "the file is not UTF-8 text")]) from exc
+
+
+def load_document(path: Path | str) -> Document:
+    """Read and parse a manifest safely; YAML errors come back as located issues."""
+    file = str(path)
+    text = _read_text(Path(path), file)
+    doc = Document(file, None)
+    try:
+        _check_depth(text, file)
+        loader = Loader(text)
+        try:
+            node = loader.get_single_node()
+            builder = _Builder(loader, doc)
+            doc.data = builder.build(node, ()) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ManifestError([Issue(file, line, column, "$", f"YAML syntax: {message}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError([Issue(file, 1, 1, "$", f"YAML: {exc}")]) from exc
+    if builder.issues:
+        raise ManifestError(builder.issues)
+    if doc.data is None:
+        raise ManifestError([Issue(file, 1, 1, "$", "the manifest is empty",
+                                   "start from an example in jobs/")])
+    return doc
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("runner.schemas").joinpath("manifest.schema.json")
+                      .read_text("utf-8"))
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
+def schema_issues(doc: Document) -> list[Issue]:
+    """Every schema error of the document, in document order, each located and explained."""
+    issues: list[Issue] = []
+    for error in _validator().iter_errors(doc.data):
+        issues.extend(_explain(doc, error))
+    unique = {(i.line, i.column, i.path, i.message): i for i in issues}
+    return sorted(unique.values(), key=lambda i: (i.line, i.column, i.path))
+
+
+def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
+    path: Path_ = tuple(error.absolute_path)
+    custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
+    if isinstance(custom, dict):
+        custom = custom.get(error.validator)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in known]
+        return [doc.issue(path + (k,), f"unknown key {k!r}", did_you_mean(k, known)
+                          or f"allowed here: {', '.join(known)}", key=True) for k in extra]
+    if error.validator == "required":
+        return [doc.issue(path, error.message.replace("is a required property",
+                                                      "is required here"))]
+    if custom:
+        return [doc.issue(path, custom.format(value=_short(error.instance)))]
+    if error.validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        hint = did_you_mean(str(error.instance), [str(c) for c in error.validator_value])
+        return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}", hint)]
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return [doc.issue(path, f"{_short(error.instance)} is not of type {wanted}")]
+    return [doc.issue(path, error.message)]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

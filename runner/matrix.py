@@ -1,0 +1,314 @@
+"""Expansion, exactly as the manifest language says: prompts x vars x style axes x matrix axes,
+then exclude, then include. Pure: a document in, cells and located issues out.
+
+Every cell remembers where each of its values was written, so a model rule it breaks can be
+reported at that place in the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from runner.catalog import Catalog
+from runner.errors import Issue
+from runner.manifest import Document, Path_, did_you_mean
+
+BUILTIN_DEFAULTS: dict[str, Any] = {"model": "hailuo-2_3", "resolution": "768p", "duration": 6,
+                                    "aspect_ratio": "16:9", "public": False}
+MATRIX_AXES = ("model", "resolution", "duration", "aspect_ratio")
+NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    id: str
+    template: str
+    path: Path_
+    vars: tuple[str, ...]
+    start_frame: dict[str, Any] | None
+    frame_path: Path_
+
+    def render(self, values: dict[str, Any]) -> str:
+        return self.template.format_map({name: _text(values[name]) for name in self.vars})
+
+
+@dataclass(slots=True)
+class Cell:
+    """One point of the matrix: every axis value, and where each one was written."""
+
+    prompt: Prompt
+    values: dict[str, Any]
+    sources: dict[str, Path_]
+    start_frame: dict[str, Any] | None
+    styles: tuple[str, ...] = ()
+
+
+@dataclass
+class Expansion:
+    cells: list[Cell] = field(default_factory=list)
+    product: int = 0
+    excluded: int = 0
+    included: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else format(value, "g") if isinstance(value, float) \
+        else str(value)
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A prompt id made from its text: lowercase words joined by dashes."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"\{[^}]*\}", "", text.lower()))
+    return "-".join(words)[:limit].strip("-") or "prompt"
+
+
+def placeholders(template: str) -> list[str]:
+    """The `{names}` of a template; raises ValueError for braces that are not placeholders."""
+    names = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if spec or conversion or not name.isidentifier():
+            raise ValueError(f"{{{name}}} is not a placeholder: use {{name}}, "
+                             "and {{ or }} for a literal brace")
+        names.append(name)
+    return names
+
+
+class Expander:
+    """Builds the cells of one document; all issues are collected, none raised."""
+
+    def __init__(self, doc: Document, catalog: Catalog) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.catalog = catalog
+        self.result = Expansion()
+        self.vars: dict[str, list[Any]] = {
+            name: value if isinstance(value, list) else [value]
+            for name, value in self.data.get("vars", {}).items()}
+        self.defaults = {**BUILTIN_DEFAULTS, **self.data.get("defaults", {})}
+        styles = self.data.get("styles", {})
+        self.sets_mode = "sets" in styles
+
+    def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> None:
+        self.result.issues.append(self.doc.issue(path, message, hint, key=key))
+
+    def run(self) -> Expansion:
+        prompts = self._prompts()
+        style_axes = self._style_axes()
+        matrix = self.data.get("matrix", {})
+        excludes = [self._selector(e, ("matrix", "exclude", i), include=False)
+                    for i, e in enumerate(matrix.get("exclude", []))]
+        includes = [self._selector(e, ("matrix", "include", i), include=True)
+                    for i, e in enumerate(matrix.get("include", []))]
+        if self.result.issues:
+            return self.result
+        matches = [0] * len(excludes)
+        for cell in self._product(prompts, style_axes):
+            self.result.product += 1
+            hit = next((i for i, entry in enumerate(excludes) if _matches(cell, entry)), None)
+            if hit is None:
+                self.result.cells.append(cell)
+            else:
+                matches[hit] += 1
+                self.result.excluded += 1
+        for i, count in enumerate(matches):
+            if count == 0:
+                self.result.warnings.append(f"matrix.exclude[{i}] matches no cell")
+        by_id = {p.id: p for p in prompts}
+        for i, entry in enumerate(includes):
+            cell = self._include(by_id[entry["prompt"]], entry, ("matrix", "include", i))
+            if cell is not None:
+                self.result.cells.append(cell)
+                self.result.included += 1
+        return self.result
+
+    # prompts and vars
+
+    def _prompts(self) -> list[Prompt]:
+        prompts: list[Prompt] = []
+        seen: dict[str, Path_] = {}
+        for i, raw in enumerate(self.data["prompts"]):
+            path: Path_ = ("prompts", i)
+            entry = raw if isinstance(raw, dict) else {"text": raw}
+            text_path = path + ("text",) if isinstance(raw, dict) else path
+            pid = entry.get("id") or slug(entry["text"])
+            try:
+                names = placeholders(entry["text"])
+            except ValueError as exc:
+                self.issue(text_path, str(exc))
+                continue
+            for name in dict.fromkeys(names):
+                if name not in self.vars:
+                    self.issue(text_path, f"unknown variable {{{name}}}",
+                               did_you_mean(name, list(self.vars)) or "define it under vars:")
+            if pid in seen:
+                self.issue(path + ("id",) if "id" in entry else path,
+                           f"duplicate prompt id {pid!r} (also prompts[{seen[pid][1]}])",
+                           "give each prompt its own id:")
+            seen[pid] = path
+            prompts.append(Prompt(pid, entry["text"], text_path, tuple(dict.fromkeys(names)),
+                                  entry.get("start_frame"), path + ("start_frame",)))
+        return prompts
+
+    # styles
+
+    def _style_value(self, name: str, path: Path_, category: str | None) -> str | None:
+        """The canonical style name, `none`, or None after recording why it is unknown."""
+        if name.strip().casefold() == NONE:
+            return NONE
+        style = self.catalog.style(name)
+        if style is None:
+            suggestion = self.catalog.suggest(name, category)
+            hint = f"did you mean {suggestion!r}?" if suggestion else "hailuo-batch styles lists them"
+            self.issue(path, f"unknown style {name!r}", hint)
+            return None
+        if category is not None and style.category != category:
+            self.issue(path, f"{style.name!r} is a {self.catalog.categories[style.category]} style, "
+                       f"not a {self.catalog.categories[category]} one",
+                       f"move it to styles.{style.category}")
+            return None
+        return style.name
+
+    def _style_axes(self) -> list[tuple[str, list[tuple[str, tuple[str, ...], Path_]]]]:
+        """Each style axis as (axis name, [(value, style names, source path)])."""
+        styles = self.data.get("styles", {})
+        if self.sets_mode:
+            values = []
+            for set_name, names in styles["sets"].items():
+                path: Path_ = ("styles", "sets", set_name)
+                resolved = [self._style_value(n, path + (j,), None) for j, n in enumerate(names)]
+                values.append((set_name, tuple(r for r in resolved if r not in (None, NONE)), path))
+            return [("style_set", values)]
+        axes = []
+        for category in self.catalog.categories:
+            if category not in styles:
+                continue
+            values = []
+            for j, name in enumerate(styles[category]):
+                path = ("styles", category, j)
+                value = self._style_value(name, path, category)
+                if value is not None:
+                    values.append((value, () if value == NONE else (value,), path))
+            axes.append((category, values))
+        return axes
+
+    # the product
+
+    def _product(self, prompts: list[Prompt], style_axes) -> Iterator[Cell]:
+        matrix = self.data.get("matrix", {})
+        axes = [(name, [(v, ("matrix", name, i)) for i, v in enumerate(matrix[name])]
+                 if name in matrix else [(self.defaults[name], self._default_path(name))])
+                for name in MATRIX_AXES]
+        frames = ([(f, ("matrix", "start_frame", i)) for i, f in enumerate(matrix["start_frame"])]
+                  if "start_frame" in matrix
+                  else [(self.defaults.get("start_frame"), ("defaults", "start_frame"))])
+        style_lists = [values for _, values in style_axes]
+        for prompt in prompts:
+            var_lists = [[(v, ("vars", name, i) if isinstance(self.data["vars"][name], list)
+                           else ("vars", name)) for i, v in enumerate(self.vars[name])]
+                         for name in prompt.vars]
+            prompt_frames = [(prompt.start_frame, prompt.frame_path)] if prompt.start_frame else frames
+            for var_combo in itertools.product(*var_lists):
+                for style_combo in itertools.product(*style_lists):
+                    for matrix_combo in itertools.product(*(vals for _, vals in axes), prompt_frames):
+                        yield self._cell(prompt, var_combo, style_axes, style_combo, axes, matrix_combo)
+
+    def _cell(self, prompt, var_combo, style_axes, style_combo, axes, matrix_combo) -> Cell:
+        values: dict[str, Any] = {"prompt": prompt.id}
+        sources: dict[str, Path_] = {"prompt": prompt.path}
+        values.update(dict.fromkeys(self.vars))
+        for name, (value, path) in zip(prompt.vars, var_combo):
+            values[name], sources[name] = value, path
+        styles: tuple[str, ...] = ()
+        for (axis, _), (value, names, path) in zip(style_axes, style_combo):
+            values[axis], sources[axis] = value, path
+            styles += names
+        for (axis, _), (value, path) in zip(axes, matrix_combo):
+            values[axis], sources[axis] = value, path
+        frame, frame_path = matrix_combo[-1]
+        sources["start_frame"] = frame_path
+        return Cell(prompt, values, sources, frame, styles)
+
+    def _default_path(self, name: str) -> Path_:
+        return ("defaults", name) if name in self.data.get("defaults", {}) else ()
+
+    # exclude and include
+
+    def _selector(self, entry: dict[str, Any], path: Path_, *, include: bool) -> dict[str, Any]:
+        """Check an exclude/include entry and return it with canonical values."""
+        style_keys = ["style_set"] if self.sets_mode else list(self.catalog.categories)
+        known = ["prompt", *self.vars, *style_keys, *MATRIX_AXES]
+        result: dict[str, Any] = {}
+        for key, value in entry.items():
+            here = path + (key,)
+            if key not in known:
+                self.issue(here, f"unknown axis {key!r}", did_you_mean(key, known)
+                           or f"axes here: {', '.join(known)}", key=True)
+            elif key == "prompt":
+                result[key] = self._prompt_ref(str(value), here)
+            elif key in self.catalog.categories:
+                result[key] = self._style_value(str(value), here, key)
+            elif key == "style_set" and value not in self.data["styles"]["sets"]:
+                self.issue(here, f"unknown style set {value!r}",
+                           did_you_mean(str(value), list(self.data["styles"]["sets"])))
+            elif key in self.vars and not include and value not in self.vars[key]:
+                self.issue(here, f"{value!r} is not a value of var {key}",
+                           did_you_mean(str(value), [str(v) for v in self.vars[key]]))
+            else:
+                result[key] = value
+        return result
+
+    def _prompt_ref(self, value: str, path: Path_) -> str:
+        ids = [p.get("id") if isinstance(p, dict) and p.get("id") else
+               slug(p["text"] if isinstance(p, dict) else p) for p in self.data["prompts"]]
+        if value not in ids:
+            self.issue(path, f"unknown prompt id {value!r}", did_you_mean(value, ids)
+                       or f"prompt ids: {', '.join(ids)}")
+        return value
+
+    def _include(self, prompt: Prompt, entry: dict[str, Any], path: Path_) -> Cell | None:
+        values: dict[str, Any] = {"prompt": prompt.id, **dict.fromkeys(self.vars)}
+        sources: dict[str, Path_] = {"prompt": path + ("prompt",)}
+        for name in prompt.vars:
+            if name in entry:
+                values[name], sources[name] = entry[name], path + (name,)
+            elif len(self.vars[name]) == 1:
+                values[name], sources[name] = self.vars[name][0], ("vars", name)
+            else:
+                self.issue(path, f"this include does not say which {name} to use for prompt "
+                           f"{prompt.id!r}", f"add {name}: one of {self.vars[name]}")
+                return None
+        styles: tuple[str, ...] = ()
+        axes = ["style_set"] if self.sets_mode else [c for c in self.catalog.categories
+                                                      if c in self.data.get("styles", {}) or c in entry]
+        for axis in axes:
+            value = entry.get(axis, NONE)
+            values[axis], sources[axis] = value, path + (axis,)
+            if axis == "style_set" and value != NONE:
+                styles += tuple(self.catalog.style(n).name for n in self.data["styles"]["sets"][value]
+                                if n.strip().casefold() != NONE)
+            elif value != NONE:
+                styles += (value,)
+        for axis in MATRIX_AXES:
+            values[axis] = entry.get(axis, self.defaults[axis])
+            sources[axis] = path + (axis,) if axis in entry else self._default_path(axis)
+        if prompt.start_frame:
+            frame, sources["start_frame"] = prompt.start_frame, prompt.frame_path
+        else:
+            frame, sources["start_frame"] = self.defaults.get("start_frame"), ("defaults", "start_frame")
+        return Cell(prompt, values, sources, frame, styles)
+
+
+def _matches(cell: Cell, entry: dict[str, Any]) -> bool:
+    return all(_text(cell.values.get(key)) == _text(value) for key, value in entry.items())
+
+
+def expand(doc: Document, catalog: Catalog) -> Expansion:
+    return Expander(doc, catalog).run()
