@@ -1,0 +1,98 @@
+"""Plans and validation results as text, JSON and JSON lines: computed first, rendered here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from runner.catalog import Catalog
+from runner.errors import Issue
+from runner.plan import Job, Plan, canonical_json
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """Everything about one planned job, its wire request exactly as it will be sent included."""
+    return {"key": job.key, "short_key": job.short_key, "index": job.index, "axes": job.axes,
+            "styles": list(job.styles), "request": job.request,
+            "estimated_cost_usd": job.estimated_cost, "filename": job.filename,
+            "start_frame": None if job.upload is None else
+            {"path": str(job.upload.path), "sha256": job.upload.sha256,
+             "id_placeholder": job.upload.placeholder}}
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    return {"name": plan.name, "manifest": str(plan.source), "jobs": len(plan.jobs),
+            "cells": plan.cells, "excluded": plan.excluded, "included": plan.included,
+            "merged": plan.merged, "skipped_invalid": plan.skipped_invalid,
+            "estimated_usd": plan.estimated_usd, "prices_are_estimates": True,
+            "warnings": list(plan.warnings)}
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps({"summary": plan_summary(plan), "jobs": [job_record(j) for j in plan.jobs]},
+                      indent=2, ensure_ascii=False)
+
+
+def plan_jsonl(plan: Plan) -> Iterator[str]:
+    for job in plan.jobs:
+        yield canonical_json(job_record(job))
+
+
+def _styles_cell(job: Job) -> str:
+    if "style_set" in job.axes:
+        return str(job.axes["style_set"])
+    return "+".join(job.styles) or "-"
+
+
+def plan_text(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]:
+    """One row per job, then the summary; `states` adds each job's state in an output folder."""
+    header = ["key", "prompt", "styles", "model", "res", "dur", "aspect", "n", "est $"]
+    rows = [[j.short_key, _prompt_cell(j), _styles_cell(j), j.axes["model"], j.axes["resolution"],
+             f"{j.axes['duration']}s", j.axes["aspect_ratio"], str(j.sample),
+             f"{j.estimated_cost:.2f}"] for j in plan.jobs]
+    if states is not None:
+        header.append("state")
+        for row, job in zip(rows, plan.jobs):
+            row.append(states.get(job.key, "new"))
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+    yield ""
+    yield from summary_lines(plan)
+
+
+def _prompt_cell(job: Job) -> str:
+    var_values = [str(v) for k, v in job.axes.items()
+                  if k not in _FIXED_AXES and v is not None]
+    return "/".join([str(job.axes["prompt"]), *var_values])
+
+
+_FIXED_AXES = frozenset({"prompt", "vibe", "lighting", "color_theme", "style_set", "model",
+                         "resolution", "duration", "aspect_ratio", "start_frame", "n"})
+
+
+def summary_lines(plan: Plan) -> Iterator[str]:
+    yield (f"{len(plan.jobs)} jobs from {plan.cells} cells: {plan.excluded} removed by exclude, "
+           f"{plan.included} added by include, {plan.skipped_invalid} skipped as invalid, "
+           f"{plan.merged} merged duplicates")
+    yield (f"estimated total: ${plan.estimated_usd:.2f} (price estimates; the actual cost of each "
+           "job comes from the API)")
+    for warning in plan.warnings:
+        yield f"warning: {warning}"
+
+
+def issues_json(results: list[tuple[str, Plan | None, list[Issue]]]) -> str:
+    files = [{"file": file, "valid": not issues, "jobs": len(plan.jobs) if plan else None,
+              "estimated_usd": plan.estimated_usd if plan else None,
+              "issues": [issue.as_dict() for issue in issues]} for file, plan, issues in results]
+    return json.dumps({"files": files, "problems": sum(len(f["issues"]) for f in files)}, indent=2,
+                      ensure_ascii=False)
+
+
+def styles_text(catalog: Catalog) -> Iterator[str]:
+    for category, styles in catalog.by_category().items():
+        yield f"{catalog.categories[category]} ({category}):"
+        width = max(len(s.name) for s in styles)
+        for style in styles:
+            yield f"  {style.name.ljust(width)}  {style.id}"
+        yield ""
