@@ -44,7 +44,7 @@ def json_path(path: Path_) -> str:
 
 def did_you_mean(word: str, choices: Iterator[str] | list[str]) -> str:
     """A hint naming the closest choice, or an empty string."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.75)
     return f"did you mean {close[0]!r}?" if close else ""
 
 
@@ -193,13 +193,37 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema())
 
 
-def schema_issues(doc: Document) -> list[Issue]:
+@dataclass
+class SchemaResult:
+    """The schema's issues, and which top-level sections they are in ("" for the root itself)."""
+
+    issues: list[Issue]
+    bad: set[str]
+
+    def ok(self, *sections: str) -> bool:
+        return "" not in self.bad and not self.bad.intersection(sections)
+
+
+def check_schema(doc: Document) -> SchemaResult:
     """Every schema error of the document, in document order, each located and explained."""
     issues: list[Issue] = []
+    bad: set[str] = set()
     for error in _validator().iter_errors(doc.data):
+        bad.add(_section(error))
         issues.extend(_explain(doc, error))
     unique = {(i.line, i.column, i.path, i.message): i for i in issues}
-    return sorted(unique.values(), key=lambda i: (i.line, i.column, i.path))
+    return SchemaResult(sorted(unique.values(), key=lambda i: (i.line, i.column, i.path)), bad)
+
+
+def _section(error: jsonschema.ValidationError) -> str:
+    """The top-level section an error makes unusable; "" when the whole document is."""
+    if error.absolute_path:
+        return str(error.absolute_path[0])
+    if error.validator == "required":
+        return next(name for name in error.validator_value if name not in error.instance)
+    if error.validator == "additionalProperties":
+        return "(unknown keys)"
+    return ""
 
 
 def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
@@ -215,6 +239,10 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     if error.validator == "required":
         return [doc.issue(path, error.message.replace("is a required property",
                                                       "is required here"))]
+    if error.validator in ("anyOf", "oneOf") and isinstance(error.instance, dict):
+        branch = _matching_branch(error)
+        if branch:
+            return [issue for sub in branch for issue in _explain(doc, sub)]
     if custom:
         return [doc.issue(path, custom.format(value=_short(error.instance)))]
     if error.validator == "enum":
@@ -226,6 +254,16 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
         return [doc.issue(path, f"{_short(error.instance)} is not of type {wanted}")]
     return [doc.issue(path, error.message)]
+
+
+def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the one alternative whose type fits the value, when there is exactly one."""
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [subs for subs in branches.values()
+               if not any(s.validator == "type" and not s.relative_path for s in subs)]
+    return fitting[0] if len(fitting) == 1 else []
 
 
 def _short(value: Any) -> str:

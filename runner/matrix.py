@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from runner.catalog import Catalog
 from runner.errors import Issue
-from runner.manifest import Document, Path_, did_you_mean
+from runner.manifest import Document, Path_, SchemaResult, did_you_mean
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"model": "hailuo-2_3", "resolution": "768p", "duration": 6,
                                     "aspect_ratio": "16:9", "public": False}
@@ -84,30 +84,37 @@ def placeholders(template: str) -> list[str]:
 class Expander:
     """Builds the cells of one document; all issues are collected, none raised."""
 
-    def __init__(self, doc: Document, catalog: Catalog) -> None:
+    def __init__(self, doc: Document, catalog: Catalog, checked: SchemaResult) -> None:
         self.doc = doc
+        self.checked = checked
         self.data: dict[str, Any] = doc.data
         self.catalog = catalog
         self.result = Expansion()
         self.vars: dict[str, list[Any]] = {
             name: value if isinstance(value, list) else [value]
-            for name, value in self.data.get("vars", {}).items()}
-        self.defaults = {**BUILTIN_DEFAULTS, **self.data.get("defaults", {})}
-        styles = self.data.get("styles", {})
-        self.sets_mode = "sets" in styles
+            for name, value in self._section("vars").items()}
+        self.defaults = {**BUILTIN_DEFAULTS, **self._section("defaults")}
+        self.sets_mode = "sets" in self._section("styles")
+
+    def _section(self, name: str) -> dict[str, Any]:
+        return self.data.get(name, {}) if self.checked.ok(name) else {}
 
     def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> None:
         self.result.issues.append(self.doc.issue(path, message, hint, key=key))
 
     def run(self) -> Expansion:
-        prompts = self._prompts()
-        style_axes = self._style_axes()
+        """Check every section the schema found usable; expand only when all of them are."""
+        ok = self.checked.ok
+        prompts = self._prompts() if ok("prompts", "vars") else []
+        style_axes = self._style_axes() if ok("styles") else []
         matrix = self.data.get("matrix", {})
-        excludes = [self._selector(e, ("matrix", "exclude", i), include=False)
-                    for i, e in enumerate(matrix.get("exclude", []))]
-        includes = [self._selector(e, ("matrix", "include", i), include=True)
-                    for i, e in enumerate(matrix.get("include", []))]
-        if self.result.issues:
+        excludes, includes = [], []
+        if ok("prompts", "vars", "styles", "matrix"):
+            excludes = [self._selector(e, ("matrix", "exclude", i), include=False)
+                        for i, e in enumerate(matrix.get("exclude", []))]
+            includes = [self._selector(e, ("matrix", "include", i), include=True)
+                        for i, e in enumerate(matrix.get("include", []))]
+        if self.result.issues or self.checked.issues:
             return self.result
         matches = [0] * len(excludes)
         for cell in self._product(prompts, style_axes):
@@ -310,5 +317,5 @@ def _matches(cell: Cell, entry: dict[str, Any]) -> bool:
     return all(_text(cell.values.get(key)) == _text(value) for key, value in entry.items())
 
 
-def expand(doc: Document, catalog: Catalog) -> Expansion:
-    return Expander(doc, catalog).run()
+def expand(doc: Document, catalog: Catalog, checked: SchemaResult) -> Expansion:
+    return Expander(doc, catalog, checked).run()

@@ -8,14 +8,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from runner import catalog
 from runner.catalog import Violation
 from runner.config import RunSettings
 from runner.errors import Issue, ManifestError
-from runner.manifest import Document, Path_, did_you_mean, load_document, schema_issues
-from runner.matrix import MATRIX_AXES, Cell, Expansion, expand, placeholders
+from runner.manifest import Document, Path_, did_you_mean, check_schema, load_document, SchemaResult
+from runner.matrix import MATRIX_AXES, Cell, expand, placeholders
 
 KEY_VERSION = "hailuo-job/v1"
 UPLOAD_PREFIX = "upload:sha256:"
@@ -122,10 +122,10 @@ def make_plan(path: Path | str, *, overrides: Mapping[str, Any] | None = None,
     price table of the shape of `schemas/prices.json`'s `prices`, winning over the manifest's.
     """
     doc = load_document(path)
-    issues = schema_issues(doc)
-    if issues:
-        raise ManifestError(issues)
-    return _Planner(doc, catalog.load(), dict(overrides or {}), dict(prices or {})).plan()
+    checked = check_schema(doc)
+    if not checked.ok():
+        raise ManifestError(checked.issues)
+    return _Planner(doc, checked, catalog.load(), dict(overrides or {}), dict(prices or {})).plan()
 
 
 def merge_prices(*tables: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,25 +152,29 @@ def safe_filename(rendered: str) -> str:
 
 
 class _Planner:
-    def __init__(self, doc: Document, cat: catalog.Catalog, overrides: dict[str, Any],
-                 prices: dict[str, Any]) -> None:
+    def __init__(self, doc: Document, checked: SchemaResult, cat: catalog.Catalog,
+                 overrides: dict[str, Any], prices: dict[str, Any]) -> None:
         self.doc = doc
+        self.checked = checked
         self.data: dict[str, Any] = doc.data
         self.catalog = cat
-        self.settings = RunSettings.build(self.data.get("run", {}), overrides)
-        self.prices = merge_prices(self.data.get("prices", {}), prices)
+        self.issues: list[Issue] = list(checked.issues)
+        self.settings = RunSettings.build(self.data.get("run", {}) if checked.ok("run") else {},
+                                          overrides)
+        self.prices = merge_prices(self.data.get("prices", {}) if checked.ok("prices") else {},
+                                   prices)
         self.uploads: dict[Path, Upload] = {}
-        self.issues: list[Issue] = []
-        output = self.data.get("output", {})
-        self.template = output.get("filename", DEFAULT_FILENAME)
+        self.template = self.data.get("output", {}).get("filename", DEFAULT_FILENAME) \
+            if checked.ok("output") else DEFAULT_FILENAME
 
     def plan(self) -> Plan:
-        expansion = expand(self.doc, self.catalog)
+        expansion = expand(self.doc, self.catalog, self.checked)
         self.issues.extend(expansion.issues)
-        self._check_template(expansion)
-        frames = {id(c.start_frame): self._frame(c) for c in expansion.cells if c.start_frame}
+        if self.checked.ok("output", "vars"):
+            self._check_template()
+        frames = {path: self._frame(frame, path) for path, frame in self._frame_places()}
         if self.issues:
-            raise ManifestError(self.issues)
+            raise ManifestError(sorted(self.issues, key=lambda i: (i.line, i.column)))
         cells, merged, skipped = self._unique_cells(expansion.cells, frames)
         if self.issues:
             raise ManifestError(self.issues)
@@ -187,7 +191,7 @@ class _Planner:
                     excluded=expansion.excluded, included=expansion.included, merged=merged,
                     skipped_invalid=skipped, warnings=tuple(expansion.warnings))
 
-    def _check_template(self, expansion: Expansion) -> None:
+    def _check_template(self) -> None:
         known = ["name", "prompt", "vars", "styles", "n", "key", "start_frame",
                  *self.data.get("vars", {}), *self.catalog.categories, "style_set", *MATRIX_AXES]
         path = ("output", "filename")
@@ -202,12 +206,24 @@ class _Planner:
                                                   did_you_mean(name, known)
                                                   or f"placeholders: {', '.join(known)}"))
 
-    def _frame(self, cell: Cell) -> Upload | None:
-        """The upload a cell's start frame needs (None for an image id), checked once per file."""
-        frame = cell.start_frame
+    def _frame_places(self) -> Iterator[tuple[Path_, dict[str, Any]]]:
+        """Every start frame written in the manifest, with where it was written."""
+        data, ok = self.data, self.checked.ok
+        if ok("defaults") and data.get("defaults", {}).get("start_frame"):
+            yield ("defaults", "start_frame"), data["defaults"]["start_frame"]
+        if ok("prompts"):
+            for i, prompt in enumerate(data["prompts"]):
+                if isinstance(prompt, dict) and prompt.get("start_frame"):
+                    yield ("prompts", i, "start_frame"), prompt["start_frame"]
+        if ok("matrix"):
+            for i, frame in enumerate(data.get("matrix", {}).get("start_frame", [])):
+                yield ("matrix", "start_frame", i), frame
+
+    def _frame(self, frame: dict[str, Any], where: Path_) -> Upload | None:
+        """The upload a start frame needs (None for an image id), checked once per file."""
         if "path" not in frame:
             return None
-        where = cell.sources["start_frame"] + ("path",)
+        where = where + ("path",)
         file = (self.doc.folder / frame["path"]).resolve()
         if file in self.uploads:
             return self.uploads[file]
@@ -251,12 +267,12 @@ class _Planner:
         public = self.data.get("defaults", {}).get("public", False)
         return {"model": v["model"], "public": public, "parameters": params}
 
-    def _unique_cells(self, cells: list[Cell], frames: dict[int, Upload | None]):
+    def _unique_cells(self, cells: list[Cell], frames: dict[Path_, Upload | None]):
         """Cells with identical requests merged, then checked against the model rules."""
         unique: dict[str, tuple[Cell, dict[str, Any], Upload | None]] = {}
         merged = skipped = 0
         for cell in cells:
-            upload = frames.get(id(cell.start_frame)) if cell.start_frame else None
+            upload = frames.get(cell.sources["start_frame"]) if cell.start_frame else None
             request = self._request(cell, upload)
             text = canonical_json(request)
             if text in unique:
