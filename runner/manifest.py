@@ -24,6 +24,7 @@ from runner.errors import Issue, ManifestError
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_VALUES = 1_000_000
+_BUILDING = object()
 
 Path_ = tuple[str | int, ...]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -83,18 +84,37 @@ class _Builder:
         self.loader = loader
         self.doc = doc
         self.values = 0
+        self.built: dict[int, tuple[Any, int]] = {}
         self.issues: list[Issue] = []
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
-        self.values += 1
-        if self.values > MAX_VALUES or len(path) > MAX_DEPTH:
-            raise ManifestError([self.doc.issue(path, "the document expands too far: too many "
-                                                "values or too deep (aliases that repeat aliases?)")])
+        """The value of a node; a node met again (an alias) is reused, and counted again."""
+        if id(node) in self.built:
+            value, size = self.built[id(node)]
+            if value is _BUILDING:
+                raise ManifestError([self.doc.issue(path[:4], "an alias refers to itself")])
+            self._count(size, path)
+            return value
+        before = self.values
+        self._count(1, path)
         self.doc.places[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        self.built[id(node)] = (_BUILDING, 0)
         if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            value: Any = self._mapping(node, path)
+        else:
+            value = [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        self.built[id(node)] = (value, self.values - before)
+        return value
+
+    def _count(self, size: int, path: Path_) -> None:
+        self.values += size
+        if self.values > MAX_VALUES:
+            raise ManifestError([self.doc.issue(path[:4], f"the document expands to more than "
+                                                f"{MAX_VALUES:,} values (aliases that repeat aliases?)")])
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, datetime.date | datetime.datetime):
             return value.isoformat()
@@ -171,7 +191,10 @@ def load_document(path: Path | str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise ManifestError([Issue(file, line, column, "$", f"YAML syntax: {message}")]) from exc
+        lines = text.splitlines()
+        tabbed = 0 < line <= len(lines) and "\t" in lines[line - 1]
+        hint = "indent with spaces, not tabs" if tabbed else ""
+        raise ManifestError([Issue(file, line, column, "$", f"YAML syntax: {message}", hint)]) from exc
     except yaml.YAMLError as exc:
         raise ManifestError([Issue(file, 1, 1, "$", f"YAML: {exc}")]) from exc
     if builder.issues:
