@@ -11,6 +11,7 @@ import click
 import yaml
 
 from runner import catalog, render
+from runner import report as run_report
 from runner.errors import HailuoError, ManifestError, UsageError
 from runner.manifest import schema
 from runner.plan import Plan, make_plan
@@ -121,3 +122,15 @@ def styles(fmt: str) -> None:
 def schema_command() -> None:
     """Print the manifest's JSON Schema."""
     click.echo(json.dumps(schema(), indent=2))
+
+
+@main.command("report")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(run_report.FORMATS), default="html",
+              help="html writes OUT/report.html and prints its path; the others print the results.")
+def report_command(out: Path, fmt: str) -> None:
+    """The results of the run in OUT: the A/B gallery page, or a text, JSON or CSV table."""
+    if fmt == "html":
+        click.echo(run_report.write_report(out))
+    else:
+        run_report.render(run_report.load(out), fmt, sys.stdout)

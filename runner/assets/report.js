@@ -1,0 +1,377 @@
+/* Hailuo Batch report: the A/B gallery of one run. Plain DOM, no framework, no network.
+ * Every text from the run is set with textContent or setAttribute, never parsed as HTML. */
+(() => {
+  "use strict";
+
+  const DATA = JSON.parse(document.getElementById("report-data").textContent);
+  const RUN = DATA.run;
+  const JOBS = DATA.jobs.slice().sort((a, b) => a.index - b.index);
+  const LABELS = Object.fromEntries(DATA.axes.map((axis) => [axis.key, axis.label]));
+  const AXES = DATA.axes.map((axis) => axis.key);
+  const VARYING = DATA.varying;
+  const STYLE_AXES = ["vibe", "lighting", "color_theme", "style_set"];
+  const STATES = { done: "done", failed: "failed", unfinished: "unfinished" };
+  const PICKS_KEY = `hailuo-report:picks:${RUN.name}:${RUN.out}`;
+  const FRAME = 1 / 24;
+  const $ = (id) => document.getElementById(id);
+
+  const valueKey = (value) => (value === null || value === undefined ? "—" : String(value));
+  const stateGroup = (job) => (job.state === "downloaded" ? STATES.done
+    : job.state === "failed" ? STATES.failed : STATES.unfinished);
+  const money = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(2)}`);
+  const seconds = (value) => {
+    if (value === null || value === undefined) return "—";
+    const s = Math.round(Number(value));
+    return s < 60 ? `${s} s` : `${Math.floor(s / 60)} m ${String(s % 60).padStart(2, "0")} s`;
+  };
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(props)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  /* The distinct values of an axis, in plan order. */
+  const VALUES = Object.fromEntries(AXES.map((axis) => [axis,
+    [...new Set(JOBS.map((job) => valueKey(job.axes[axis])))]]));
+
+  const view = {
+    row: null, col: null, size: 280, autoplay: true, onlyPicks: false,
+    hidden: Object.fromEntries(["state", ...AXES].map((axis) => [axis, new Set()])),
+  };
+
+  function defaultAxes() {
+    const col = STYLE_AXES.find((axis) => VARYING.includes(axis))
+      || VARYING.find((axis) => axis !== "prompt" && axis !== "n") || VARYING[0] || AXES[0];
+    const row = (col !== "prompt" && AXES.includes("prompt") ? "prompt" : null)
+      || VARYING.find((axis) => axis !== col) || AXES.find((axis) => axis !== col) || col;
+    return { row, col };
+  }
+
+  function readHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const chosen = defaultAxes();
+    view.row = AXES.includes(params.get("rows")) ? params.get("rows") : chosen.row;
+    view.col = AXES.includes(params.get("cols")) ? params.get("cols") : chosen.col;
+    if (view.row === view.col) view.row = chosen.row === view.col ? chosen.col : chosen.row;
+  }
+
+  function writeHash() {
+    history.replaceState(null, "", `#rows=${encodeURIComponent(view.row)}&cols=${encodeURIComponent(view.col)}`);
+  }
+
+  /* Picks live in this browser's localStorage, one list per run (name and output folder). */
+  const picks = new Set(JSON.parse(localStorage.getItem(PICKS_KEY) || "[]"));
+  function savePicks() {
+    localStorage.setItem(PICKS_KEY, JSON.stringify([...picks]));
+    $("pick-count").textContent = `${picks.size} picked`;
+  }
+  function picksDocument() {
+    return {
+      run: { name: RUN.name, out: RUN.out, manifest: RUN.manifest },
+      exported_at: new Date().toISOString(),
+      picks: JOBS.filter((job) => picks.has(job.key)).map((job) => ({
+        key: job.key, short_key: job.short_key, index: job.index, prompt: job.prompt,
+        axes: job.axes, styles: job.styles, file: job.file, cost_usd: job.cost_usd,
+      })),
+    };
+  }
+  function exportPicks() {
+    const text = JSON.stringify(picksDocument(), null, 2);
+    const blob = new Blob([text + "\n"], { type: "application/json" });
+    const filename = `${RUN.name}-picks.json`.replace(/[^\w.-]+/g, "_");
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    api.lastExport = { filename, text };
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  /* A cell's video element is made only when the cell nears the viewport (inserting a
+   * thousand media elements at once costs about 0.3 ms each), and plays only while visible. */
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) {
+        const video = load(entry.target);
+        if (view.autoplay && !entry.target.closest(".row.held")) video.play().catch(() => {});
+      } else {
+        const video = entry.target.querySelector("video");
+        if (video && !video.paused) video.pause();
+      }
+    }
+  }, { rootMargin: "400px 0px" });
+
+  function load(media) {
+    const made = media.querySelector("video");
+    if (made) return made;
+    const video = el("video", {
+      muted: true, loop: true, playsinline: true, preload: "auto",
+      poster: media.dataset.poster || null, src: media.dataset.src,
+    });
+    video.muted = true;
+    media.prepend(video);
+    return video;
+  }
+
+  const url = (path) => path.split("/").map(encodeURIComponent).join("/");
+  const ratio = (job) => ({ "9:16": "9 / 16", "1:1": "1 / 1" })[job.axes.aspect_ratio] || "16 / 9";
+
+  function cell(job) {
+    const group = stateGroup(job);
+    const picked = picks.has(job.key);
+    const playable = group === STATES.done && job.file && !job.missing;
+    const media = el("div", {
+      class: "media", style: `aspect-ratio: ${ratio(job)}`,
+      "data-src": playable ? url(job.file) : null,
+      "data-poster": playable && job.poster ? url(job.poster) : null,
+    });
+    if (playable) {
+      observer.observe(media);
+    } else {
+      const reason = job.missing ? `the file ${job.file} is missing from the folder`
+        : job.reason || (group === STATES.done ? "no file recorded" : "not finished yet");
+      media.append(el("div", { class: "status" },
+        el("span", { class: `badge ${group}`, text: job.state || "unknown" }),
+        el("p", { class: "reason", text: reason })));
+    }
+    media.append(el("button", {
+      type: "button", class: "pick", "aria-pressed": String(picked), title: "Pick this one",
+      text: "★", onclick: (event) => togglePick(job, event.currentTarget),
+    }));
+    const styles = job.styles && job.styles.length ? job.styles.join(" · ") : "no style";
+    return el("article", {
+      class: `cell ${group}${picked ? " picked" : ""}`, "data-key": job.key,
+      "data-state": job.state, title: job.prompt || "",
+    }, media, el("div", { class: "meta" },
+      el("span", { class: "styles", text: styles }),
+      el("span", { class: "figures" },
+        el("span", { class: "cost", title: `estimated ${money(job.estimated_cost_usd)}`, text: money(job.cost_usd) }),
+        el("span", { class: "time", title: "render time", text: seconds(job.render_seconds) }),
+        el("span", { class: "key", text: job.short_key || "" }))));
+  }
+
+  function togglePick(job, button) {
+    if (picks.has(job.key)) picks.delete(job.key); else picks.add(job.key);
+    const picked = picks.has(job.key);
+    button.setAttribute("aria-pressed", String(picked));
+    button.closest(".cell").classList.toggle("picked", picked);
+    savePicks();
+  }
+
+  /* Play, pause or step a row's videos together: same time first, then all at once. */
+  async function syncRow(row, action) {
+    const videos = [...row.querySelectorAll(".media[data-src]")].map(load);
+    if (!videos.length) return;
+    videos.forEach((video) => video.pause());
+    row.classList.toggle("held", action !== "play");
+    if (action === "pause") return;
+    await Promise.all(videos.map((video) => ready(video, 1)));
+    const now = videos[0].currentTime;
+    const to = action === "play" ? now : Math.max(0, now + (action === "next" ? FRAME : -FRAME));
+    await Promise.all(videos.map((video) => seek(video, to)));
+    if (action === "play") await Promise.all(videos.map((video) => video.play().catch(() => {})));
+  }
+
+  function ready(video, state) {
+    if (video.readyState >= state) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { video.removeEventListener("loadedmetadata", done); video.removeEventListener("error", done); resolve(); };
+      video.addEventListener("loadedmetadata", done);
+      video.addEventListener("error", done);
+    });
+  }
+
+  function seek(video, time) {
+    return new Promise((resolve) => {
+      video.addEventListener("seeked", resolve, { once: true });
+      video.addEventListener("error", resolve, { once: true });
+      video.currentTime = Math.min(time, (video.duration || time + 1) - 0.001);
+    });
+  }
+
+  function rowControls(row) {
+    const button = (label, action, title) => el("button", {
+      type: "button", class: `row-${action}`, title, text: label,
+      onclick: () => syncRow(row, action),
+    });
+    return el("div", { class: "row-controls" },
+      button("▶", "play", "Play this row in step"), button("❚❚", "pause", "Pause this row"),
+      button("‹", "prev", "One frame back"), button("›", "next", "One frame on"));
+  }
+
+  function visible(job) {
+    if (view.onlyPicks && !picks.has(job.key)) return false;
+    if (view.hidden.state.has(stateGroup(job))) return false;
+    return AXES.every((axis) => !view.hidden[axis].has(valueKey(job.axes[axis])));
+  }
+
+  function chip(text, title) {
+    return el("span", { class: "chip", title }, el("span", { class: "chip-axis", text: title }), text);
+  }
+
+  /* Lay the grid out: sections by the row axis, one line per combination of the other varying
+   * axes, one column per value of the column axis. */
+  function layout() {
+    const grid = $("grid");
+    observer.disconnect();
+    const shown = JOBS.filter(visible);
+    const columns = VALUES[view.col].filter((value) => shown.some((job) => valueKey(job.axes[view.col]) === value));
+    const others = VARYING.filter((axis) => axis !== view.row && axis !== view.col);
+    grid.style.setProperty("--columns", String(Math.max(columns.length, 1)));
+    grid.style.setProperty("--cell", `${view.size}px`);
+    const fragment = document.createDocumentFragment();
+    const head = el("div", { class: "row head" }, el("div", { class: "label corner", text: `${LABELS[view.row]} ↓  ${LABELS[view.col]} →` }));
+    for (const value of columns) head.append(el("div", { class: "col-head", text: value }));
+    fragment.append(head);
+    const sections = new Map();
+    for (const job of shown) {
+      const sectionKey = valueKey(job.axes[view.row]);
+      if (!sections.has(sectionKey)) sections.set(sectionKey, new Map());
+      const lineKey = JSON.stringify(others.map((axis) => job.axes[axis]));
+      const lines = sections.get(sectionKey);
+      if (!lines.has(lineKey)) lines.set(lineKey, []);
+      lines.get(lineKey).push(job);
+    }
+    for (const [value, lines] of sections) fragment.append(section(value, lines, columns, others));
+    grid.replaceChildren(fragment);
+    $("empty").hidden = shown.length > 0;
+    showTotals(shown);
+    api.layouts += 1;
+    document.documentElement.dataset.layouts = String(api.layouts);
+  }
+
+  function section(value, lines, columns, others) {
+    const jobs = [...lines.values()].flat();
+    const done = jobs.filter((job) => stateGroup(job) === STATES.done).length;
+    const spent = jobs.reduce((sum, job) => sum + Number(job.cost_usd || 0), 0);
+    const title = el("div", { class: "section-head" },
+      el("span", { class: "section-axis", text: LABELS[view.row] }),
+      el("span", { class: "section-value", text: value }),
+      el("span", { class: "muted", text: `${jobs.length} jobs · ${done} done · ${money(spent)}` }));
+    if (view.row === "prompt" && view.col !== "prompt") {
+      title.append(el("span", { class: "section-prompt", text: jobs[0].prompt || "" }));
+    }
+    const block = el("section", { class: "block", "data-value": value }, title);
+    for (const line of lines.values()) {
+      const row = el("div", { class: "row" });
+      const label = el("div", { class: "label" });
+      const tags = el("div", { class: "chips" });
+      for (const axis of others) tags.append(chip(valueKey(line[0].axes[axis]), LABELS[axis]));
+      label.append(tags);
+      if (view.row !== "prompt" && view.col !== "prompt") {
+        label.append(el("p", { class: "prompt", title: line[0].prompt || "", text: line[0].prompt || "" }));
+      }
+      label.append(rowControls(row));
+      row.append(label);
+      for (const column of columns) {
+        const slot = el("div", { class: "slot" });
+        for (const job of line) if (valueKey(job.axes[view.col]) === column) slot.append(cell(job));
+        if (!slot.childElementCount) slot.append(el("div", { class: "gap", text: "—" }));
+        row.append(slot);
+      }
+      block.append(row);
+    }
+    return block;
+  }
+
+  function showTotals(shown) {
+    const totals = DATA.totals;
+    const items = [["jobs", totals.jobs], ["done", totals.done], ["failed", totals.failed],
+      ["unfinished", totals.unfinished], ["spent", money(totals.spent_usd)],
+      ["estimated", money(totals.estimated_usd)], ["shown", shown.length]];
+    $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${name}` },
+      el("dt", { text: name }), el("dd", { text: String(value) }))));
+  }
+
+  function filters() {
+    const groups = [["state", Object.values(STATES).filter((state) => JOBS.some((job) => stateGroup(job) === state))],
+      ...VARYING.map((axis) => [axis, VALUES[axis]])];
+    const box = $("filters");
+    for (const [axis, values] of groups) {
+      const group = el("div", { class: "filter", "data-axis": axis }, el("span", { class: "filter-axis", text: LABELS[axis] || axis }));
+      for (const value of values) {
+        group.append(el("button", {
+          type: "button", class: "value", "aria-pressed": "true", "data-value": value, text: value,
+          onclick: (event) => {
+            const hidden = view.hidden[axis];
+            if (hidden.has(value)) hidden.delete(value); else hidden.add(value);
+            event.currentTarget.setAttribute("aria-pressed", String(!hidden.has(value)));
+            layout();
+          },
+        }));
+      }
+      box.append(group);
+    }
+  }
+
+  function controls() {
+    const options = (select, chosen) => select.replaceChildren(...AXES.map((axis) => el("option", {
+      value: axis, selected: axis === chosen, text: LABELS[axis] + (VARYING.includes(axis) ? "" : " (one value)"),
+    })));
+    const relayout = (row, col) => {
+      view.row = row; view.col = col;
+      options($("row-axis"), row); options($("col-axis"), col);
+      writeHash(); layout();
+    };
+    options($("row-axis"), view.row); options($("col-axis"), view.col);
+    $("row-axis").addEventListener("change", (e) => relayout(e.target.value, e.target.value === view.col ? view.row : view.col));
+    $("col-axis").addEventListener("change", (e) => relayout(e.target.value === view.row ? view.col : view.row, e.target.value));
+    $("swap-axes").addEventListener("click", () => relayout(view.col, view.row));
+    $("cell-size").addEventListener("input", (e) => { view.size = Number(e.target.value); $("grid").style.setProperty("--cell", `${view.size}px`); });
+    $("autoplay").addEventListener("change", (e) => {
+      view.autoplay = e.target.checked;
+      for (const video of $("grid").querySelectorAll("video")) video.pause();
+      for (const media of $("grid").querySelectorAll(".media[data-src]")) {
+        observer.unobserve(media);
+        observer.observe(media);
+      }
+    });
+    $("only-picks").addEventListener("change", (e) => { view.onlyPicks = e.target.checked; layout(); });
+    $("export-picks").addEventListener("click", exportPicks);
+    $("clear-picks").addEventListener("click", () => { picks.clear(); savePicks(); layout(); });
+    return relayout;
+  }
+
+  function header() {
+    $("run-name").textContent = RUN.name;
+    const bits = [RUN.out];
+    if (RUN.started_at) bits.push(`started ${RUN.started_at.replace("T", " ").replace(/\.\d+/, "")}`);
+    if (RUN.duration_seconds !== null && RUN.duration_seconds !== undefined) bits.push(`took ${seconds(RUN.duration_seconds)}`);
+    if (RUN.exit_code !== null && RUN.exit_code !== undefined) bits.push(`exit ${RUN.exit_code}${RUN.exit_reason ? ` (${RUN.exit_reason})` : ""}`);
+    $("run-meta").textContent = bits.join(" · ");
+  }
+
+  const api = {
+    layouts: 0,
+    readyAt: null,
+    lastExport: null,
+    axes: () => ({ row: view.row, col: view.col }),
+    layout: (row, col) => relayoutTo(row, col),
+    picks: picksDocument,
+    exportPicks,
+    syncRow: (index, action) => syncRow(document.querySelectorAll(".row:not(.head)")[index], action),
+  };
+  window.hailuoReport = api;
+
+  /* The column heads stick just under the toolbar, whose height depends on how it wraps. */
+  new ResizeObserver(([entry]) => document.documentElement.style.setProperty(
+    "--toolbar", `${Math.ceil(entry.target.getBoundingClientRect().height)}px`)).observe(document.querySelector(".toolbar"));
+
+  readHash();
+  header();
+  filters();
+  const relayoutTo = controls();
+  savePicks();
+  layout();
+  api.readyAt = performance.now();
+  document.documentElement.dataset.ready = "true";
+})();

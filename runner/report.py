@@ -1,0 +1,286 @@
+"""The results report: an A/B gallery page (`report.html`) and text, JSON and CSV tables.
+
+Compute, then render: `load` reads what a run left in its output folder (so a report works after a
+crash, or while another run is still writing), and each renderer draws the same `RunResults`.
+The page is one self-contained file: its CSS, script and data are inlined, and the videos are
+referenced by relative paths, so the folder can be zipped and opened anywhere from file://.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+from runner.errors import StateError, UsageError
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+DONE = "downloaded"
+FAILED = "failed"
+FORMATS = ("html", "text", "json", "csv")
+
+# The order axes are offered in; a run's template vars come right after the prompt.
+AXIS_ORDER = ("prompt", "vibe", "lighting", "color_theme", "style_set", "model", "resolution",
+              "duration", "aspect_ratio", "start_frame", "n")
+AXIS_LABELS = {"color_theme": "color theme", "style_set": "style set",
+               "aspect_ratio": "aspect ratio", "start_frame": "start frame", "n": "sample"}
+# What the page needs of each record; the rest stays in results.jsonl.
+PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
+               "estimated_cost_usd", "cost_usd", "reason", "file", "poster", "render_seconds",
+               "attempts", "completed_at")
+CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
+CSV_TAIL = ("styles", "cost_usd", "estimated_cost_usd", "render_seconds", "attempts", "file",
+            "poster", "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The figures a report leads with."""
+
+    jobs: int
+    done: int
+    failed: int
+    unfinished: int
+    spent_usd: float
+    estimated_usd: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"jobs": self.jobs, "done": self.done, "failed": self.failed,
+                "unfinished": self.unfinished, "spent_usd": self.spent_usd,
+                "estimated_usd": self.estimated_usd}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResults:
+    """One output folder's records (in plan order) and its summary (empty if the run left none)."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    records: tuple[dict[str, Any], ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.summary.get("name") or self.out_dir.resolve().name)
+
+    @property
+    def axes(self) -> list[str]:
+        """Every axis key present in the records: known axes in their order, vars after prompt."""
+        present: dict[str, None] = {}
+        for record in self.records:
+            present.update(dict.fromkeys(record.get("axes") or {}))
+        known = [axis for axis in AXIS_ORDER if axis in present]
+        extra = [axis for axis in present if axis not in AXIS_ORDER]
+        return known[:1] + extra + known[1:] if "prompt" in known else extra + known
+
+    @property
+    def varying_axes(self) -> list[str]:
+        """The axes that take more than one value in this run: the ones worth a column."""
+        return [axis for axis in self.axes
+                if len({json.dumps(r["axes"].get(axis)) for r in self.records}) > 1]
+
+    @property
+    def totals(self) -> Totals:
+        states = [record.get("state") for record in self.records]
+        spent = self.summary.get("spent_usd")
+        estimated = self.summary.get("estimated_usd")
+        return Totals(
+            jobs=len(self.records), done=states.count(DONE), failed=states.count(FAILED),
+            unfinished=len(states) - states.count(DONE) - states.count(FAILED),
+            spent_usd=round(float(spent if spent is not None else _total(self.records, "cost_usd")), 2),
+            estimated_usd=round(float(estimated if estimated is not None
+                                      else _total(self.records, "estimated_cost_usd")), 2))
+
+
+def _total(records: tuple[dict[str, Any], ...], field: str) -> float:
+    return sum(float(record.get(field) or 0) for record in records)
+
+
+def load(out_dir: Path) -> RunResults:
+    """The results of the run in `out_dir`.
+
+    A folder without results is the user's mistake (UsageError, exit 2); results that cannot be
+    read are a damaged folder (StateError, exit 4).
+    """
+    results = out_dir / RESULTS_FILE
+    if not results.is_file():
+        raise UsageError(f"{out_dir}: no {RESULTS_FILE} here; is this a run's output folder?")
+    records = [_read_record(results, number, line)
+               for number, line in enumerate(results.read_text(encoding="utf-8").splitlines(), 1)
+               if line.strip()]
+    records.sort(key=lambda record: record.get("index", 0))
+    summary: dict[str, Any] = {}
+    summary_path = out_dir / SUMMARY_FILE
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise StateError(f"{summary_path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from exc
+    return RunResults(out_dir=out_dir, summary=summary, records=tuple(records))
+
+
+def _read_record(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("axes"), dict):
+        raise StateError(f"{path}:{number}: not a job record (no axes)")
+    return record
+
+
+def write_report(out_dir: Path) -> Path:
+    """Write `out_dir/report.html` from the folder's results and return its path.
+
+    Written to a temporary file and renamed, so a reader never sees half a page.
+    """
+    page = render_html(load(out_dir))
+    target = out_dir / REPORT_FILE
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".report-", suffix=".tmp", dir=out_dir)
+    except OSError as exc:
+        raise StateError(f"{out_dir}: cannot write the report here: {exc.strerror}") from exc
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(page)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def render(results: RunResults, fmt: str, stream: TextIO) -> None:
+    """Draw `results` on `stream` as text, json or csv."""
+    renderers: dict[str, Callable[[RunResults, TextIO], None]] = {
+        "text": render_text, "json": render_json, "csv": render_csv}
+    if fmt not in renderers:
+        raise UsageError(f"unknown report format {fmt!r} (use one of {', '.join(renderers)})")
+    renderers[fmt](results, stream)
+
+
+def render_html(results: RunResults) -> str:
+    """The gallery page: the template with its CSS, script and the run's data inlined."""
+    assets = resources.files("runner") / "assets"
+    parts = {
+        "TITLE": html.escape(f"{results.name} · Hailuo Batch report"),
+        "CSS": (assets / "report.css").read_text(encoding="utf-8"),
+        "JS": (assets / "report.js").read_text(encoding="utf-8"),
+        "DATA": script_json(page_data(results)),
+    }
+    template = (assets / "report.html").read_text(encoding="utf-8")
+    return re.sub(r"\{\{(TITLE|CSS|JS|DATA)\}\}", lambda found: parts[found.group(1)], template)
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: `<`, `>` and `&` escaped, so no text can close it."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def page_data(results: RunResults) -> dict[str, Any]:
+    """What the page shows: the run, its totals, the axes it offers and one entry per job."""
+    summary = results.summary
+    run = {field: summary.get(field) for field in
+           ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
+    run.update(name=results.name, out=str(summary.get("out") or results.out_dir.resolve()))
+    jobs = []
+    for record in results.records:
+        job = {field: record.get(field) for field in PAGE_FIELDS}
+        job["file"] = relative_path(record.get("file"))
+        job["poster"] = relative_path(record.get("poster"))
+        job["missing"] = bool(job["file"]) and not (results.out_dir / job["file"]).is_file()
+        jobs.append(job)
+    axes = [{"key": axis, "label": axis_label(axis)} for axis in results.axes]
+    return {"run": run, "totals": results.totals.as_dict(), "axes": axes,
+            "varying": results.varying_axes, "jobs": jobs}
+
+
+def axis_label(axis: str) -> str:
+    return AXIS_LABELS.get(axis, axis)
+
+
+def relative_path(value: Any) -> str | None:
+    """A path inside the output folder, or None: the page never points outside its folder."""
+    if not isinstance(value, str) or not value:
+        return None
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    return path.as_posix()
+
+
+def render_json(results: RunResults, stream: TextIO) -> None:
+    """The run, its totals, its axes and every record, as one JSON document."""
+    document = {"run": {"name": results.name, **results.summary}, "totals": results.totals.as_dict(),
+                "axes": results.axes, "jobs": list(results.records)}
+    json.dump(document, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+def render_csv(results: RunResults, stream: TextIO) -> None:
+    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `."""
+    axes = results.axes
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["index", "key", "short_key", "state", "prompt",
+                     *(CSV_AXIS_COLUMNS.get(axis, axis) for axis in axes), *CSV_TAIL])
+    for record in results.records:
+        values = {field: record.get(field) for field in CSV_TAIL}
+        values["styles"] = "; ".join(record.get("styles") or [])
+        writer.writerow([record.get("index"), record.get("key"), record.get("short_key"),
+                         record.get("state"), record.get("prompt"),
+                         *(_cell(record["axes"].get(axis)) for axis in axes),
+                         *(_cell(values[field]) for field in CSV_TAIL)])
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def render_text(results: RunResults, stream: TextIO) -> None:
+    """A summary line, the totals, then one line per job with the axes that vary in this run."""
+    totals = results.totals
+    summary = results.summary
+    header = f"{results.name}  {results.out_dir}"
+    if summary.get("exit_code") is not None:
+        reason = summary.get("exit_reason")
+        header += f"  (exit {summary['exit_code']}{': ' + reason if reason else ''})"
+    stream.write(_text(header) + "\n")
+    stream.write(f"{totals.jobs} jobs: {totals.done} done, {totals.failed} failed, "
+                 f"{totals.unfinished} unfinished; spent ${totals.spent_usd:.2f} "
+                 f"of ${totals.estimated_usd:.2f} estimated\n\n")
+    axes = results.varying_axes
+    rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
+    for record in results.records:
+        rows.append([str(record.get("index", "")), str(record.get("short_key") or ""),
+                     str(record.get("state") or ""), _money(record.get("cost_usd")),
+                     _seconds(record.get("render_seconds")),
+                     *(_text(record["axes"].get(axis)) for axis in axes),
+                     _text(record.get("file") if record.get("state") == DONE
+                           else record.get("reason") or "")])
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+
+
+def _money(value: Any) -> str:
+    return "-" if value is None else f"${float(value):.2f}"
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f}s"
+
+
+def _text(value: Any) -> str:
+    """One line of text: control characters (a prompt's newlines too) shown as spaces."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", "-" if value is None else str(value))
