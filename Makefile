@@ -14,8 +14,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The report's browser tests drive Debian's chromium; install it when it is missing.
+browser:
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 demo: setup
 	$(BIN)/hailuo-batch validate jobs/ab-sweep.yaml
