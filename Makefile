@@ -29,7 +29,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 lint: setup
-	$(BIN)/ruff check runner tests bench
+	$(BIN)/ruff check --line-length 110 --select E,F,W,B --ignore B905 --target-version py311 runner tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
@@ -69,3 +71,20 @@ class RunSettings:
                     raise UsageError(f"unknown run setting {key!r}")
                 merged[key] = parse_duration(value, name=key) if key in durations else value
         return cls(**merged)
+
+
+OUTPUT_DIR_PLACEHOLDERS = ("name", "date", "time", "run_id")
+
+
+def output_folder(template: str, *, name: str, now: datetime.datetime,
+                  run_id: str | None = None) -> Path:
+    """The output folder from `output.dir`: {name}, {date} (UTC YYYY-MM-DD), {time} (UTC HHMMSS),
+    {run_id} (`--run-id`, by default the start's UTC YYYYMMDD-HHMMSS)."""
+    now = now.astimezone(datetime.timezone.utc)
+    values = {"name": name, "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H%M%S"),
+              "run_id": run_id or now.strftime("%Y%m%d-%H%M%S")}
+    try:
+        return Path(template.format_map(values)).expanduser()
+    except (KeyError, ValueError, IndexError) as exc:
+        raise UsageError(f"output.dir {template!r}: placeholders are "
+                         f"{', '.join('{' + p + '}' for p in OUTPUT_DIR_PLACEHOLDERS)}") from exc

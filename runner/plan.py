@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 from runner import catalog
 from runner.catalog import Violation
-from runner.config import RunSettings
+from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings
 from runner.errors import Issue, ManifestError
 from runner.manifest import Document, Path_, did_you_mean, check_schema, load_document, SchemaResult
 from runner.matrix import MATRIX_AXES, Cell, expand, placeholders
@@ -164,14 +164,18 @@ class _Planner:
         self.prices = merge_prices(self.data.get("prices", {}) if checked.ok("prices") else {},
                                    prices)
         self.uploads: dict[Path, Upload] = {}
-        self.template = self.data.get("output", {}).get("filename", DEFAULT_FILENAME) \
-            if checked.ok("output") else DEFAULT_FILENAME
+        output = self.data.get("output", {}) if checked.ok("output") else {}
+        self.template = output.get("filename", DEFAULT_FILENAME)
+        self.output_dir = output.get("dir", DEFAULT_OUTPUT_DIR)
 
     def plan(self) -> Plan:
         expansion = expand(self.doc, self.catalog, self.checked)
         self.issues.extend(expansion.issues)
         if self.checked.ok("output", "vars"):
-            self._check_template()
+            self._check_placeholders("filename", self.template, [
+                "name", "prompt", "vars", "styles", "n", "key", "start_frame",
+                *self.data.get("vars", {}), *self.catalog.categories, "style_set", *MATRIX_AXES])
+            self._check_placeholders("dir", self.output_dir, list(OUTPUT_DIR_PLACEHOLDERS))
         frames = {path: self._frame(frame, path) for path, frame in self._frame_places()}
         if self.issues:
             raise ManifestError(sorted(self.issues, key=lambda i: (i.line, i.column)))
@@ -186,17 +190,15 @@ class _Planner:
                                                 "raise run.max_jobs (or --max-jobs), or narrow the matrix")])
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
-                    output_dir=self.data.get("output", {}).get("dir", DEFAULT_OUTPUT_DIR),
+                    output_dir=self.output_dir,
                     notify_url=self.data.get("notify"), cells=expansion.product,
                     excluded=expansion.excluded, included=expansion.included, merged=merged,
                     skipped_invalid=skipped, warnings=tuple(expansion.warnings))
 
-    def _check_template(self) -> None:
-        known = ["name", "prompt", "vars", "styles", "n", "key", "start_frame",
-                 *self.data.get("vars", {}), *self.catalog.categories, "style_set", *MATRIX_AXES]
-        path = ("output", "filename")
+    def _check_placeholders(self, field: str, template: str, known: list[str]) -> None:
+        path = ("output", field)
         try:
-            names = placeholders(self.template)
+            names = placeholders(template)
         except ValueError as exc:
             self.issues.append(self.doc.issue(path, str(exc)))
             return

@@ -1,0 +1,79 @@
+"""One run per output folder, enforced by an advisory lock the kernel drops when its process dies.
+
+The lock file names its holder (process id, host, start time) so that a second run can say who
+holds the folder. A lock left by a killed process is free again at once: flock(2) locks belong to
+the open file, and the kernel closes it with the process; the new run then notes the takeover.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import LockedError, StateError
+
+LOCK_NAME = ".hailuo.lock"
+
+
+@dataclass
+class FolderLock:
+    """Held for the life of a run: `with FolderLock.acquire(out) as lock: ...`."""
+
+    path: Path
+    fd: int
+    took_over: dict[str, object] | None
+
+    @classmethod
+    def acquire(cls, folder: Path) -> FolderLock:
+        """Take the folder's lock or raise LockedError naming the live process that holds it."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / LOCK_NAME
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(f"output folder {folder} is unusable: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise LockedError(f"output folder {folder} is in use by another run: "
+                              f"{_describe(holder)}; wait for it to end, or use another --out") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        previous = _read_holder(fd)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        return cls(path, fd, previous or None)
+
+    def release(self) -> None:
+        os.ftruncate(self.fd, 0)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict[str, object]:
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+
+
+def _describe(holder: dict[str, object]) -> str:
+    if not holder:
+        return "a process that has not written its name yet"
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(holder.get("started", 0))))
+    return f"process {holder.get('pid')} on {holder.get('host')}, started {started}"

@@ -1,0 +1,40 @@
+"""End-of-run notifications: the run's summary POSTed as JSON to a webhook.
+
+The body carries the summary and a one-line `text` (read by Slack, Mattermost, Google Chat and
+most chat webhooks; `content` for Discord). A notification that fails is reported to the caller
+and never changes the run's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+TIMEOUT_SECONDS = 10.0
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The run in one line, for a chat message or a cron mail subject."""
+    counts = summary.get("counts", {})
+    done, failed = counts.get("downloaded", 0), counts.get("failed", 0)
+    return (f"hailuo-batch {summary.get('name')}: {done}/{summary.get('jobs', 0)} downloaded, "
+            f"{failed} failed, ${summary.get('spent_usd', 0):.2f} spent, "
+            f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
+
+
+def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str | None:
+    """POST the summary; None when the receiver took it, else why it did not."""
+    text = headline(summary)
+    body = json.dumps({"text": text, "content": text, "summary": summary}).encode("utf-8")
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "content-type": "application/json", "user-agent": "hailuo-batch"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        return f"the receiver answered {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"cannot reach the receiver: {getattr(exc, 'reason', exc)}"
+    return None

@@ -1,0 +1,102 @@
+"""Notifications to a real receiver on 127.0.0.1, machine logs, and dated output folders."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from runner import logs, notify
+from runner.config import output_folder
+from runner.errors import UsageError
+
+SUMMARY = {"name": "nightly", "jobs": 3, "counts": {"downloaded": 2, "failed": 1},
+           "spent_usd": 0.54, "exit_code": 1, "exit_reason": "some jobs failed"}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+    status = 200
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = self.rfile.read(int(self.headers["content-length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[Receiver]]]:
+    handler = type("Handler", (Receiver,), {"received": [], "status": 200})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_summary_reaches_a_receiver_with_a_one_line_text(receiver) -> None:
+    url, handler = receiver
+    assert notify.send(url, SUMMARY) is None
+    (body,) = handler.received
+    assert body["summary"] == SUMMARY
+    assert body["text"] == body["content"]
+    assert body["text"] == ("hailuo-batch nightly: 2/3 downloaded, 1 failed, $0.54 spent, "
+                            "exit 1 (some jobs failed)")
+    assert "\n" not in body["text"]
+
+
+def test_a_receiver_that_refuses_is_reported(receiver) -> None:
+    url, handler = receiver
+    handler.status = 500
+    assert notify.send(url, SUMMARY) == "the receiver answered 500 Internal Server Error"
+
+
+def test_a_receiver_that_is_down_is_reported() -> None:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    problem = notify.send(f"http://127.0.0.1:{port}/hook", SUMMARY, timeout=2)
+    assert problem is not None and problem.startswith("cannot reach the receiver")
+
+
+def test_json_logs_are_one_object_a_line_with_extra_fields(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "run.log"
+    logger = logs.configure(log_file=log_file, fmt="json")
+    logger.info("job downloaded", extra={"key": "abc", "cost_usd": 0.27})
+    logger.warning("notification failed")
+    logs.configure(log_file=None, fmt="text", stream=io.StringIO())
+    first, second = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert first["message"] == "job downloaded" and first["key"] == "abc"
+    assert first["cost_usd"] == 0.27 and first["level"] == "info"
+    assert first["time"].endswith("Z")
+    assert second["level"] == "warning"
+
+
+def test_text_logs_go_to_the_stream() -> None:
+    stream = io.StringIO()
+    logs.configure(log_file=None, fmt="text", stream=stream).info("run started")
+    assert stream.getvalue().rstrip().endswith("INFO run started")
+    logging.getLogger(logs.LOGGER).handlers.clear()
+
+
+def test_dated_folders() -> None:
+    now = datetime.datetime(2026, 11, 24, 3, 5, 9, tzinfo=datetime.timezone.utc)
+    assert output_folder("out/{name}/{date}", name="n", now=now) == Path("out/n/2026-11-24")
+    assert output_folder("out/{time}", name="n", now=now) == Path("out/030509")
+    assert output_folder("out/{run_id}", name="n", now=now) == Path("out/20261124-030509")
+    assert output_folder("out/{run_id}", name="n", now=now, run_id="night-7") == Path("out/night-7")
+    with pytest.raises(UsageError, match="placeholders are"):
+        output_folder("out/{nope}", name="n", now=now)
