@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from runner import report as run_report
 from runner.errors import HailuoError, ManifestError, UsageError
 from runner.manifest import schema
 from runner.plan import Plan, make_plan
+from runner.simulator import SimSettings, Simulator, serve
+from runner.simulator.settings import FAULTS
 
 
 class Group(click.Group):
@@ -134,3 +137,61 @@ def report_command(out: Path, fmt: str) -> None:
         click.echo(run_report.write_report(out))
     else:
         run_report.render(run_report.load(out), fmt, sys.stdout)
+
+
+def _setting_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    """`NAME=VALUE` options as a dict by name, dashes read as underscores."""
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{option} {pair!r}: expected NAME=VALUE")
+        values[name.strip().replace("-", "_")] = value.strip()
+    return values
+
+
+def _announce(simulator: Simulator) -> None:
+    settings = simulator.settings
+    click.echo(f"Leonardo API simulator on {simulator.origin}")
+    click.echo(f"  base URL: {simulator.base_url}")
+    click.echo(f"  API key:  {simulator.api_key}")
+    click.echo(f"  user id:  {settings.user_id}")
+    click.echo(f"  renders {settings.render_seconds:g} s (+/- {settings.render_jitter_seconds:g}), "
+               f"{settings.slots} slots, time x{settings.time_scale:g}. Ctrl-C to stop.")
+    sys.stdout.flush()
+
+
+@main.command()
+@click.option("--port", metavar="N", default="0", show_default=True,
+              help="Port on 127.0.0.1; 0 picks a free one.")
+@click.option("--render-seconds", metavar="DURATION",
+              help="Simulated render time of a clip, e.g. 90s or 2m [90s].")
+@click.option("--render-jitter-seconds", metavar="DURATION",
+              help="Each render varies by up to this, either way [30s].")
+@click.option("--slots", metavar="N", help="Concurrent renders of the key [10].")
+@click.option("--queue-per-slot", metavar="N", help="Queued renders allowed per slot before 429 [20].")
+@click.option("--requests-per-minute", metavar="N",
+              help="API calls a minute before 429, or none [2000].")
+@click.option("--creates-per-minute", metavar="N", help="Creates a minute before 429, or none [100].")
+@click.option("--no-retry-after", is_flag=True, help="Leave Retry-After out of 429 answers.")
+@click.option("--balance-credits", metavar="N",
+              help="Credits on the account, spent by creates [unlimited].")
+@click.option("--time-scale", metavar="X", help="Simulated seconds per real second [1].")
+@click.option("--seed", metavar="N", help="Seed of the random source behind faults and jitter [random].")
+@click.option("--log-path", metavar="FILE", help="Write one JSON line per request to this file.")
+@click.option("--fault", "faults", multiple=True, metavar="NAME=RATE",
+              help=f"A fault and its rate from 0 to 1; NAME is one of {', '.join(FAULTS)}.")
+@click.option("--set", "extra", multiple=True, metavar="SETTING=VALUE",
+              help="Any other simulator setting by name (see `runner/simulator/settings.py`).")
+def simulate(faults: tuple[str, ...], extra: tuple[str, ...], no_retry_after: bool,
+             **options: str | None) -> None:
+    """Serve a local Leonardo API (free, offline) until Ctrl-C; print its base URL and key."""
+    values: dict[str, str | None] = dict(options)
+    values["retry_after"] = "false" if no_retry_after else None
+    for name, rate in _setting_pairs(faults, "--fault").items():
+        if name not in FAULTS:
+            raise UsageError(f"--fault {name}: unknown fault (one of {', '.join(FAULTS)})")
+        values[f"fault_{name}"] = rate
+    values.update(_setting_pairs(extra, "--set"))
+    summary = asyncio.run(serve(SimSettings.from_text(values), announce=_announce))
+    click.echo(json.dumps(summary.as_dict(), indent=2))

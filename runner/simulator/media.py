@@ -1,0 +1,99 @@
+"""What lives beside the API: the CDN serving each finished generation's clip and poster, and the
+presigned form a start frame is uploaded through. Neither takes the API key, as on the live side.
+
+The clips are small real H.264 files shipped in `runner/assets/`, so a browser can play a gallery
+made from a simulated run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import BodyPartReader, web
+
+from runner.simulator.answers import Refusal, s3_error
+from runner.simulator.backend import Backend
+from runner.simulator.books import CALL_FAULTS, CALL_GENERATION
+from runner.simulator.render import COMPLETE
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+_XML = "application/xml"
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    video: Path
+    poster: Path
+    video_bytes: bytes
+
+
+def load_clips(folder: Path = ASSETS) -> tuple[Clip, ...]:
+    """The shipped clips `clip-N.mp4`, each with its poster `poster-N.jpg`."""
+    videos = sorted(folder.glob("clip-*.mp4"))
+    if not videos:
+        raise FileNotFoundError(f"no simulator clips in {folder}: the package is incomplete")
+    return tuple(Clip(video, video.with_name(video.name.replace("clip-", "poster-")).with_suffix(".jpg"),
+                      video.read_bytes()) for video in videos)
+
+
+class Media:
+    """The CDN and the upload form."""
+
+    def __init__(self, backend: Backend, clips: tuple[Clip, ...]) -> None:
+        self.backend = backend
+        self.clips = clips
+
+    async def cdn(self, request: web.Request) -> web.StreamResponse:
+        """A finished generation's `<model>-0.mp4` or `<model>-0.jpg`, with Range support."""
+        info = request.match_info
+        generation = None
+        if info["user_id"] == self.backend.settings.user_id:
+            generation = self.backend.held(info["id"])
+        stem = f"{generation.request['model']}-0" if generation is not None else ""
+        if generation is None or generation.status != COMPLETE or info["name"] not in (
+                f"{stem}.mp4", f"{stem}.jpg"):
+            raise Refusal(404, s3_error("NoSuchKey", "The specified key does not exist."),
+                          content_type=_XML)
+        request[CALL_GENERATION] = generation.id
+        clip = self.clips[generation.clip]
+        if info["name"].endswith(".jpg"):
+            return web.FileResponse(clip.poster)
+        if "Range" not in request.headers and self.backend.hit("truncate"):
+            request[CALL_FAULTS].append("truncate")
+            return await _cut_short(request, clip.video_bytes)
+        return web.FileResponse(clip.video)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """The presigned form: every field handed out, then `file`; 204 when taken."""
+        if request.content_type != "multipart/form-data":
+            raise Refusal(400, s3_error("InvalidArgument", "a form upload must be multipart/form-data"),
+                          content_type=_XML)
+        fields: dict[str, str] = {}
+        size: int | None = None
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                if part.name == "file":
+                    size = len(await part.read())
+                    break
+                fields[part.name] = await part.text()
+        except ValueError as exc:
+            raise Refusal(400, s3_error("MalformedPOSTRequest", f"the form is not valid: {exc}"),
+                          content_type=_XML) from None
+        self.backend.uploads.receive(fields, size, authorized="Authorization" in request.headers)
+        return web.Response(status=204)
+
+
+async def _cut_short(request: web.Request, data: bytes) -> web.StreamResponse:
+    """Announce the whole clip, send half of it, then close: a download cut short."""
+    response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Accept-Ranges": "bytes"})
+    response.content_length = len(data)
+    response.force_close()
+    await response.prepare(request)
+    await response.write(data[: len(data) // 2])
+    if request.transport is not None:
+        request.transport.close()
+    return response

@@ -1,0 +1,171 @@
+"""Starting and stopping the simulator: in the caller's event loop (`Simulator`), in a thread of
+its own for synchronous code (`run_in_thread`), or in the foreground until a signal (`serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from concurrent.futures import Future
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Callable, Iterator, TypeVar
+
+from aiohttp import web
+
+from runner.errors import UsageError
+from runner.simulator.app import API_ROOT, build_app
+from runner.simulator.backend import Backend
+from runner.simulator.books import Summary
+from runner.simulator.limits import SimClock
+from runner.simulator.media import Media, load_clips
+from runner.simulator.settings import SimSettings
+
+HOST = "127.0.0.1"
+T = TypeVar("T")
+
+
+class Simulator:
+    """A local Leonardo API on 127.0.0.1: `async with Simulator(settings) as sim: ...`."""
+
+    def __init__(self, settings: SimSettings | None = None) -> None:
+        self.settings = settings or SimSettings()
+        self.clock = SimClock(self.settings.time_scale)
+        self._backend: Backend | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def api_key(self) -> str:
+        return self.settings.api_key
+
+    @property
+    def origin(self) -> str:
+        """Where the simulator listens; the CDN and the upload form live below it."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API root, below which `/v1/...` and `/v2/...` live."""
+        return self.origin + API_ROOT
+
+    @property
+    def books(self) -> Summary:
+        """The audit summary and the generations held, as of now."""
+        if self._backend is None:
+            raise RuntimeError("the simulator is not running")
+        return self._backend.summary()
+
+    async def __aenter__(self) -> Simulator:
+        clips = load_clips()
+        backend = Backend(self.settings, self.clock, clips=len(clips))
+        runner = web.AppRunner(build_app(backend, Media(backend, clips)), handle_signals=False,
+                               access_log=None, shutdown_timeout=1.0)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, HOST, self.settings.port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            backend.books.close()
+            raise UsageError(f"port {self.settings.port}: cannot listen on {HOST}: "
+                             f"{exc.strerror or exc}") from exc
+        self._backend, self._runner = backend, runner
+        self.port = runner.addresses[0][1]
+        backend.origin = self.origin
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._backend is not None:
+            self._backend.books.close()
+
+
+class ThreadedSimulator:
+    """A simulator running in a thread of its own; everything it holds is read in that thread."""
+
+    def __init__(self, simulator: Simulator, loop: asyncio.AbstractEventLoop) -> None:
+        self._simulator = simulator
+        self._loop = loop
+        self.settings = simulator.settings
+        self.api_key = simulator.api_key
+        self.origin = simulator.origin
+        self.base_url = simulator.base_url
+        self.port = simulator.port
+
+    def call(self, action: Callable[[Simulator], T]) -> T:
+        """Run `action(simulator)` in the simulator's thread and return its result."""
+        async def run() -> T:
+            return action(self._simulator)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
+
+    @property
+    def books(self) -> Summary:
+        return self.call(lambda sim: sim.books)
+
+    def advance(self, seconds: float) -> None:
+        """Jump the simulated clock forward."""
+        self.call(lambda sim: sim.clock.advance(seconds))
+
+
+@contextmanager
+def run_in_thread(settings: SimSettings | None = None) -> Iterator[ThreadedSimulator]:
+    """`with run_in_thread(settings) as sim:` for synchronous code; stopped when the block ends."""
+    loop = asyncio.new_event_loop()
+    started: Future[ThreadedSimulator] = Future()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=_host, args=(loop, Simulator(settings), started, stop),
+                              name="leonardo-simulator", daemon=True)
+    thread.start()
+    simulator = started.result(timeout=30)
+    try:
+        yield simulator
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+
+
+def _host(loop: asyncio.AbstractEventLoop, simulator: Simulator,
+          started: Future[ThreadedSimulator], stop: asyncio.Event) -> None:
+    async def main() -> None:
+        try:
+            await simulator.__aenter__()
+        except Exception as exc:
+            started.set_exception(exc)  # raised in the caller's thread by started.result()
+            return
+        try:
+            started.set_result(ThreadedSimulator(simulator, loop))
+            await stop.wait()
+        finally:
+            await simulator.close()
+
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def serve(settings: SimSettings, *, announce: Callable[[Simulator], None]) -> Summary:
+    """Serve until SIGINT or SIGTERM; `announce` is told where, once listening. The final books."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        async with Simulator(settings) as simulator:
+            announce(simulator)
+            await stop.wait()
+            return simulator.books
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)

@@ -1,0 +1,214 @@
+"""Every knob of the local Leonardo API simulator, with its default and why it is what it is.
+
+The contract is `shared/design/leonardo-api.md`. Where that page marks a behaviour "inferred" or
+says "accept both", the simulator makes it a setting so that clients can be tested against every
+variant; the defaults below are the best guess at what the live API does.
+
+Time. Every duration here is in *simulated* seconds. `time_scale` is how many simulated seconds
+pass in one real second: at 60 a 90 s render takes 1.5 real seconds and the per-minute limits
+count over one real second. A test can also jump the clock (`Simulator.clock.advance`).
+
+Account
+    api_key               a fresh random UUID per simulator; the only key it accepts. A key
+                          that is not a UUID answers 500 "Invalid response from authorization
+                          hook", a wrong or missing one 401 "access-denied", as the live API does.
+    user_id, username     a fresh random UUID, "simulator": what `GET /v1/me` reports.
+    balance_credits       None: unlimited (`apiPaidTokens` then reads 1,000,000,000). Otherwise
+                          each accepted create spends its price in credits (1 credit = $0.0015,
+                          so 180 credits ~ $0.27) and a create that costs more than is left is
+                          refused with `out_of_credit_status` (402 by default: the live answer
+                          is undocumented, "requests pause until credit is added").
+    port                  0: a free port on 127.0.0.1.
+
+Rendering
+    render_seconds        90: the live API takes 1 to 4 minutes a clip.
+    render_jitter_seconds 30: each render takes render_seconds plus or minus up to this much.
+    slots                 10 concurrent renders per key (`apiConcurrencySlots`).
+    queue_per_slot        20: renders beyond the slots wait in a queue of slots x 20; a create
+                          that finds the queue full answers 429 (inferred).
+
+Limits
+    requests_per_minute   2000 over every API endpoint (not the CDN, not the upload form);
+                          None: unlimited.
+    creates_per_minute    100 create requests; None: unlimited. Both answer 429.
+    retry_after           True: 429 answers carry Retry-After, in *real* seconds (the simulated
+                          wait divided by time_scale): a whole number at time_scale 1, a decimal
+                          when scaled. The live API's 429 is undocumented; turn it off to test
+                          a client without the header.
+    upload_expiry_seconds 120: the presigned upload form expires after 2 minutes.
+
+Faults, each a probability from 0 to 1, drawn from one random source seeded by `seed`
+    fault_500             any call (API, CDN, upload form) answers 500 before doing anything.
+    fault_create_500      a create is accepted (and billed) but answers 500: the double-billing
+                          trap a client must reconcile through the generations list.
+    fault_reset           any call has its connection reset before doing anything.
+    fault_slow            any call waits `slow_seconds` (simulated, so scaled) before answering.
+    fault_not_json        an API call that succeeded answers 200 with an HTML body instead
+                          (a create so answered was accepted).
+    fault_failed          a generation ends FAILED instead of COMPLETE.
+    fault_truncate        a CDN download (not a Range request, as a resume makes) announces the
+                          whole length and sends half of it before closing.
+    moderation_word       prompts holding this word (any case) are moderated; None: never.
+    moderation_status     400 or 403 (the live API is seen to use both).
+    moderation_stage      "create": the create answers moderation_status with
+                          {"error": "content moderation filter: ...", "code": "unexpected"};
+                          "render": it is accepted and ends FAILED with `prompt_moderations`.
+    seed                  None: a different run every time.
+
+Answer shapes where the contract says "accept both" or "inferred"
+    create_answer         "nested": {"generate": {"generationId", "cost": {"amount", "unit"}}},
+                          as the live API answers; "flat": {"generationId", "apiCreditCost"}, as
+                          the published spec says.
+    answer_cost           True; False leaves the cost out (a client must cope with its absence).
+    unknown_generation    "null": an unknown or deleted id polls as {"generations_by_pk": null}
+                          with 200 (inferred); "404": a 404 with a v1 error body.
+
+Books
+    log_path              None; a path: one JSON line per request (time, endpoint, method, path,
+                          status, fault, generation id, real milliseconds), never the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from runner.config import parse_duration
+from runner.errors import UsageError
+
+CREDIT_USD = 0.0015
+FAULTS = ("500", "create_500", "reset", "slow", "not_json", "failed", "truncate")
+_CHOICES = {"moderation_stage": ("create", "render"), "create_answer": ("nested", "flat"),
+            "unknown_generation": ("null", "404")}
+
+
+def _new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """How the simulator behaves; see the module docstring for each setting and its default."""
+
+    api_key: str = field(default_factory=_new_uuid, repr=False)
+    user_id: str = field(default_factory=_new_uuid)
+    username: str = "simulator"
+    balance_credits: int | None = None
+    out_of_credit_status: int = 402
+    port: int = 0
+    render_seconds: float = 90.0
+    render_jitter_seconds: float = 30.0
+    slots: int = 10
+    queue_per_slot: int = 20
+    requests_per_minute: int | None = 2000
+    creates_per_minute: int | None = 100
+    retry_after: bool = True
+    upload_expiry_seconds: float = 120.0
+    time_scale: float = 1.0
+    seed: int | None = None
+    fault_500: float = 0.0
+    fault_create_500: float = 0.0
+    fault_reset: float = 0.0
+    fault_slow: float = 0.0
+    slow_seconds: float = 30.0
+    fault_not_json: float = 0.0
+    fault_failed: float = 0.0
+    fault_truncate: float = 0.0
+    moderation_word: str | None = "moderate-me"
+    moderation_status: int = 400
+    moderation_stage: str = "create"
+    create_answer: str = "nested"
+    answer_cost: bool = True
+    unknown_generation: str = "null"
+    log_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in FAULTS:
+            rate = self.fault_rate(name)
+            if not 0.0 <= rate <= 1.0:
+                raise UsageError(f"fault_{name} must be a rate from 0 to 1, not {rate}")
+        for name in ("render_seconds", "slow_seconds", "upload_expiry_seconds", "time_scale"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name} must be more than 0, not {getattr(self, name)}")
+        if not 0 <= self.render_jitter_seconds < self.render_seconds:
+            raise UsageError("render_jitter_seconds must be at least 0 and less than render_seconds")
+        for name in ("slots", "requests_per_minute", "creates_per_minute"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be at least 1, not {value}")
+        if self.queue_per_slot < 0 or (self.balance_credits or 0) < 0:
+            raise UsageError("queue_per_slot and balance_credits must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"port must be from 0 to 65535, not {self.port}")
+        if self.moderation_status not in (400, 403):
+            raise UsageError(f"moderation_status must be 400 or 403, not {self.moderation_status}")
+        if not 400 <= self.out_of_credit_status <= 499:
+            raise UsageError(f"out_of_credit_status must be a 4xx status, not {self.out_of_credit_status}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+
+    def fault_rate(self, name: str) -> float:
+        """The probability of the fault named as in FAULTS ("500", "create_500", ...)."""
+        return getattr(self, f"fault_{name}")
+
+    @classmethod
+    def from_text(cls, values: Mapping[str, str | None]) -> SimSettings:
+        """Settings from text values by field name, as a command line gives them; None skips.
+
+        Durations (`*_seconds`) accept `90`, `90s`, `2m`; "none" sets an optional value to None.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        parsed: dict[str, Any] = {}
+        for name, text in values.items():
+            if text is None:
+                continue
+            if name not in fields:
+                raise UsageError(f"unknown simulator setting {name!r} (one of: {', '.join(fields)})")
+            parsed[name] = _convert(name, str(fields[name].type), text)
+        return cls(**parsed)
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return parse_duration(text, name=name)
+
+
+def _boolean(text: str, name: str) -> bool:
+    folded = text.strip().casefold()
+    if folded in ("1", "true", "yes", "on"):
+        return True
+    if folded in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name}: {text!r} is not true or false")
+
+
+def _number(kind: Callable[[str], Any]) -> Callable[[str, str], Any]:
+    def convert(text: str, name: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise UsageError(f"{name}: {text!r} is not a {kind.__name__}") from None
+    return convert
+
+
+_CONVERTERS: dict[str, Callable[[str, str], Any]] = {
+    "str": lambda text, name: text, "int": _number(int), "float": _number(float),
+    "bool": _boolean, "Path": lambda text, name: Path(text),
+}
+
+
+def _convert(name: str, kind: str, text: str) -> Any:
+    optional = kind.endswith(" | None")
+    if optional and text.strip().casefold() == "none":
+        return None
+    if name.endswith("_seconds"):
+        return _seconds(text, name)
+    return _CONVERTERS[kind.removesuffix(" | None")](text, name)
