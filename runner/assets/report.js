@@ -153,9 +153,11 @@
       "data-state": job.state, title: job.prompt || "",
     }, media, el("div", { class: "meta" },
       el("span", { class: "styles", text: styles }),
-      el("span", { class: "figures" },
-        el("span", { class: "cost", title: `estimated ${money(job.estimated_cost_usd)}`, text: money(job.cost_usd) }),
-        el("span", { class: "time", title: "render time", text: seconds(job.render_seconds) }),
+      el("span", { class: "figures" }, job.cost_usd === null || job.cost_usd === undefined
+        ? el("span", { class: "estimate", title: "estimated cost", text: `est. ${money(job.estimated_cost_usd)}` })
+        : el("span", { class: "cost", title: `estimated ${money(job.estimated_cost_usd)}`, text: money(job.cost_usd) }),
+        job.render_seconds === null || job.render_seconds === undefined ? null
+          : el("span", { class: "time", title: "render time", text: seconds(job.render_seconds) }),
         el("span", { class: "key", text: job.short_key || "" }))));
   }
 

@@ -1,0 +1,43 @@
+"""What the report tests share: the browser driver bridge, page helpers and a hostile prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.chromium import Chromium, Page
+from runner.report import write_report
+
+T = TypeVar("T")
+HOSTILE_PROMPT = ('<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+                  ' a fox & a hound </script>')
+# A promise that resolves, on a later animation frame if need be, with the first truthy value.
+UNTIL = ("new Promise((resolve) => { const tick = () => { const v = (%s)();"
+         " v ? resolve(v) : requestAnimationFrame(tick); }; tick(); })")
+
+
+class Driver:
+    """Runs coroutines on the module's event loop, where its browser lives."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, browser: Chromium) -> None:
+        self.loop = loop
+        self.browser = browser
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coroutine, 30))
+
+
+async def open_report(driver: Driver, out: Path) -> Page:
+    """Write the folder's report and open it from file:// in a new tab."""
+    page = await driver.browser.new_page()
+    await page.goto(write_report(out).as_uri())
+    assert await page.evaluate("document.documentElement.dataset.ready") == "true"
+    return page
+
+
+def texts(selector: str) -> str:
+    """A script giving the text of every element matching `selector`."""
+    return f"[...document.querySelectorAll({json.dumps(selector)})].map((e) => e.textContent)"

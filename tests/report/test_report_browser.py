@@ -1,0 +1,175 @@
+"""The gallery page in a real headless Chromium, opened from file:// as a user would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, texts
+
+from bench.runs import Sweep, make_run
+
+
+def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, sweep_run, artifacts: Path) -> None:
+    out, records = sweep_run
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out)
+        seen = {
+            "keys": await page.evaluate("[...document.querySelectorAll('.cell')].map((c) => c.dataset.key)"),
+            "columns": await page.evaluate(texts(".col-head")),
+            "sections": await page.evaluate(texts(".section-value")),
+            "totals": await page.evaluate("Object.fromEntries([...document.querySelectorAll('.total')]"
+                                          ".map((t) => [t.querySelector('dt').textContent, t.querySelector('dd').textContent]))"),
+            "video": await page.evaluate(UNTIL % "() => { const v = document.querySelector('.cell video');"
+                                         " return v && v.readyState >= 2 && {state: v.readyState, src: v.currentSrc,"
+                                         " key: v.closest('.cell').dataset.key}; }"),
+        }
+        await page.screenshot(artifacts / "report-grid.png")
+        return seen
+
+    seen = driver.run(scenario())
+    assert sorted(seen["keys"]) == sorted(record["key"] for record in records)
+    assert seen["columns"] == ["Pro Photo", "Stock Footage", "Sci-Fi"]
+    assert seen["sections"] == ["rain-street", "fox"]
+    assert seen["totals"] == {"jobs": "12", "done": "9", "failed": "2", "unfinished": "1",
+                              "spent": "$2.52", "estimated": "$3.36", "shown": "12"}
+    record = next(r for r in records if r["key"] == seen["video"]["key"])
+    assert seen["video"]["state"] >= 2
+    assert seen["video"]["src"] == (out / record["file"]).as_uri()
+    assert (artifacts / "report-grid.png").stat().st_size > 10_000
+
+
+def test_switching_axes_and_filters_relays_the_grid(driver: Driver, sweep_run) -> None:
+    out, records = sweep_run
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, out)
+        snapshot = (f"({{columns: {texts('.col-head')}, sections: {texts('.section-value')},"
+                    " cells: document.querySelectorAll('.cell').length, hash: location.hash})")
+        steps = []
+        await page.evaluate("(() => { const s = document.getElementById('row-axis');"
+                            " s.value = 'lighting'; s.dispatchEvent(new Event('change')); })()")
+        steps.append(await page.evaluate(snapshot))
+        await page.click("#swap-axes")
+        steps.append(await page.evaluate(snapshot))
+        await page.click(".filter[data-axis='vibe'] .value[data-value='Pro Photo']")
+        steps.append(await page.evaluate(snapshot))
+        return steps
+
+    by_lighting, swapped, filtered = driver.run(scenario())
+    assert by_lighting == {"columns": ["Pro Photo", "Stock Footage", "Sci-Fi"],
+                           "sections": ["Golden Hour", "Foggy"], "cells": 12,
+                           "hash": "#rows=lighting&cols=vibe"}
+    assert swapped == {"columns": ["Golden Hour", "Foggy"],
+                       "sections": ["Pro Photo", "Stock Footage", "Sci-Fi"], "cells": 12,
+                       "hash": "#rows=vibe&cols=lighting"}
+    assert filtered["sections"] == ["Stock Footage", "Sci-Fi"]
+    assert filtered["cells"] == sum(1 for r in records if r["axes"]["vibe"] != "Pro Photo")
+
+
+def test_failed_and_unfinished_cells_show_their_state_and_reason(driver: Driver, sweep_run) -> None:
+    out, records = sweep_run
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out)
+        return await page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('.cell:not(.done)')].map((c) => [c.dataset.key,"
+            " {badge: c.querySelector('.badge').textContent, reason: c.querySelector('.reason').textContent,"
+            " shown: c.querySelector('.reason').getBoundingClientRect().height > 0,"
+            " video: c.querySelector('video') !== null}]))")
+
+    cells = driver.run(scenario())
+    expected = {r["key"]: r for r in records if r["state"] != "downloaded"}
+    assert set(cells) == set(expected)
+    for key, cell in cells.items():
+        record = expected[key]
+        assert cell["badge"] == record["state"]
+        assert cell["reason"] == (record["reason"] or "not finished yet")
+        assert cell["shown"] and not cell["video"]
+    assert sum(1 for r in expected.values() if r["state"] == "failed") == 2
+
+
+def test_picks_persist_and_export_as_json(driver: Driver, sweep_run, tmp_path: Path) -> None:
+    out, records = sweep_run
+    chosen = [records[7]["key"], records[2]["key"]]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+
+    async def scenario() -> tuple[dict[str, Any], list[str]]:
+        browser = driver.browser
+        await browser.send("Browser.setDownloadBehavior", behavior="allow",
+                           downloadPath=str(downloads), eventsEnabled=True)
+        page = await open_report(driver, out)
+        for key in chosen:
+            await page.click(f".cell[data-key='{key}'] .pick")
+        done = browser.expect("", "Browser.downloadProgress", lambda p: p["state"] == "completed")
+        await page.click("#export-picks")
+        await done
+        again = await open_report(driver, out)
+        kept = await again.evaluate("[...document.querySelectorAll('.pick[aria-pressed=true]')]"
+                                    ".map((b) => b.closest('.cell').dataset.key)")
+        return json.loads((downloads / "rainy-city-lighting-picks.json").read_text()), kept
+
+    exported, kept = driver.run(scenario())
+    in_plan_order = [r["key"] for r in records if r["key"] in chosen]
+    assert [pick["key"] for pick in exported["picks"]] == in_plan_order
+    assert exported["run"]["name"] == "rainy-city-lighting"
+    assert exported["picks"][0]["file"] == records[2]["file"]
+    assert sorted(kept) == sorted(chosen)
+
+
+def test_a_hostile_prompt_is_shown_as_text_and_never_runs(driver: Driver, sweep_run) -> None:
+    out, _ = sweep_run
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out)
+        return await page.evaluate(
+            "({pwned: window.pwned ?? null, injected: document.querySelectorAll('img[src=x]').length,"
+            f" prompts: {texts('.section-prompt')}}})")
+
+    seen = driver.run(scenario())
+    assert seen == {"pwned": None, "injected": 0, "prompts": [
+        "A cinematic shot of rain falling on a quiet city street at dusk", HOSTILE_PROMPT]}
+
+
+def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, sweep_run) -> None:
+    out, _ = sweep_run
+    row = "document.querySelectorAll('.block .row')[0]"
+    videos = f"[...{row}.querySelectorAll('video')]"
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out)
+        await page.click(".block .row .row-play")
+        playing = await page.evaluate(UNTIL % f"() => {{ const v = {videos};"
+                                      " return v.length >= 2 && v.every((x) => !x.paused && !x.seeking"
+                                      " && x.readyState >= 3) && v.length; }")
+        await page.click(".block .row .row-pause")
+        paused = await page.evaluate(f"{videos}.map((v) => [v.paused, v.currentTime, v.duration])")
+        await page.click(".block .row .row-next")
+        stepped = await page.evaluate(UNTIL % f"() => {{ const v = {videos};"
+                                      " return v.every((x) => !x.seeking) && v.map((x) => x.currentTime); }")
+        return {"playing": playing, "paused": paused, "stepped": stepped}
+
+    seen = driver.run(scenario())
+    assert seen["playing"] == 2
+    assert all(paused for paused, _, _ in seen["paused"])
+    (_, first, duration), (_, second, _) = seen["paused"]
+    gap = abs(first - second) % duration
+    assert min(gap, duration - gap) < 0.25, seen["paused"]
+    assert max(seen["stepped"]) - min(seen["stepped"]) < 0.01
+    assert abs(seen["stepped"][0] - (first + 1 / 24)) < 0.01
+
+
+def test_a_large_run_loads_videos_lazily(driver: Driver, tmp_path: Path) -> None:
+    make_run(tmp_path, Sweep(prompts=3, vibes=8, lightings=5, failed_every=0))
+
+    async def scenario() -> dict[str, int]:
+        page = await open_report(driver, tmp_path)
+        return await page.evaluate("({cells: document.querySelectorAll('.cell').length,"
+                                   " videos: document.querySelectorAll('video').length})")
+
+    seen = driver.run(scenario())
+    assert seen["cells"] == 120
+    assert 0 < seen["videos"] < 60

@@ -1,0 +1,133 @@
+"""The report's files and tables: report.html as a file, text, JSON and CSV, and its errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from reportkit import HOSTILE_PROMPT
+
+from runner import report
+from runner.cli import main
+from runner.errors import StateError, UsageError
+
+
+def page_data(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.DOTALL)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def test_the_page_is_one_self_contained_file_with_relative_videos(sweep_run) -> None:
+    out, records = sweep_run
+    path = report.write_report(out)
+    page = path.read_text(encoding="utf-8")
+    assert path == out / "report.html"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".report-")] == []
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "<link" not in page and "{{" not in page
+    data = page_data(page)
+    assert [job["key"] for job in data["jobs"]] == [r["key"] for r in records]
+    assert {job["file"] for job in data["jobs"]} - {None} <= {"media/clip-0.mp4", "media/clip-1.mp4",
+                                                            "media/clip-2.mp4", "media/clip-3.mp4"}
+    assert [axis["key"] for axis in data["axes"]] == [
+        "prompt", "vibe", "lighting", "color_theme", "model", "resolution", "duration",
+        "aspect_ratio", "n"]
+    assert data["varying"] == ["prompt", "vibe", "lighting"]
+    assert data["run"]["name"] == "rainy-city-lighting"
+
+
+def test_text_from_the_run_cannot_close_the_data_block(sweep_run) -> None:
+    out, _ = sweep_run
+    page = report.write_report(out).read_text(encoding="utf-8")
+    assert "<script>window.pwned" not in page
+    assert page.count("</script>") == 2
+    assert HOSTILE_PROMPT in [job["prompt"] for job in page_data(page)["jobs"]]
+
+
+def test_vars_come_after_the_prompt_and_paths_never_leave_the_folder(tmp_path: Path) -> None:
+    records = [{"key": f"{n:064x}", "index": n, "state": "downloaded", "file": file, "poster": None,
+                "axes": {"prompt": "p", "time": t, "vibe": "none", "n": 1}}
+               for n, (t, file) in enumerate([("dusk", "../../etc/passwd"), ("dawn", "/abs.mp4"),
+                                              (None, "ok/a b#1.mp4")])]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = report.page_data(report.load(tmp_path))
+    assert [axis["key"] for axis in data["axes"]] == ["prompt", "time", "vibe", "n"]
+    assert [axis["label"] for axis in data["axes"]][-1] == "sample"
+    assert [job["file"] for job in data["jobs"]] == [None, None, "ok/a b#1.mp4"]
+    assert [job["missing"] for job in data["jobs"]] == [False, False, True]
+    assert data["run"]["name"] == tmp_path.name
+    assert data["totals"]["spent_usd"] == 0.0
+
+
+def test_json_holds_the_run_totals_and_every_record(sweep_run) -> None:
+    out, records = sweep_run
+    stream = io.StringIO()
+    report.render(report.load(out), "json", stream)
+    document = json.loads(stream.getvalue())
+    assert document["jobs"] == records
+    assert document["totals"] == {"jobs": 12, "done": 9, "failed": 2, "unfinished": 1,
+                                  "spent_usd": 2.52, "estimated_usd": 3.36}
+    assert document["run"]["exit_code"] == 1
+
+
+def test_csv_has_one_row_per_job_and_a_column_per_axis(sweep_run) -> None:
+    out, records = sweep_run
+    stream = io.StringIO()
+    report.render(report.load(out), "csv", stream)
+    rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert len(rows) == len(records)
+    first = rows[0]
+    assert (first["prompt_id"], first["vibe"], first["lighting"], first["sample"]) == (
+        "rain-street", "Pro Photo", "Golden Hour", "1")
+    assert first["styles"] == "Pro Photo; Golden Hour"
+    assert rows[4]["state"] == "failed" and rows[4]["reason"] == records[4]["reason"]
+    assert rows[4]["cost_usd"] == "" and rows[6]["state"] == "submitted"
+    assert next(row["prompt"] for row in rows if row["prompt_id"] == "fox") == HOSTILE_PROMPT
+
+
+def test_text_shows_totals_and_one_line_per_job(sweep_run) -> None:
+    out, records = sweep_run
+    stream = io.StringIO()
+    report.render(report.load(out), "text", stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("(exit 1: some jobs failed)")
+    assert lines[1] == ("12 jobs: 9 done, 2 failed, 1 unfinished; "
+                        "spent $2.52 of $3.36 estimated")
+    table = lines[3:]
+    assert table[0].split() == ["#", "key", "state", "cost", "render", "prompt", "vibe",
+                                "lighting", "file", "/", "reason"]
+    assert len(table) == 1 + len(records)
+    assert table[5].endswith(records[4]["reason"]) and records[4]["short_key"] in table[5]
+    assert table[1].endswith("media/clip-0.mp4") and "$0.28" in table[1]
+
+
+def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no results.jsonl here"):
+        report.load(tmp_path)
+    (tmp_path / "results.jsonl").write_text('{"key": "a", "axes": {}}\n{not json\n')
+    with pytest.raises(StateError, match=r"results.jsonl:2:2: not JSON"):
+        report.load(tmp_path)
+    with pytest.raises(UsageError, match="unknown report format 'xml'"):
+        report.render(report.RunResults(tmp_path, {}, ()), "xml", io.StringIO())
+
+
+def test_the_report_command_writes_the_page_or_prints_a_table(sweep_run, tmp_path: Path) -> None:
+    out, records = sweep_run
+    runner = CliRunner()
+    written = runner.invoke(main, ["report", str(out)])
+    assert written.exit_code == 0, written.output
+    assert written.output.strip() == str(out / "report.html")
+    assert (out / "report.html").is_file()
+    as_csv = runner.invoke(main, ["report", str(out), "--format", "csv"])
+    assert as_csv.exit_code == 0
+    assert len(as_csv.output.strip().splitlines()) == 1 + len(records)
+    missing = runner.invoke(main, ["report", str(tmp_path / "nowhere"), "--format", "text"])
+    assert missing.exit_code == 2
+    assert "no results.jsonl here" in missing.output
+    assert "Traceback" not in missing.output
