@@ -29,6 +29,13 @@ class Driver:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(asyncio.wait_for(coroutine, 30))
 
+    def look(self, out: Path, script: str) -> Any:
+        """Open the folder's report and return the value of one script on it."""
+        async def scenario() -> Any:
+            page = await open_report(self, out)
+            return await page.evaluate(script)
+        return self.run(scenario())
+
 
 async def open_report(driver: Driver, out: Path) -> Page:
     """Write the folder's report and open it from file:// in a new tab."""

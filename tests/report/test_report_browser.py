@@ -72,15 +72,11 @@ def test_switching_axes_and_filters_relays_the_grid(driver: Driver, sweep_run) -
 def test_failed_and_unfinished_cells_show_their_state_and_reason(driver: Driver, sweep_run) -> None:
     out, records = sweep_run
 
-    async def scenario() -> dict[str, Any]:
-        page = await open_report(driver, out)
-        return await page.evaluate(
-            "Object.fromEntries([...document.querySelectorAll('.cell:not(.done)')].map((c) => [c.dataset.key,"
-            " {badge: c.querySelector('.badge').textContent, reason: c.querySelector('.reason').textContent,"
-            " shown: c.querySelector('.reason').getBoundingClientRect().height > 0,"
-            " video: c.querySelector('video') !== null}]))")
-
-    cells = driver.run(scenario())
+    cells = driver.look(out, (
+        "Object.fromEntries([...document.querySelectorAll('.cell:not(.done)')].map((c) => [c.dataset.key,"
+        " {badge: c.querySelector('.badge').textContent, reason: c.querySelector('.reason').textContent,"
+        " shown: c.querySelector('.reason').getBoundingClientRect().height > 0,"
+        " video: c.querySelector('video') !== null}]))"))
     expected = {r["key"]: r for r in records if r["state"] != "downloaded"}
     assert set(cells) == set(expected)
     for key, cell in cells.items():
@@ -123,13 +119,9 @@ def test_picks_persist_and_export_as_json(driver: Driver, sweep_run, tmp_path: P
 def test_a_hostile_prompt_is_shown_as_text_and_never_runs(driver: Driver, sweep_run) -> None:
     out, _ = sweep_run
 
-    async def scenario() -> dict[str, Any]:
-        page = await open_report(driver, out)
-        return await page.evaluate(
-            "({pwned: window.pwned ?? null, injected: document.querySelectorAll('img[src=x]').length,"
-            f" prompts: {texts('.section-prompt')}}})")
-
-    seen = driver.run(scenario())
+    seen = driver.look(out, (
+        "({pwned: window.pwned ?? null, injected: document.querySelectorAll('img[src=x]').length,"
+        f" prompts: {texts('.section-prompt')}}})"))
     assert seen == {"pwned": None, "injected": 0, "prompts": [
         "A cinematic shot of rain falling on a quiet city street at dusk", HOSTILE_PROMPT]}
 
@@ -165,11 +157,7 @@ def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, sweep_run) -> None
 def test_a_large_run_loads_videos_lazily(driver: Driver, tmp_path: Path) -> None:
     make_run(tmp_path, Sweep(prompts=3, vibes=8, lightings=5, failed_every=0))
 
-    async def scenario() -> dict[str, int]:
-        page = await open_report(driver, tmp_path)
-        return await page.evaluate("({cells: document.querySelectorAll('.cell').length,"
-                                   " videos: document.querySelectorAll('video').length})")
-
-    seen = driver.run(scenario())
+    seen = driver.look(tmp_path, "({cells: document.querySelectorAll('.cell').length,"
+                                 " videos: document.querySelectorAll('video').length})")
     assert seen["cells"] == 120
     assert 0 < seen["videos"] < 60
