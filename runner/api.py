@@ -1,0 +1,314 @@
+"""The Leonardo client: the one place where HTTP answers and socket errors become domain errors.
+
+Every call returns plain values or raises one of `runner.errors`' API errors, chosen by what the
+engine must do next (leonardo-api.md, "Errors"):
+
+    TransientError   connection refused, reset, timeout, 5xx, a garbled answer: retry later
+    RateLimited      429, with the Retry-After it carried
+    UnknownOutcome   a create that may have happened (5xx, reset or timeout after sending, a 200
+                     that could not be read): look for it before creating it again
+    PermanentError   400 validation, 404 and other 4xx: the job fails, never retried
+    ModerationError  the content moderation filter (400 or 403)
+    AuthError        401, or the 500 "Invalid response from authorization hook": stop the run
+    QuotaError       402 or an out-of-credit answer: stop the run, resumable
+
+The key travels only in the `authorization` header of API calls; CDN downloads and the
+presigned upload form get no auth header (the form answers 403 when given one), and no message
+ever quotes a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import aiohttp
+
+from runner.errors import (
+    ApiError,
+    AuthError,
+    ModerationError,
+    PermanentError,
+    QuotaError,
+    RateLimited,
+    TransientError,
+    UnknownOutcome,
+)
+from runner.schedule import parse_retry_after
+
+DEFAULT_BASE_URL = "https://cloud.leonardo.ai/api/rest"
+_QUOTA_WORDS = ("out of credit", "insufficient", "not enough", "balance", "add credit")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds allowed per call: connecting, an API call, a whole download."""
+
+    connect: float = 10.0
+    call: float = 30.0
+    download: float = 300.0
+
+    def __post_init__(self) -> None:
+        if min(self.connect, self.call, self.download) <= 0:
+            raise ValueError(f"timeouts must be more than zero: {self!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What a create answered: the generation id and the cost when it named one."""
+
+    generation_id: str
+    cost_usd: float | None
+    cost_credits: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A generation as a poll or the account's list shows it."""
+
+    id: str
+    status: str
+    prompt: str
+    created_at: float | None
+    width: int | None
+    height: int | None
+    video_url: str | None
+    poster_url: str | None
+    moderation: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("COMPLETE", "FAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    user_id: str
+    username: str
+    slots: int | None
+
+
+class LeonardoClient:
+    """Calls of the Leonardo REST API over one `aiohttp.ClientSession` that the caller owns."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, api_key: str,
+                 timeouts: Timeouts = Timeouts()) -> None:
+        self._session = session
+        self._root = base_url.rstrip("/")
+        self._headers = {"authorization": f"Bearer {api_key}", "accept": "application/json"}
+        self._call_timeout = aiohttp.ClientTimeout(total=timeouts.call, connect=timeouts.connect)
+        self._download_timeout = aiohttp.ClientTimeout(total=timeouts.download,
+                                                       connect=timeouts.connect)
+
+    def __repr__(self) -> str:
+        return f"LeonardoClient({self._root!r})"
+
+    async def create(self, body: dict[str, Any]) -> Created:
+        answer = await self._call("POST", "/v2/generations", body, create=True)
+        found = answer.get("generate") if isinstance(answer, dict) else None
+        found = found if isinstance(found, dict) else answer
+        generation_id = found.get("generationId") if isinstance(found, dict) else None
+        if not isinstance(generation_id, str) or not generation_id:
+            raise UnknownOutcome("the create answered 200 without a generation id")
+        return Created(generation_id, *_cost(found))
+
+    async def generation(self, generation_id: str) -> Generation:
+        answer = await self._call("GET", f"/v1/generations/{generation_id}")
+        if not isinstance(answer, dict) or "generations_by_pk" not in answer:
+            raise TransientError("the poll answer has no generations_by_pk")
+        if answer["generations_by_pk"] is None:
+            raise PermanentError(f"generation {generation_id} was not found (deleted?)", status=200)
+        return _generation(answer["generations_by_pk"])
+
+    async def me(self) -> Account:
+        answer = await self._call("GET", "/v1/me")
+        try:
+            details = answer["user_details"][0]
+            user = details["user"]
+            return Account(str(user["id"]), str(user.get("username", "")),
+                           details.get("apiConcurrencySlots"))
+        except (KeyError, IndexError, TypeError) as exc:
+            raise TransientError("the /v1/me answer has no user") from exc
+
+    async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
+        """A page of the account's generations, newest first."""
+        answer = await self._call("GET", f"/v1/generations/user/{user_id}?offset={offset}&limit={limit}")
+        listed = answer.get("generations") if isinstance(answer, dict) else None
+        if not isinstance(listed, list):
+            raise TransientError("the generations list answer has no generations")
+        return [_generation(item) for item in listed if isinstance(item, dict)]
+
+    async def upload(self, path: Path, extension: str) -> str:
+        """Upload a start frame through the presigned form; returns its init-image id."""
+        answer = await self._call("POST", "/v1/init-image", {"extension": extension})
+        try:
+            form = answer["uploadInitImage"]
+            fields = form["fields"]
+            fields = json.loads(fields) if isinstance(fields, str) else dict(fields)
+            url, image_id = str(form["url"]), str(form["id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TransientError("the init-image answer has no usable upload form") from exc
+        data = aiohttp.FormData()
+        for name, value in fields.items():
+            data.add_field(name, str(value))
+        data.add_field("file", path.read_bytes(), filename=path.name,
+                       content_type=f"image/{'jpeg' if extension == 'jpg' else extension}")
+        async with self._request("POST", url, data=data, timeout=self._call_timeout) as response:
+            body = await response.read()
+            if not 200 <= response.status < 300:
+                raise _upload_error(response.status, body)
+        return image_id
+
+    async def download(self, url: str, sink: BinaryIO) -> int:
+        """Stream `url` into `sink`; returns the byte count, checked against Content-Length."""
+        async with self._request("GET", url, timeout=self._download_timeout) as response:
+            if response.status != 200:
+                raise _status_error(response.status, await response.read(), response.headers,
+                                    create=False)
+            expected = response.content_length
+            count = 0
+            try:
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    sink.write(chunk)
+                    count += len(chunk)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise TransientError(f"the download broke off after {count} bytes") from exc
+        if expected is not None and count != expected:
+            raise TransientError(f"the download stopped at {count} of {expected} bytes")
+        return count
+
+    async def _call(self, method: str, path: str, body: Any = None, *, create: bool = False) -> Any:
+        """One API call: the parsed JSON of a 2xx answer, or the domain error it amounts to."""
+        try:
+            async with self._session.request(method, self._root + path, json=body,
+                                             headers=self._headers,
+                                             timeout=self._call_timeout) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+        except aiohttp.ClientConnectorError as exc:
+            raise TransientError(f"cannot connect to the API: {exc.os_error}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            kind = UnknownOutcome if create else TransientError
+            raise kind(f"{method} {path.split('?')[0]}: {_describe(exc)}") from exc
+        if not 200 <= status < 300:
+            raise _status_error(status, raw, headers, create=create)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            kind = UnknownOutcome if create else TransientError
+            raise kind(f"{method} {path.split('?')[0]}: the answer is not JSON") from exc
+
+    @asynccontextmanager
+    async def _request(self, method: str, url: str, **options: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request outside the API (CDN, upload form): no auth header, socket errors translated."""
+        try:
+            async with self._session.request(method, url, **options) as response:
+                yield response
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TransientError(f"{method} {url.split('?')[0]}: {_describe(exc)}") from exc
+
+
+@asynccontextmanager
+async def open_client(*, base_url: str, api_key: str, timeouts: Timeouts = Timeouts(),
+                      connections: int = 100) -> AsyncIterator[LeonardoClient]:
+    """A client with the run's one ClientSession, closed when the run ends."""
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield LeonardoClient(session, base_url=base_url, api_key=api_key, timeouts=timeouts)
+
+
+def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> ApiError:
+    message = _message(raw)
+    folded = message.casefold()
+    said = f"{status} {message}".strip()
+    if status == 401 or "authorization hook" in folded:
+        return AuthError(f"the API key was rejected ({said})", status=status)
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch=time.time())
+        return RateLimited(f"rate limited ({said})", retry_after=retry_after)
+    if status == 402 or (400 <= status < 500 and any(w in folded for w in _QUOTA_WORDS)):
+        return QuotaError(f"the account is out of credit ({said})", status=status)
+    if status in (400, 403) and "moderation" in folded:
+        return ModerationError(f"refused by content moderation ({said})", status=status)
+    if status >= 500:
+        kind = UnknownOutcome if create else TransientError
+        return kind(f"server error ({said})", status=status)
+    if status in (408, 409, 425):
+        return TransientError(f"try again ({said})", status=status)
+    return PermanentError(f"refused ({said})", status=status)
+
+
+def _upload_error(status: int, raw: bytes) -> ApiError:
+    """The presigned form's answer: 403 means it expired (start over), 5xx is transient."""
+    if status == 403 or status >= 500:
+        return TransientError(f"the start frame upload form answered {status}", status=status)
+    return PermanentError(f"the start frame upload was refused ({status} {_message(raw)})".strip(),
+                          status=status)
+
+
+def _message(raw: bytes) -> str:
+    """The error text of any of the API's error bodies (v1 object, v2 list), or the raw start."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw[:200].decode("utf-8", "replace").strip()
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        details = body[0].get("extensions", {}).get("details", {})
+        nested = [e.get("message", "") for e in details.get("errors", []) if isinstance(e, dict)]
+        parts = [details.get("message") or body[0].get("message", ""), *nested]
+        return "; ".join(str(p) for p in parts if p)
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or "")
+    return ""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    return f"{type(exc).__name__}"
+
+
+def _cost(found: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(USD, credits) from a create answer: nested `cost {amount, unit}` or flat `apiCreditCost`."""
+    cost = found.get("cost")
+    if isinstance(cost, dict):
+        amount = _number(cost.get("amount"))
+        unit = str(cost.get("unit", "DOLLARS")).upper()
+        return (amount, None) if unit.startswith("DOLLAR") or unit == "USD" else (None, amount)
+    return None, _number(found.get("apiCreditCost"))
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _generation(item: dict[str, Any]) -> Generation:
+    images = item.get("generated_images") or []
+    first = images[0] if images and isinstance(images[0], dict) else {}
+    moderations = item.get("prompt_moderations")
+    return Generation(
+        id=str(item.get("id", "")), status=str(item.get("status", "PENDING")).upper(),
+        prompt=str(item.get("prompt") or ""), created_at=_epoch(item.get("createdAt")),
+        width=item.get("imageWidth"), height=item.get("imageHeight"),
+        video_url=first.get("motionMP4URL") or None, poster_url=first.get("url") or None,
+        moderation=json.dumps(moderations) if moderations else None)
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,183 @@
+"""`hailuo-batch run` as one library call: the factory that builds a run's collaborators.
+
+Plan the manifest, take the output folder's lock, bring the journal in line with the plan, drive
+the engine against the API (or an in-process simulator), and write the results whatever
+happened: finished, stopped, interrupted by a signal, or broken by a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import report
+from runner.api import DEFAULT_BASE_URL, LeonardoClient, Timeouts, open_client
+from runner.config import output_folder
+from runner.control import (
+    EXIT_INTERRUPTED,
+    Clock,
+    EventSink,
+    Outcome,
+    Stop,
+    SystemClock,
+    Tracker,
+    ignore_events,
+)
+from runner.engine import Engine, EngineSettings
+from runner.errors import AuthError
+from runner.lock import FolderLock
+from runner.plan import Plan, make_plan
+from runner.results import Results, write_results
+from runner.schedule import Backoff
+from runner.simulator import SimSettings, Simulator
+from runner.state import Journal
+from runner.submit import Context
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything one run needs, built once by the command line (or a test)."""
+
+    manifest: Path
+    out: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, Any] | None = None
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = field(default=None, repr=False)
+    simulate: SimSettings | None = None
+    retry_failed: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    backoff: Backoff = field(default_factory=Backoff)
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDiff:
+    """The plan's jobs against an output folder's journal, by what is left to do for them."""
+
+    out_dir: Path
+    new: tuple[str, ...]
+    in_flight: tuple[str, ...]
+    done: tuple[str, ...]
+    failed: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out_dir), "new": len(self.new), "in_flight": len(self.in_flight),
+                "done": len(self.done), "failed": len(self.failed)}
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    out_dir: Path
+    outcome: Outcome
+    results: Results
+
+
+def plan_for(config: RunConfig) -> tuple[Plan, Path]:
+    """The plan and the output folder it runs into (`--out`, else the manifest's `output.dir`)."""
+    planned = make_plan(config.manifest, overrides=config.overrides, prices=config.prices)
+    out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
+                                          now=datetime.datetime.now(datetime.UTC))
+    return planned, out_dir
+
+
+def diff(planned: Plan, out_dir: Path) -> PlanDiff:
+    """What a run of `planned` into `out_dir` would do; reads the journal, never creates one."""
+    states: dict[str, str] = {}
+    if (out_dir / "journal.sqlite").exists():
+        with Journal.open(out_dir, create=False) as journal:
+            states = journal.states_of(job.key for job in planned.jobs)
+    by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
+    for job in planned.jobs:
+        state = states.get(job.key, "pending")
+        group = ("new" if state == "pending" else "done" if state == "downloaded"
+                 else "failed" if state == "failed" else "in_flight")
+        by[group].append(job.key)
+    return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")))
+
+
+def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,
+              rand: random.Random | None = None) -> RunReport:
+    """Run the manifest to the end (or to a stop) and write its results; see the module doc."""
+    planned, out_dir = plan_for(config)
+    if config.simulate is None and not config.api_key:
+        raise AuthError("no API key: set LEONARDO_API_KEY or pass --api-key-file")
+    clock = clock or SystemClock()
+    with FolderLock.acquire(out_dir), Journal.open(out_dir) as journal:
+        run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
+                                   settings=_settings(planned), at=clock.wall())
+        outcome = Outcome(EXIT_INTERRUPTED, "the run broke off")
+        try:
+            journal.sync_plan(planned.jobs)
+            if config.retry_failed:
+                journal.retry_failed(run_id=run_id, at=clock.wall())
+            settings = EngineSettings.from_run(planned.settings, backoff=config.backoff,
+                                               **config.engine)
+            del planned
+            outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, sink, clock,
+                                         rand or random.Random()))
+        finally:
+            journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
+                            at=clock.wall())
+            results = write_results(journal, out_dir)
+            report.write_report(out_dir)
+    return RunReport(out_dir, outcome, results)
+
+
+async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path,
+                 settings: EngineSettings, sink: EventSink, clock: Clock,
+                 rand: random.Random) -> Outcome:
+    stop = Stop()
+    tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.budget_usd)
+    async with _api(config, settings) as client:
+        ctx = Context(store=journal, client=client, clock=clock, tracker=tracker, stop=stop,
+                      run_id=run_id, rand=rand.random, backoff=config.backoff,
+                      timeout=settings.timeout)
+        with _signals(stop):
+            return await Engine(ctx, settings, out_dir=out_dir).run()
+
+
+@asynccontextmanager
+async def _api(config: RunConfig, settings: EngineSettings) -> AsyncIterator[LeonardoClient]:
+    """The client of the real API, or of a simulator served in this process for the run."""
+    connections = max(100, settings.concurrency * 2)
+    if config.simulate is None:
+        assert config.api_key is not None
+        async with open_client(base_url=config.base_url, api_key=config.api_key,
+                               timeouts=config.timeouts, connections=connections) as client:
+            yield client
+        return
+    async with Simulator(config.simulate) as simulator, open_client(
+            base_url=simulator.base_url, api_key=simulator.api_key, timeouts=config.timeouts,
+            connections=connections) as client:
+        yield client
+
+
+class _signals:
+    """SIGINT and SIGTERM abort the run (exit 130) while it is inside this block."""
+
+    def __init__(self, stop: Stop) -> None:
+        self.stop = stop
+        self.loop = asyncio.get_running_loop()
+
+    def __enter__(self) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(number, self.stop.abort, EXIT_INTERRUPTED,
+                                         f"interrupted by {signal.Signals(number).name}")
+
+    def __exit__(self, *exc: object) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.loop.remove_signal_handler(number)
+
+
+def _settings(planned: Plan) -> dict[str, Any]:
+    settings = planned.settings
+    return {name: getattr(settings, name) for name in settings.__slots__}  # type: ignore[attr-defined]
+

@@ -1,0 +1,164 @@
+"""What the engine is given to touch the world and to be told to stop, and what it tells back.
+
+The clock, the stop conditions and the event sink are injected, so a test drives time, a signal
+handler or a future `--max-runtime` stops a run the same way, and the CLI draws progress
+from the same events a test counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from runner.state import IN_FLIGHT
+
+EXIT_OK, EXIT_FAILED, EXIT_RESUMABLE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+
+
+class Clock(Protocol):
+    """`now` for intervals (monotonic), `wall` for what the journal records (epoch seconds)."""
+
+    def now(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended: the exit code of `architecture.md` and a sentence saying why."""
+
+    exit_code: int
+    reason: str
+
+
+class Stop:
+    """The run's stop conditions. `halt` stops submitting and lets work in flight finish (budget,
+    quota, a runtime limit); `abort` ends everything at once (a signal, a rejected key). The
+    first reason given is the one reported."""
+
+    def __init__(self) -> None:
+        self.halted: Outcome | None = None
+        self.aborted: Outcome | None = None
+        self._abort = asyncio.Event()
+
+    @property
+    def submitting(self) -> bool:
+        return self.halted is None and self.aborted is None
+
+    def halt(self, exit_code: int, reason: str) -> None:
+        if self.halted is None:
+            self.halted = Outcome(exit_code, reason)
+
+    def abort(self, exit_code: int, reason: str) -> None:
+        if self.aborted is None:
+            self.aborted = Outcome(exit_code, reason)
+        self._abort.set()
+
+    async def wait_abort(self) -> Outcome:
+        await self._abort.wait()
+        assert self.aborted is not None
+        return self.aborted
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The run at one moment, as progress shows it."""
+
+    total: int
+    downloaded: int
+    failed: int
+    in_flight: int
+    pending: int
+    spent_usd: float
+    reserved_usd: float
+    elapsed: float
+    eta: float | None
+
+    @property
+    def finished(self) -> int:
+        return self.downloaded + self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened: `kind` is a transition's target state, "retry", "rate-limited",
+    "stop" or "tick" (a heartbeat at a steady interval)."""
+
+    kind: str
+    key: str | None
+    message: str
+    snapshot: Snapshot
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore_events(event: Event) -> None:
+    """The sink of a quiet run."""
+
+
+class Tracker:
+    """Counts by state and the run's money, kept in step with the journal's transitions."""
+
+    def __init__(self, counts: dict[str, int], *, sink: EventSink, clock: Clock,
+                 budget_usd: float | None) -> None:
+        self.counts: Counter[str] = Counter(counts)
+        self.sink = sink
+        self.clock = clock
+        self.budget_usd = budget_usd
+        self.started = clock.now()
+        self.finished_here = 0
+        self.spent_usd = 0.0
+        self.reserved_usd = 0.0
+
+    def fits(self, estimate: float) -> bool:
+        """Whether reserving `estimate` more keeps spent + reserved within the budget."""
+        if self.budget_usd is None:
+            return True
+        return self.spent_usd + self.reserved_usd + estimate <= self.budget_usd + 1e-9
+
+    def reserve(self, estimate: float) -> None:
+        self.reserved_usd += estimate
+
+    def settle(self, estimate: float, spent: float) -> None:
+        """A reservation ends: `spent` is what the create cost (0 when nothing was created)."""
+        self.reserved_usd = max(0.0, self.reserved_usd - estimate)
+        self.spent_usd += spent
+
+    def moved(self, key: str, source: str, target: str, message: str = "") -> None:
+        if source != target:
+            self.counts[source] -= 1
+            self.counts[target] += 1
+            self.finished_here += target in ("downloaded", "failed")
+        self.emit(target, key, message)
+
+    def emit(self, kind: str, key: str | None = None, message: str = "") -> None:
+        self.sink(Event(kind, key, message, self.snapshot()))
+
+    def snapshot(self) -> Snapshot:
+        counts = self.counts
+        elapsed = self.clock.now() - self.started
+        in_flight = sum(counts[s] for s in IN_FLIGHT)
+        remaining = counts["pending"] + in_flight
+        eta = remaining * elapsed / self.finished_here if self.finished_here else None
+        return Snapshot(total=sum(counts.values()), downloaded=counts["downloaded"],
+                        failed=counts["failed"], in_flight=in_flight, pending=counts["pending"],
+                        spent_usd=round(self.spent_usd, 4), reserved_usd=round(self.reserved_usd, 4),
+                        elapsed=elapsed, eta=eta)

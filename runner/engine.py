@@ -1,0 +1,294 @@
+"""The pool: every job submitted, polled and downloaded, with the account's slots kept full.
+
+A slot is taken before a job's task is created and given back as soon as its render is over,
+so at most `concurrency` generations are ever in flight; polls and downloads have budgets of
+their own, so a slow download never holds a slot. Tasks live in one `asyncio.TaskGroup`: a
+rejected key or an abort (a signal) leaves the group and cancels everything, with every job's
+last transition already in the journal. `halt` (budget, quota) only stops submitting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import files
+from runner.api import Generation
+from runner.config import RunSettings
+from runner.control import (
+    EXIT_CANNOT_RUN,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_RESUMABLE,
+    Outcome,
+)
+from runner.errors import AuthError, PermanentError, RateLimited, TransientError
+from runner.schedule import Backoff, PollPolicy, PollSchedule
+from runner.state import IN_FLIGHT, JobRow
+from runner.submit import Context, Submitter
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the pool is driven: the run settings plus the budgets nobody needs to tune."""
+
+    concurrency: int = 10
+    submit_per_minute: float = 100.0
+    poll_interval: float = 5.0
+    timeout: float = 900.0
+    budget_usd: float | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    poll_requests: int = 64
+    downloads: int = 8
+    reconcile_skew: float = 300.0
+    tick: float = 1.0
+
+    @classmethod
+    def from_run(cls, settings: RunSettings, **extra: Any) -> EngineSettings:
+        return cls(concurrency=settings.concurrency, submit_per_minute=settings.submit_per_minute,
+                   poll_interval=settings.poll_interval, timeout=settings.timeout,
+                   budget_usd=settings.budget_usd, **extra)
+
+
+class _Aborted(Exception):
+    """Raised inside the task group to leave it when the run is aborted."""
+
+
+class _Slot:
+    """One of the account's concurrency slots, given back exactly once."""
+
+    def __init__(self, pool: asyncio.Semaphore) -> None:
+        self._pool: asyncio.Semaphore | None = pool
+
+    def release(self) -> None:
+        if self._pool is not None:
+            self._pool.release()
+            self._pool = None
+
+
+class Engine:
+    """Runs every unfinished job of a journal to the end; `run()` says how it ended."""
+
+    def __init__(self, ctx: Context, settings: EngineSettings, *, out_dir: Path) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.out_dir = out_dir
+        self.submitter = Submitter(ctx, submit_per_minute=settings.submit_per_minute,
+                                   reconcile_skew=settings.reconcile_skew)
+        self.schedule = PollSchedule(PollPolicy(interval=settings.poll_interval))
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._polls = asyncio.Semaphore(settings.poll_requests)
+        self._downloads = asyncio.Semaphore(settings.downloads)
+        self._active = 0
+        self._idle = asyncio.Event()
+
+    async def run(self) -> Outcome:
+        stop = self.ctx.stop
+        try:
+            async with asyncio.TaskGroup() as group:
+                watcher = group.create_task(self._watch())
+                await self._feed(group)
+                if self._active:
+                    await self._idle.wait()
+                watcher.cancel()
+        except* _Aborted:
+            pass
+        except* AuthError as group:
+            stop.abort(EXIT_CANNOT_RUN, str(group.exceptions[0]))
+        self.ctx.tracker.emit("stop", None, (stop.aborted or stop.halted or Outcome(0, "")).reason)
+        return self.outcome()
+
+    def outcome(self) -> Outcome:
+        """The exit code and reason from the stop conditions and the jobs' final states."""
+        stop, counts = self.ctx.stop, self.ctx.tracker.counts
+        if stop.aborted is not None:
+            return stop.aborted
+        unfinished = counts["pending"] + sum(counts[s] for s in IN_FLIGHT)
+        if stop.halted is not None and unfinished:
+            return stop.halted
+        if unfinished:
+            return Outcome(EXIT_RESUMABLE, f"{unfinished} jobs are not finished: run again to resume")
+        if counts["failed"]:
+            return Outcome(EXIT_FAILED, f"{counts['failed']} jobs failed (see errors.jsonl)")
+        return Outcome(EXIT_OK, "every job downloaded")
+
+    async def _watch(self) -> None:
+        """Heartbeat for progress, and the way out of the group when the run is aborted."""
+        abort = asyncio.ensure_future(self.ctx.stop.wait_abort())
+        try:
+            while not abort.done():
+                await asyncio.wait([abort], timeout=self.settings.tick)
+                self.ctx.tracker.emit("tick")
+        finally:
+            abort.cancel()
+        raise _Aborted()
+
+    async def _feed(self, group: asyncio.TaskGroup) -> None:
+        """Resume what was in flight, then submit the pending jobs in plan order."""
+        store = self.ctx.store
+        resumed = store.in_states(IN_FLIGHT)
+        for row in resumed:
+            if row.state == "complete":
+                self._spawn(group, self._download(row))
+        for row in resumed:
+            if row.state != "complete":
+                await self._take_slot(group, row)
+        index = -1
+        while self.ctx.stop.submitting:
+            page = store.pending_after(index)
+            if not page:
+                return
+            for row in page:
+                index = row.index
+                if not await self._take_slot(group, row):
+                    return
+
+    async def _take_slot(self, group: asyncio.TaskGroup, row: JobRow) -> bool:
+        await self._slots.acquire()
+        slot = _Slot(self._slots)
+        if row.state == "pending" and not self.ctx.stop.submitting:
+            slot.release()
+            return False
+        self._spawn(group, self._job(row, slot))
+        return True
+
+    def _spawn(self, group: asyncio.TaskGroup, work: Awaitable[None]) -> None:
+        self._active += 1
+        self._idle.clear()
+        task = group.create_task(work)  # type: ignore[arg-type]
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._active -= 1
+        if not self._active:
+            self._idle.set()
+
+    async def _job(self, row: JobRow, slot: _Slot) -> None:
+        """One generation, holding its slot from create to the end of the render."""
+        try:
+            generation_id = row.generation_id if row.state == "submitted" else \
+                await self.submitter.submit(row)
+            if generation_id is None:
+                return
+            current = self.ctx.store.job(row.key)
+            done = await self._follow(current, generation_id)
+        finally:
+            slot.release()
+        if done:
+            await self._download(self.ctx.store.job(row.key))
+
+    async def _follow(self, row: JobRow, generation_id: str) -> bool:
+        """Poll until the render ends or the deadline passes; True when the video is ready."""
+        ctx, schedule = self.ctx, self.schedule
+        params = row.request.get("parameters", {})
+        kind = f"{row.request.get('model')}/{params.get('mode')}/{params.get('duration')}"
+        fresh = row.run_id == ctx.run_id
+        started = ctx.clock.now()
+        deadline = (row.submitted_at or ctx.clock.wall()) + ctx.timeout
+        polls, failures, pending_at, retry_after = 0, 0, None, None
+        while True:
+            delay = schedule.next_poll(kind, polls if fresh else max(polls, 1),
+                                       ctx.clock.now() - started)
+            if failures:
+                delay = max(delay, ctx.backoff.retry_delay(failures, ctx.rand, retry_after))
+            await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.wall())))
+            if ctx.clock.wall() >= deadline:
+                self._fail(row, "submitted", f"timed out after {ctx.timeout:g} s "
+                           f"(generation {generation_id})", "timeout")
+                return False
+            try:
+                async with self._polls:
+                    generation = await ctx.client.generation(generation_id)
+            except TransientError as exc:
+                failures += 1
+                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                ctx.tracker.emit("retry", row.key, str(exc))
+                continue
+            except PermanentError as exc:
+                self._fail(row, "submitted", str(exc), "lost")
+                return False
+            polls, failures = polls + 1, 0
+            elapsed = ctx.clock.now() - started
+            if generation.done:
+                if fresh:
+                    schedule.learn(kind, pending_at=pending_at, complete_at=elapsed)
+                return self._ended(row, generation, elapsed if fresh else None)
+            pending_at = elapsed
+
+    def _ended(self, row: JobRow, generation: Generation, render_seconds: float | None) -> bool:
+        ctx = self.ctx
+        if generation.status == "FAILED" or not generation.video_url:
+            moderated = generation.moderation is not None
+            reason = (f"refused by content moderation: {generation.moderation}" if moderated
+                      else "the generation FAILED" if generation.status == "FAILED"
+                      else "the generation is COMPLETE but has no video")
+            self._fail(row, "submitted", reason, "moderation" if moderated else "render")
+            return False
+        ctx.store.complete(row.key, run_id=ctx.run_id, at=ctx.clock.wall(),
+                           video_url=generation.video_url, poster_url=generation.poster_url,
+                           render_seconds=render_seconds)
+        ctx.tracker.moved(row.key, "submitted", "complete")
+        return True
+
+    def _fail(self, row: JobRow, source: str, reason: str, kind: str) -> None:
+        ctx = self.ctx
+        ctx.store.failed(row.key, run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason, kind=kind)
+        ctx.tracker.moved(row.key, source, "failed", reason)
+
+    async def _download(self, row: JobRow) -> None:
+        """Fetch the video (and its poster), write the sidecar, then record the job as done."""
+        ctx = self.ctx
+        async with self._downloads:
+            where = files.targets(self.out_dir, row.filename, row.key, ctx.store.file_owner)
+            video = await self._fetch(row, row.video_url or "", where.video, files.check_mp4)
+            if video is not None:
+                self._fail(row, "complete", f"download failed: {video}", "download")
+                return
+            poster = None
+            if row.poster_url:
+                problem = await self._fetch(row, row.poster_url, where.poster, files.check_jpeg)
+                poster = where.poster if problem is None else None
+            at = ctx.clock.wall()
+            sent = row.as_job().wire({row.upload.sha256: ctx.store.upload_id(row.upload.sha256) or ""}) \
+                if row.upload else row.request
+            files.write_json(self.out_dir / where.sidecar, sidecar(row, sent, where, poster, at))
+            ctx.store.downloaded(row.key, run_id=ctx.run_id, at=at, file=where.video,
+                                 poster=poster, sidecar=where.sidecar)
+            ctx.tracker.moved(row.key, "complete", "downloaded", where.video)
+
+    async def _fetch(self, row: JobRow, url: str, relative: str, check: Any) -> str | None:
+        """Download `url` to `relative` whole, retrying broken transfers; None or the last problem."""
+        ctx, dest = self.ctx, self.out_dir / relative
+        problem = "no URL"
+        for attempt in range(1, ctx.backoff.attempts + 1):
+            if not url:
+                break
+            try:
+                with files.staged(dest, tag=row.short_key) as (sink, partial):
+                    await ctx.client.download(url, sink)
+                    sink.close()
+                    files.commit(partial, dest, check)
+                return None
+            except TransientError as exc:
+                problem = str(exc)
+                ctx.tracker.emit("retry", row.key, problem)
+            except PermanentError as exc:
+                return str(exc)
+            await ctx.clock.sleep(ctx.backoff.delay(attempt, ctx.rand))
+        return problem
+
+
+def sidecar(row: JobRow, sent: dict[str, Any], where: files.Targets, poster: str | None,
+            at: float) -> dict[str, Any]:
+    """What sits beside each video: enough to know how it was made without the journal."""
+    return {"key": row.key, "short_key": row.short_key, "generation_id": row.generation_id,
+            "request": sent, "axes": row.axes, "styles": list(row.styles),
+            "prompt": row.prompt, "estimated_cost_usd": row.estimated_cost,
+            "cost_usd": row.cost_usd, "cost_credits": row.cost_credits,
+            "create_sent_at": row.create_sent_at, "submitted_at": row.submitted_at,
+            "completed_at": row.completed_at, "downloaded_at": at,
+            "render_seconds": row.render_seconds, "attempts": row.attempts,
+            "file": where.video, "poster": poster}

@@ -1,0 +1,95 @@
+"""The results files, computed from the journal alone so they can be written after any crash.
+
+    results.jsonl   one record per job (the gallery and `hailuo-batch report` read these)
+    errors.jsonl    the failed records
+    results.csv     the records flattened, axes as columns
+    summary.json    counts, money, durations and the exit code of the last run
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner import files, report
+from runner.state import JobRow, Journal
+
+RESULTS, ERRORS, CSV, SUMMARY = "results.jsonl", "errors.jsonl", "results.csv", "summary.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    """The records of every job the folder speaks of, and the summary of its last run."""
+
+    records: tuple[dict[str, Any], ...]
+    summary: dict[str, Any]
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [record for record in self.records if record["state"] == "failed"]
+
+
+def iso(epoch: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC with milliseconds, as every results file writes times."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record(row: JobRow) -> dict[str, Any]:
+    """One job's line of results.jsonl."""
+    return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
+            "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
+            "generation_id": row.generation_id, "estimated_cost_usd": row.estimated_cost,
+            "cost_usd": row.cost_usd, "reason": row.reason, "file": row.file,
+            "poster": row.poster, "sidecar": row.sidecar,
+            "submitted_at": iso(row.submitted_at), "completed_at": iso(row.completed_at),
+            "downloaded_at": iso(row.downloaded_at), "render_seconds": row.render_seconds,
+            "attempts": row.attempts}
+
+
+def collect(out_dir: Path) -> Results:
+    """The records and summary of the output folder `out_dir`, read from its journal."""
+    with Journal.open(out_dir, create=False) as journal:
+        return compute(journal, out_dir)
+
+
+def compute(journal: Journal, out_dir: Path) -> Results:
+    records = tuple(record(row) for row in journal.reported())
+    counts: dict[str, int] = {}
+    for item in records:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    money = journal.money()
+    run = journal.last_run()
+    ended = run.ended_at if run else None
+    summary = {
+        "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
+        "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
+        "spent_usd": round(money.spent_usd, 4), "reserved_usd": round(money.reserved_usd, 4),
+        "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 4),
+        "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
+        "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
+        "exit_code": run.exit_code if run else None,
+        "exit_reason": run.exit_reason if run else None}
+    return Results(records, summary)
+
+
+def write_results(journal: Journal, out_dir: Path) -> Results:
+    """Write the four results files (each whole or not at all) and return what they hold."""
+    results = compute(journal, out_dir)
+    files.write_text(out_dir / RESULTS, _lines(results.records))
+    files.write_text(out_dir / ERRORS, _lines(results.failures))
+    table = io.StringIO()
+    report.render_csv(report.RunResults(out_dir, results.summary, results.records), table)
+    files.write_text(out_dir / CSV, table.getvalue())
+    files.write_json(out_dir / SUMMARY, results.summary)
+    return results
+
+
+def _lines(records: Any) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)

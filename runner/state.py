@@ -1,0 +1,395 @@
+"""The journal: one SQLite file per output folder that remembers every job through every crash.
+
+Every transition of a job is one transaction, written before the step it enables is taken: a
+job is `submitting` before its create is sent, `submitted` together with the generation id that
+came back, `downloaded` only once the file is in place. Restarting from any instant therefore
+finds each job in a state that says exactly what is still to do and never pays twice.
+
+    pending ──> submitting ──> submitted ──> complete ──> downloaded
+       ^            │  │            │            │
+       └── unsent ──┘  └──> failed <┴────────────┘
+
+The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
+to n + 1, so an old file is upgraded in place when it is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from runner.errors import StateError
+from runner.plan import Job, Upload
+
+JOURNAL_NAME = "journal.sqlite"
+
+STATES = ("pending", "submitting", "submitted", "complete", "downloaded", "failed")
+IN_FLIGHT = ("submitting", "submitted", "complete")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT NOT NULL, manifest TEXT NOT NULL,
+        settings TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, exit_code INTEGER,
+        exit_reason TEXT);
+    CREATE TABLE jobs (key TEXT PRIMARY KEY, idx INTEGER NOT NULL, planned INTEGER NOT NULL,
+        state TEXT NOT NULL, prompt TEXT NOT NULL, axes TEXT NOT NULL, styles TEXT NOT NULL,
+        request TEXT NOT NULL, filename TEXT NOT NULL, upload TEXT,
+        estimated_cost REAL NOT NULL, reserved_usd REAL NOT NULL DEFAULT 0, cost_usd REAL,
+        cost_credits REAL, generation_id TEXT UNIQUE, run_id INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, create_sent_at REAL,
+        submitted_at REAL, completed_at REAL, downloaded_at REAL, video_url TEXT, file TEXT,
+        sidecar TEXT, render_seconds REAL);
+    CREATE INDEX jobs_by_state ON jobs (state, idx);
+    CREATE TABLE transitions (id INTEGER PRIMARY KEY, job_key TEXT NOT NULL, run_id INTEGER,
+        at REAL NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, detail TEXT);
+    CREATE TABLE uploads (sha256 TEXT PRIMARY KEY, extension TEXT NOT NULL,
+        image_id TEXT NOT NULL, uploaded_at REAL NOT NULL);
+    """,
+    # Version 2: poster images beside the videos, and the kind of each failure.
+    """
+    ALTER TABLE jobs ADD COLUMN poster_url TEXT;
+    ALTER TABLE jobs ADD COLUMN poster TEXT;
+    ALTER TABLE jobs ADD COLUMN error_kind TEXT;
+    """,
+)
+
+_ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "request",
+                "filename", "upload", "estimated_cost", "reserved_usd", "cost_usd",
+                "cost_credits", "generation_id", "run_id", "attempts", "reason",
+                "create_sent_at", "submitted_at", "completed_at", "downloaded_at", "video_url",
+                "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind")
+_SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM jobs"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as the journal knows it: the planned job plus everything learned since."""
+
+    key: str
+    index: int
+    planned: bool
+    state: str
+    prompt: str
+    axes: dict[str, Any]
+    styles: tuple[str, ...]
+    request: dict[str, Any]
+    filename: str
+    upload: Upload | None
+    estimated_cost: float
+    reserved_usd: float
+    cost_usd: float | None
+    cost_credits: float | None
+    generation_id: str | None
+    run_id: int | None
+    attempts: int
+    reason: str | None
+    create_sent_at: float | None
+    submitted_at: float | None
+    completed_at: float | None
+    downloaded_at: float | None
+    video_url: str | None
+    file: str | None
+    sidecar: str | None
+    render_seconds: float | None
+    poster_url: str | None
+    poster: str | None
+    error_kind: str | None
+
+    @property
+    def short_key(self) -> str:
+        return self.key[:10]
+
+    @property
+    def spent_usd(self) -> float:
+        """Money this job cost: the create's answer when it named a price, else the estimate."""
+        if self.generation_id is None:
+            return 0.0
+        return self.cost_usd if self.cost_usd else self.estimated_cost
+
+    def as_job(self) -> Job:
+        """The planned job this row records (its wire body, file name and axes)."""
+        return Job(key=self.key, index=self.index, axes=self.axes, styles=self.styles,
+                   request=self.request, estimated_cost=self.estimated_cost,
+                   filename=self.filename, upload=self.upload)
+
+    @classmethod
+    def from_sql(cls, row: tuple[Any, ...]) -> JobRow:
+        values = dict(zip(_ROW_COLUMNS, row))
+        upload = json.loads(values.pop("upload")) if values["upload"] else None
+        values["index"] = values.pop("idx")
+        values["planned"] = bool(values["planned"])
+        values["axes"] = json.loads(values["axes"])
+        values["styles"] = tuple(json.loads(values["styles"]))
+        values["request"] = json.loads(values["request"])
+        values["upload"] = Upload(Path(upload["path"]), upload["sha256"],
+                                  upload["extension"]) if upload else None
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """Spent and reserved USD: in the whole folder, and by jobs submitted in one run."""
+
+    spent_usd: float
+    reserved_usd: float
+    spent_run_usd: float
+    reserved_run_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    name: str
+    manifest: str
+    settings: dict[str, Any]
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    exit_reason: str | None
+
+
+class Journal:
+    """The state store of one output folder. Open it with `Journal.open(folder)`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, folder: Path, *, create: bool = True) -> Journal:
+        """The journal of `folder`, created (with the folder) when missing and `create` is set."""
+        path = folder / JOURNAL_NAME
+        if not create and not path.exists():
+            raise StateError(f"{folder}: no journal here ({JOURNAL_NAME} is missing)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{folder}: cannot use the journal: {exc}") from exc
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        return _transaction(self.conn)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- runs and plans -------------------------------------------------------------------
+
+    def begin_run(self, *, name: str, manifest: str, settings: dict[str, Any], at: float) -> int:
+        with self._transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO runs (name, manifest, settings, started_at) VALUES (?, ?, ?, ?)",
+                (name, manifest, json.dumps(settings, sort_keys=True), at))
+        return int(cursor.lastrowid or 0)
+
+    def end_run(self, run_id: int, *, exit_code: int, reason: str, at: float) -> None:
+        with self._transaction():
+            self.conn.execute("UPDATE runs SET ended_at = ?, exit_code = ?, exit_reason = ? "
+                              "WHERE id = ?", (at, exit_code, reason, run_id))
+
+    def last_run(self) -> RunRow | None:
+        row = self.conn.execute("SELECT id, name, manifest, settings, started_at, ended_at, "
+                                "exit_code, exit_reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return RunRow(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+
+    def sync_plan(self, jobs: Iterable[Job]) -> None:
+        """Make the planned jobs the journal's planned set: new ones pending, known ones refreshed."""
+        rows = ((job.key, job.index, job.request.get("parameters", {}).get("prompt", ""),
+                 json.dumps(job.axes, sort_keys=True), json.dumps(list(job.styles)),
+                 json.dumps(job.request, sort_keys=True), job.filename, _upload_json(job.upload),
+                 job.estimated_cost) for job in jobs)
+        with self._transaction():
+            self.conn.execute("UPDATE jobs SET planned = 0")
+            self.conn.executemany(
+                "INSERT INTO jobs (key, idx, planned, state, prompt, axes, styles, request, "
+                "filename, upload, estimated_cost) VALUES (?, ?, 1, 'pending', ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET idx = excluded.idx, planned = 1, "
+                "prompt = excluded.prompt, axes = excluded.axes, styles = excluded.styles, "
+                "filename = excluded.filename, upload = excluded.upload, "
+                "estimated_cost = excluded.estimated_cost", rows)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def job(self, key: str) -> JobRow:
+        row = self.conn.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StateError(f"job {key[:10]} is not in the journal")
+        return JobRow.from_sql(row)
+
+    def pending_after(self, index: int, *, limit: int = 256) -> list[JobRow]:
+        """Planned pending jobs after plan position `index`, in plan order, a page at a time."""
+        rows = self.conn.execute(f"{_SELECT} WHERE state = 'pending' AND planned = 1 AND idx > ? "
+                                 "ORDER BY idx LIMIT ?", (index, limit)).fetchall()
+        return [JobRow.from_sql(row) for row in rows]
+
+    def in_states(self, states: Iterable[str]) -> list[JobRow]:
+        wanted = tuple(states)
+        marks = ", ".join("?" * len(wanted))
+        rows = self.conn.execute(f"{_SELECT} WHERE state IN ({marks}) ORDER BY planned DESC, idx",
+                                 wanted).fetchall()
+        return [JobRow.from_sql(row) for row in rows]
+
+    def reported(self) -> Iterator[JobRow]:
+        """The jobs the results speak of: the planned ones, and any older one that was sent."""
+        cursor = self.conn.execute(f"{_SELECT} WHERE planned = 1 OR state != 'pending' "
+                                   "ORDER BY planned DESC, idx, key")
+        for row in cursor:
+            yield JobRow.from_sql(row)
+
+    def states_of(self, keys: Iterable[str]) -> dict[str, str]:
+        """The state of each of `keys` the journal knows."""
+        wanted = set(keys)
+        rows = self.conn.execute("SELECT key, state FROM jobs")
+        return {key: state for key, state in rows if key in wanted}
+
+    def counts(self, *, planned_only: bool = False) -> dict[str, int]:
+        where = "planned = 1" if planned_only else "planned = 1 OR state != 'pending'"
+        rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {where} GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def money(self, run_id: int | None = None) -> Money:
+        spent = ("COALESCE(SUM(CASE WHEN generation_id IS NULL THEN 0 WHEN cost_usd > 0 "
+                 "THEN cost_usd ELSE estimated_cost END), 0)")
+        total = self.conn.execute(f"SELECT {spent}, COALESCE(SUM(reserved_usd), 0) FROM jobs").fetchone()
+        this = self.conn.execute(f"SELECT {spent}, COALESCE(SUM(reserved_usd), 0) FROM jobs "
+                                 "WHERE run_id = ?", (run_id,)).fetchone()
+        return Money(round(total[0], 6), round(total[1], 6), round(this[0], 6), round(this[1], 6))
+
+    def claimed(self, generation_ids: Iterable[str]) -> set[str]:
+        """Those of `generation_ids` that already belong to a job."""
+        ids = list(generation_ids)
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        rows = self.conn.execute(f"SELECT generation_id FROM jobs WHERE generation_id IN ({marks})", ids)
+        return {row[0] for row in rows}
+
+    def file_owner(self, file: str) -> str | None:
+        """The key of the job whose video is recorded at `file` (relative to the folder)."""
+        row = self.conn.execute("SELECT key FROM jobs WHERE file = ?", (file,)).fetchone()
+        return row[0] if row else None
+
+    def upload_id(self, sha256: str) -> str | None:
+        row = self.conn.execute("SELECT image_id FROM uploads WHERE sha256 = ?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def record_upload(self, upload: Upload, image_id: str, *, at: float) -> None:
+        with self._transaction():
+            self.conn.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)",
+                              (upload.sha256, upload.extension, image_id, at))
+
+    # --- transitions ----------------------------------------------------------------------
+
+    def submitting(self, key: str, *, run_id: int, at: float) -> JobRow:
+        """Reserve the job's estimate and note when its create is sent: before sending it."""
+        self._move(key, ("pending", "submitting"), "submitting", run_id, at,
+                   "reserved_usd = estimated_cost, run_id = ?, create_sent_at = COALESCE("
+                   "CASE WHEN state = 'submitting' THEN create_sent_at END, ?), "
+                   "attempts = attempts + 1", (run_id, at))
+        return self.job(key)
+
+    def unsent(self, key: str, *, run_id: int, at: float, reason: str) -> None:
+        """The create is known not to have made a generation: back to pending, reservation freed."""
+        self._move(key, ("submitting",), "pending", run_id, at,
+                   "reserved_usd = 0, create_sent_at = NULL", (), detail=reason)
+
+    def submitted(self, key: str, *, run_id: int, at: float, generation_id: str,
+                  cost_usd: float | None, cost_credits: float | None) -> None:
+        self._move(key, ("submitting",), "submitted", run_id, at,
+                   "reserved_usd = 0, generation_id = ?, cost_usd = ?, cost_credits = ?, "
+                   "submitted_at = ?", (generation_id, cost_usd, cost_credits, at),
+                   detail=generation_id)
+
+    def complete(self, key: str, *, run_id: int, at: float, video_url: str,
+                 poster_url: str | None, render_seconds: float | None) -> None:
+        self._move(key, ("submitted",), "complete", run_id, at,
+                   "video_url = ?, poster_url = ?, completed_at = ?, render_seconds = ?",
+                   (video_url, poster_url, at, render_seconds))
+
+    def downloaded(self, key: str, *, run_id: int, at: float, file: str, poster: str | None,
+                   sidecar: str) -> None:
+        self._move(key, ("complete",), "downloaded", run_id, at,
+                   "file = ?, poster = ?, sidecar = ?, downloaded_at = ?",
+                   (file, poster, sidecar, at), detail=file)
+
+    def failed(self, key: str, *, run_id: int, at: float, reason: str, kind: str) -> None:
+        self._move(key, ("pending", "submitting", "submitted", "complete"), "failed", run_id, at,
+                   "reserved_usd = 0, reason = ?, error_kind = ?", (reason, kind), detail=reason)
+
+    def retry_failed(self, *, run_id: int, at: float) -> int:
+        """Failed planned jobs go back to work: polled again when a generation exists, else pending."""
+        failed = self.conn.execute("SELECT key, generation_id FROM jobs WHERE state = 'failed' "
+                                   "AND planned = 1").fetchall()
+        for key, generation_id in failed:
+            target = "submitted" if generation_id else "pending"
+            self._move(key, ("failed",), target, run_id, at, "reason = NULL, error_kind = NULL",
+                       (), detail="retry")
+        return len(failed)
+
+    def _move(self, key: str, sources: tuple[str, ...], target: str, run_id: int, at: float,
+              assignments: str, values: tuple[Any, ...], *, detail: str | None = None) -> None:
+        """One transition, one transaction: the job row and its line in the transitions log."""
+        marks = ", ".join("?" * len(sources))
+        with self._transaction():
+            row = self.conn.execute(f"SELECT state FROM jobs WHERE key = ? AND state IN ({marks})",
+                                    (key, *sources)).fetchone()
+            if row is None:
+                raise StateError(f"job {key[:10]} cannot go to {target} from its state: is "
+                                 "another run using this folder?")
+            self.conn.execute(f"UPDATE jobs SET state = ?, {assignments} WHERE key = ?",
+                              (target, *values, key))
+            self.conn.execute("INSERT INTO transitions (job_key, run_id, at, from_state, to_state, "
+                              "detail) VALUES (?, ?, ?, ?, ?, ?)",
+                              (key, run_id, at, row[0], target, detail))
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to the newest schema, one version per transaction; returns that version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StateError(f"the journal is version {version}, newer than this runner "
+                         f"({len(MIGRATIONS)}): upgrade hailuo-batch")
+    for number in range(version, len(MIGRATIONS)):
+        with _transaction(conn):
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+    return len(MIGRATIONS)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction (the connection is in autocommit mode), rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _upload_json(upload: Upload | None) -> str | None:
+    if upload is None:
+        return None
+    return json.dumps({"path": str(upload.path), "sha256": upload.sha256,
+                       "extension": upload.extension})

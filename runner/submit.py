@@ -1,0 +1,274 @@
+"""Getting a job a generation id exactly once: start frame upload, pacing, create, reconcile.
+
+The rule that keeps money safe: a create is sent only while the job is journalled `submitting`,
+and only one create per *signature* (prompt, width, height: what the account's generations list
+shows) is unsettled at any moment, under a lock. So when a create's outcome is unknown (a crash,
+a 5xx, a reset or a timeout after sending) at most one generation of that signature can exist
+unclaimed, and finding it in the list is unambiguous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from runner.api import Created, LeonardoClient
+from runner.control import EXIT_RESUMABLE, Clock, Stop, Tracker
+from runner.errors import (
+    AuthError,
+    ModerationError,
+    PermanentError,
+    QuotaError,
+    RateLimited,
+    TransientError,
+    UnknownOutcome,
+)
+from runner.schedule import Backoff, RateMeter
+from runner.state import JobRow, Journal
+
+T = TypeVar("T")
+Random = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every stage of the engine shares for one run."""
+
+    store: Journal
+    client: LeonardoClient
+    clock: Clock
+    tracker: Tracker
+    stop: Stop
+    run_id: int
+    rand: Random
+    backoff: Backoff
+    timeout: float
+
+
+class Unsettled(Exception):
+    """The outcome of a create could not be found out now: the job stays `submitting`."""
+
+
+class Submitter:
+    """Turns pending (or unsettled) jobs into submitted ones, or records why they failed."""
+
+    def __init__(self, ctx: Context, *, submit_per_minute: float, reconcile_skew: float = 300.0,
+                 reconcile_pages: int = 40, page_size: int = 50) -> None:
+        self.ctx = ctx
+        self.meter = RateMeter(submit_per_minute)
+        self.skew = reconcile_skew
+        self.pages = reconcile_pages
+        self.page_size = page_size
+        self._signatures: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._holders: Counter[tuple[Any, ...]] = Counter()
+        self._reserved: set[str] = set()
+        self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._user_id: str | None = None
+
+    async def submit(self, row: JobRow) -> str | None:
+        """The job's generation id, or None when it failed or was put back (stopped, unsettled)."""
+        ctx = self.ctx
+        try:
+            body = await self._wire(row)
+        except (PermanentError, TransientError) as exc:
+            self._fail(row, f"start frame upload failed: {exc}", "upload")
+            return None
+        async with self._signature_lock(_signature(row.request)):
+            try:
+                if row.state == "submitting" and await self._resolve(row):
+                    return ctx.store.job(row.key).generation_id
+                return await self._create(row, body)
+            except Unsettled as exc:
+                ctx.tracker.emit("retry", row.key, f"left unsettled: {exc}")
+                return None
+
+    @asynccontextmanager
+    async def _signature_lock(self, signature: tuple[Any, ...]) -> AsyncIterator[None]:
+        """One lock per signature, dropped when no job holds or awaits it, so memory stays flat."""
+        self._holders[signature] += 1
+        try:
+            async with self._signatures[signature]:
+                yield
+        finally:
+            self._holders[signature] -= 1
+            if not self._holders[signature]:
+                del self._holders[signature], self._signatures[signature]
+
+    async def _create(self, row: JobRow, body: dict[str, Any]) -> str | None:
+        ctx = self.ctx
+        state, failures, deadline = row.state, 0, None
+        while True:
+            sent_at = await self._pace()
+            if not ctx.stop.submitting or not self._reserve(row, check=state == "pending"):
+                self._put_back(row, state, "submitting stopped")
+                return None
+            if deadline is not None and ctx.clock.wall() > deadline:
+                self._fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
+                return None
+            ctx.store.submitting(row.key, run_id=ctx.run_id, at=ctx.clock.wall())
+            ctx.tracker.moved(row.key, state, "submitting")
+            state, deadline = "submitting", deadline or ctx.clock.wall() + ctx.timeout
+            try:
+                created = await ctx.client.create(body)
+            except RateLimited as exc:
+                self.meter.limited(now=ctx.clock.now(), sent_at=sent_at, retry_after=exc.retry_after,
+                                   pause=ctx.backoff.delay(1, ctx.rand))
+                ctx.tracker.emit("rate-limited", row.key, str(exc))
+                continue
+            except UnknownOutcome as exc:
+                ctx.tracker.emit("retry", row.key, str(exc))
+                if await self._resolve(row):
+                    return ctx.store.job(row.key).generation_id
+                failures += 1
+            except TransientError as exc:
+                ctx.tracker.emit("retry", row.key, str(exc))
+                failures += 1
+            except ModerationError as exc:
+                self._fail(row, str(exc), "moderation")
+                return None
+            except PermanentError as exc:
+                self._fail(row, str(exc), "invalid")
+                return None
+            except QuotaError as exc:
+                self._put_back(row, state, str(exc))
+                ctx.stop.halt(EXIT_RESUMABLE, str(exc))
+                return None
+            except AuthError:
+                self._put_back(row, state, "the API key was rejected")
+                raise
+            else:
+                self.meter.succeeded()
+                return self._record(row, created)
+            if failures >= ctx.backoff.attempts:
+                self._fail(row, f"gave up after {failures} failed creates", "transient")
+                return None
+            await ctx.clock.sleep(ctx.backoff.delay(failures, ctx.rand))
+
+    async def _pace(self) -> float:
+        """Wait for the rate meter's turn; returns the moment the create may be sent."""
+        now = self.ctx.clock.now()
+        at = self.meter.reserve(now)
+        if at > now:
+            await self.ctx.clock.sleep(at - now)
+        return at
+
+    def _reserve(self, row: JobRow, *, check: bool) -> bool:
+        """Reserve the job's estimate once per run; a new job must fit in the budget first."""
+        tracker = self.ctx.tracker
+        if row.key in self._reserved:
+            return True
+        if check and not tracker.fits(row.estimated_cost):
+            self.ctx.stop.halt(EXIT_RESUMABLE, f"the budget of ${tracker.budget_usd:g} is reached")
+            return False
+        tracker.reserve(row.estimated_cost)
+        self._reserved.add(row.key)
+        return True
+
+    def _settle(self, row: JobRow, spent: float) -> None:
+        if row.key in self._reserved:
+            self._reserved.discard(row.key)
+            self.ctx.tracker.settle(row.estimated_cost, spent)
+
+    def _record(self, row: JobRow, created: Created) -> str:
+        ctx = self.ctx
+        ctx.store.submitted(row.key, run_id=ctx.run_id, at=ctx.clock.wall(),
+                            generation_id=created.generation_id, cost_usd=created.cost_usd,
+                            cost_credits=created.cost_credits)
+        self._settle(row, created.cost_usd or row.estimated_cost)
+        ctx.tracker.moved(row.key, "submitting", "submitted", created.generation_id)
+        return created.generation_id
+
+    def _put_back(self, row: JobRow, state: str, reason: str) -> None:
+        """The job was not created (or nothing was sent): pending again, reservation freed."""
+        if state != "submitting":
+            return
+        ctx = self.ctx
+        ctx.store.unsent(row.key, run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason)
+        self._settle(row, 0.0)
+        ctx.tracker.moved(row.key, "submitting", "pending", reason)
+
+    def _fail(self, row: JobRow, reason: str, kind: str) -> None:
+        ctx = self.ctx
+        current = ctx.store.job(row.key).state
+        ctx.store.failed(row.key, run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason, kind=kind)
+        self._settle(row, 0.0)
+        ctx.tracker.moved(row.key, current, "failed", reason)
+
+    async def _resolve(self, row: JobRow) -> bool:
+        """Look for the generation an unsettled create may have made; claim it when found."""
+        current = self.ctx.store.job(row.key)
+        try:
+            found = await self._find(current)
+        except PermanentError as exc:
+            raise Unsettled(str(exc)) from exc
+        if found is not None:
+            self._record(current, Created(found, None, None))
+        return found is not None
+
+    async def _find(self, row: JobRow) -> str | None:
+        params = row.request.get("parameters", {})
+        prompt, width, height = params.get("prompt"), params.get("width"), params.get("height")
+        since = (row.create_sent_at or self.ctx.clock.wall()) - self.skew
+        user_id = await self._account()
+        for page in range(self.pages):
+            listed = await self.retrying(partial(self.ctx.client.generations, user_id,
+                                                 offset=page * self.page_size,
+                                                 limit=self.page_size))
+            matches = [g for g in listed if g.prompt == prompt
+                       and (not width or g.width in (None, width))
+                       and (not height or g.height in (None, height))
+                       and (g.created_at is None or g.created_at >= since)]
+            claimed = self.ctx.store.claimed(g.id for g in matches)
+            free = [g for g in matches if g.id not in claimed]
+            if free:
+                return min(free, key=lambda g: g.created_at or 0.0).id
+            if len(listed) < self.page_size or all(
+                    g.created_at is not None and g.created_at < since for g in listed):
+                return None
+        return None
+
+    async def _account(self) -> str:
+        if self._user_id is None:
+            self._user_id = (await self.retrying(self.ctx.client.me)).user_id
+        return self._user_id
+
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A read-only call, retried on transient errors; Unsettled when it never succeeds."""
+        ctx = self.ctx
+        for attempt in range(1, ctx.backoff.attempts + 1):
+            try:
+                return await call()
+            except TransientError as exc:
+                if attempt == ctx.backoff.attempts:
+                    raise Unsettled(str(exc)) from exc
+                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                await ctx.clock.sleep(ctx.backoff.retry_delay(attempt, ctx.rand, retry_after))
+        raise AssertionError("unreachable")
+
+    async def _wire(self, row: JobRow) -> dict[str, Any]:
+        """The create body: a start frame given by path is uploaded once per file content."""
+        upload = row.upload
+        if upload is None:
+            return row.request
+        ctx = self.ctx
+        async with self._uploads[upload.sha256]:
+            image_id = ctx.store.upload_id(upload.sha256)
+            if image_id is None:
+                try:
+                    image_id = await self.retrying(lambda: ctx.client.upload(upload.path, upload.extension))
+                except Unsettled as exc:
+                    raise TransientError(str(exc)) from exc
+                except OSError as exc:
+                    raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc
+                ctx.store.record_upload(upload, image_id, at=ctx.clock.wall())
+        return row.as_job().wire({upload.sha256: image_id})
+
+
+def _signature(request: dict[str, Any]) -> tuple[Any, ...]:
+    params = request.get("parameters", {})
+    return params.get("prompt"), params.get("width"), params.get("height")
