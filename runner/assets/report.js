@@ -15,7 +15,8 @@
   const FRAME = 1 / 24;
   const $ = (id) => document.getElementById(id);
 
-  const valueKey = (value) => (value === null || value === undefined ? "—" : String(value));
+  const valueKey = (value) => (value === null || value === undefined ? "—"
+    : typeof value === "object" ? JSON.stringify(value) : String(value));
   const stateGroup = (job) => (job.state === "downloaded" ? STATES.done
     : job.state === "failed" ? STATES.failed : STATES.unfinished);
   const money = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(2)}`);
@@ -67,10 +68,14 @@
     history.replaceState(null, "", `#rows=${encodeURIComponent(view.row)}&cols=${encodeURIComponent(view.col)}`);
   }
 
-  /* Picks live in this browser's localStorage, one list per run (name and output folder). */
-  const picks = new Set(JSON.parse(localStorage.getItem(PICKS_KEY) || "[]"));
+  /* Picks live in this browser's localStorage, one list per run (name and output folder);
+   * a browser that refuses storage to file:// pages keeps them for the visit only. */
+  const store = (() => {
+    try { localStorage.getItem(PICKS_KEY); return localStorage; } catch { return null; }
+  })();
+  const picks = new Set(JSON.parse((store && store.getItem(PICKS_KEY)) || "[]"));
   function savePicks() {
-    localStorage.setItem(PICKS_KEY, JSON.stringify([...picks]));
+    if (store) store.setItem(PICKS_KEY, JSON.stringify([...picks]));
     $("pick-count").textContent = `${picks.size} picked`;
   }
   function picksDocument() {

@@ -37,9 +37,16 @@ class Driver:
         return self.run(scenario())
 
 
+# Installed before the page's own script: every uncaught error lands in `window.pageErrors`.
+CATCH_ERRORS = """window.pageErrors = [];
+addEventListener("error", (e) => pageErrors.push(String(e.message || e.target.src || e.type)), true);
+addEventListener("unhandledrejection", (e) => pageErrors.push(String(e.reason)));"""
+
+
 async def open_report(driver: Driver, out: Path) -> Page:
-    """Write the folder's report and open it from file:// in a new tab."""
+    """Write the folder's report and open it from file:// in a new tab that records errors."""
     page = await driver.browser.new_page()
+    await page.send("Page.addScriptToEvaluateOnNewDocument", source=CATCH_ERRORS)
     await page.goto(write_report(out).as_uri())
     assert await page.evaluate("document.documentElement.dataset.ready") == "true"
     return page

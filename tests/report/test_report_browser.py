@@ -25,6 +25,7 @@ def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, sweep_run
             "video": await page.evaluate(UNTIL % "() => { const v = document.querySelector('.cell video');"
                                          " return v && v.readyState >= 2 && {state: v.readyState, src: v.currentSrc,"
                                          " key: v.closest('.cell').dataset.key}; }"),
+            "errors": await page.evaluate("pageErrors"),
         }
         await page.screenshot(artifacts / "report-grid.png")
         return seen
@@ -37,6 +38,7 @@ def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, sweep_run
                               "spent": "$2.52", "estimated": "$3.36", "shown": "12"}
     record = next(r for r in records if r["key"] == seen["video"]["key"])
     assert seen["video"]["state"] >= 2
+    assert seen["errors"] == []
     assert seen["video"]["src"] == (out / record["file"]).as_uri()
     assert (artifacts / "report-grid.png").stat().st_size > 10_000
 
@@ -56,6 +58,7 @@ def test_switching_axes_and_filters_relays_the_grid(driver: Driver, sweep_run) -
         steps.append(await page.evaluate(snapshot))
         await page.click(".filter[data-axis='vibe'] .value[data-value='Pro Photo']")
         steps.append(await page.evaluate(snapshot))
+        assert await page.evaluate("pageErrors") == []
         return steps
 
     by_lighting, swapped, filtered = driver.run(scenario())
@@ -142,10 +145,12 @@ def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, sweep_run) -> None
         await page.click(".block .row .row-next")
         stepped = await page.evaluate(UNTIL % f"() => {{ const v = {videos};"
                                       " return v.every((x) => !x.seeking) && v.map((x) => x.currentTime); }")
-        return {"playing": playing, "paused": paused, "stepped": stepped}
+        return {"playing": playing, "paused": paused, "stepped": stepped,
+                "errors": await page.evaluate("pageErrors")}
 
     seen = driver.run(scenario())
     assert seen["playing"] == 2
+    assert seen["errors"] == []
     assert all(paused for paused, _, _ in seen["paused"])
     (_, first, duration), (_, second, _) = seen["paused"]
     gap = abs(first - second) % duration
