@@ -118,8 +118,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             journal.sync_plan(planned.jobs)
             if config.retry_failed:
                 journal.retry_failed(run_id=run_id, at=clock.wall())
-            settings = EngineSettings.from_run(planned.settings, backoff=config.backoff,
-                                               **config.engine)
+            engine = {"settle": config.timeouts.call, **config.engine}
+            settings = EngineSettings.from_run(planned.settings, backoff=config.backoff, **engine)
             del planned
             outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, sink, clock,
                                          rand or random.Random()))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+import tqdm
 import yaml
 
-from runner import catalog, render
+from runner import batch, catalog, render, results
 from runner import report as run_report
+from runner.control import Event
 from runner.errors import HailuoError, ManifestError, UsageError
 from runner.manifest import schema
 from runner.plan import Plan, make_plan
@@ -195,3 +198,116 @@ def simulate(faults: tuple[str, ...], extra: tuple[str, ...], no_retry_after: bo
     values.update(_setting_pairs(extra, "--set"))
     summary = asyncio.run(serve(SimSettings.from_text(values), announce=_announce))
     click.echo(json.dumps(summary.as_dict(), indent=2))
+
+
+class Progress:
+    """The run's events drawn as a tqdm bar on a terminal, or as plain lines at a steady
+    interval when the output is not one (cron mail, a log file)."""
+
+    def __init__(self, *, quiet: bool, every: float = 10.0) -> None:
+        self.quiet = quiet
+        self.every = every
+        self.terminal = sys.stderr.isatty()
+        self.bar: tqdm.tqdm | None = None
+        self.last_line: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        snap = event.snapshot
+        if not self.terminal:
+            due = self.last_line is None or snap.elapsed - self.last_line >= self.every
+            if event.kind == "stop" or (event.kind == "tick" and due):
+                self.last_line = snap.elapsed
+                click.echo(snap.describe(), err=True)
+            return
+        if self.bar is None:
+            self.bar = tqdm.tqdm(total=snap.total, initial=snap.finished, unit="job",
+                                 dynamic_ncols=True, file=sys.stderr)
+        self.bar.total = snap.total
+        self.bar.update(snap.finished - self.bar.n)
+        self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
+                                 f"${snap.spent_usd:.2f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _api_key(key_file: Path | None) -> str | None:
+    """The key from --api-key-file, else LEONARDO_API_KEY; never echoed anywhere."""
+    if key_file is None:
+        return os.environ.get("LEONARDO_API_KEY", "").strip() or None
+    try:
+        return key_file.read_text("utf-8").strip() or None
+    except OSError as exc:
+        raise UsageError(f"--api-key-file {key_file}: cannot read it: {exc.strerror}") from exc
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: the manifest's output.dir).")
+@click.option("--concurrency", type=int, help="Generations in flight at once.")
+@click.option("--submit-per-minute", type=float, help="Create requests a minute.")
+@click.option("--poll-interval", help="Base poll interval, e.g. 5s.")
+@click.option("--timeout", help="Per job, from submit to downloaded, e.g. 15m.")
+@click.option("--budget-usd", type=float, help="Stop submitting before spent + reserved passes this.")
+@click.option("--max-jobs", type=int, help="Refuse plans with more jobs than this.")
+@click.option("--base-url", envvar="LEONARDO_BASE_URL", default=batch.DEFAULT_BASE_URL,
+              show_default=True, help="API root (also LEONARDO_BASE_URL).")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the API key (default: LEONARDO_API_KEY).")
+@click.option("--simulate", is_flag=True, help="Run against an in-process simulator; no key needed.")
+@click.option("--time-scale", type=float, default=60.0, show_default=True,
+              help="With --simulate: simulated seconds per real second.")
+@click.option("--retry-failed", is_flag=True, help="Give failed jobs another go.")
+@click.option("--dry-run", is_flag=True, help="Plan and compare with the folder; send nothing.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@prices_option
+def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
+        simulate: bool, time_scale: float, retry_failed: bool, dry_run: bool, quiet: bool,
+        prices_file: str | None, **overrides: Any) -> None:
+    """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
+    config = batch.RunConfig(
+        manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
+        base_url=base_url, api_key=None if simulate or dry_run else _api_key(api_key_file),
+        simulate=SimSettings(time_scale=time_scale) if simulate else None,
+        retry_failed=retry_failed)
+    if dry_run:
+        planned, folder = batch.plan_for(config)
+        state = batch.diff(planned, folder)
+        click.echo(f"{planned.name}: {len(planned.jobs)} jobs, estimated ${planned.estimated_usd:.2f}")
+        click.echo(_diff_line(state) + "; nothing was sent (dry run)")
+        return
+    progress = Progress(quiet=quiet)
+    try:
+        done = batch.run_batch(config, sink=progress)
+    except KeyboardInterrupt:
+        click.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    finally:
+        progress.close()
+    summary = done.results.summary
+    click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
+               f"downloaded, ${summary['spent_usd']:.2f} spent")
+    click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
+    sys.exit(done.outcome.exit_code)
+
+
+def _diff_line(state: batch.PlanDiff) -> str:
+    return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
+            f"{len(state.done)} done, {len(state.failed)} failed")
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def status(out: Path, fmt: str) -> None:
+    """What the output folder OUT holds: jobs by state, money spent and reserved, failures."""
+    found = results.collect(out)
+    if fmt == "json":
+        click.echo(json.dumps({"summary": found.summary, "failures": found.failures}, indent=2))
+    else:
+        for line in results.status_lines(found):
+            click.echo(line)

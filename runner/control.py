@@ -95,6 +95,20 @@ class Snapshot:
     def finished(self) -> int:
         return self.downloaded + self.failed
 
+    def describe(self) -> str:
+        """One line for a log: counts, money, and the time left at the pace so far."""
+        eta = "" if self.eta is None else f", about {_duration(self.eta)} left"
+        return (f"{self.finished}/{self.total} finished ({self.failed} failed), "
+                f"{self.in_flight} in flight, {self.pending} waiting, "
+                f"${self.spent_usd:.2f} spent{eta}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

@@ -43,6 +43,7 @@ class EngineSettings:
     backoff: Backoff = field(default_factory=Backoff)
     poll_requests: int = 64
     downloads: int = 8
+    settle: float = 30.0
     reconcile_skew: float = 300.0
     tick: float = 1.0
 
@@ -77,7 +78,7 @@ class Engine:
         self.settings = settings
         self.out_dir = out_dir
         self.submitter = Submitter(ctx, submit_per_minute=settings.submit_per_minute,
-                                   reconcile_skew=settings.reconcile_skew)
+                                   settle=settings.settle, reconcile_skew=settings.reconcile_skew)
         self.schedule = PollSchedule(PollPolicy(interval=settings.poll_interval))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._polls = asyncio.Semaphore(settings.poll_requests)

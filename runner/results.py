@@ -93,3 +93,21 @@ def write_results(journal: Journal, out_dir: Path) -> Results:
 
 def _lines(records: Any) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+
+
+def status_lines(results: Results) -> list[str]:
+    """`hailuo-batch status` as text: the last run, counts by state, money, then each failure."""
+    summary = results.summary
+    lines = [f"{summary['name']}: {summary['jobs']} jobs in {summary['out']}"]
+    if summary["started_at"]:
+        ended = (f"ended {summary['ended_at']}, exit {summary['exit_code']} "
+                 f"({summary['exit_reason']})" if summary["ended_at"] else "did not end cleanly")
+        lines.append(f"last run: started {summary['started_at']}, {ended}")
+    lines.append("  ".join(f"{state} {count}" for state, count in summary["counts"].items())
+                 or "no jobs")
+    lines.append(f"spent ${summary['spent_usd']:.2f}, reserved ${summary['reserved_usd']:.2f}, "
+                 f"estimated ${summary['estimated_usd']:.2f}")
+    for failure in results.failures:
+        lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}: "
+                     f"{failure['reason']}")
+    return lines

@@ -45,8 +45,10 @@ MIGRATIONS: tuple[str, ...] = (
         submitted_at REAL, completed_at REAL, downloaded_at REAL, video_url TEXT, file TEXT,
         sidecar TEXT, render_seconds REAL);
     CREATE INDEX jobs_by_state ON jobs (state, idx);
+    CREATE INDEX jobs_by_file ON jobs (file);
     CREATE TABLE transitions (id INTEGER PRIMARY KEY, job_key TEXT NOT NULL, run_id INTEGER,
         at REAL NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, detail TEXT);
+    CREATE INDEX transitions_by_job ON transitions (job_key);
     CREATE TABLE uploads (sha256 TEXT PRIMARY KEY, extension TEXT NOT NULL,
         image_id TEXT NOT NULL, uploaded_at REAL NOT NULL);
     """,
@@ -281,6 +283,12 @@ class Journal:
         marks = ", ".join("?" * len(ids))
         rows = self.conn.execute(f"SELECT generation_id FROM jobs WHERE generation_id IN ({marks})", ids)
         return {row[0] for row in rows}
+
+    def last_sent(self, key: str) -> float | None:
+        """When the job's latest create was sent (its latest move into `submitting`)."""
+        row = self.conn.execute("SELECT MAX(at) FROM transitions WHERE job_key = ? AND "
+                                "to_state = 'submitting'", (key,)).fetchone()
+        return row[0] if row else None
 
     def file_owner(self, file: str) -> str | None:
         """The key of the job whose video is recorded at `file` (relative to the folder)."""

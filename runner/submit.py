@@ -57,9 +57,11 @@ class Unsettled(Exception):
 class Submitter:
     """Turns pending (or unsettled) jobs into submitted ones, or records why they failed."""
 
-    def __init__(self, ctx: Context, *, submit_per_minute: float, reconcile_skew: float = 300.0,
-                 reconcile_pages: int = 40, page_size: int = 50) -> None:
+    def __init__(self, ctx: Context, *, submit_per_minute: float, settle: float = 30.0,
+                 reconcile_skew: float = 300.0, reconcile_pages: int = 40,
+                 page_size: int = 50) -> None:
         self.ctx = ctx
+        self.settle = settle
         self.meter = RateMeter(submit_per_minute)
         self.skew = reconcile_skew
         self.pages = reconcile_pages
@@ -200,8 +202,16 @@ class Submitter:
         ctx.tracker.moved(row.key, current, "failed", reason)
 
     async def _resolve(self, row: JobRow) -> bool:
-        """Look for the generation an unsettled create may have made; claim it when found."""
-        current = self.ctx.store.job(row.key)
+        """Look for the generation an unsettled create may have made; claim it when found.
+
+        A create the server is still working on would be missed by the list and then made a
+        second time, so the search waits until `settle` seconds after the latest send (the
+        time a create is given to answer)."""
+        ctx = self.ctx
+        sent = ctx.store.last_sent(row.key)
+        if sent is not None and sent + self.settle > ctx.clock.wall():
+            await ctx.clock.sleep(sent + self.settle - ctx.clock.wall())
+        current = ctx.store.job(row.key)
         try:
             found = await self._find(current)
         except PermanentError as exc:

@@ -1,0 +1,103 @@
+"""One end-to-end run per fault the API can throw, over real sockets to the simulator.
+
+Every run must end with each job downloaded or failed with its reason, and the simulator's
+books must show no job created twice (`enginekit.audit`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from enginekit import audit, results_lines, run, sim_settings, write_manifest
+
+from runner.api import Timeouts
+from runner.simulator import run_in_thread
+
+
+@pytest.mark.parametrize("fault", ["500", "reset", "not_json", "create_500"])
+def test_transient_faults_end_with_every_job_downloaded_once(tmp_path: Path, fault: str) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings(**{f"fault_{fault}": 0.3})) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 0, report.outcome
+    assert books["states"] == {"downloaded": 8}
+    assert sum(books["books"].faults.values()) > 0
+
+
+def test_slow_answers_past_the_timeout_are_retried_and_reconciled(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    settings = sim_settings(fault_slow=0.25, slow_seconds=16.0)  # 0.4 real seconds
+    with run_in_thread(settings) as sim:
+        report = run(manifest, tmp_path / "out", sim,
+                     timeouts=Timeouts(connect=1.0, call=0.25, download=0.25),
+                     engine={"settle": 0.5})
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 0, report.outcome
+    assert books["books"].faults.get("slow", 0) > 0
+    assert books["states"] == {"downloaded": 8}
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_429_storm_slows_down_and_finishes(tmp_path: Path, retry_after: bool) -> None:
+    manifest = write_manifest(tmp_path, repeat=3)
+    settings = sim_settings(creates_per_minute=8, requests_per_minute=None,
+                            retry_after=retry_after)  # 8 creates in 1.5 real seconds
+    with run_in_thread(settings) as sim:
+        report = run(manifest, tmp_path / "out", sim, submit_per_minute=60000)
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 0, report.outcome
+    assert books["books"].requests["create"].get(429, 0) > 0
+    assert books["states"] == {"downloaded": 12}
+
+
+def test_failed_generations_are_recorded_with_their_reason(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=3)
+    with run_in_thread(sim_settings(fault_failed=0.4)) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    failed = [r for r in results_lines(tmp_path / "out") if r["state"] == "failed"]
+    assert failed and report.outcome.exit_code == 1
+    assert all(r["reason"] == "the generation FAILED" and r["generation_id"] for r in failed)
+    assert len(results_lines(tmp_path / "out", "errors.jsonl")) == len(failed)
+    assert books["states"]["failed"] == len(failed)
+
+
+@pytest.mark.parametrize("stage, status", [("create", 400), ("create", 403), ("render", 400)])
+def test_moderation_fails_the_job_and_is_never_retried(tmp_path: Path, stage: str,
+                                                        status: int) -> None:
+    manifest = write_manifest(tmp_path, prompts=[PROMPT_OK, "A street moderate-me at night"])
+    settings = sim_settings(moderation_stage=stage, moderation_status=status)
+    with run_in_thread(settings) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    failed = [r for r in results_lines(tmp_path / "out") if r["state"] == "failed"]
+    assert report.outcome.exit_code == 1
+    assert len(failed) == 4 and all("moderation" in r["reason"] for r in failed)
+    assert all(r["attempts"] == 1 for r in failed)
+    assert books["books"].requests["create"].get(status, 0) == (4 if stage == "create" else 0)
+
+
+PROMPT_OK = "A ginger cat asleep on a sunlit rooftop"
+
+
+def test_truncated_downloads_are_fetched_again_whole(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings(fault_truncate=0.4)) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 0
+    assert books["books"].faults.get("truncate", 0) > 0
+    assert not list((tmp_path / "out").rglob("*.part"))
+
+
+def test_every_fault_at_once(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=3)
+    settings = sim_settings(fault_500=0.1, fault_reset=0.1, fault_not_json=0.1,
+                            fault_create_500=0.1, fault_truncate=0.1, fault_failed=0.1, seed=3)
+    with run_in_thread(settings) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code in (0, 1)
+    assert sum(books["states"].values()) == 12
