@@ -11,19 +11,18 @@ from __future__ import annotations
 import csv
 import html
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
+from runner import files
+from runner import results as results_files
 from runner.errors import StateError, UsageError
+from runner.state import JOURNAL_NAME
 
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 DONE = "downloaded"
 FAILED = "failed"
@@ -106,20 +105,25 @@ def _total(records: tuple[dict[str, Any], ...], field: str) -> float:
 
 
 def load(out_dir: Path) -> RunResults:
-    """The results of the run in `out_dir`.
+    """The results of the run in `out_dir`, in plan order.
 
-    A folder without results is the user's mistake (UsageError, exit 2); results that cannot be
+    Read from the folder's journal, the source of truth, so a report works after a crash; a
+    folder that was copied without its journal is read from its results files.
+    A folder with neither is the user's mistake (UsageError, exit 2); results that cannot be
     read are a damaged folder (StateError, exit 4).
     """
-    results = out_dir / RESULTS_FILE
-    if not results.is_file():
-        raise UsageError(f"{out_dir}: no {RESULTS_FILE} here; is this a run's output folder?")
-    records = [_read_record(results, number, line)
-               for number, line in enumerate(results.read_text(encoding="utf-8").splitlines(), 1)
+    if (out_dir / JOURNAL_NAME).is_file():
+        found = results_files.collect(out_dir)
+        return RunResults(out_dir=out_dir, summary=found.summary, records=found.records)
+    path = out_dir / results_files.RESULTS
+    if not path.is_file():
+        raise UsageError(f"{out_dir}: no {JOURNAL_NAME} or {results_files.RESULTS} here; "
+                         "is this a run's output folder?")
+    records = [_read_record(path, number, line)
+               for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                if line.strip()]
-    records.sort(key=lambda record: record.get("index", 0))
     summary: dict[str, Any] = {}
-    summary_path = out_dir / SUMMARY_FILE
+    summary_path = out_dir / results_files.SUMMARY
     if summary_path.is_file():
         try:
             summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -141,21 +145,14 @@ def _read_record(path: Path, number: int, line: str) -> dict[str, Any]:
 def write_report(out_dir: Path) -> Path:
     """Write `out_dir/report.html` from the folder's results and return its path.
 
-    Written to a temporary file and renamed, so a reader never sees half a page.
+    Written whole or not at all, so a reader never sees half a page.
     """
     page = render_html(load(out_dir))
     target = out_dir / REPORT_FILE
     try:
-        handle, temporary = tempfile.mkstemp(prefix=".report-", suffix=".tmp", dir=out_dir)
+        files.write_text(target, page)
     except OSError as exc:
-        raise StateError(f"{out_dir}: cannot write the report here: {exc.strerror}") from exc
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(page)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        raise StateError(f"{target}: cannot write the report: {exc.strerror}") from exc
     return target
 
 
@@ -192,7 +189,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
     summary = results.summary
     run = {field: summary.get(field) for field in
            ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
-    run.update(name=results.name, out=str(summary.get("out") or results.out_dir.resolve()))
+    run.update(name=results.name, out=str(results.out_dir.resolve()))
     jobs = []
     for record in results.records:
         job = {field: record.get(field) for field in PAGE_FIELDS}

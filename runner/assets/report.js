@@ -5,7 +5,7 @@
 
   const DATA = JSON.parse(document.getElementById("report-data").textContent);
   const RUN = DATA.run;
-  const JOBS = DATA.jobs.slice().sort((a, b) => a.index - b.index);
+  const JOBS = DATA.jobs;
   const LABELS = Object.fromEntries(DATA.axes.map((axis) => [axis.key, axis.label]));
   const AXES = DATA.axes.map((axis) => axis.key);
   const VARYING = DATA.varying;
@@ -140,6 +140,9 @@
       "data-poster": playable && job.poster ? url(job.poster) : null,
     });
     if (playable) {
+      if (job.poster) {
+        media.append(el("img", { class: "poster", src: url(job.poster), alt: "", loading: "lazy", decoding: "async" }));
+      }
       observer.observe(media);
     } else {
       const reason = job.missing ? `the file ${job.file} is missing from the folder`
@@ -353,7 +356,7 @@
     const bits = [RUN.out];
     if (RUN.started_at) bits.push(`started ${RUN.started_at.replace("T", " ").replace(/\.\d+/, "")}`);
     if (RUN.duration_seconds !== null && RUN.duration_seconds !== undefined) bits.push(`took ${seconds(RUN.duration_seconds)}`);
-    if (RUN.exit_code !== null && RUN.exit_code !== undefined) bits.push(`exit ${RUN.exit_code}${RUN.exit_reason ? ` (${RUN.exit_reason})` : ""}`);
+    if (RUN.exit_code !== null && RUN.exit_code !== undefined) bits.push(`exit ${RUN.exit_code}${RUN.exit_reason ? `: ${RUN.exit_reason}` : ""}`);
     $("run-meta").textContent = bits.join(" · ");
   }
 

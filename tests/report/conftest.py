@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from reportkit import HOSTILE_PROMPT, Driver
 
 from bench.chromium import Chromium
@@ -24,6 +28,33 @@ def sweep_run(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     texts = {"rain-street": PROMPTS["rain-street"], "fox": HOSTILE_PROMPT}
     records = make_run(out, Sweep(unfinished_every=7), prompt_texts=texts)
     return out, records
+
+
+# Three prompts (one hostile, one the simulator's moderation refuses) x three vibes x two lightings.
+SWEEP_MANIFEST = {
+    "version": 1, "name": "report-sweep",
+    "defaults": {"model": "hailuo-2_3", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9"},
+    "prompts": [{"id": "rain-street", "text": PROMPTS["rain-street"]},
+                {"id": "fox", "text": HOSTILE_PROMPT},
+                {"id": "blocked", "text": "A lighthouse in a storm, moderate-me"}],
+    "styles": {"vibe": ["Pro Photo", "Sci-Fi", "Clay"], "lighting": ["Golden Hour", "none"]},
+}
+
+
+@pytest.fixture(scope="module")
+def simulated_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """A real run of the sweep against the simulator: `hailuo-batch run --simulate`, as users do."""
+    folder = tmp_path_factory.mktemp("simulated")
+    manifest = folder / "sweep.yaml"
+    manifest.write_text(yaml.safe_dump(SWEEP_MANIFEST, sort_keys=False), encoding="utf-8")
+    out = folder / "out"
+    done = subprocess.run([sys.executable, "-m", "runner", "run", str(manifest), "--simulate",
+                           "--out", str(out), "--time-scale", "600", "--quiet"],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "summary.json").read_text())
+    return out, records, summary
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,23 @@
-"""The gallery page in a real headless Chromium, opened from file:// as a user would."""
+"""The gallery page of a run made against the simulator, in a real headless Chromium, opened
+from file:// as a user would."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, texts
 
-from bench.runs import Sweep, make_run
+from bench.runs import PROMPTS, Sweep, make_run
+
+VIBES = ["Pro Photo", "Sci-Fi", "Clay"]
 
 
-def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, sweep_run, artifacts: Path) -> None:
-    out, records = sweep_run
+def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, simulated_run,
+                                                        artifacts: Path) -> None:
+    out, records, summary = simulated_run
 
     async def scenario() -> dict[str, Any]:
         page = await open_report(driver, out)
@@ -28,23 +33,26 @@ def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, sweep_run
             "errors": await page.evaluate("pageErrors"),
         }
         await page.screenshot(artifacts / "report-grid.png")
+        await page.screenshot(artifacts / "report-full.png", full_page=True)
         return seen
 
     seen = driver.run(scenario())
     assert sorted(seen["keys"]) == sorted(record["key"] for record in records)
-    assert seen["columns"] == ["Pro Photo", "Stock Footage", "Sci-Fi"]
-    assert seen["sections"] == ["rain-street", "fox"]
-    assert seen["totals"] == {"jobs": "12", "done": "9", "failed": "2", "unfinished": "1",
-                              "spent": "$2.52", "estimated": "$3.36", "shown": "12"}
+    assert len(seen["keys"]) == 18
+    assert seen["columns"] == VIBES
+    assert seen["sections"] == ["rain-street", "fox", "blocked"]
+    assert seen["totals"] == {"jobs": "18", "done": "12", "failed": "6", "unfinished": "0",
+                              "spent": f"${summary['spent_usd']:.2f}",
+                              "estimated": f"${summary['estimated_usd']:.2f}", "shown": "18"}
     record = next(r for r in records if r["key"] == seen["video"]["key"])
     assert seen["video"]["state"] >= 2
+    assert unquote(seen["video"]["src"]) == unquote((out / record["file"]).as_uri())
     assert seen["errors"] == []
-    assert seen["video"]["src"] == (out / record["file"]).as_uri()
     assert (artifacts / "report-grid.png").stat().st_size > 10_000
 
 
-def test_switching_axes_and_filters_relays_the_grid(driver: Driver, sweep_run) -> None:
-    out, records = sweep_run
+def test_switching_axes_and_filters_relays_the_grid(driver: Driver, simulated_run) -> None:
+    out, records, _ = simulated_run
 
     async def scenario() -> list[dict[str, Any]]:
         page = await open_report(driver, out)
@@ -62,45 +70,40 @@ def test_switching_axes_and_filters_relays_the_grid(driver: Driver, sweep_run) -
         return steps
 
     by_lighting, swapped, filtered = driver.run(scenario())
-    assert by_lighting == {"columns": ["Pro Photo", "Stock Footage", "Sci-Fi"],
-                           "sections": ["Golden Hour", "Foggy"], "cells": 12,
+    assert by_lighting == {"columns": VIBES, "sections": ["Golden Hour", "none"], "cells": 18,
                            "hash": "#rows=lighting&cols=vibe"}
-    assert swapped == {"columns": ["Golden Hour", "Foggy"],
-                       "sections": ["Pro Photo", "Stock Footage", "Sci-Fi"], "cells": 12,
+    assert swapped == {"columns": ["Golden Hour", "none"], "sections": VIBES, "cells": 18,
                        "hash": "#rows=vibe&cols=lighting"}
-    assert filtered["sections"] == ["Stock Footage", "Sci-Fi"]
+    assert filtered["sections"] == ["Sci-Fi", "Clay"]
     assert filtered["cells"] == sum(1 for r in records if r["axes"]["vibe"] != "Pro Photo")
 
 
-def test_failed_and_unfinished_cells_show_their_state_and_reason(driver: Driver, sweep_run) -> None:
-    out, records = sweep_run
-
+def test_failed_cells_show_their_state_and_reason(driver: Driver, simulated_run) -> None:
+    out, records, _ = simulated_run
     cells = driver.look(out, (
         "Object.fromEntries([...document.querySelectorAll('.cell:not(.done)')].map((c) => [c.dataset.key,"
         " {badge: c.querySelector('.badge').textContent, reason: c.querySelector('.reason').textContent,"
         " shown: c.querySelector('.reason').getBoundingClientRect().height > 0,"
         " video: c.querySelector('video') !== null}]))"))
-    expected = {r["key"]: r for r in records if r["state"] != "downloaded"}
-    assert set(cells) == set(expected)
+    failed = {r["key"]: r for r in records if r["state"] == "failed"}
+    assert len(failed) == 6 and {r["axes"]["prompt"] for r in failed.values()} == {"blocked"}
+    assert set(cells) == set(failed)
     for key, cell in cells.items():
-        record = expected[key]
-        assert cell["badge"] == record["state"]
-        assert cell["reason"] == (record["reason"] or "not finished yet")
+        assert cell["badge"] == "failed"
+        assert cell["reason"] == failed[key]["reason"] and "moderat" in cell["reason"]
         assert cell["shown"] and not cell["video"]
-    assert sum(1 for r in expected.values() if r["state"] == "failed") == 2
 
 
-def test_picks_persist_and_export_as_json(driver: Driver, sweep_run, tmp_path: Path) -> None:
-    out, records = sweep_run
+def test_picks_persist_and_export_as_json(driver: Driver, simulated_run, tmp_path: Path) -> None:
+    out, records, _ = simulated_run
     chosen = [records[7]["key"], records[2]["key"]]
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
 
     async def scenario() -> tuple[dict[str, Any], list[str]]:
         browser = driver.browser
         await browser.send("Browser.setDownloadBehavior", behavior="allow",
-                           downloadPath=str(downloads), eventsEnabled=True)
+                           downloadPath=str(tmp_path), eventsEnabled=True)
         page = await open_report(driver, out)
+        await page.click("#clear-picks")
         for key in chosen:
             await page.click(f".cell[data-key='{key}'] .pick")
         done = browser.expect("", "Browser.downloadProgress", lambda p: p["state"] == "completed")
@@ -109,30 +112,28 @@ def test_picks_persist_and_export_as_json(driver: Driver, sweep_run, tmp_path: P
         again = await open_report(driver, out)
         kept = await again.evaluate("[...document.querySelectorAll('.pick[aria-pressed=true]')]"
                                     ".map((b) => b.closest('.cell').dataset.key)")
-        return json.loads((downloads / "rainy-city-lighting-picks.json").read_text()), kept
+        return json.loads((tmp_path / "report-sweep-picks.json").read_text()), kept
 
     exported, kept = driver.run(scenario())
-    in_plan_order = [r["key"] for r in records if r["key"] in chosen]
-    assert [pick["key"] for pick in exported["picks"]] == in_plan_order
-    assert exported["run"]["name"] == "rainy-city-lighting"
+    assert [pick["key"] for pick in exported["picks"]] == [r["key"] for r in records if r["key"] in chosen]
+    assert exported["run"]["name"] == "report-sweep"
     assert exported["picks"][0]["file"] == records[2]["file"]
+    assert exported["picks"][0]["styles"] == records[2]["styles"]
     assert sorted(kept) == sorted(chosen)
 
 
-def test_a_hostile_prompt_is_shown_as_text_and_never_runs(driver: Driver, sweep_run) -> None:
-    out, _ = sweep_run
-
+def test_a_hostile_prompt_is_shown_as_text_and_never_runs(driver: Driver, simulated_run) -> None:
+    out, _, _ = simulated_run
     seen = driver.look(out, (
         "({pwned: window.pwned ?? null, injected: document.querySelectorAll('img[src=x]').length,"
         f" prompts: {texts('.section-prompt')}}})"))
     assert seen == {"pwned": None, "injected": 0, "prompts": [
-        "A cinematic shot of rain falling on a quiet city street at dusk", HOSTILE_PROMPT]}
+        PROMPTS["rain-street"], HOSTILE_PROMPT, "A lighthouse in a storm, moderate-me"]}
 
 
-def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, sweep_run) -> None:
-    out, _ = sweep_run
-    row = "document.querySelectorAll('.block .row')[0]"
-    videos = f"[...{row}.querySelectorAll('video')]"
+def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, simulated_run) -> None:
+    out, _, _ = simulated_run
+    videos = "[...document.querySelectorAll('.block .row')[0].querySelectorAll('video')]"
 
     async def scenario() -> dict[str, Any]:
         page = await open_report(driver, out)
@@ -149,20 +150,21 @@ def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, sweep_run) -> None
                 "errors": await page.evaluate("pageErrors")}
 
     seen = driver.run(scenario())
-    assert seen["playing"] == 2
+    assert seen["playing"] == 3
     assert seen["errors"] == []
     assert all(paused for paused, _, _ in seen["paused"])
-    (_, first, duration), (_, second, _) = seen["paused"]
-    gap = abs(first - second) % duration
-    assert min(gap, duration - gap) < 0.25, seen["paused"]
+    first, duration = seen["paused"][0][1], seen["paused"][0][2]
+    for _, time, _ in seen["paused"][1:]:
+        gap = abs(first - time) % duration
+        assert min(gap, duration - gap) < 0.25, seen["paused"]
     assert max(seen["stepped"]) - min(seen["stepped"]) < 0.01
     assert abs(seen["stepped"][0] - (first + 1 / 24)) < 0.01
 
 
 def test_a_large_run_loads_videos_lazily(driver: Driver, tmp_path: Path) -> None:
     make_run(tmp_path, Sweep(prompts=3, vibes=8, lightings=5, failed_every=0))
-
-    seen = driver.look(tmp_path, "({cells: document.querySelectorAll('.cell').length,"
-                                 " videos: document.querySelectorAll('video').length})")
+    seen = driver.look(tmp_path, UNTIL % "() => document.querySelector('video') && {"
+                                 "cells: document.querySelectorAll('.cell').length,"
+                                 " videos: document.querySelectorAll('video').length}")
     assert seen["cells"] == 120
     assert 0 < seen["videos"] < 60

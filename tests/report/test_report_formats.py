@@ -28,7 +28,7 @@ def test_the_page_is_one_self_contained_file_with_relative_videos(sweep_run) -> 
     path = report.write_report(out)
     page = path.read_text(encoding="utf-8")
     assert path == out / "report.html"
-    assert [p.name for p in out.iterdir() if p.name.startswith(".report-")] == []
+    assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == []
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<link" not in page and "{{" not in page
     data = page_data(page)
@@ -108,7 +108,7 @@ def test_text_shows_totals_and_one_line_per_job(sweep_run) -> None:
 
 
 def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no results.jsonl here"):
+    with pytest.raises(UsageError, match="no journal.sqlite or results.jsonl here"):
         report.load(tmp_path)
     (tmp_path / "results.jsonl").write_text('{"key": "a", "axes": {}}\n{not json\n')
     with pytest.raises(StateError, match=r"results.jsonl:2:2: not JSON"):
@@ -129,5 +129,5 @@ def test_the_report_command_writes_the_page_or_prints_a_table(sweep_run, tmp_pat
     assert len(as_csv.output.strip().splitlines()) == 1 + len(records)
     missing = runner.invoke(main, ["report", str(tmp_path / "nowhere"), "--format", "text"])
     assert missing.exit_code == 2
-    assert "no results.jsonl here" in missing.output
+    assert "no journal.sqlite or results.jsonl here" in missing.output
     assert "Traceback" not in missing.output
