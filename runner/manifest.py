@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
-from runner.errors import Issue, ManifestError
+from runner.errors import Issue, ManifestError, UsageError
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 64
@@ -28,6 +28,10 @@ _BUILDING = object()
 
 Path_ = tuple[str | int, ...]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# YAML 1.1 reads a plain `16:9` as the base-60 number 969; YAML 1.2, editors and
+# check-jsonschema read it as text, and so does the runner.
+_SEXAGESIMAL_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def json_path(path: Path_) -> str:
@@ -115,6 +119,8 @@ class _Builder:
                                                 f"{MAX_VALUES:,} values (aliases that repeat aliases?)")])
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag in _SEXAGESIMAL_TAGS and ":" in node.value:
+            return node.value
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, datetime.date | datetime.datetime):
             return value.isoformat()
@@ -123,17 +129,24 @@ class _Builder:
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+        """A mapping; keys brought in by a merge key (`<<: *base`) yield to the mapping's own,
+        as YAML says, while a key written twice in the mapping itself is an error."""
+        own_count = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         self.loader.flatten_mapping(node)
+        first_own = len(node.value) - own_count
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        own: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = str(self.loader.construct_object(key_node, deep=True))
             here = path + (key,)
             place = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in result:
+            if key in own:
                 first = self.doc.key_places[here][0]
                 self.issues.append(Issue(self.doc.file, *place, json_path(here),
                                          f"duplicate key {key!r} (first at line {first})"))
                 continue
+            if index >= first_own:
+                own.add(key)
             self.doc.key_places[here] = place
             result[key] = self.build(value_node, here)
         return result
@@ -216,6 +229,19 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema())
 
 
+def check_prices(table: Any, source: str) -> dict[str, Any]:
+    """A price table from outside a manifest, held to the manifest's own `prices:` rule.
+
+    Durations written as numbers (`6:` in YAML) become the strings the table is keyed by.
+    """
+    data = json.loads(json.dumps(table, default=str))
+    rule = {"$defs": schema()["$defs"], **schema()["properties"]["prices"]}
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(rule).iter_errors(data))
+    if error is not None:
+        raise UsageError(f"{source}: {json_path(tuple(error.absolute_path))}: {error.message}")
+    return data
+
+
 @dataclass
 class SchemaResult:
     """The schema's issues, and which top-level sections they are in ("" for the root itself)."""
@@ -232,25 +258,28 @@ def check_schema(doc: Document) -> SchemaResult:
     issues: list[Issue] = []
     bad: set[str] = set()
     for error in _validator().iter_errors(doc.data):
-        bad.add(_section(error))
+        bad.update(_sections(error))
         issues.extend(_explain(doc, error))
     unique = {(i.line, i.column, i.path, i.message): i for i in issues}
     return SchemaResult(sorted(unique.values(), key=lambda i: (i.line, i.column, i.path)), bad)
 
 
-def _section(error: jsonschema.ValidationError) -> str:
-    """The top-level section an error makes unusable; "" when the whole document is."""
+def _sections(error: jsonschema.ValidationError) -> set[str]:
+    """The top-level sections an error makes unusable; "" when the whole document is."""
     if error.absolute_path:
-        return str(error.absolute_path[0])
+        return {str(error.absolute_path[0])}
     if error.validator == "required":
-        return next(name for name in error.validator_value if name not in error.instance)
+        return {name for name in error.validator_value if name not in error.instance}
     if error.validator == "additionalProperties":
-        return "(unknown keys)"
-    return ""
+        return {"(unknown keys)"}
+    return {""}
 
 
 def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     path: Path_ = tuple(error.absolute_path)
+    if "propertyNames" in error.relative_schema_path:
+        return [doc.issue(path + (error.instance,), issue.message, issue.hint, key=True)
+                for issue in _explain(doc, _detached(error))]
     custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
     if isinstance(custom, dict):
         custom = custom.get(error.validator)
@@ -270,7 +299,8 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         return [doc.issue(path, custom.format(value=_short(error.instance)))]
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
-        hint = did_you_mean(str(error.instance), [str(c) for c in error.validator_value])
+        hint = "one value here, not a list" if isinstance(error.instance, list) else \
+            did_you_mean(str(error.instance), [str(c) for c in error.validator_value])
         return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}", hint)]
     if error.validator == "type":
         wanted = error.validator_value
@@ -279,14 +309,26 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     return [doc.issue(path, error.message)]
 
 
+def _detached(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """A property-name error as if about the name alone, so it is explained like any value."""
+    return jsonschema.ValidationError(error.message, validator=error.validator,
+                                      validator_value=error.validator_value,
+                                      instance=error.instance, schema=error.schema)
+
+
 def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    """The errors of the one alternative whose type fits the value, when there is exactly one."""
+    """The errors of the alternative the value was meant for: the one whose type fits it, or,
+    when several do, the one it misses by the fewest errors (a start frame with a bad `id` is
+    an image reference with a bad id, not a file reference with two unknown keys)."""
     branches: dict[Any, list[jsonschema.ValidationError]] = {}
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    fitting = [subs for subs in branches.values()
-               if not any(s.validator == "type" and not s.relative_path for s in subs)]
-    return fitting[0] if len(fitting) == 1 else []
+    fitting = sorted((subs for subs in branches.values()
+                      if not any(s.validator == "type" and not s.relative_path for s in subs)),
+                     key=len)
+    if len(fitting) == 1 or (len(fitting) > 1 and len(fitting[0]) < len(fitting[1])):
+        return fitting[0]
+    return []
 
 
 def _short(value: Any) -> str:

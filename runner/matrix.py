@@ -68,15 +68,22 @@ def slug(text: str, limit: int = 40) -> str:
     return "-".join(words)[:limit].strip("-") or "prompt"
 
 
+BRACES_HINT = "write {name} for a placeholder, {{ or }} for a literal brace"
+
+
 def placeholders(template: str) -> list[str]:
     """The `{names}` of a template; raises ValueError for braces that are not placeholders."""
     names = []
-    for _, name, spec, conversion in string.Formatter().parse(template):
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"unbalanced braces: {exc}") from exc
+    for _, name, spec, conversion in fields:
         if name is None:
             continue
         if spec or conversion or not name.isidentifier():
-            raise ValueError(f"{{{name}}} is not a placeholder: use {{name}}, "
-                             "and {{ or }} for a literal brace")
+            written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"{{{written}}} is not a placeholder")
         names.append(name)
     return names
 
@@ -146,20 +153,20 @@ class Expander:
             entry = raw if isinstance(raw, dict) else {"text": raw}
             text_path = path + ("text",) if isinstance(raw, dict) else path
             pid = entry.get("id") or slug(entry["text"])
-            try:
-                names = placeholders(entry["text"])
-            except ValueError as exc:
-                self.issue(text_path, str(exc))
-                continue
-            for name in dict.fromkeys(names):
-                if name not in self.vars:
-                    self.issue(text_path, f"unknown variable {{{name}}}",
-                               did_you_mean(name, list(self.vars)) or "define it under vars:")
             if pid in seen:
                 self.issue(path + ("id",) if "id" in entry else path,
                            f"duplicate prompt id {pid!r} (also prompts[{seen[pid][1]}])",
                            "give each prompt its own id:")
             seen[pid] = path
+            try:
+                names = placeholders(entry["text"])
+            except ValueError as exc:
+                self.issue(text_path, str(exc), BRACES_HINT)
+                continue
+            for name in dict.fromkeys(names):
+                if name not in self.vars:
+                    self.issue(text_path, f"unknown variable {{{name}}}",
+                               did_you_mean(name, list(self.vars)) or "define it under vars:")
             prompts.append(Prompt(pid, entry["text"], text_path, tuple(dict.fromkeys(names)),
                                   entry.get("start_frame"), path + ("start_frame",)))
         return prompts
@@ -266,8 +273,9 @@ class Expander:
                 self.issue(here, f"unknown style set {value!r}",
                            did_you_mean(str(value), list(self.data["styles"]["sets"])))
             elif key in self.vars and not include and value not in self.vars[key]:
+                values = [_text(v) for v in self.vars[key]]
                 self.issue(here, f"{value!r} is not a value of var {key}",
-                           did_you_mean(str(value), [str(v) for v in self.vars[key]]))
+                           did_you_mean(_text(value), values) or f"values: {', '.join(values)}")
             else:
                 result[key] = value
         return result
@@ -290,7 +298,8 @@ class Expander:
                 values[name], sources[name] = self.vars[name][0], ("vars", name)
             else:
                 self.issue(path, f"this include does not say which {name} to use for prompt "
-                           f"{prompt.id!r}", f"add {name}: one of {self.vars[name]}")
+                           f"{prompt.id!r}", f"add {name}: one of "
+                           f"{', '.join(_text(v) for v in self.vars[name])}")
                 return None
         styles: tuple[str, ...] = ()
         axes = ["style_set"] if self.sets_mode else [c for c in self.catalog.categories

@@ -13,9 +13,10 @@ from typing import Any, Iterator, Mapping
 from runner import catalog
 from runner.catalog import Violation
 from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings
-from runner.errors import Issue, ManifestError
-from runner.manifest import Document, Path_, did_you_mean, check_schema, load_document, SchemaResult
-from runner.matrix import MATRIX_AXES, Cell, expand, placeholders
+from runner.errors import Issue, ManifestError, UsageError
+from runner.manifest import (Document, Path_, did_you_mean, check_prices, check_schema, load_document,
+                             SchemaResult)
+from runner.matrix import BRACES_HINT, MATRIX_AXES, Cell, expand, placeholders
 
 KEY_VERSION = "hailuo-job/v1"
 UPLOAD_PREFIX = "upload:sha256:"
@@ -125,7 +126,8 @@ def make_plan(path: Path | str, *, overrides: Mapping[str, Any] | None = None,
     checked = check_schema(doc)
     if not checked.ok():
         raise ManifestError(checked.issues)
-    return _Planner(doc, checked, catalog.load(), dict(overrides or {}), dict(prices or {})).plan()
+    return _Planner(doc, checked, catalog.load(), dict(overrides or {}),
+                    check_prices(prices or {}, "--prices")).plan()
 
 
 def merge_prices(*tables: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,14 +161,27 @@ class _Planner:
         self.data: dict[str, Any] = doc.data
         self.catalog = cat
         self.issues: list[Issue] = list(checked.issues)
-        self.settings = RunSettings.build(self.data.get("run", {}) if checked.ok("run") else {},
-                                          overrides)
+        self.settings = self._settings(overrides)
         self.prices = merge_prices(self.data.get("prices", {}) if checked.ok("prices") else {},
                                    prices)
         self.uploads: dict[Path, Upload] = {}
         output = self.data.get("output", {}) if checked.ok("output") else {}
         self.template = output.get("filename", DEFAULT_FILENAME)
         self.output_dir = output.get("dir", DEFAULT_OUTPUT_DIR)
+
+    def _settings(self, overrides: dict[str, Any]) -> RunSettings:
+        """The run settings; a manifest value they refuse is an issue at its place, while a
+        refused command-line value stays a usage error."""
+        run = self.data.get("run", {}) if self.checked.ok("run") else {}
+        usable: dict[str, Any] = {}
+        for key, value in run.items():
+            try:
+                RunSettings.build({key: value})
+            except UsageError as exc:
+                self.issues.append(self.doc.issue(("run", key), str(exc).removeprefix(f"{key}: ")))
+            else:
+                usable[key] = value
+        return RunSettings.build(usable, overrides)
 
     def plan(self) -> Plan:
         expansion = expand(self.doc, self.catalog, self.checked)
@@ -200,7 +215,7 @@ class _Planner:
         try:
             names = placeholders(template)
         except ValueError as exc:
-            self.issues.append(self.doc.issue(path, str(exc)))
+            self.issues.append(self.doc.issue(path, str(exc), BRACES_HINT))
             return
         for name in names:
             if name not in known:
@@ -348,5 +363,12 @@ def _unique_filenames(jobs: list[Job]) -> list[Job]:
 
 
 def describe(cell: Cell) -> str:
-    """A cell as `prompt=a time=dusk vibe=Clay ...`, for messages."""
-    return " ".join(f"{k}={v}" for k, v in cell.values.items() if v is not None)
+    """A cell as `prompt=a time=dusk vibe='Pro Photo' ...`, for messages: a value with spaces
+    (or none at all) is quoted, and a long one shortened, so one cell stays one readable line."""
+    return " ".join(f"{k}={_shown(v)}" for k, v in cell.values.items() if v is not None)
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return repr(text) if not text or re.search(r"\s", text) else text
