@@ -6,7 +6,8 @@ that every documented v1 error uses.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from xml.sax.saxutils import escape
 
 from runner.catalog import Violation

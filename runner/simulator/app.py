@@ -12,7 +12,8 @@ import json
 import socket
 import struct
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 

@@ -13,8 +13,9 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Mapping
 from itertools import islice
-from typing import Any, Mapping
+from typing import Any
 
 from runner import catalog
 from runner.catalog import UUID_RE

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
 
@@ -81,7 +82,8 @@ class Books:
         self._log: TextIO | None = None
         if log_path is not None:
             try:
-                self._log = open(log_path, "a", encoding="utf-8", buffering=1)
+                # Open for the simulator's whole life, one line a call; `close` ends it.
+                self._log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
             except OSError as exc:
                 raise UsageError(f"{log_path}: cannot write the request log: {exc.strerror}") from exc
         self._requests: Counter[tuple[str, int]] = Counter()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 MINUTE = 60.0
 
@@ -38,7 +38,7 @@ class SimClock:
 
     def iso(self, simulated: float) -> str:
         """A simulated instant as the API writes `createdAt`: UTC, milliseconds, a Z."""
-        moment = datetime.fromtimestamp(self._epoch + simulated, timezone.utc)
+        moment = datetime.fromtimestamp(self._epoch + simulated, UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -23,9 +23,10 @@ _XML = "application/xml"
 
 @dataclass(frozen=True, slots=True)
 class Clip:
-    video: Path
-    poster: Path
-    video_bytes: bytes
+    """One shipped clip and its poster, held in memory (they are a few kilobytes each)."""
+
+    video: bytes
+    poster: bytes
 
 
 def load_clips(folder: Path = ASSETS) -> tuple[Clip, ...]:
@@ -33,8 +34,8 @@ def load_clips(folder: Path = ASSETS) -> tuple[Clip, ...]:
     videos = sorted(folder.glob("clip-*.mp4"))
     if not videos:
         raise FileNotFoundError(f"no simulator clips in {folder}: the package is incomplete")
-    return tuple(Clip(video, video.with_name(video.name.replace("clip-", "poster-")).with_suffix(".jpg"),
-                      video.read_bytes()) for video in videos)
+    return tuple(Clip(video.read_bytes(), (folder / f"poster-{video.stem.removeprefix('clip-')}.jpg")
+                      .read_bytes()) for video in videos)
 
 
 class Media:
@@ -58,11 +59,11 @@ class Media:
         request[CALL_GENERATION] = generation.id
         clip = self.clips[generation.clip]
         if info["name"].endswith(".jpg"):
-            return web.FileResponse(clip.poster)
+            return _ranged(request, clip.poster, "image/jpeg")
         if "Range" not in request.headers and self.backend.hit("truncate"):
             request[CALL_FAULTS].append("truncate")
-            return await _cut_short(request, clip.video_bytes)
-        return web.FileResponse(clip.video)
+            return await _cut_short(request, clip.video)
+        return _ranged(request, clip.video, "video/mp4")
 
     async def upload(self, request: web.Request) -> web.Response:
         """The presigned form: every field handed out, then `file`; 204 when taken."""
@@ -85,6 +86,23 @@ class Media:
                           content_type=_XML) from None
         self.backend.uploads.receive(fields, size, authorized="Authorization" in request.headers)
         return web.Response(status=204)
+
+
+def _ranged(request: web.Request, data: bytes, content_type: str) -> web.Response:
+    """The whole file, or the one byte range asked for (206), or 416 when it is out of bounds."""
+    headers = {"Accept-Ranges": "bytes"}
+    try:
+        span = request.http_range
+    except ValueError:
+        span = slice(len(data), None)
+    if span.start is None and span.stop is None:
+        return web.Response(body=data, content_type=content_type, headers=headers)
+    start, stop, _ = span.indices(len(data))
+    if start >= stop:
+        headers["Content-Range"] = f"bytes */{len(data)}"
+        return web.Response(status=416, headers=headers)
+    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+    return web.Response(body=data[start:stop], status=206, content_type=content_type, headers=headers)
 
 
 async def _cut_short(request: web.Request, data: bytes) -> web.StreamResponse:

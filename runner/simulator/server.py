@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Callable, Iterator, TypeVar
+from typing import Self, TypeVar
 
 from aiohttp import web
 
@@ -29,9 +29,10 @@ T = TypeVar("T")
 class Simulator:
     """A local Leonardo API on 127.0.0.1: `async with Simulator(settings) as sim: ...`."""
 
-    def __init__(self, settings: SimSettings | None = None) -> None:
+    def __init__(self, settings: SimSettings | None = None, *, clock: SimClock | None = None) -> None:
+        """`clock` replaces the one built from `settings.time_scale` (tests drive it by hand)."""
         self.settings = settings or SimSettings()
-        self.clock = SimClock(self.settings.time_scale)
+        self.clock = clock or SimClock(self.settings.time_scale)
         self._backend: Backend | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -57,7 +58,7 @@ class Simulator:
             raise RuntimeError("the simulator is not running")
         return self._backend.summary()
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         clips = load_clips()
         backend = Backend(self.settings, self.clock, clips=len(clips))
         runner = web.AppRunner(build_app(backend, Media(backend, clips)), handle_signals=False,
@@ -119,36 +120,22 @@ class ThreadedSimulator:
 def run_in_thread(settings: SimSettings | None = None) -> Iterator[ThreadedSimulator]:
     """`with run_in_thread(settings) as sim:` for synchronous code; stopped when the block ends."""
     loop = asyncio.new_event_loop()
-    started: Future[ThreadedSimulator] = Future()
-    stop = asyncio.Event()
-    thread = threading.Thread(target=_host, args=(loop, Simulator(settings), started, stop),
-                              name="leonardo-simulator", daemon=True)
+    thread = threading.Thread(target=_run_loop, args=(loop,), name="leonardo-simulator", daemon=True)
     thread.start()
-    simulator = started.result(timeout=30)
+    simulator = Simulator(settings)
     try:
-        yield simulator
+        asyncio.run_coroutine_threadsafe(simulator.__aenter__(), loop).result(timeout=30)
+        yield ThreadedSimulator(simulator, loop)
     finally:
-        loop.call_soon_threadsafe(stop.set)
+        asyncio.run_coroutine_threadsafe(simulator.close(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
 
 
-def _host(loop: asyncio.AbstractEventLoop, simulator: Simulator,
-          started: Future[ThreadedSimulator], stop: asyncio.Event) -> None:
-    async def main() -> None:
-        try:
-            await simulator.__aenter__()
-        except Exception as exc:
-            started.set_exception(exc)  # raised in the caller's thread by started.result()
-            return
-        try:
-            started.set_result(ThreadedSimulator(simulator, loop))
-            await stop.wait()
-        finally:
-            await simulator.close()
-
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(main())
+        loop.run_forever()
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

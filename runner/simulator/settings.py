@@ -72,9 +72,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from runner.config import parse_duration
 from runner.errors import UsageError
@@ -190,17 +191,18 @@ def _boolean(text: str, name: str) -> bool:
     raise UsageError(f"{name}: {text!r} is not true or false")
 
 
-def _number(kind: Callable[[str], Any]) -> Callable[[str, str], Any]:
+def _number(kind: Callable[[str], Any], spoken: str) -> Callable[[str, str], Any]:
     def convert(text: str, name: str) -> Any:
         try:
             return kind(text)
         except ValueError:
-            raise UsageError(f"{name}: {text!r} is not a {kind.__name__}") from None
+            raise UsageError(f"{name}: {text!r} is not {spoken}") from None
     return convert
 
 
 _CONVERTERS: dict[str, Callable[[str, str], Any]] = {
-    "str": lambda text, name: text, "int": _number(int), "float": _number(float),
+    "str": lambda text, name: text, "int": _number(int, "a whole number"),
+    "float": _number(float, "a number"),
     "bool": _boolean, "Path": lambda text, name: Path(text),
 }
 

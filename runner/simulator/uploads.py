@@ -10,8 +10,9 @@ import hmac
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from runner.simulator.answers import Refusal, s3_error, v1_error
 from runner.simulator.limits import SimClock

@@ -1,0 +1,128 @@
+"""Starting the simulator: in a thread for synchronous code, on a chosen port, and from the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simkit import TEXT_TO_VIDEO, run
+
+from runner.errors import UsageError
+from runner.simulator import SimSettings, run_in_thread
+
+
+def _call(url: str, key: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={
+        "authorization": f"Bearer {key}", "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+@contextmanager
+def _taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_run_in_thread_serves_synchronous_code_and_stops() -> None:
+    with run_in_thread(SimSettings(render_jitter_seconds=0)) as sim:
+        created = _call(sim.base_url + "/v2/generations", sim.api_key, TEXT_TO_VIDEO)
+        generation_id = created["generate"]["generationId"]
+        sim.advance(91)
+        polled = _call(f"{sim.base_url}/v1/generations/{generation_id}", sim.api_key)
+        assert polled["generations_by_pk"]["status"] == "COMPLETE"
+        books = sim.books
+        assert books.creates_accepted == 1 and books.generations[0].status == "COMPLETE"
+        assert sim.call(lambda inner: inner.port) == sim.port
+    assert not any(t.name == "leonardo-simulator" for t in threading.enumerate())
+    with pytest.raises(urllib.error.URLError):
+        _call(sim.base_url + "/v1/me", sim.api_key)
+
+
+def test_a_start_failure_in_the_thread_reaches_the_caller() -> None:
+    with _taken_port() as port, pytest.raises(UsageError, match=f"port {port}"), \
+            run_in_thread(SimSettings(port=port)):
+        pass
+
+
+def test_the_simulator_listens_on_the_port_it_is_given() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]
+
+    async def scenario(c: Any) -> str:
+        return c.sim.base_url
+    assert run(scenario, SimSettings(port=free)) == f"http://127.0.0.1:{free}/api/rest"
+
+
+def _start_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    process = subprocess.Popen([sys.executable, "-m", "runner", "simulate", *args], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    announced: dict[str, str] = {}
+    assert process.stdout is not None
+    line = ""
+    while "Ctrl-C to stop" not in line:
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else "the simulator stopped"
+        name, sep, value = line.strip().partition(": ")
+        if sep:
+            announced[name.strip()] = value.strip()
+    return process, announced
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_simulate_command_prints_url_and_key_and_stops_cleanly(tmp_path: Path, stop: int) -> None:
+    log = tmp_path / "requests.jsonl"
+    process, announced = _start_cli(tmp_path, "--time-scale", "60", "--log-path", str(log),
+                                    "--fault", "failed=1", "--set", "create-answer=flat")
+    try:
+        assert announced["base URL"].startswith("http://127.0.0.1:")
+        me = _call(announced["base URL"] + "/v1/me", announced["API key"])
+        assert me["user_details"][0]["user"]["id"] == announced["user id"]
+        created = _call(announced["base URL"] + "/v2/generations", announced["API key"], TEXT_TO_VIDEO)
+        assert set(created) == {"generationId", "apiCreditCost"}
+    finally:
+        process.send_signal(stop)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out[out.index("{"):])
+    assert summary["requests"] == {"create": {"200": 1}, "me": {"200": 1}}
+    assert announced["API key"] not in log.read_text("utf-8")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--slots", "none"], "slots"),
+    (["--fault", "lightning=1"], "--fault lightning: unknown fault"),
+    (["--fault", "failed"], "expected NAME=VALUE"),
+    (["--set", "colour=blue"], "unknown simulator setting 'colour'"),
+    (["--time-scale", "0"], "time_scale must be more than 0"),
+])
+def test_bad_simulate_options_exit_2_without_a_traceback(tmp_path: Path, args: list[str],
+                                                         message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "runner", "simulate", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_taken_port_exits_2_naming_it(tmp_path: Path) -> None:
+    with _taken_port() as port:
+        done = subprocess.run([sys.executable, "-m", "runner", "simulate", "--port", str(port)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert f"port {port}: cannot listen" in done.stderr and "Traceback" not in done.stderr
