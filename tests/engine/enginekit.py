@@ -18,7 +18,7 @@ import yaml
 from runner import files
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
-from runner.plan import canonical_json
+from runner.plan import UPLOAD_PREFIX, canonical_json
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, ThreadedSimulator
 
@@ -69,12 +69,18 @@ def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | Non
 
 
 def journal_rows(out: Path) -> list[dict[str, Any]]:
+    """The jobs table, each row's `request` with uploaded start frames' real ids put in."""
     conn = sqlite3.connect(out / "journal.sqlite")
     conn.row_factory = sqlite3.Row
     try:
-        return [dict(row) for row in conn.execute("SELECT * FROM jobs")]
+        uploads = dict(conn.execute("SELECT sha256, image_id FROM uploads").fetchall())
+        rows = [dict(row) for row in conn.execute("SELECT * FROM jobs")]
     finally:
         conn.close()
+    for row in rows:
+        for sha, image_id in uploads.items():
+            row["request"] = row["request"].replace(UPLOAD_PREFIX + sha, image_id)
+    return rows
 
 
 def audit(out: Path, sim: ThreadedSimulator) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""The Leonardo client against the simulator: every answer variant, every error translated once."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from runner.api import LeonardoClient, Timeouts, open_client
+from runner.errors import (
+    AuthError,
+    ModerationError,
+    PermanentError,
+    QuotaError,
+    RateLimited,
+    TransientError,
+    UnknownOutcome,
+)
+from runner.simulator import SimSettings, Simulator
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+BODY: dict[str, Any] = {"model": "hailuo-2_3", "public": False,
+                        "parameters": {"prompt": "A quiet street at night, rain falling",
+                                       "mode": "RESOLUTION_768", "duration": 6,
+                                       "width": 1376, "height": 768}}
+
+
+def with_client(scenario: Callable[[LeonardoClient, Simulator], Awaitable[T]], *,
+                key: str | None = None, **settings: Any) -> T:
+    values = {"render_seconds": 2.0, "render_jitter_seconds": 0.0, "time_scale": 1.0,
+              "seed": 1, **settings}
+
+    async def main() -> T:
+        async with Simulator(SimSettings(**values)) as sim, open_client(
+                base_url=sim.base_url, api_key=key or sim.api_key,
+                timeouts=Timeouts(connect=1.0, call=0.3, download=1.0)) as client:
+            return await scenario(client, sim)
+    return asyncio.run(main())
+
+
+def body(prompt: str = BODY["parameters"]["prompt"]) -> dict[str, Any]:
+    return {**BODY, "parameters": {**BODY["parameters"], "prompt": prompt}}
+
+
+@pytest.mark.parametrize("shape, cost", [("nested", (0.27, None)), ("flat", (None, 180.0))])
+def test_create_reads_both_answer_shapes(shape: str, cost: tuple[Any, Any]) -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        return await client.create(body())
+    created = with_client(scenario, create_answer=shape)
+    assert (created.cost_usd, created.cost_credits) == cost
+    assert len(created.generation_id) == 36
+
+
+def test_a_create_without_a_cost_is_still_a_create() -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        return await client.create(body())
+    created = with_client(scenario, answer_cost=False)
+    assert created.cost_usd is None and created.cost_credits is None
+
+
+def test_poll_list_me_and_download_a_finished_generation() -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        created = await client.create(body())
+        pending = await client.generation(created.generation_id)
+        sim.clock.advance(5)
+        done = await client.generation(created.generation_id)
+        account = await client.me()
+        listed = await client.generations(account.user_id, offset=0, limit=50)
+        sink = io.BytesIO()
+        size = await client.download(done.video_url or "", sink)
+        return pending, done, account, listed, size, sink.getvalue()
+    pending, done, account, listed, size, data = with_client(scenario)
+    assert (pending.status, pending.video_url, pending.done) == ("PENDING", None, False)
+    assert done.status == "COMPLETE" and done.video_url.endswith(".mp4") and done.poster_url
+    assert account.slots == 10 and [g.id for g in listed] == [done.id]
+    assert listed[0].prompt == BODY["parameters"]["prompt"] and listed[0].created_at
+    assert size == len(data) and data[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("mode", ["null", "404"])
+def test_an_unknown_generation_is_permanent(mode: str) -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        return await client.generation("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11")
+    with pytest.raises(PermanentError, match="not found"):
+        with_client(scenario, unknown_generation=mode)
+
+
+def test_a_start_frame_goes_through_the_presigned_form() -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        image_id = await client.upload(ROOT / "jobs" / "images" / "sunset.png", "png")
+        frame = {"start_frame": [{"image": {"id": image_id, "type": "UPLOADED"}}]}
+        return await client.create({"model": "hailuo-2_3-fast", "public": False,
+                                    "parameters": {**BODY["parameters"], "guidances": frame}})
+    assert with_client(scenario).generation_id
+
+
+def create_error(prompt: str = BODY["parameters"]["prompt"], **settings: Any) -> BaseException:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        for _ in range(3):
+            await client.create(body(prompt))
+    with pytest.raises(Exception) as caught:
+        with_client(scenario, **settings)
+    return caught.value
+
+
+@pytest.mark.parametrize("settings, kind", [
+    ({"key": "0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11"}, AuthError),
+    ({"key": "not-a-uuid"}, AuthError),
+    ({"prompt": "a moderate-me street", "moderation_status": 400}, ModerationError),
+    ({"prompt": "a moderate-me street", "moderation_status": 403}, ModerationError),
+    ({"prompt": ""}, PermanentError),
+    ({"balance_credits": 10}, QuotaError),
+    ({"fault_500": 1.0}, UnknownOutcome),
+    ({"fault_create_500": 1.0}, UnknownOutcome),
+    ({"fault_reset": 1.0}, UnknownOutcome),
+    ({"fault_not_json": 1.0}, UnknownOutcome),
+    ({"fault_slow": 1.0, "slow_seconds": 2.0}, UnknownOutcome),
+])
+def test_create_errors_become_domain_errors(settings: dict[str, Any], kind: type) -> None:
+    settings = dict(settings)
+    key = settings.pop("key", None)
+    if key:
+        async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+            await client.create(body())
+        with pytest.raises(kind) as caught:
+            with_client(scenario, key=key)
+        assert key not in str(caught.value)
+        return
+    error = create_error(**settings)
+    assert type(error) is kind, error
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_a_429_carries_its_retry_after_when_given(retry_after: bool) -> None:
+    error = create_error(creates_per_minute=1, retry_after=retry_after)
+    assert isinstance(error, RateLimited)
+    assert (error.retry_after is not None) is retry_after
+    assert error.retry_after is None or 0 < error.retry_after <= 60
+
+
+@pytest.mark.parametrize("fault", ["fault_500", "fault_reset", "fault_not_json"])
+def test_poll_errors_are_transient(fault: str) -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        await client.me()
+    with pytest.raises(TransientError):
+        with_client(scenario, **{fault: 1.0})
+
+
+def test_a_refused_connection_is_transient_even_for_a_create() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def main() -> None:
+        async with open_client(base_url=f"http://127.0.0.1:{port}/api/rest", api_key="k") as client:
+            await client.create(body())
+    with pytest.raises(TransientError) as caught:
+        asyncio.run(main())
+    assert not isinstance(caught.value, UnknownOutcome)
+
+
+def test_a_truncated_download_is_transient() -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        created = await client.create(body())
+        sim.clock.advance(5)
+        done = await client.generation(created.generation_id)
+        await client.download(done.video_url or "", io.BytesIO())
+    with pytest.raises(TransientError, match="bytes"):
+        with_client(scenario, fault_truncate=1.0)

@@ -1,0 +1,144 @@
+"""Whole runs against the simulator: resuming, edited manifests, money, the key, start frames."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from enginekit import (
+    audit,
+    journal_rows,
+    results_lines,
+    run,
+    sim_settings,
+    write_manifest,
+)
+
+from runner.batch import RunConfig, diff, plan_for, run_batch
+from runner.errors import AuthError
+from runner.simulator import run_in_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings()) as sim:
+        first = run(manifest, tmp_path / "out", sim)
+        created = sim.books.creates_accepted
+        second = run(manifest, tmp_path / "out", sim)
+        audit(tmp_path / "out", sim)
+        assert sim.books.creates_accepted == created == 8
+    assert first.outcome.exit_code == second.outcome.exit_code == 0
+    summary = second.results.summary
+    assert summary["counts"] == {"downloaded": 8} and summary["exit_code"] == 0
+    assert summary["spent_usd"] == pytest.approx(8 * 0.27)
+
+
+def test_an_edited_manifest_runs_only_its_new_cells(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(write_manifest(tmp_path, repeat=1), out, sim)
+        before = {row["key"]: row["file"] for row in journal_rows(out)}
+        edited = write_manifest(tmp_path, repeat=2)
+        planned, _ = plan_for(RunConfig(manifest=edited, out=out))
+        state = diff(planned, out)
+        assert (len(state.new), len(state.done)) == (4, 4)
+        report = run(edited, out, sim)
+        audit(out, sim)
+        assert sim.books.creates_accepted == 8
+    after = {row["key"]: row["file"] for row in journal_rows(out)}
+    assert all(after[key] == file for key, file in before.items())
+    assert report.outcome.exit_code == 0 and len(after) == 8
+
+
+def test_a_file_name_held_by_an_earlier_job_gets_the_short_key(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(write_manifest(tmp_path, repeat=1, styles={"vibe": ["Pro Photo"]}), out, sim)
+        run(write_manifest(tmp_path, repeat=1, styles={"vibe": ["Pro Photo"]},
+                           defaults={"model": "hailuo-2_3", "resolution": "768p",
+                                     "duration": 10, "aspect_ratio": "16:9"}), out, sim)
+    files = sorted(row["file"] for row in journal_rows(out))
+    keys = {row["file"]: row["key"] for row in journal_rows(out)}
+    assert len(files) == len(set(files)) == 4
+    renamed = [f for f in files if f.endswith(f"_{keys[f][:10]}.mp4")]
+    assert len(renamed) == 2
+
+
+def test_the_budget_stops_submitting_and_the_next_run_resumes(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={"budget_usd": 1.0})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+        assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
+        assert sim.books.creates_accepted == 3  # 3 x $0.27 fits in $1, a fourth does not
+        assert report.results.summary["counts"] == {"downloaded": 3, "pending": 5}
+        again = run(manifest, out, sim, budget_usd=10.0)
+        audit(out, sim)
+        assert again.outcome.exit_code == 0 and sim.books.creates_accepted == 8
+
+
+def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(balance_credits=540)) as sim:  # two creates of 180
+        report = run(manifest, out, sim)
+        audit_rows = journal_rows(out)
+    assert report.outcome.exit_code == 3 and "credit" in report.outcome.reason
+    states = sorted(row["state"] for row in audit_rows)
+    assert states.count("downloaded") == 3 and states.count("pending") == 5
+    assert all(row["reserved_usd"] == 0 for row in audit_rows)
+
+
+@pytest.mark.parametrize("key", ["0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", "not-a-uuid"])
+def test_a_rejected_key_stops_the_run_with_exit_4_and_the_right_key_resumes(
+        tmp_path: Path, key: str) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, tmp_path / "out", sim, api_key=key)
+        assert sim.books.creates_accepted == 0
+        states = {row["state"] for row in journal_rows(tmp_path / "out")}
+        assert run(manifest, tmp_path / "out", sim).outcome.exit_code == 0
+        audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 4 and "rejected" in report.outcome.reason
+    assert key not in report.outcome.reason
+    assert states <= {"pending", "submitting"}
+
+
+def test_a_missing_key_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    with pytest.raises(AuthError, match="LEONARDO_API_KEY"):
+        run_batch(RunConfig(manifest=write_manifest(tmp_path), out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_renders_past_the_timeout_fail_with_their_reason(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1, run={"timeout": "0.3s"})
+    with run_in_thread(sim_settings(render_seconds=60.0, render_jitter_seconds=0.0)) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        audit(tmp_path / "out", sim)
+    records = results_lines(tmp_path / "out")
+    assert report.outcome.exit_code == 1
+    assert all(r["state"] == "failed" and r["reason"].startswith("timed out") for r in records)
+
+
+def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    manifest = write_manifest(
+        tmp_path, prompts=["A sunset over the sea, waves rolling in"],
+        defaults={"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6,
+                  "aspect_ratio": "16:9", "start_frame": {"path": "images/sunset.png"}},
+        styles={"vibe": ["Pro Photo", "Sci-Fi", "none"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+        run(write_manifest(
+            tmp_path, prompts=["A sunset over the sea, waves rolling in"], repeat=3,
+            defaults={"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6,
+                      "aspect_ratio": "16:9", "start_frame": {"path": "images/sunset.png"}},
+            styles={"vibe": ["Pro Photo", "Sci-Fi", "none"]}), out, sim)
+        books = audit(out, sim)
+    assert report.outcome.exit_code == 0
+    assert books["books"].requests["init-image"] == {200: 1}
+    assert books["states"] == {"downloaded": 9}
