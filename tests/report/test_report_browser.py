@@ -3,13 +3,16 @@ from file:// as a user would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import pytest
 from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, texts
 
+from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
 
 VIBES = ["Pro Photo", "Sci-Fi", "Clay"]
@@ -168,3 +171,12 @@ def test_a_large_run_loads_videos_lazily(driver: Driver, tmp_path: Path) -> None
                                  " videos: document.querySelectorAll('video').length}")
     assert seen["cells"] == 120
     assert 0 < seen["videos"] < 60
+
+
+def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Chromium(executable=str(tmp_path / "chromium")):
+            pass
+
+    with pytest.raises(FileNotFoundError, match="make browser"):
+        asyncio.run(scenario())
