@@ -1,0 +1,90 @@
+"""Output file names: inside the output folder whatever a manifest says, and never shared."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from runner.plan import make_plan, safe_filename
+
+WriteManifest = Callable[..., Path]
+HOSTILE_VALUES = ["../../etc/passwd", "/etc/shadow", "..\\..\\windows\\system32", "a\x00b\x1b[31mc",
+                  "..", ".", "", " ", "~/.ssh/id_rsa", "C:\\temp\\x", "\u202eevil", "con\nnul"]
+SAFE_PART = re.compile(r"^[A-Za-z0-9._+=-]+$")
+
+
+def assert_inside(filename: str, out: Path) -> None:
+    assert not filename.startswith(("/", "\\", "~")) and "\\" not in filename
+    parts = filename.split("/")
+    assert all(SAFE_PART.match(part) and part not in (".", "..") for part in parts), filename
+    assert (out / filename).resolve().is_relative_to(out.resolve())
+    assert filename.lower().endswith(".mp4")
+
+
+@pytest.mark.parametrize("template", [
+    "{place}/{n}.mp4", "../../{place}.mp4", "/etc/{place}", "..\\{place}\\..\\{n}.mp4",
+    "{place}", "./{place}/./{prompt}.MP4"])
+def test_no_name_can_leave_the_output_folder(write_manifest: WriteManifest, tmp_path: Path,
+                                             template: str) -> None:
+    path = write_manifest({"vars": {"place": HOSTILE_VALUES},
+                           "prompts": [{"id": "p", "text": "A view of {place}"}],
+                           "output": {"filename": template}})
+    jobs = make_plan(path).jobs
+    assert len(jobs) == len(HOSTILE_VALUES)
+    for job in jobs:
+        assert_inside(job.filename, tmp_path / "out")
+    assert len({job.filename.lower() for job in jobs}) == len(jobs)
+
+
+@pytest.mark.parametrize(("rendered", "expected"), [
+    ("../../etc/passwd", "etc/passwd.mp4"),
+    ("/abs/name.mp4", "abs/name.mp4"),
+    ("a\\b\\c.mp4", "a/b/c.mp4"),
+    ("./.././", "video.mp4"),
+    ("weird name*?.mp4", "weird-name-.mp4"),
+    ("x__y.MP4", "x_y.MP4"),
+])
+def test_safe_filename(rendered: str, expected: str) -> None:
+    assert safe_filename(rendered) == expected
+
+
+def test_names_that_collide_get_the_short_key(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"styles": {"vibe": ["Clay", "Sketch"]}, "prompts": [{"id": "boat", "text": "A boat"}],
+                           "matrix": {"duration": [6, 10]},
+                           "output": {"filename": "{prompt}_{duration}.mp4"}})
+    jobs = make_plan(path).jobs
+    assert [job.filename for job in jobs] == [
+        f"boat_{duration}_{job.short_key}.mp4" for job, duration in zip(jobs, [6, 10, 6, 10])]
+
+
+def test_names_that_differ_only_in_case_or_junk_collide_too(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"who": ["Cat", "cat", "a/b", "a b", "dog"]},
+                           "prompts": [{"id": "p", "text": "A {who}"}],
+                           "output": {"filename": "{who}.mp4"}})
+    names = [job.filename for job in make_plan(path).jobs]
+    keys = [job.short_key for job in make_plan(path).jobs]
+    assert names == [f"Cat_{keys[0]}.mp4", f"cat_{keys[1]}.mp4", f"a-b_{keys[2]}.mp4",
+                     f"a-b_{keys[3]}.mp4", "dog.mp4"]
+
+
+def test_the_default_name_tells_the_cell(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"time": ["dusk"]}, "styles": {"vibe": ["Pro Photo"], "lighting": ["Foggy"]},
+                           "prompts": [{"id": "street", "text": "A street at {time}"}], "repeat": 2})
+    assert [job.filename for job in make_plan(path).jobs] == [
+        f"street/dusk_Pro-Photo+Foggy_hailuo-2_3_768p_6s_16-9_{n}.mp4" for n in (1, 2)]
+
+
+def test_every_placeholder_of_a_file_name(write_manifest: WriteManifest) -> None:
+    path = write_manifest({
+        "name": "every-placeholder", "vars": {"mood": ["calm"]},
+        "defaults": {"start_frame": {"id": "5b1c6f0e-8a2d-4c3b-9e7f-1a2b3c4d5e6f", "type": "UPLOADED"}},
+        "prompts": [{"id": "sea", "text": "The sea, {mood}"}], "styles": {"vibe": ["Clay"]},
+        "output": {"filename": "{name}/{prompt}/{vars}/{styles}/{vibe}-{lighting}-{color_theme}-"
+                               "{style_set}/{model}_{resolution}_{duration}_{aspect_ratio}_{n}_{key}_"
+                               "{start_frame}"}})
+    job = make_plan(path).jobs[0]
+    assert job.filename == ("every-placeholder/sea/calm/Clay/Clay-none-none-none/hailuo-2_3_768p_6_16-9_1_"
+                            f"{job.short_key}_5b1c6f0e-8a2d-4c3b-9e7f-1a2b3c4d5e6f.mp4")

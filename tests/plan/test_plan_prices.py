@@ -1,0 +1,103 @@
+"""Estimated costs: the shipped table of estimates, overridden by the manifest, then by --prices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from click.testing import CliRunner
+
+from runner import catalog
+from runner.catalog import read_data
+from runner.cli import main
+from runner.errors import UsageError
+from runner.plan import make_plan
+
+WriteManifest = Callable[..., Path]
+SWEEP = {"matrix": {"resolution": ["768p", "1080p"], "duration": [6, 10],
+                    "exclude": [{"resolution": "1080p", "duration": 10}]}}
+
+
+def costs(path: Path, **kwargs: object) -> list[float]:
+    return [job.estimated_cost for job in make_plan(path, **kwargs).jobs]
+
+
+def test_the_shipped_table_is_labelled_as_estimates_and_used_by_default(write_manifest: WriteManifest) -> None:
+    shipped = read_data("prices.json")
+    assert shipped["estimate"] is True and shipped["currency"] == "USD"
+    assert "ESTIMATES" in shipped["$comment"]
+    table = shipped["prices"]["hailuo-2_3"]
+    assert costs(write_manifest(SWEEP)) == [table["768p"]["6"], table["768p"]["10"], table["1080p"]["6"]]
+    assert catalog.load().price("hailuo-2_3-fast", "768p", 6) == 0.19
+
+
+def test_the_manifest_overrides_entry_by_entry(write_manifest: WriteManifest) -> None:
+    path = write_manifest({**SWEEP, "prices": {"hailuo-2_3": {"768p": {6: 0.5}}}})
+    assert costs(path) == [0.5, 0.45, 0.47]
+    assert make_plan(path).estimated_usd == 1.42
+
+
+def test_a_price_table_given_on_the_command_line_wins(write_manifest: WriteManifest) -> None:
+    path = write_manifest({**SWEEP, "prices": {"hailuo-2_3": {"768p": {6: 0.5, 10: 0.9}}}})
+    assert costs(path, prices={"hailuo-2_3": {"768p": {6: 1.0}}}) == [1.0, 0.9, 0.47]
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"hailuo-2_3": 0.27}, "--prices: $[\"hailuo-2_3\"]: 0.27 is not of type 'object'"),
+    ({"hailuo-3": {"768p": {"6": 1}}}, "--prices: $: 'hailuo-3' is not one of ['hailuo-2_3', 'hailuo-2_3-fast']"),
+    ({"hailuo-2_3": {"768p": {8: 1}}}, "--prices: $[\"hailuo-2_3\"][\"768p\"]: '8' is not one of ['6', '10']"),
+    ({"hailuo-2_3": {"768p": {6: -1}}}, "--prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: -1 is less than the "
+                                        "minimum of 0"),
+])
+def test_a_bad_command_line_table_is_a_usage_error(write_manifest: WriteManifest, table: dict,
+                                                   message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        make_plan(write_manifest({}), prices=table)
+    assert str(caught.value) == message
+
+
+def test_plan_with_a_prices_file(write_manifest: WriteManifest, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    write_manifest({**SWEEP, "prices": {"hailuo-2_3": {"768p": {6: 0.5}}}})
+    (tmp_path / "prices.yaml").write_text("hailuo-2_3:\n  768p: {6: 0.3, 10: 0.6}\n  1080p: {6: 0.9}\n")
+    (tmp_path / "prices.json").write_text(json.dumps({"currency": "USD", "prices": {
+        "hailuo-2_3": {"1080p": {"6": 2.0}}}}))
+    monkeypatch.chdir(tmp_path)
+    for prices, expected in (("prices.yaml", [0.3, 0.6, 0.9]), ("prices.json", [0.5, 0.45, 2.0])):
+        result = CliRunner().invoke(main, ["plan", "--format", "json", "--prices", prices, "manifest.yaml"])
+        assert result.exit_code == 0, result.output
+        plan = json.loads(result.stdout)
+        assert [job["estimated_cost_usd"] for job in plan["jobs"]] == expected
+        assert plan["summary"]["estimated_usd"] == round(sum(expected), 2)
+        assert plan["summary"]["prices_are_estimates"] is True
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    (None, "error: --prices prices.yaml: cannot read it:"),
+    ("just text\n", "error: --prices prices.yaml: expected a mapping model -> resolution -> duration -> USD"),
+    ("hailuo-2_3: {768p: {6: free}}\n", "error: --prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: 'free' is not "
+                                        "of type 'number'"),
+])
+def test_a_bad_prices_file_is_one_clear_line(write_manifest: WriteManifest, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, content: str | None,
+                                             error: str) -> None:
+    write_manifest({})
+    if content is not None:
+        (tmp_path / "prices.yaml").write_text(content)
+    monkeypatch.chdir(tmp_path)
+    for command in (["plan"], ["validate"]):
+        result = CliRunner().invoke(main, [*command, "--prices", "prices.yaml", "manifest.yaml"])
+        assert result.exit_code == 2
+        assert result.stderr.startswith(error) and result.stderr.count("\n") == 1
+        assert "Traceback" not in result.output
+
+
+def test_validate_reports_the_estimate(write_manifest: WriteManifest, monkeypatch: pytest.MonkeyPatch,
+                                       tmp_path: Path) -> None:
+    write_manifest({**SWEEP, "repeat": 2})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["validate", "manifest.yaml"])
+    assert result.exit_code == 0
+    assert result.stdout == "manifest.yaml: ok, 6 jobs, estimated $2.38\n"

@@ -1,0 +1,121 @@
+"""The wire request of each planned job, exactly as leonardo-api.md says it is sent."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from runner import catalog
+from runner.plan import UPLOAD_PREFIX, make_plan
+
+CLAY = "964d8a8f-865b-48c5-b79e-e75ae8727648"
+FOGGY = "1d6e92d2-6e83-4ea2-bd4c-34ddfedfa163"
+IMAGE_ID = "5b1c6f0e-8a2d-4c3b-9e7f-1a2b3c4d5e6f"
+PROMPT = "A paper boat in a gutter"
+WriteManifest = Callable[..., Path]
+
+
+def only_request(path: Path) -> dict:
+    plan = make_plan(path)
+    assert len(plan.jobs) == 1
+    return plan.jobs[0].request
+
+
+def test_text_to_video_with_nothing_set(write_manifest: WriteManifest) -> None:
+    assert only_request(write_manifest({})) == {
+        "model": "hailuo-2_3", "public": False,
+        "parameters": {"prompt": PROMPT, "mode": "RESOLUTION_768", "duration": 6,
+                       "width": 1376, "height": 768}}
+
+
+def test_styles_enhance_public_and_1080p(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"defaults": {"resolution": "1080p", "public": True, "prompt_enhance": "OFF"},
+                           "styles": {"lighting": ["foggy"], "vibe": ["CLAY"]}})
+    assert only_request(path) == {
+        "model": "hailuo-2_3", "public": True,
+        "parameters": {"prompt": PROMPT, "mode": "RESOLUTION_1080", "duration": 6,
+                       "width": 1920, "height": 1080, "style_ids": [CLAY, FOGGY],
+                       "prompt_enhance": "OFF"}}
+
+
+def test_styles_given_by_uuid(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"styles": {"vibe": [CLAY.upper()]}})
+    assert only_request(path)["parameters"]["style_ids"] == [CLAY]
+
+
+def test_a_style_set_sends_its_styles_in_order_and_none_sends_none(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"styles": {"sets": {"a": ["Foggy", "Clay"], "b": ["none"]}}})
+    jobs = make_plan(path).jobs
+    assert [job.request["parameters"].get("style_ids") for job in jobs] == [[FOGGY, CLAY], None]
+    assert [job.axes["style_set"] for job in jobs] == ["a", "b"]
+
+
+@pytest.mark.parametrize(("resolution", "aspect", "mode", "size"), [
+    ("768p", "16:9", "RESOLUTION_768", (1376, 768)),
+    ("768p", "9:16", "RESOLUTION_768", (768, 1376)),
+    ("768p", "1:1", "RESOLUTION_768", (768, 768)),
+    ("768p", "auto", "RESOLUTION_768", (0, 0)),
+    ("1080p", "16:9", "RESOLUTION_1080", (1920, 1080)),
+    ("1080p", "9:16", "RESOLUTION_1080", (1080, 1920)),
+    ("1080p", "1:1", "RESOLUTION_1080", (1080, 1080)),
+    ("1080p", "auto", "RESOLUTION_1080", (0, 0)),
+])
+def test_image_to_video_sizes_and_the_current_start_frame_form(
+        write_manifest: WriteManifest, resolution: str, aspect: str, mode: str,
+        size: tuple[int, int]) -> None:
+    path = write_manifest({"defaults": {"model": "hailuo-2_3-fast", "resolution": resolution,
+                                        "aspect_ratio": aspect,
+                                        "start_frame": {"id": IMAGE_ID, "type": "GENERATED"}}})
+    assert only_request(path) == {
+        "model": "hailuo-2_3-fast", "public": False,
+        "parameters": {"prompt": PROMPT, "mode": mode, "duration": 6, "width": size[0],
+                       "height": size[1],
+                       "guidances": {"start_frame": [{"image": {"id": IMAGE_ID, "type": "GENERATED"}}]}}}
+
+
+def test_the_legacy_start_frame_form_by_setting(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"defaults": {"start_frame": {"id": IMAGE_ID, "type": "UPLOADED"}},
+                           "run": {"start_frame_field": "legacy"}})
+    assert only_request(path)["parameters"] == {
+        "prompt": PROMPT, "mode": "RESOLUTION_768", "duration": 6, "width": 1376, "height": 768,
+        "start_frame": {"id": IMAGE_ID, "type": "UPLOADED"}}
+
+
+def test_prompt_enhance_only_when_set(write_manifest: WriteManifest) -> None:
+    unset = only_request(write_manifest({}))
+    on = only_request(write_manifest({"defaults": {"prompt_enhance": True}}, "on.yaml"))
+    assert "prompt_enhance" not in unset["parameters"]
+    assert on["parameters"]["prompt_enhance"] == "ON"
+
+
+def test_a_start_frame_by_path_carries_its_content_hash_until_uploaded(
+        write_manifest: WriteManifest, tmp_path: Path, tiny_png: Path) -> None:
+    shutil.copy(tiny_png, tmp_path / "frame.png")
+    path = write_manifest({"defaults": {"start_frame": {"path": "frame.png"}, "aspect_ratio": "auto"}})
+    job = make_plan(path).jobs[0]
+    digest = hashlib.sha256(tiny_png.read_bytes()).hexdigest()
+    assert job.upload is not None and job.upload.sha256 == digest
+    assert job.upload.path == (tmp_path / "frame.png").resolve() and job.upload.extension == "png"
+    image = {"id": UPLOAD_PREFIX + digest, "type": "UPLOADED"}
+    assert job.request["parameters"]["guidances"] == {"start_frame": [{"image": image}]}
+    sent = job.wire({digest: IMAGE_ID})
+    assert sent["parameters"]["guidances"] == {"start_frame": [{"image": {"id": IMAGE_ID,
+                                                                          "type": "UPLOADED"}}]}
+    assert catalog.load().check_request(sent, uploaded=frozenset({IMAGE_ID})) == []
+    assert job.request["parameters"]["guidances"]["start_frame"][0]["image"]["id"] == image["id"]
+
+
+def test_a_job_without_upload_is_sent_as_planned(write_manifest: WriteManifest) -> None:
+    job = make_plan(write_manifest({})).jobs[0]
+    assert job.upload is None and job.wire({}) == job.request
+
+
+def test_templated_prompts_and_numbers_in_text(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"n": [1.5, 2], "city": "Porto"},
+                           "prompts": ["{city} at {n}x speed, {{literal}}"]})
+    prompts = [job.request["parameters"]["prompt"] for job in make_plan(path).jobs]
+    assert prompts == ["Porto at 1.5x speed, {literal}", "Porto at 2x speed, {literal}"]
