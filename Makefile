@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/hailuo-batch validate jobs/ab-sweep.yaml
 	$(BIN)/hailuo-batch plan jobs/ab-sweep.yaml
 
-bench: setup
+bench: setup browser
 	$(BIN)/python -m bench
 
 lint: setup
