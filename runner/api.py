@@ -93,6 +93,7 @@ class Account:
     user_id: str
     username: str
     slots: int | None
+    paid_credits: float | None = None  # `apiPaidTokens`; None when the answer has no number
 
 
 class LeonardoClient:
@@ -132,8 +133,10 @@ class LeonardoClient:
         try:
             details = answer["user_details"][0]
             user = details["user"]
+            paid = details.get("apiPaidTokens")
             return Account(str(user["id"]), str(user.get("username", "")),
-                           details.get("apiConcurrencySlots"))
+                           details.get("apiConcurrencySlots"),
+                           float(paid) if type(paid) in (int, float) else None)
         except (KeyError, IndexError, TypeError) as exc:
             raise TransientError("the /v1/me answer has no user") from exc
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import report
+from runner import nightly, report
 from runner.api import DEFAULT_BASE_URL, LeonardoClient, Timeouts, open_client
 from runner.config import output_folder
 from runner.control import (
@@ -56,6 +56,8 @@ class RunConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     backoff: Backoff = field(default_factory=Backoff)
     engine: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    notify_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,8 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
     """The plan and the output folder it runs into (`--out`, else the manifest's `output.dir`)."""
     planned = make_plan(config.manifest, overrides=config.overrides, prices=config.prices)
     out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
-                                          now=datetime.datetime.now(datetime.UTC))
+                                          now=datetime.datetime.now(datetime.UTC),
+                                          run_id=config.run_id)
     return planned, out_dir
 
 
@@ -110,7 +113,10 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     if config.simulate is None and not config.api_key:
         raise AuthError("no API key: set LEONARDO_API_KEY or pass --api-key-file")
     clock = clock or SystemClock()
-    with FolderLock.acquire(out_dir), Journal.open(out_dir) as journal:
+    runtime = nightly.Runtime(clock.now(), planned.settings.max_runtime, planned.settings.grace)
+    notify_url = config.notify_url or planned.notify_url
+    with FolderLock.acquire(out_dir) as lock, Journal.open(out_dir) as journal:
+        nightly.took_over(lock)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=_settings(planned), at=clock.wall())
         outcome = Outcome(EXIT_INTERRUPTED, "the run broke off")
@@ -120,28 +126,35 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 journal.retry_failed(run_id=run_id, at=clock.wall())
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings.from_run(planned.settings, backoff=config.backoff, **engine)
+            nightly.run_started(planned, out_dir, journal.counts())
             del planned
-            outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, sink, clock,
-                                         rand or random.Random()))
+            outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, runtime,
+                                         nightly.logged(sink), clock, rand or random.Random()))
         finally:
             journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
                             at=clock.wall())
             results = write_results(journal, out_dir)
             report.write_report(out_dir)
+            nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
 
 
 async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path,
-                 settings: EngineSettings, sink: EventSink, clock: Clock,
+                 settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
                  rand: random.Random) -> Outcome:
     stop = Stop()
     tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.budget_usd)
     async with _api(config, settings) as client:
+        refused = await nightly.check_balance(client, nightly.cost_to_create(journal,
+                                                                             settings.budget_usd))
+        if refused is not None:
+            return refused
         ctx = Context(store=journal, client=client, clock=clock, tracker=tracker, stop=stop,
                       run_id=run_id, rand=rand.random, backoff=config.backoff,
                       timeout=settings.timeout)
         with _signals(stop):
-            return await Engine(ctx, settings, out_dir=out_dir).run()
+            async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
+                return await Engine(ctx, settings, out_dir=out_dir).run()
 
 
 @asynccontextmanager

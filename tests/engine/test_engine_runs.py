@@ -81,7 +81,8 @@ def test_the_budget_stops_submitting_and_the_next_run_resumes(tmp_path: Path) ->
 
 
 def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
-    manifest = write_manifest(tmp_path)
+    # Estimates below the real price pass the balance check; the 402 then stops the run.
+    manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.05}}})
     out = tmp_path / "out"
     with run_in_thread(sim_settings(balance_credits=540)) as sim:  # two creates of 180
         report = run(manifest, out, sim)

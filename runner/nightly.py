@@ -1,0 +1,189 @@
+"""What an unattended run adds around the engine: a balance check before the first create, a
+runtime limit with a grace period, the run's story in the `hailuo` log, and a notification at the
+end.
+
+Nobody watches a nightly run, so each of these is about saying early and plainly what happened:
+a balance too small is refused before anything is sent (rather than stopping half-way on a 402),
+a run that would overlap the next night stops at its deadline and resumes the night after, and
+the log and the webhook carry the same one-line headline a person reads first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import notify
+from runner.api import LeonardoClient
+from runner.control import (
+    EXIT_CANNOT_RUN,
+    EXIT_RESUMABLE,
+    Clock,
+    Event,
+    EventSink,
+    Outcome,
+    Stop,
+    Tracker,
+)
+from runner.errors import ApiError, AuthError, UsageError
+from runner.lock import FolderLock
+from runner.logs import LOGGER
+from runner.plan import Plan
+from runner.state import Journal
+
+# Leonardo bills the API in credits. About 180 credits were observed for a $0.27 clip (hailuo-2_3,
+# 6 s, 768p; see the design's leonardo-api.md), so one credit is $0.27 / 180 = $0.0015.
+CREDIT_USD = 0.0015
+# An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
+# $1.5 million, more than any real balance), so such a figure means: nothing to check.
+UNLIMITED_CREDITS = 1_000_000_000
+# States whose jobs may still cost a create: pending ones, and unsettled creates that a resumed
+# run may have to send again.
+_TO_CREATE = ("pending", "submitting")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+log = logging.getLogger(LOGGER)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The run's time limit: `started` is the clock's `now()` when the run began; seconds."""
+
+    started: float
+    max_runtime: float | None
+    grace: float
+
+
+def check_run_id(run_id: str | None) -> str | None:
+    """A `--run-id` that names one folder: letters, digits, dot, dash, underscore."""
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise UsageError(f"--run-id {run_id!r}: use up to 100 letters, digits, '.', '-' or '_', "
+                         "starting with a letter or digit (e.g. 2026-11-24 or night-7)")
+    return run_id
+
+
+def cost_to_create(journal: Journal, budget_usd: float | None) -> float:
+    """What the jobs still to be created would cost, at most the budget when one is set."""
+    total = sum(row.estimated_cost for row in journal.in_states(_TO_CREATE) if row.planned)
+    return total if budget_usd is None else min(total, budget_usd)
+
+
+async def check_balance(client: LeonardoClient, needed_usd: float) -> Outcome | None:
+    """Refuse (exit 3) when the account's credits cannot pay for `needed_usd`; None to go on.
+
+    A rejected key ends the run here (exit 4), before anything is sent. A balance that cannot be
+    read, or an unlimited one, skips the check: the quota stop still guards the run."""
+    if needed_usd <= 0:
+        return None
+    try:
+        account = await client.me()
+    except AuthError as exc:
+        return Outcome(EXIT_CANNOT_RUN, str(exc))
+    except ApiError as exc:
+        log.warning("balance check skipped: /v1/me failed: %s", exc)
+        return None
+    credits = account.paid_credits
+    if credits is None or credits >= UNLIMITED_CREDITS:
+        log.info("balance check skipped: the account shows %s",
+                 "no balance" if credits is None else "an unlimited balance")
+        return None
+    balance_usd = credits * CREDIT_USD
+    if needed_usd <= balance_usd + 1e-9:
+        log.info("balance $%.2f (%d credits) covers the estimated $%.2f", balance_usd, credits,
+                 needed_usd, extra={"balance_usd": round(balance_usd, 4),
+                                    "needed_usd": round(needed_usd, 4)})
+        return None
+    short = needed_usd - balance_usd
+    reason = (f"the balance is too low: the jobs still to create are estimated at ${needed_usd:.2f}, "
+              f"the account has ${balance_usd:.2f} ({credits:.0f} credits), "
+              f"${short:.2f} ({short / CREDIT_USD:.0f} credits) short; add credit or set a "
+              "budget, then run again (nothing was sent)")
+    log.error("run refused: %s", reason, extra={"balance_usd": round(balance_usd, 4),
+                                                  "needed_usd": round(needed_usd, 4),
+                                                  "short_usd": round(short, 4)})
+    return Outcome(EXIT_RESUMABLE, reason)
+
+
+async def watch_runtime(runtime: Runtime, *, stop: Stop, clock: Clock, tracker: Tracker) -> None:
+    """At the deadline stop submitting; after the grace period end the run, resumable.
+
+    Jobs in flight at the deadline have `grace` seconds to finish and download; whatever is still
+    unfinished then is in the journal and the next run picks it up."""
+    if runtime.max_runtime is None:
+        return
+    await clock.sleep(runtime.started + runtime.max_runtime - clock.now())
+    limit = f"the max runtime of {runtime.max_runtime:g} s is reached"
+    stop.halt(EXIT_RESUMABLE, f"{limit}: run again to resume")
+    in_flight = tracker.snapshot().in_flight
+    log.warning("%s: submitting stopped, %d jobs in flight have %g s to finish", limit, in_flight,
+                runtime.grace, extra={"in_flight": in_flight, "grace_seconds": runtime.grace})
+    await clock.sleep(runtime.grace)
+    left = tracker.snapshot().in_flight
+    log.warning("the grace period is over with %d jobs in flight: stopping", left,
+                extra={"in_flight": left})
+    stop.abort(EXIT_RESUMABLE, f"{limit} and its grace of {runtime.grace:g} s is over with "
+                               f"{left} jobs in flight: run again to resume")
+
+
+@asynccontextmanager
+async def runtime_limit(runtime: Runtime, *, stop: Stop, clock: Clock,
+                        tracker: Tracker) -> AsyncIterator[None]:
+    """`watch_runtime` beside the block; it ends with the block, and a bug in it is raised."""
+    watch = asyncio.create_task(watch_runtime(runtime, stop=stop, clock=clock, tracker=tracker))
+    try:
+        yield
+    finally:
+        watch.cancel()
+        await asyncio.wait([watch])
+    if not watch.cancelled():
+        watch.result()
+
+
+def logged(sink: EventSink) -> EventSink:
+    """`sink`, with each failed job and the run's stop written to the log on the way."""
+    def forward(event: Event) -> None:
+        if event.kind == "failed":
+            log.warning("job %s failed: %s", (event.key or "")[:10], event.message,
+                        extra={"key": event.key, "reason": event.message})
+        elif event.kind == "stop" and event.message:
+            log.warning("run stopped: %s", event.message, extra={"reason": event.message})
+        sink(event)
+    return forward
+
+
+def took_over(lock: FolderLock) -> None:
+    """Say so when the folder's last run died holding its lock (killed, or the machine rebooted)."""
+    if lock.took_over:
+        holder = lock.took_over
+        log.warning("took over the lock of %s: process %s on %s is gone; resuming its work",
+                    lock.path.parent, holder.get("pid"), holder.get("host"),
+                    extra={"previous_pid": holder.get("pid"), "previous_host": holder.get("host")})
+
+
+def run_started(planned: Plan, out_dir: Path, counts: dict[str, int]) -> None:
+    done = counts.get("downloaded", 0)
+    log.info("run started: %s, %d jobs (estimated $%.2f) into %s; %d already downloaded, "
+             "%d to create", planned.name, len(planned.jobs), planned.estimated_usd, out_dir,
+             done, counts.get("pending", 0),
+             extra={"name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
+                    "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
+
+
+def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:
+    """Log the summary's headline and send it to the webhook; a failed notification is only
+    logged, so the exit code always says how the run went, not how the receiver did."""
+    text = notify.headline(summary)
+    log.info("run ended: %s", text, extra={"summary": summary})
+    if notify_url is None:
+        return
+    problem = notify.send(notify_url, summary)
+    if problem is None:
+        log.info("notification sent")
+    else:
+        log.warning("notification failed: %s", problem, extra={"problem": problem})
