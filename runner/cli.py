@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import click
 import tqdm
 import yaml
 
-from runner import batch, catalog, render, results
+from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
 from runner.control import Event
 from runner.errors import HailuoError, ManifestError, UsageError
@@ -201,8 +203,8 @@ def simulate(faults: tuple[str, ...], extra: tuple[str, ...], no_retry_after: bo
 
 
 class Progress:
-    """The run's events drawn as a tqdm bar on a terminal, or as plain lines at a steady
-    interval when the output is not one (cron mail, a log file)."""
+    """The run's events drawn as a tqdm bar on a terminal, or as progress records of the run's
+    log at a steady interval when the output is not one (cron mail, a log file)."""
 
     def __init__(self, *, quiet: bool, every: float = 10.0) -> None:
         self.quiet = quiet
@@ -219,7 +221,8 @@ class Progress:
             due = self.last_line is None or snap.elapsed - self.last_line >= self.every
             if event.kind == "stop" or (event.kind == "tick" and due):
                 self.last_line = snap.elapsed
-                click.echo(snap.describe(), err=True)
+                logging.getLogger(logs.LOGGER).info("progress: %s", snap.describe(),
+                                                    extra={"progress": dataclasses.asdict(snap)})
             return
         if self.bar is None:
             self.bar = tqdm.tqdm(total=snap.total, initial=snap.finished, unit="job",
@@ -264,25 +267,45 @@ def _api_key(key_file: Path | None) -> str | None:
 @click.option("--retry-failed", is_flag=True, help="Give failed jobs another go.")
 @click.option("--dry-run", is_flag=True, help="Plan and compare with the folder; send nothing.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--max-runtime", metavar="DURATION",
+              help="At this age (e.g. 2h) stop submitting, let jobs in flight finish, exit 3.")
+@click.option("--grace", metavar="DURATION",
+              help="After --max-runtime, how long jobs in flight get to finish [5m].")
+@click.option("--run-id", metavar="ID", help="Fills {run_id} in output.dir; the same id resumes "
+              "the same folder.")
+@click.option("--notify-url", metavar="URL", help="POST the summary here when the run ends "
+              "(also `notify:` in the manifest).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append the run's log to this file instead of standard error.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one object per line.")
 @prices_option
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float, retry_failed: bool, dry_run: bool, quiet: bool,
+        run_id: str | None, notify_url: str | None, log_file: Path | None, log_format: str,
         prices_file: str | None, **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
     config = batch.RunConfig(
         manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
         base_url=base_url, api_key=None if simulate or dry_run else _api_key(api_key_file),
         simulate=SimSettings(time_scale=time_scale) if simulate else None,
-        retry_failed=retry_failed)
+        retry_failed=retry_failed, run_id=nightly.check_run_id(run_id), notify_url=notify_url)
     if dry_run:
         planned, folder = batch.plan_for(config)
         state = batch.diff(planned, folder)
         click.echo(f"{planned.name}: {len(planned.jobs)} jobs, estimated ${planned.estimated_usd:.2f}")
         click.echo(_diff_line(state) + "; nothing was sent (dry run)")
         return
-    progress = Progress(quiet=quiet)
+    quiet_log = quiet and log_file is None
+    log = logs.configure(log_file=log_file, fmt=log_format,
+                         level=logging.WARNING if quiet_log else logging.INFO)
+    progress = Progress(quiet=quiet, every=60.0)
     try:
         done = batch.run_batch(config, sink=progress)
+    except HailuoError as exc:
+        if log_file is not None:
+            log.error("error: %s", exc, extra={"exit_code": exc.exit_code})
+        raise
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)

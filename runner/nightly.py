@@ -171,7 +171,7 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int]) -> None:
     log.info("run started: %s, %d jobs (estimated $%.2f) into %s; %d already downloaded, "
              "%d to create", planned.name, len(planned.jobs), planned.estimated_usd, out_dir,
              done, counts.get("pending", 0),
-             extra={"name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
+             extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
 
 
