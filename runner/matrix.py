@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 import re
 import string
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from math import prod
+from typing import Any
 
 from runner.catalog import Catalog
 from runner.errors import Issue
@@ -49,7 +51,12 @@ class Cell:
 
 @dataclass
 class Expansion:
-    cells: list[Cell] = field(default_factory=list)
+    """The cells of a manifest, made lazily: the counts are final once `cells` is consumed,
+    so a planner can stop early on a matrix far larger than it may plan. `bound` is known at
+    once: the number of cells before exclude, plus the includes."""
+
+    cells: Iterable[Cell] = ()
+    bound: int = 0
     product: int = 0
     excluded: int = 0
     included: int = 0
@@ -123,25 +130,42 @@ class Expander:
                         for i, e in enumerate(matrix.get("include", []))]
         if self.result.issues or self.checked.issues:
             return self.result
+        by_id = {p.id: p for p in prompts}
+        included = [self._include(by_id[entry["prompt"]], entry, ("matrix", "include", i))
+                    for i, entry in enumerate(includes)]
+        if self.result.issues:
+            return self.result
+        self.result.bound = self._bound(prompts, style_axes) + len(included)
+        self.result.cells = self._cells(prompts, style_axes, excludes, included)
+        return self.result
+
+    def _cells(self, prompts: list[Prompt], style_axes, excludes: list[dict[str, Any]],
+               included: list[Cell | None]) -> Iterator[Cell]:
         matches = [0] * len(excludes)
         for cell in self._product(prompts, style_axes):
             self.result.product += 1
             hit = next((i for i, entry in enumerate(excludes) if _matches(cell, entry)), None)
             if hit is None:
-                self.result.cells.append(cell)
+                yield cell
             else:
                 matches[hit] += 1
                 self.result.excluded += 1
         for i, count in enumerate(matches):
             if count == 0:
                 self.result.warnings.append(f"matrix.exclude[{i}] matches no cell")
-        by_id = {p.id: p for p in prompts}
-        for i, entry in enumerate(includes):
-            cell = self._include(by_id[entry["prompt"]], entry, ("matrix", "include", i))
+        for cell in included:
             if cell is not None:
-                self.result.cells.append(cell)
                 self.result.included += 1
-        return self.result
+                yield cell
+
+    def _bound(self, prompts: list[Prompt], style_axes) -> int:
+        """How many cells the product has, counted without making them."""
+        matrix = self.data.get("matrix", {})
+        shared = prod(len(values) for _, values in style_axes) * \
+            prod(len(matrix.get(name, [None])) for name in MATRIX_AXES)
+        frames = len(matrix.get("start_frame", [None]))
+        return sum(prod(len(self.vars[name]) for name in p.vars) * shared
+                   * (1 if p.start_frame else frames) for p in prompts)
 
     # prompts and vars
 

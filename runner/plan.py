@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from runner import catalog
 from runner.catalog import Violation
 from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings
 from runner.errors import Issue, ManifestError, UsageError
-from runner.manifest import (Document, Path_, did_you_mean, check_prices, check_schema, load_document,
-                             SchemaResult)
-from runner.matrix import BRACES_HINT, MATRIX_AXES, Cell, expand, placeholders
+from runner.manifest import (
+    Document,
+    Path_,
+    SchemaResult,
+    check_prices,
+    check_schema,
+    did_you_mean,
+    load_document,
+)
+from runner.matrix import (
+    BRACES_HINT,
+    MATRIX_AXES,
+    Cell,
+    Expansion,
+    expand,
+    placeholders,
+)
 
 KEY_VERSION = "hailuo-job/v1"
 UPLOAD_PREFIX = "upload:sha256:"
@@ -194,15 +210,10 @@ class _Planner:
         frames = {path: self._frame(frame, path) for path, frame in self._frame_places()}
         if self.issues:
             raise ManifestError(sorted(self.issues, key=lambda i: (i.line, i.column)))
-        cells, merged, skipped = self._unique_cells(expansion.cells, frames)
+        cells, merged, skipped = self._unique_cells(expansion, frames)
         if self.issues:
             raise ManifestError(self.issues)
         jobs = self._jobs(cells)
-        if len(jobs) > self.settings.max_jobs:
-            where = ("run", "max_jobs") if "max_jobs" in self.data.get("run", {}) else ()
-            raise ManifestError([self.doc.issue(where, f"the plan has {len(jobs):,} jobs, more than "
-                                                f"max_jobs {self.settings.max_jobs:,}",
-                                                "raise run.max_jobs (or --max-jobs), or narrow the matrix")])
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
                     output_dir=self.output_dir,
@@ -284,31 +295,41 @@ class _Planner:
         public = self.data.get("defaults", {}).get("public", False)
         return {"model": v["model"], "public": public, "parameters": params}
 
-    def _unique_cells(self, cells: list[Cell], frames: dict[Path_, Upload | None]):
-        """Cells with identical requests merged, then checked against the model rules."""
-        unique: dict[str, tuple[Cell, dict[str, Any], Upload | None]] = {}
+    def _unique_cells(self, expansion: Expansion, frames: dict[Path_, Upload | None]):
+        """Cells with identical requests merged, each checked against the model rules, in one
+        pass that stops as soon as the plan is known to have more than max_jobs jobs: a small
+        manifest can describe a matrix of millions of cells."""
+        seen: set[str] = set()
+        kept = []
         merged = skipped = 0
-        for cell in cells:
+        skip = self.data.get("on_invalid", "error") == "skip"
+        repeat = self.data.get("repeat", 1)
+        for cell in expansion.cells:
             upload = frames.get(cell.sources["start_frame"]) if cell.start_frame else None
             request = self._request(cell, upload)
             text = canonical_json(request)
-            if text in unique:
+            if text in seen:
                 merged += 1
                 continue
-            unique[text] = (cell, request, upload)
-        kept = []
-        skip = self.data.get("on_invalid", "error") == "skip"
-        for cell, request, upload in unique.values():
-            checked = json.loads(canonical_json(request).replace(upload.placeholder, _CHECK_ID)) \
-                if upload else request
+            seen.add(text)
+            checked = json.loads(text.replace(upload.placeholder, _CHECK_ID)) if upload else request
             violations = self.catalog.check_request(checked)
             if not violations:
                 kept.append((cell, request, upload))
+                if len(kept) * repeat > self.settings.max_jobs:
+                    self.issues.append(self._too_many(expansion.bound * repeat))
+                    break
             elif skip:
                 skipped += 1
             else:
                 self.issues.extend(self._violation_issue(cell, v) for v in violations)
         return kept, merged, skipped
+
+    def _too_many(self, most: int) -> Issue:
+        where = ("run", "max_jobs") if "max_jobs" in self.data.get("run", {}) else ()
+        return self.doc.issue(where, f"the plan has more jobs than max_jobs {self.settings.max_jobs:,} "
+                              f"(up to {most:,})",
+                              "raise run.max_jobs (or --max-jobs), or narrow the matrix")
 
     def _violation_issue(self, cell: Cell, violation: Violation) -> Issue:
         axis = _RULE_AXIS.get(violation.rule)
@@ -348,8 +369,12 @@ class _Planner:
         return safe_filename(self.template.format_map(values))
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def _part(value: Any) -> str:
-    """One placeholder's value, unable to add a folder or a parent step to a path."""
+    """One placeholder's value, unable to add a folder or a parent step to a path.
+
+    Cached: a plan of 100,000 jobs asks for the same few axis values a million times.
+    """
     return re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(value)).strip("-.")[:80] or "_"
 
 

@@ -141,6 +141,12 @@ def _just_over_the_limit(path: Path) -> None:
     path.write_bytes((head + body)[:MAX_BYTES] + b"\n")
 
 
+def _product_explosion(path: Path) -> None:
+    numbers = ", ".join(str(i) for i in range(500))
+    path.write_text(f"version: 1\nname: boom\nvars:\n  a: [{numbers}]\n  b: [{numbers}]\n"
+                    "prompts: ['{a} {b}']\nstyles:\n  vibe: [Clay, Sketch, Logo, Papercraft]\n")
+
+
 def _binary_junk(path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 64)
 
@@ -150,16 +156,19 @@ def _junk_without_nul(path: Path) -> None:
 
 
 HOSTILE = {
-    "alias-bomb": (_alias_bomb, f"7:5: $.a6[0]: the document expands to more than {MAX_VALUES:,} values "
-                                "(aliases that repeat aliases?)"),
+    "alias-bomb": (_alias_bomb, (f"7:5: $.a6[0]: the document expands to more than {MAX_VALUES:,} values "
+                                 "(aliases that repeat aliases?)")),
     "deep-flow": (_deep_flow, f"3:{9 + MAX_DEPTH}: $: nesting deeper than {MAX_DEPTH} levels"),
     "deep-block": (_deep_block, f"4:{2 * MAX_DEPTH - 1}: $: nesting deeper than {MAX_DEPTH} levels"),
-    "deep-mapping": (_deep_mapping, f"3:{10 + 4 * (MAX_DEPTH - 1)}: $: nesting deeper than "
-                                    f"{MAX_DEPTH} levels"),
-    "fifty-megabytes": (_fifty_megabytes, "1:1: $: the file is 52,428,800 bytes, more than the 5 MiB "
-                                          "a manifest may be"),
-    "just-over-the-limit": (_just_over_the_limit, f"1:1: $: the file is {MAX_BYTES + 1:,} bytes, more "
-                                                  "than the 5 MiB a manifest may be"),
+    "deep-mapping": (_deep_mapping, (f"3:{10 + 4 * (MAX_DEPTH - 1)}: $: nesting deeper than "
+                                     f"{MAX_DEPTH} levels")),
+    "fifty-megabytes": (_fifty_megabytes, ("1:1: $: the file is 52,428,800 bytes, more than the 5 MiB "
+                                           "a manifest may be")),
+    "just-over-the-limit": (_just_over_the_limit, (f"1:1: $: the file is {MAX_BYTES + 1:,} bytes, more "
+                                                   "than the 5 MiB a manifest may be")),
+    "product-explosion": (_product_explosion, ("1:1: $: the plan has more jobs than max_jobs 1,000 "
+                                               "(up to 1,000,000) (hint: raise run.max_jobs (or --max-jobs), "
+                                               "or narrow the matrix)")),
     "binary-junk": (_binary_junk, "1:1: $: this is a binary file, not YAML text"),
     "junk-without-nul": (_junk_without_nul, "3:1: $: the file is not UTF-8 text"),
 }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from runner.plan import KEY_VERSION, canonical_json, job_key, make_plan
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -48,8 +48,8 @@ def test_a_price_table_given_on_the_command_line_wins(write_manifest: WriteManif
     ({"hailuo-2_3": 0.27}, "--prices: $[\"hailuo-2_3\"]: 0.27 is not of type 'object'"),
     ({"hailuo-3": {"768p": {"6": 1}}}, "--prices: $: 'hailuo-3' is not one of ['hailuo-2_3', 'hailuo-2_3-fast']"),
     ({"hailuo-2_3": {"768p": {8: 1}}}, "--prices: $[\"hailuo-2_3\"][\"768p\"]: '8' is not one of ['6', '10']"),
-    ({"hailuo-2_3": {"768p": {6: -1}}}, "--prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: -1 is less than the "
-                                        "minimum of 0"),
+    ({"hailuo-2_3": {"768p": {6: -1}}}, ("--prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: -1 is less than the "
+                                         "minimum of 0")),
 ])
 def test_a_bad_command_line_table_is_a_usage_error(write_manifest: WriteManifest, table: dict,
                                                    message: str) -> None:
@@ -77,8 +77,8 @@ def test_plan_with_a_prices_file(write_manifest: WriteManifest, tmp_path: Path,
 @pytest.mark.parametrize(("content", "error"), [
     (None, "error: --prices prices.yaml: cannot read it:"),
     ("just text\n", "error: --prices prices.yaml: expected a mapping model -> resolution -> duration -> USD"),
-    ("hailuo-2_3: {768p: {6: free}}\n", "error: --prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: 'free' is not "
-                                        "of type 'number'"),
+    ("hailuo-2_3: {768p: {6: free}}\n", ("error: --prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: 'free' is not "
+                                         "of type 'number'")),
 ])
 def test_a_bad_prices_file_is_one_clear_line(write_manifest: WriteManifest, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch, content: str | None,

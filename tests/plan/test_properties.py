@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner import catalog
+from runner.errors import ManifestError
 from runner.plan import UPLOAD_PREFIX, Plan, make_plan
 
 IMAGES = Path(__file__).parent.parent / "data" / "manifests" / "valid" / "images"
@@ -266,3 +267,19 @@ def test_the_same_manifest_plans_the_same_jobs_in_the_same_order(folder: Path,
     second = plan_of(folder, manifest, "second.yaml")
     assert [(j.key, j.index, j.filename, j.request, j.axes) for j in first.jobs] == \
         [(j.key, j.index, j.filename, j.request, j.axes) for j in second.jobs]
+
+
+@PROPERTY_SETTINGS
+@given(manifest=manifests())
+def test_max_jobs_refuses_exactly_the_plans_above_it(folder: Path, manifest: dict[str, Any]) -> None:
+    counts = model_counts(manifest)
+    jobs = counts["jobs"]
+    if jobs == 0:
+        return
+    assert len(plan_of(folder, {**manifest, "run": {"max_jobs": jobs}}).jobs) == jobs
+    if jobs > 1:
+        with pytest.raises(ManifestError) as refused:
+            plan_of(folder, {**manifest, "run": {"max_jobs": jobs - 1}})
+        most = (counts["cells"] + counts["included"]) * manifest["repeat"]
+        assert [issue.message for issue in refused.value.issues] == [
+            f"the plan has more jobs than max_jobs {jobs - 1:,} (up to {most:,})"]
