@@ -1,0 +1,53 @@
+"""One run per output folder, with real `hailuo-batch run` processes: a second run on a busy folder
+exits 4 at once naming the holder, and a SIGKILLed run's lock is taken over by the next run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from nightlykit import json_log, key_file, run_cli, sim_settings, started, summary, write_manifest
+
+from runner.simulator import run_in_thread
+
+
+def test_a_second_run_on_the_same_folder_exits_4_at_once_naming_the_holder(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    # Renders of an hour at real time: the first run stays busy with its jobs in flight.
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim:
+        args = ("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                "--api-key-file", key_file(tmp_path, sim))
+        with started(*args, cwd=tmp_path) as first:
+            began = time.monotonic()
+            second = run_cli(*args, cwd=tmp_path, timeout=20)
+            waited = time.monotonic() - began
+            assert first.poll() is None
+        assert second.returncode == 4, second.stderr
+        assert f"in use by another run: process {first.pid} on " in second.stderr
+        assert "Traceback" not in second.stderr
+        assert waited < 10
+        assert not (tmp_path / "out" / "summary.json").exists()  # the second run wrote nothing
+
+
+def test_a_sigkilled_runs_lock_is_taken_over_and_its_work_resumed(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    log_file = tmp_path / "logs" / "nightly.jsonl"
+    # Every call of this simulator hangs, so the first run dies holding the lock before a create.
+    with run_in_thread(sim_settings(fault_slow=1.0, slow_seconds=3600.0, time_scale=1.0)) as stuck:
+        with started("run", manifest, "--out", "out", "--base-url", stuck.base_url,
+                     "--api-key-file", key_file(tmp_path, stuck), cwd=tmp_path) as first:
+            os.kill(first.pid, signal.SIGKILL)
+            assert first.wait() == -signal.SIGKILL
+    assert (tmp_path / "out" / ".hailuo.lock").read_text()  # the dead run's name is still there
+    with run_in_thread(sim_settings()) as sim:
+        second = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                         "--api-key-file", key_file(tmp_path, sim), "--log-file", log_file,
+                         "--log-format", "json", cwd=tmp_path)
+        assert sim.books.creates_accepted == 8
+    assert second.returncode == 0, second.stderr
+    (takeover,) = [e for e in json_log(log_file) if e["message"].startswith("took over the lock")]
+    assert takeover["level"] == "warning" and takeover["previous_pid"] == first.pid
+    assert f"process {first.pid} on " in takeover["message"]
+    assert summary(tmp_path / "out")["counts"] == {"downloaded": 8}
