@@ -1,0 +1,93 @@
+"""How long planning and validating take on large manifests, and how much memory planning needs.
+
+Two manifests are written to a temporary folder: one whose plan has 105,000 jobs (five prompts
+over two vars of 25 and 20 values, four vibes, two lights, two durations, minus one exclude,
+three samples), and one of about 1 MB (4,000 prompts of some 250 characters). Each is measured
+in a child process of its own, so the peak resident memory (ru_maxrss) is that of the work
+alone plus the interpreter. Targets on a 2-core machine: planning 100,000 jobs in at most 5 s
+and 300 MB; validating a 1 MB manifest in at most 1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from runner.plan import make_plan
+
+PLAN_TARGET_SECONDS = 5.0
+PLAN_TARGET_MB = 300.0
+VALIDATE_TARGET_SECONDS = 1.0
+WORDS = ("rain", "street", "neon", "city", "night", "cat", "boat", "river", "forest", "mountain",
+         "light", "fog", "golden", "hour", "slow", "camera", "push", "pan", "drone", "aerial", "close",
+         "shot", "cinematic")
+
+
+def write_large_plan(path: Path) -> None:
+    """A manifest whose plan has 105,000 jobs."""
+    manifest = {
+        "version": 1, "name": "bench-plan",
+        "vars": {"a": [f"a{i}" for i in range(25)], "b": [f"b{i}" for i in range(20)]},
+        "prompts": [{"id": f"p{i}", "text": f"Prompt {i} with {{a}} and {{b}}"} for i in range(5)],
+        "styles": {"vibe": ["Clay", "Sketch", "Pro Photo", "Sci-Fi"], "lighting": ["Foggy", "none"]},
+        "matrix": {"duration": [6, 10], "exclude": [{"vibe": "Clay", "lighting": "Foggy"}]},
+        "repeat": 3, "run": {"max_jobs": 1_000_000}}
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False), "utf-8")
+
+
+def write_one_megabyte(path: Path) -> None:
+    """A manifest of about 1 MB: 4,000 prompts of some 250 characters each."""
+    rng = random.Random(1)
+    prompts = [{"id": f"p{i:05d}", "text": " ".join(rng.choice(WORDS) for _ in range(38))}
+               for i in range(4000)]
+    manifest = {"version": 1, "name": "bench-validate", "prompts": prompts,
+                "styles": {"vibe": ["Clay"]}, "run": {"max_jobs": 10_000}}
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False, width=1000), "utf-8")
+
+
+def measure(path: Path) -> dict[str, float]:
+    """Plan `path` here (run as the child): seconds, jobs and peak resident megabytes."""
+    started = time.perf_counter()
+    plan = make_plan(path)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "jobs": len(plan.jobs), "peak_mb": peak_mb}
+
+
+def in_child(path: Path) -> dict[str, float]:
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "bench.bench_plan", str(path)], cwd=root,
+                            capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(result.stdout)
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        large, megabyte = Path(folder) / "large.yaml", Path(folder) / "megabyte.yaml"
+        write_large_plan(large)
+        write_one_megabyte(megabyte)
+        plan = in_child(large)
+        check = in_child(megabyte)
+        size = megabyte.stat().st_size
+    print(f"plan {plan['jobs']:,.0f} jobs: {plan['seconds']:.2f} s (target <= {PLAN_TARGET_SECONDS:.0f} s, "
+          f"{verdict(plan['seconds'] <= PLAN_TARGET_SECONDS)}), peak {plan['peak_mb']:.0f} MB "
+          f"(target <= {PLAN_TARGET_MB:.0f} MB, {verdict(plan['peak_mb'] <= PLAN_TARGET_MB)})")
+    print(f"validate a {size / 1e6:.2f} MB manifest ({check['jobs']:,.0f} jobs): {check['seconds']:.2f} s "
+          f"(target <= {VALIDATE_TARGET_SECONDS:.0f} s, {verdict(check['seconds'] <= VALIDATE_TARGET_SECONDS)}), "
+          f"peak {check['peak_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(Path(sys.argv[1]))))
