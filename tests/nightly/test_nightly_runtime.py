@@ -1,0 +1,89 @@
+"""`--max-runtime`: at the deadline submitting stops, jobs in flight get the grace period to finish
+and download, then the run ends with exit 3 and the next run resumes.
+
+The runner's clock runs at the simulator's time scale (100 simulated seconds a real second), so
+the timeline below is in simulated seconds and the test never sleeps: two slots, renders of 60 s,
+so jobs 1-2 render from 0 to 60, jobs 3-4 from about 60 to 120, and the deadline falls at 90.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from nightlykit import ScaledClock, key_file, run_cli, sim_settings, summary, write_manifest
+
+from runner.api import Timeouts
+from runner.batch import RunConfig, RunReport, run_batch
+from runner.schedule import Backoff
+from runner.simulator import ThreadedSimulator, run_in_thread
+
+SCALE = 100.0
+RUN = {"concurrency": 2, "poll_interval": "2s", "timeout": "600s", "max_runtime": "90s"}
+
+
+def scaled_run(manifest: Path, out: Path, sim: ThreadedSimulator, **overrides: Any) -> RunReport:
+    config = RunConfig(manifest=manifest, out=out, overrides=overrides, base_url=sim.base_url,
+                       api_key=sim.api_key, timeouts=Timeouts(connect=2.0, call=2.0, download=5.0),
+                       backoff=Backoff(base=0.5, cap=2.0, attempts=10),
+                       engine={"tick": 0.05, "settle": 1.0})
+    return run_batch(config, clock=ScaledClock(SCALE))
+
+
+def column(out: Path, name: str) -> list[Any]:
+    """One column of the journal's jobs table."""
+    conn = sqlite3.connect(out / "journal.sqlite")
+    try:
+        return [value for (value,) in conn.execute(f"SELECT {name} FROM jobs")]
+    finally:
+        conn.close()
+
+
+def states(out: Path) -> Counter[str]:
+    return Counter(column(out, "state"))
+
+
+def slow_renders() -> Any:
+    return run_in_thread(sim_settings(render_seconds=60.0, time_scale=SCALE))
+
+
+def test_jobs_in_flight_at_the_deadline_finish_within_the_grace_then_exit_3(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={**RUN, "grace": "120s"})
+    with slow_renders() as sim:
+        report = scaled_run(manifest, tmp_path / "out", sim)
+        assert sim.books.creates_accepted == 4  # nothing was submitted after the deadline
+    assert report.outcome.exit_code == 3
+    assert report.outcome.reason.startswith("the max runtime of 90 s is reached")
+    assert states(tmp_path / "out") == {"downloaded": 4, "pending": 4}
+    assert summary(tmp_path / "out")["exit_code"] == 3
+
+
+def test_jobs_still_in_flight_when_the_grace_is_over_are_resumed_by_the_next_run(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={**RUN, "grace": "10s"})
+    out = tmp_path / "out"
+    with slow_renders() as sim:
+        stopped = scaled_run(manifest, out, sim)
+        assert states(out) == {"downloaded": 2, "submitted": 2, "pending": 4}
+        resumed = scaled_run(manifest, out, sim, max_runtime="1h")
+        billed = sorted(g.id for g in sim.books.generations)
+    assert len(billed) == 8 and sorted(column(out, "generation_id")) == billed  # each job created once
+    assert stopped.outcome.exit_code == 3
+    assert "grace of 10 s is over with 2 jobs in flight: run again to resume" in stopped.outcome.reason
+    assert resumed.outcome.exit_code == 0 and states(out) == {"downloaded": 8}
+
+
+def test_the_command_line_options_stop_a_run_with_exit_3(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--max-runtime", "0.5s",
+                       "--grace", "0.3s", cwd=tmp_path)
+        assert sim.books.creates_accepted == 4
+    assert done.returncode == 3, done.stderr
+    reason = summary(tmp_path / "out")["exit_reason"]
+    assert reason.startswith("the max runtime of 0.5 s is reached and its grace of 0.3 s is over")
+    assert "submitting stopped, 4 jobs in flight have 0.3 s to finish" in done.stderr
+    assert states(tmp_path / "out") == {"submitted": 4, "pending": 4}
