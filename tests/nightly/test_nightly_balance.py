@@ -1,0 +1,59 @@
+"""The balance check before the first create: a plan the account cannot pay for is refused with
+exit 3 and the shortfall, before anything is sent; a budget caps what the check asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nightlykit import key_file, run_cli, sim_settings, summary, write_manifest
+
+from runner.nightly import CREDIT_USD
+from runner.simulator import run_in_thread
+
+
+def test_the_credit_rate_matches_the_observed_price_of_a_clip() -> None:
+    assert round(180 * CREDIT_USD, 4) == 0.27
+
+
+def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)  # 8 jobs x $0.27 = $2.16
+    with run_in_thread(sim_settings(balance_credits=540)) as sim:  # $0.81
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+        books = sim.books
+    assert done.returncode == 3, done.stderr
+    assert books.creates_accepted == 0
+    assert set(books.requests) == {"me"}, books.requests
+    reason = summary(tmp_path / "out")["exit_reason"]
+    assert ("the jobs still to create are estimated at $2.16, the account has $0.81 (540 credits), "
+            "$1.35 (900 credits) short") in reason
+    assert reason in done.stdout and "ERROR run refused: the balance is too low" in done.stderr
+
+
+def test_a_balance_that_covers_the_plan_lets_the_run_through(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings(balance_credits=1440)) as sim:  # exactly $2.16
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+        assert sim.books.credits_spent == 1440
+    assert done.returncode == 0, done.stderr
+    assert "balance $2.16 (1440 credits) covers the estimated $2.16" in done.stderr
+
+
+def test_the_check_asks_for_no_more_than_the_budget(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={"budget_usd": 0.6})
+    with run_in_thread(sim_settings(balance_credits=540)) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+        assert sim.books.creates_accepted == 2  # 2 x $0.27 fit in $0.60
+    assert done.returncode == 3, done.stderr
+    assert "budget of $0.6 is reached" in summary(tmp_path / "out")["exit_reason"]
+
+
+def test_an_unlimited_balance_skips_the_check_and_says_so(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings()) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "balance check skipped: the account shows an unlimited balance" in done.stderr
