@@ -193,11 +193,20 @@ class Page:
         return result["result"].get("value")
 
     async def click(self, selector: str) -> None:
-        """A real mouse click at the centre of the first element matching `selector`."""
+        """A real mouse click at the centre of the first element matching `selector`.
+
+        The element is scrolled into view and measured only once two frames in a row leave it
+        where it was: rows laid out lazily as they scroll in can move it after the scroll.
+        """
         box = await self.evaluate(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+            f"(async () => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'});"
+            " const frame = () => new Promise((done) => requestAnimationFrame(() => done()));"
+            " let last = null;"
+            " for (;;) { await frame(); const r = e.getBoundingClientRect();"
+            "   const now = [r.x + r.width / 2, r.y + r.height / 2];"
+            "   if (last && now[0] === last[0] && now[1] === last[1]) return now; last = now; }"
+            " })()")
         for kind in ("mousePressed", "mouseReleased"):
             await self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1],
                             button="left", clickCount=1)
