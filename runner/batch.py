@@ -145,14 +145,14 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
     stop = Stop()
     tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.budget_usd)
     async with _api(config, settings) as client:
-        refused = await nightly.check_balance(client, nightly.cost_to_create(journal,
-                                                                             settings.budget_usd))
-        if refused is not None:
-            return refused
         ctx = Context(store=journal, client=client, clock=clock, tracker=tracker, stop=stop,
                       run_id=run_id, rand=rand.random, backoff=config.backoff,
                       timeout=settings.timeout)
         with _signals(stop):
+            refused = await nightly.check_balance(client, nightly.cost_to_create(
+                journal, settings.budget_usd))
+            if refused is not None:
+                return refused
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
                 return await Engine(ctx, settings, out_dir=out_dir).run()
 

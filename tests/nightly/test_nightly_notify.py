@@ -1,0 +1,80 @@
+"""The summary POSTed to a webhook on 127.0.0.1 when a run ends, however it ends; a receiver that
+is down is logged and never changes the exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from nightlykit import (
+    closed_port_url,
+    key_file,
+    receiver,
+    run_cli,
+    sim_settings,
+    started,
+    write_manifest,
+)
+
+from runner.simulator import run_in_thread
+
+
+def test_the_receiver_gets_the_summary_and_a_one_line_text(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings()) as sim, receiver() as hook:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--notify-url", hook.url,
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (body,) = hook.received
+    assert body["text"] == body["content"] == ("hailuo-batch nightly: 8/8 downloaded, 0 failed, "
+                                               "$2.16 spent, exit 0 (every job downloaded)")
+    assert body["summary"]["counts"] == {"downloaded": 8}
+    assert body["summary"]["out"] == "out"
+    assert "INFO notification sent" in done.stderr
+    assert sim.api_key not in str(body)
+
+
+@pytest.mark.parametrize(("failed", "exit_code"), [(0.0, 0), (1.0, 1)])
+def test_a_receiver_that_is_down_is_logged_and_the_exit_code_is_the_runs(
+        tmp_path: Path, failed: float, exit_code: int) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings(fault_failed=failed)) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--notify-url",
+                       closed_port_url(), cwd=tmp_path)
+    assert done.returncode == exit_code, done.stderr
+    assert "WARNING notification failed: cannot reach the receiver" in done.stderr
+
+
+def test_the_manifests_notify_url_hears_of_a_stopped_run(tmp_path: Path) -> None:
+    with receiver() as hook:
+        manifest = write_manifest(tmp_path, run={"budget_usd": 0.6}, notify=hook.url)
+        with run_in_thread(sim_settings()) as sim:
+            done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                           "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    (body,) = hook.received
+    assert body["summary"]["exit_code"] == 3
+    assert body["text"].startswith("hailuo-batch nightly: 2/8 downloaded, 0 failed, $0.54 spent, "
+                                   "exit 3 (the budget of $0.6 is reached)")
+
+
+def test_an_interrupted_run_still_notifies(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    settings = sim_settings(render_seconds=3600.0, time_scale=1.0, balance_credits=100_000)
+    with run_in_thread(settings) as sim, receiver() as hook:
+        with started("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                     "--api-key-file", key_file(tmp_path, sim), "--notify-url", hook.url,
+                     cwd=tmp_path) as child:
+            assert child.stderr is not None
+            for line in child.stderr:  # the balance is checked with the signal handlers in place
+                if " covers the estimated " in line:
+                    break
+            os.kill(child.pid, signal.SIGTERM)
+            assert child.wait(timeout=30) == 130
+    (body,) = hook.received
+    assert body["summary"]["exit_code"] == 130
+    assert body["summary"]["exit_reason"] == "interrupted by SIGTERM"
