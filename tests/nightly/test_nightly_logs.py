@@ -1,0 +1,90 @@
+"""The run's log: one JSON object a line in a `--log-file`, and, with no terminal and no log file,
+timestamped plain lines that read well in a cron mail. Neither ever holds the API key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nightlykit import json_log, key_file, run_cli, sim_settings, write_manifest
+
+from runner.simulator import run_in_thread
+
+CRON_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING|ERROR) \S")
+
+
+def test_json_logs_tell_the_run_from_start_to_end(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    log_file = tmp_path / "logs" / "nightly.jsonl"
+    # The harbor prompt's four jobs are refused by moderation: four failures with their reason.
+    with run_in_thread(sim_settings(moderation_word="harbor", moderation_stage="render")) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--log-file", log_file,
+                       "--log-format", "json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ""  # everything went to the log file
+    assert done.stdout.splitlines()[0] == "4 jobs failed (see errors.jsonl): 4/8 downloaded, $2.16 spent"
+    entries = json_log(log_file)
+    assert all(e["time"].endswith("Z") and e["level"] in ("info", "warning") for e in entries)
+    first, last = entries[0], entries[-1]
+    assert first["message"].startswith("run started: nightly, 8 jobs (estimated $2.16)")
+    assert (first["jobs"], first["estimated_usd"], first["out"]) == (8, 2.16, "out")
+    failed = [e for e in entries if e["message"].startswith("job ")]
+    assert len(failed) == 4 and all(e["level"] == "warning" for e in failed)
+    assert all("content moderation" in e["reason"] and len(e["key"]) == 64 for e in failed)
+    assert any(e["message"].startswith("progress: ") and e["progress"]["total"] == 8
+               for e in entries)
+    assert last["message"] == ("run ended: hailuo-batch nightly: 4/8 downloaded, 4 failed, "
+                               "$2.16 spent, exit 1 (4 jobs failed (see errors.jsonl))")
+    assert last["summary"]["counts"] == {"downloaded": 4, "failed": 4}
+    assert sim.api_key not in log_file.read_text()
+
+
+def test_without_a_terminal_or_a_log_file_the_output_reads_as_a_cron_mail(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings()) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+    assert done.returncode == 0
+    lines = done.stderr.splitlines()
+    assert all(CRON_LINE.match(line) for line in lines), done.stderr
+    assert "\r" not in done.stderr and "\x1b" not in done.stderr  # no bar, no colours
+    assert " INFO run started: nightly, 8 jobs" in lines[0]
+    assert any(" INFO progress: " in line for line in lines)
+    assert lines[-1].endswith(" INFO run ended: hailuo-batch nightly: 8/8 downloaded, 0 failed, "
+                              "$2.16 spent, exit 0 (every job downloaded)")
+    assert done.stdout.splitlines() == ["every job downloaded: 8/8 downloaded, $2.16 spent",
+                                        "videos and results in out (results.jsonl, report.html)"]
+    assert sim.api_key not in done.stdout + done.stderr
+
+
+def test_quiet_keeps_warnings_only(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings(fault_failed=1.0)) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--quiet", cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 4 and all(" WARNING job " in line for line in lines), done.stderr
+
+
+def test_a_run_that_cannot_start_leaves_its_error_in_the_log_file(tmp_path: Path) -> None:
+    log_file = tmp_path / "nightly.jsonl"
+    done = run_cli("run", "missing.yaml", "--log-file", log_file, "--log-format", "json",
+                   cwd=tmp_path)
+    assert done.returncode == 2
+    (entry,) = json_log(log_file)
+    assert entry["level"] == "error" and entry["exit_code"] == 2
+    assert "missing.yaml" in entry["message"]
+
+
+def test_a_log_file_in_text_is_plain_lines(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    log_file = tmp_path / "nightly.log"
+    with run_in_thread(sim_settings()) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--log-file", log_file,
+                       cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    lines = log_file.read_text().splitlines()
+    assert all(CRON_LINE.match(line) for line in lines) and "run ended: " in lines[-1]
