@@ -1,0 +1,51 @@
+"""A folder per night: `output.dir` placeholders and `--run-id`; a re-run of the same night resumes
+its folder."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from nightlykit import key_file, run_cli, sim_settings, summary, write_manifest
+
+from runner.simulator import run_in_thread
+
+
+def test_a_rerun_with_the_same_run_id_resumes_the_same_folder(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", run={"budget_usd": 0.6})
+    night = tmp_path / "out" / "nightly" / "night-7"
+    with run_in_thread(sim_settings()) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim))
+        first = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
+        assert first.returncode == 3 and summary(night)["counts"] == {"downloaded": 2, "pending": 6}
+        again = run_cli(*args, "--run-id", "night-7", "--budget-usd", "10", cwd=tmp_path)
+        assert sim.books.creates_accepted == 8
+        planned = run_cli(*args, "--run-id", "night-7", "--dry-run", cwd=tmp_path)
+        other = run_cli(*args, "--dry-run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert summary(night)["counts"] == {"downloaded": 8}
+    assert "in out/nightly/night-7: 0 new, 0 in flight, 8 done, 0 failed" in planned.stdout
+    assert "night-7" not in other.stdout and "8 new" in other.stdout  # a timestamped folder
+
+
+def test_the_date_placeholder_names_the_nights_folder(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{date}", repeat=1)
+    before = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    with run_in_thread(sim_settings()) as sim:
+        done = run_cli("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                       key_file(tmp_path, sim), cwd=tmp_path)
+    after = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "out" / "nightly").iterdir()
+    assert folder.name in (before, after) and (folder / "results.jsonl").is_file()
+
+
+@pytest.mark.parametrize("run_id", ["../elsewhere", "a/b", "", ".hidden"])
+def test_a_run_id_that_is_not_one_folder_name_is_a_usage_error(tmp_path: Path, run_id: str) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{run_id}")
+    done = run_cli("run", manifest, "--run-id", run_id, "--dry-run", cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"error: --run-id {run_id!r}: use up to 100 letters" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
