@@ -117,7 +117,7 @@ class LeonardoClient:
         found = found if isinstance(found, dict) else answer
         generation_id = found.get("generationId") if isinstance(found, dict) else None
         if not isinstance(generation_id, str) or not generation_id:
-            raise UnknownOutcome("the create answered 200 without a generation id")
+            raise UnknownOutcome("the create answered 200 without a generation id", status=200)
         return Created(generation_id, *_cost(found))
 
     async def generation(self, generation_id: str) -> Generation:
@@ -206,7 +206,8 @@ class LeonardoClient:
             return json.loads(raw)
         except ValueError as exc:
             kind = UnknownOutcome if create else TransientError
-            raise kind(f"{method} {path.split('?')[0]}: the answer is not JSON") from exc
+            raise kind(f"{method} {path.split('?')[0]}: the answer is not JSON",
+                       status=status) from exc
 
     @asynccontextmanager
     async def _request(self, method: str, url: str, **options: Any) -> AsyncIterator[aiohttp.ClientResponse]:

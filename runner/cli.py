@@ -17,6 +17,8 @@ import yaml
 
 from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
+from runner.api import Timeouts
+from runner.config import parse_duration
 from runner.control import Event
 from runner.errors import HailuoError, ManifestError, UsageError
 from runner.manifest import schema
@@ -264,6 +266,9 @@ def _api_key(key_file: Path | None) -> str | None:
 @click.option("--simulate", is_flag=True, help="Run against an in-process simulator; no key needed.")
 @click.option("--time-scale", type=float, default=60.0, show_default=True,
               help="With --simulate: simulated seconds per real second.")
+@click.option("--request-timeout", default="30s", show_default=True,
+              help="How long one API call may take; a create past it is looked for before "
+                   "it is sent again.")
 @click.option("--retry-failed", is_flag=True, help="Give failed jobs another go.")
 @click.option("--dry-run", is_flag=True, help="Plan and compare with the folder; send nothing.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -281,15 +286,17 @@ def _api_key(key_file: Path | None) -> str | None:
               show_default=True, help="json: one object per line.")
 @prices_option
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
-        simulate: bool, time_scale: float, retry_failed: bool, dry_run: bool, quiet: bool,
-        run_id: str | None, notify_url: str | None, log_file: Path | None, log_format: str,
+        simulate: bool, time_scale: float, request_timeout: str, retry_failed: bool,
+        dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None, log_file: Path | None, log_format: str,
         prices_file: str | None, **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
+    call = parse_duration(request_timeout, name="--request-timeout")
     config = batch.RunConfig(
         manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
         base_url=base_url, api_key=None if simulate or dry_run else _api_key(api_key_file),
         simulate=SimSettings(time_scale=time_scale) if simulate else None,
-        retry_failed=retry_failed, run_id=nightly.check_run_id(run_id), notify_url=notify_url)
+        retry_failed=retry_failed, run_id=nightly.check_run_id(run_id), notify_url=notify_url,
+        timeouts=Timeouts(call=call, download=max(300.0, call)))
     if dry_run:
         planned, folder = batch.plan_for(config)
         state = batch.diff(planned, folder)

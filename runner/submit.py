@@ -82,7 +82,7 @@ class Submitter:
             return None
         async with self._signature_lock(_signature(row.request)):
             try:
-                if row.state == "submitting" and await self._resolve(row):
+                if row.state == "submitting" and await self._resolve(row, settle=True):
                     return ctx.store.job(row.key).generation_id
                 return await self._create(row, body)
             except Unsettled as exc:
@@ -124,7 +124,7 @@ class Submitter:
                 continue
             except UnknownOutcome as exc:
                 ctx.tracker.emit("retry", row.key, str(exc))
-                if await self._resolve(row):
+                if await self._resolve(row, settle=exc.status is None):
                     return ctx.store.job(row.key).generation_id
                 failures += 1
             except TransientError as exc:
@@ -201,15 +201,16 @@ class Submitter:
         self._settle(row, 0.0)
         ctx.tracker.moved(row.key, current, "failed", reason)
 
-    async def _resolve(self, row: JobRow) -> bool:
+    async def _resolve(self, row: JobRow, *, settle: bool) -> bool:
         """Look for the generation an unsettled create may have made; claim it when found.
 
-        A create the server is still working on would be missed by the list and then made a
-        second time, so the search waits until `settle` seconds after the latest send (the
-        time a create is given to answer)."""
+        A create the server may still be working on (no answer came: a timeout, a reset, a
+        crash) would be missed by the list and then made a second time, so then the search
+        waits until `settle` seconds after the latest send (the time a create is given to
+        answer). A create that was answered, even with a 5xx, is over."""
         ctx = self.ctx
         sent = ctx.store.last_sent(row.key)
-        if sent is not None and sent + self.settle > ctx.clock.wall():
+        if settle and sent is not None and sent + self.settle > ctx.clock.wall():
             await ctx.clock.sleep(sent + self.settle - ctx.clock.wall())
         current = ctx.store.job(row.key)
         try:

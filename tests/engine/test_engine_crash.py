@@ -1,0 +1,120 @@
+"""The command line in a subprocess, killed at random moments and resumed; signals; the key.
+
+"Random" is a seeded source choosing how many journal transitions to let happen before the kill,
+and the test waits for those transitions by reading the journal (waiting on the process, which
+returns early if it ends), never by sleeping a guessed time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from enginekit import audit, sim_settings, write_manifest
+
+from runner.simulator import ThreadedSimulator, run_in_thread
+
+
+def start(manifest: Path, out: Path, sim: ThreadedSimulator, *extra: str,
+          key: str | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "LEONARDO_API_KEY": key or sim.api_key}
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(manifest), "--out", str(out),
+         "--base-url", sim.base_url, "--submit-per-minute", "60000", "--request-timeout", "2s",
+         *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def transitions(out: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_transitions(process: subprocess.Popen[str], out: Path, count: int) -> bool:
+    """True once the journal holds `count` transitions; False if the process ended first."""
+    while transitions(out) < count:
+        try:
+            process.wait(timeout=0.005)
+            return False
+        except subprocess.TimeoutExpired:
+            continue
+    return True
+
+
+def test_killed_at_random_moments_every_job_is_created_and_downloaded_once(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=4)  # 16 jobs
+    out = tmp_path / "out"
+    rng = random.Random(20250301)
+    kills = 0
+    with run_in_thread(sim_settings(fault_create_500=0.1)) as sim:
+        while kills < 12:
+            process = start(manifest, out, sim, "--quiet")
+            if not wait_for_transitions(process, out, transitions(out) + rng.randint(1, 4)):
+                process.communicate()
+                break
+            process.kill()
+            process.communicate()
+            kills += 1
+        final = start(manifest, out, sim, "--quiet")
+        _, err = final.communicate(timeout=60)
+        assert final.returncode == 0, err
+        books = audit(out, sim)
+    conn = sqlite3.connect(out / "journal.sqlite")
+    downloads = Counter(key for (key,) in conn.execute(
+        "SELECT job_key FROM transitions WHERE to_state = 'downloaded'"))
+    conn.close()
+    assert kills >= 10
+    assert books["states"] == {"downloaded": 16}
+    assert books["books"].creates_accepted == 16
+    assert set(downloads.values()) == {1} and len(downloads) == 16
+    assert len(list(out.rglob("*.mp4"))) == 16 and not list(out.rglob("*.part"))
+
+
+def test_sigterm_stops_at_once_writes_results_and_exits_130(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=2, run={"concurrency": 2})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=20.0)) as sim:
+        process = start(manifest, out, sim)
+        assert wait_for_transitions(process, out, 3)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        summary = (out / "summary.json").read_text("utf-8")
+        resumed = start(manifest, out, sim, "--quiet")
+        resumed.communicate(timeout=60)
+        audit(out, sim)
+    assert process.returncode == 130, err
+    assert '"exit_code": 130' in summary and "SIGTERM" in summary
+    assert resumed.returncode == 0
+
+
+def test_the_key_appears_in_no_output_and_no_file(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    out = tmp_path / "out"
+    settings = sim_settings(fault_500=0.03, fault_create_500=0.2, fault_not_json=0.03,
+                            fault_failed=0.2)
+    with run_in_thread(settings) as sim:
+        runs = [start(manifest, out, sim).communicate(timeout=60)]
+        wrong = "0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11"
+        runs.append(start(manifest, tmp_path / "other", sim, key=wrong).communicate(timeout=60))
+        runs.append(start(manifest, tmp_path / "other", sim, key="bad key").communicate(timeout=60))
+        secrets = [sim.api_key, wrong, "bad key"]
+    captured = "".join(out_text + err_text for out_text, err_text in runs)
+    assert "rejected" in captured
+    for folder in (out, tmp_path / "other"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not any(secret.encode() in data for secret in secrets), path
+    assert not any(secret in captured for secret in secrets)
