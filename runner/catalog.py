@@ -181,8 +181,10 @@ class _RequestCheck:
             yield from self._image(field, image)
         spec = self.catalog.models.get(model, {})
         if spec.get("start_frame") == "required" and guidances is None:
+            legacy = " (the legacy parameters.start_frame is refused for it: use run."\
+                "start_frame_field: guidances)" if "start_frame" in params else ""
             yield Violation("start-frame-required", "parameters.guidances",
-                            f"{model} needs a start frame (guidances.start_frame)")
+                            f"{model} needs a start frame (guidances.start_frame){legacy}")
 
     def _image(self, field: str, image: Any):
         if not isinstance(image, dict) or set(image) != {"id", "type"}:
