@@ -23,7 +23,9 @@ browser:
 
 demo: setup
 	$(BIN)/hailuo-batch validate jobs/ab-sweep.yaml
-	$(BIN)/hailuo-batch plan jobs/ab-sweep.yaml
+	$(BIN)/hailuo-batch run jobs/ab-sweep.yaml --simulate --time-scale 90 --submit-per-minute 6000 \
+		--poll-interval 0.25s --out out/ab-sweep
+	$(BIN)/hailuo-batch status out/ab-sweep
 
 bench: setup browser
 	$(BIN)/python -m bench
