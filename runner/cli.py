@@ -287,8 +287,9 @@ def _api_key(key_file: Path | None) -> str | None:
 @prices_option
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float, request_timeout: str, retry_failed: bool,
-        dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None, log_file: Path | None, log_format: str,
-        prices_file: str | None, **overrides: Any) -> None:
+        dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
+        log_file: Path | None, log_format: str, prices_file: str | None,
+        **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
     call = parse_duration(request_timeout, name="--request-timeout")
     config = batch.RunConfig(
