@@ -74,6 +74,12 @@ class PlanDiff:
         return {"out": str(self.out_dir), "new": len(self.new), "in_flight": len(self.in_flight),
                 "done": len(self.done), "failed": len(self.failed)}
 
+    def states(self) -> dict[str, str]:
+        """Each planned job's key with its group: new, in flight, done or failed."""
+        groups = {"new": self.new, "in flight": self.in_flight, "done": self.done,
+                  "failed": self.failed}
+        return {key: group for group, keys in groups.items() for key in keys}
+
 
 @dataclass(frozen=True, slots=True)
 class RunReport:

@@ -24,6 +24,7 @@ from runner.errors import HailuoError, ManifestError, UsageError
 from runner.manifest import schema
 from runner.plan import Plan, make_plan
 from runner.simulator import SimSettings, Simulator, serve
+from runner.state import JOURNAL_NAME
 from runner.simulator.settings import FAULTS
 
 
@@ -101,18 +102,28 @@ def validate(files: tuple[str, ...], fmt: str, prices_file: str | None) -> None:
 @click.argument("file", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text")
 @click.option("--max-jobs", type=int, help="Refuse plans with more jobs than this.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Show each job's state in this output folder (default: the manifest's output.dir).")
 @prices_option
-def plan(file: str, fmt: str, max_jobs: int | None, prices_file: str | None) -> None:
-    """Show every job a manifest makes, with its key, request and estimated cost."""
-    planned = make_plan(file, overrides={"max_jobs": max_jobs}, prices=load_prices(prices_file))
+def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
+         prices_file: str | None) -> None:
+    """Show every job a manifest makes, with its key, request and estimated cost; where the
+    output folder already holds a journal, what is new, in flight, done and failed."""
+    config = batch.RunConfig(manifest=Path(file), out=out, overrides={"max_jobs": max_jobs},
+                             prices=load_prices(prices_file))
+    planned, folder = batch.plan_for(config)
+    found = batch.diff(planned, folder) if (folder / JOURNAL_NAME).is_file() else None
+    states = found.states() if found else None
     if fmt == "json":
-        click.echo(render.plan_json(planned))
+        click.echo(render.plan_json(planned, states))
     elif fmt == "jsonl":
-        for line in render.plan_jsonl(planned):
+        for line in render.plan_jsonl(planned, states):
             click.echo(line)
     else:
-        for line in render.plan_text(planned):
+        for line in render.plan_text(planned, states):
             click.echo(line)
+        if found:
+            click.echo(_diff_line(found))
 
 
 @main.command()

@@ -10,9 +10,11 @@ from runner.errors import Issue
 from runner.plan import Job, Plan, canonical_json
 
 
-def job_record(job: Job) -> dict[str, Any]:
-    """Everything about one planned job, its wire request exactly as it will be sent included."""
-    return {"key": job.key, "short_key": job.short_key, "index": job.index, "axes": job.axes,
+def job_record(job: Job, states: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything about one planned job, its wire request exactly as it will be sent included;
+    with `states`, its state in the output folder too."""
+    state = {} if states is None else {"state": states.get(job.key, "new")}
+    return {**state, "key": job.key, "short_key": job.short_key, "index": job.index, "axes": job.axes,
             "styles": list(job.styles), "request": job.request,
             "estimated_cost_usd": job.estimated_cost, "filename": job.filename,
             "start_frame": None if job.upload is None else
@@ -28,14 +30,15 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             "warnings": list(plan.warnings)}
 
 
-def plan_json(plan: Plan) -> str:
-    return json.dumps({"summary": plan_summary(plan), "jobs": [job_record(j) for j in plan.jobs]},
+def plan_json(plan: Plan, states: dict[str, str] | None = None) -> str:
+    return json.dumps({"summary": plan_summary(plan),
+                       "jobs": [job_record(j, states) for j in plan.jobs]},
                       indent=2, ensure_ascii=False)
 
 
-def plan_jsonl(plan: Plan) -> Iterator[str]:
+def plan_jsonl(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]:
     for job in plan.jobs:
-        yield canonical_json(job_record(job))
+        yield canonical_json(job_record(job, states))
 
 
 def _styles_cell(job: Job) -> str:

@@ -1,0 +1,49 @@
+"""`plan --out`: a plan read against an output folder's journal shows what is new and what is done."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from runner.cli import main
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+
+
+def test_plan_against_a_finished_run_shows_only_the_new_cells_as_new(tmp_path: Path) -> None:
+    manifest = tmp_path / "ab.yaml"
+    shutil.copy(JOBS / "ab-sweep.yaml", manifest)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    ran = runner.invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
+                               "--out", str(out), "--quiet", "--submit-per-minute", "6000"])
+    assert ran.exit_code == 0, ran.output
+    text = manifest.read_text().replace(
+        "styles:", '  - id: lighthouse\n    text: "A lighthouse in a storm"\n\nstyles:', 1)
+    manifest.write_text(text)
+
+    shown = runner.invoke(main, ["plan", str(manifest), "--out", str(out)])
+    assert shown.exit_code == 0, shown.output
+    rows = [line.split() for line in shown.output.splitlines() if line[:1].isalnum()]
+    states = {row[1]: set() for row in rows[1:] if len(row) == 10}
+    for row in rows[1:]:
+        if len(row) == 10:
+            states[row[1]].add(row[-1])
+    assert states == {"rain-street": {"done"}, "rooftop-cat": {"done"}, "lighthouse": {"new"}}
+    assert f"in {out}: 6 new, 0 in flight, 12 done, 0 failed" in shown.output
+
+    listed = runner.invoke(main, ["plan", str(manifest), "--out", str(out), "--format", "json"])
+    by_state: dict[str, int] = {}
+    for job in json.loads(listed.output)["jobs"]:
+        by_state[job["state"]] = by_state.get(job["state"], 0) + 1
+    assert by_state == {"done": 12, "new": 6}
+
+
+def test_plan_without_state_has_no_state_column(tmp_path: Path) -> None:
+    shown = CliRunner().invoke(main, ["plan", str(JOBS / "single.yaml"), "--out", str(tmp_path)])
+    assert shown.exit_code == 0
+    assert "state" not in shown.output.splitlines()[0]
+    assert " new, " not in shown.output
