@@ -3,12 +3,16 @@ exit 3 and the shortfall, before anything is sent; a budget caps what the check 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from nightlykit import key_file, run_cli, sim_settings, summary, write_manifest
 
-from runner.nightly import CREDIT_USD
-from runner.simulator import run_in_thread
+from runner.api import Timeouts, open_client
+from runner.control import Outcome
+from runner.nightly import CREDIT_USD, check_balance
+from runner.simulator import ThreadedSimulator, run_in_thread
 
 
 def test_the_credit_rate_matches_the_observed_price_of_a_clip() -> None:
@@ -57,3 +61,25 @@ def test_an_unlimited_balance_skips_the_check_and_says_so(tmp_path: Path) -> Non
                        "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "balance check skipped: the account shows an unlimited balance" in done.stderr
+
+
+def check(sim: ThreadedSimulator, *, api_key: str | None = None) -> Outcome | None:
+    """`check_balance` for $100 of jobs, over a client of the simulator."""
+    async def call() -> Outcome | None:
+        async with open_client(base_url=sim.base_url, api_key=api_key or sim.api_key,
+                               timeouts=Timeouts(connect=2.0, call=2.0)) as client:
+            return await check_balance(client, 100.0)
+    return asyncio.run(call())
+
+
+def test_an_unreadable_balance_skips_the_check_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    with run_in_thread(sim_settings(fault_500=1.0)) as sim:
+        assert check(sim) is None
+    assert "balance check skipped: /v1/me failed: " in caplog.text
+
+
+def test_a_rejected_key_ends_the_run_at_the_check_with_exit_4() -> None:
+    with run_in_thread(sim_settings()) as sim:
+        outcome = check(sim, api_key="0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11")
+        assert sim.books.creates_accepted == 0
+    assert outcome is not None and outcome.exit_code == 4
