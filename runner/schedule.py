@@ -69,9 +69,10 @@ class RateMeter:
     """Spaces create requests evenly at a rate that a 429 lowers and successes raise back.
 
     Even spacing with no burst keeps any sliding minute at most one request over the configured
-    rate. On a 429 the rate is cut (multiplicative decrease, at most once per round of requests:
-    only a 429 for a request sent after the last cut counts) and nothing is sent before the
-    server's Retry-After; each success adds back a step towards the configured rate.
+    rate. A 429 with Retry-After holds every create until then; one without cuts the rate
+    (multiplicative decrease, at most once per round of requests: only a 429 for a request sent
+    after the last cut counts, and never below the rate the server was lately seen to accept)
+    and pauses; each success adds back a step towards the configured rate.
     """
 
     def __init__(self, per_minute: float, *, cut: float = 0.75, floor: float = 0.05,
@@ -86,6 +87,7 @@ class RateMeter:
         self.next_at = -math.inf
         self.last_cut = -math.inf
         self.limited_count = 0
+        self._accepted: deque[float] = deque(maxlen=32)
 
     def reserve(self, now: float) -> float:
         """The time at which the caller may send its create; books that moment for it."""
@@ -95,17 +97,33 @@ class RateMeter:
 
     def limited(self, *, now: float, sent_at: float, retry_after: float | None,
                 pause: float) -> None:
-        """A create sent at `sent_at` got 429: slow down and hold every create for a while."""
+        """A create sent at `sent_at` got 429: hold every create until the server's Retry-After;
+        without one, also slow down, since then the rate is all there is to go by."""
         self.limited_count += 1
+        if retry_after is not None:
+            self.next_at = max(self.next_at, now + retry_after)
+            return
         if sent_at >= self.last_cut:
-            self.rate = max(self.floor, self.rate * self.cut)
+            target = self.rate * self.cut
+            seen = self.accepted_rate()
+            if seen is not None:
+                target = max(target, min(self.rate, seen))
+            self.rate = max(self.floor, target)
             self.last_cut = now
-        wait = retry_after if retry_after is not None else pause
-        self.next_at = max(self.next_at, now + wait)
+        self.next_at = max(self.next_at, now + pause)
 
-    def succeeded(self) -> None:
+    def succeeded(self, now: float) -> None:
         """A create went through: climb back towards the configured rate."""
+        self._accepted.append(now)
         self.rate = min(self.limit, self.rate + self.step)
+
+    def accepted_rate(self) -> float | None:
+        """Creates a second the server took lately: under a sliding-window limit, sending at
+        least this fast loses nothing, so a cut never goes below it."""
+        times = self._accepted
+        if len(times) < 8 or times[-1] <= times[0]:
+            return None
+        return (len(times) - 1) / (times[-1] - times[0])
 
 
 @dataclass(frozen=True, slots=True)

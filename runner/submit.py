@@ -144,7 +144,7 @@ class Submitter:
                 self._put_back(row, state, "the API key was rejected")
                 raise
             else:
-                self.meter.succeeded()
+                self.meter.succeeded(ctx.clock.now())
                 return self._record(row, created)
             if failures >= ctx.backoff.attempts:
                 self._fail(row, f"gave up after {failures} failed creates", "transient")

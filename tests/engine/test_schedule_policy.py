@@ -53,16 +53,24 @@ def test_the_meter_spaces_creates_evenly_at_its_rate() -> None:
     assert meter.reserve(10.0) == 10.0
 
 
-def test_a_429_pauses_every_create_and_cuts_the_rate_once_per_round() -> None:
+def test_a_429_without_retry_after_cuts_the_rate_once_per_round_and_pauses() -> None:
+    meter = RateMeter(60)
+    meter.reserve(0.0)
+    meter.limited(now=1.0, sent_at=0.0, retry_after=None, pause=2.0)
+    meter.limited(now=1.1, sent_at=0.5, retry_after=None, pause=2.0)  # sent before the cut
+    assert meter.rate == pytest.approx(0.75)
+    assert meter.reserve(1.2) == pytest.approx(3.1)
+    for _ in range(100):
+        meter.succeeded(2.0)
+    assert meter.rate == pytest.approx(1.0)
+
+
+def test_a_429_with_retry_after_holds_every_create_until_then_at_the_same_rate() -> None:
     meter = RateMeter(60)
     meter.reserve(0.0)
     meter.limited(now=1.0, sent_at=0.0, retry_after=4.0, pause=0.1)
-    meter.limited(now=1.1, sent_at=0.5, retry_after=None, pause=0.1)  # sent before the cut
-    assert meter.rate == pytest.approx(0.75)
-    assert meter.reserve(1.2) == pytest.approx(5.0)
-    for _ in range(100):
-        meter.succeeded()
     assert meter.rate == pytest.approx(1.0)
+    assert meter.reserve(1.2) == pytest.approx(5.0)
 
 
 def _drive(limit: int, asked: float, retry_after: bool, seconds: float = 600.0) -> tuple[int, int]:
@@ -80,7 +88,7 @@ def _drive(limit: int, asked: float, retry_after: bool, seconds: float = 600.0) 
         else:
             window.add(now)
             accepted += 1
-            meter.succeeded()
+            meter.succeeded(2.0)
     return accepted, refused
 
 
