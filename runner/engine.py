@@ -260,7 +260,7 @@ class Engine:
                                  poster=poster, sidecar=where.sidecar)
             ctx.tracker.moved(row.key, "complete", "downloaded", where.video)
 
-    async def _fetch(self, row: JobRow, url: str, relative: str, check: Any) -> str | None:
+    async def _fetch(self, row: JobRow, url: str, relative: str, check: files.Check) -> str | None:
         """Download `url` to `relative` whole, retrying broken transfers; None or the last problem."""
         ctx, dest = self.ctx, self.out_dir / relative
         problem = "no URL"
@@ -268,10 +268,9 @@ class Engine:
             if not url:
                 break
             try:
-                with files.staged(dest, tag=row.short_key) as (sink, partial):
+                with files.staged(dest, tag=row.short_key) as sink:
                     await ctx.client.download(url, sink)
-                    sink.close()
-                    files.commit(partial, dest, check)
+                    await asyncio.to_thread(files.commit, sink, dest, check)
                 return None
             except TransientError as exc:
                 problem = str(exc)

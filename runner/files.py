@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from runner.errors import TransientError
 
 _ATOM_HEADER = struct.Struct(">I4s")
+Check = Callable[[BinaryIO, int], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,27 +52,28 @@ def _inside(out_dir: Path, filename: str) -> bool:
 
 
 @contextmanager
-def staged(dest: Path, *, tag: str) -> Iterator[tuple[BinaryIO, Path]]:
-    """A partial file beside `dest`, removed unless the caller renamed it into place."""
+def staged(dest: Path, *, tag: str) -> Iterator[BinaryIO]:
+    """A partial file beside `dest` to write into, removed unless `commit` renamed it into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.{tag}.part")
     try:
-        with open(partial, "wb") as sink:
-            yield sink, partial
+        with open(partial, "w+b") as sink:
+            yield sink
     finally:
         partial.unlink(missing_ok=True)
 
 
-def commit(partial: Path, dest: Path, check: Callable[[Path], str | None]) -> None:
-    """Check the partial file, flush it to disk and rename it into place.
+def commit(sink: BinaryIO, dest: Path, check: Check) -> None:
+    """Check the staged file, flush it to disk and rename it into place.
 
     A file that fails its check is a broken transfer, so it raises TransientError (retry)."""
-    problem = check(partial)
+    sink.flush()
+    size = sink.tell()
+    problem = check(sink, size)
     if problem is not None:
         raise TransientError(f"the downloaded file is broken: {problem}")
-    with open(partial, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(partial, dest)
+    os.fsync(sink.fileno())
+    os.replace(sink.name, dest)
 
 
 def write_text(dest: Path, text: str) -> None:
@@ -87,42 +89,45 @@ def write_json(dest: Path, value: Any) -> None:
     write_text(dest, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def check_mp4(path: Path) -> str | None:
+def check_mp4(handle: BinaryIO, size: int) -> str | None:
     """None when the file is a whole MP4: an `ftyp` box first and top-level boxes that end
     exactly at the end of the file (ISO/IEC 14496-12, 4.2), which a cut-off transfer breaks."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        offset, first = 0, True
-        while offset < size:
-            handle.seek(offset)
-            header = handle.read(16)
-            if len(header) < 8:
+    offset, first = 0, True
+    while offset < size:
+        handle.seek(offset)
+        header = handle.read(16)
+        if len(header) < 8:
+            return f"a box header is cut off at byte {offset}"
+        length, kind = _ATOM_HEADER.unpack_from(header)
+        if first and kind != b"ftyp":
+            return "not an MP4 (no ftyp box first)"
+        if length == 1:
+            if len(header) < 16:
                 return f"a box header is cut off at byte {offset}"
-            length, kind = _ATOM_HEADER.unpack_from(header)
-            if first and kind != b"ftyp":
-                return "not an MP4 (no ftyp box first)"
-            if length == 1:
-                if len(header) < 16:
-                    return f"a box header is cut off at byte {offset}"
-                length = struct.unpack_from(">Q", header, 8)[0]
-            elif length == 0:
-                length = size - offset
-            if length < 8 or offset + length > size:
-                return f"cut off: a box needs {offset + length} bytes, the file has {size}"
-            offset += length
-            first = False
+            length = struct.unpack_from(">Q", header, 8)[0]
+        elif length == 0:
+            length = size - offset
+        if length < 8 or offset + length > size:
+            return f"cut off: a box needs {offset + length} bytes, the file has {size}"
+        offset += length
+        first = False
     return None if size else "empty"
 
 
-def check_jpeg(path: Path) -> str | None:
+def check_jpeg(handle: BinaryIO, size: int) -> str | None:
     """None when the file starts and ends with the JPEG markers (SOI, EOI)."""
-    size = path.stat().st_size
     if size < 4:
         return "too short for a JPEG"
-    with open(path, "rb") as handle:
-        head = handle.read(2)
-        handle.seek(size - 2)
-        tail = handle.read(2)
+    handle.seek(0)
+    head = handle.read(2)
+    handle.seek(size - 2)
+    tail = handle.read(2)
     if head != b"\xff\xd8":
         return "not a JPEG"
     return None if tail == b"\xff\xd9" else "cut off before the end of the JPEG"
+
+
+def check_file(path: Path, check: Check) -> str | None:
+    """`check` applied to a file already in place."""
+    with open(path, "rb") as handle:
+        return check(handle, path.stat().st_size)

@@ -173,7 +173,7 @@ class Journal:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"{folder}: cannot use the journal: {exc}") from exc
@@ -311,7 +311,7 @@ class Journal:
         self._move(key, ("pending", "submitting"), "submitting", run_id, at,
                    "reserved_usd = estimated_cost, run_id = ?, create_sent_at = COALESCE("
                    "CASE WHEN state = 'submitting' THEN create_sent_at END, ?), "
-                   "attempts = attempts + 1", (run_id, at))
+                   "attempts = attempts + 1", (run_id, at), durable=True)
         return self.job(key)
 
     def unsent(self, key: str, *, run_id: int, at: float, reason: str) -> None:
@@ -353,20 +353,31 @@ class Journal:
         return len(failed)
 
     def _move(self, key: str, sources: tuple[str, ...], target: str, run_id: int, at: float,
-              assignments: str, values: tuple[Any, ...], *, detail: str | None = None) -> None:
-        """One transition, one transaction: the job row and its line in the transitions log."""
+              assignments: str, values: tuple[Any, ...], *, detail: str | None = None,
+              durable: bool = False) -> None:
+        """One transition, one transaction: the job row and its line in the transitions log.
+
+        A `durable` one is flushed to disk before it returns, which also flushes every earlier
+        one (WAL order); the others survive a crash of the process at once, and a power cut
+        from the next durable one on."""
         marks = ", ".join("?" * len(sources))
-        with self._transaction():
-            row = self.conn.execute(f"SELECT state FROM jobs WHERE key = ? AND state IN ({marks})",
-                                    (key, *sources)).fetchone()
-            if row is None:
-                raise StateError(f"job {key[:10]} cannot go to {target} from its state: is "
-                                 "another run using this folder?")
-            self.conn.execute(f"UPDATE jobs SET state = ?, {assignments} WHERE key = ?",
-                              (target, *values, key))
-            self.conn.execute("INSERT INTO transitions (job_key, run_id, at, from_state, to_state, "
-                              "detail) VALUES (?, ?, ?, ?, ?, ?)",
-                              (key, run_id, at, row[0], target, detail))
+        if durable:
+            self.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            with self._transaction():
+                row = self.conn.execute(f"SELECT state FROM jobs WHERE key = ? AND state IN "
+                                        f"({marks})", (key, *sources)).fetchone()
+                if row is None:
+                    raise StateError(f"job {key[:10]} cannot go to {target} from its state: is "
+                                     "another run using this folder?")
+                self.conn.execute(f"UPDATE jobs SET state = ?, {assignments} WHERE key = ?",
+                                  (target, *values, key))
+                self.conn.execute("INSERT INTO transitions (job_key, run_id, at, from_state, "
+                                  "to_state, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                                  (key, run_id, at, row[0], target, detail))
+        finally:
+            if durable:
+                self.conn.execute("PRAGMA synchronous = NORMAL")
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -97,7 +97,7 @@ def audit(out: Path, sim: ThreadedSimulator) -> dict[str, Any]:
         if row["state"] == "failed":
             assert row["reason"], row
         else:
-            assert files.check_mp4(out / row["file"]) is None
+            assert files.check_file(out / row["file"], files.check_mp4) is None
             assert (out / row["sidecar"]).is_file()
     claimed = [row["generation_id"] for row in rows if row["generation_id"]]
     billed = [g.id for g in books.generations]
