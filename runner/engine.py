@@ -42,7 +42,7 @@ class EngineSettings:
     budget_usd: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
     poll_requests: int = 64
-    downloads: int = 8
+    downloads: int = 32
     settle: float = 30.0
     reconcile_skew: float = 300.0
     tick: float = 1.0
