@@ -1,0 +1,61 @@
+"""`hailuo-batch run` and `status` through click: exit codes, dry runs, what they print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from enginekit import sim_settings, write_manifest
+
+from runner.cli import main
+from runner.simulator import run_in_thread
+
+
+def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
+    env = {"LEONARDO_API_KEY": key or ""}
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_then_status_then_a_dry_run_that_finds_everything_done(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        code, stdout, _ = invoke("run", str(manifest), "--out", str(out), "--base-url",
+                                 sim.base_url, "--quiet", key=sim.api_key)
+        dry = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        created = sim.books.creates_accepted
+    assert code == 0 and f"videos and results in {out}" in stdout
+    assert created == 8 and "0 new, 0 in flight, 8 done, 0 failed" in dry[1]
+    code, text, _ = invoke("status", str(out))
+    assert code == 0 and "downloaded 8" in text and "spent $2.16, reserved $0.00" in text
+    code, text, _ = invoke("status", str(out), "--format", "json")
+    assert json.loads(text)["summary"]["counts"] == {"downloaded": 8}
+
+
+def test_a_bad_manifest_exits_2_and_sends_nothing(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, styles={"vibe": ["No Such Style"]})
+    with run_in_thread(sim_settings()) as sim:
+        code, _, stderr = invoke("run", str(manifest), "--out", str(tmp_path / "out"),
+                                 "--base-url", sim.base_url, key=sim.api_key)
+        assert sim.books.creates_accepted == 0
+    assert code == 2 and "No Such Style" in stderr and "Traceback" not in stderr
+
+
+def test_a_missing_key_exits_4_with_a_clear_message(tmp_path: Path) -> None:
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "o"))
+    assert code == 4 and "LEONARDO_API_KEY" in stderr
+
+
+def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        (tmp_path / "key").write_text(sim.api_key + "\n")
+        code, _, _ = invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
+                            "--api-key-file", str(tmp_path / "key"), "--quiet")
+    assert code == 0
+
+
+def test_status_of_a_folder_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:
+    code, _, stderr = invoke("status", str(tmp_path))
+    assert code == 4 and "journal" in stderr
