@@ -112,6 +112,7 @@ class Receiver:
 
     url: str
     received: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 204
 
 
 @contextmanager
@@ -122,7 +123,7 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             body = self.rfile.read(int(self.headers["content-length"]))
             found.received.append(json.loads(body))
-            self.send_response(204)
+            self.send_response(found.status)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:

@@ -6,12 +6,10 @@ import datetime
 import io
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from nightlykit import closed_port_url, receiver
 
 from runner import logs, notify
 from runner.config import output_folder
@@ -21,35 +19,10 @@ SUMMARY = {"name": "nightly", "jobs": 3, "counts": {"downloaded": 2, "failed": 1
            "spent_usd": 0.54, "exit_code": 1, "exit_reason": "some jobs failed"}
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
-    status = 200
-
-    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
-        body = self.rfile.read(int(self.headers["content-length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, type[Receiver]]]:
-    handler = type("Handler", (Receiver,), {"received": [], "status": 200})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
-    server.shutdown()
-    server.server_close()
-
-
-def test_the_summary_reaches_a_receiver_with_a_one_line_text(receiver) -> None:
-    url, handler = receiver
-    assert notify.send(url, SUMMARY) is None
-    (body,) = handler.received
+def test_the_summary_reaches_a_receiver_with_a_one_line_text() -> None:
+    with receiver() as hook:
+        assert notify.send(hook.url, SUMMARY) is None
+    (body,) = hook.received
     assert body["summary"] == SUMMARY
     assert body["text"] == body["content"]
     assert body["text"] == ("hailuo-batch nightly: 2/3 downloaded, 1 failed, $0.54 spent, "
@@ -57,18 +30,14 @@ def test_the_summary_reaches_a_receiver_with_a_one_line_text(receiver) -> None:
     assert "\n" not in body["text"]
 
 
-def test_a_receiver_that_refuses_is_reported(receiver) -> None:
-    url, handler = receiver
-    handler.status = 500
-    assert notify.send(url, SUMMARY) == "the receiver answered 500 Internal Server Error"
+def test_a_receiver_that_refuses_is_reported() -> None:
+    with receiver() as hook:
+        hook.status = 500
+        assert notify.send(hook.url, SUMMARY) == "the receiver answered 500 Internal Server Error"
 
 
 def test_a_receiver_that_is_down_is_reported() -> None:
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    problem = notify.send(f"http://127.0.0.1:{port}/hook", SUMMARY, timeout=2)
+    problem = notify.send(closed_port_url(), SUMMARY, timeout=2)
     assert problem is not None and problem.startswith("cannot reach the receiver")
 
 
