@@ -327,8 +327,8 @@ class _Planner:
 
     def _too_many(self, most: int) -> Issue:
         where = ("run", "max_jobs") if "max_jobs" in self.data.get("run", {}) else ()
-        return self.doc.issue(where, f"the plan has more jobs than max_jobs {self.settings.max_jobs:,} "
-                              f"(up to {most:,})",
+        return self.doc.issue(where, f"the plan has more than {self.settings.max_jobs:,} jobs, the "
+                              f"max_jobs limit (its matrix holds up to {most:,} before merging)",
                               "raise run.max_jobs (or --max-jobs), or narrow the matrix")
 
     def _violation_issue(self, cell: Cell, violation: Violation) -> Issue:

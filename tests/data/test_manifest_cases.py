@@ -166,8 +166,9 @@ HOSTILE = {
                                            "a manifest may be")),
     "just-over-the-limit": (_just_over_the_limit, (f"1:1: $: the file is {MAX_BYTES + 1:,} bytes, more "
                                                    "than the 5 MiB a manifest may be")),
-    "product-explosion": (_product_explosion, ("1:1: $: the plan has more jobs than max_jobs 1,000 "
-                                               "(up to 1,000,000) (hint: raise run.max_jobs (or --max-jobs), "
+    "product-explosion": (_product_explosion, ("1:1: $: the plan has more than 1,000 jobs, the max_jobs "
+                                               "limit (its matrix holds up to 1,000,000 before merging) "
+                                               "(hint: raise run.max_jobs (or --max-jobs), "
                                                "or narrow the matrix)")),
     "binary-junk": (_binary_junk, "1:1: $: this is a binary file, not YAML text"),
     "junk-without-nul": (_junk_without_nul, "3:1: $: the file is not UTF-8 text"),

@@ -282,4 +282,5 @@ def test_max_jobs_refuses_exactly_the_plans_above_it(folder: Path, manifest: dic
             plan_of(folder, {**manifest, "run": {"max_jobs": jobs - 1}})
         most = (counts["cells"] + counts["included"]) * manifest["repeat"]
         assert [issue.message for issue in refused.value.issues] == [
-            f"the plan has more jobs than max_jobs {jobs - 1:,} (up to {most:,})"]
+            f"the plan has more than {jobs - 1:,} jobs, the max_jobs limit "
+            f"(its matrix holds up to {most:,} before merging)"]
