@@ -26,6 +26,7 @@ from runner.simulator.books import Books, Summary
 from runner.simulator.limits import RateWindow, SimClock
 from runner.simulator.render import COMPLETE, FAILED, Generation, Renderer
 from runner.simulator.settings import CREDIT_USD, FAULTS, SimSettings
+from runner.simulator.statefile import Account, StateFile
 from runner.simulator.uploads import Uploads
 
 DEFAULT_PAGE = 10
@@ -46,6 +47,7 @@ class Backend:
         self.generations: dict[str, Generation] = {}
         self.balance = settings.balance_credits
         self.origin = ""
+        self.kept: StateFile | None = None  # where each change is written, if anywhere
         self._clips = clips
         self._rng = random.Random(settings.seed)
         self._rates = {name: settings.fault_rate(name) for name in FAULTS}
@@ -126,6 +128,8 @@ class Backend:
             self.balance -= credits
         self.books.record_create(generation, rendering=self.renderer.rendering,
                                  queued=self.renderer.queued)
+        if self.kept is not None:
+            self.kept.created(generation, balance=self.balance)
         return generation, answers.created(generation, self.settings, usd)
 
     def pick_clip(self, params: Mapping[str, Any]) -> int:
@@ -167,7 +171,15 @@ class Backend:
         if generation is None:
             return {"delete_generations_by_pk": None}
         generation.deleted = True
+        if self.kept is not None:
+            self.kept.deleted(generation_id)
         return {"delete_generations_by_pk": {"id": generation_id}}
+
+    def upload(self, fields: dict[str, str], file_size: int | None, *, authorized: bool) -> None:
+        """A posted start-frame form, taken (and kept) or refused."""
+        image_id = self.uploads.receive(fields, file_size, authorized=authorized)
+        if self.kept is not None:
+            self.kept.uploaded(image_id)
 
     def me(self) -> dict[str, Any]:
         return answers.me(self.settings, self.balance)
@@ -175,6 +187,30 @@ class Backend:
     def summary(self) -> Summary:
         self.renderer.catch_up(self.clock.now())
         return self.books.summary(self.generations.values())
+
+    def account(self) -> Account:
+        """The account as of now, as a state file keeps it."""
+        now = self.clock.now()
+        self.renderer.catch_up(now)
+        return Account(user_id=self.settings.user_id, username=self.settings.username,
+                       balance=self.balance, epoch=self.clock.epoch, scale=self.clock.scale,
+                       at=now, wall=self.clock.wall(), generations=self.generations,
+                       uploads=set(self.uploads.uploaded))
+
+    def restore(self, account: Account) -> None:
+        """Take over a saved account: its balance, generations (renders carry on) and uploads."""
+        self.balance = account.balance
+        self.generations = dict(account.generations)
+        self.uploads.uploaded = frozenset(account.uploads)
+        self.renderer.restore(self.generations.values(), self.clock.now())
+        self.books.remember(self.generations.values())
+
+    def stop(self) -> None:
+        """Close the request log, and leave the state file (if any) as one snapshot."""
+        self.books.close()
+        if self.kept is not None:
+            self.kept.close(self.account())
+            self.kept = None
 
 
 def _count(query: Mapping[str, str], name: str, default: int, *, least: int) -> int:

@@ -108,9 +108,14 @@ class Books:
     def record_fault(self, name: str) -> None:
         self._faults[name] += 1
 
+    def remember(self, generations: Iterable[Generation]) -> None:
+        """Bodies accepted before this process started (a saved account), so that a create
+        repeating one after a restart still counts as a duplicate; the counts stay this process's."""
+        self._bodies.update(_digest(generation) for generation in generations)
+
     def record_create(self, generation: Generation, *, rendering: int, queued: int) -> None:
         """An accepted (billed) create, with the load it left behind."""
-        digest = hashlib.sha256(canonical_json(generation.request).encode("utf-8")).digest()
+        digest = _digest(generation)
         self.duplicate_creates += digest in self._bodies
         self._bodies.add(digest)
         self.creates_accepted += 1
@@ -134,6 +139,10 @@ class Books:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _digest(generation: Generation) -> bytes:
+    return hashlib.sha256(canonical_json(generation.request).encode("utf-8")).digest()
 
 
 def _record(generation: Generation) -> GenerationRecord:

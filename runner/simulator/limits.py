@@ -22,10 +22,20 @@ class SimClock:
         self._real = real
         self._origin = real()
         self._offset = 0.0
-        self._epoch = time.time()
+        self._started = time.time()
+        self.epoch = self._started
 
     def now(self) -> float:
         return (self._real() - self._origin) * self.scale + self._offset
+
+    def wall(self) -> float:
+        """Real time as seconds since 1970, read through `real` so that a test can drive it."""
+        return self._started + self._real() - self._origin
+
+    def resume(self, at: float, *, epoch: float) -> None:
+        """Carry on a saved clock: now is simulated instant `at`, shown from `epoch` on."""
+        self._offset = at - (self._real() - self._origin) * self.scale
+        self.epoch = epoch
 
     def advance(self, seconds: float) -> None:
         """Jump forward, as if `seconds` of simulated time had passed at once."""
@@ -38,7 +48,7 @@ class SimClock:
 
     def iso(self, simulated: float) -> str:
         """A simulated instant as the API writes `createdAt`: UTC, milliseconds, a Z."""
-        moment = datetime.fromtimestamp(self._epoch + simulated, UTC)
+        moment = datetime.fromtimestamp(self.epoch + simulated, UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

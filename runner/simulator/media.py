@@ -84,7 +84,7 @@ class Media:
         except ValueError as exc:
             raise Refusal(400, s3_error("MalformedPOSTRequest", f"the form is not valid: {exc}"),
                           content_type=_XML) from None
-        self.backend.uploads.receive(fields, size, authorized="Authorization" in request.headers)
+        self.backend.upload(fields, size, authorized="Authorization" in request.headers)
         return web.Response(status=204)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,22 @@ class Renderer:
             self._start(generation, now)
         else:
             self._queue.append(generation)
+
+    def restore(self, generations: Iterable[Generation], now: float) -> None:
+        """Take back saved generations, oldest first: each unfinished one rendering if it had
+        started, else queued; then bring them up to `now` and fill any slot left free (the
+        account may come back with more slots than it was saved with)."""
+        for generation in generations:
+            if generation.status != PENDING:
+                continue
+            if generation.started_at is None:
+                self._queue.append(generation)
+            else:
+                finished_at = generation.started_at + generation.render_seconds
+                heapq.heappush(self._rendering, (finished_at, next(self._order), generation))
+        self.catch_up(now)
+        while self._queue and len(self._rendering) < self.slots:
+            self._start(self._queue.popleft(), now)
 
     def _start(self, generation: Generation, now: float) -> None:
         generation.started_at = now

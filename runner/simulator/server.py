@@ -15,12 +15,14 @@ from typing import Self, TypeVar
 from aiohttp import web
 
 from runner.errors import UsageError
+from runner.simulator import statefile
 from runner.simulator.app import API_ROOT, build_app
 from runner.simulator.backend import Backend
 from runner.simulator.books import Summary
 from runner.simulator.limits import SimClock
 from runner.simulator.media import Media, load_clips
 from runner.simulator.settings import SimSettings
+from runner.simulator.statefile import StateFile
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
@@ -60,7 +62,7 @@ class Simulator:
 
     async def __aenter__(self) -> Self:
         clips = load_clips()
-        backend = Backend(self.settings, self.clock, clips=len(clips))
+        backend = self._open_account(len(clips))
         runner = web.AppRunner(build_app(backend, Media(backend, clips)), handle_signals=False,
                                access_log=None, shutdown_timeout=1.0)
         try:
@@ -69,13 +71,31 @@ class Simulator:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            backend.books.close()
+            backend.stop()
             raise UsageError(f"port {self.settings.port}: cannot listen on {HOST}: "
                              f"{exc.strerror or exc}") from exc
         self._backend, self._runner = backend, runner
         self.port = runner.addresses[0][1]
         backend.origin = self.origin
         return self
+
+    def _open_account(self, clips: int) -> Backend:
+        """A fresh account, or the one kept in the state file, carried on from where it was."""
+        path = self.settings.state_path
+        saved = statefile.read(path) if path is not None else None
+        if saved is not None:
+            self.settings = self.settings.with_account(saved.user_id, saved.username)
+            self.clock.resume(saved.resume_at(self.clock.wall()), epoch=saved.epoch)
+        backend = Backend(self.settings, self.clock, clips=clips)
+        if saved is not None:
+            backend.restore(saved)
+        if path is not None:
+            try:
+                backend.kept = StateFile.open(path, self.clock, backend.account())
+            except BaseException:
+                backend.stop()
+                raise
+        return backend
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -86,7 +106,7 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
         if self._backend is not None:
-            self._backend.books.close()
+            self._backend.stop()
 
 
 class ThreadedSimulator:

@@ -9,9 +9,13 @@ pass in one real second: at 60 a 90 s render takes 1.5 real seconds and the per-
 count over one real second. A test can also jump the clock (`Simulator.clock.advance`).
 
 Account
-    api_key               a fresh random UUID per simulator; the only key it accepts. A key
-                          that is not a UUID answers 500 "Invalid response from authorization
-                          hook", a wrong or missing one 401 "access-denied", as the live API does.
+    api_key               "": the key derived from user_id (`account_key`, a UUID), so an account
+                          kept in a state file takes the same key after a restart without the
+                          key being written anywhere. It is therefore no secret: it guards
+                          against a client that forgets or garbles its key, not against anyone
+                          who knows the user id. The only key it accepts. A key that is not a
+                          UUID answers 500 "Invalid response from authorization hook", a wrong
+                          or missing one 401 "access-denied", as the live API does.
     user_id, username     a fresh random UUID, "simulator": what `GET /v1/me` reports.
     balance_credits       None: unlimited (`apiPaidTokens` then reads 1,000,000,000). Otherwise
                           each accepted create spends its price in credits (1 credit = $0.0015,
@@ -66,6 +70,14 @@ Answer shapes where the contract says "accept both" or "inferred"
 Books
     log_path              None; a path: one JSON line per request (time, endpoint, method, path,
                           status, fault, generation id, real milliseconds), never the key.
+    state_path            None: the account lives and dies with the process. A path: the account
+                          is kept in that file across processes (`statefile` says how): read at
+                          start when it exists (its user id, username, balance, generations and
+                          uploaded start frames then win over the settings above), rewritten
+                          whole at start and stop, and every accepted create, upload and delete
+                          appended before it is answered, so even a killed process loses
+                          nothing a client was told. Renders go on while the simulator is
+                          stopped, at the time scale it had. One simulator per file.
 """
 
 from __future__ import annotations
@@ -81,6 +93,7 @@ from runner.config import parse_duration
 from runner.errors import UsageError
 
 CREDIT_USD = 0.0015
+KEY_NAMESPACE = uuid.UUID("5e1d3c1a-7a43-4f0e-9b8e-2a4c51d0b7c3")
 FAULTS = ("500", "create_500", "reset", "slow", "not_json", "failed", "truncate")
 _CHOICES = {"moderation_stage": ("create", "render"), "create_answer": ("nested", "flat"),
             "unknown_generation": ("null", "404")}
@@ -90,11 +103,16 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+def account_key(user_id: str) -> str:
+    """The key of the account with this user id, unless one was given: a name-based UUID."""
+    return str(uuid.uuid5(KEY_NAMESPACE, user_id))
+
+
 @dataclass(frozen=True, slots=True)
 class SimSettings:
     """How the simulator behaves; see the module docstring for each setting and its default."""
 
-    api_key: str = field(default_factory=_new_uuid, repr=False)
+    api_key: str = field(default="", repr=False)
     user_id: str = field(default_factory=_new_uuid)
     username: str = "simulator"
     balance_credits: int | None = None
@@ -125,8 +143,11 @@ class SimSettings:
     answer_cost: bool = True
     unknown_generation: str = "null"
     log_path: Path | None = None
+    state_path: Path | None = None
 
     def __post_init__(self) -> None:
+        if not self.api_key:
+            object.__setattr__(self, "api_key", account_key(self.user_id))
         for name in FAULTS:
             rate = self.fault_rate(name)
             if not 0.0 <= rate <= 1.0:
@@ -151,6 +172,12 @@ class SimSettings:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+
+    def with_account(self, user_id: str, username: str) -> SimSettings:
+        """These settings for a saved account: its names, and its key unless one was given."""
+        given = self.api_key != account_key(self.user_id)
+        return dataclasses.replace(self, user_id=user_id, username=username,
+                                   api_key=self.api_key if given else "")
 
     def fault_rate(self, name: str) -> float:
         """The probability of the fault named as in FAULTS ("500", "create_500", ...)."""

@@ -63,8 +63,9 @@ class Uploads:
         return {"uploadInitImage": {"id": image_id, "url": origin + UPLOAD_PATH, "key": key,
                                     "fields": json.dumps(fields)}}
 
-    def receive(self, fields: dict[str, str], file_size: int | None, *, authorized: bool) -> None:
-        """Accept a posted form, or refuse it as S3 does (403 for anything about the policy)."""
+    def receive(self, fields: dict[str, str], file_size: int | None, *, authorized: bool) -> str:
+        """Accept a posted form, or refuse it as S3 does (403 for anything about the policy);
+        the image id it was for."""
         if authorized:
             raise Refusal(403, s3_error("AccessDenied", "the presigned form takes no Authorization "
                                         "header"), content_type="application/xml")
@@ -79,3 +80,4 @@ class Uploads:
             raise Refusal(400, s3_error("InvalidArgument", "POST requires a non-empty file field, "
                                         "after every field of the form"), content_type="application/xml")
         self.uploaded = self.uploaded | {form.image_id}
+        return form.image_id

@@ -1,0 +1,176 @@
+"""The simulated account kept across processes, in the file `SimSettings.state_path` names.
+
+The file is JSON lines. A snapshot comes first: a header (the account: user id, username and
+balance; the clock: the simulated instant, the real time, the time scale and the epoch
+`createdAt` counts from), then one line per generation and one per uploaded start frame. The
+snapshot is written whole beside the file and renamed over it, never leaving half a file, when
+the simulator starts and when it stops. In between, each accepted create, upload and delete is
+appended as one line, flushed to the operating system before the call is answered, so a process
+killed at any moment (SIGKILL too) keeps every change a client was told about; a power cut may
+lose the last ones, since a disk sync per call would slow every create. A last line cut short by
+a kill belongs to a call that got no answer and is dropped when the file is read. Appending keeps
+a create O(1), where rewriting the whole account at each create would cost O(n) per create.
+
+Time. The simulated clock starts at 0 in each process; the file keeps the latest simulated
+instant it knows of with the real time it was written, and a process reading it carries the clock
+on from there plus the real time the simulator was stopped, at the time scale of the process that
+wrote it. So renders go on while the simulator is stopped, as the live API's go on while a client
+is down: an unfinished render keeps the real time it had left when it was saved, and is finished
+at load if that time has passed. The epoch is kept as well, so a generation shows the same
+`createdAt` after a restart, and new ones never show a time earlier than the real one (at a time
+scale of 1 or more), which a client looking for its creates by time relies on.
+
+The key is not in the file: it is derived from the user id (`settings.account_key`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner import files
+from runner.errors import UsageError
+from runner.simulator.limits import SimClock
+from runner.simulator.render import Generation
+
+VERSION = 1
+_KINDS = frozenset({"generation", "upload", "deleted"})
+_FIELDS = tuple(f.name for f in dataclasses.fields(Generation))
+
+
+@dataclass(slots=True)
+class Account:
+    """What a state file holds: the account as of simulated instant `at`, real time `wall`."""
+
+    user_id: str
+    username: str
+    balance: int | None
+    epoch: float
+    scale: float
+    at: float
+    wall: float
+    generations: dict[str, Generation] = field(default_factory=dict)
+    uploads: set[str] = field(default_factory=set)
+
+    def resume_at(self, wall: float) -> float:
+        """The simulated instant it is at real time `wall`: time went on while stopped."""
+        return self.at + max(0.0, wall - self.wall) * self.scale
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The snapshot's lines: the header, then each generation (oldest first) and upload."""
+        yield {"version": VERSION, "user_id": self.user_id, "username": self.username,
+               "balance": self.balance, "epoch": self.epoch, "scale": self.scale,
+               "at": self.at, "wall": self.wall}
+        for generation in self.generations.values():
+            yield {"generation": _fields(generation)}
+        for image_id in sorted(self.uploads):
+            yield {"upload": image_id}
+
+    def apply(self, record: dict[str, Any]) -> None:
+        """One line after the header: a generation (new, or as saved), an upload, a delete."""
+        kinds = _KINDS & record.keys()
+        if len(kinds) != 1:
+            raise ValueError(f"expected one of {', '.join(sorted(_KINDS))}")
+        if "at" in record:
+            self.at, self.wall = float(record["at"]), float(record["wall"])
+        if "balance" in record:
+            self.balance = record["balance"]
+        if "generation" in record:
+            generation = Generation(**record["generation"])
+            self.generations[generation.id] = generation
+        elif "upload" in record:
+            self.uploads.add(str(record["upload"]))
+        else:
+            self.generations[record["deleted"]].deleted = True
+
+
+def _fields(generation: Generation) -> dict[str, Any]:
+    return {name: getattr(generation, name) for name in _FIELDS}
+
+
+def read(path: Path) -> Account | None:
+    """The account kept in `path`; None when there is no such file yet."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the simulator state: {exc}") from exc
+    lines = text.split("\n")[:-1]  # whole lines only: a last one without its newline was cut short
+    if not lines:
+        raise UsageError(f"{path}: not a simulator state file: it is empty")
+    with _line(path, 1):
+        header = json.loads(lines[0])
+        if header.get("version") != VERSION:
+            raise ValueError(f"version {header.get('version')!r}, this simulator reads {VERSION}")
+        account = Account(**{name: header[name] for name in (
+            "user_id", "username", "balance", "epoch", "scale", "at", "wall")})
+    for number, line in enumerate(lines[1:], start=2):
+        with _line(path, number):
+            account.apply(json.loads(line))
+    return account
+
+
+@contextmanager
+def _line(path: Path, number: int) -> Iterator[None]:
+    """Whatever is wrong with line `number` of the state file, told as where it is."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: line {number}: not a simulator state file ({exc}); "
+                         "move it away to start a fresh account") from exc
+
+
+class StateFile:
+    """The state file of a running simulator: a snapshot, then one line per change."""
+
+    def __init__(self, path: Path, clock: SimClock) -> None:
+        self.path = path
+        self._clock = clock
+        self._log: TextIO | None = None
+
+    @classmethod
+    def open(cls, path: Path, clock: SimClock, account: Account) -> StateFile:
+        """Write `account` in place of the file, then append each change after it."""
+        kept = cls(path, clock)
+        kept._write(account)
+        try:
+            # Open for the simulator's whole life, one flushed line a change; `close` ends it.
+            kept._log = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write the simulator state: {exc.strerror}") from exc
+        return kept
+
+    def created(self, generation: Generation, *, balance: int | None) -> None:
+        self._append({"generation": _fields(generation), "balance": balance})
+
+    def uploaded(self, image_id: str) -> None:
+        self._append({"upload": image_id})
+
+    def deleted(self, generation_id: str) -> None:
+        self._append({"deleted": generation_id})
+
+    def close(self, account: Account) -> None:
+        """Stop appending and leave the account as one snapshot."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self._write(account)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._log is None:
+            raise RuntimeError(f"{self.path} is closed")
+        line = {"at": self._clock.now(), "wall": self._clock.wall(), **record}
+        self._log.write(json.dumps(line) + "\n")
+
+    def _write(self, account: Account) -> None:
+        text = "".join(json.dumps(record) + "\n" for record in account.records())
+        try:
+            files.write_text(self.path, text)
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot write the simulator state: {exc.strerror}") from exc
