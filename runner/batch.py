@@ -13,7 +13,7 @@ import random
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
                  rand: random.Random) -> Outcome:
     stop = Stop()
     tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.budget_usd)
-    async with _api(config, settings) as client:
+    async with _api(config, settings, out_dir) as client:
         ctx = Context(store=journal, client=client, clock=clock, tracker=tracker, stop=stop,
                       run_id=run_id, rand=rand.random, backoff=config.backoff,
                       timeout=settings.timeout)
@@ -164,8 +164,11 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
 
 
 @asynccontextmanager
-async def _api(config: RunConfig, settings: EngineSettings) -> AsyncIterator[LeonardoClient]:
-    """The client of the real API, or of a simulator served in this process for the run."""
+async def _api(config: RunConfig, settings: EngineSettings,
+               out_dir: Path) -> AsyncIterator[LeonardoClient]:
+    """The client of the real API, or of a simulator served in this process for the run; the
+    simulated account is kept in the output folder, so that a resumed run finds the generations
+    and start frames of the runs before it."""
     connections = max(100, settings.concurrency * 2)
     if config.simulate is None:
         assert config.api_key is not None
@@ -173,7 +176,10 @@ async def _api(config: RunConfig, settings: EngineSettings) -> AsyncIterator[Leo
                                timeouts=config.timeouts, connections=connections) as client:
             yield client
         return
-    async with Simulator(config.simulate) as simulator, open_client(
+    simulate = config.simulate
+    if simulate.state_path is None:
+        simulate = replace(simulate, state_path=out_dir / "simulator-state.jsonl")
+    async with Simulator(simulate) as simulator, open_client(
             base_url=simulator.base_url, api_key=simulator.api_key, timeouts=config.timeouts,
             connections=connections) as client:
         yield client
