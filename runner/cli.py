@@ -174,6 +174,8 @@ def _announce(simulator: Simulator) -> None:
     click.echo(f"  base URL: {simulator.base_url}")
     click.echo(f"  API key:  {simulator.api_key}")
     click.echo(f"  user id:  {settings.user_id}")
+    if settings.state_path is not None:
+        click.echo(f"  account kept in {settings.state_path}")
     click.echo(f"  renders {settings.render_seconds:g} s (+/- {settings.render_jitter_seconds:g}), "
                f"{settings.slots} slots, time x{settings.time_scale:g}. Ctrl-C to stop.")
     sys.stdout.flush()
@@ -197,6 +199,8 @@ def _announce(simulator: Simulator) -> None:
 @click.option("--time-scale", metavar="X", help="Simulated seconds per real second [1].")
 @click.option("--seed", metavar="N", help="Seed of the random source behind faults and jitter [random].")
 @click.option("--log-path", metavar="FILE", help="Write one JSON line per request to this file.")
+@click.option("--state", "state_path", metavar="FILE",
+              help="Keep the account (generations, uploads, balance, key) in this file across restarts.")
 @click.option("--fault", "faults", multiple=True, metavar="NAME=RATE",
               help=f"A fault and its rate from 0 to 1; NAME is one of {', '.join(FAULTS)}.")
 @click.option("--set", "extra", multiple=True, metavar="SETTING=VALUE",
