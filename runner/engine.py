@@ -76,7 +76,7 @@ class Engine:
     def __init__(self, ctx: Context, settings: EngineSettings, *, out_dir: Path) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.out_dir = out_dir
+        self.folder = files.Folder(out_dir)
         self.submitter = Submitter(ctx, submit_per_minute=settings.submit_per_minute,
                                    settle=settings.settle, reconcile_skew=settings.reconcile_skew)
         self.schedule = PollSchedule(PollPolicy(interval=settings.poll_interval))
@@ -169,21 +169,21 @@ class Engine:
 
     async def _job(self, row: JobRow, slot: _Slot) -> None:
         """One generation, holding its slot from create to the end of the render."""
+        current: JobRow | None = row
         try:
-            generation_id = row.generation_id if row.state == "submitted" else \
-                await self.submitter.submit(row)
-            if generation_id is None:
-                return
-            current = self.ctx.store.job(row.key)
-            done = await self._follow(current, generation_id)
+            if row.state != "submitted":
+                current = await self.submitter.submit(row)
+            if current is not None:
+                current = await self._follow(current)
         finally:
             slot.release()
-        if done:
-            await self._download(self.ctx.store.job(row.key))
+        if current is not None:
+            await self._download(current)
 
-    async def _follow(self, row: JobRow, generation_id: str) -> bool:
-        """Poll until the render ends or the deadline passes; True when the video is ready."""
+    async def _follow(self, row: JobRow) -> JobRow | None:
+        """Poll until the render ends or the deadline passes; the row once the video is ready."""
         ctx, schedule = self.ctx, self.schedule
+        generation_id = row.generation_id or ""
         params = row.request.get("parameters", {})
         kind = f"{row.request.get('model')}/{params.get('mode')}/{params.get('duration')}"
         fresh = row.run_id == ctx.run_id
@@ -197,9 +197,9 @@ class Engine:
                 delay = max(delay, ctx.backoff.retry_delay(failures, ctx.rand, retry_after))
             await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.wall())))
             if ctx.clock.wall() >= deadline:
-                self._fail(row, "submitted", f"timed out after {ctx.timeout:g} s "
-                           f"(generation {generation_id})", "timeout")
-                return False
+                await self._fail(row, f"timed out after {ctx.timeout:g} s "
+                                 f"(generation {generation_id})", "timeout")
+                return None
             try:
                 async with self._polls:
                     generation = await ctx.client.generation(generation_id)
@@ -209,68 +209,76 @@ class Engine:
                 ctx.tracker.emit("retry", row.key, str(exc))
                 continue
             except PermanentError as exc:
-                self._fail(row, "submitted", str(exc), "lost")
-                return False
+                await self._fail(row, str(exc), "lost")
+                return None
             polls, failures = polls + 1, 0
             elapsed = ctx.clock.now() - started
             if generation.done:
                 if fresh:
                     schedule.learn(kind, pending_at=pending_at, complete_at=elapsed)
-                return self._ended(row, generation, elapsed if fresh else None)
+                return await self._ended(row, generation, elapsed if fresh else None)
             pending_at = elapsed
 
-    def _ended(self, row: JobRow, generation: Generation, render_seconds: float | None) -> bool:
+    async def _ended(self, row: JobRow, generation: Generation,
+                     render_seconds: float | None) -> JobRow | None:
         ctx = self.ctx
         if generation.status == "FAILED" or not generation.video_url:
             moderated = generation.moderation is not None
             reason = (f"refused by content moderation: {generation.moderation}" if moderated
                       else "the generation FAILED" if generation.status == "FAILED"
                       else "the generation is COMPLETE but has no video")
-            self._fail(row, "submitted", reason, "moderation" if moderated else "render")
-            return False
-        ctx.store.complete(row.key, run_id=ctx.run_id, at=ctx.clock.wall(),
-                           video_url=generation.video_url, poster_url=generation.poster_url,
-                           render_seconds=render_seconds)
+            await self._fail(row, reason, "moderation" if moderated else "render")
+            return None
+        row = await ctx.record(row.complete(run_id=ctx.run_id, at=ctx.clock.wall(),
+                                            video_url=generation.video_url,
+                                            poster_url=generation.poster_url,
+                                            render_seconds=render_seconds))
         ctx.tracker.moved(row.key, "submitted", "complete")
-        return True
+        return row
 
-    def _fail(self, row: JobRow, source: str, reason: str, kind: str) -> None:
+    async def _fail(self, row: JobRow, reason: str, kind: str) -> None:
         ctx = self.ctx
-        ctx.store.failed(row.key, run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason, kind=kind)
-        ctx.tracker.moved(row.key, source, "failed", reason)
+        await ctx.record(row.failed(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason,
+                                    kind=kind))
+        ctx.tracker.moved(row.key, row.state, "failed", reason)
 
     async def _download(self, row: JobRow) -> None:
-        """Fetch the video (and its poster), write the sidecar, then record the job as done."""
+        """Fetch the video (and its poster) whole, put them in place with the sidecar (in a
+        worker thread: flushing to disk can be slow), then record the job as done."""
         ctx = self.ctx
         async with self._downloads:
-            where = files.targets(self.out_dir, row.filename, row.key, ctx.store.file_owner)
-            video = await self._fetch(row, row.video_url or "", where.video, files.check_mp4)
-            if video is not None:
-                self._fail(row, "complete", f"download failed: {video}", "download")
-                return
-            poster = None
-            if row.poster_url:
-                problem = await self._fetch(row, row.poster_url, where.poster, files.check_jpeg)
-                poster = where.poster if problem is None else None
-            at = ctx.clock.wall()
-            sent = row.as_job().wire({row.upload.sha256: ctx.store.upload_id(row.upload.sha256) or ""}) \
-                if row.upload else row.request
-            files.write_json(self.out_dir / where.sidecar, sidecar(row, sent, where, poster, at))
-            ctx.store.downloaded(row.key, run_id=ctx.run_id, at=at, file=where.video,
-                                 poster=poster, sidecar=where.sidecar)
+            where = self.folder.targets(row.filename, row.key, ctx.store.file_owner)
+            with self.folder.staging(row.short_key) as staging:
+                video = staging.part(where.video)
+                problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)
+                if problem is not None:
+                    await self._fail(row, f"download failed: {problem}", "download")
+                    return
+                parts, poster = [video], None
+                if row.poster_url:
+                    part = staging.part(where.poster)
+                    if await self._fetch(row, row.poster_url, part, files.check_jpeg) is None:
+                        parts, poster = [video, part], where.poster
+                at = ctx.clock.wall()
+                sent = row.as_job().wire({row.upload.sha256: ctx.store.upload_id(row.upload.sha256)
+                                          or ""}) if row.upload else row.request
+                text = files.json_text(sidecar(row, sent, where, poster, at))
+                await asyncio.to_thread(staging.commit, parts, where.sidecar, text)
+            await ctx.record(row.downloaded(run_id=ctx.run_id, at=at, file=where.video,
+                                            poster=poster, sidecar=where.sidecar))
             ctx.tracker.moved(row.key, "complete", "downloaded", where.video)
 
-    async def _fetch(self, row: JobRow, url: str, relative: str, check: files.Check) -> str | None:
-        """Download `url` to `relative` whole, retrying broken transfers; None or the last problem."""
-        ctx, dest = self.ctx, self.out_dir / relative
+    async def _fetch(self, row: JobRow, url: str, part: files.Part, check: files.Check) -> str | None:
+        """Download `url` into `part` and check it, retrying broken transfers; None or the last
+        problem."""
+        ctx = self.ctx
         problem = "no URL"
         for attempt in range(1, ctx.backoff.attempts + 1):
             if not url:
                 break
             try:
-                with files.staged(dest, tag=row.short_key) as sink:
-                    await ctx.client.download(url, sink)
-                    await asyncio.to_thread(files.commit, sink, dest, check)
+                await ctx.client.download(url, part.open())
+                part.verify(check)
                 return None
             except TransientError as exc:
                 problem = str(exc)

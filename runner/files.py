@@ -7,11 +7,11 @@ after the rename does the journal call the job downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -31,65 +31,133 @@ class Targets:
     sidecar: str
 
 
-def targets(out_dir: Path, filename: str, key: str, owner: Callable[[str], str | None]) -> Targets:
-    """Where a job's files go: its planned name, unless that escapes the folder (then its key),
-    or another job's video already holds it (then the name with the short key added)."""
-    name = filename if _inside(out_dir, filename) else f"{key[:10]}.mp4"
-    pure = PurePosixPath(name)
-    if pure.suffix.lower() != ".mp4":
-        pure = pure.with_name(pure.name + ".mp4")
-    taken = owner(str(pure))
-    if taken is not None and taken != key:
-        pure = pure.with_name(f"{pure.stem}_{key[:10]}.mp4")
-    return Targets(str(pure), str(pure.with_suffix(".jpg")), str(pure.with_suffix(".json")))
+class Folder:
+    """An output folder as the engine writes into it: its absolute path worked out once and the
+    directories it already made remembered, so a job's files cost no repeated path checks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.abspath(root)
+        self._made: set[str] = set()
+
+    def targets(self, filename: str, key: str, owner: Callable[[str], str | None]) -> Targets:
+        """Where a job's files go: its planned name, unless that escapes the folder (then its
+        key), or another job's video already holds it (then the name with the short key added)."""
+        name = filename if self._inside(filename) else f"{key[:10]}.mp4"
+        pure = PurePosixPath(name)
+        if pure.suffix.lower() != ".mp4":
+            pure = pure.with_name(pure.name + ".mp4")
+        taken = owner(str(pure))
+        if taken is not None and taken != key:
+            pure = pure.with_name(f"{pure.stem}_{key[:10]}.mp4")
+        return Targets(str(pure), str(pure.with_suffix(".jpg")), str(pure.with_suffix(".json")))
+
+    def _inside(self, filename: str) -> bool:
+        """Whether `filename` names a file below the folder (by its text: `..`, absolute paths,
+        backslashes and NUL are refused; no disk access, so it costs nothing per job)."""
+        if not filename or "\x00" in filename or "\\" in filename or filename.startswith("/"):
+            return False
+        return os.path.normpath(os.path.join(self.root, filename)).startswith(self.root + os.sep)
+
+    def staging(self, tag: str) -> Staging:
+        return Staging(self, tag)
+
+    def place(self, relative: str) -> str:
+        """The absolute path of `relative`, its directory made once per run."""
+        path = os.path.join(self.root, relative)
+        directory = os.path.dirname(path)
+        if directory not in self._made:
+            os.makedirs(directory, exist_ok=True)
+            self._made.add(directory)
+        return path
 
 
-def _inside(out_dir: Path, filename: str) -> bool:
-    """Whether `filename` names a file below `out_dir` (by its text: `..`, absolute paths,
-    backslashes and NUL are refused; no disk access, so it costs nothing per job)."""
-    if not filename or "\x00" in filename or "\\" in filename or filename.startswith("/"):
-        return False
-    root = os.path.abspath(out_dir)
-    target = os.path.normpath(os.path.join(root, filename))
-    return target.startswith(root + os.sep)
+class Part:
+    """A download staged beside its destination under a hidden partial name."""
+
+    def __init__(self, dest: str, tag: str) -> None:
+        self.dest = dest
+        self.path = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{tag}.part")
+        self.sink: BinaryIO | None = None
+
+    def open(self) -> BinaryIO:
+        """The partial file, empty (a retried transfer starts over)."""
+        self.close()
+        self.sink = open(self.path, "w+b")
+        return self.sink
+
+    def verify(self, check: Check) -> None:
+        """Raise TransientError (a broken transfer: retry) unless the staged file passes `check`."""
+        assert self.sink is not None
+        self.sink.flush()
+        problem = check(self.sink, self.sink.tell())
+        if problem is not None:
+            raise TransientError(f"the downloaded file is broken: {problem}")
+
+    def commit(self) -> None:
+        """Flush the checked file to disk and rename it into place."""
+        assert self.sink is not None
+        os.fsync(self.sink.fileno())
+        self.close()
+        os.replace(self.path, self.dest)
+        self.path = ""
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
 
 
-@contextmanager
-def staged(dest: Path, *, tag: str) -> Iterator[BinaryIO]:
-    """A partial file beside `dest` to write into, removed unless `commit` renamed it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.{tag}.part")
-    try:
-        with open(partial, "w+b") as sink:
-            yield sink
-    finally:
-        partial.unlink(missing_ok=True)
+class Staging:
+    """A job's downloads, staged and checked one by one, then put in place together with their
+    sidecar (`commit`, one call for a worker thread); whatever was not committed is removed."""
 
+    def __init__(self, folder: Folder, tag: str) -> None:
+        self.folder = folder
+        self.tag = tag
+        self.parts: list[Part] = []
 
-def commit(sink: BinaryIO, dest: Path, check: Check) -> None:
-    """Check the staged file, flush it to disk and rename it into place.
+    def part(self, relative: str) -> Part:
+        part = Part(self.folder.place(relative), self.tag)
+        self.parts.append(part)
+        return part
 
-    A file that fails its check is a broken transfer, so it raises TransientError (retry)."""
-    sink.flush()
-    size = sink.tell()
-    problem = check(sink, size)
-    if problem is not None:
-        raise TransientError(f"the downloaded file is broken: {problem}")
-    os.fsync(sink.fileno())
-    os.replace(sink.name, dest)
+    def commit(self, parts: list[Part], sidecar: str, text: str) -> None:
+        """Each checked part flushed and renamed into place, then the sidecar written whole."""
+        for part in parts:
+            part.commit()
+        _replace_text(self.folder.place(sidecar), text)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for part in self.parts:
+            part.close()
+            if part.path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part.path)
 
 
 def write_text(dest: Path, text: str) -> None:
     """A text file written whole or not at all."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.part")
-    partial.write_text(text, encoding="utf-8")
+    _replace_text(str(dest), text)
+
+
+def _replace_text(dest: str, text: str) -> None:
+    partial = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.part")
+    with open(partial, "w", encoding="utf-8") as stream:
+        stream.write(text)
     os.replace(partial, dest)
 
 
 def write_json(dest: Path, value: Any) -> None:
     """A JSON file written whole or not at all."""
-    write_text(dest, json.dumps(value, sort_keys=True, ensure_ascii=False) + "\n")
+    write_text(dest, json_text(value))
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def check_mp4(handle: BinaryIO, size: int) -> str | None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -119,6 +119,58 @@ class JobRow:
                    request=self.request, estimated_cost=self.estimated_cost,
                    filename=self.filename, upload=self.upload)
 
+    # Each transition as a Move: the columns it sets, computed from the row as it is now.
+
+    def submitting(self, *, run_id: int, at: float) -> Move:
+        """Reserve the estimate and note when the create is sent (the first send is kept);
+        durable, since the create goes out as soon as it is written."""
+        first = self.create_sent_at if self.state == "submitting" else None
+        return self._move(("pending", "submitting"), "submitting", run_id, at,
+                          {"reserved_usd": self.estimated_cost, "run_id": run_id,
+                           "create_sent_at": at if first is None else first,
+                           "attempts": self.attempts + 1}, durable=True)
+
+    def unsent(self, *, run_id: int, at: float, reason: str) -> Move:
+        """The create is known not to have made a generation: back to pending, reservation freed."""
+        return self._move(("submitting",), "pending", run_id, at,
+                          {"reserved_usd": 0.0, "create_sent_at": None}, detail=reason)
+
+    def submitted(self, *, run_id: int, at: float, generation_id: str, cost_usd: float | None,
+                  cost_credits: float | None) -> Move:
+        return self._move(("submitting",), "submitted", run_id, at,
+                          {"reserved_usd": 0.0, "generation_id": generation_id,
+                           "cost_usd": cost_usd, "cost_credits": cost_credits,
+                           "submitted_at": at}, detail=generation_id)
+
+    def complete(self, *, run_id: int, at: float, video_url: str, poster_url: str | None,
+                 render_seconds: float | None) -> Move:
+        return self._move(("submitted",), "complete", run_id, at,
+                          {"video_url": video_url, "poster_url": poster_url, "completed_at": at,
+                           "render_seconds": render_seconds})
+
+    def downloaded(self, *, run_id: int, at: float, file: str, poster: str | None,
+                   sidecar: str) -> Move:
+        return self._move(("complete",), "downloaded", run_id, at,
+                          {"file": file, "poster": poster, "sidecar": sidecar,
+                           "downloaded_at": at}, detail=file)
+
+    def failed(self, *, run_id: int, at: float, reason: str, kind: str) -> Move:
+        return self._move(("pending", "submitting", "submitted", "complete"), "failed", run_id,
+                          at, {"reserved_usd": 0.0, "reason": reason, "error_kind": kind},
+                          detail=reason)
+
+    def retried(self, *, run_id: int, at: float) -> Move:
+        """Back to work: polled again when a generation exists, else pending."""
+        return self._move(("failed",), "submitted" if self.generation_id else "pending", run_id,
+                          at, {"reason": None, "error_kind": None}, detail="retry")
+
+    def _move(self, sources: tuple[str, ...], target: str, run_id: int, at: float,
+              changes: dict[str, Any], *, detail: str | None = None,
+              durable: bool = False) -> Move:
+        if self.state not in sources:
+            raise StateError(f"job {self.short_key} cannot go to {target} from {self.state}")
+        return Move(self, target, changes, run_id, at, detail, durable)
+
     @classmethod
     def from_sql(cls, row: tuple[Any, ...]) -> JobRow:
         values = dict(zip(_ROW_COLUMNS, row))
@@ -131,6 +183,23 @@ class JobRow:
         values["upload"] = Upload(Path(upload["path"]), upload["sha256"],
                                   upload["extension"]) if upload else None
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One transition of one job: the row it starts from, the target state, the columns it sets
+    (named as JobRow's fields) and its line in the transitions log."""
+
+    row: JobRow
+    target: str
+    changes: dict[str, Any]
+    run_id: int
+    at: float
+    detail: str | None = None
+    durable: bool = False
+
+    def after(self) -> JobRow:
+        return replace(self.row, state=self.target, **self.changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,76 +377,75 @@ class Journal:
 
     def submitting(self, key: str, *, run_id: int, at: float) -> JobRow:
         """Reserve the job's estimate and note when its create is sent: before sending it."""
-        self._move(key, ("pending", "submitting"), "submitting", run_id, at,
-                   "reserved_usd = estimated_cost, run_id = ?, create_sent_at = COALESCE("
-                   "CASE WHEN state = 'submitting' THEN create_sent_at END, ?), "
-                   "attempts = attempts + 1", (run_id, at), durable=True)
-        return self.job(key)
+        return self.apply([self.job(key).submitting(run_id=run_id, at=at)])[0]
 
     def unsent(self, key: str, *, run_id: int, at: float, reason: str) -> None:
-        """The create is known not to have made a generation: back to pending, reservation freed."""
-        self._move(key, ("submitting",), "pending", run_id, at,
-                   "reserved_usd = 0, create_sent_at = NULL", (), detail=reason)
+        self.apply([self.job(key).unsent(run_id=run_id, at=at, reason=reason)])
 
     def submitted(self, key: str, *, run_id: int, at: float, generation_id: str,
                   cost_usd: float | None, cost_credits: float | None) -> None:
-        self._move(key, ("submitting",), "submitted", run_id, at,
-                   "reserved_usd = 0, generation_id = ?, cost_usd = ?, cost_credits = ?, "
-                   "submitted_at = ?", (generation_id, cost_usd, cost_credits, at),
-                   detail=generation_id)
+        self.apply([self.job(key).submitted(run_id=run_id, at=at, generation_id=generation_id,
+                                            cost_usd=cost_usd, cost_credits=cost_credits)])
 
     def complete(self, key: str, *, run_id: int, at: float, video_url: str,
                  poster_url: str | None, render_seconds: float | None) -> None:
-        self._move(key, ("submitted",), "complete", run_id, at,
-                   "video_url = ?, poster_url = ?, completed_at = ?, render_seconds = ?",
-                   (video_url, poster_url, at, render_seconds))
+        self.apply([self.job(key).complete(run_id=run_id, at=at, video_url=video_url,
+                                           poster_url=poster_url, render_seconds=render_seconds)])
 
     def downloaded(self, key: str, *, run_id: int, at: float, file: str, poster: str | None,
                    sidecar: str) -> None:
-        self._move(key, ("complete",), "downloaded", run_id, at,
-                   "file = ?, poster = ?, sidecar = ?, downloaded_at = ?",
-                   (file, poster, sidecar, at), detail=file)
+        self.apply([self.job(key).downloaded(run_id=run_id, at=at, file=file, poster=poster,
+                                             sidecar=sidecar)])
 
     def failed(self, key: str, *, run_id: int, at: float, reason: str, kind: str) -> None:
-        self._move(key, ("pending", "submitting", "submitted", "complete"), "failed", run_id, at,
-                   "reserved_usd = 0, reason = ?, error_kind = ?", (reason, kind), detail=reason)
+        self.apply([self.job(key).failed(run_id=run_id, at=at, reason=reason, kind=kind)])
 
     def retry_failed(self, *, run_id: int, at: float) -> int:
         """Failed planned jobs go back to work: polled again when a generation exists, else pending."""
-        failed = self.conn.execute("SELECT key, generation_id FROM jobs WHERE state = 'failed' "
-                                   "AND planned = 1").fetchall()
-        for key, generation_id in failed:
-            target = "submitted" if generation_id else "pending"
-            self._move(key, ("failed",), target, run_id, at, "reason = NULL, error_kind = NULL",
-                       (), detail="retry")
+        failed = [row for row in self.in_states(("failed",)) if row.planned]
+        self.apply([row.retried(run_id=run_id, at=at) for row in failed])
         return len(failed)
 
-    def _move(self, key: str, sources: tuple[str, ...], target: str, run_id: int, at: float,
-              assignments: str, values: tuple[Any, ...], *, detail: str | None = None,
-              durable: bool = False) -> None:
-        """One transition, one transaction: the job row and its line in the transitions log.
+    def apply(self, moves: Sequence[Move]) -> list[JobRow]:
+        """Several transitions in one transaction; the rows as they are after it.
 
-        A `durable` one is flushed to disk before it returns, which also flushes every earlier
-        one (WAL order); the others survive a crash of the process at once, and a power cut
-        from the next durable one on."""
-        marks = ", ".join("?" * len(sources))
+        Each job's row must still be in the state its move started from, else nothing is
+        written: another run changed it. Moves of one kind share one prepared statement
+        (`executemany`). A batch holding a `durable` move is flushed to disk before this
+        returns, which also flushes every earlier commit (WAL order); the others survive a
+        crash of the process at once, and a power cut from the next durable one on."""
+        if not moves:
+            return []
+        durable = any(move.durable for move in moves)
         if durable:
             self.conn.execute("PRAGMA synchronous = FULL")
         try:
             with self._transaction():
-                row = self.conn.execute(f"SELECT state FROM jobs WHERE key = ? AND state IN "
-                                        f"({marks})", (key, *sources)).fetchone()
-                if row is None:
-                    raise StateError(f"job {key[:10]} cannot go to {target} from its state: is "
-                                     "another run using this folder?")
-                self.conn.execute(f"UPDATE jobs SET state = ?, {assignments} WHERE key = ?",
-                                  (target, *values, key))
-                self.conn.execute("INSERT INTO transitions (job_key, run_id, at, from_state, "
-                                  "to_state, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                                  (key, run_id, at, row[0], target, detail))
+                for statement, values in _updates(moves).items():
+                    before = self.conn.total_changes
+                    self.conn.executemany(statement, values)
+                    if self.conn.total_changes - before != len(values):
+                        raise StateError("a job changed state under this run: is another run "
+                                         "using this folder?")
+                self.conn.executemany(
+                    "INSERT INTO transitions (job_key, run_id, at, from_state, to_state, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(m.row.key, m.run_id, m.at, m.row.state, m.target, m.detail) for m in moves])
         finally:
             if durable:
                 self.conn.execute("PRAGMA synchronous = NORMAL")
+        return [move.after() for move in moves]
+
+
+def _updates(moves: Sequence[Move]) -> dict[str, list[tuple[Any, ...]]]:
+    """The moves grouped by the UPDATE statement they need, with each one's values."""
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for move in moves:
+        columns = "".join(f", {column} = ?" for column in move.changes)
+        statement = f"UPDATE jobs SET state = ?{columns} WHERE key = ? AND state = ?"
+        grouped.setdefault(statement, []).append(
+            (move.target, *move.changes.values(), move.row.key, move.row.state))
+    return grouped
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -29,7 +29,7 @@ from runner.errors import (
     UnknownOutcome,
 )
 from runner.schedule import Backoff, RateMeter
-from runner.state import JobRow, Journal
+from runner.state import JobRow, Journal, Move
 
 T = TypeVar("T")
 Random = Callable[[], float]
@@ -40,6 +40,7 @@ class Context:
     """What every stage of the engine shares for one run."""
 
     store: Journal
+    record: Callable[[Move], Awaitable[JobRow]]
     client: LeonardoClient
     clock: Clock
     tracker: Tracker
@@ -72,18 +73,21 @@ class Submitter:
         self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._user_id: str | None = None
 
-    async def submit(self, row: JobRow) -> str | None:
-        """The job's generation id, or None when it failed or was put back (stopped, unsettled)."""
+    async def submit(self, row: JobRow) -> JobRow | None:
+        """The job's row once submitted, or None when it failed or was put back (stopped,
+        unsettled)."""
         ctx = self.ctx
         try:
             body = await self._wire(row)
         except (PermanentError, TransientError) as exc:
-            self._fail(row, f"start frame upload failed: {exc}", "upload")
+            await self._fail(row, f"start frame upload failed: {exc}", "upload")
             return None
         async with self._signature_lock(_signature(row.request)):
             try:
-                if row.state == "submitting" and await self._resolve(row, settle=True):
-                    return ctx.store.job(row.key).generation_id
+                if row.state == "submitting":
+                    found = await self._resolve(row, settle=True)
+                    if found is not None:
+                        return found
                 return await self._create(row, body)
             except Unsettled as exc:
                 ctx.tracker.emit("retry", row.key, f"left unsettled: {exc}")
@@ -101,20 +105,21 @@ class Submitter:
             if not self._holders[signature]:
                 del self._holders[signature], self._signatures[signature]
 
-    async def _create(self, row: JobRow, body: dict[str, Any]) -> str | None:
+    async def _create(self, row: JobRow, body: dict[str, Any]) -> JobRow | None:
         ctx = self.ctx
-        state, failures, deadline = row.state, 0, None
+        failures, deadline = 0, None
         while True:
             sent_at = await self._pace()
-            if not ctx.stop.submitting or not self._reserve(row, check=state == "pending"):
-                self._put_back(row, state, "submitting stopped")
+            if not ctx.stop.submitting or not self._reserve(row, check=row.state == "pending"):
+                await self._put_back(row, "submitting stopped")
                 return None
             if deadline is not None and ctx.clock.wall() > deadline:
-                self._fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
+                await self._fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
                 return None
-            ctx.store.submitting(row.key, run_id=ctx.run_id, at=ctx.clock.wall())
-            ctx.tracker.moved(row.key, state, "submitting")
-            state, deadline = "submitting", deadline or ctx.clock.wall() + ctx.timeout
+            source = row.state
+            row = await ctx.record(row.submitting(run_id=ctx.run_id, at=ctx.clock.wall()))
+            ctx.tracker.moved(row.key, source, "submitting")
+            deadline = deadline or ctx.clock.wall() + ctx.timeout
             try:
                 created = await ctx.client.create(body)
             except RateLimited as exc:
@@ -124,30 +129,31 @@ class Submitter:
                 continue
             except UnknownOutcome as exc:
                 ctx.tracker.emit("retry", row.key, str(exc))
-                if await self._resolve(row, settle=exc.status is None):
-                    return ctx.store.job(row.key).generation_id
+                found = await self._resolve(row, settle=exc.status is None)
+                if found is not None:
+                    return found
                 failures += 1
             except TransientError as exc:
                 ctx.tracker.emit("retry", row.key, str(exc))
                 failures += 1
             except ModerationError as exc:
-                self._fail(row, str(exc), "moderation")
+                await self._fail(row, str(exc), "moderation")
                 return None
             except PermanentError as exc:
-                self._fail(row, str(exc), "invalid")
+                await self._fail(row, str(exc), "invalid")
                 return None
             except QuotaError as exc:
-                self._put_back(row, state, str(exc))
+                await self._put_back(row, str(exc))
                 ctx.stop.halt(EXIT_RESUMABLE, str(exc))
                 return None
             except AuthError:
-                self._put_back(row, state, "the API key was rejected")
+                await self._put_back(row, "the API key was rejected")
                 raise
             else:
                 self.meter.succeeded(ctx.clock.now())
-                return self._record(row, created)
+                return await self._record(row, created)
             if failures >= ctx.backoff.attempts:
-                self._fail(row, f"gave up after {failures} failed creates", "transient")
+                await self._fail(row, f"gave up after {failures} failed creates", "transient")
                 return None
             await ctx.clock.sleep(ctx.backoff.delay(failures, ctx.rand))
 
@@ -176,32 +182,33 @@ class Submitter:
             self._reserved.discard(row.key)
             self.ctx.tracker.settle(row.estimated_cost, spent)
 
-    def _record(self, row: JobRow, created: Created) -> str:
+    async def _record(self, row: JobRow, created: Created) -> JobRow:
         ctx = self.ctx
-        ctx.store.submitted(row.key, run_id=ctx.run_id, at=ctx.clock.wall(),
-                            generation_id=created.generation_id, cost_usd=created.cost_usd,
-                            cost_credits=created.cost_credits)
+        row = await ctx.record(row.submitted(run_id=ctx.run_id, at=ctx.clock.wall(),
+                                             generation_id=created.generation_id,
+                                             cost_usd=created.cost_usd,
+                                             cost_credits=created.cost_credits))
         self._settle(row, created.cost_usd or row.estimated_cost)
         ctx.tracker.moved(row.key, "submitting", "submitted", created.generation_id)
-        return created.generation_id
+        return row
 
-    def _put_back(self, row: JobRow, state: str, reason: str) -> None:
+    async def _put_back(self, row: JobRow, reason: str) -> None:
         """The job was not created (or nothing was sent): pending again, reservation freed."""
-        if state != "submitting":
+        if row.state != "submitting":
             return
         ctx = self.ctx
-        ctx.store.unsent(row.key, run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason)
+        await ctx.record(row.unsent(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason))
         self._settle(row, 0.0)
         ctx.tracker.moved(row.key, "submitting", "pending", reason)
 
-    def _fail(self, row: JobRow, reason: str, kind: str) -> None:
+    async def _fail(self, row: JobRow, reason: str, kind: str) -> None:
         ctx = self.ctx
-        current = ctx.store.job(row.key).state
-        ctx.store.failed(row.key, run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason, kind=kind)
+        await ctx.record(row.failed(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason,
+                                    kind=kind))
         self._settle(row, 0.0)
-        ctx.tracker.moved(row.key, current, "failed", reason)
+        ctx.tracker.moved(row.key, row.state, "failed", reason)
 
-    async def _resolve(self, row: JobRow, *, settle: bool) -> bool:
+    async def _resolve(self, row: JobRow, *, settle: bool) -> JobRow | None:
         """Look for the generation an unsettled create may have made; claim it when found.
 
         A create the server may still be working on (no answer came: a timeout, a reset, a
@@ -212,14 +219,13 @@ class Submitter:
         sent = ctx.store.last_sent(row.key)
         if settle and sent is not None and sent + self.settle > ctx.clock.wall():
             await ctx.clock.sleep(sent + self.settle - ctx.clock.wall())
-        current = ctx.store.job(row.key)
         try:
-            found = await self._find(current)
+            found = await self._find(row)
         except PermanentError as exc:
             raise Unsettled(str(exc)) from exc
-        if found is not None:
-            self._record(current, Created(found, None, None))
-        return found is not None
+        if found is None:
+            return None
+        return await self._record(row, Created(found, None, None))
 
     async def _find(self, row: JobRow) -> str | None:
         params = row.request.get("parameters", {})
