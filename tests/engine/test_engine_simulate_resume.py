@@ -1,0 +1,56 @@
+"""`run --simulate` interrupted and run again resumes against the same simulated account: the
+generations in flight are polled and the uploaded start frame is used, never made again."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from enginekit import journal_rows, write_manifest
+from test_engine_crash import wait_for_transitions
+
+from runner.simulator import statefile
+from runner.simulator.settings import account_key
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
+         "start_frame": {"path": "images/sunset.png"}}
+
+
+def simulated_run(manifest: Path, out: Path) -> subprocess.Popen[str]:
+    """Renders of 60 to 120 simulated seconds take 1 to 2 real seconds at this scale."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(manifest), "--simulate", "--time-scale", "60",
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_an_interrupted_simulated_run_resumes_against_the_same_account(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    manifest = write_manifest(tmp_path, prompts=["A sunset over the sea, waves rolling in"],
+                              defaults=FRAME, styles={"vibe": ["Pro Photo", "Sci-Fi", "none"]},
+                              run={"concurrency": 3})  # 6 jobs, 3 in flight at once
+    out = tmp_path / "out"
+    first = simulated_run(manifest, out)
+    # Six transitions: the first three jobs submitting, then submitted; the others wait for a slot.
+    assert wait_for_transitions(first, out, 6), first.communicate()
+    first.send_signal(signal.SIGINT)
+    outputs = [first.communicate(timeout=30)]
+    at_interrupt = {row["state"] for row in journal_rows(out)}
+    resumed = simulated_run(manifest, out)
+    outputs.append(resumed.communicate(timeout=60))
+
+    assert first.returncode == 130 and resumed.returncode == 0, outputs
+    assert {"submitted", "pending"} <= at_interrupt  # some in flight, some still to create
+    rows = journal_rows(out)
+    account = statefile.read(out / "simulator-state.jsonl")
+    assert account is not None
+    assert all(row["state"] == "downloaded" for row in rows) and len(rows) == 6
+    assert sorted(row["generation_id"] for row in rows) == sorted(account.generations)
+    assert len(account.uploads) == 1
+    key = account_key(account.user_id)
+    assert not any(key in text for pair in outputs for text in pair)
+    for path in out.rglob("*"):
+        assert not path.is_file() or key.encode() not in path.read_bytes(), path
