@@ -30,11 +30,11 @@ from runner.control import (
     Tracker,
     ignore_events,
 )
+from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
-from runner.recorder import Recorder
 from runner.results import Results, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
@@ -152,7 +152,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
     stop = Stop()
     tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.budget_usd)
     async with _api(config, settings, out_dir) as client:
-        ctx = Context(store=journal, record=Recorder(journal).record, client=client, clock=clock,
+        ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client, clock=clock,
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
                       backoff=config.backoff, timeout=settings.timeout)
         with _signals(stop):

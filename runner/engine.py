@@ -17,6 +17,7 @@ from typing import Any
 
 from runner import files
 from runner.api import Generation
+from runner.batching import Batcher
 from runner.config import RunSettings
 from runner.control import (
     EXIT_CANNOT_RUN,
@@ -77,6 +78,7 @@ class Engine:
         self.ctx = ctx
         self.settings = settings
         self.folder = files.Folder(out_dir)
+        self._placing = Batcher(files.place_all, in_thread=True)
         self.submitter = Submitter(ctx, submit_per_minute=settings.submit_per_minute,
                                    settle=settings.settle, reconcile_skew=settings.reconcile_skew)
         self.schedule = PollSchedule(PollPolicy(interval=settings.poll_interval))
@@ -263,7 +265,10 @@ class Engine:
                 sent = row.as_job().wire({row.upload.sha256: ctx.store.upload_id(row.upload.sha256)
                                           or ""}) if row.upload else row.request
                 text = files.json_text(sidecar(row, sent, where, poster, at))
-                await asyncio.to_thread(staging.commit, parts, where.sidecar, text)
+                failed = await self._placing.submit(files.Placing(staging, parts, where.sidecar,
+                                                                  text))
+                if failed is not None:
+                    raise failed
             await ctx.record(row.downloaded(run_id=ctx.run_id, at=at, file=where.video,
                                             poster=poster, sidecar=where.sidecar))
             ctx.tracker.moved(row.key, "complete", "downloaded", where.video)

@@ -138,6 +138,29 @@ class Staging:
                     os.unlink(part.path)
 
 
+@dataclass(frozen=True, slots=True)
+class Placing:
+    """One job's checked downloads and its sidecar, to be put in place together."""
+
+    staging: Staging
+    parts: list[Part]
+    sidecar: str
+    text: str
+
+
+def place_all(jobs: list[Placing]) -> list[OSError | None]:
+    """Several jobs' files put in place (for a worker thread); for each job, what went wrong."""
+    outcomes: list[OSError | None] = []
+    for job in jobs:
+        try:
+            job.staging.commit(job.parts, job.sidecar, job.text)
+        except OSError as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
 def write_text(dest: Path, text: str) -> None:
     """A text file written whole or not at all."""
     dest.parent.mkdir(parents=True, exist_ok=True)
