@@ -79,6 +79,7 @@ class Engine:
         self.settings = settings
         self.folder = files.Folder(out_dir)
         self._placing = Batcher(files.place_all, in_thread=True)
+        self._owners = ctx.store.file_owners()
         self.submitter = Submitter(ctx, submit_per_minute=settings.submit_per_minute,
                                    settle=settings.settle, reconcile_skew=settings.reconcile_skew)
         self.schedule = PollSchedule(PollPolicy(interval=settings.poll_interval))
@@ -249,7 +250,8 @@ class Engine:
         worker thread: flushing to disk can be slow), then record the job as done."""
         ctx = self.ctx
         async with self._downloads:
-            where = self.folder.targets(row.filename, row.key, ctx.store.file_owner)
+            where = self.folder.targets(row.filename, row.key, self._owners.get)
+            self._owners[where.video] = row.key
             with self.folder.staging(row.short_key) as staging:
                 video = staging.part(where.video)
                 problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)

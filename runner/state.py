@@ -16,10 +16,11 @@ to n + 1, so an old file is upgraded in place when it is opened.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Self
 
@@ -199,7 +200,18 @@ class Move:
     durable: bool = False
 
     def after(self) -> JobRow:
-        return replace(self.row, state=self.target, **self.changes)
+        """The row once moved (built from a tuple of its values: `dataclasses.replace` costs
+        several times more, and the engine makes one for every transition)."""
+        values = list(_values(self.row))
+        values[_POSITION["state"]] = self.target
+        for name, value in self.changes.items():
+            values[_POSITION[name]] = value
+        return JobRow(*values)
+
+
+_FIELDS = tuple(f.name for f in fields(JobRow))
+_values = operator.attrgetter(*_FIELDS)
+_POSITION = {name: number for number, name in enumerate(_FIELDS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,10 +371,9 @@ class Journal:
                                 "to_state = 'submitting'", (key,)).fetchone()
         return row[0] if row else None
 
-    def file_owner(self, file: str) -> str | None:
-        """The key of the job whose video is recorded at `file` (relative to the folder)."""
-        row = self.conn.execute("SELECT key FROM jobs WHERE file = ?", (file,)).fetchone()
-        return row[0] if row else None
+    def file_owners(self) -> dict[str, str]:
+        """Each video file recorded (relative to the folder) with the key of its job."""
+        return dict(self.conn.execute("SELECT file, key FROM jobs WHERE file IS NOT NULL"))
 
     def upload_id(self, sha256: str) -> str | None:
         row = self.conn.execute("SELECT image_id FROM uploads WHERE sha256 = ?", (sha256,)).fetchone()
