@@ -254,15 +254,17 @@ class Engine:
             self._owners[where.video] = row.key
             with self.folder.staging(row.short_key) as staging:
                 video = staging.part(where.video)
-                problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)
+                async with asyncio.TaskGroup() as group:  # the poster comes alongside the video
+                    image = staging.part(where.poster) if row.poster_url else None
+                    fetching = group.create_task(self._fetch(
+                        row, row.poster_url or "", image, files.check_jpeg)) if image else None
+                    problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)
                 if problem is not None:
                     await self._fail(row, f"download failed: {problem}", "download")
                     return
                 parts, poster = [video], None
-                if row.poster_url:
-                    part = staging.part(where.poster)
-                    if await self._fetch(row, row.poster_url, part, files.check_jpeg) is None:
-                        parts, poster = [video, part], where.poster
+                if image is not None and fetching is not None and fetching.result() is None:
+                    parts, poster = [video, image], where.poster
                 at = ctx.clock.wall()
                 sent = row.as_job().wire({row.upload.sha256: ctx.store.upload_id(row.upload.sha256)
                                           or ""}) if row.upload else row.request
