@@ -97,12 +97,16 @@ class Account:
 
 
 class LeonardoClient:
-    """Calls of the Leonardo REST API over one `aiohttp.ClientSession` that the caller owns."""
+    """Calls of the Leonardo REST API over one `aiohttp.ClientSession` that the caller owns.
+
+    `api` names the API that ids (of uploaded start frames) belong to: its root URL, unless
+    the caller gives a name that outlives the URL (a simulator served on a new port each run)."""
 
     def __init__(self, session: aiohttp.ClientSession, *, base_url: str, api_key: str,
-                 timeouts: Timeouts = Timeouts()) -> None:
+                 timeouts: Timeouts = Timeouts(), api: str | None = None) -> None:
         self._session = session
         self._root = base_url.rstrip("/")
+        self.api = api or self._root
         self._headers = {"authorization": f"Bearer {api_key}", "accept": "application/json"}
         self._call_timeout = aiohttp.ClientTimeout(total=timeouts.call, connect=timeouts.connect)
         self._download_timeout = aiohttp.ClientTimeout(total=timeouts.download,
@@ -221,11 +225,12 @@ class LeonardoClient:
 
 @asynccontextmanager
 async def open_client(*, base_url: str, api_key: str, timeouts: Timeouts = Timeouts(),
-                      connections: int = 100) -> AsyncIterator[LeonardoClient]:
+                      connections: int = 100, api: str | None = None) -> AsyncIterator[LeonardoClient]:
     """A client with the run's one ClientSession, closed when the run ends."""
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
-        yield LeonardoClient(session, base_url=base_url, api_key=api_key, timeouts=timeouts)
+        yield LeonardoClient(session, base_url=base_url, api_key=api_key, timeouts=timeouts,
+                             api=api)
 
 
 def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> ApiError:

@@ -42,6 +42,11 @@ from runner.state import Journal
 from runner.submit import Context
 
 
+# What the in-process simulator's uploads are kept under: its URL changes each run, its
+# account (kept in the output folder) tells one simulated account from another.
+SIMULATED_API = "simulator"
+
+
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     """Everything one run needs, built once by the command line (or a test)."""
@@ -182,7 +187,7 @@ async def _api(config: RunConfig, settings: EngineSettings,
         simulate = replace(simulate, state_path=out_dir / "simulator-state.jsonl")
     async with Simulator(simulate) as simulator, open_client(
             base_url=simulator.base_url, api_key=simulator.api_key, timeouts=config.timeouts,
-            connections=connections) as client:
+            connections=connections, api=SIMULATED_API) as client:
         yield client
 
 

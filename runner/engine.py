@@ -266,8 +266,8 @@ class Engine:
                 if image is not None and fetching is not None and fetching.result() is None:
                     parts, poster = [video, image], where.poster
                 at = ctx.clock.wall()
-                sent = row.as_job().wire({row.upload.sha256: ctx.store.upload_id(row.upload.sha256)
-                                          or ""}) if row.upload else row.request
+                sent = row.as_job().wire({row.upload.sha256: self.submitter.image_id(
+                    row.upload.sha256)}) if row.upload else row.request
                 text = files.json_text(sidecar(row, sent, where, poster, at))
                 failed = await self._placing.submit(files.Placing(staging, parts, where.sidecar,
                                                                   text))

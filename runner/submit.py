@@ -71,6 +71,7 @@ class Submitter:
         self._holders: Counter[tuple[Any, ...]] = Counter()
         self._reserved: set[str] = set()
         self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._image_ids: dict[str, str] = {}
         self._user_id: str | None = None
 
     async def submit(self, row: JobRow) -> JobRow | None:
@@ -268,22 +269,33 @@ class Submitter:
         raise AssertionError("unreachable")
 
     async def _wire(self, row: JobRow) -> dict[str, Any]:
-        """The create body: a start frame given by path is uploaded once per file content."""
+        """The create body: a start frame given by path is uploaded once per file content and
+        per API and account (an id means nothing to another account or API)."""
         upload = row.upload
         if upload is None:
             return row.request
         ctx = self.ctx
         async with self._uploads[upload.sha256]:
-            image_id = ctx.store.upload_id(upload.sha256)
-            if image_id is None:
-                try:
+            try:
+                owner = {"api": ctx.client.api, "account": await self._account()}
+                image_id = ctx.store.upload_id(upload.sha256, **owner)
+                if image_id is None:
                     image_id = await self.retrying(lambda: ctx.client.upload(upload.path, upload.extension))
-                except Unsettled as exc:
-                    raise TransientError(str(exc)) from exc
-                except OSError as exc:
-                    raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc
-                ctx.store.record_upload(upload, image_id, at=ctx.clock.wall())
+                    ctx.store.record_upload(upload, image_id, at=ctx.clock.wall(), **owner)
+            except Unsettled as exc:
+                raise TransientError(str(exc)) from exc
+            except OSError as exc:
+                raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc
+            self._image_ids[upload.sha256] = image_id
         return row.as_job().wire({upload.sha256: image_id})
+
+    def image_id(self, sha256: str) -> str:
+        """The start frame id a job's create named: this run's for the file, else the one the
+        journal keeps for this API and account (a job created by an earlier run), else ""."""
+        if sha256 in self._image_ids or self._user_id is None:
+            return self._image_ids.get(sha256, "")
+        return self.ctx.store.upload_id(sha256, api=self.ctx.client.api,
+                                        account=self._user_id) or ""
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:

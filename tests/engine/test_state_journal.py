@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import StateError
-from runner.plan import Job
+from runner.plan import Job, Upload
 from runner.state import JOURNAL_NAME, MIGRATIONS, Journal
 
 
@@ -81,13 +81,28 @@ def test_an_old_journal_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> No
     conn.execute("INSERT INTO jobs (key, idx, planned, state, prompt, axes, styles, request, "
                  "filename, estimated_cost, generation_id) VALUES ('k', 0, 1, 'submitted', 'p', "
                  "'{}', '[]', '{}', 'a.mp4', 0.27, 'g1')")
+    conn.execute("INSERT INTO uploads VALUES ('f00d', 'png', 'image-1', 1.0)")
     conn.commit()
     conn.close()
     with Journal.open(tmp_path) as journal:
         version = journal.conn.execute("PRAGMA user_version").fetchone()[0]
         row = journal.job("k")
-    assert version == len(MIGRATIONS) == 2
+        kept = journal.conn.execute("SELECT api, account, sha256, image_id FROM uploads").fetchall()
+        found = journal.upload_id("f00d", api="https://cloud.leonardo.ai/api/rest", account="u1")
+    assert version == len(MIGRATIONS) == 3
     assert (row.state, row.generation_id, row.poster, row.error_kind) == ("submitted", "g1", None, None)
+    # The old id names no API: kept, but never given to a run, which uploads the frame again.
+    assert kept == [("", "", "f00d", "image-1")] and found is None
+
+
+def test_an_upload_id_is_kept_for_the_api_and_account_it_was_uploaded_to(tmp_path: Path) -> None:
+    upload = Upload(tmp_path / "frame.png", "f00d", "png")
+    with Journal.open(tmp_path) as journal:
+        journal.record_upload(upload, "image-a", api="http://127.0.0.1:1/api", account="u1", at=1.0)
+        journal.record_upload(upload, "image-b", api="http://127.0.0.1:2/api", account="u1", at=2.0)
+        assert journal.upload_id("f00d", api="http://127.0.0.1:1/api", account="u1") == "image-a"
+        assert journal.upload_id("f00d", api="http://127.0.0.1:2/api", account="u1") == "image-b"
+        assert journal.upload_id("f00d", api="http://127.0.0.1:1/api", account="u2") is None
 
 
 def test_a_journal_from_a_newer_runner_is_refused(tmp_path: Path) -> None:

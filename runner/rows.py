@@ -1,0 +1,165 @@
+"""A job's row of the journal, and its transitions as values: each `Move` says which columns
+it sets, worked out from the row as it is, so the journal writes it and the engine keeps the
+row that results without reading it back."""
+
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from runner.errors import StateError
+from runner.plan import Job, Upload
+
+ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "request",
+               "filename", "upload", "estimated_cost", "reserved_usd", "cost_usd",
+               "cost_credits", "generation_id", "run_id", "attempts", "reason",
+               "create_sent_at", "submitted_at", "completed_at", "downloaded_at", "video_url",
+               "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as the journal knows it: the planned job plus everything learned since."""
+
+    key: str
+    index: int
+    planned: bool
+    state: str
+    prompt: str
+    axes: dict[str, Any]
+    styles: tuple[str, ...]
+    request: dict[str, Any]
+    filename: str
+    upload: Upload | None
+    estimated_cost: float
+    reserved_usd: float
+    cost_usd: float | None
+    cost_credits: float | None
+    generation_id: str | None
+    run_id: int | None
+    attempts: int
+    reason: str | None
+    create_sent_at: float | None
+    submitted_at: float | None
+    completed_at: float | None
+    downloaded_at: float | None
+    video_url: str | None
+    file: str | None
+    sidecar: str | None
+    render_seconds: float | None
+    poster_url: str | None
+    poster: str | None
+    error_kind: str | None
+
+    @property
+    def short_key(self) -> str:
+        return self.key[:10]
+
+    @property
+    def spent_usd(self) -> float:
+        """Money this job cost: the create's answer when it named a price, else the estimate."""
+        if self.generation_id is None:
+            return 0.0
+        return self.cost_usd if self.cost_usd else self.estimated_cost
+
+    def as_job(self) -> Job:
+        """The planned job this row records (its wire body, file name and axes)."""
+        return Job(key=self.key, index=self.index, axes=self.axes, styles=self.styles,
+                   request=self.request, estimated_cost=self.estimated_cost,
+                   filename=self.filename, upload=self.upload)
+
+    # Each transition as a Move: the columns it sets, computed from the row as it is now.
+
+    def submitting(self, *, run_id: int, at: float) -> Move:
+        """Reserve the estimate and note when the create is sent (the first send is kept);
+        durable, since the create goes out as soon as it is written."""
+        first = self.create_sent_at if self.state == "submitting" else None
+        return self._move(("pending", "submitting"), "submitting", run_id, at,
+                          {"reserved_usd": self.estimated_cost, "run_id": run_id,
+                           "create_sent_at": at if first is None else first,
+                           "attempts": self.attempts + 1}, durable=True)
+
+    def unsent(self, *, run_id: int, at: float, reason: str) -> Move:
+        """The create is known not to have made a generation: back to pending, reservation freed."""
+        return self._move(("submitting",), "pending", run_id, at,
+                          {"reserved_usd": 0.0, "create_sent_at": None}, detail=reason)
+
+    def submitted(self, *, run_id: int, at: float, generation_id: str, cost_usd: float | None,
+                  cost_credits: float | None) -> Move:
+        return self._move(("submitting",), "submitted", run_id, at,
+                          {"reserved_usd": 0.0, "generation_id": generation_id,
+                           "cost_usd": cost_usd, "cost_credits": cost_credits,
+                           "submitted_at": at}, detail=generation_id)
+
+    def complete(self, *, run_id: int, at: float, video_url: str, poster_url: str | None,
+                 render_seconds: float | None) -> Move:
+        return self._move(("submitted",), "complete", run_id, at,
+                          {"video_url": video_url, "poster_url": poster_url, "completed_at": at,
+                           "render_seconds": render_seconds})
+
+    def downloaded(self, *, run_id: int, at: float, file: str, poster: str | None,
+                   sidecar: str) -> Move:
+        return self._move(("complete",), "downloaded", run_id, at,
+                          {"file": file, "poster": poster, "sidecar": sidecar,
+                           "downloaded_at": at}, detail=file)
+
+    def failed(self, *, run_id: int, at: float, reason: str, kind: str) -> Move:
+        return self._move(("pending", "submitting", "submitted", "complete"), "failed", run_id,
+                          at, {"reserved_usd": 0.0, "reason": reason, "error_kind": kind},
+                          detail=reason)
+
+    def retried(self, *, run_id: int, at: float) -> Move:
+        """Back to work: polled again when a generation exists, else pending."""
+        return self._move(("failed",), "submitted" if self.generation_id else "pending", run_id,
+                          at, {"reason": None, "error_kind": None}, detail="retry")
+
+    def _move(self, sources: tuple[str, ...], target: str, run_id: int, at: float,
+              changes: dict[str, Any], *, detail: str | None = None,
+              durable: bool = False) -> Move:
+        if self.state not in sources:
+            raise StateError(f"job {self.short_key} cannot go to {target} from {self.state}")
+        return Move(self, target, changes, run_id, at, detail, durable)
+
+    @classmethod
+    def from_sql(cls, row: tuple[Any, ...]) -> JobRow:
+        values = dict(zip(ROW_COLUMNS, row))
+        upload = json.loads(values.pop("upload")) if values["upload"] else None
+        values["index"] = values.pop("idx")
+        values["planned"] = bool(values["planned"])
+        values["axes"] = json.loads(values["axes"])
+        values["styles"] = tuple(json.loads(values["styles"]))
+        values["request"] = json.loads(values["request"])
+        values["upload"] = Upload(Path(upload["path"]), upload["sha256"],
+                                  upload["extension"]) if upload else None
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One transition of one job: the row it starts from, the target state, the columns it sets
+    (named as JobRow's fields) and its line in the transitions log."""
+
+    row: JobRow
+    target: str
+    changes: dict[str, Any]
+    run_id: int
+    at: float
+    detail: str | None = None
+    durable: bool = False
+
+    def after(self) -> JobRow:
+        """The row once moved (built from a tuple of its values: `dataclasses.replace` costs
+        several times more, and the engine makes one for every transition)."""
+        values = list(_values(self.row))
+        values[_POSITION["state"]] = self.target
+        for name, value in self.changes.items():
+            values[_POSITION[name]] = value
+        return JobRow(*values)
+
+
+_FIELDS = tuple(f.name for f in fields(JobRow))
+_values = operator.attrgetter(*_FIELDS)
+_POSITION = {name: number for number, name in enumerate(_FIELDS)}

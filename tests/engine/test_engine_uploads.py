@@ -1,0 +1,72 @@
+"""A start frame's id belongs to the API and account it was uploaded to: a run against another
+one uploads the frame again instead of naming an id that API never saw."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from enginekit import journal_rows, run, sim_settings, write_manifest
+
+from runner.cli import main
+from runner.simulator import run_in_thread, statefile
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
+         "start_frame": {"path": "images/sunset.png"}}
+PROMPTS = ["A sunset over the sea, waves rolling in", "The same sunset, a sailboat crossing it"]
+
+
+def frame_manifest(folder: Path, prompts: int) -> Path:
+    """One start-frame job per prompt; the second version adds a job for the same file."""
+    return write_manifest(folder, prompts=PROMPTS[:prompts], defaults=FRAME,
+                          styles={"vibe": ["none"]}, repeat=1)
+
+
+def simulated_run(manifest: Path, out: Path) -> int:
+    """`run --simulate` through click; renders of 60 to 120 simulated seconds last 0.1 to 0.2 s."""
+    result = CliRunner().invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
+                                       "--out", str(out), "--quiet"],
+                                env={"LEONARDO_API_KEY": ""}, catch_exceptions=False)
+    return result.exit_code
+
+
+@pytest.mark.parametrize("fresh_account", [True, False], ids=["fresh account", "same account"])
+def test_a_second_simulated_run_uploads_again_only_for_a_fresh_account(
+        tmp_path: Path, fresh_account: bool) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    out, state = tmp_path / "out", tmp_path / "out" / "simulator-state.jsonl"
+    assert simulated_run(frame_manifest(tmp_path, 1), out) == 0
+    first = statefile.read(state)
+    if fresh_account:
+        state.unlink()  # the next run's simulator starts afresh, as a new account would
+    assert simulated_run(frame_manifest(tmp_path, 2), out) == 0
+
+    second = statefile.read(state)
+    assert first is not None and second is not None and len(first.uploads) == 1
+    assert (second.user_id != first.user_id) is fresh_account
+    # A fresh account was sent the frame again; the same account's upload was used again.
+    assert len(second.uploads) == 1 and (second.uploads == first.uploads) is not fresh_account
+    rows = journal_rows(out)
+    assert [row["state"] for row in rows] == ["downloaded", "downloaded"]
+    assert rows[1]["generation_id"] in second.generations
+
+
+def test_a_run_against_another_api_uploads_the_start_frame_again(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as first:
+        report = run(frame_manifest(tmp_path, 1), out, first)
+        first_uploads = first.books.requests["init-image"]
+    with run_in_thread(sim_settings(seed=8)) as second:  # another URL, another account
+        again = run(frame_manifest(tmp_path, 2), out, second)
+        second_uploads = second.books.requests["init-image"]
+        created = [g.id for g in second.books.generations]
+    rows = journal_rows(out)
+    assert report.outcome.exit_code == 0 and first_uploads == {200: 1}
+    assert again.outcome.exit_code == 0, again.outcome
+    assert second_uploads == {200: 1} and len(created) == 1
+    assert [row["state"] for row in rows] == ["downloaded", "downloaded"]
+    assert rows[1]["generation_id"] == created[0]
