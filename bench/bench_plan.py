@@ -85,7 +85,8 @@ def main() -> None:
           f"{verdict(plan['seconds'] <= PLAN_TARGET_SECONDS)}), peak {plan['peak_mb']:.0f} MB "
           f"(target <= {PLAN_TARGET_MB:.0f} MB, {verdict(plan['peak_mb'] <= PLAN_TARGET_MB)})")
     print(f"validate a {size / 1e6:.2f} MB manifest ({check['jobs']:,.0f} jobs): {check['seconds']:.2f} s "
-          f"(target <= {VALIDATE_TARGET_SECONDS:.0f} s, {verdict(check['seconds'] <= VALIDATE_TARGET_SECONDS)}), "
+          f"(target <= {VALIDATE_TARGET_SECONDS:.0f} s, "
+          f"{verdict(check['seconds'] <= VALIDATE_TARGET_SECONDS)}), "
           f"peak {check['peak_mb']:.0f} MB")
 
 

@@ -162,12 +162,13 @@ class PollSchedule:
     """When to poll a generation, learned from the render times of finished jobs.
 
     Before anything has finished, polls come at a quarter of the base interval, then a half,
-    then one interval, then every interval. Once jobs of a kind have finished, the first poll comes at a low quantile of their
-    render times and later gaps start at a twentieth of that and double up to the base
-    interval, so a finished video is seen within a few hundredths of its render time with one or
-    two polls. Each finished job gives one estimate of its render time: halfway between its last
-    PENDING poll and the COMPLETE one, or, when the first poll already saw it complete, a little
-    under that poll, so an estimate that was too late shrinks on its own.
+    then one interval, then every interval. Once jobs of a kind have finished, the first poll
+    comes at a low quantile of their render times and later gaps start at a twentieth of that
+    and double up to the base interval, so a finished video is seen within a few hundredths of
+    its render time with one or two polls. Each finished job gives one estimate of its render
+    time: halfway between its last PENDING poll and the COMPLETE one, or, when the first poll
+    already saw it complete, a little under that poll, so an estimate that was too late shrinks
+    on its own.
     """
 
     def __init__(self, policy: PollPolicy) -> None:

@@ -52,7 +52,8 @@ def test_safe_filename(rendered: str, expected: str) -> None:
 
 
 def test_names_that_collide_get_the_short_key(write_manifest: WriteManifest) -> None:
-    path = write_manifest({"styles": {"vibe": ["Clay", "Sketch"]}, "prompts": [{"id": "boat", "text": "A boat"}],
+    path = write_manifest({"styles": {"vibe": ["Clay", "Sketch"]},
+                           "prompts": [{"id": "boat", "text": "A boat"}],
                            "matrix": {"duration": [6, 10]},
                            "output": {"filename": "{prompt}_{duration}.mp4"}})
     jobs = make_plan(path).jobs
@@ -71,7 +72,8 @@ def test_names_that_differ_only_in_case_or_junk_collide_too(write_manifest: Writ
 
 
 def test_the_default_name_tells_the_cell(write_manifest: WriteManifest) -> None:
-    path = write_manifest({"vars": {"time": ["dusk"]}, "styles": {"vibe": ["Pro Photo"], "lighting": ["Foggy"]},
+    path = write_manifest({"vars": {"time": ["dusk"]},
+                           "styles": {"vibe": ["Pro Photo"], "lighting": ["Foggy"]},
                            "prompts": [{"id": "street", "text": "A street at {time}"}], "repeat": 2})
     assert [job.filename for job in make_plan(path).jobs] == [
         f"street/dusk_Pro-Photo+Foggy_hailuo-2_3_768p_6s_16-9_{n}.mp4" for n in (1, 2)]

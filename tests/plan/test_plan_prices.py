@@ -24,7 +24,8 @@ def costs(path: Path, **kwargs: object) -> list[float]:
     return [job.estimated_cost for job in make_plan(path, **kwargs).jobs]
 
 
-def test_the_shipped_table_is_labelled_as_estimates_and_used_by_default(write_manifest: WriteManifest) -> None:
+def test_the_shipped_table_is_labelled_as_estimates_and_used_by_default(
+        write_manifest: WriteManifest) -> None:
     shipped = read_data("prices.json")
     assert shipped["estimate"] is True and shipped["currency"] == "USD"
     assert "ESTIMATES" in shipped["$comment"]
@@ -46,8 +47,10 @@ def test_a_price_table_given_on_the_command_line_wins(write_manifest: WriteManif
 
 @pytest.mark.parametrize(("table", "message"), [
     ({"hailuo-2_3": 0.27}, "--prices: $[\"hailuo-2_3\"]: 0.27 is not of type 'object'"),
-    ({"hailuo-3": {"768p": {"6": 1}}}, "--prices: $: 'hailuo-3' is not one of ['hailuo-2_3', 'hailuo-2_3-fast']"),
-    ({"hailuo-2_3": {"768p": {8: 1}}}, "--prices: $[\"hailuo-2_3\"][\"768p\"]: '8' is not one of ['6', '10']"),
+    ({"hailuo-3": {"768p": {"6": 1}}},
+     "--prices: $: 'hailuo-3' is not one of ['hailuo-2_3', 'hailuo-2_3-fast']"),
+    ({"hailuo-2_3": {"768p": {8: 1}}},
+     "--prices: $[\"hailuo-2_3\"][\"768p\"]: '8' is not one of ['6', '10']"),
     ({"hailuo-2_3": {"768p": {6: -1}}}, ("--prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: -1 is less than the "
                                          "minimum of 0")),
 ])

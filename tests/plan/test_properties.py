@@ -117,7 +117,8 @@ def model_counts(manifest: dict[str, Any]) -> dict[str, int]:
     matrix = manifest.get("matrix", {})
     for cell in _cells(manifest):
         product += 1
-        if any(all(str(cell.get(k)) == str(v) for k, v in entry.items()) for entry in matrix.get("exclude", [])):
+        if any(all(str(cell.get(k)) == str(v) for k, v in entry.items())
+               for entry in matrix.get("exclude", [])):
             excluded += 1
         else:
             cells.append(cell)
@@ -204,7 +205,8 @@ def test_job_count_follows_the_expansion(folder: Path, manifest: dict[str, Any])
     plan = plan_of(folder, manifest)
     expected = model_counts(manifest)
     assert {"cells": plan.cells, "excluded": plan.excluded, "included": plan.included,
-            "merged": plan.merged, "skipped_invalid": plan.skipped_invalid, "jobs": len(plan.jobs)} == expected
+            "merged": plan.merged, "skipped_invalid": plan.skipped_invalid,
+            "jobs": len(plan.jobs)} == expected
     assert len(plan.jobs) == (plan.cells - plan.excluded + plan.included - plan.merged
                               - plan.skipped_invalid) * manifest["repeat"]
 

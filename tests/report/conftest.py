@@ -42,7 +42,8 @@ SWEEP_MANIFEST = {
 
 
 @pytest.fixture(scope="module")
-def simulated_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+def simulated_run(
+        tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """A real run of the sweep against the simulator: `hailuo-batch run --simulate`, as users do."""
     folder = tmp_path_factory.mktemp("simulated")
     manifest = folder / "sweep.yaml"

@@ -29,10 +29,11 @@ def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, simulated
             "columns": await page.evaluate(texts(".col-head")),
             "sections": await page.evaluate(texts(".section-value")),
             "totals": await page.evaluate("Object.fromEntries([...document.querySelectorAll('.total')]"
-                                          ".map((t) => [t.querySelector('dt').textContent, t.querySelector('dd').textContent]))"),
+                                          ".map((t) => [t.querySelector('dt').textContent,"
+                                          " t.querySelector('dd').textContent]))"),
             "video": await page.evaluate(UNTIL % "() => { const v = document.querySelector('.cell video');"
-                                         " return v && v.readyState >= 2 && {state: v.readyState, src: v.currentSrc,"
-                                         " key: v.closest('.cell').dataset.key}; }"),
+                                         " return v && v.readyState >= 2 && {state: v.readyState,"
+                                         " src: v.currentSrc, key: v.closest('.cell').dataset.key}; }"),
             "errors": await page.evaluate("pageErrors"),
         }
         await page.screenshot(artifacts / "report-grid.png")

@@ -95,10 +95,12 @@ async def _journey(tmp_path: Path) -> None:
                            "duration": 6, "width": 0, "height": 0,
                            "guidances": {"start_frame": [{"image": {"id": frame_id, "type": "UPLOADED"}}]}}})
         assert fast["status"] == "COMPLETE"
-        assert await client.download(fast["generated_images"][0]["motionMP4URL"], tmp_path / "fast.mp4") > 1000
+        video = fast["generated_images"][0]["motionMP4URL"]
+        assert await client.download(video, tmp_path / "fast.mp4") > 1000
         assert await client.download(fast["generated_images"][0]["url"], tmp_path / "fast.jpg") > 100
 
-        listed = (await client.json("GET", f"/v1/generations/user/{user_id}?offset=0&limit=50"))["generations"]
+        page = f"/v1/generations/user/{user_id}?offset=0&limit=50"
+        listed = (await client.json("GET", page))["generations"]
         assert [g["id"] for g in listed] == [fast["id"], text["id"]]
         for generation in listed:
             deleted = await client.json("DELETE", f"/v1/generations/{generation['id']}")

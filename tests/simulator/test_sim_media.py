@@ -12,7 +12,8 @@ from runner.simulator.media import load_clips
 
 
 def _from_frame(image_id: str) -> dict:
-    return wire(width=0, height=0, guidances={"start_frame": [{"image": {"id": image_id, "type": "UPLOADED"}}]})
+    frame = {"image": {"id": image_id, "type": "UPLOADED"}}
+    return wire(width=0, height=0, guidances={"start_frame": [frame]})
 
 
 def test_the_shipped_clips_are_small_faststart_mp4s_with_jpeg_posters() -> None:
