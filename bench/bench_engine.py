@@ -1,8 +1,12 @@
 """The run engine's figures against the simulator (served from a thread of its own), with targets:
 
 (a) overhead: 5,000 jobs, zero render time, generous limits: jobs a second of the engine beside a
-    minimal aiohttp loop making the same three requests per job with no state (the floor);
-    target at least 50% of the floor.
+    minimal aiohttp loop making the same requests per job with no state (the floor); target at
+    least 50% of the floor. Both are timed from their first request to their last, with the same
+    concurrency, each against a fresh simulator, the best of two tries each; the floor is shown
+    with three requests a job (create, poll, MP4) and with the poster as well, the four requests
+    the engine makes. The whole command (planning, journal sync, results and report) is shown
+    beside the engine's figure.
 (b) slot use: 200 jobs, 0.5 s renders, 10 slots: time to finish at most 1.10 x the ideal
     (jobs / slots x render time), and at most 3 polls per job on average.
 (c) rate: with the simulator's create limit on, the engine set below it meets no 429 and makes
@@ -32,6 +36,7 @@ import yaml
 
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
+from runner.control import Event, EventSink, ignore_events
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, ThreadedSimulator, run_in_thread
 
@@ -66,16 +71,39 @@ def manifest(folder: Path, *, jobs: int, concurrency: int, poll: str,
     return path
 
 
-def engine_run(path: Path, out: Path, sim: ThreadedSimulator | External) -> tuple[RunReport, float]:
+def engine_run(path: Path, out: Path, sim: ThreadedSimulator | External,
+               sink: EventSink = ignore_events) -> tuple[RunReport, float]:
     started = time.perf_counter()
     report = run_batch(RunConfig(manifest=path, out=out, base_url=sim.base_url,
                                  api_key=sim.api_key, backoff=Backoff(base=0.05, cap=1.0),
-                                 timeouts=Timeouts(call=10.0)))
+                                 timeouts=Timeouts(call=10.0)), sink=sink)
     return report, time.perf_counter() - started
 
 
-async def floor_loop(sim: External, jobs: int, concurrency: int) -> None:
-    """Create, poll until complete, download: the three requests per job, nothing kept."""
+class Span:
+    """An event sink noting when the engine's first job moved (just before its first create is
+    sent) and when the engine stopped: the part of a run the floor is compared with."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.stopped: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        if event.kind == "stop":
+            self.stopped = now
+
+    @property
+    def seconds(self) -> float:
+        assert self.first is not None and self.stopped is not None
+        return self.stopped - self.first
+
+
+async def floor_loop(sim: External, jobs: int, concurrency: int, *, posters: bool = False) -> None:
+    """Create, poll until complete, download (and the poster, with `posters`): the requests per
+    job, nothing kept."""
     headers = {"authorization": f"Bearer {sim.api_key}"}
     body = {"model": "hailuo-2_3", "public": False,
             "parameters": {"prompt": "", "mode": "RESOLUTION_768", "duration": 6,
@@ -96,6 +124,9 @@ async def floor_loop(sim: External, jobs: int, concurrency: int) -> None:
                     break
             async with session.get(found["generated_images"][0]["motionMP4URL"]) as answer:
                 await answer.read()
+            if posters:
+                async with session.get(found["generated_images"][0]["url"]) as answer:
+                    await answer.read()
 
     connector = aiohttp.TCPConnector(limit=200)
     async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as group:
@@ -133,18 +164,29 @@ def external_simulator() -> Iterator[External]:
 
 
 def overhead(folder: Path) -> None:
-    jobs, concurrency = 5000, 50
-    with external_simulator() as sim:
-        started = time.perf_counter()
-        asyncio.run(floor_loop(sim, jobs, concurrency))
-        floor = jobs / (time.perf_counter() - started)
-    with external_simulator() as sim:
-        report, seconds = engine_run(manifest(folder, jobs=jobs, concurrency=concurrency,
-                                              poll="0.02s"), folder / "a", sim)
-    rate = jobs / seconds
-    assert report.results.summary["counts"] == {"downloaded": jobs}, report.outcome
-    print(f"(a) overhead: engine {rate:.0f} jobs/s, floor {floor:.0f} jobs/s: "
-          f"{rate / floor:.0%} of the floor (target >= 50%)")
+    jobs, concurrency, tries = 5000, 50, 2
+    floors = {}
+    for posters in (False, True):
+        rates = []
+        for _ in range(tries):
+            with external_simulator() as sim:
+                started = time.perf_counter()
+                asyncio.run(floor_loop(sim, jobs, concurrency, posters=posters))
+                rates.append(jobs / (time.perf_counter() - started))
+        floors[posters] = max(rates)
+    path = manifest(folder, jobs=jobs, concurrency=concurrency, poll="0.02s")
+    engine, whole = 0.0, 0.0
+    for number in range(tries):
+        span = Span()
+        with external_simulator() as sim:
+            report, seconds = engine_run(path, folder / f"a-{number}", sim, span)
+        assert report.results.summary["counts"] == {"downloaded": jobs}, report.outcome
+        engine, whole = max(engine, jobs / span.seconds), max(whole, jobs / seconds)
+    print(f"(a) overhead: engine {engine:.0f} jobs/s (the whole command, with planning and "
+          f"report: {whole:.0f} jobs/s); floor of create, poll, MP4: {floors[False]:.0f} jobs/s, "
+          f"engine at {engine / floors[False]:.0%} (target >= 50%); floor with the poster too "
+          f"(the engine's four requests): {floors[True]:.0f} jobs/s, engine at "
+          f"{engine / floors[True]:.0%}")
 
 
 def slot_use(folder: Path) -> None:
