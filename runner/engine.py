@@ -27,6 +27,7 @@ from runner.control import (
     Outcome,
 )
 from runner.errors import AuthError, PermanentError, RateLimited, TransientError
+from runner.results import iso
 from runner.schedule import Backoff, PollPolicy, PollSchedule
 from runner.state import IN_FLIGHT, JobRow
 from runner.submit import Context, Submitter
@@ -305,7 +306,7 @@ def sidecar(row: JobRow, sent: dict[str, Any], where: files.Targets, poster: str
             "request": sent, "axes": row.axes, "styles": list(row.styles),
             "prompt": row.prompt, "estimated_cost_usd": row.estimated_cost,
             "cost_usd": row.cost_usd, "cost_credits": row.cost_credits,
-            "create_sent_at": row.create_sent_at, "submitted_at": row.submitted_at,
-            "completed_at": row.completed_at, "downloaded_at": at,
+            "create_sent_at": iso(row.create_sent_at), "submitted_at": iso(row.submitted_at),
+            "completed_at": iso(row.completed_at), "downloaded_at": iso(at),
             "render_seconds": row.render_seconds, "attempts": row.attempts,
             "file": where.video, "poster": poster}

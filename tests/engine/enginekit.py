@@ -98,7 +98,11 @@ def audit(out: Path, sim: ThreadedSimulator) -> dict[str, Any]:
             assert row["reason"], row
         else:
             assert files.check_file(out / row["file"], files.check_mp4) is None
-            assert (out / row["sidecar"]).is_file()
+            side = json.loads((out / row["sidecar"]).read_text("utf-8"))
+            assert side["generation_id"] == row["generation_id"] and side["key"] == row["key"]
+            sent = json.loads(row["request"])["parameters"]["prompt"]
+            assert side["request"]["parameters"]["prompt"] == sent
+            assert side["downloaded_at"].endswith("Z") and side["submitted_at"] <= side["downloaded_at"]
     claimed = [row["generation_id"] for row in rows if row["generation_id"]]
     billed = [g.id for g in books.generations]
     assert len(claimed) == len(set(claimed))
