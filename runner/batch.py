@@ -47,6 +47,12 @@ from runner.submit import Context
 SIMULATED_API = "simulator"
 
 
+PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
+"""Failures that say nothing final about a job (the API or the network was down, a download
+broke off): the next run takes such jobs up again by itself. The others (moderation, invalid,
+a FAILED render, a deleted generation) wait for --retry-failed."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     """Everything one run needs, built once by the command line (or a test)."""
@@ -134,8 +140,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         outcome = Outcome(EXIT_INTERRUPTED, "the run broke off")
         try:
             journal.sync_plan(planned.jobs)
-            if config.retry_failed:
-                journal.retry_failed(run_id=run_id, at=clock.wall())
+            journal.retry_failed(run_id=run_id, at=clock.wall(),
+                                 kinds=None if config.retry_failed else PASSING_FAILURES)
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings.from_run(planned.settings, backoff=config.backoff, **engine)
             nightly.run_started(planned, out_dir, journal.counts())

@@ -284,7 +284,8 @@ def _api_key(key_file: Path | None) -> str | None:
 @click.option("--request-timeout", default="30s", show_default=True,
               help="How long one API call may take; a create past it is looked for before "
                    "it is sent again.")
-@click.option("--retry-failed", is_flag=True, help="Give failed jobs another go.")
+@click.option("--retry-failed", is_flag=True,
+              help="Give every failed job another go (those failed by outages are retried anyway).")
 @click.option("--dry-run", is_flag=True, help="Plan and compare with the folder; send nothing.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--max-runtime", metavar="DURATION",

@@ -276,9 +276,11 @@ class Journal:
     def failed(self, key: str, *, run_id: int, at: float, reason: str, kind: str) -> None:
         self.apply([self.job(key).failed(run_id=run_id, at=at, reason=reason, kind=kind)])
 
-    def retry_failed(self, *, run_id: int, at: float) -> int:
-        """Failed planned jobs go back to work: polled again when a generation exists, else pending."""
-        failed = [row for row in self.in_states(("failed",)) if row.planned]
+    def retry_failed(self, *, run_id: int, at: float, kinds: frozenset[str] | None = None) -> int:
+        """Failed planned jobs (of `kinds`, or all) go back to work: polled again when a
+        generation exists, else pending."""
+        failed = [row for row in self.in_states(("failed",))
+                  if row.planned and (kinds is None or row.error_kind in kinds)]
         self.apply([row.retried(run_id=run_id, at=at) for row in failed])
         return len(failed)
 

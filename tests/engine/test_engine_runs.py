@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
 from enginekit import (
+    FAST_BACKOFF,
+    FAST_TIMEOUTS,
+    PROMPTS,
     audit,
     journal_rows,
     results_lines,
@@ -143,3 +147,27 @@ def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) ->
     assert report.outcome.exit_code == 0
     assert books["books"].requests["init-image"] == {200: 1}
     assert books["states"] == {"downloaded": 9}
+
+
+def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                              repeat=1)
+    out = tmp_path / "out"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}/api/rest"
+    first = run_batch(RunConfig(manifest=manifest, out=out, base_url=down,
+                                api_key="00000000-0000-4000-8000-000000000000",
+                                timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
+    assert first.outcome.exit_code == 1
+    assert {r["reason"] for r in results_lines(out)} == {"gave up after 10 failed creates"}
+    with run_in_thread(sim_settings()) as up:
+        second = run(manifest, out, up)
+        third = run(manifest, out, up)
+        audit(out, up)
+        assert up.books.creates_accepted == 2
+    assert second.outcome.exit_code == third.outcome.exit_code == 1
+    states = {(r["axes"]["prompt"], r["state"]) for r in results_lines(out)}
+    assert {state for prompt, state in states if "moderate" not in prompt} == {"downloaded"}
+    moderated = [r for r in results_lines(out) if r["state"] == "failed"]
+    assert len(moderated) == 2 and all("moderat" in r["reason"] for r in moderated)
