@@ -50,6 +50,7 @@ class Catalog:
         self.models: dict[str, Any] = models["models"]
         self.resolutions: dict[str, Any] = models["resolutions"]
         self.prices: dict[str, Any] = prices["prices"]
+        self.usd_per_credit: float = prices["usd_per_credit"]
 
     def style(self, name_or_id: str) -> Style | None:
         """A style by name (any case) or UUID."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import notify
+from runner import catalog, notify
 from runner.api import LeonardoClient
 from runner.control import (
     EXIT_CANNOT_RUN,
@@ -37,9 +37,6 @@ from runner.logs import LOGGER
 from runner.plan import Plan
 from runner.state import Journal
 
-# Leonardo bills the API in credits. About 180 credits were observed for a $0.27 clip (hailuo-2_3,
-# 6 s, 768p; see the design's leonardo-api.md), so one credit is $0.27 / 180 = $0.0015.
-CREDIT_USD = 0.0015
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
 # $1.5 million, more than any real balance), so such a figure means: nothing to check.
 UNLIMITED_CREDITS = 1_000_000_000
@@ -93,7 +90,8 @@ async def check_balance(client: LeonardoClient, needed_usd: float) -> Outcome | 
         log.info("balance check skipped: the account shows %s",
                  "no balance" if credits is None else "an unlimited balance")
         return None
-    balance_usd = credits * CREDIT_USD
+    usd_per_credit = catalog.load().usd_per_credit
+    balance_usd = credits * usd_per_credit
     if needed_usd <= balance_usd + 1e-9:
         log.info("balance $%.2f (%d credits) covers the estimated $%.2f", balance_usd, credits,
                  needed_usd, extra={"balance_usd": round(balance_usd, 4),
@@ -102,7 +100,7 @@ async def check_balance(client: LeonardoClient, needed_usd: float) -> Outcome | 
     short = needed_usd - balance_usd
     reason = (f"the balance is too low: the jobs still to create are estimated at ${needed_usd:.2f}, "
               f"the account has ${balance_usd:.2f} ({credits:.0f} credits), "
-              f"${short:.2f} ({short / CREDIT_USD:.0f} credits) short; add credit or set a "
+              f"${short:.2f} ({short / usd_per_credit:.0f} credits) short; add credit or set a "
               "budget, then run again (nothing was sent)")
     log.error("run refused: %s", reason, extra={"balance_usd": round(balance_usd, 4),
                                                   "needed_usd": round(needed_usd, 4),

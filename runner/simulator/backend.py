@@ -25,7 +25,7 @@ from runner.simulator.answers import Refusal, v1_error
 from runner.simulator.books import Books, Summary
 from runner.simulator.limits import RateWindow, SimClock
 from runner.simulator.render import COMPLETE, FAILED, Generation, Renderer
-from runner.simulator.settings import CREDIT_USD, FAULTS, SimSettings
+from runner.simulator.settings import FAULTS, SimSettings
 from runner.simulator.statefile import Account, StateFile
 from runner.simulator.uploads import Uploads
 
@@ -107,7 +107,7 @@ class Backend:
                           answers.moderation(str(self.settings.moderation_word)))
         usd = self.catalog.price(body["model"], str(self.catalog.resolution_of(params["mode"])),
                                  params["duration"]) or 0.0
-        credits = round(usd / CREDIT_USD)
+        credits = round(usd / self.catalog.usd_per_credit)
         if self.balance is not None and credits > self.balance:
             raise Refusal(self.settings.out_of_credit_status, v1_error(
                 f"not enough API credits: this generation costs {credits}, {self.balance} left",

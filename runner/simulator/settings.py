@@ -92,7 +92,6 @@ from typing import Any
 from runner.config import parse_duration
 from runner.errors import UsageError
 
-CREDIT_USD = 0.0015
 KEY_NAMESPACE = uuid.UUID("5e1d3c1a-7a43-4f0e-9b8e-2a4c51d0b7c3")
 FAULTS = ("500", "create_500", "reset", "slow", "not_json", "failed", "truncate")
 _CHOICES = {"moderation_stage": ("create", "render"), "create_answer": ("nested", "flat"),

@@ -11,12 +11,13 @@ from nightlykit import key_file, run_cli, sim_settings, summary, write_manifest
 
 from runner.api import Timeouts, open_client
 from runner.control import Outcome
-from runner.nightly import CREDIT_USD, check_balance
+from runner import catalog
+from runner.nightly import check_balance
 from runner.simulator import ThreadedSimulator, run_in_thread
 
 
 def test_the_credit_rate_matches_the_observed_price_of_a_clip() -> None:
-    assert round(180 * CREDIT_USD, 4) == 0.27
+    assert round(180 * catalog.load().usd_per_credit, 4) == 0.27
 
 
 def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(tmp_path: Path) -> None:
