@@ -17,7 +17,12 @@ ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "re
                "filename", "upload", "estimated_cost", "reserved_usd", "cost_usd",
                "cost_credits", "generation_id", "run_id", "attempts", "reason",
                "create_sent_at", "submitted_at", "completed_at", "downloaded_at", "video_url",
-               "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind")
+               "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind",
+               "spent_before_usd")
+# Failures whose generation may still deliver: a poll that ran out of time, a download that broke
+# off. A job retried after one of them polls its generation again; after any other failure (a
+# FAILED render, a deleted generation, moderation) it is created anew.
+POLL_AGAIN = frozenset({"timeout", "download"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,7 @@ class JobRow:
     poster_url: str | None
     poster: str | None
     error_kind: str | None
+    spent_before_usd: float
 
     @property
     def short_key(self) -> str:
@@ -60,10 +66,11 @@ class JobRow:
 
     @property
     def spent_usd(self) -> float:
-        """Money this job cost: the create's answer when it named a price, else the estimate."""
+        """Money this job cost: its generations given up on before, plus the current one's
+        price as its create answer named it (else the estimate)."""
         if self.generation_id is None:
-            return 0.0
-        return self.cost_usd if self.cost_usd else self.estimated_cost
+            return self.spent_before_usd
+        return self.spent_before_usd + (self.cost_usd if self.cost_usd else self.estimated_cost)
 
     def as_job(self) -> Job:
         """The planned job this row records (its wire body, file name and axes)."""
@@ -112,9 +119,17 @@ class JobRow:
                           detail=reason)
 
     def retried(self, *, run_id: int, at: float) -> Move:
-        """Back to work: polled again when a generation exists, else pending."""
-        return self._move(("failed",), "submitted" if self.generation_id else "pending", run_id,
-                          at, {"reason": None, "error_kind": None}, detail="retry")
+        """Back to work: its generation polled again when it may still deliver (POLL_AGAIN),
+        else pending, a dead generation's cost kept in `spent_before_usd`."""
+        changes: dict[str, Any] = {"reason": None, "error_kind": None}
+        if self.generation_id and self.error_kind in POLL_AGAIN:
+            return self._move(("failed",), "submitted", run_id, at, changes, detail="retry")
+        if self.generation_id:
+            changes.update(spent_before_usd=self.spent_usd, generation_id=None, cost_usd=None,
+                           cost_credits=None, create_sent_at=None, submitted_at=None,
+                           completed_at=None, video_url=None, poster_url=None,
+                           render_seconds=None)
+        return self._move(("failed",), "pending", run_id, at, changes, detail="retry")
 
     def _move(self, sources: tuple[str, ...], target: str, run_id: int, at: float,
               changes: dict[str, Any], *, detail: str | None = None,

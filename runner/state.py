@@ -70,6 +70,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE uploads;
     ALTER TABLE uploads_by_api RENAME TO uploads;
     """,
+    # Version 4: what a job's earlier generations cost when a retry gave them up (a FAILED
+    # render is paid for all the same).
+    """
+    ALTER TABLE jobs ADD COLUMN spent_before_usd REAL NOT NULL DEFAULT 0;
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
@@ -210,20 +215,23 @@ class Journal:
         return {state: count for state, count in rows}
 
     def money(self, run_id: int | None = None) -> Money:
-        spent = ("COALESCE(SUM(CASE WHEN generation_id IS NULL THEN 0 WHEN cost_usd > 0 "
-                 "THEN cost_usd ELSE estimated_cost END), 0)")
+        spent = ("COALESCE(SUM(spent_before_usd + CASE WHEN generation_id IS NULL THEN 0 "
+                 "WHEN cost_usd > 0 THEN cost_usd ELSE estimated_cost END), 0)")
         total = self.conn.execute(f"SELECT {spent}, COALESCE(SUM(reserved_usd), 0) FROM jobs").fetchone()
         this = self.conn.execute(f"SELECT {spent}, COALESCE(SUM(reserved_usd), 0) FROM jobs "
                                  "WHERE run_id = ?", (run_id,)).fetchone()
         return Money(round(total[0], 6), round(total[1], 6), round(this[0], 6), round(this[1], 6))
 
     def claimed(self, generation_ids: Iterable[str]) -> set[str]:
-        """Those of `generation_ids` that already belong to a job."""
+        """Those of `generation_ids` that belong, or once belonged, to a job (a generation a
+        retry gave up on must never be taken for another create's)."""
         ids = list(generation_ids)
         if not ids:
             return set()
         marks = ", ".join("?" * len(ids))
-        rows = self.conn.execute(f"SELECT generation_id FROM jobs WHERE generation_id IN ({marks})", ids)
+        rows = self.conn.execute(f"SELECT generation_id FROM jobs WHERE generation_id IN ({marks}) "
+                                 f"UNION SELECT detail FROM transitions WHERE to_state = 'submitted' "
+                                 f"AND detail IN ({marks})", ids + ids)
         return {row[0] for row in rows}
 
     def last_sent(self, key: str) -> float | None:

@@ -62,9 +62,10 @@ def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | Non
         **overrides: Any) -> RunReport:
     engine = overrides.pop("engine", {})
     timeouts = overrides.pop("timeouts", FAST_TIMEOUTS)
+    retry_failed = overrides.pop("retry_failed", False)
     return run_batch(RunConfig(manifest=manifest, out=out, overrides=overrides,
                                base_url=sim.base_url, api_key=api_key or sim.api_key,
-                               timeouts=timeouts, backoff=FAST_BACKOFF,
+                               timeouts=timeouts, backoff=FAST_BACKOFF, retry_failed=retry_failed,
                                engine={"tick": 0.05, "settle": 0.1, **engine}))
 
 

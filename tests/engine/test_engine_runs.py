@@ -171,3 +171,23 @@ def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp
     assert {state for prompt, state in states if "moderate" not in prompt} == {"downloaded"}
     moderated = [r for r in results_lines(out) if r["state"] == "failed"]
     assert len(moderated) == 2 and all("moderat" in r["reason"] for r in moderated)
+
+
+def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(fault_failed=1.0)) as broken:
+        first = run(manifest, out, broken)
+        failed_ids = {g.id for g in broken.books.generations}
+    assert first.outcome.exit_code == 1 and len(failed_ids) == 4
+    with run_in_thread(sim_settings()) as healthy:
+        assert run(manifest, out, healthy).outcome.exit_code == 1
+        assert healthy.books.creates_accepted == 0
+        second = run(manifest, out, healthy, retry_failed=True)
+        assert healthy.books.creates_accepted == 4
+    assert second.outcome.exit_code == 0
+    records = results_lines(out)
+    assert {r["state"] for r in records} == {"downloaded"}
+    assert not failed_ids & {r["generation_id"] for r in records}
+    assert second.results.summary["spent_usd"] == pytest.approx(8 * 0.27)

@@ -89,7 +89,7 @@ def test_an_old_journal_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> No
         row = journal.job("k")
         kept = journal.conn.execute("SELECT api, account, sha256, image_id FROM uploads").fetchall()
         found = journal.upload_id("f00d", api="https://cloud.leonardo.ai/api/rest", account="u1")
-    assert version == len(MIGRATIONS) == 3
+    assert version == len(MIGRATIONS) == 4
     assert (row.state, row.generation_id, row.poster, row.error_kind) == ("submitted", "g1", None, None)
     # The old id names no API: kept, but never given to a run, which uploads the frame again.
     assert kept == [("", "", "f00d", "image-1")] and found is None
@@ -125,3 +125,22 @@ def test_retry_failed_polls_again_what_was_created_and_resubmits_the_rest(tmp_pa
         assert journal.retry_failed(run_id=run, at=5.0) == 2
         assert (journal.job(job(1).key).state, journal.job(job(2).key).state) == \
             ("pending", "submitted")
+
+
+def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        journal.sync_plan([job(1)])
+        journal.submitting(job(1).key, run_id=run, at=2.0)
+        journal.submitted(job(1).key, run_id=run, at=3.0, generation_id="dead", cost_usd=0.3,
+                          cost_credits=None)
+        journal.failed(job(1).key, run_id=run, at=4.0, reason="the generation FAILED", kind="render")
+        assert journal.retry_failed(run_id=run, at=5.0) == 1
+        row = journal.job(job(1).key)
+        assert (row.state, row.generation_id, row.spent_usd) == ("pending", None, 0.3)
+        assert journal.claimed(["dead", "other"]) == {"dead"}
+        journal.submitting(job(1).key, run_id=run, at=6.0)
+        journal.submitted(job(1).key, run_id=run, at=7.0, generation_id="new", cost_usd=0.25,
+                          cost_credits=None)
+        assert journal.job(job(1).key).spent_usd == pytest.approx(0.55)
+        assert journal.money().spent_usd == pytest.approx(0.55)
