@@ -15,7 +15,7 @@ import click
 import tqdm
 import yaml
 
-from runner import batch, catalog, logs, nightly, render, results
+from runner import batch, catalog, logs, nightly, notify, render, results
 from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import parse_duration
@@ -312,7 +312,8 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
         base_url=base_url, api_key=None if simulate or dry_run else _api_key(api_key_file),
         simulate=SimSettings(time_scale=time_scale) if simulate else None,
-        retry_failed=retry_failed, run_id=nightly.check_run_id(run_id), notify_url=notify_url,
+        retry_failed=retry_failed, run_id=nightly.check_run_id(run_id),
+        notify_url=notify_url and notify.check_url(notify_url),
         timeouts=Timeouts(call=call, download=max(300.0, call)))
     if dry_run:
         planned, folder = batch.plan_for(config)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.errors import UsageError
+
 LOGGER = "hailuo"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -44,8 +46,11 @@ def configure(*, log_file: Path | None, fmt: str, stream: TextIO | None = None,
         logger.removeHandler(handler)
         handler.close()
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--log-file {log_file}: cannot write it ({exc.strerror})") from exc
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

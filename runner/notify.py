@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
+
+from runner.errors import UsageError
 
 TIMEOUT_SECONDS = 10.0
 
@@ -24,13 +27,21 @@ def headline(summary: dict[str, Any]) -> str:
             f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
 
 
+def check_url(url: str) -> str:
+    """The URL when it is one a notification can be POSTed to (http or https, with a host)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--notify-url {url!r}: give an http:// or https:// URL")
+    return url
+
+
 def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str | None:
     """POST the summary; None when the receiver took it, else why it did not."""
     text = headline(summary)
     body = json.dumps({"text": text, "content": text, "summary": summary}).encode("utf-8")
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "content-type": "application/json", "user-agent": "hailuo-batch"})
     try:
+        request = urllib.request.Request(url, data=body, method="POST", headers={
+            "content-type": "application/json", "user-agent": "hailuo-batch"})
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             answer.read()
     except urllib.error.HTTPError as exc:

@@ -9,9 +9,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from nightlykit import closed_port_url, receiver
 
 from runner import logs, notify
+from runner.cli import main
 from runner.config import output_folder
 from runner.errors import UsageError
 
@@ -69,3 +71,18 @@ def test_dated_folders() -> None:
     assert output_folder("out/{run_id}", name="n", now=now, run_id="night-7") == Path("out/night-7")
     with pytest.raises(UsageError, match="placeholders are"):
         output_folder("out/{nope}", name="n", now=now)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--notify-url", "not a url", "--notify-url 'not a url': give an http:// or https:// URL"),
+    ("--notify-url", "ftp://127.0.0.1/x", "give an http:// or https:// URL"),
+    ("--log-file", "/proc/version/x", "--log-file /proc/version/x: cannot write it"),
+])
+def test_an_unusable_notify_url_or_log_file_is_refused_before_anything_is_sent(
+        tmp_path: Path, option: str, value: str, message: str) -> None:
+    jobs = Path(__file__).resolve().parents[2] / "jobs"
+    result = CliRunner().invoke(main, ["run", str(jobs / "single.yaml"), "--simulate",
+                                       "--out", str(tmp_path / "out"), option, value])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "journal.sqlite").exists()
