@@ -108,7 +108,7 @@ class Submitter:
 
     async def _create(self, row: JobRow, body: dict[str, Any]) -> JobRow | None:
         ctx = self.ctx
-        failures, deadline = 0, None
+        failures, deadline, last = 0, None, ""
         while True:
             sent_at = await self._pace()
             if not ctx.stop.submitting or not self._reserve(row, check=row.state == "pending"):
@@ -133,10 +133,10 @@ class Submitter:
                 found = await self._resolve(row, settle=exc.status is None)
                 if found is not None:
                     return found
-                failures += 1
+                failures, last = failures + 1, str(exc)
             except TransientError as exc:
                 ctx.tracker.emit("retry", row.key, str(exc))
-                failures += 1
+                failures, last = failures + 1, str(exc)
             except ModerationError as exc:
                 await self._fail(row, str(exc), "moderation")
                 return None
@@ -154,7 +154,8 @@ class Submitter:
                 self.meter.succeeded(ctx.clock.now())
                 return await self._record(row, created)
             if failures >= ctx.backoff.attempts:
-                await self._fail(row, f"gave up after {failures} failed creates", "transient")
+                await self._fail(row, f"gave up after {failures} failed creates (the last: {last})",
+                                 "transient")
                 return None
             await ctx.clock.sleep(ctx.backoff.delay(failures, ctx.rand))
 
