@@ -43,7 +43,7 @@ class FolderLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise LockedError(f"output folder {folder} is in use by another run: "
-                              f"{_describe(holder)}; wait for it to end, or use another --out") from None
+                              f"{describe(holder)}; wait for it to end, or use another --out") from None
         except BaseException:
             os.close(fd)
             raise
@@ -52,6 +52,24 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         return cls(path, fd, previous or None)
+
+    @staticmethod
+    def holder(folder: Path) -> dict[str, object] | None:
+        """Who holds `folder`'s lock now, or None if no one does; only looks, never takes it
+        for longer than the probe, and never creates or changes the lock file."""
+        try:
+            fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         os.ftruncate(self.fd, 0)
@@ -72,7 +90,7 @@ def _read_holder(fd: int) -> dict[str, object]:
         return {}
 
 
-def _describe(holder: dict[str, object]) -> str:
+def describe(holder: dict[str, object]) -> str:
     if not holder:
         return "a process that has not written its name yet"
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(holder.get("started", 0))))

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from click.testing import CliRunner
 
+from runner.cli import main
 from runner.errors import LockedError
 from runner.lock import LOCK_NAME, FolderLock
+from runner.state import Journal
 
 HOLDER = """
 import sys
@@ -65,3 +68,25 @@ def test_an_unusable_folder_is_a_state_error(tmp_path: Path) -> None:
         FolderLock.acquire(blocker / "out")
     assert caught.value.exit_code == 4
     assert "unusable" in str(caught.value)
+
+
+def test_status_says_a_run_is_still_going_while_its_process_holds_the_folder(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+    assert FolderLock.holder(tmp_path) is None and not (tmp_path / LOCK_NAME).exists()
+
+    def last_run() -> str:
+        result = CliRunner().invoke(main, ["status", str(tmp_path)], catch_exceptions=False)
+        assert result.exit_code == 0
+        return next(line for line in result.stdout.splitlines() if line.startswith("last run:"))
+
+    with hold(tmp_path) as child:
+        holder = FolderLock.holder(tmp_path)
+        assert holder is not None and holder["pid"] == child.pid
+        assert f"still running (process {child.pid} on " in last_run()
+        held = (tmp_path / LOCK_NAME).read_text()
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert (tmp_path / LOCK_NAME).read_text() == held
+    assert FolderLock.holder(tmp_path) is None
+    assert last_run().endswith("did not end cleanly")
