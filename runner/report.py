@@ -35,8 +35,8 @@ AXIS_LABELS = {"color_theme": "color theme", "style_set": "style set",
                "aspect_ratio": "aspect ratio", "start_frame": "start frame", "n": "sample"}
 # What the page needs of each record; the rest stays in results.jsonl.
 PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
-               "estimated_cost_usd", "cost_usd", "reason", "file", "poster", "render_seconds",
-               "attempts", "completed_at")
+               "estimated_cost_usd", "cost_usd", "spent_usd", "reason", "file", "poster",
+               "render_seconds", "attempts", "completed_at")
 CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
 CSV_TAIL = ("styles", "cost_usd", "estimated_cost_usd", "render_seconds", "attempts", "file",
             "poster", "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
@@ -95,7 +95,7 @@ class RunResults:
         return Totals(
             jobs=len(self.records), done=states.count(DONE), failed=states.count(FAILED),
             unfinished=len(states) - states.count(DONE) - states.count(FAILED),
-            spent_usd=round(float(spent if spent is not None else _total(self.records, "cost_usd")), 2),
+            spent_usd=round(float(spent if spent is not None else _total(self.records, "spent_usd")), 2),
             estimated_usd=round(float(estimated if estimated is not None
                                       else _total(self.records, "estimated_cost_usd")), 2))
 
@@ -259,7 +259,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
     rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
     for record in results.records:
         rows.append([str(record.get("index", "")), str(record.get("short_key") or ""),
-                     str(record.get("state") or ""), _money(record.get("cost_usd")),
+                     str(record.get("state") or ""), _cost(record),
                      _seconds(record.get("render_seconds")),
                      *(_text(record["axes"].get(axis)) for axis in axes),
                      _text(record.get("file") if record.get("state") == DONE
@@ -270,8 +270,12 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
-def _money(value: Any) -> str:
-    return "-" if value is None else f"${float(value):.2f}"
+def _cost(record: dict[str, Any]) -> str:
+    """A job's cost, or its estimate marked "est." while its cost is unknown (see results.record)."""
+    if record.get("cost_usd"):
+        return f"${float(record['cost_usd']):.2f}"
+    estimate = record.get("estimated_cost_usd")
+    return "-" if estimate is None else f"est. ${float(estimate):.2f}"
 
 
 def _seconds(value: Any) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
+from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
 RESULTS, ERRORS, CSV, SUMMARY = "results.jsonl", "errors.jsonl", "results.csv", "summary.json"
@@ -42,11 +43,18 @@ def iso(epoch: float | None) -> str | None:
 
 
 def record(row: JobRow) -> dict[str, Any]:
-    """One job's line of results.jsonl."""
+    """One job's line of results.jsonl.
+
+    `spent_usd` is what the job counts in money spent, the one rule of every total (the summary,
+    `status`, the report's header, rows and columns; `Journal.money` sums the same): the cost its
+    create's answer named, else, once it has a generation, its estimate, since a job recovered
+    from the account after that answer was lost was paid for all the same; plus what generations
+    given up on by a retry cost. A cost never named is shown as an estimate ("est. $0.27").
+    """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
             "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
             "generation_id": row.generation_id, "estimated_cost_usd": row.estimated_cost,
-            "cost_usd": row.cost_usd, "reason": row.reason, "file": row.file,
+            "cost_usd": row.cost_usd, "spent_usd": row.spent_usd, "reason": row.reason, "file": row.file,
             "poster": row.poster, "sidecar": row.sidecar,
             "submitted_at": iso(row.submitted_at), "completed_at": iso(row.completed_at),
             "downloaded_at": iso(row.downloaded_at), "render_seconds": row.render_seconds,
@@ -96,12 +104,19 @@ def _lines(records: Any) -> str:
 
 
 def status_lines(results: Results) -> list[str]:
-    """`hailuo-batch status` as text: the last run, counts by state, money, then each failure."""
+    """`hailuo-batch status` as text: the last run (still running while a process holds the
+    folder's lock), counts by state, money, then each failure."""
     summary = results.summary
     lines = [f"{summary['name']}: {summary['jobs']} jobs in {summary['out']}"]
     if summary["started_at"]:
-        ended = (f"ended {summary['ended_at']}, exit {summary['exit_code']} "
-                 f"({summary['exit_reason']})" if summary["ended_at"] else "did not end cleanly")
+        holder = FolderLock.holder(Path(summary["out"]))
+        if holder is not None:
+            ended = f"still running ({describe(holder)})"
+        elif summary["ended_at"]:
+            ended = (f"ended {summary['ended_at']}, exit {summary['exit_code']} "
+                     f"({summary['exit_reason']})")
+        else:
+            ended = "did not end cleanly"
         lines.append(f"last run: started {summary['started_at']}, {ended}")
     lines.append("  ".join(f"{state} {count}" for state, count in summary["counts"].items())
                  or "no jobs")

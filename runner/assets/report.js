@@ -161,7 +161,7 @@
       "data-state": job.state, title: job.prompt || "",
     }, media, el("div", { class: "meta" },
       el("span", { class: "styles", text: styles }),
-      el("span", { class: "figures" }, job.cost_usd === null || job.cost_usd === undefined
+      el("span", { class: "figures" }, !job.cost_usd
         ? el("span", { class: "estimate", title: "estimated cost", text: `est. ${money(job.estimated_cost_usd)}` })
         : el("span", { class: "cost", title: `estimated ${money(job.estimated_cost_usd)}`, text: money(job.cost_usd) }),
         job.render_seconds === null || job.render_seconds === undefined ? null
@@ -262,7 +262,7 @@
   function section(value, lines, columns, others) {
     const jobs = [...lines.values()].flat();
     const done = jobs.filter((job) => stateGroup(job) === STATES.done).length;
-    const spent = jobs.reduce((sum, job) => sum + Number(job.cost_usd || 0), 0);
+    const spent = jobs.reduce((sum, job) => sum + Number(job.spent_usd || 0), 0);
     const title = el("div", { class: "section-head" },
       el("span", { class: "section-axis", text: LABELS[view.row] }),
       el("span", { class: "section-value", text: value }),

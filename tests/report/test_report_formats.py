@@ -12,9 +12,11 @@ import pytest
 from click.testing import CliRunner
 from reportkit import HOSTILE_PROMPT
 
-from runner import report
+from runner import report, results
 from runner.cli import main
 from runner.errors import StateError, UsageError
+from runner.plan import Job
+from runner.state import Journal
 
 
 def page_data(page: str) -> dict:
@@ -131,3 +133,37 @@ def test_the_report_command_writes_the_page_or_prints_a_table(sweep_run, tmp_pat
     assert missing.exit_code == 2
     assert "no journal.sqlite or results.jsonl here" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp_path: Path) -> None:
+    """A create whose answer was lost, its job recovered from the account: no cost recorded."""
+    jobs = [Job(key=f"{n:064x}", index=n, axes={"prompt": f"p{n}", "n": 1}, styles=(),
+                request={"model": "hailuo-2_3"}, estimated_cost=0.27, filename=f"p/{n}.mp4")
+            for n in range(3)]
+    with Journal.open(tmp_path) as journal:
+        run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        journal.sync_plan(jobs)
+        for job, cost in zip(jobs[:2], (0.3, None)):
+            journal.submitting(job.key, run_id=run, at=2.0)
+            journal.submitted(job.key, run_id=run, at=3.0, generation_id=f"g{job.index}",
+                              cost_usd=cost, cost_credits=None)
+            journal.complete(job.key, run_id=run, at=4.0, video_url="http://v", poster_url=None,
+                             render_seconds=1.0)
+            journal.downloaded(job.key, run_id=run, at=5.0, file=job.filename, poster=None,
+                               sidecar=f"p/{job.index}.json")
+        journal.end_run(run, exit_code=0, reason="done", at=6.0)
+        found = results.write_results(journal, tmp_path)
+    assert found.summary["spent_usd"] == 0.57
+    status = CliRunner().invoke(main, ["status", str(tmp_path)], catch_exceptions=False)
+    assert "spent $0.57, " in status.stdout
+    loaded = report.load(tmp_path)
+    data = report.page_data(loaded)
+    assert data["totals"]["spent_usd"] == 0.57
+    assert [job["spent_usd"] for job in data["jobs"]] == [0.3, 0.27, 0]
+    assert report.RunResults(tmp_path, {}, loaded.records).totals.spent_usd == 0.57
+    stream = io.StringIO()
+    report.render(loaded, "text", stream)
+    lines = stream.getvalue().splitlines()
+    assert "spent $0.57 of $0.81 estimated" in lines[1]
+    assert [line.split()[3:5] for line in lines[4:]] == [["$0.30", "1s"], ["est.", "$0.27"],
+                                                         ["est.", "$0.27"]]
