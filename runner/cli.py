@@ -89,7 +89,8 @@ def validate(files: tuple[str, ...], fmt: str, prices_file: str | None) -> None:
             for issue in issues:
                 click.echo(issue.render())
             if plan is not None:
-                click.echo(f"{file}: ok, {len(plan.jobs)} jobs, estimated ${plan.estimated_usd:.2f}")
+                click.echo(f"{file}: ok, {render.plural(len(plan.jobs), 'job')}, "
+                           f"estimated ${plan.estimated_usd:.2f}")
                 for warning in plan.warnings:
                     click.echo(f"{file}: warning: {warning}")
         if problems:
@@ -318,7 +319,8 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
     if dry_run:
         planned, folder = batch.plan_for(config)
         state = batch.diff(planned, folder)
-        click.echo(f"{planned.name}: {len(planned.jobs)} jobs, estimated ${planned.estimated_usd:.2f}")
+        click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, "
+                   f"estimated ${planned.estimated_usd:.2f}")
         click.echo(_diff_line(state) + "; nothing was sent (dry run)")
         return
     quiet_log = quiet and log_file is None

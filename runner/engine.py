@@ -27,6 +27,7 @@ from runner.control import (
     Outcome,
 )
 from runner.errors import AuthError, PermanentError, RateLimited, TransientError
+from runner.render import plural
 from runner.results import iso
 from runner.schedule import Backoff, PollPolicy, PollSchedule
 from runner.state import IN_FLIGHT, JobRow
@@ -115,9 +116,9 @@ class Engine:
         if stop.halted is not None and unfinished:
             return stop.halted
         if unfinished:
-            return Outcome(EXIT_RESUMABLE, f"{unfinished} jobs are not finished: run again to resume")
+            return Outcome(EXIT_RESUMABLE, f"{plural(unfinished, 'job')} not finished: run again to resume")
         if counts["failed"]:
-            return Outcome(EXIT_FAILED, f"{counts['failed']} jobs failed (see errors.jsonl)")
+            return Outcome(EXIT_FAILED, f"{plural(counts['failed'], 'job')} failed (see errors.jsonl)")
         return Outcome(EXIT_OK, "every job downloaded")
 
     async def _watch(self) -> None:

@@ -10,6 +10,11 @@ from runner.errors import Issue
 from runner.plan import Job, Plan, canonical_json
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 job`, `2 jobs`: a count with its noun, for messages people read."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def job_record(job: Job, states: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;
     with `states`, its state in the output folder too."""
@@ -75,7 +80,8 @@ _FIXED_AXES = frozenset({"prompt", "vibe", "lighting", "color_theme", "style_set
 
 
 def summary_lines(plan: Plan) -> Iterator[str]:
-    yield (f"{len(plan.jobs)} jobs from {plan.cells} cells: {plan.excluded} removed by exclude, "
+    yield (f"{plural(len(plan.jobs), 'job')} from {plural(plan.cells, 'cell')}: "
+           f"{plan.excluded} removed by exclude, "
            f"{plan.included} added by include, {plan.skipped_invalid} skipped as invalid, "
            f"{plan.merged} merged duplicates")
     yield (f"estimated total: ${plan.estimated_usd:.2f} (price estimates; the actual cost of each "

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from runner.render import plural
 from runner import catalog
 from runner.cli import main
 from runner.manifest import MAX_BYTES, MAX_DEPTH, MAX_VALUES
@@ -75,7 +76,7 @@ def test_every_invalid_file_reported_in_one_go(monkeypatch: pytest.MonkeyPatch) 
     result = run(monkeypatch, CASES / "invalid", "validate", *names[:10], str(valid_one), *names[10:])
     assert result.exit_code == 2
     expected = [line for case in INVALID[:10] for line in expected_lines(case)]
-    expected.append(f"{valid_one}: ok, 1 jobs, estimated $0.27")
+    expected.append(f"{valid_one}: ok, 1 job, estimated $0.27")
     expected += [line for case in INVALID[10:] for line in expected_lines(case)]
     assert result.stdout.splitlines() == expected
     problems = sum(len(expected_lines(case)) for case in INVALID)
@@ -235,7 +236,7 @@ def test_valid_case_validates_and_plans(case: Path, monkeypatch: pytest.MonkeyPa
     counts = expected_counts(case)
     checked = run(monkeypatch, case.parent, "validate", case.name)
     assert checked.exit_code == 0, checked.output
-    assert checked.stdout.startswith(f"{case.name}: ok, {counts['jobs']} jobs, estimated $")
+    assert checked.stdout.startswith(f"{case.name}: ok, {plural(counts['jobs'], 'job')}, estimated $")
 
     planned = run(monkeypatch, case.parent, "plan", "--format", "json", case.name)
     assert planned.exit_code == 0, planned.output
