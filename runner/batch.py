@@ -144,7 +144,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                  kinds=None if config.retry_failed else PASSING_FAILURES)
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings.from_run(planned.settings, backoff=config.backoff, **engine)
-            nightly.run_started(planned, out_dir, journal.counts())
+            nightly.run_started(planned, out_dir, journal.counts(planned_only=True),
+                                journal.counts())
             del planned
             outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random()))

@@ -35,6 +35,7 @@ from runner.errors import ApiError, AuthError, UsageError
 from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.plan import Plan
+from runner.render import plural
 from runner.state import Journal
 
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
@@ -164,13 +165,21 @@ def took_over(lock: FolderLock) -> None:
                     extra={"previous_pid": holder.get("pid"), "previous_host": holder.get("host")})
 
 
-def run_started(planned: Plan, out_dir: Path, counts: dict[str, int]) -> None:
+def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
+                everything: dict[str, int]) -> None:
+    """Log the plan's jobs by state (`counts`) and, when the folder also holds jobs this plan
+    no longer has (`everything` counts them too), that they are kept and stay in the results."""
     done = counts.get("downloaded", 0)
     log.info("run started: %s, %d jobs (estimated $%.2f) into %s; %d already downloaded, "
              "%d to create", planned.name, len(planned.jobs), planned.estimated_usd, out_dir,
              done, counts.get("pending", 0),
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
+    others = sum(everything.values()) - sum(counts.values())
+    if others:
+        log.warning("%s also holds %s not in this plan (an earlier version of the manifest, or "
+                    "another manifest): they are kept, and listed in the results",
+                    out_dir, plural(others, "job"), extra={"unplanned_jobs": others})
 
 
 def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:

@@ -177,6 +177,7 @@ class _Planner:
         self.data: dict[str, Any] = doc.data
         self.catalog = cat
         self.issues: list[Issue] = list(checked.issues)
+        self.warnings: list[str] = []
         self.settings = self._settings(overrides)
         self.prices = merge_prices(self.data.get("prices", {}) if checked.ok("prices") else {},
                                    prices)
@@ -219,7 +220,7 @@ class _Planner:
                     output_dir=self.output_dir,
                     notify_url=self.data.get("notify"), cells=expansion.product,
                     excluded=expansion.excluded, included=expansion.included, merged=merged,
-                    skipped_invalid=skipped, warnings=tuple(expansion.warnings))
+                    skipped_invalid=skipped, warnings=tuple(expansion.warnings + self.warnings))
 
     def _check_placeholders(self, field: str, template: str, known: list[str]) -> None:
         path = ("output", field)
@@ -355,7 +356,12 @@ class _Planner:
                 jobs.append(Job(key=key, index=len(jobs), axes=job_axes, styles=cell.styles,
                                 request=request, estimated_cost=cost,
                                 filename=self._filename(cell, job_axes, key), upload=upload))
-        return _unique_filenames(jobs)
+        jobs, clashing = _unique_filenames(jobs)
+        if clashing:
+            self.warnings.append(f"output.filename gives {clashing} jobs a name another job has: "
+                                 "their short key was added (put {n} or the axes that differ in "
+                                 "the template)")
+        return jobs
 
     def _filename(self, cell: Cell, axes: dict[str, Any], key: str) -> str:
         values = {k: _part(v) for k, v in axes.items()}
@@ -378,13 +384,15 @@ def _part(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(value)).strip("-.")[:80] or "_"
 
 
-def _unique_filenames(jobs: list[Job]) -> list[Job]:
-    """Jobs whose names collide all get their short key added, so every name stays stable."""
+def _unique_filenames(jobs: list[Job]) -> tuple[list[Job], int]:
+    """Jobs whose names collide all get their short key added, so every name stays stable;
+    also how many jobs that renamed."""
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job.filename.lower()] = counts.get(job.filename.lower(), 0) + 1
-    return [dataclasses.replace(job, filename=f"{job.filename[:-4]}_{job.short_key}.mp4")
-            if counts[job.filename.lower()] > 1 else job for job in jobs]
+    renamed = [dataclasses.replace(job, filename=f"{job.filename[:-4]}_{job.short_key}.mp4")
+               if counts[job.filename.lower()] > 1 else job for job in jobs]
+    return renamed, sum(n for n in counts.values() if n > 1)
 
 
 def describe(cell: Cell) -> str:

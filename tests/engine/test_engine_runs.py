@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ from enginekit import (
 
 from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.errors import AuthError
+from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,3 +194,27 @@ def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
     assert {r["state"] for r in records} == {"downloaded"}
     assert not failed_ids & {r["generation_id"] for r in records}
     assert second.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
+
+
+def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with run_in_thread(sim_settings()) as sim:
+            run(write_manifest(tmp_path, repeat=1), out, sim)
+            caplog.clear()
+            second = run(write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1), out, sim)
+            assert sim.books.creates_accepted == 4
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert second.outcome.exit_code == 0
+    started = [r.getMessage() for r in caplog.records if "run started" in r.getMessage()]
+    assert started and "2 jobs (estimated $0.54)" in started[0]
+    assert "2 already downloaded, 0 to create" in started[0]
+    assert any(r.getMessage() == f"{out} also holds 2 jobs not in this plan (an earlier version of "
+               "the manifest, or another manifest): they are kept, and listed in the results"
+               for r in caplog.records)
+    assert len(results_lines(out)) == 4

@@ -90,3 +90,14 @@ def test_every_placeholder_of_a_file_name(write_manifest: WriteManifest) -> None
     job = make_plan(path).jobs[0]
     assert job.filename == ("every-placeholder/sea/calm/Clay/Clay-none-none-none/hailuo-2_3_768p_6_16-9_1_"
                             f"{job.short_key}_5b1c6f0e-8a2d-4c3b-9e7f-1a2b3c4d5e6f.mp4")
+
+
+def test_colliding_names_are_warned_of(tmp_path: Path) -> None:
+    manifest = tmp_path / "clash.yaml"
+    manifest.write_text('version: 1\nname: x\nprompts: [a, b]\nrepeat: 2\n'
+                        'output: {filename: "{prompt}.mp4"}\n', encoding="utf-8")
+    planned = make_plan(manifest)
+    assert planned.warnings == ("output.filename gives 4 jobs a name another job has: their short "
+                                "key was added (put {n} or the axes that differ in the template)",)
+    manifest.write_text(manifest.read_text().replace("{prompt}.mp4", "{prompt}_{n}.mp4"))
+    assert make_plan(manifest).warnings == ()
