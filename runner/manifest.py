@@ -204,7 +204,11 @@ def load_document(path: Path | str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        begun = exc.context_mark
+        context = exc.context
+        if context and begun and mark and begun.line != mark.line:
+            context = f"{context} (begun at line {begun.line + 1}, column {begun.column + 1})"
+        message = " ".join(str(p) for p in (context, exc.problem) if p)
         lines = text.splitlines()
         tabbed = 0 < line <= len(lines) and "\t" in lines[line - 1]
         hint = "indent with spaces, not tabs" if tabbed else ""
