@@ -112,7 +112,13 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
     output folder already holds a journal, what is new, in flight, done and failed."""
     config = batch.RunConfig(manifest=Path(file), out=out, overrides={"max_jobs": max_jobs},
                              prices=load_prices(prices_file))
-    planned, folder = batch.plan_for(config)
+    try:
+        planned, folder = batch.plan_for(config)
+    except ManifestError as exc:
+        if fmt == "text":
+            raise
+        click.echo(render.issues_json([(file, None, exc.issues)]))
+        sys.exit(exc.exit_code)
     found = batch.diff(planned, folder) if (folder / JOURNAL_NAME).is_file() else None
     states = found.states() if found else None
     if fmt == "json":

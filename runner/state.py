@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from runner.errors import StateError
+from runner.errors import StateError, UsageError
 from runner.plan import Job, Upload
 from runner.rows import ROW_COLUMNS, JobRow, Move
 
@@ -114,7 +114,8 @@ class Journal:
         """The journal of `folder`, created (with the folder) when missing and `create` is set."""
         path = folder / JOURNAL_NAME
         if not create and not path.exists():
-            raise StateError(f"{folder}: no journal here ({JOURNAL_NAME} is missing)")
+            raise UsageError(f"{folder}: no journal here ({JOURNAL_NAME} is missing); "
+                             "is this a run's output folder?")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -58,4 +58,4 @@ def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
 
 def test_status_of_a_folder_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     code, _, stderr = invoke("status", str(tmp_path))
-    assert code == 4 and "journal" in stderr
+    assert code == 2 and "no journal here" in stderr and "Traceback" not in stderr

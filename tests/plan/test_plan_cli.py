@@ -83,11 +83,15 @@ def test_plan_of_a_bad_manifest_sends_nothing_and_says_why(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bad.yaml").write_text("version: 1\nname: bad\nprompts: [a cat]\nrepeat: 0\n")
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["plan", "--format", "json", "bad.yaml"])
+    result = CliRunner().invoke(main, ["plan", "bad.yaml"])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         "bad.yaml:4:9: $.repeat: repeat must be a whole number from 1 to 100, not 0",
         "1 problem(s); nothing was sent"]
+    as_json = CliRunner().invoke(main, ["plan", "--format", "json", "bad.yaml"])
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["files"][0]["issues"][0]["message"] == \
+        "repeat must be a whole number from 1 to 100, not 0"
 
 
 def test_max_jobs_from_the_command_line_wins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,3 +139,15 @@ def test_schema_prints_the_shipped_schema(monkeypatch: pytest.MonkeyPatch) -> No
     assert printed == shipped
     assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert printed["additionalProperties"] is False
+
+
+def test_plan_as_json_reports_a_broken_manifest_as_json(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nname: x\npromts: [a]\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["plan", str(broken), "--format", "json"])
+    assert result.exit_code == 2
+    (checked,) = json.loads(result.stdout)["files"]
+    assert checked["valid"] is False
+    assert [i["message"] for i in checked["issues"]] == [
+        "'prompts' is required here", "unknown key 'promts'"]
+
