@@ -286,8 +286,8 @@ def _api_key(key_file: Path | None) -> str | None:
 @click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the API key (default: LEONARDO_API_KEY).")
 @click.option("--simulate", is_flag=True, help="Run against an in-process simulator; no key needed.")
-@click.option("--time-scale", type=float, default=60.0, show_default=True,
-              help="With --simulate: simulated seconds per real second.")
+@click.option("--time-scale", type=float,
+              help="With --simulate: simulated seconds per real second [60].")
 @click.option("--request-timeout", default="30s", show_default=True,
               help="How long one API call may take; a create past it is looked for before "
                    "it is sent again.")
@@ -309,7 +309,7 @@ def _api_key(key_file: Path | None) -> str | None:
               show_default=True, help="json: one object per line.")
 @prices_option
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
-        simulate: bool, time_scale: float, request_timeout: str, retry_failed: bool,
+        simulate: bool, time_scale: float | None, request_timeout: str, retry_failed: bool,
         dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
         log_file: Path | None, log_format: str, prices_file: str | None,
         **overrides: Any) -> None:
@@ -318,7 +318,7 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
     config = batch.RunConfig(
         manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
         base_url=base_url, api_key=None if simulate or dry_run else _api_key(api_key_file),
-        simulate=SimSettings(time_scale=time_scale) if simulate else None,
+        simulate=_simulated(simulate, time_scale),
         retry_failed=retry_failed, run_id=nightly.check_run_id(run_id),
         notify_url=notify_url and notify.check_url(notify_url),
         timeouts=Timeouts(call=call, download=max(300.0, call)))
@@ -349,6 +349,15 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
                f"downloaded, ${summary['spent_usd']:.2f} spent")
     click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     sys.exit(done.outcome.exit_code)
+
+
+def _simulated(simulate: bool, time_scale: float | None) -> SimSettings | None:
+    """The in-process simulator's settings for --simulate; --time-scale means nothing without it."""
+    if not simulate:
+        if time_scale is not None:
+            raise UsageError("--time-scale goes with --simulate")
+        return None
+    return SimSettings(time_scale=60.0 if time_scale is None else time_scale)
 
 
 def _diff_line(state: batch.PlanDiff) -> str:

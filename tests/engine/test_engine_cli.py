@@ -59,3 +59,10 @@ def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
 def test_status_of_a_folder_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     code, _, stderr = invoke("status", str(tmp_path))
     assert code == 2 and "no journal here" in stderr and "Traceback" not in stderr
+
+
+def test_a_time_scale_without_simulate_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                             "--time-scale", "5", key="00000000-0000-4000-8000-000000000000")
+    assert code == 2 and "--time-scale goes with --simulate" in stderr
+    assert not (tmp_path / "out").exists()
