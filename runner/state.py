@@ -216,12 +216,13 @@ class Journal:
         return {state: count for state, count in rows}
 
     def money(self, run_id: int | None = None) -> Money:
-        spent = ("COALESCE(SUM(spent_before_usd + CASE WHEN generation_id IS NULL THEN 0 "
-                 "WHEN cost_usd > 0 THEN cost_usd ELSE estimated_cost END), 0)")
-        total = self.conn.execute(f"SELECT {spent}, COALESCE(SUM(reserved_usd), 0) FROM jobs").fetchone()
-        this = self.conn.execute(f"SELECT {spent}, COALESCE(SUM(reserved_usd), 0) FROM jobs "
-                                 "WHERE run_id = ?", (run_id,)).fetchone()
-        return Money(round(total[0], 6), round(total[1], 6), round(this[0], 6), round(this[1], 6))
+        """Spent and reserved money, each job counted by `JobRow.spent_usd`, the one rule of it."""
+        spent = reserved = spent_run = reserved_run = 0.0
+        for row in map(JobRow.from_sql, self.conn.execute(_SELECT)):
+            spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
+            if row.run_id == run_id:
+                spent_run, reserved_run = spent_run + row.spent_usd, reserved_run + row.reserved_usd
+        return Money(round(spent, 6), round(reserved, 6), round(spent_run, 6), round(reserved_run, 6))
 
     def claimed(self, generation_ids: Iterable[str]) -> set[str]:
         """Those of `generation_ids` that belong, or once belonged, to a job (a generation a
