@@ -162,14 +162,14 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
                  rand: random.Random) -> Outcome:
     stop = Stop()
-    tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.budget_usd)
+    tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.run.budget_usd)
     async with _api(config, settings, out_dir) as client:
         ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client, clock=clock,
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
-                      backoff=config.backoff, timeout=settings.timeout)
+                      backoff=config.backoff, timeout=settings.run.timeout)
         with _signals(stop):
             refused = await nightly.check_balance(client, nightly.cost_to_create(
-                journal, settings.budget_usd))
+                journal, settings.run.budget_usd))
             if refused is not None:
                 return refused
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
@@ -182,7 +182,7 @@ async def _api(config: RunConfig, settings: EngineSettings,
     """The client of the real API, or of a simulator served in this process for the run; the
     simulated account is kept in the output folder, so that a resumed run finds the generations
     and start frames of the runs before it."""
-    connections = max(100, settings.concurrency * 2)
+    connections = max(100, settings.run.concurrency * 2)
     if config.simulate is None:
         assert config.api_key is not None
         async with open_client(base_url=config.base_url, api_key=config.api_key,

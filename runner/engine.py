@@ -38,11 +38,7 @@ from runner.submit import Context, Submitter
 class EngineSettings:
     """How the pool is driven: the run settings plus the budgets nobody needs to tune."""
 
-    concurrency: int = 10
-    submit_per_minute: float = 100.0
-    poll_interval: float = 5.0
-    timeout: float = 900.0
-    budget_usd: float | None = None
+    run: RunSettings = field(default_factory=RunSettings)
     backoff: Backoff = field(default_factory=Backoff)
     poll_requests: int = 64
     downloads: int = 32
@@ -52,9 +48,7 @@ class EngineSettings:
 
     @classmethod
     def from_run(cls, settings: RunSettings, **extra: Any) -> EngineSettings:
-        return cls(concurrency=settings.concurrency, submit_per_minute=settings.submit_per_minute,
-                   poll_interval=settings.poll_interval, timeout=settings.timeout,
-                   budget_usd=settings.budget_usd, **extra)
+        return cls(run=settings, **extra)
 
 
 class _Aborted(Exception):
@@ -82,10 +76,10 @@ class Engine:
         self.folder = files.Folder(out_dir)
         self._placing = Batcher(files.place_all, in_thread=True)
         self._owners = ctx.store.file_owners()
-        self.submitter = Submitter(ctx, submit_per_minute=settings.submit_per_minute,
+        self.submitter = Submitter(ctx, submit_per_minute=settings.run.submit_per_minute,
                                    settle=settings.settle, reconcile_skew=settings.reconcile_skew)
-        self.schedule = PollSchedule(PollPolicy(interval=settings.poll_interval))
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self.schedule = PollSchedule(PollPolicy(interval=settings.run.poll_interval))
+        self._slots = asyncio.Semaphore(settings.run.concurrency)
         self._polls = asyncio.Semaphore(settings.poll_requests)
         self._downloads = asyncio.Semaphore(settings.downloads)
         self._active = 0
