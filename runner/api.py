@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -94,6 +94,12 @@ class Account:
     username: str
     slots: int | None
     paid_credits: float | None = None  # `apiPaidTokens`; None when the answer has no number
+
+
+class Sink(Protocol):
+    """Where a download's bytes go: a staged file, or memory."""
+
+    def write(self, chunk: bytes, /) -> object: ...
 
 
 class LeonardoClient:
@@ -173,7 +179,7 @@ class LeonardoClient:
                 raise _upload_error(response.status, body)
         return image_id
 
-    async def download(self, url: str, sink: BinaryIO) -> int:
+    async def download(self, url: str, sink: Sink) -> int:
         """Stream `url` into `sink`; returns the byte count, checked against Content-Length."""
         async with self._request("GET", url, timeout=self._download_timeout) as response:
             if response.status != 200:

@@ -13,13 +13,15 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from runner.errors import TransientError
 
 _ATOM_HEADER = struct.Struct(">I4s")
-Check = Callable[[BinaryIO, int], "str | None"]
+Read = Callable[[int, int], bytes]  # (count, offset) -> bytes, as os.pread after its descriptor
+Check = Callable[[Read, int], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,39 +74,46 @@ class Folder:
 
 
 class Part:
-    """A download staged beside its destination under a hidden partial name."""
+    """A download staged beside its destination under a hidden partial name, written straight
+    to its file descriptor (no buffering layer: the socket's chunks are already large)."""
 
     def __init__(self, dest: str, tag: str) -> None:
         self.dest = dest
         self.path = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{tag}.part")
-        self.sink: BinaryIO | None = None
+        self.size = 0
+        self._fd: int | None = None
 
-    def open(self) -> BinaryIO:
+    def open(self) -> Part:
         """The partial file, empty (a retried transfer starts over)."""
         self.close()
-        self.sink = open(self.path, "w+b")
-        return self.sink
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.size = 0
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        assert self._fd is not None
+        _write_all(self._fd, chunk)
+        self.size += len(chunk)
 
     def verify(self, check: Check) -> None:
         """Raise TransientError (a broken transfer: retry) unless the staged file passes `check`."""
-        assert self.sink is not None
-        self.sink.flush()
-        problem = check(self.sink, self.sink.tell())
+        assert self._fd is not None
+        problem = check(partial(os.pread, self._fd), self.size)
         if problem is not None:
             raise TransientError(f"the downloaded file is broken: {problem}")
 
     def commit(self) -> None:
         """Flush the checked file to disk and rename it into place."""
-        assert self.sink is not None
-        os.fsync(self.sink.fileno())
+        assert self._fd is not None
+        os.fsync(self._fd)
         self.close()
         os.replace(self.path, self.dest)
         self.path = ""
 
     def close(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
-            self.sink = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Staging:
@@ -168,10 +177,20 @@ def write_text(dest: Path, text: str) -> None:
 
 
 def _replace_text(dest: str, text: str) -> None:
-    partial = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.part")
-    with open(partial, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(partial, dest)
+    staged = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.part")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(staged, dest)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of `data` written (`os.write` may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_json(dest: Path, value: Any) -> None:
@@ -183,13 +202,12 @@ def json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def check_mp4(handle: BinaryIO, size: int) -> str | None:
+def check_mp4(read: Read, size: int) -> str | None:
     """None when the file is a whole MP4: an `ftyp` box first and top-level boxes that end
     exactly at the end of the file (ISO/IEC 14496-12, 4.2), which a cut-off transfer breaks."""
     offset, first = 0, True
     while offset < size:
-        handle.seek(offset)
-        header = handle.read(16)
+        header = read(16, offset)
         if len(header) < 8:
             return f"a box header is cut off at byte {offset}"
         length, kind = _ATOM_HEADER.unpack_from(header)
@@ -208,14 +226,11 @@ def check_mp4(handle: BinaryIO, size: int) -> str | None:
     return None if size else "empty"
 
 
-def check_jpeg(handle: BinaryIO, size: int) -> str | None:
+def check_jpeg(read: Read, size: int) -> str | None:
     """None when the file starts and ends with the JPEG markers (SOI, EOI)."""
     if size < 4:
         return "too short for a JPEG"
-    handle.seek(0)
-    head = handle.read(2)
-    handle.seek(size - 2)
-    tail = handle.read(2)
+    head, tail = read(2, 0), read(2, size - 2)
     if head != b"\xff\xd8":
         return "not a JPEG"
     return None if tail == b"\xff\xd9" else "cut off before the end of the JPEG"
@@ -223,5 +238,8 @@ def check_jpeg(handle: BinaryIO, size: int) -> str | None:
 
 def check_file(path: Path, check: Check) -> str | None:
     """`check` applied to a file already in place."""
-    with open(path, "rb") as handle:
-        return check(handle, path.stat().st_size)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return check(partial(os.pread, fd), os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
