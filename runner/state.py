@@ -75,6 +75,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN spent_before_usd REAL NOT NULL DEFAULT 0;
     """,
+    # Version 5: fewer index pages written per transition. Only moves into `submitting` are
+    # looked up by job (when was its create last sent), and files are read all at once.
+    """
+    DROP INDEX transitions_by_job;
+    CREATE INDEX transitions_sent ON transitions (job_key, at) WHERE to_state = 'submitting';
+    DROP INDEX jobs_by_file;
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
