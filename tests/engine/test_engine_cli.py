@@ -66,3 +66,13 @@ def test_a_time_scale_without_simulate_is_a_usage_error(tmp_path: Path) -> None:
                              "--time-scale", "5", key="00000000-0000-4000-8000-000000000000")
     assert code == 2 and "--time-scale goes with --simulate" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_grace_without_a_max_runtime_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                             "--simulate", "--grace", "1m")
+    assert code == 2 and "--grace goes with a max runtime" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
+    code, _, _ = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                        "--simulate", "--grace", "1m", "--max-runtime", "1h", "--quiet")
+    assert code == 0
