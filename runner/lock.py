@@ -22,7 +22,8 @@ LOCK_NAME = ".hailuo.lock"
 
 @dataclass
 class FolderLock:
-    """Held for the life of a run: `with FolderLock.acquire(out) as lock: ...`."""
+    """Held for the life of a run: `with FolderLock.acquire(out) as lock: ...` (or of a
+    simulator's state file, through `take`)."""
 
     path: Path
     fd: int
@@ -31,19 +32,29 @@ class FolderLock:
     @classmethod
     def acquire(cls, folder: Path) -> FolderLock:
         """Take the folder's lock or raise LockedError naming the live process that holds it."""
+        what = f"output folder {folder}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / LOCK_NAME
+        except OSError as exc:
+            raise StateError(f"{what} is unusable: {exc.strerror}") from exc
+        return cls.take(folder / LOCK_NAME, what=what, user="run",
+                        hint="wait for it to end, or use another --out")
+
+    @classmethod
+    def take(cls, path: Path, *, what: str, user: str, hint: str) -> FolderLock:
+        """Take the lock file `path`, which guards `what` for one `user` at a time, or raise
+        LockedError naming the live process that holds it, and the `hint`."""
+        try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StateError(f"output folder {folder} is unusable: {exc.strerror}") from exc
+            raise StateError(f"{what} is unusable: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise LockedError(f"output folder {folder} is in use by another run: "
-                              f"{describe(holder)}; wait for it to end, or use another --out") from None
+            raise LockedError(f"{what} is in use by another {user}: {describe(holder)}; "
+                              f"{hint}") from None
         except BaseException:
             os.close(fd)
             raise

@@ -80,20 +80,28 @@ class Simulator:
         return self
 
     def _open_account(self, clips: int) -> Backend:
-        """A fresh account, or the one kept in the state file, carried on from where it was."""
+        """A fresh account, or the one kept in the state file, carried on from where it was;
+        the state file is this simulator's alone until it stops."""
         path = self.settings.state_path
-        saved = statefile.read(path) if path is not None else None
-        if saved is not None:
-            self.settings = self.settings.with_account(saved.user_id, saved.username)
-            self.clock.resume(saved.resume_at(self.clock.wall()), epoch=saved.epoch)
-        backend = Backend(self.settings, self.clock, clips=clips)
+        held = statefile.lock(path) if path is not None else None
+        try:
+            saved = statefile.read(path) if path is not None else None
+            if saved is not None:
+                self.settings = self.settings.with_account(saved.user_id, saved.username)
+                self.clock.resume(saved.resume_at(self.clock.wall()), epoch=saved.epoch)
+            backend = Backend(self.settings, self.clock, clips=clips)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
         if saved is not None:
             backend.restore(saved)
-        if path is not None:
+        if path is not None and held is not None:
             try:
-                backend.kept = StateFile.open(path, self.clock, backend.account())
+                backend.kept = StateFile.open(path, self.clock, backend.account(), held)
             except BaseException:
                 backend.stop()
+                held.release()
                 raise
         return backend
 

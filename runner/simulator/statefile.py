@@ -20,7 +20,9 @@ at load if that time has passed. The epoch is kept as well, so a generation show
 `createdAt` after a restart, and new ones never show a time earlier than the real one (at a time
 scale of 1 or more), which a client looking for its creates by time relies on.
 
-The key is not in the file: it is derived from the user id (`settings.account_key`).
+The key is not in the file: it is derived from the user id (`settings.account_key`). One
+simulator at a time uses a state file: a lock beside it (`.NAME.lock`) is taken before the file
+is read and given back when the simulator stops (or dies).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, TextIO
 
 from runner import files
 from runner.errors import UsageError
+from runner.lock import FolderLock
 from runner.simulator.limits import SimClock
 from runner.simulator.render import Generation
 
@@ -116,6 +119,16 @@ def read(path: Path) -> Account | None:
     return account
 
 
+def lock(path: Path) -> FolderLock:
+    """The state file kept for this simulator alone: two appending to it would garble it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the simulator state: {exc.strerror}") from exc
+    return FolderLock.take(path.with_name(f".{path.name}.lock"), what=f"simulator state {path}",
+                           user="simulator", hint="stop it, or use another --state")
+
+
 @contextmanager
 def _line(path: Path, number: int) -> Iterator[None]:
     """Whatever is wrong with line `number` of the state file, told as where it is."""
@@ -129,15 +142,17 @@ def _line(path: Path, number: int) -> Iterator[None]:
 class StateFile:
     """The state file of a running simulator: a snapshot, then one line per change."""
 
-    def __init__(self, path: Path, clock: SimClock) -> None:
+    def __init__(self, path: Path, clock: SimClock, held: FolderLock) -> None:
         self.path = path
         self._clock = clock
+        self._held = held
         self._log: TextIO | None = None
 
     @classmethod
-    def open(cls, path: Path, clock: SimClock, account: Account) -> StateFile:
-        """Write `account` in place of the file, then append each change after it."""
-        kept = cls(path, clock)
+    def open(cls, path: Path, clock: SimClock, account: Account, held: FolderLock) -> StateFile:
+        """Write `account` in place of the file, then append each change after it; `held` (the
+        file's lock) is given back by `close`."""
+        kept = cls(path, clock, held)
         kept._write(account)
         try:
             # Open for the simulator's whole life, one flushed line a change; `close` ends it.
@@ -156,11 +171,14 @@ class StateFile:
         self._append({"deleted": generation_id})
 
     def close(self, account: Account) -> None:
-        """Stop appending and leave the account as one snapshot."""
+        """Stop appending, leave the account as one snapshot, and give the file's lock back."""
         if self._log is not None:
             self._log.close()
             self._log = None
-        self._write(account)
+        try:
+            self._write(account)
+        finally:
+            self._held.release()
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._log is None:

@@ -4,6 +4,7 @@ knows its key, generations, start frames and balance, and its renders go on whil
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from simkit import TEXT_TO_VIDEO, Caller, wire
 
 from runner.cli import main
-from runner.errors import UsageError
+from runner.errors import LockedError, UsageError
 from runner.simulator import SimSettings, Simulator, statefile
 from runner.simulator.limits import SimClock
 from runner.simulator.settings import account_key
@@ -125,12 +126,38 @@ def test_a_killed_simulator_keeps_every_create_it_answered(tmp_path: Path) -> No
                 return (await response.json())["generate"]["generationId"]
 
         created = [asyncio.run(create()) for _ in range(3)]
+        second = subprocess.run([sys.executable, "-m", "runner", "simulate", "--state", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 4 and "Traceback" not in second.stderr
+        assert f"in use by another simulator: process {process.pid} on " in second.stderr
     finally:
         process.kill()
         process.communicate()
     account = statefile.read(path)
     assert account is not None and list(account.generations) == created
     assert account_key(account.user_id) == announced["API key"]
+
+    async def after_the_kill() -> list[str]:  # the kernel gave the lock back with the process
+        async with serving(path) as next_one:
+            listed = await next_one.call("GET", f"/v1/generations/user/{account.user_id}")
+            return [generation["id"] for generation in listed.data["generations"]]
+
+    assert asyncio.run(after_the_kill()) == created[::-1]
+
+
+def test_one_simulator_at_a_time_keeps_a_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.jsonl"
+
+    async def scenario() -> None:
+        async with serving(path) as first:
+            with pytest.raises(LockedError, match=f"in use by another simulator: process {os.getpid()}"):
+                async with Simulator(SimSettings(state_path=path)):
+                    pass
+            kept = await first.created_id()
+        async with serving(path) as second:
+            assert (await second.poll(kept)).status == 200
+
+    asyncio.run(scenario())
 
 
 def test_a_line_cut_short_is_dropped_and_a_damaged_file_is_a_located_error(tmp_path: Path) -> None:
