@@ -32,7 +32,7 @@ from runner.control import (
 )
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
-from runner.errors import AuthError, UsageError
+from runner.errors import AuthError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
 from runner.results import Results, write_results
@@ -103,9 +103,6 @@ class RunReport:
 def plan_for(config: RunConfig) -> tuple[Plan, Path]:
     """The plan and the output folder it runs into (`--out`, else the manifest's `output.dir`)."""
     planned = make_plan(config.manifest, overrides=config.overrides, prices=config.prices)
-    if config.overrides.get("grace") is not None and planned.settings.max_runtime is None:
-        raise UsageError("--grace goes with a max runtime (--max-runtime, or max_runtime in the "
-                         "manifest's run:)")
     out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
                                           now=datetime.datetime.now(datetime.UTC),
                                           run_id=config.run_id)

@@ -198,7 +198,11 @@ class _Planner:
                 self.issues.append(self.doc.issue(("run", key), str(exc).removeprefix(f"{key}: ")))
             else:
                 usable[key] = value
-        return RunSettings.build(usable, overrides)
+        settings = RunSettings.build(usable, overrides)
+        if overrides.get("grace") is not None and settings.max_runtime is None:
+            raise UsageError("--grace goes with a max runtime (--max-runtime, or max_runtime in "
+                             "the manifest's run:)")
+        return settings
 
     def plan(self) -> Plan:
         expansion = expand(self.doc, self.catalog, self.checked)

@@ -8,7 +8,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -83,26 +83,21 @@ class Simulator:
         """A fresh account, or the one kept in the state file, carried on from where it was;
         the state file is this simulator's alone until it stops."""
         path = self.settings.state_path
-        held = statefile.lock(path) if path is not None else None
-        try:
-            saved = statefile.read(path) if path is not None else None
+        if path is None:
+            return Backend(self.settings, self.clock, clips=clips)
+        with ExitStack() as undo:  # whatever fails, nothing stays open or held
+            held = statefile.lock(path)
+            undo.callback(held.release)
+            saved = statefile.read(path)
             if saved is not None:
                 self.settings = self.settings.with_account(saved.user_id, saved.username)
                 self.clock.resume(saved.resume_at(self.clock.wall()), epoch=saved.epoch)
             backend = Backend(self.settings, self.clock, clips=clips)
-        except BaseException:
-            if held is not None:
-                held.release()
-            raise
-        if saved is not None:
-            backend.restore(saved)
-        if path is not None and held is not None:
-            try:
-                backend.kept = StateFile.open(path, self.clock, backend.account(), held)
-            except BaseException:
-                backend.stop()
-                held.release()
-                raise
+            undo.callback(backend.stop)
+            if saved is not None:
+                backend.restore(saved)
+            backend.kept = StateFile.open(path, self.clock, backend.account(), held)
+            undo.pop_all()
         return backend
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
