@@ -35,7 +35,7 @@ from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
-from runner.results import Results, write_results
+from runner.results import write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.state import Journal
@@ -97,7 +97,7 @@ class PlanDiff:
 class RunReport:
     out_dir: Path
     outcome: Outcome
-    results: Results
+    results: report.RunResults
 
 
 def plan_for(config: RunConfig) -> tuple[Plan, Path]:
@@ -153,7 +153,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
                             at=clock.wall())
             results = write_results(journal, out_dir)
-            report.write_report(out_dir)
+            report.write_report(out_dir, results)
             nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
 

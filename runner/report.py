@@ -9,6 +9,7 @@ referenced by relative paths, so the folder can be zipped and opened anywhere fr
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import re
@@ -54,9 +55,7 @@ class Totals:
     estimated_usd: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "done": self.done, "failed": self.failed,
-                "unfinished": self.unfinished, "spent_usd": self.spent_usd,
-                "estimated_usd": self.estimated_usd}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +69,10 @@ class RunResults:
     @property
     def name(self) -> str:
         return str(self.summary.get("name") or self.out_dir.resolve().name)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [record for record in self.records if record["state"] == FAILED]
 
     @property
     def axes(self) -> list[str]:
@@ -113,8 +116,7 @@ def load(out_dir: Path) -> RunResults:
     read are a damaged folder (StateError, exit 4).
     """
     if (out_dir / JOURNAL_NAME).is_file():
-        found = results_files.collect(out_dir)
-        return RunResults(out_dir=out_dir, summary=found.summary, records=found.records)
+        return results_files.collect(out_dir)
     path = out_dir / results_files.RESULTS
     if not path.is_file():
         raise UsageError(f"{out_dir}: no {JOURNAL_NAME} or {results_files.RESULTS} here; "
@@ -142,12 +144,12 @@ def _read_record(path: Path, number: int, line: str) -> dict[str, Any]:
     return record
 
 
-def write_report(out_dir: Path) -> Path:
-    """Write `out_dir/report.html` from the folder's results and return its path.
+def write_report(out_dir: Path, results: RunResults | None = None) -> Path:
+    """Write `out_dir/report.html` from `results` (by default, the folder's) and return its path.
 
     Written whole or not at all, so a reader never sees half a page.
     """
-    page = render_html(load(out_dir))
+    page = render_html(results if results is not None else load(out_dir))
     target = out_dir / REPORT_FILE
     try:
         files.write_text(target, page)

@@ -9,8 +9,7 @@
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,6 @@ from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
 RESULTS, ERRORS, CSV, SUMMARY = "results.jsonl", "errors.jsonl", "results.csv", "summary.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Results:
-    """The records of every job the folder speaks of, and the summary of its last run."""
-
-    records: tuple[dict[str, Any], ...]
-    summary: dict[str, Any]
-
-    @property
-    def failures(self) -> list[dict[str, Any]]:
-        return [record for record in self.records if record["state"] == "failed"]
 
 
 def iso(epoch: float | None) -> str | None:
@@ -61,13 +48,13 @@ def record(row: JobRow) -> dict[str, Any]:
             "attempts": row.attempts}
 
 
-def collect(out_dir: Path) -> Results:
+def collect(out_dir: Path) -> report.RunResults:
     """The records and summary of the output folder `out_dir`, read from its journal."""
     with Journal.open(out_dir, create=False) as journal:
         return compute(journal, out_dir)
 
 
-def compute(journal: Journal, out_dir: Path) -> Results:
+def compute(journal: Journal, out_dir: Path) -> report.RunResults:
     records = tuple(record(row) for row in journal.reported())
     counts: dict[str, int] = {}
     for item in records:
@@ -84,26 +71,26 @@ def compute(journal: Journal, out_dir: Path) -> Results:
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
         "exit_reason": run.exit_reason if run else None}
-    return Results(records, summary)
+    return report.RunResults(out_dir, summary, records)
 
 
-def write_results(journal: Journal, out_dir: Path) -> Results:
+def write_results(journal: Journal, out_dir: Path) -> report.RunResults:
     """Write the four results files (each whole or not at all) and return what they hold."""
     results = compute(journal, out_dir)
     files.write_text(out_dir / RESULTS, _lines(results.records))
     files.write_text(out_dir / ERRORS, _lines(results.failures))
     table = io.StringIO()
-    report.render_csv(report.RunResults(out_dir, results.summary, results.records), table)
+    report.render_csv(results, table)
     files.write_text(out_dir / CSV, table.getvalue())
     files.write_json(out_dir / SUMMARY, results.summary)
     return results
 
 
-def _lines(records: Any) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+def _lines(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(map(files.json_text, records))
 
 
-def status_lines(results: Results) -> list[str]:
+def status_lines(results: report.RunResults) -> list[str]:
     """`hailuo-batch status` as text: the last run (still running while a process holds the
     folder's lock), counts by state, money, then each failure."""
     summary = results.summary
