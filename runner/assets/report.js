@@ -97,7 +97,6 @@
     document.body.append(link);
     link.click();
     link.remove();
-    api.lastExport = { filename, text };
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
 
@@ -256,7 +255,6 @@
     $("empty").hidden = shown.length > 0;
     showTotals(shown);
     api.layouts += 1;
-    document.documentElement.dataset.layouts = String(api.layouts);
   }
 
   function section(value, lines, columns, others) {
@@ -348,7 +346,6 @@
     $("only-picks").addEventListener("change", (e) => { view.onlyPicks = e.target.checked; layout(); });
     $("export-picks").addEventListener("click", exportPicks);
     $("clear-picks").addEventListener("click", () => { picks.clear(); savePicks(); layout(); });
-    return relayout;
   }
 
   function header() {
@@ -363,12 +360,6 @@
   const api = {
     layouts: 0,
     readyAt: null,
-    lastExport: null,
-    axes: () => ({ row: view.row, col: view.col }),
-    layout: (row, col) => relayoutTo(row, col),
-    picks: picksDocument,
-    exportPicks,
-    syncRow: (index, action) => syncRow(document.querySelectorAll(".row:not(.head)")[index], action),
   };
   window.hailuoReport = api;
 
@@ -379,7 +370,7 @@
   readHash();
   header();
   filters();
-  const relayoutTo = controls();
+  controls();
   savePicks();
   layout();
   api.readyAt = performance.now();
