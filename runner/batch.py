@@ -13,7 +13,7 @@ import random
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from runner.plan import Plan, make_plan
 from runner.results import write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
-from runner.state import Journal
+from runner.state import JOURNAL_NAME, Journal
 from runner.submit import Context
 
 
@@ -82,10 +82,6 @@ class PlanDiff:
     done: tuple[str, ...]
     failed: tuple[str, ...]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out_dir), "new": len(self.new), "in_flight": len(self.in_flight),
-                "done": len(self.done), "failed": len(self.failed)}
-
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done or failed."""
         groups = {"new": self.new, "in flight": self.in_flight, "done": self.done,
@@ -112,7 +108,7 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
 def diff(planned: Plan, out_dir: Path) -> PlanDiff:
     """What a run of `planned` into `out_dir` would do; reads the journal, never creates one."""
     states: dict[str, str] = {}
-    if (out_dir / "journal.sqlite").exists():
+    if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(job.key for job in planned.jobs)
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
@@ -136,7 +132,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     with FolderLock.acquire(out_dir) as lock, Journal.open(out_dir) as journal:
         nightly.took_over(lock)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
-                                   settings=_settings(planned), at=clock.wall())
+                                   settings=asdict(planned.settings), at=clock.wall())
         outcome = Outcome(EXIT_INTERRUPTED, "the run broke off")
         try:
             journal.sync_plan(planned.jobs)
@@ -214,8 +210,4 @@ class _signals:
         for number in (signal.SIGINT, signal.SIGTERM):
             self.loop.remove_signal_handler(number)
 
-
-def _settings(planned: Plan) -> dict[str, Any]:
-    settings = planned.settings
-    return {name: getattr(settings, name) for name in settings.__slots__}  # type: ignore[attr-defined]
 

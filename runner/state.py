@@ -29,7 +29,6 @@ from runner.rows import ROW_COLUMNS, JobRow, Move
 
 JOURNAL_NAME = "journal.sqlite"
 
-STATES = ("pending", "submitting", "submitted", "complete", "downloaded", "failed")
 IN_FLIGHT = ("submitting", "submitted", "complete")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -85,6 +84,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
+# The jobs the results speak of: the planned ones, and any older one that was sent.
+_REPORTED = "planned = 1 OR state != 'pending'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +113,8 @@ class RunRow:
 class Journal:
     """The state store of one output folder. Open it with `Journal.open(folder)`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.path = path
 
     @classmethod
     def open(cls, folder: Path, *, create: bool = True) -> Journal:
@@ -132,7 +132,7 @@ class Journal:
             migrate(conn)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"{folder}: cannot use the journal: {exc}") from exc
-        return cls(conn, path)
+        return cls(conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -206,8 +206,7 @@ class Journal:
 
     def reported(self) -> Iterator[JobRow]:
         """The jobs the results speak of: the planned ones, and any older one that was sent."""
-        cursor = self.conn.execute(f"{_SELECT} WHERE planned = 1 OR state != 'pending' "
-                                   "ORDER BY planned DESC, idx, key")
+        cursor = self.conn.execute(f"{_SELECT} WHERE {_REPORTED} ORDER BY planned DESC, idx, key")
         for row in cursor:
             yield JobRow.from_sql(row)
 
@@ -218,7 +217,7 @@ class Journal:
         return {key: state for key, state in rows if key in wanted}
 
     def counts(self, *, planned_only: bool = False) -> dict[str, int]:
-        where = "planned = 1" if planned_only else "planned = 1 OR state != 'pending'"
+        where = "planned = 1" if planned_only else _REPORTED
         rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {where} GROUP BY state")
         return {state: count for state, count in rows}
 
@@ -267,31 +266,6 @@ class Journal:
                               (api, account, upload.sha256, upload.extension, image_id, at))
 
     # --- transitions ----------------------------------------------------------------------
-
-    def submitting(self, key: str, *, run_id: int, at: float) -> JobRow:
-        """Reserve the job's estimate and note when its create is sent: before sending it."""
-        return self.apply([self.job(key).submitting(run_id=run_id, at=at)])[0]
-
-    def unsent(self, key: str, *, run_id: int, at: float, reason: str) -> None:
-        self.apply([self.job(key).unsent(run_id=run_id, at=at, reason=reason)])
-
-    def submitted(self, key: str, *, run_id: int, at: float, generation_id: str,
-                  cost_usd: float | None, cost_credits: float | None) -> None:
-        self.apply([self.job(key).submitted(run_id=run_id, at=at, generation_id=generation_id,
-                                            cost_usd=cost_usd, cost_credits=cost_credits)])
-
-    def complete(self, key: str, *, run_id: int, at: float, video_url: str,
-                 poster_url: str | None, render_seconds: float | None) -> None:
-        self.apply([self.job(key).complete(run_id=run_id, at=at, video_url=video_url,
-                                           poster_url=poster_url, render_seconds=render_seconds)])
-
-    def downloaded(self, key: str, *, run_id: int, at: float, file: str, poster: str | None,
-                   sidecar: str) -> None:
-        self.apply([self.job(key).downloaded(run_id=run_id, at=at, file=file, poster=poster,
-                                             sidecar=sidecar)])
-
-    def failed(self, key: str, *, run_id: int, at: float, reason: str, kind: str) -> None:
-        self.apply([self.job(key).failed(run_id=run_id, at=at, reason=reason, kind=kind)])
 
     def retry_failed(self, *, run_id: int, at: float, kinds: frozenset[str] | None = None) -> int:
         """Failed planned jobs (of `kinds`, or all) go back to work: polled again when a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ import yaml
 from runner import files
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
-from runner.plan import UPLOAD_PREFIX, canonical_json
+from runner.plan import UPLOAD_PREFIX, Job, canonical_json
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, ThreadedSimulator
+from runner.state import JobRow, Journal
 
 FAST_BACKOFF = Backoff(base=0.01, cap=0.05, attempts=10)
 FAST_TIMEOUTS = Timeouts(connect=2.0, call=1.0, download=5.0)
@@ -119,3 +121,38 @@ def audit(out: Path, sim: ThreadedSimulator) -> dict[str, Any]:
 
 def results_lines(out: Path, name: str = "results.jsonl") -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / name).read_text("utf-8").splitlines() if line]
+
+
+def job(index: int, *, cost: float = 0.27, prompt: str = "a street at night") -> Job:
+    request = {"model": "hailuo-2_3", "public": False,
+               "parameters": {"prompt": prompt, "mode": "RESOLUTION_768", "duration": 6,
+                              "width": 1376, "height": 768}}
+    return Job(key=f"{index:064x}", index=index, axes={"prompt": "p", "n": 1}, styles=("Warm",),
+               request=request, estimated_cost=cost, filename=f"p/{index}.mp4")
+
+
+def step(journal: Journal, key: str, move: str, **values: Any) -> JobRow:
+    """One transition of the job `key` (a `JobRow` move by name), written as the engine writes it."""
+    return journal.apply([getattr(journal.job(key), move)(**values)])[0]
+
+
+def transitions(out: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_transitions(process: subprocess.Popen[str], out: Path, count: int) -> bool:
+    """True once the journal holds `count` transitions; False if the process ended first."""
+    while transitions(out) < count:
+        try:
+            process.wait(timeout=0.005)
+            return False
+        except subprocess.TimeoutExpired:
+            continue
+    return True

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_state_journal import job
+from enginekit import job, step
 
 from runner import files
 from runner.batching import Batcher
@@ -72,7 +72,7 @@ def test_a_batch_of_moves_is_written_whole_or_not_at_all(tmp_path: Path) -> None
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2)])
         stale = journal.job(job(2).key)
-        journal.submitting(job(2).key, run_id=run, at=2.0)  # the row moved under `stale`
+        step(journal, job(2).key, "submitting", run_id=run, at=2.0)  # the row moved under `stale`
         moves = [journal.job(job(1).key).submitting(run_id=run, at=3.0),
                  stale.submitting(run_id=run, at=3.0)]
         with pytest.raises(StateError, match="another run"):

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from enginekit import audit, sim_settings, write_manifest
+from enginekit import audit, sim_settings, transitions, wait_for_transitions, write_manifest
 
 from runner.simulator import ThreadedSimulator, run_in_thread
 
@@ -29,28 +29,6 @@ def start(manifest: Path, out: Path, sim: ThreadedSimulator, *extra: str,
          "--base-url", sim.base_url, "--submit-per-minute", "60000", "--request-timeout", "2s",
          *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def transitions(out: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return 0
-
-
-def wait_for_transitions(process: subprocess.Popen[str], out: Path, count: int) -> bool:
-    """True once the journal holds `count` transitions; False if the process ended first."""
-    while transitions(out) < count:
-        try:
-            process.wait(timeout=0.005)
-            return False
-        except subprocess.TimeoutExpired:
-            continue
-    return True
 
 
 def test_killed_at_random_moments_every_job_is_created_and_downloaded_once(tmp_path: Path) -> None:

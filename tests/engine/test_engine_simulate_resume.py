@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enginekit import journal_rows, write_manifest
-from test_engine_crash import wait_for_transitions
+from enginekit import journal_rows, wait_for_transitions, write_manifest
 
 from runner.simulator import statefile
 from runner.simulator.settings import account_key

@@ -6,18 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from enginekit import job, step
 
 from runner.errors import StateError
-from runner.plan import Job, Upload
+from runner.plan import Upload
 from runner.state import JOURNAL_NAME, MIGRATIONS, Journal
-
-
-def job(index: int, *, cost: float = 0.27, prompt: str = "a street at night") -> Job:
-    request = {"model": "hailuo-2_3", "public": False,
-               "parameters": {"prompt": prompt, "mode": "RESOLUTION_768", "duration": 6,
-                              "width": 1376, "height": 768}}
-    return Job(key=f"{index:064x}", index=index, axes={"prompt": "p", "n": 1}, styles=("Warm",),
-               request=request, estimated_cost=cost, filename=f"p/{index}.mp4")
 
 
 def test_a_job_walks_from_pending_to_downloaded_with_one_log_line_per_step(tmp_path: Path) -> None:
@@ -25,16 +18,16 @@ def test_a_job_walks_from_pending_to_downloaded_with_one_log_line_per_step(tmp_p
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
         key = job(1).key
-        row = journal.submitting(key, run_id=run, at=2.0)
+        row = step(journal, key, "submitting", run_id=run, at=2.0)
         assert (row.state, row.reserved_usd, row.attempts, row.create_sent_at) == \
             ("submitting", 0.27, 1, 2.0)
         assert journal.money(run).reserved_run_usd == 0.27
-        journal.submitted(key, run_id=run, at=3.0, generation_id="g1", cost_usd=0.3,
-                          cost_credits=None)
-        journal.complete(key, run_id=run, at=4.0, video_url="http://v", poster_url=None,
-                         render_seconds=1.0)
-        journal.downloaded(key, run_id=run, at=5.0, file="p/1.mp4", poster=None,
-                           sidecar="p/1.json")
+        step(journal, key, "submitted", run_id=run, at=3.0, generation_id="g1", cost_usd=0.3,
+             cost_credits=None)
+        step(journal, key, "complete", run_id=run, at=4.0, video_url="http://v", poster_url=None,
+             render_seconds=1.0)
+        step(journal, key, "downloaded", run_id=run, at=5.0, file="p/1.mp4", poster=None,
+             sidecar="p/1.json")
         money = journal.money(run)
         assert (money.spent_usd, money.reserved_usd, money.spent_run_usd) == (0.3, 0.0, 0.3)
         steps = journal.conn.execute("SELECT from_state, to_state FROM transitions").fetchall()
@@ -47,8 +40,8 @@ def test_a_transition_from_the_wrong_state_is_refused(tmp_path: Path) -> None:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
         with pytest.raises(StateError, match="cannot go to submitted"):
-            journal.submitted(job(1).key, run_id=run, at=2.0, generation_id="g",
-                              cost_usd=None, cost_credits=None)
+            step(journal, job(1).key, "submitted", run_id=run, at=2.0, generation_id="g",
+                 cost_usd=None, cost_credits=None)
         assert journal.job(job(1).key).state == "pending"
 
 
@@ -56,10 +49,10 @@ def test_retried_creates_keep_the_first_send_time_and_count_attempts(tmp_path: P
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
-        journal.submitting(job(1).key, run_id=run, at=2.0)
-        row = journal.submitting(job(1).key, run_id=run, at=5.0)
+        step(journal, job(1).key, "submitting", run_id=run, at=2.0)
+        row = step(journal, job(1).key, "submitting", run_id=run, at=5.0)
         assert (row.create_sent_at, row.attempts, journal.last_sent(job(1).key)) == (2.0, 2, 5.0)
-        journal.unsent(job(1).key, run_id=run, at=6.0, reason="429")
+        step(journal, job(1).key, "unsent", run_id=run, at=6.0, reason="429")
         assert journal.job(job(1).key).reserved_usd == 0
 
 
@@ -67,7 +60,7 @@ def test_sync_keeps_state_and_reports_only_what_matters(tmp_path: Path) -> None:
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2), job(3)])
-        journal.submitting(job(1).key, run_id=run, at=2.0)
+        step(journal, job(1).key, "submitting", run_id=run, at=2.0)
         journal.sync_plan([job(2, prompt="moved"), job(4)])
         assert journal.job(job(1).key).state == "submitting"
         reported = [row.key for row in journal.reported()]
@@ -124,11 +117,11 @@ def test_retry_failed_polls_again_what_was_created_and_resubmits_the_rest(tmp_pa
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2)])
-        journal.failed(job(1).key, run_id=run, at=2.0, reason="refused", kind="invalid")
-        journal.submitting(job(2).key, run_id=run, at=2.0)
-        journal.submitted(job(2).key, run_id=run, at=3.0, generation_id="g", cost_usd=None,
-                          cost_credits=None)
-        journal.failed(job(2).key, run_id=run, at=4.0, reason="timed out", kind="timeout")
+        step(journal, job(1).key, "failed", run_id=run, at=2.0, reason="refused", kind="invalid")
+        step(journal, job(2).key, "submitting", run_id=run, at=2.0)
+        step(journal, job(2).key, "submitted", run_id=run, at=3.0, generation_id="g", cost_usd=None,
+             cost_credits=None)
+        step(journal, job(2).key, "failed", run_id=run, at=4.0, reason="timed out", kind="timeout")
         assert journal.retry_failed(run_id=run, at=5.0) == 2
         assert (journal.job(job(1).key).state, journal.job(job(2).key).state) == \
             ("pending", "submitted")
@@ -138,16 +131,16 @@ def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Pat
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
-        journal.submitting(job(1).key, run_id=run, at=2.0)
-        journal.submitted(job(1).key, run_id=run, at=3.0, generation_id="dead", cost_usd=0.3,
-                          cost_credits=None)
-        journal.failed(job(1).key, run_id=run, at=4.0, reason="the generation FAILED", kind="render")
+        step(journal, job(1).key, "submitting", run_id=run, at=2.0)
+        step(journal, job(1).key, "submitted", run_id=run, at=3.0, generation_id="dead", cost_usd=0.3,
+             cost_credits=None)
+        step(journal, job(1).key, "failed", run_id=run, at=4.0, reason="the generation FAILED", kind="render")
         assert journal.retry_failed(run_id=run, at=5.0) == 1
         row = journal.job(job(1).key)
         assert (row.state, row.generation_id, row.spent_usd) == ("pending", None, 0.3)
         assert journal.claimed(["dead", "other"]) == {"dead"}
-        journal.submitting(job(1).key, run_id=run, at=6.0)
-        journal.submitted(job(1).key, run_id=run, at=7.0, generation_id="new", cost_usd=0.25,
-                          cost_credits=None)
+        step(journal, job(1).key, "submitting", run_id=run, at=6.0)
+        step(journal, job(1).key, "submitted", run_id=run, at=7.0, generation_id="new", cost_usd=0.25,
+             cost_credits=None)
         assert journal.job(job(1).key).spent_usd == pytest.approx(0.55)
         assert journal.money().spent_usd == pytest.approx(0.55)

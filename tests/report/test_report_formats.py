@@ -144,13 +144,13 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan(jobs)
         for job, cost in zip(jobs[:2], (0.3, None)):
-            journal.submitting(job.key, run_id=run, at=2.0)
-            journal.submitted(job.key, run_id=run, at=3.0, generation_id=f"g{job.index}",
-                              cost_usd=cost, cost_credits=None)
-            journal.complete(job.key, run_id=run, at=4.0, video_url="http://v", poster_url=None,
-                             render_seconds=1.0)
-            journal.downloaded(job.key, run_id=run, at=5.0, file=job.filename, poster=None,
-                               sidecar=f"p/{job.index}.json")
+            row = journal.apply([journal.job(job.key).submitting(run_id=run, at=2.0)])[0]
+            row = journal.apply([row.submitted(run_id=run, at=3.0, generation_id=f"g{job.index}",
+                                               cost_usd=cost, cost_credits=None)])[0]
+            row = journal.apply([row.complete(run_id=run, at=4.0, video_url="http://v",
+                                              poster_url=None, render_seconds=1.0)])[0]
+            journal.apply([row.downloaded(run_id=run, at=5.0, file=job.filename, poster=None,
+                                          sidecar=f"p/{job.index}.json")])
         journal.end_run(run, exit_code=0, reason="done", at=6.0)
         found = results.write_results(journal, tmp_path)
     assert found.summary["spent_usd"] == 0.57
