@@ -91,7 +91,6 @@ class Generation:
 @dataclass(frozen=True, slots=True)
 class Account:
     user_id: str
-    username: str
     slots: int | None
     paid_credits: float | None = None  # `apiPaidTokens`; None when the answer has no number
 
@@ -144,8 +143,7 @@ class LeonardoClient:
             details = answer["user_details"][0]
             user = details["user"]
             paid = details.get("apiPaidTokens")
-            return Account(str(user["id"]), str(user.get("username", "")),
-                           details.get("apiConcurrencySlots"),
+            return Account(str(user["id"]), details.get("apiConcurrencySlots"),
                            float(paid) if type(paid) in (int, float) else None)
         except (KeyError, IndexError, TypeError) as exc:
             raise TransientError("the /v1/me answer has no user") from exc

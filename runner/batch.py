@@ -139,7 +139,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             journal.retry_failed(run_id=run_id, at=clock.wall(),
                                  kinds=None if config.retry_failed else PASSING_FAILURES)
             engine = {"settle": config.timeouts.call, **config.engine}
-            settings = EngineSettings.from_run(planned.settings, backoff=config.backoff, **engine)
+            settings = EngineSettings(run=planned.settings, **engine)
             nightly.run_started(planned, out_dir, journal.counts(planned_only=True),
                                 journal.counts())
             del planned

@@ -71,10 +71,8 @@ class Stop:
             self.aborted = Outcome(exit_code, reason)
         self._abort.set()
 
-    async def wait_abort(self) -> Outcome:
+    async def wait_abort(self) -> None:
         await self._abort.wait()
-        assert self.aborted is not None
-        return self.aborted
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +85,6 @@ class Snapshot:
     in_flight: int
     pending: int
     spent_usd: float
-    reserved_usd: float
     elapsed: float
     eta: float | None
 
@@ -163,16 +160,19 @@ class Tracker:
             self.finished_here += target in ("downloaded", "failed")
         self.emit(target, key, message)
 
+    @property
+    def unfinished(self) -> int:
+        """Jobs pending or in flight."""
+        return self.counts["pending"] + sum(self.counts[s] for s in IN_FLIGHT)
+
     def emit(self, kind: str, key: str | None = None, message: str = "") -> None:
         self.sink(Event(kind, key, message, self.snapshot()))
 
     def snapshot(self) -> Snapshot:
         counts = self.counts
         elapsed = self.clock.now() - self.started
-        in_flight = sum(counts[s] for s in IN_FLIGHT)
-        remaining = counts["pending"] + in_flight
-        eta = remaining * elapsed / self.finished_here if self.finished_here else None
+        eta = self.unfinished * elapsed / self.finished_here if self.finished_here else None
         return Snapshot(total=sum(counts.values()), downloaded=counts["downloaded"],
-                        failed=counts["failed"], in_flight=in_flight, pending=counts["pending"],
-                        spent_usd=round(self.spent_usd, 4), reserved_usd=round(self.reserved_usd, 4),
+                        failed=counts["failed"], in_flight=sum(counts[s] for s in IN_FLIGHT),
+                        pending=counts["pending"], spent_usd=round(self.spent_usd, 4),
                         elapsed=elapsed, eta=eta)

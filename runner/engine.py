@@ -26,10 +26,10 @@ from runner.control import (
     EXIT_RESUMABLE,
     Outcome,
 )
-from runner.errors import AuthError, PermanentError, RateLimited, TransientError
+from runner.errors import AuthError, PermanentError, TransientError
 from runner.render import plural
 from runner.results import iso
-from runner.schedule import Backoff, PollPolicy, PollSchedule
+from runner.schedule import PollPolicy, PollSchedule
 from runner.state import IN_FLIGHT, JobRow
 from runner.submit import Context, Submitter
 
@@ -39,32 +39,15 @@ class EngineSettings:
     """How the pool is driven: the run settings plus the budgets nobody needs to tune."""
 
     run: RunSettings = field(default_factory=RunSettings)
-    backoff: Backoff = field(default_factory=Backoff)
     poll_requests: int = 64
     downloads: int = 32
     settle: float = 30.0
     reconcile_skew: float = 300.0
     tick: float = 1.0
 
-    @classmethod
-    def from_run(cls, settings: RunSettings, **extra: Any) -> EngineSettings:
-        return cls(run=settings, **extra)
-
 
 class _Aborted(Exception):
     """Raised inside the task group to leave it when the run is aborted."""
-
-
-class _Slot:
-    """One of the account's concurrency slots, given back exactly once."""
-
-    def __init__(self, pool: asyncio.Semaphore) -> None:
-        self._pool: asyncio.Semaphore | None = pool
-
-    def release(self) -> None:
-        if self._pool is not None:
-            self._pool.release()
-            self._pool = None
 
 
 class Engine:
@@ -103,16 +86,17 @@ class Engine:
 
     def outcome(self) -> Outcome:
         """The exit code and reason from the stop conditions and the jobs' final states."""
-        stop, counts = self.ctx.stop, self.ctx.tracker.counts
+        stop, tracker = self.ctx.stop, self.ctx.tracker
         if stop.aborted is not None:
             return stop.aborted
-        unfinished = counts["pending"] + sum(counts[s] for s in IN_FLIGHT)
+        unfinished = tracker.unfinished
         if stop.halted is not None and unfinished:
             return stop.halted
         if unfinished:
             return Outcome(EXIT_RESUMABLE, f"{plural(unfinished, 'job')} not finished: run again to resume")
-        if counts["failed"]:
-            return Outcome(EXIT_FAILED, f"{plural(counts['failed'], 'job')} failed (see errors.jsonl)")
+        failed = tracker.counts["failed"]
+        if failed:
+            return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed (see errors.jsonl)")
         return Outcome(EXIT_OK, "every job downloaded")
 
     async def _watch(self) -> None:
@@ -148,11 +132,10 @@ class Engine:
 
     async def _take_slot(self, group: asyncio.TaskGroup, row: JobRow) -> bool:
         await self._slots.acquire()
-        slot = _Slot(self._slots)
         if row.state == "pending" and not self.ctx.stop.submitting:
-            slot.release()
+            self._slots.release()
             return False
-        self._spawn(group, self._job(row, slot))
+        self._spawn(group, self._job(row))
         return True
 
     def _spawn(self, group: asyncio.TaskGroup, work: Awaitable[None]) -> None:
@@ -166,7 +149,7 @@ class Engine:
         if not self._active:
             self._idle.set()
 
-    async def _job(self, row: JobRow, slot: _Slot) -> None:
+    async def _job(self, row: JobRow) -> None:
         """One generation, holding its slot from create to the end of the render."""
         current: JobRow | None = row
         try:
@@ -175,7 +158,7 @@ class Engine:
             if current is not None:
                 current = await self._follow(current)
         finally:
-            slot.release()
+            self._slots.release()
         if current is not None:
             await self._download(current)
 
@@ -196,7 +179,7 @@ class Engine:
                 delay = max(delay, ctx.backoff.retry_delay(failures, ctx.rand, retry_after))
             await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.wall())))
             if ctx.clock.wall() >= deadline:
-                await self._fail(row, f"timed out after {ctx.timeout:g} s "
+                await self.submitter.fail(row, f"timed out after {ctx.timeout:g} s "
                                  f"(generation {generation_id})", "timeout")
                 return None
             try:
@@ -204,11 +187,11 @@ class Engine:
                     generation = await ctx.client.generation(generation_id)
             except TransientError as exc:
                 failures += 1
-                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                retry_after = exc.retry_after
                 ctx.tracker.emit("retry", row.key, str(exc))
                 continue
             except PermanentError as exc:
-                await self._fail(row, str(exc), "lost")
+                await self.submitter.fail(row, str(exc), "lost")
                 return None
             polls, failures = polls + 1, 0
             elapsed = ctx.clock.now() - started
@@ -226,7 +209,7 @@ class Engine:
             reason = (f"refused by content moderation: {generation.moderation}" if moderated
                       else "the generation FAILED" if generation.status == "FAILED"
                       else "the generation is COMPLETE but has no video")
-            await self._fail(row, reason, "moderation" if moderated else "render")
+            await self.submitter.fail(row, reason, "moderation" if moderated else "render")
             return None
         row = await ctx.record(row.complete(run_id=ctx.run_id, at=ctx.clock.wall(),
                                             video_url=generation.video_url,
@@ -234,12 +217,6 @@ class Engine:
                                             render_seconds=render_seconds))
         ctx.tracker.moved(row.key, "submitted", "complete")
         return row
-
-    async def _fail(self, row: JobRow, reason: str, kind: str) -> None:
-        ctx = self.ctx
-        await ctx.record(row.failed(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason,
-                                    kind=kind))
-        ctx.tracker.moved(row.key, row.state, "failed", reason)
 
     async def _download(self, row: JobRow) -> None:
         """Fetch the video (and its poster) whole, put them in place with the sidecar (in a
@@ -250,21 +227,21 @@ class Engine:
             self._owners[where.video] = row.key
             with self.folder.staging(row.short_key) as staging:
                 video = staging.part(where.video)
+                fetching, image = None, None
                 async with asyncio.TaskGroup() as group:  # the poster comes alongside the video
-                    image = staging.part(where.poster) if row.poster_url else None
-                    fetching = group.create_task(self._fetch(
-                        row, row.poster_url or "", image, files.check_jpeg)) if image else None
+                    if row.poster_url:
+                        image = staging.part(where.poster)
+                        fetching = group.create_task(self._fetch(row, row.poster_url, image,
+                                                                 files.check_jpeg))
                     problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)
                 if problem is not None:
-                    await self._fail(row, f"download failed: {problem}", "download")
+                    await self.submitter.fail(row, f"download failed: {problem}", "download")
                     return
                 parts, poster = [video], None
                 if image is not None and fetching is not None and fetching.result() is None:
                     parts, poster = [video, image], where.poster
                 at = ctx.clock.wall()
-                sent = row.as_job().wire({row.upload.sha256: self.submitter.image_id(
-                    row.upload.sha256)}) if row.upload else row.request
-                text = files.json_text(sidecar(row, sent, where, poster, at))
+                text = files.json_text(sidecar(row, self.submitter.sent(row), where, poster, at))
                 failed = await self._placing.submit(files.Placing(staging, parts, where.sidecar,
                                                                   text))
                 if failed is not None:
@@ -277,10 +254,12 @@ class Engine:
         """Download `url` into `part` and check it, retrying broken transfers; None or the last
         problem."""
         ctx = self.ctx
-        problem = "no URL"
+        if not url:
+            return "no URL"
+        problem = ""
         for attempt in range(1, ctx.backoff.attempts + 1):
-            if not url:
-                break
+            if attempt > 1:  # a broken transfer waits before it starts over, the last one not
+                await ctx.clock.sleep(ctx.backoff.delay(attempt - 1, ctx.rand))
             try:
                 await ctx.client.download(url, part.open())
                 part.verify(check)
@@ -290,7 +269,6 @@ class Engine:
                 ctx.tracker.emit("retry", row.key, problem)
             except PermanentError as exc:
                 return str(exc)
-            await ctx.clock.sleep(ctx.backoff.delay(attempt, ctx.rand))
         return problem
 
 

@@ -81,7 +81,7 @@ class ApiError(HailuoError):
 
 
 class TransientError(ApiError):
-    pass
+    retry_after: float | None = None  # seconds the server asked for, when it said (RateLimited)
 
 
 class RateLimited(TransientError):

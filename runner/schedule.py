@@ -86,7 +86,6 @@ class RateMeter:
         self.step = self.limit / recovery_steps
         self.next_at = -math.inf
         self.last_cut = -math.inf
-        self.limited_count = 0
         self._accepted: deque[float] = deque(maxlen=32)
 
     def reserve(self, now: float) -> float:
@@ -99,7 +98,6 @@ class RateMeter:
                 pause: float) -> None:
         """A create sent at `sent_at` got 429: hold every create until the server's Retry-After;
         without one, also slow down, since then the rate is all there is to go by."""
-        self.limited_count += 1
         if retry_after is not None:
             self.next_at = max(self.next_at, now + retry_after)
             return
@@ -193,8 +191,8 @@ class PollSchedule:
         first_gap = max(policy.min_gap, expected * policy.gap_fraction)
         return min(policy.interval, first_gap * 2 ** max(0, polls - 1))
 
-    def learn(self, kind: str, *, pending_at: float | None, complete_at: float) -> float:
-        """Record a finished job seen complete `complete_at` seconds after submit; returns the estimate."""
+    def learn(self, kind: str, *, pending_at: float | None, complete_at: float) -> None:
+        """Record a finished job seen complete `complete_at` seconds after submit."""
         if pending_at is not None:
             estimate = (pending_at + complete_at) / 2
         else:
@@ -203,4 +201,3 @@ class PollSchedule:
         estimates = self._by_kind.setdefault(kind, _Estimates(deque(maxlen=self.policy.memory)))
         estimates.add(estimate)
         self._all.add(estimate)
-        return estimate

@@ -58,8 +58,8 @@ class Unsettled(Exception):
 class Submitter:
     """Turns pending (or unsettled) jobs into submitted ones, or records why they failed."""
 
-    def __init__(self, ctx: Context, *, submit_per_minute: float, settle: float = 30.0,
-                 reconcile_skew: float = 300.0, reconcile_pages: int = 40,
+    def __init__(self, ctx: Context, *, submit_per_minute: float, settle: float,
+                 reconcile_skew: float, reconcile_pages: int = 40,
                  page_size: int = 50) -> None:
         self.ctx = ctx
         self.settle = settle
@@ -81,7 +81,7 @@ class Submitter:
         try:
             body = await self._wire(row)
         except (PermanentError, TransientError) as exc:
-            await self._fail(row, f"start frame upload failed: {exc}", "upload")
+            await self.fail(row, f"start frame upload failed: {exc}", "upload")
             return None
         async with self._signature_lock(_signature(row.request)):
             try:
@@ -115,7 +115,7 @@ class Submitter:
                 await self._put_back(row, "submitting stopped")
                 return None
             if deadline is not None and ctx.clock.wall() > deadline:
-                await self._fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
+                await self.fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
                 return None
             source = row.state
             row = await ctx.record(row.submitting(run_id=ctx.run_id, at=ctx.clock.wall()))
@@ -138,10 +138,10 @@ class Submitter:
                 ctx.tracker.emit("retry", row.key, str(exc))
                 failures, last = failures + 1, str(exc)
             except ModerationError as exc:
-                await self._fail(row, str(exc), "moderation")
+                await self.fail(row, str(exc), "moderation")
                 return None
             except PermanentError as exc:
-                await self._fail(row, str(exc), "invalid")
+                await self.fail(row, str(exc), "invalid")
                 return None
             except QuotaError as exc:
                 await self._put_back(row, str(exc))
@@ -154,7 +154,7 @@ class Submitter:
                 self.meter.succeeded(ctx.clock.now())
                 return await self._record(row, created)
             if failures >= ctx.backoff.attempts:
-                await self._fail(row, f"gave up after {failures} failed creates (the last: {last})",
+                await self.fail(row, f"gave up after {failures} failed creates (the last: {last})",
                                  "transient")
                 return None
             await ctx.clock.sleep(ctx.backoff.delay(failures, ctx.rand))
@@ -203,7 +203,8 @@ class Submitter:
         self._settle(row, 0.0)
         ctx.tracker.moved(row.key, "submitting", "pending", reason)
 
-    async def _fail(self, row: JobRow, reason: str, kind: str) -> None:
+    async def fail(self, row: JobRow, reason: str, kind: str) -> None:
+        """The job failed for `reason` (of `kind`): recorded, its reservation freed."""
         ctx = self.ctx
         await ctx.record(row.failed(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason,
                                     kind=kind))
@@ -230,8 +231,7 @@ class Submitter:
         return await self._record(row, Created(found, None, None))
 
     async def _find(self, row: JobRow) -> str | None:
-        params = row.request.get("parameters", {})
-        prompt, width, height = params.get("prompt"), params.get("width"), params.get("height")
+        prompt, width, height = _signature(row.request)
         since = (row.create_sent_at or self.ctx.clock.wall()) - self.skew
         user_id = await self._account()
         for page in range(self.pages):
@@ -265,8 +265,7 @@ class Submitter:
             except TransientError as exc:
                 if attempt == ctx.backoff.attempts:
                     raise Unsettled(str(exc)) from exc
-                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-                await ctx.clock.sleep(ctx.backoff.retry_delay(attempt, ctx.rand, retry_after))
+                await ctx.clock.sleep(ctx.backoff.retry_delay(attempt, ctx.rand, exc.retry_after))
         raise AssertionError("unreachable")
 
     async def _wire(self, row: JobRow) -> dict[str, Any]:
@@ -288,7 +287,13 @@ class Submitter:
             except OSError as exc:
                 raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc
             self._image_ids[upload.sha256] = image_id
-        return row.as_job().wire({upload.sha256: image_id})
+        return self.sent(row)
+
+    def sent(self, row: JobRow) -> dict[str, Any]:
+        """The body the job's create sent: its request, with its start frame's id when it has one."""
+        if row.upload is None:
+            return row.request
+        return row.as_job().wire({row.upload.sha256: self.image_id(row.upload.sha256)})
 
     def image_id(self, sha256: str) -> str:
         """The start frame id a job's create named: this run's for the file, else the one the
