@@ -94,7 +94,7 @@ def me(settings: SimSettings, balance: int | None) -> dict[str, Any]:
         "apiSubscriptionTokens": 0, "tokenRenewalDate": None}]}
 
 
-def s3_error(code: str, message: str) -> str:
-    """The XML body S3 answers a refused form upload with."""
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(code)}</Code>'
-            f"<Message>{escape(message)}</Message></Error>")
+def s3_refusal(status: int, code: str, message: str) -> Refusal:
+    """The refusal S3 answers a refused form upload or a missing object with: an XML body."""
+    return Refusal(status, f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(code)}</Code>'
+                           f"<Message>{escape(message)}</Message></Error>", content_type="application/xml")

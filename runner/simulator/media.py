@@ -7,18 +7,18 @@ made from a simulated run.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
-from runner.simulator.answers import Refusal, s3_error
+from runner.simulator.answers import s3_refusal
 from runner.simulator.backend import Backend
 from runner.simulator.books import CALL_FAULTS, CALL_GENERATION
 from runner.simulator.render import COMPLETE
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-_XML = "application/xml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +29,13 @@ class Clip:
     poster: bytes
 
 
-def load_clips(folder: Path = ASSETS) -> tuple[Clip, ...]:
-    """The shipped clips `clip-N.mp4`, each with its poster `poster-N.jpg`."""
-    videos = sorted(folder.glob("clip-*.mp4"))
+@functools.cache
+def load_clips() -> tuple[Clip, ...]:
+    """The shipped clips `clip-N.mp4`, each with its poster `poster-N.jpg` (read once)."""
+    videos = sorted(ASSETS.glob("clip-*.mp4"))
     if not videos:
-        raise FileNotFoundError(f"no simulator clips in {folder}: the package is incomplete")
-    return tuple(Clip(video.read_bytes(), (folder / f"poster-{video.stem.removeprefix('clip-')}.jpg")
+        raise FileNotFoundError(f"no simulator clips in {ASSETS}: the package is incomplete")
+    return tuple(Clip(video.read_bytes(), (ASSETS / f"poster-{video.stem.removeprefix('clip-')}.jpg")
                       .read_bytes()) for video in videos)
 
 
@@ -54,8 +55,7 @@ class Media:
         stem = f"{generation.request['model']}-0" if generation is not None else ""
         if generation is None or generation.status != COMPLETE or info["name"] not in (
                 f"{stem}.mp4", f"{stem}.jpg"):
-            raise Refusal(404, s3_error("NoSuchKey", "The specified key does not exist."),
-                          content_type=_XML)
+            raise s3_refusal(404, "NoSuchKey", "The specified key does not exist.")
         request[CALL_GENERATION] = generation.id
         clip = self.clips[generation.clip]
         if info["name"].endswith(".jpg"):
@@ -68,8 +68,7 @@ class Media:
     async def upload(self, request: web.Request) -> web.Response:
         """The presigned form: every field handed out, then `file`; 204 when taken."""
         if request.content_type != "multipart/form-data":
-            raise Refusal(400, s3_error("InvalidArgument", "a form upload must be multipart/form-data"),
-                          content_type=_XML)
+            raise s3_refusal(400, "InvalidArgument", "a form upload must be multipart/form-data")
         fields: dict[str, str] = {}
         size: int | None = None
         try:
@@ -82,8 +81,7 @@ class Media:
                     break
                 fields[part.name] = await part.text()
         except ValueError as exc:
-            raise Refusal(400, s3_error("MalformedPOSTRequest", f"the form is not valid: {exc}"),
-                          content_type=_XML) from None
+            raise s3_refusal(400, "MalformedPOSTRequest", f"the form is not valid: {exc}") from None
         self.backend.upload(fields, size, authorized="Authorization" in request.headers)
         return web.Response(status=204)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.simulator.answers import Refusal, s3_error, v1_error
+from runner.simulator.answers import Refusal, s3_refusal, v1_error
 from runner.simulator.limits import SimClock
 
 UPLOAD_PATH = "/s3/"
@@ -67,17 +67,14 @@ class Uploads:
         """Accept a posted form, or refuse it as S3 does (403 for anything about the policy);
         the image id it was for."""
         if authorized:
-            raise Refusal(403, s3_error("AccessDenied", "the presigned form takes no Authorization "
-                                        "header"), content_type="application/xml")
+            raise s3_refusal(403, "AccessDenied", "the presigned form takes no Authorization header")
         form = self._forms.get(fields.get("key", ""))
         if form is None or any(fields.get(name) != value for name, value in form.fields.items()):
-            raise Refusal(403, s3_error("AccessDenied", "Invalid according to Policy: Policy "
-                                        "Condition failed"), content_type="application/xml")
+            raise s3_refusal(403, "AccessDenied", "Invalid according to Policy: Policy Condition failed")
         if self._clock.now() > form.expires_at:
-            raise Refusal(403, s3_error("AccessDenied", "Invalid according to Policy: Policy expired."),
-                          content_type="application/xml")
+            raise s3_refusal(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
         if not file_size:
-            raise Refusal(400, s3_error("InvalidArgument", "POST requires a non-empty file field, "
-                                        "after every field of the form"), content_type="application/xml")
+            raise s3_refusal(400, "InvalidArgument",
+                             "POST requires a non-empty file field, after every field of the form")
         self.uploaded = self.uploaded | {form.image_id}
         return form.image_id
