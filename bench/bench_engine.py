@@ -12,7 +12,7 @@
 (c) rate: with the simulator's create limit on, the engine set below it meets no 429 and makes
     at least 90% of the creates it was allowed; set above it, every job is done at no less than
     80% of the limit.
-(d) memory: a 20,000-job run (the command line in a child process) peaks at most at 250 MB.
+(d) memory: a 20,000-job run (in a child process) peaks at most at 250 MB.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ CHILD = """
 import json, resource, sys
 from pathlib import Path
 from runner.batch import RunConfig, run_batch
-done = run_batch(RunConfig(manifest=Path(sys.argv[1]), out=Path(sys.argv[2]),
-                           overrides={"max_jobs": 20000}, base_url=sys.argv[3], api_key=sys.argv[4]))
-print(json.dumps({"exit": done.outcome.exit_code, "counts": done.results.summary["counts"],
+done = run_batch(RunConfig(manifest=Path(sys.argv[1]), out=Path(sys.argv[2]), base_url=sys.argv[3],
+                           api_key=sys.argv[4]))
+print(json.dumps({"counts": done.results.summary["counts"],
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -145,9 +145,8 @@ class External:
 
 @contextmanager
 def external_simulator() -> Iterator[External]:
-    command = [sys.executable, "-m", "runner", "simulate", "--render-seconds", "0.001",
-               "--render-jitter-seconds", "0", "--creates-per-minute", "none",
-               "--requests-per-minute", "none", "--slots", "100000", "--seed", "1"]
+    command = [sys.executable, "-m", "runner", "simulate",
+               *(f"--set={name}={'none' if value is None else value}" for name, value in INSTANT.items())]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -242,7 +241,7 @@ def memory(folder: Path) -> None:
         started = time.perf_counter()
         child = subprocess.run([sys.executable, "-c", CHILD, str(path), str(folder / "d"),
                                 sim.base_url, sim.api_key], capture_output=True, text=True,
-                               check=False, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                               check=False)
         seconds = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"the 20,000-job run failed: {child.stderr[-2000:]}")

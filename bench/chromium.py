@@ -28,6 +28,8 @@ FLAGS = (
     "--allow-file-access-from-files", "--autoplay-policy=no-user-gesture-required",
     "--mute-audio", "--hide-scrollbars", "--remote-debugging-port=0",
 )
+START_TIMEOUT = 30.0  # seconds for the browser to announce its DevTools address
+VIEWPORT = (1440, 900)
 LISTENING = re.compile(r"DevTools listening on (ws://\S+)")
 
 
@@ -45,10 +47,8 @@ class BrowserError(RuntimeError):
 class Chromium:
     """One headless Chromium process with a fresh profile; use as `async with Chromium() as b`."""
 
-    def __init__(self, *, executable: str = CHROMIUM, start_timeout: float = 30.0) -> None:
+    def __init__(self, *, executable: str = CHROMIUM) -> None:
         self._executable = executable
-        self._start_timeout = start_timeout
-        self._profile = Path(tempfile.mkdtemp(prefix="hailuo-chromium-"))
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -57,6 +57,7 @@ class Chromium:
     async def __aenter__(self) -> Self:
         if shutil.which(self._executable) is None:
             raise FileNotFoundError(f"{self._executable} not found: run `make browser` to install it")
+        self._profile = Path(tempfile.mkdtemp(prefix="hailuo-chromium-"))
         self._proc = await asyncio.create_subprocess_exec(
             self._executable, *FLAGS, f"--user-data-dir={self._profile}", "about:blank",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
@@ -64,7 +65,7 @@ class Chromium:
         try:
             address: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self._stderr_task = asyncio.create_task(self._read_stderr(address))
-            async with asyncio.timeout(self._start_timeout):
+            async with asyncio.timeout(START_TIMEOUT):
                 url = await address
             self._http = aiohttp.ClientSession()
             self._ws = await self._http.ws_connect(url, max_msg_size=0)
@@ -77,13 +78,14 @@ class Chromium:
     async def __aexit__(self, *exc: object) -> None:
         await self._shutdown()
 
-    async def new_page(self, *, width: int = 1440, height: int = 900) -> Page:
-        """A new tab of the given viewport size, attached and ready for commands."""
+    async def new_page(self) -> Page:
+        """A new tab of the VIEWPORT size, attached and ready for commands."""
         target = await self.send("Target.createTarget", url="about:blank")
         attached = await self.send("Target.attachToTarget", targetId=target["targetId"], flatten=True)
         page = Page(self, attached["sessionId"])
         await page.send("Page.enable")
         await page.send("Runtime.enable")
+        width, height = VIEWPORT
         await page.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
                         deviceScaleFactor=1, mobile=False)
         return page

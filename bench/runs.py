@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import shutil
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from runner.simulator.media import load_clips
 
 PROMPTS = {
     "rain-street": "A cinematic shot of rain falling on a quiet city street at dusk",
@@ -74,21 +74,14 @@ def _prompts(count: int) -> dict[str, str]:
 
 def _copy_assets(out: Path) -> list[tuple[str, str]]:
     """The simulator's clips and posters, copied into `out/media/`; their relative paths."""
-    assets = resources.files("runner") / "assets"
     media = out / "media"
     media.mkdir(parents=True, exist_ok=True)
     pairs = []
-    for number in itertools.count():
-        clip, poster = assets / f"clip-{number}.mp4", assets / f"poster-{number}.jpg"
-        if not clip.is_file():
-            break
-        with resources.as_file(clip) as source:
-            shutil.copyfile(source, media / clip.name)
-        with resources.as_file(poster) as source:
-            shutil.copyfile(source, media / poster.name)
-        pairs.append((f"media/{clip.name}", f"media/{poster.name}"))
-    if not pairs:
-        raise FileNotFoundError("no clip-N.mp4 in runner/assets")
+    for number, clip in enumerate(load_clips()):
+        video, poster = f"media/clip-{number}.mp4", f"media/poster-{number}.jpg"
+        (out / video).write_bytes(clip.video)
+        (out / poster).write_bytes(clip.poster)
+        pairs.append((video, poster))
     return pairs
 
 
