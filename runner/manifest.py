@@ -13,13 +13,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from runner.catalog import read_data
 from runner.errors import Issue, ManifestError, UsageError
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -225,8 +225,7 @@ def load_document(path: Path | str) -> Document:
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("runner.schemas").joinpath("manifest.schema.json")
-                      .read_text("utf-8"))
+    return read_data("manifest.schema.json")
 
 
 @cache

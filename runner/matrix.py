@@ -109,6 +109,7 @@ class Expander:
             for name, value in self._section("vars").items()}
         self.defaults = {**BUILTIN_DEFAULTS, **self._section("defaults")}
         self.sets_mode = "sets" in self._section("styles")
+        self.prompt_ids: list[str] = []  # every prompt's id, in order, as `_prompts` names them
 
     def _section(self, name: str) -> dict[str, Any]:
         return self.data.get(name, {}) if self.checked.ok(name) else {}
@@ -177,6 +178,7 @@ class Expander:
             entry = raw if isinstance(raw, dict) else {"text": raw}
             text_path = path + ("text",) if isinstance(raw, dict) else path
             pid = entry.get("id") or slug(entry["text"])
+            self.prompt_ids.append(pid)
             if pid in seen:
                 self.issue(path + ("id",) if "id" in entry else path,
                            f"duplicate prompt id {pid!r} (also prompts[{seen[pid][1]}])",
@@ -305,8 +307,7 @@ class Expander:
         return result
 
     def _prompt_ref(self, value: str, path: Path_) -> str:
-        ids = [p.get("id") if isinstance(p, dict) and p.get("id") else
-               slug(p["text"] if isinstance(p, dict) else p) for p in self.data["prompts"]]
+        ids = self.prompt_ids
         if value not in ids:
             self.issue(path, f"unknown prompt id {value!r}", did_you_mean(value, ids)
                        or f"prompt ids: {', '.join(ids)}")

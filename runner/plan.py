@@ -45,7 +45,12 @@ def canonical_json(value: Any) -> str:
 
 def job_key(request: Mapping[str, Any], sample: int) -> str:
     """A stable, versioned hash of the canonical wire request and the sample index."""
-    text = f"{KEY_VERSION}\n{canonical_json(request)}\n{sample}"
+    return _key_of(canonical_json(request), sample)
+
+
+def _key_of(canonical: str, sample: int) -> str:
+    """`job_key` of a request already in its `canonical_json` form."""
+    text = f"{KEY_VERSION}\n{canonical}\n{sample}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -320,7 +325,7 @@ class _Planner:
             checked = json.loads(text.replace(upload.placeholder, _CHECK_ID)) if upload else request
             violations = self.catalog.check_request(checked)
             if not violations:
-                kept.append((cell, request, upload))
+                kept.append((cell, request, upload, text))
                 if len(kept) * repeat > self.settings.max_jobs:
                     self.issues.append(self._too_many(expansion.bound * repeat))
                     break
@@ -348,14 +353,14 @@ class _Planner:
     def _jobs(self, cells) -> list[Job]:
         repeat = self.data.get("repeat", 1)
         jobs: list[Job] = []
-        for cell, request, upload in cells:
+        for cell, request, upload, canonical in cells:
             axes = dict(cell.values)
             if cell.start_frame:
                 axes["start_frame"] = cell.start_frame.get("path") or cell.start_frame["id"]
             cost = self.catalog.price(axes["model"], axes["resolution"], axes["duration"],
                                       self.prices) or 0.0
             for n in range(1, repeat + 1):
-                key = job_key(request, n)
+                key = _key_of(canonical, n)
                 job_axes = {**axes, "n": n}
                 jobs.append(Job(key=key, index=len(jobs), axes=job_axes, styles=cell.styles,
                                 request=request, estimated_cost=cost,
