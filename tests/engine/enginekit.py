@@ -39,12 +39,12 @@ def sim_settings(**changes: Any) -> SimSettings:
     return SimSettings(**values)
 
 
-def write_manifest(folder: Path, *, name: str = "sweep", prompts: list[Any] | None = None,
+def write_manifest(folder: Path, *, prompts: list[Any] | None = None,
                    repeat: int = 2, styles: dict[str, Any] | None = None,
                    run: dict[str, Any] | None = None, **extra: Any) -> Path:
     """A small valid manifest: prompts x vibes x samples, 16:9 768p 6 s text-to-video."""
     document: dict[str, Any] = {
-        "version": 1, "name": name,
+        "version": 1, "name": "sweep",
         "defaults": {"model": "hailuo-2_3", "resolution": "768p", "duration": 6,
                      "aspect_ratio": "16:9"},
         "prompts": prompts if prompts is not None else PROMPTS,
@@ -55,7 +55,7 @@ def write_manifest(folder: Path, *, name: str = "sweep", prompts: list[Any] | No
         "output": {"dir": "out/{name}",
                    "filename": "{prompt}/{vibe}_{n}.mp4"},
         **extra}
-    path = folder / f"{name}.yaml"
+    path = folder / f"{document['name']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path
 

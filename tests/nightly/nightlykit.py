@@ -40,12 +40,12 @@ def sim_settings(**changes: Any) -> SimSettings:
     return SimSettings(**values)
 
 
-def write_manifest(folder: Path, *, name: str = "nightly", repeat: int = 2,
+def write_manifest(folder: Path, *, repeat: int = 2,
                    output_dir: str = "out/{name}", run: dict[str, Any] | None = None,
                    **extra: Any) -> Path:
     """Two prompts x two vibes x `repeat`: 8 jobs at $0.27 by default, fast to run."""
     document: dict[str, Any] = {
-        "version": 1, "name": name,
+        "version": 1, "name": "nightly",
         "defaults": {"model": "hailuo-2_3", "resolution": "768p", "duration": 6,
                      "aspect_ratio": "16:9"},
         "prompts": PROMPTS, "styles": {"vibe": ["Stock Footage", "none"]}, "repeat": repeat,
@@ -53,7 +53,7 @@ def write_manifest(folder: Path, *, name: str = "nightly", repeat: int = 2,
                 "timeout": "30s", **(run or {})},
         "output": {"dir": output_dir, "filename": "{prompt}/{vibe}_{n}.mp4"},
         **extra}
-    path = folder / f"{name}.yaml"
+    path = folder / f"{document['name']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path
 
@@ -69,11 +69,11 @@ def command(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "runner", *map(str, args)]
 
 
-def run_cli(*args: str | Path, cwd: Path, timeout: float = 60.0,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`hailuo-batch ARGS` to the end, its output captured (so it has no terminal)."""
+def run_cli(*args: str | Path, cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`hailuo-batch ARGS` to the end, its output captured (so it has no terminal), without a
+    key or API root from this environment."""
     return subprocess.run(command(*args), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
+                          timeout=timeout, env=child_env(), check=False)
 
 
 @contextmanager
