@@ -163,14 +163,18 @@ class Engine:
             await self._download(current)
 
     async def _follow(self, row: JobRow) -> JobRow | None:
-        """Poll until the render ends or the deadline passes; the row once the video is ready."""
+        """Poll until the render ends or the deadline passes; the row once the video is ready.
+
+        The deadline counts from when this run takes the job up, so a job resumed or retried
+        long after its create still gets its whole timeout, and the render is always looked at
+        once more when the deadline comes before the job is given up on."""
         ctx, schedule = self.ctx, self.schedule
         generation_id = row.generation_id or ""
         params = row.request.get("parameters", {})
         kind = f"{row.request.get('model')}/{params.get('mode')}/{params.get('duration')}"
         fresh = row.run_id == ctx.run_id
         started = ctx.clock.now()
-        deadline = (row.submitted_at or ctx.clock.wall()) + ctx.timeout
+        deadline = ctx.clock.wall() + ctx.timeout
         polls, failures, pending_at, retry_after = 0, 0, None, None
         while True:
             delay = schedule.next_poll(kind, polls if fresh else max(polls, 1),
@@ -178,10 +182,6 @@ class Engine:
             if failures:
                 delay = max(delay, ctx.backoff.retry_delay(failures, ctx.rand, retry_after))
             await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.wall())))
-            if ctx.clock.wall() >= deadline:
-                await self.submitter.fail(row, f"timed out after {ctx.timeout:g} s "
-                                 f"(generation {generation_id})", "timeout")
-                return None
             try:
                 async with self._polls:
                     generation = await ctx.client.generation(generation_id)
@@ -189,17 +189,21 @@ class Engine:
                 failures += 1
                 retry_after = exc.retry_after
                 ctx.tracker.emit("retry", row.key, str(exc))
-                continue
             except PermanentError as exc:
                 await self.submitter.fail(row, str(exc), "lost")
                 return None
-            polls, failures = polls + 1, 0
-            elapsed = ctx.clock.now() - started
-            if generation.done:
-                if fresh:
-                    schedule.learn(kind, pending_at=pending_at, complete_at=elapsed)
-                return await self._ended(row, generation, elapsed if fresh else None)
-            pending_at = elapsed
+            else:
+                polls, failures = polls + 1, 0
+                elapsed = ctx.clock.now() - started
+                if generation.done:
+                    if fresh:
+                        schedule.learn(kind, pending_at=pending_at, complete_at=elapsed)
+                    return await self._ended(row, generation, elapsed if fresh else None)
+                pending_at = elapsed
+            if ctx.clock.wall() >= deadline:
+                await self.submitter.fail(row, f"timed out after {ctx.timeout:g} s "
+                                          f"(generation {generation_id})", "timeout")
+                return None
 
     async def _ended(self, row: JobRow, generation: Generation,
                      render_seconds: float | None) -> JobRow | None:

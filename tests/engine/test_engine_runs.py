@@ -130,6 +130,20 @@ def test_renders_past_the_timeout_fail_with_their_reason(tmp_path: Path) -> None
     assert all(r["state"] == "failed" and r["reason"].startswith("timed out") for r in records)
 
 
+def test_a_job_given_up_on_gets_a_whole_timeout_again_from_the_next_run(tmp_path: Path) -> None:
+    """The deadline counts from when a run takes the job up, not from its create: a later run
+    polls the paid generation and downloads it instead of failing it at once."""
+    manifest = write_manifest(tmp_path, repeat=1, run={"timeout": "0.3s"})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=60.0, render_jitter_seconds=0.0)) as sim:
+        first = run(manifest, out, sim)
+        sim.advance(60)
+        second = run(manifest, out, sim)
+        books = audit(out, sim)
+    assert first.outcome.exit_code == 1 and second.outcome.exit_code == 0
+    assert books["states"] == {"downloaded": 4} and books["books"].creates_accepted == 4
+
+
 def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
     manifest = write_manifest(
