@@ -160,6 +160,12 @@ class Tracker:
             self.finished_here += target in ("downloaded", "failed")
         self.emit(target, key, message)
 
+    def left_plan(self, key: str, source: str, message: str) -> None:
+        """A job no longer in the plan went back to pending: the results leave such jobs out,
+        and so do the counts."""
+        self.counts[source] -= 1
+        self.emit("pending", key, message)
+
     @property
     def unfinished(self) -> int:
         """Jobs pending or in flight."""

@@ -76,23 +76,43 @@ class Submitter:
 
     async def submit(self, row: JobRow) -> JobRow | None:
         """The job's row once submitted, or None when it failed or was put back (stopped,
-        unsettled)."""
-        ctx = self.ctx
-        try:
-            body = await self._wire(row)
-        except (PermanentError, TransientError) as exc:
-            await self.fail(row, f"start frame upload failed: {exc}", "upload")
-            return None
+        unsettled, no longer planned).
+
+        A job left `submitting` by an earlier attempt may already have a generation: it is
+        looked for before anything else can happen to the job, so no failure (say, of its
+        start frame's upload) sends it round to be created a second time, and a job no longer
+        in the plan is only ever looked for, never created."""
+        body = None
+        if row.state != "submitting":
+            body = await self._prepare(row)
+            if body is None:
+                return None
         async with self._signature_lock(_signature(row.request)):
             try:
-                if row.state == "submitting":
+                if body is None:
                     found = await self._resolve(row, settle=True)
                     if found is not None:
                         return found
+                    if not row.planned:
+                        await self._put_back(row, "no generation was made, and the job is no "
+                                                  "longer in the manifest")
+                        return None
+                    body = await self._prepare(row)
+                    if body is None:
+                        return None
                 return await self._create(row, body)
             except Unsettled as exc:
-                ctx.tracker.emit("retry", row.key, f"left unsettled: {exc}")
+                self.ctx.tracker.emit("retry", row.key, f"left unsettled: {exc}")
                 return None
+
+    async def _prepare(self, row: JobRow) -> dict[str, Any] | None:
+        """The create body, or None once the job is failed for a start frame that cannot be
+        uploaded."""
+        try:
+            return await self._wire(row)
+        except (PermanentError, TransientError) as exc:
+            await self.fail(row, f"start frame upload failed: {exc}", "upload")
+            return None
 
     @asynccontextmanager
     async def _signature_lock(self, signature: tuple[Any, ...]) -> AsyncIterator[None]:
@@ -111,7 +131,7 @@ class Submitter:
         failures, deadline, last = 0, None, ""
         while True:
             sent_at = await self._pace()
-            if not ctx.stop.submitting or not self._reserve(row, check=row.state == "pending"):
+            if not ctx.stop.submitting or not self._reserve(row):
                 await self._put_back(row, "submitting stopped")
                 return None
             if deadline is not None and ctx.clock.wall() > deadline:
@@ -167,12 +187,13 @@ class Submitter:
             await self.ctx.clock.sleep(at - now)
         return at
 
-    def _reserve(self, row: JobRow, *, check: bool) -> bool:
-        """Reserve the job's estimate once per run; a new job must fit in the budget first."""
+    def _reserve(self, row: JobRow) -> bool:
+        """Reserve the job's estimate once per run, if it fits in the budget: a job resumed from
+        `submitting` whose generation was not found is a new create and pays like one."""
         tracker = self.ctx.tracker
         if row.key in self._reserved:
             return True
-        if check and not tracker.fits(row.estimated_cost):
+        if not tracker.fits(row.estimated_cost):
             self.ctx.stop.halt(EXIT_RESUMABLE, f"the budget of ${tracker.budget_usd:g} is reached")
             return False
         tracker.reserve(row.estimated_cost)
@@ -201,7 +222,10 @@ class Submitter:
         ctx = self.ctx
         await ctx.record(row.unsent(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason))
         self._settle(row, 0.0)
-        ctx.tracker.moved(row.key, "submitting", "pending", reason)
+        if row.planned:
+            ctx.tracker.moved(row.key, "submitting", "pending", reason)
+        else:
+            ctx.tracker.left_plan(row.key, "submitting", reason)
 
     async def fail(self, row: JobRow, reason: str, kind: str) -> None:
         """The job failed for `reason` (of `kind`): recorded, its reservation freed."""

@@ -1,0 +1,98 @@
+"""A job left `submitting` (its create was sent, and the run died before the answer) is looked
+for before anything else happens to it: nothing fails it into being created a second time, a
+job gone from the manifest is never created anew, and a new create pays into the budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from enginekit import journal_rows, run, sim_settings, step, write_manifest
+
+from runner.api import open_client
+from runner.batch import RunConfig, plan_for
+from runner.simulator import run_in_thread
+from runner.state import Journal
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
+         "start_frame": {"path": "images/sunset.png"}}
+PROMPTS = ["A sunset over the sea, waves rolling in", "The same sunset, a sailboat crossing it"]
+
+
+def left_submitting(manifest: Path, out: Path, prompt: str) -> str:
+    """The job of `prompt` written `submitting`, as a run that died after sending its create
+    leaves it; its key."""
+    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+    key = next(job.key for job in planned.jobs if job.request["parameters"]["prompt"] == prompt)
+    with Journal.open(out) as journal:
+        journal.sync_plan(planned.jobs)
+        run_id = journal.begin_run(name="died", manifest=str(manifest), settings={}, at=time.time())
+        step(journal, key, "submitting", run_id=run_id, at=time.time())
+    return key
+
+
+def create(sim: Any, body: dict[str, Any]) -> str:
+    """The create that went through before the run died: made on the account directly."""
+    async def send() -> str:
+        async with open_client(base_url=sim.base_url, api_key=sim.api_key) as client:
+            return (await client.create(body)).generation_id
+    return asyncio.run(send())
+
+
+def row_of(out: Path, key: str) -> dict[str, Any]:
+    return next(row for row in journal_rows(out) if row["key"] == key)
+
+
+def test_a_start_frame_step_that_fails_leaves_the_job_unsettled_not_failed(tmp_path: Path) -> None:
+    """With the account unreachable the job can neither be found nor given up on: it waits, and
+    the next run finds the generation its create made instead of paying for another."""
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    out, state = tmp_path / "out", tmp_path / "account.jsonl"
+    one = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME, styles={"vibe": ["none"]},
+                         repeat=1)
+    with run_in_thread(sim_settings(state_path=state)) as sim:
+        assert run(one, out, sim).outcome.exit_code == 0  # the frame is uploaded for the account
+        both = write_manifest(tmp_path, prompts=PROMPTS, defaults=FRAME, styles={"vibe": ["none"]},
+                              repeat=1)
+        key = left_submitting(both, out, PROMPTS[1])
+        made = create(sim, json.loads(row_of(out, key)["request"]))
+    with run_in_thread(sim_settings(state_path=state, fault_500=1.0)) as down:
+        stalled = run(both, out, down)
+    unsettled = row_of(out, key)
+    with run_in_thread(sim_settings(state_path=state)) as sim:
+        resumed = run(both, out, sim)
+        billed = sorted(generation.id for generation in sim.books.generations)
+    rows = journal_rows(out)
+    assert stalled.outcome.exit_code == 3 and unsettled["state"] == "submitting"
+    assert resumed.outcome.exit_code == 0 and row_of(out, key)["generation_id"] == made
+    assert [row["state"] for row in rows] == ["downloaded"] * 2
+    assert sorted(row["generation_id"] for row in rows) == billed and len(billed) == 2
+
+
+def test_a_job_gone_from_the_manifest_is_looked_for_but_never_created(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    key = left_submitting(write_manifest(tmp_path, prompts=PROMPTS, repeat=1,
+                                         styles={"vibe": ["none"]}), out, PROMPTS[1])
+    kept = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    with run_in_thread(sim_settings()) as sim:
+        report = run(kept, out, sim)
+        creates = sim.books.creates_accepted
+    gone = row_of(out, key)
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert gone["state"] == "pending" and gone["planned"] == 0 and gone["reserved_usd"] == 0
+
+
+def test_a_job_created_again_after_its_lost_create_pays_into_the_budget(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    key = left_submitting(manifest, out, PROMPTS[0])
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim, budget_usd=0.1)  # less than one job's estimate
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
+    assert creates == 0 and row_of(out, key)["state"] == "pending"
