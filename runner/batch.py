@@ -21,6 +21,7 @@ from runner import nightly, report
 from runner.api import DEFAULT_BASE_URL, LeonardoClient, Timeouts, open_client
 from runner.config import output_folder
 from runner.control import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     Clock,
     EventSink,
@@ -32,7 +33,7 @@ from runner.control import (
 )
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
-from runner.errors import AuthError
+from runner.errors import AuthError, HailuoError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
 from runner.results import write_results
@@ -133,7 +134,6 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         nightly.took_over(lock)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
-        outcome = Outcome(EXIT_INTERRUPTED, "the run broke off")
         try:
             journal.sync_plan(planned.jobs)
             journal.retry_failed(run_id=run_id, at=clock.wall(),
@@ -145,6 +145,9 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             del planned
             outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random()))
+        except BaseException as exc:
+            outcome = _broke_off(exc)
+            raise
         finally:
             journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
                             at=clock.wall())
@@ -152,6 +155,15 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             report.write_report(out_dir, results)
             nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
+
+
+def _broke_off(exc: BaseException) -> Outcome:
+    """How a run that an exception ended is recorded: with the exit code the process ends with."""
+    if isinstance(exc, KeyboardInterrupt):
+        return Outcome(EXIT_INTERRUPTED, "interrupted")
+    if isinstance(exc, HailuoError):
+        return Outcome(exc.exit_code, str(exc))
+    return Outcome(EXIT_FAILED, f"the run broke off on an error ({type(exc).__name__}): see its traceback")
 
 
 async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path,

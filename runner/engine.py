@@ -10,6 +10,7 @@ last transition already in the journal. `halt` (budget, quota) only stops submit
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ class EngineSettings:
     settle: float = 30.0
     reconcile_skew: float = 300.0
     tick: float = 1.0
+
+
+# Errors that refuse every write to the output folder, not just one file's.
+_FOLDER_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class _Aborted(Exception):
@@ -224,35 +229,53 @@ class Engine:
 
     async def _download(self, row: JobRow) -> None:
         """Fetch the video (and its poster) whole, put them in place with the sidecar (in a
-        worker thread: flushing to disk can be slow), then record the job as done."""
+        worker thread: flushing to disk can be slow), then record the job as done.
+
+        A file that cannot be written fails the job, which a later run downloads again (its
+        generation is kept); when the folder itself refuses writes (full, read-only, not
+        ours), nothing more is submitted either, since no further video could be kept."""
         ctx = self.ctx
         async with self._downloads:
             where = self.folder.targets(row.filename, row.key, self._owners.get)
             self._owners[where.video] = row.key
-            with self.folder.staging(row.short_key) as staging:
-                video = staging.part(where.video)
-                fetching, image = None, None
-                async with asyncio.TaskGroup() as group:  # the poster comes alongside the video
-                    if row.poster_url:
-                        image = staging.part(where.poster)
-                        fetching = group.create_task(self._fetch(row, row.poster_url, image,
-                                                                 files.check_jpeg))
-                    problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)
-                if problem is not None:
-                    await self.submitter.fail(row, f"download failed: {problem}", "download")
-                    return
-                parts, poster = [video], None
-                if image is not None and fetching is not None and fetching.result() is None:
-                    parts, poster = [video, image], where.poster
-                at = ctx.clock.wall()
-                text = files.json_text(sidecar(row, self.submitter.sent(row), where, poster, at))
-                failed = await self._placing.submit(files.Placing(staging, parts, where.sidecar,
-                                                                  text))
-                if failed is not None:
-                    raise failed
+            try:
+                problem, poster, at = await self._stage(row, where)
+            except* OSError as group:  # raised here, or by the poster's task alongside
+                error = group.exceptions[0]
+                problem = f"cannot write {error.filename or where.video}: {error.strerror or error}"
+                if error.errno in _FOLDER_REFUSED:
+                    ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
+            if problem is not None:
+                await self.submitter.fail(row, f"download failed: {problem}", "download")
+                return
             await ctx.record(row.downloaded(run_id=ctx.run_id, at=at, file=where.video,
                                             poster=poster, sidecar=where.sidecar))
             ctx.tracker.moved(row.key, "complete", "downloaded", where.video)
+
+    async def _stage(self, row: JobRow, where: files.Targets) -> tuple[str | None, str | None, float]:
+        """The job's files fetched, checked and put in place: the problem that stopped the
+        transfer (or None), the poster's path when it came, and when they were placed."""
+        ctx = self.ctx
+        with self.folder.staging(row.short_key) as staging:
+            video = staging.part(where.video)
+            fetching, image = None, None
+            async with asyncio.TaskGroup() as group:  # the poster comes alongside the video
+                if row.poster_url:
+                    image = staging.part(where.poster)
+                    fetching = group.create_task(self._fetch(row, row.poster_url, image,
+                                                             files.check_jpeg))
+                problem = await self._fetch(row, row.video_url or "", video, files.check_mp4)
+            at = ctx.clock.wall()
+            if problem is not None:
+                return problem, None, at
+            parts, poster = [video], None
+            if image is not None and fetching is not None and fetching.result() is None:
+                parts, poster = [video, image], where.poster
+            text = files.json_text(sidecar(row, self.submitter.sent(row), where, poster, at))
+            failed = await self._placing.submit(files.Placing(staging, parts, where.sidecar, text))
+            if failed is not None:
+                raise failed
+        return None, poster, at
 
     async def _fetch(self, row: JobRow, url: str, part: files.Part, check: files.Check) -> str | None:
         """Download `url` into `part` and check it, retrying broken transfers; None or the last

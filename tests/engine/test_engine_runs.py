@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -21,6 +22,7 @@ from enginekit import (
 )
 
 from runner.batch import RunConfig, diff, plan_for, run_batch
+from runner.control import Event
 from runner.errors import AuthError
 from runner.logs import LOGGER
 from runner.simulator import run_in_thread
@@ -142,6 +144,22 @@ def test_a_job_given_up_on_gets_a_whole_timeout_again_from_the_next_run(tmp_path
         books = audit(out, sim)
     assert first.outcome.exit_code == 1 and second.outcome.exit_code == 0
     assert books["states"] == {"downloaded": 4} and books["books"].creates_accepted == 4
+
+
+def test_a_run_broken_off_by_a_bug_records_the_exit_code_the_process_ends_with(tmp_path: Path) -> None:
+    def broken(event: Event) -> None:
+        if event.kind == "downloaded":
+            raise RuntimeError("a bug in the progress display")
+
+    manifest = write_manifest(tmp_path, repeat=1)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim, pytest.raises(ExceptionGroup) as raised:
+        run_batch(RunConfig(manifest=manifest, out=out, base_url=sim.base_url,
+                            api_key=sim.api_key, timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF),
+                  sink=broken)
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert isinstance(raised.value.exceptions[0], RuntimeError)
+    assert summary["exit_code"] == 1 and "broke off" in summary["exit_reason"]
 
 
 def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) -> None:

@@ -1,0 +1,62 @@
+"""A video that cannot be written fails its job, never the run: the generation is kept, and a
+later run downloads it once the folder takes writes again. A folder that refuses every write
+(full, read-only) also stops submitting, since no further video could be kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from enginekit import audit, journal_rows, run, sim_settings, write_manifest
+
+from runner.batch import RunConfig, plan_for
+from runner.simulator import run_in_thread
+
+
+def first_job(manifest: Path, out: Path) -> tuple[str, str]:
+    """The key and file name of the plan's first job."""
+    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+    return planned.jobs[0].key, planned.jobs[0].filename
+
+
+def test_a_file_in_the_way_of_a_folder_fails_its_jobs_and_a_later_run_fetches_them(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)  # two prompts, each a folder of four videos
+    out = tmp_path / "out"
+    _, filename = first_job(manifest, out)
+    blocker = out / filename.split("/")[0]
+    out.mkdir()
+    blocker.write_text("notes the user keeps here", encoding="utf-8")
+    with run_in_thread(sim_settings()) as sim:
+        blocked = run(manifest, out, sim)
+        failed = [row for row in journal_rows(out) if row["state"] == "failed"]
+        blocker.unlink()
+        again = run(manifest, out, sim)
+        books = audit(out, sim)
+    assert blocked.outcome.exit_code == 1 and len(failed) == 4
+    assert all(row["error_kind"] == "download" and "cannot write" in row["reason"]
+               and row["generation_id"] for row in failed)
+    assert again.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert books["books"].creates_accepted == 8
+
+
+def test_a_full_disk_fails_the_download_and_stops_submitting(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={"concurrency": 1})
+    out = tmp_path / "out"
+    key, filename = first_job(manifest, out)
+    video = out / filename
+    video.parent.mkdir(parents=True)
+    part = video.parent / f".{video.name}.{key[:10]}.part"
+    os.symlink("/dev/full", part)  # every write to the first video's partial file: ENOSPC
+    with run_in_thread(sim_settings()) as sim:
+        full = run(manifest, out, sim)
+        created = sim.books.creates_accepted
+        rows = {row["key"]: row for row in journal_rows(out)}
+        left = part.is_symlink()  # the failed transfer's partial file is cleared away
+        again = run(manifest, out, sim)
+        books = audit(out, sim)
+    assert full.outcome.exit_code == 4 and "output folder is unusable" in full.outcome.reason
+    assert "No space left on device" in rows[key]["reason"] and rows[key]["error_kind"] == "download"
+    assert not left and created <= 2  # the job in flight when the disk filled up, and nothing after it
+    assert again.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert books["books"].creates_accepted == 8
