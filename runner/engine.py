@@ -29,7 +29,7 @@ from runner.control import (
 )
 from runner.errors import AuthError, PermanentError, TransientError
 from runner.render import plural
-from runner.results import iso
+from runner.results import SUMMARY, iso
 from runner.schedule import PollPolicy, PollSchedule
 from runner.state import IN_FLIGHT, JobRow
 from runner.submit import Context, Submitter
@@ -61,7 +61,7 @@ class Engine:
     def __init__(self, ctx: Context, settings: EngineSettings, *, out_dir: Path) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.folder = files.Folder(out_dir)
+        self.folder = files.Folder(out_dir, reserved=frozenset({SUMMARY}))  # a sidecar's name
         self._placing = Batcher(files.place_all, in_thread=True)
         self._owners = ctx.store.file_owners()
         self.submitter = Submitter(ctx, submit_per_minute=settings.run.submit_per_minute,

@@ -37,19 +37,21 @@ class Folder:
     """An output folder as the engine writes into it: its absolute path worked out once and the
     directories it already made remembered, so a job's files cost no repeated path checks."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, reserved: frozenset[str] = frozenset()) -> None:
         self.root = os.path.abspath(root)
+        self.reserved = reserved
         self._made: set[str] = set()
 
     def targets(self, filename: str, key: str, owner: Callable[[str], str | None]) -> Targets:
         """Where a job's files go: its planned name, unless that escapes the folder (then its
-        key), or another job's video already holds it (then the name with the short key added)."""
+        key), or another job's video already holds it, or its sidecar would take one of the
+        run's own files (`reserved`): then the name with the short key added."""
         name = filename if self._inside(filename) else f"{key[:10]}.mp4"
         pure = PurePosixPath(name)
         if pure.suffix.lower() != ".mp4":
             pure = pure.with_name(pure.name + ".mp4")
         taken = owner(str(pure))
-        if taken is not None and taken != key:
+        if (taken is not None and taken != key) or str(pure.with_suffix(".json")) in self.reserved:
             pure = pure.with_name(f"{pure.stem}_{key[:10]}.mp4")
         return Targets(str(pure), str(pure.with_suffix(".jpg")), str(pure.with_suffix(".json")))
 

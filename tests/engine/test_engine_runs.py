@@ -75,6 +75,20 @@ def test_a_file_name_held_by_an_earlier_job_gets_the_short_key(tmp_path: Path) -
     assert len(renamed) == 2
 
 
+def test_a_sidecar_never_takes_the_name_of_the_runs_summary(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, prompts=[{"id": "summary", "text": PROMPTS[0]}], repeat=1,
+                              styles={"vibe": ["none"]}, output={"dir": "out", "filename": "{prompt}.mp4"})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+    (row,) = journal_rows(out)
+    assert report.outcome.exit_code == 0
+    assert row["file"] == f"summary_{row['key'][:10]}.mp4"
+    assert row["sidecar"] == f"summary_{row['key'][:10]}.json"
+    assert json.loads((out / "summary.json").read_text("utf-8"))["counts"] == {"downloaded": 1}
+    assert json.loads((out / row["sidecar"]).read_text("utf-8"))["key"] == row["key"]
+
+
 def test_the_budget_stops_submitting_and_the_next_run_resumes(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, run={"budget_usd": 1.0})
     out = tmp_path / "out"
