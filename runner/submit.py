@@ -90,7 +90,7 @@ class Submitter:
         async with self._signature_lock(_signature(row.request)):
             try:
                 if body is None:
-                    found = await self._resolve(row, settle=True)
+                    found = await self._resolve(row, since=self.ctx.store.last_sent(row.key))
                     if found is not None:
                         return found
                     if not row.planned:
@@ -150,7 +150,7 @@ class Submitter:
                 continue
             except UnknownOutcome as exc:
                 ctx.tracker.emit("retry", row.key, str(exc))
-                found = await self._resolve(row, settle=exc.status is None)
+                found = await self._resolve(row, since=ctx.clock.wall())
                 if found is not None:
                     return found
                 failures, last = failures + 1, str(exc)
@@ -235,17 +235,16 @@ class Submitter:
         self._settle(row, 0.0)
         ctx.tracker.moved(row.key, row.state, "failed", reason)
 
-    async def _resolve(self, row: JobRow, *, settle: bool) -> JobRow | None:
+    async def _resolve(self, row: JobRow, *, since: float | None) -> JobRow | None:
         """Look for the generation an unsettled create may have made; claim it when found.
 
-        A create the server may still be working on (no answer came: a timeout, a reset, a
-        crash) would be missed by the list and then made a second time, so then the search
-        waits until `settle` seconds after the latest send (the time a create is given to
-        answer). A create that was answered, even with a 5xx, is over."""
+        A server may still be making it after it answered 5xx, or after the wait for its answer
+        ran out: looked for too soon, it would be missed and paid for a second time. So the
+        search waits until `settle` seconds after `since`, the last thing known of the create
+        (the 5xx or the timeout; for a create whose run died, when it was sent)."""
         ctx = self.ctx
-        sent = ctx.store.last_sent(row.key)
-        if settle and sent is not None and sent + self.settle > ctx.clock.wall():
-            await ctx.clock.sleep(sent + self.settle - ctx.clock.wall())
+        if since is not None and since + self.settle > ctx.clock.wall():
+            await ctx.clock.sleep(since + self.settle - ctx.clock.wall())
         try:
             found = await self._find(row)
         except PermanentError as exc:

@@ -63,6 +63,10 @@ class Api:
         except ValueError:
             raise Refusal(400, answers.validation_errors(
                 [Violation("body", "$", "the request body is not valid JSON")])) from None
+        if self.backend.hit("create_late"):
+            request[CALL_FAULTS].append("create_late")
+            self.backend.create_later(body)
+            return json_answer(answers.SERVICE_ERROR, 500)
         generation, answer = self.backend.create(body)
         request[CALL_GENERATION] = generation.id
         if self.backend.hit("create_500"):

@@ -7,6 +7,7 @@ in `app.py` and `media.py` only translate HTTP to these calls and back. A refusa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
@@ -49,6 +50,7 @@ class Backend:
         self.origin = ""
         self.kept: StateFile | None = None  # where each change is written, if anywhere
         self._clips = clips
+        self._late: list[tuple[float, Any]] = []  # creates still to be carried out: (when, body)
         self._rng = random.Random(settings.seed)
         self._rates = {name: settings.fault_rate(name) for name in FAULTS}
         self._requests = RateWindow(settings.requests_per_minute)
@@ -132,6 +134,23 @@ class Backend:
             self.kept.created(generation, balance=self.balance)
         return generation, answers.created(generation, self.settings, usd)
 
+    def create_later(self, body: Any) -> None:
+        """A create carried out `late_seconds` from now, whatever was answered meanwhile (a
+        refusal then, by the limits or the balance, drops it)."""
+        self._late.append((self.clock.now() + self.settings.late_seconds, body))
+
+    def _catch_up(self) -> float:
+        """Bring the account up to now, late creates that came due first; now."""
+        now = self.clock.now()
+        due = [body for at, body in self._late if at <= now]
+        if due:
+            self._late = [(at, body) for at, body in self._late if at > now]
+            for body in due:
+                with contextlib.suppress(Refusal):
+                    self.create(body)
+        self.renderer.catch_up(now)
+        return now
+
     def pick_clip(self, params: Mapping[str, Any]) -> int:
         """The clip a request shows: by its prompt and styles, so a sweep shows variety."""
         text = canonical_json([params.get("prompt"), params.get("style_ids", [])])
@@ -139,7 +158,7 @@ class Backend:
 
     def held(self, generation_id: str) -> Generation | None:
         """A generation not deleted, brought up to the present."""
-        self.renderer.catch_up(self.clock.now())
+        self._catch_up()
         generation = self.generations.get(generation_id)
         return None if generation is None or generation.deleted else generation
 
@@ -161,7 +180,7 @@ class Backend:
         limit = _count(query, "limit", DEFAULT_PAGE, least=1)
         if user_id != self.settings.user_id:
             return {"generations": []}
-        self.renderer.catch_up(self.clock.now())
+        self._catch_up()
         live = (g for g in reversed(self.generations.values()) if not g.deleted)
         return {"generations": [self.describe(g) for g in islice(live, offset, offset + limit)]}
 
@@ -185,13 +204,12 @@ class Backend:
         return answers.me(self.settings, self.balance)
 
     def summary(self) -> Summary:
-        self.renderer.catch_up(self.clock.now())
+        self._catch_up()
         return self.books.summary(self.generations.values())
 
     def account(self) -> Account:
         """The account as of now, as a state file keeps it."""
-        now = self.clock.now()
-        self.renderer.catch_up(now)
+        now = self._catch_up()
         return Account(user_id=self.settings.user_id, username=self.settings.username,
                        balance=self.balance, epoch=self.clock.epoch, scale=self.clock.scale,
                        at=now, wall=self.clock.wall(), generations=self.generations,

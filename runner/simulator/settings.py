@@ -45,6 +45,9 @@ Faults, each a probability from 0 to 1, drawn from one random source seeded by `
     fault_500             any call (API, CDN, upload form) answers 500 before doing anything.
     fault_create_500      a create is accepted (and billed) but answers 500: the double-billing
                           trap a client must reconcile through the generations list.
+    fault_create_late     a create answers 500 at once and is carried out `late_seconds` (10,
+                          simulated) later all the same: a server that finishes work it said
+                          had failed, which a client that looks for it too soon pays twice for.
     fault_reset           any call has its connection reset before doing anything.
     fault_slow            any call waits `slow_seconds` (simulated, so scaled) before answering.
     fault_not_json        an API call that succeeded answers 200 with an HTML body instead
@@ -93,7 +96,7 @@ from runner.config import parse_duration
 from runner.errors import UsageError
 
 KEY_NAMESPACE = uuid.UUID("5e1d3c1a-7a43-4f0e-9b8e-2a4c51d0b7c3")
-FAULTS = ("500", "create_500", "reset", "slow", "not_json", "failed", "truncate")
+FAULTS = ("500", "create_500", "create_late", "reset", "slow", "not_json", "failed", "truncate")
 _CHOICES = {"moderation_stage": ("create", "render"), "create_answer": ("nested", "flat"),
             "unknown_generation": ("null", "404")}
 
@@ -129,6 +132,8 @@ class SimSettings:
     seed: int | None = None
     fault_500: float = 0.0
     fault_create_500: float = 0.0
+    fault_create_late: float = 0.0
+    late_seconds: float = 10.0
     fault_reset: float = 0.0
     fault_slow: float = 0.0
     slow_seconds: float = 30.0
@@ -151,7 +156,8 @@ class SimSettings:
             rate = self.fault_rate(name)
             if not 0.0 <= rate <= 1.0:
                 raise UsageError(f"fault_{name} must be a rate from 0 to 1, not {rate}")
-        for name in ("render_seconds", "slow_seconds", "upload_expiry_seconds", "time_scale"):
+        for name in ("render_seconds", "slow_seconds", "late_seconds", "upload_expiry_seconds",
+                     "time_scale"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"{name} must be more than 0, not {getattr(self, name)}")
         if not 0 <= self.render_jitter_seconds < self.render_seconds:

@@ -26,6 +26,16 @@ def test_transient_faults_end_with_every_job_downloaded_once(tmp_path: Path, fau
     assert sum(books["books"].faults.values()) > 0
 
 
+def test_creates_carried_out_after_their_500_are_found_and_never_paid_twice(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    settings = sim_settings(fault_create_late=0.3, late_seconds=2.0)  # 0.05 s, within the settle
+    with run_in_thread(settings) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 0, report.outcome
+    assert books["states"] == {"downloaded": 8} and books["books"].faults["create_late"] > 0
+
+
 def test_slow_answers_past_the_timeout_are_retried_and_reconciled(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)
     settings = sim_settings(fault_slow=0.25, slow_seconds=16.0)  # 0.4 real seconds

@@ -36,6 +36,23 @@ def test_a_create_that_succeeds_but_answers_500_is_billed_and_listed() -> None:
     run(scenario, SimSettings(fault_create_500=1.0))
 
 
+def test_a_create_that_answers_500_can_be_carried_out_late_all_the_same() -> None:
+    async def scenario(c: Caller) -> None:
+        reply = await c.create()
+        listing = f"/v1/generations/user/{c.sim.settings.user_id}"
+        before = (await c.call("GET", listing)).data["generations"]
+        c.sim.clock.advance(29)
+        still = (await c.call("GET", listing)).data["generations"]
+        c.sim.clock.advance(1)
+        after = (await c.call("GET", listing)).data["generations"]
+        books = c.sim.books
+        assert reply.status == 500 and reply.data["error"] == "Service Error"
+        assert before == still == [] and len(after) == 1
+        assert after[0]["prompt"] == wire()["parameters"]["prompt"]
+        assert books.creates_accepted == 1 and books.faults == {"create_late": 1}
+    run(scenario, SimSettings(fault_create_late=1.0, late_seconds=30))
+
+
 def test_fault_reset_drops_the_connection_with_no_answer() -> None:
     async def scenario(c: Caller) -> None:
         with pytest.raises(aiohttp.ClientConnectionError):
