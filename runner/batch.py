@@ -33,7 +33,7 @@ from runner.control import (
 )
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
-from runner.errors import AuthError, HailuoError
+from runner.errors import AuthError, HailuoError, StateError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
 from runner.results import write_results
@@ -149,10 +149,14 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             outcome = _broke_off(exc)
             raise
         finally:
-            journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
-                            at=clock.wall())
-            results = write_results(journal, out_dir)
-            report.write_report(out_dir, results)
+            try:
+                journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
+                                at=clock.wall())
+                results = write_results(journal, out_dir)
+                report.write_report(out_dir, results)
+            except OSError as exc:
+                raise StateError(f"{out_dir}: cannot write the run's results: "
+                                 f"{exc.strerror or exc}") from exc
             nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
 

@@ -27,7 +27,7 @@ from runner.control import (
     EXIT_RESUMABLE,
     Outcome,
 )
-from runner.errors import AuthError, PermanentError, TransientError
+from runner.errors import AuthError, PermanentError, StateError, TransientError
 from runner.render import plural
 from runner.results import SUMMARY, iso
 from runner.schedule import PollPolicy, PollSchedule
@@ -84,7 +84,7 @@ class Engine:
                 watcher.cancel()
         except* _Aborted:
             pass
-        except* AuthError as group:
+        except* (AuthError, StateError) as group:  # a rejected key; a journal that takes no writes
             stop.abort(EXIT_CANNOT_RUN, str(group.exceptions[0]))
         self.ctx.tracker.emit("stop", None, (stop.aborted or stop.halted or Outcome(0, "")).reason)
         return self.outcome()

@@ -334,14 +334,20 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One explicit transaction (the connection is in autocommit mode), rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
+    """One explicit transaction (the connection is in autocommit mode), rolled back on any error
+    (a COMMIT the disk refused included). A write the file refuses (a full or read-only disk, a
+    lock held too long) is a StateError: the folder is unusable, and nothing was half written."""
     try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot write the journal: {exc}") from exc
 
 
 def _upload_json(upload: Upload | None) -> str | None:

@@ -144,3 +144,15 @@ def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Pat
              cost_credits=None)
         assert journal.job(job(1).key).spent_usd == pytest.approx(0.55)
         assert journal.money().spent_usd == pytest.approx(0.55)
+
+
+def test_a_write_the_file_refuses_is_a_state_error_and_leaves_nothing_half_written(
+        tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        journal.sync_plan([job(1)])
+    conn = sqlite3.connect(f"file:{tmp_path / JOURNAL_NAME}?mode=ro", uri=True, isolation_level=None)
+    refused = Journal(conn)
+    with pytest.raises(StateError, match="cannot write the journal: attempt to write a readonly"):
+        step(refused, job(1).key, "submitting", run_id=1, at=1.0)
+    assert not conn.in_transaction and refused.job(job(1).key).state == "pending"
+    conn.close()
