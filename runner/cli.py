@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,12 @@ import click
 import tqdm
 import yaml
 
-from runner import batch, catalog, logs, nightly, notify, render, results
+from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import parse_duration
 from runner.control import Event
-from runner.errors import HailuoError, ManifestError, UsageError
+from runner.errors import AuthError, HailuoError, ManifestError, UsageError
 from runner.manifest import schema
 from runner.plan import Plan, make_plan
 from runner.simulator import SimSettings, Simulator, serve
@@ -56,8 +57,16 @@ def load_prices(path: str | None) -> dict[str, Any]:
         return {}
     try:
         data = yaml.safe_load(Path(path).read_text("utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--prices {path}: cannot read it: {exc}") from exc
+    except OSError as exc:
+        raise UsageError(f"--prices {path}: cannot read it: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise UsageError(f"--prices {path}: the file is not UTF-8 text") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise UsageError(f"--prices {where}: not JSON or YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--prices {path}: not JSON or YAML: {exc}") from exc
     table = data.get("prices", data) if isinstance(data, dict) else None
     if not isinstance(table, dict):
         raise UsageError(f"--prices {path}: expected a mapping model -> resolution -> duration -> USD")
@@ -262,18 +271,41 @@ class Progress:
 
 
 def _api_key(key_file: Path | None) -> str | None:
-    """The key from --api-key-file, else LEONARDO_API_KEY; never echoed anywhere."""
+    """The key from --api-key-file, else LEONARDO_API_KEY; never echoed anywhere. A key is one
+    line of printable text: anything else would go into a request header as it is."""
     if key_file is None:
-        return os.environ.get("LEONARDO_API_KEY", "").strip() or None
+        key, source = os.environ.get("LEONARDO_API_KEY", "").strip(), "LEONARDO_API_KEY"
+    else:
+        source = f"--api-key-file {key_file}"
+        try:
+            key = key_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"{source}: cannot read it: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise AuthError(f"{source}: not an API key: the file is not text") from None
+        if not key:
+            raise AuthError(f"{source}: the file is empty; put the API key in it")
+    if not key.isprintable():
+        raise AuthError(f"{source}: not an API key: it holds a line break or another control "
+                        "character (a key is one line)")
+    return key or None
+
+
+def _http_url(url: str, what: str) -> str:
+    """`url` when it is an http or https URL with a host (and a port, if any, that is one)."""
     try:
-        return key_file.read_text("utf-8").strip() or None
-    except OSError as exc:
-        raise UsageError(f"--api-key-file {key_file}: cannot read it: {exc.strerror}") from exc
+        parts = urllib.parse.urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bracket left open, a port out of range
+        usable = False
+    if not usable:
+        raise UsageError(f"{what} {url!r}: give an http:// or https:// URL")
+    return url
 
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Output folder (default: the manifest's output.dir).")
 @click.option("--concurrency", type=int, help="Generations in flight at once.")
 @click.option("--submit-per-minute", type=float, help="Create requests a minute.")
@@ -317,10 +349,11 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
     call = parse_duration(request_timeout, name="--request-timeout")
     config = batch.RunConfig(
         manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
-        base_url=base_url, api_key=None if simulate or dry_run else _api_key(api_key_file),
+        base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
+        api_key=None if simulate or dry_run else _api_key(api_key_file),
         simulate=_simulated(simulate, time_scale),
         retry_failed=retry_failed, run_id=nightly.check_run_id(run_id),
-        notify_url=notify_url and notify.check_url(notify_url),
+        notify_url=notify_url and _http_url(notify_url, "--notify-url"),
         timeouts=Timeouts(call=call, download=max(300.0, call)))
     if dry_run:
         planned, folder = batch.plan_for(config)

@@ -35,6 +35,8 @@ class FolderLock:
         what = f"output folder {folder}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise StateError(f"{what} is unusable: it is a file, not a folder") from exc
         except OSError as exc:
             raise StateError(f"{what} is unusable: {exc.strerror}") from exc
         return cls.take(folder / LOCK_NAME, what=what, user="run",

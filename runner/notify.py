@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 from typing import Any
 
-from runner.errors import UsageError
 
 TIMEOUT_SECONDS = 10.0
 
@@ -25,14 +23,6 @@ def headline(summary: dict[str, Any]) -> str:
     return (f"hailuo-batch {summary.get('name')}: {done}/{summary.get('jobs', 0)} downloaded, "
             f"{failed} failed, ${summary.get('spent_usd', 0):.2f} spent, "
             f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
-
-
-def check_url(url: str) -> str:
-    """The URL when it is one a notification can be POSTed to (http or https, with a host)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"--notify-url {url!r}: give an http:// or https:// URL")
-    return url
 
 
 def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str | None:

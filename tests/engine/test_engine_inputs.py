@@ -1,0 +1,75 @@
+"""What `run` is given besides the manifest (the key, the API root, the output folder, a price
+table) is checked before anything is made or sent: a clear error, the right exit code, no
+traceback, and never the key itself in the message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from enginekit import write_manifest
+
+from runner.cli import main
+
+UNUSED_ROOT = "http://127.0.0.1:9/api/rest"  # nothing may be sent: any call would fail here
+
+
+def invoke(*args: str, key: str = "") -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key})
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "the file is empty; put the API key in it"),
+    (b"\n  \n", "the file is empty; put the API key in it"),
+    (b"0c3d2b8e-51f4\xff\n", "not an API key: the file is not text"),
+    (b"0c3d2b8e-51f4\nsecret-second-line\n", "not an API key: it holds a line break"),
+], ids=["empty", "blank", "not text", "two lines"])
+def test_a_key_file_without_a_usable_key_exits_4_and_makes_nothing(
+        tmp_path: Path, content: bytes, message: str) -> None:
+    key_file, out = tmp_path / "key", tmp_path / "out"
+    key_file.write_bytes(content)
+    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out),
+                          "--base-url", UNUSED_ROOT, "--api-key-file", str(key_file))
+    assert code == 4 and f"--api-key-file {key_file}: {message}" in stderr
+    assert "secret-second-line" not in stderr and not out.exists()
+
+
+def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> None:
+    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                          "--base-url", UNUSED_ROOT, key="0c3d2b8e\nsecret-second-line")
+    assert code == 4 and "LEONARDO_API_KEY: not an API key" in stderr
+    assert "secret-second-line" not in stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://", "http://127.0.0.1:99999/api",
+                                 "https://[::1"])
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry run"])
+def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, dry: bool) -> None:
+    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                          "--base-url", url, *(["--dry-run"] if dry else []),
+                          key="0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11")
+    assert code == 2 and "give an http:// or https:// URL" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("the user's notes", encoding="utf-8")
+    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "notes"),
+                          "--simulate")
+    assert code == 4 and "is unusable: it is a file, not a folder" in stderr
+    assert (tmp_path / "notes").read_text(encoding="utf-8") == "the user's notes"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"{bad\n", "prices.json:2:1: not JSON or YAML: expected ',' or '}'"),
+    (b"\xc0\xff{}", "prices.json: the file is not UTF-8 text"),
+], ids=["broken", "not text"])
+def test_a_price_table_that_cannot_be_read_is_a_located_error(
+        tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "prices.json").write_bytes(content)
+    code, stderr = invoke("plan", str(write_manifest(tmp_path)), "--prices",
+                          str(tmp_path / "prices.json"))
+    assert code == 2 and message in stderr
