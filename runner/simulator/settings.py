@@ -86,6 +86,7 @@ Books
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -158,8 +159,9 @@ class SimSettings:
                 raise UsageError(f"fault_{name} must be a rate from 0 to 1, not {rate}")
         for name in ("render_seconds", "slow_seconds", "late_seconds", "upload_expiry_seconds",
                      "time_scale"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"{name} must be more than 0, not {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{name} must be a finite number more than 0, not {value}")
         if not 0 <= self.render_jitter_seconds < self.render_seconds:
             raise UsageError("render_jitter_seconds must be at least 0 and less than render_seconds")
         for name in ("slots", "requests_per_minute", "creates_per_minute"):

@@ -110,7 +110,8 @@ def test_the_simulate_command_prints_url_and_key_and_stops_cleanly(tmp_path: Pat
     (["--fault", "lightning=1"], "--fault lightning: unknown fault"),
     (["--fault", "failed"], "expected NAME=VALUE"),
     (["--set", "colour=blue"], "unknown simulator setting 'colour'"),
-    (["--time-scale", "0"], "time_scale must be more than 0"),
+    (["--time-scale", "0"], "time_scale must be a finite number more than 0, not 0.0"),
+    (["--time-scale", "nan"], "time_scale must be a finite number more than 0, not nan"),
 ])
 def test_bad_simulate_options_exit_2_without_a_traceback(tmp_path: Path, args: list[str],
                                                          message: str) -> None:

@@ -58,6 +58,15 @@ def test_a_bad_setting_is_a_usage_error_naming_it(changes: dict, message: str) -
         SimSettings(**changes)
 
 
+@pytest.mark.parametrize("name", ["render_seconds", "slow_seconds", "late_seconds",
+                                  "upload_expiry_seconds", "time_scale"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_time_setting_must_be_a_finite_number(name: str, value: float) -> None:
+    with pytest.raises(UsageError) as caught:
+        SimSettings(**{name: value})
+    assert str(caught.value) == f"{name} must be a finite number more than 0, not {value}"
+
+
 def test_settings_from_text_convert_by_type() -> None:
     settings = SimSettings.from_text({
         "render_seconds": "2m", "render_jitter_seconds": "0", "slots": "3", "time_scale": "60",
