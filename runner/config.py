@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,15 @@ def parse_duration(value: str | int | float, *, name: str = "duration") -> float
     return seconds
 
 
+# The most jobs max_jobs may allow (the schema says the same): a 2-CPU laptop plans a million
+# in under a minute, and a matrix of billions is refused before it is expanded.
+MAX_JOBS = 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """How a run is driven. Durations are seconds; None means no limit."""
+    """How a run is driven. Durations are seconds; None means no limit. Numbers are finite: an
+    infinite budget is refused, since leaving the budget out already means no cap."""
 
     concurrency: int = 10
     submit_per_minute: float = 100.0
@@ -48,12 +55,13 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, not {self.concurrency}")
-        if self.submit_per_minute <= 0:
-            raise UsageError(f"submit_per_minute must be more than 0, not {self.submit_per_minute}")
-        if self.budget_usd is not None and self.budget_usd < 0:
-            raise UsageError(f"budget_usd must not be negative, not {self.budget_usd}")
-        if self.max_jobs < 1:
-            raise UsageError(f"max_jobs must be at least 1, not {self.max_jobs}")
+        if not (math.isfinite(self.submit_per_minute) and self.submit_per_minute > 0):
+            raise UsageError(f"submit_per_minute must be a finite number more than 0, "
+                             f"not {self.submit_per_minute}")
+        if self.budget_usd is not None and not (math.isfinite(self.budget_usd) and self.budget_usd >= 0):
+            raise UsageError(f"budget_usd must be a finite number, 0 or more, not {self.budget_usd}")
+        if not 1 <= self.max_jobs <= MAX_JOBS:
+            raise UsageError(f"max_jobs must be from 1 to {MAX_JOBS:,}, not {self.max_jobs}")
         if self.start_frame_field not in ("guidances", "legacy"):
             raise UsageError("start_frame_field must be guidances or legacy")
 

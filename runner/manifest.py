@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -52,6 +53,12 @@ def did_you_mean(word: str, choices: Iterator[str] | list[str]) -> str:
     """A hint naming the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.75)
     return f"did you mean {close[0]!r}?" if close else ""
+
+
+def whole_number(value: Any) -> Any:
+    """`6.0` as the `6` it equals, any other value as it is: the schema takes 6.0 for the
+    integer 6, so the wire request, the job key and the price must too."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @dataclass
@@ -223,6 +230,28 @@ def load_document(path: Path | str) -> Document:
     return doc
 
 
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _is_finite_number(checker: jsonschema.TypeChecker, value: Any) -> bool:
+    """JSON Schema's number, less YAML's `.nan` and `.inf`: no price, budget or rate is one."""
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(value, "number") and not _not_finite(value)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _is_finite_number))
+_NOT_FINITE_HINT = "write a number such as 0.5, or leave the key out for its default"
+
+
+def _not_finite_message(error: jsonschema.ValidationError) -> str:
+    """What is wrong with a `.nan` or `.inf` where a number belongs; "" for any other error."""
+    if error.validator == "type" and _not_finite(error.instance):
+        return f"{_short(error.instance)} is not a finite number"
+    return ""
+
+
 @cache
 def schema() -> dict[str, Any]:
     return read_data("manifest.schema.json")
@@ -230,7 +259,7 @@ def schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
+    return _Validator(schema())
 
 
 def check_prices(table: Any, source: str) -> dict[str, Any]:
@@ -240,9 +269,10 @@ def check_prices(table: Any, source: str) -> dict[str, Any]:
     """
     data = json.loads(json.dumps(table, default=str))
     rule = {"$defs": schema()["$defs"], **schema()["properties"]["prices"]}
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(rule).iter_errors(data))
+    error = jsonschema.exceptions.best_match(_Validator(rule).iter_errors(data))
     if error is not None:
-        raise UsageError(f"{source}: {json_path(tuple(error.absolute_path))}: {error.message}")
+        message = _not_finite_message(error) or error.message
+        raise UsageError(f"{source}: {json_path(tuple(error.absolute_path))}: {message}")
     return data
 
 
@@ -306,6 +336,8 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         hint = "one value here, not a list" if isinstance(error.instance, list) else \
             did_you_mean(str(error.instance), [str(c) for c in error.validator_value])
         return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}", hint)]
+    if not_finite := _not_finite_message(error):
+        return [doc.issue(path, not_finite, _NOT_FINITE_HINT)]
     if error.validator == "type":
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
@@ -336,5 +368,8 @@ def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.Valid
 
 
 def _short(value: Any) -> str:
+    """A value as the manifest spells it (`.nan`, not JSON's `NaN`), cut to one short line."""
+    if _not_finite(value):
+        return ".nan" if math.isnan(value) else "-.inf" if value < 0 else ".inf"
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."

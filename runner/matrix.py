@@ -17,11 +17,14 @@ from typing import Any
 
 from runner.catalog import Catalog
 from runner.errors import Issue
-from runner.manifest import Document, Path_, SchemaResult, did_you_mean
+from runner.manifest import Document, Path_, SchemaResult, did_you_mean, whole_number
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"model": "hailuo-2_3", "resolution": "768p", "duration": 6,
                                     "aspect_ratio": "16:9", "public": False}
 MATRIX_AXES = ("model", "resolution", "duration", "aspect_ratio")
+# What a file name template can say besides the vars and the style categories: no var may take
+# one of these names, or the two would be one placeholder with two meanings.
+BUILTIN_NAMES = ("name", "prompt", "vars", "styles", "n", "key", "start_frame", "style_set", *MATRIX_AXES)
 NONE = "none"
 
 
@@ -107,7 +110,8 @@ class Expander:
         self.vars: dict[str, list[Any]] = {
             name: value if isinstance(value, list) else [value]
             for name, value in self._section("vars").items()}
-        self.defaults = {**BUILTIN_DEFAULTS, **self._section("defaults")}
+        self.defaults = {name: whole_number(value)
+                         for name, value in {**BUILTIN_DEFAULTS, **self._section("defaults")}.items()}
         self.sets_mode = "sets" in self._section("styles")
         self.prompt_ids: list[str] = []  # every prompt's id, in order, as `_prompts` names them
 
@@ -120,6 +124,7 @@ class Expander:
     def run(self) -> Expansion:
         """Check every section the schema found usable; expand only when all of them are."""
         ok = self.checked.ok
+        self._check_var_names()
         prompts = self._prompts() if ok("prompts", "vars") else []
         style_axes = self._style_axes() if ok("styles") else []
         matrix = self.data.get("matrix", {})
@@ -169,6 +174,15 @@ class Expander:
                    * (1 if p.start_frame else frames) for p in prompts)
 
     # prompts and vars
+
+    def _check_var_names(self) -> None:
+        """A var named like an axis would be silently hidden by it, or hide it, in prompts and
+        file names alike."""
+        taken = [*BUILTIN_NAMES, *self.catalog.categories]
+        for name in self.vars:
+            if name in taken:
+                self.issue(("vars", name), f"the var {name} has the name of an axis or a placeholder",
+                           f"rename the var; taken: {', '.join(taken)}", key=True)
 
     def _prompts(self) -> list[Prompt]:
         prompts: list[Prompt] = []
@@ -243,7 +257,7 @@ class Expander:
 
     def _product(self, prompts: list[Prompt], style_axes) -> Iterator[Cell]:
         matrix = self.data.get("matrix", {})
-        axes = [(name, [(v, ("matrix", name, i)) for i, v in enumerate(matrix[name])]
+        axes = [(name, [(whole_number(v), ("matrix", name, i)) for i, v in enumerate(matrix[name])]
                  if name in matrix else [(self.defaults[name], self._default_path(name))])
                 for name in MATRIX_AXES]
         frames = ([(f, ("matrix", "start_frame", i)) for i, f in enumerate(matrix["start_frame"])]
@@ -338,7 +352,7 @@ class Expander:
             elif value != NONE:
                 styles += (value,)
         for axis in MATRIX_AXES:
-            values[axis] = entry.get(axis, self.defaults[axis])
+            values[axis] = whole_number(entry.get(axis, self.defaults[axis]))
             sources[axis] = path + (axis,) if axis in entry else self._default_path(axis)
         if prompt.start_frame:
             frame, sources["start_frame"] = prompt.start_frame, prompt.frame_path

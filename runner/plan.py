@@ -24,10 +24,11 @@ from runner.manifest import (
     check_schema,
     did_you_mean,
     load_document,
+    whole_number,
 )
 from runner.matrix import (
     BRACES_HINT,
-    MATRIX_AXES,
+    BUILTIN_NAMES,
     Cell,
     Expansion,
     expand,
@@ -133,6 +134,7 @@ _RULE_AXIS = {"duration": "duration", "size": "aspect_ratio", "auto-size": "aspe
 _IMAGE_MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",),
                 "webp": (b"RIFF",)}
 _MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_GRACE_ALONE = "grace goes with a max runtime"
 _CHECK_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -184,6 +186,7 @@ class _Planner:
         self.issues: list[Issue] = list(checked.issues)
         self.warnings: list[str] = []
         self.settings = self._settings(overrides)
+        self.repeat: int = whole_number(self.data.get("repeat", 1))
         self.prices = merge_prices(self.data.get("prices", {}) if checked.ok("prices") else {},
                                    prices)
         self.uploads: dict[Path, Upload] = {}
@@ -204,9 +207,11 @@ class _Planner:
             else:
                 usable[key] = value
         settings = RunSettings.build(usable, overrides)
-        if overrides.get("grace") is not None and settings.max_runtime is None:
-            raise UsageError("--grace goes with a max runtime (--max-runtime, or max_runtime in "
-                             "the manifest's run:)")
+        if settings.max_runtime is None and overrides.get("grace") is not None:
+            raise UsageError(f"--{_GRACE_ALONE} (--max-runtime, or max_runtime in the manifest's run:)")
+        if settings.max_runtime is None and "grace" in usable and "max_runtime" not in run:
+            self.issues.append(self.doc.issue(("run", "grace"), _GRACE_ALONE,
+                                              "add max_runtime to run:, or pass --max-runtime"))
         return settings
 
     def plan(self) -> Plan:
@@ -214,8 +219,7 @@ class _Planner:
         self.issues.extend(expansion.issues)
         if self.checked.ok("output", "vars"):
             self._check_placeholders("filename", self.template, [
-                "name", "prompt", "vars", "styles", "n", "key", "start_frame",
-                *self.data.get("vars", {}), *self.catalog.categories, "style_set", *MATRIX_AXES])
+                *BUILTIN_NAMES, *self.data.get("vars", {}), *self.catalog.categories])
             self._check_placeholders("dir", self.output_dir, list(OUTPUT_DIR_PLACEHOLDERS))
         frames = {path: self._frame(frame, path) for path, frame in self._frame_places()}
         if self.issues:
@@ -313,7 +317,6 @@ class _Planner:
         kept = []
         merged = skipped = 0
         skip = self.data.get("on_invalid", "error") == "skip"
-        repeat = self.data.get("repeat", 1)
         for cell in expansion.cells:
             upload = frames.get(cell.sources["start_frame"]) if cell.start_frame else None
             request = self._request(cell, upload)
@@ -326,8 +329,8 @@ class _Planner:
             violations = self.catalog.check_request(checked)
             if not violations:
                 kept.append((cell, request, upload, text))
-                if len(kept) * repeat > self.settings.max_jobs:
-                    self.issues.append(self._too_many(expansion.bound * repeat))
+                if len(kept) * self.repeat > self.settings.max_jobs:
+                    self.issues.append(self._too_many(expansion.bound * self.repeat))
                     break
             elif skip:
                 skipped += 1
@@ -351,7 +354,6 @@ class _Planner:
                               "fix the axis, exclude the cell, or set on_invalid: skip")
 
     def _jobs(self, cells) -> list[Job]:
-        repeat = self.data.get("repeat", 1)
         jobs: list[Job] = []
         for cell, request, upload, canonical in cells:
             axes = dict(cell.values)
@@ -359,7 +361,7 @@ class _Planner:
                 axes["start_frame"] = cell.start_frame.get("path") or cell.start_frame["id"]
             cost = self.catalog.price(axes["model"], axes["resolution"], axes["duration"],
                                       self.prices) or 0.0
-            for n in range(1, repeat + 1):
+            for n in range(1, self.repeat + 1):
                 key = _key_of(canonical, n)
                 job_axes = {**axes, "n": n}
                 jobs.append(Job(key=key, index=len(jobs), axes=job_axes, styles=cell.styles,

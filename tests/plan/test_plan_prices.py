@@ -53,6 +53,10 @@ def test_a_price_table_given_on_the_command_line_wins(write_manifest: WriteManif
      "--prices: $[\"hailuo-2_3\"][\"768p\"]: '8' is not one of ['6', '10']"),
     ({"hailuo-2_3": {"768p": {6: -1}}}, ("--prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: -1 is less than the "
                                          "minimum of 0")),
+    ({"hailuo-2_3": {"768p": {6: float("nan")}}},
+     "--prices: $[\"hailuo-2_3\"][\"768p\"][\"6\"]: .nan is not a finite number"),
+    ({"hailuo-2_3": {"768p": {10: float("inf")}}},
+     "--prices: $[\"hailuo-2_3\"][\"768p\"][\"10\"]: .inf is not a finite number"),
 ])
 def test_a_bad_command_line_table_is_a_usage_error(write_manifest: WriteManifest, table: dict,
                                                    message: str) -> None:

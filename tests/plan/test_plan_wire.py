@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import catalog
-from runner.plan import UPLOAD_PREFIX, make_plan
+from runner.plan import UPLOAD_PREFIX, canonical_json, make_plan
 
 CLAY = "964d8a8f-865b-48c5-b79e-e75ae8727648"
 FOGGY = "1d6e92d2-6e83-4ea2-bd4c-34ddfedfa163"
@@ -115,7 +115,24 @@ def test_a_job_without_upload_is_sent_as_planned(write_manifest: WriteManifest) 
 
 
 def test_templated_prompts_and_numbers_in_text(write_manifest: WriteManifest) -> None:
-    path = write_manifest({"vars": {"n": [1.5, 2], "city": "Porto"},
-                           "prompts": ["{city} at {n}x speed, {{literal}}"]})
+    path = write_manifest({"vars": {"speed": [1.5, 2], "city": "Porto"},
+                           "prompts": ["{city} at {speed}x speed, {{literal}}"]})
     prompts = [job.request["parameters"]["prompt"] for job in make_plan(path).jobs]
     assert prompts == ["Porto at 1.5x speed, {literal}", "Porto at 2x speed, {literal}"]
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ({"defaults": {"duration": 6.0}}, {"defaults": {"duration": 6}}),
+    ({"matrix": {"duration": [6.0, 10.0]}}, {"matrix": {"duration": [6, 10]}}),
+    ({"matrix": {"exclude": [{"duration": 6.0}],
+                 "include": [{"prompt": "a-paper-boat-in-a-gutter", "duration": 10.0}]}},
+     {"defaults": {"duration": 10}}),
+    ({"repeat": 2.0}, {"repeat": 2}),
+])
+def test_a_whole_number_written_with_a_decimal_point_is_that_number(
+        write_manifest: WriteManifest, written: dict, meant: dict) -> None:
+    def jobs(path: Path) -> list[tuple]:
+        return [(job.key, canonical_json(job.request), job.estimated_cost, job.filename)
+                for job in make_plan(path).jobs]
+
+    assert jobs(write_manifest(written, "decimal.yaml")) == jobs(write_manifest(meant, "whole.yaml"))

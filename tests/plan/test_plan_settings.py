@@ -1,0 +1,34 @@
+"""Run settings given on the command line: a value that cannot drive a run is a usage error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.config import MAX_JOBS
+from runner.errors import UsageError
+from runner.manifest import schema
+from runner.plan import make_plan
+
+WriteManifest = Callable[..., Path]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"budget_usd": float("nan")}, "budget_usd must be a finite number, 0 or more, not nan"),
+    ({"budget_usd": float("inf")}, "budget_usd must be a finite number, 0 or more, not inf"),
+    ({"budget_usd": -1.0}, "budget_usd must be a finite number, 0 or more, not -1.0"),
+    ({"submit_per_minute": float("nan")}, "submit_per_minute must be a finite number more than 0, not nan"),
+    ({"submit_per_minute": float("inf")}, "submit_per_minute must be a finite number more than 0, not inf"),
+    ({"max_jobs": MAX_JOBS + 1}, "max_jobs must be from 1 to 1,000,000, not 1000001"),
+])
+def test_a_setting_that_cannot_drive_a_run_is_refused(write_manifest: WriteManifest, overrides: dict,
+                                                      message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        make_plan(write_manifest({}), overrides=overrides)
+    assert str(caught.value) == message
+
+
+def test_the_schema_bounds_max_jobs_as_the_settings_do() -> None:
+    assert schema()["properties"]["run"]["properties"]["max_jobs"]["maximum"] == MAX_JOBS == 1_000_000
