@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,9 @@ class _Planner:
         if self.issues:
             raise ManifestError(self.issues)
         jobs = self._jobs(cells)
+        if not jobs:
+            self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
+                                 f"{expansion.excluded}, skipped as invalid: {skipped})")
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
                     output_dir=self.output_dir,
@@ -315,7 +319,8 @@ class _Planner:
         manifest can describe a matrix of millions of cells."""
         seen: set[str] = set()
         kept = []
-        merged = skipped = 0
+        merged = 0
+        skipped: Counter[str] = Counter()  # cells left out by on_invalid: skip, by the rule they break
         skip = self.data.get("on_invalid", "error") == "skip"
         for cell in expansion.cells:
             upload = frames.get(cell.sources["start_frame"]) if cell.start_frame else None
@@ -333,10 +338,13 @@ class _Planner:
                     self.issues.append(self._too_many(expansion.bound * self.repeat))
                     break
             elif skip:
-                skipped += 1
+                skipped[violations[0].message] += 1
             else:
                 self.issues.extend(self._violation_issue(cell, v) for v in violations)
-        return kept, merged, skipped
+        if skipped:
+            self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
+                f"{rule} ({count})" for rule, count in skipped.most_common()))
+        return kept, merged, skipped.total()
 
     def _too_many(self, most: int) -> Issue:
         where = ("run", "max_jobs") if "max_jobs" in self.data.get("run", {}) else ()

@@ -136,3 +136,16 @@ def test_a_whole_number_written_with_a_decimal_point_is_that_number(
                 for job in make_plan(path).jobs]
 
     assert jobs(write_manifest(written, "decimal.yaml")) == jobs(write_manifest(meant, "whole.yaml"))
+
+
+def test_cells_left_out_are_told_by_the_rule_they_break_and_an_empty_plan_says_so(
+        write_manifest: WriteManifest) -> None:
+    skipped = make_plan(write_manifest({"on_invalid": "skip",
+                                        "matrix": {"aspect_ratio": ["16:9", "9:16", "1:1"]}}))
+    empty = make_plan(write_manifest({"matrix": {"exclude": [{"resolution": "768p"}]}}))
+    assert len(skipped.jobs) == 1 and skipped.warnings == (
+        "on_invalid: skip left out cells, by the rule each breaks: text-to-video is 16:9 only, "
+        "not 9:16: add a start frame or use 16:9 (1); text-to-video is 16:9 only, not 1:1: add a "
+        "start frame or use 16:9 (1)",)
+    assert empty.jobs == () and empty.warnings == (
+        "the plan has no jobs (cells: 1, excluded: 1, skipped as invalid: 0)",)
