@@ -333,9 +333,8 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         return [doc.issue(path, custom.format(value=_short(error.instance)))]
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
-        hint = "one value here, not a list" if isinstance(error.instance, list) else \
-            did_you_mean(str(error.instance), [str(c) for c in error.validator_value])
-        return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}", hint)]
+        return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}",
+                          _enum_hint(error.instance, error.validator_value))]
     if not_finite := _not_finite_message(error):
         return [doc.issue(path, not_finite, _NOT_FINITE_HINT)]
     if error.validator == "type":
@@ -350,6 +349,16 @@ def _detached(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     return jsonschema.ValidationError(error.message, validator=error.validator,
                                       validator_value=error.validator_value,
                                       instance=error.instance, schema=error.schema)
+
+
+def _enum_hint(value: Any, choices: list[Any]) -> str:
+    """A list where one value belongs, a number written in quotes, or a near miss."""
+    if isinstance(value, list):
+        return "one value here, not a list"
+    quoted = [c for c in choices if not isinstance(c, str) and str(c) == value]
+    if quoted:
+        return f"write {quoted[0]} without quotes"
+    return did_you_mean(str(value), [str(c) for c in choices])
 
 
 def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
