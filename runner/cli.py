@@ -310,7 +310,8 @@ def _http_url(url: str, what: str) -> str:
 @click.option("--concurrency", type=int, help="Generations in flight at once.")
 @click.option("--submit-per-minute", type=float, help="Create requests a minute.")
 @click.option("--poll-interval", help="Base poll interval, e.g. 5s.")
-@click.option("--timeout", help="Per job, from submit to downloaded, e.g. 15m.")
+@click.option("--timeout", help="Per job, how long its render is waited for from its submit "
+              "(a later run taking it up again gives it anew), e.g. 15m.")
 @click.option("--budget-usd", type=float, help="Stop submitting before spent + reserved passes this.")
 @click.option("--max-jobs", type=int, help="Refuse plans with more jobs than this.")
 @click.option("--base-url", envvar="LEONARDO_BASE_URL", default=batch.DEFAULT_BASE_URL,
