@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from runner import catalog
 from runner.api import Created, LeonardoClient
 from runner.control import EXIT_RESUMABLE, Clock, Stop, Tracker
 from runner.errors import (
@@ -206,12 +207,16 @@ class Submitter:
             self.ctx.tracker.settle(row.estimated_cost, spent)
 
     async def _record(self, row: JobRow, created: Created) -> JobRow:
+        """The job submitted with its generation and its cost: in USD as the answer named it, or
+        its credits at the account's rate (the published answer names only credits)."""
         ctx = self.ctx
+        cost_usd = created.cost_usd
+        if cost_usd is None and created.cost_credits is not None:
+            cost_usd = round(created.cost_credits * catalog.load().usd_per_credit, 6)
         row = await ctx.record(row.submitted(run_id=ctx.run_id, at=ctx.clock.wall(),
                                              generation_id=created.generation_id,
-                                             cost_usd=created.cost_usd,
-                                             cost_credits=created.cost_credits))
-        self._settle(row, created.cost_usd or row.estimated_cost)
+                                             cost_usd=cost_usd, cost_credits=created.cost_credits))
+        self._settle(row, cost_usd or row.estimated_cost)
         ctx.tracker.moved(row.key, "submitting", "submitted", created.generation_id)
         return row
 

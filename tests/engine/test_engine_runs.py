@@ -102,6 +102,20 @@ def test_the_budget_stops_submitting_and_the_next_run_resumes(tmp_path: Path) ->
         assert again.outcome.exit_code == 0 and sim.books.creates_accepted == 8
 
 
+def test_a_cost_named_in_credits_counts_in_dollars_in_the_results_and_the_budget(tmp_path: Path) -> None:
+    # The estimate says $0.10 a job; the flat answer names 180 credits, $0.27, for each.
+    manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.10}}},
+                              run={"budget_usd": 0.6, "concurrency": 1})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(create_answer="flat")) as sim:
+        report = run(manifest, out, sim)
+        billed_usd = sim.books.credits_spent * 0.0015
+    summary, records = report.results.summary, results_lines(out)
+    assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
+    assert summary["spent_usd"] == pytest.approx(billed_usd) == pytest.approx(0.54)
+    assert {r["cost_usd"] for r in records if r["state"] == "downloaded"} == {0.27}
+
+
 def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
     # Estimates below the real price pass the balance check; the 402 then stops the run.
     manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.05}}})
