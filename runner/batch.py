@@ -140,7 +140,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                  kinds=None if config.retry_failed else PASSING_FAILURES)
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
-            nightly.run_started(planned, out_dir, journal.counts(planned_only=True),
+            nightly.run_started(planned, out_dir, journal.counts("planned"),
                                 journal.counts())
             del planned
             outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, runtime,
@@ -174,7 +174,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
                  rand: random.Random) -> Outcome:
     stop = Stop()
-    tracker = Tracker(journal.counts(), sink=sink, clock=clock, budget_usd=settings.run.budget_usd)
+    tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock, budget_usd=settings.run.budget_usd)
     async with _api(config, settings, out_dir) as client:
         ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client, clock=clock,
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,

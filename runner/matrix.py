@@ -25,6 +25,11 @@ MATRIX_AXES = ("model", "resolution", "duration", "aspect_ratio")
 # What a file name template can say besides the vars and the style categories: no var may take
 # one of these names, or the two would be one placeholder with two meanings.
 BUILTIN_NAMES = ("name", "prompt", "vars", "styles", "n", "key", "start_frame", "style_set", *MATRIX_AXES)
+# The results' own columns (results.csv, the gallery's filters) beside the axes: a var so named
+# would make two columns of one name. report.py's CSV header is held to this list by a test.
+RESULT_COLUMNS = ("index", "short_key", "state", "planned", "prompt_id", "sample", "cost_usd",
+                  "spent_usd", "estimated_cost_usd", "render_seconds", "attempts", "file", "poster",
+                  "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
 NONE = "none"
 
 
@@ -177,12 +182,15 @@ class Expander:
 
     def _check_var_names(self) -> None:
         """A var named like an axis would be silently hidden by it, or hide it, in prompts and
-        file names alike."""
-        taken = [*BUILTIN_NAMES, *self.catalog.categories]
+        file names alike; one named like a results column would give the results two."""
+        axes = [*BUILTIN_NAMES, *self.catalog.categories]
         for name in self.vars:
-            if name in taken:
+            if name in axes:
                 self.issue(("vars", name), f"the var {name} has the name of an axis or a placeholder",
-                           f"rename the var; taken: {', '.join(taken)}", key=True)
+                           f"rename the var; taken: {', '.join(axes)}", key=True)
+            elif name in RESULT_COLUMNS:
+                self.issue(("vars", name), f"the var {name} has the name of a column of the results",
+                           f"rename the var; taken: {', '.join(RESULT_COLUMNS)}", key=True)
 
     def _prompts(self) -> list[Prompt]:
         prompts: list[Prompt] = []

@@ -39,8 +39,12 @@ PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
                "estimated_cost_usd", "cost_usd", "spent_usd", "reason", "file", "poster",
                "render_seconds", "attempts", "completed_at")
 CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
-CSV_TAIL = ("styles", "cost_usd", "estimated_cost_usd", "render_seconds", "attempts", "file",
-            "poster", "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
+CSV_HEAD = ("index", "key", "short_key", "state", "planned", "prompt")
+CSV_TAIL = ("styles", "cost_usd", "spent_usd", "estimated_cost_usd", "render_seconds", "attempts",
+            "file", "poster", "reason", "generation_id", "submitted_at", "completed_at",
+            "downloaded_at")
+# A spreadsheet takes a cell that starts so for a formula: such text gets a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,22 +231,25 @@ def render_json(results: RunResults, stream: TextIO) -> None:
 
 
 def render_csv(results: RunResults, stream: TextIO) -> None:
-    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `."""
+    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `. Text
+    that a spreadsheet would run as a formula (a prompt starting with `=`) is quoted."""
     axes = results.axes
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(["index", "key", "short_key", "state", "prompt",
-                     *(CSV_AXIS_COLUMNS.get(axis, axis) for axis in axes), *CSV_TAIL])
+    writer.writerow([*CSV_HEAD, *(CSV_AXIS_COLUMNS.get(axis, axis) for axis in axes), *CSV_TAIL])
     for record in results.records:
         values = {field: record.get(field) for field in CSV_TAIL}
         values["styles"] = "; ".join(record.get("styles") or [])
-        writer.writerow([record.get("index"), record.get("key"), record.get("short_key"),
-                         record.get("state"), record.get("prompt"),
+        writer.writerow([*(_cell(record.get(field)) for field in CSV_HEAD),
                          *(_cell(record["axes"].get(axis)) for axis in axes),
                          *(_cell(values[field]) for field in CSV_TAIL)])
 
 
 def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def render_text(results: RunResults, stream: TextIO) -> None:

@@ -39,7 +39,7 @@ def record(row: JobRow) -> dict[str, Any]:
     given up on by a retry cost. A cost never named is shown as an estimate ("est. $0.27").
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
-            "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
+            "planned": row.planned, "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
             "generation_id": row.generation_id, "estimated_cost_usd": row.estimated_cost,
             "cost_usd": row.cost_usd, "spent_usd": row.spent_usd, "reason": row.reason, "file": row.file,
             "poster": row.poster, "sidecar": row.sidecar,

@@ -84,8 +84,13 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
-# The jobs the results speak of: the planned ones, and any older one that was sent.
-_REPORTED = "planned = 1 OR state != 'pending'"
+# The jobs the results speak of: the planned ones, any older one that was sent, and any older
+# one that cost money (a retry left pending gave up a paid generation).
+_REPORTED = "planned = 1 OR state != 'pending' OR spent_before_usd > 0"
+# The jobs a run answers for, in its progress and its exit code: the planned ones, and older
+# ones still in flight, which it carries on with.
+_ANSWERED = f"planned = 1 OR state IN {IN_FLIGHT}"
+_COUNTED = {"reported": _REPORTED, "planned": "planned = 1", "answered": _ANSWERED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +221,9 @@ class Journal:
         rows = self.conn.execute("SELECT key, state FROM jobs")
         return {key: state for key, state in rows if key in wanted}
 
-    def counts(self, *, planned_only: bool = False) -> dict[str, int]:
-        where = "planned = 1" if planned_only else _REPORTED
-        rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {where} GROUP BY state")
+    def counts(self, jobs: str = "reported") -> dict[str, int]:
+        """How many of the `jobs` ("reported", "planned" or "answered": see above) are in each state."""
+        rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {_COUNTED[jobs]} GROUP BY state")
         return {state: count for state, count in rows}
 
     def money(self, run_id: int | None = None) -> Money:

@@ -116,6 +116,36 @@ def test_a_cost_named_in_credits_counts_in_dollars_in_the_results_and_the_budget
     assert {r["cost_usd"] for r in records if r["state"] == "downloaded"} == {0.27}
 
 
+def test_failures_of_jobs_gone_from_the_manifest_stay_reported_but_fail_no_later_run(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        first = run(write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                                   repeat=1, styles={"vibe": ["none"]}), out, sim)
+        second = run(write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1,
+                                    styles={"vibe": ["none"]}), out, sim)
+    records = results_lines(out)
+    assert first.outcome.exit_code == 1 and second.outcome.exit_code == 0
+    assert sorted((r["planned"], r["state"]) for r in records) == [(False, "failed"),
+                                                                   (True, "downloaded")]
+
+
+def test_a_job_that_cost_money_stays_in_the_results_when_it_leaves_the_manifest(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    both = write_manifest(tmp_path, prompts=PROMPTS, repeat=1, styles={"vibe": ["none"]})
+    with run_in_thread(sim_settings(fault_failed=1.0)) as sim:
+        run(both, out, sim)  # both renders FAILED, and paid for
+        run(both, out, sim, retry_failed=True, budget_usd=0.01)  # back to pending, nothing sent
+        last = run(write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1,
+                                  styles={"vibe": ["none"]}), out, sim)
+        billed = sim.books.credits_spent * 0.0015
+    records = results_lines(out)
+    assert len(records) == 2 and {r["planned"] for r in records} == {True, False}
+    assert sum(r["spent_usd"] for r in records) == pytest.approx(last.results.summary["spent_usd"])
+    assert last.results.summary["spent_usd"] == pytest.approx(billed) == pytest.approx(0.81)
+
+
 def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
     # Estimates below the real price pass the balance check; the 402 then stops the run.
     manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.05}}})

@@ -15,6 +15,7 @@ from reportkit import HOSTILE_PROMPT
 from runner import report, results
 from runner.cli import main
 from runner.errors import StateError, UsageError
+from runner.matrix import BUILTIN_NAMES, RESULT_COLUMNS
 from runner.plan import Job
 from runner.state import Journal
 
@@ -65,6 +66,25 @@ def test_vars_come_after_the_prompt_and_paths_never_leave_the_folder(tmp_path: P
     assert [job["missing"] for job in data["jobs"]] == [False, False, True]
     assert data["run"]["name"] == tmp_path.name
     assert data["totals"]["spent_usd"] == 0.0
+
+
+def test_csv_quotes_text_a_spreadsheet_would_run_and_says_what_each_job_spent(tmp_path: Path) -> None:
+    records = [{"key": f"{n:064x}", "index": n, "state": "downloaded", "planned": n == 0,
+                "prompt": prompt, "axes": {"prompt": "p", "mood": mood, "n": 1}, "spent_usd": 0.27}
+               for n, (prompt, mood) in enumerate([('=HYPERLINK("http://x","y")', "+calm"),
+                                                   ("a cat, -2 dogs", "@home")])]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    stream = io.StringIO()
+    report.render(report.load(tmp_path), "csv", stream)
+    rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert [row["prompt"] for row in rows] == ["'=HYPERLINK(\"http://x\",\"y\")", "a cat, -2 dogs"]
+    assert [row["mood"] for row in rows] == ["'+calm", "'@home"]
+    assert [(row["planned"], row["spent_usd"]) for row in rows] == [("True", "0.27"), ("False", "0.27")]
+
+
+def test_the_csv_columns_are_names_no_var_may_take() -> None:
+    assert set(report.CSV_HEAD + report.CSV_TAIL) <= {*BUILTIN_NAMES, *RESULT_COLUMNS}
+    assert set(report.CSV_AXIS_COLUMNS.values()) <= set(RESULT_COLUMNS)
 
 
 def test_json_holds_the_run_totals_and_every_record(sweep_run) -> None:
