@@ -233,6 +233,12 @@
     const grid = $("grid");
     observer.disconnect();
     const shown = JOBS.filter(visible);
+    if (!JOBS.length) {  // no jobs, so no axes to lay out
+      $("empty").textContent = "This run has no jobs.";
+      $("empty").hidden = false;
+      showTotals(shown);
+      return;
+    }
     const columns = VALUES[view.col].filter((value) => shown.some((job) => valueKey(job.axes[view.col]) === value));
     const others = VARYING.filter((axis) => axis !== view.row && axis !== view.col);
     grid.style.setProperty("--columns", String(Math.max(columns.length, 1)));

@@ -174,6 +174,17 @@ def test_a_large_run_loads_videos_lazily(driver: Driver, tmp_path: Path) -> None
     assert 0 < seen["videos"] < 60
 
 
+def test_a_run_without_jobs_shows_its_totals_and_says_so(driver: Driver, tmp_path: Path) -> None:
+    (tmp_path / "results.jsonl").write_text("", encoding="utf-8")
+    seen = driver.look(tmp_path, "({errors: window.pageErrors,"
+                                 " cells: document.querySelectorAll('.cell').length,"
+                                 " empty: document.getElementById('empty').hidden ? null :"
+                                 " document.getElementById('empty').textContent,"
+                                 f" totals: {texts('#totals dd')}}})")
+    assert seen == {"errors": [], "cells": 0, "empty": "This run has no jobs.",
+                    "totals": ["0", "0", "0", "0", "$0.00", "$0.00", "0"]}
+
+
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Chromium(executable=str(tmp_path / "chromium")):
