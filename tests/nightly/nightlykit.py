@@ -141,6 +141,41 @@ def receiver() -> Iterator[Receiver]:
         thread.join()
 
 
+@dataclass
+class Trickle:
+    """A webhook that answers a byte at a time: `asked` once it holds the request, and its
+    connection closed once `stop` is set."""
+
+    url: str
+    asked: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def trickling(head: bytes) -> Iterator[Trickle]:
+    """A webhook on 127.0.0.1 that answers `head` at once, then one byte every 50 ms."""
+    server = socket.create_server(("127.0.0.1", 0))
+    found = Trickle(f"http://127.0.0.1:{server.getsockname()[1]}/hooks/hailuo")
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            found.asked.set()
+            connection.sendall(head)
+            while not found.stop.wait(0.05):
+                connection.sendall(b"x")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        found.stop.set()
+        server.close()
+        thread.join()
+
+
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens: a receiver that is down."""
     with socket.socket() as probe:

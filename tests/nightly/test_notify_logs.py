@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from nightlykit import closed_port_url, receiver
+from nightlykit import closed_port_url, receiver, trickling
 
 from runner import logs, notify
 from runner.cli import main
@@ -41,6 +41,16 @@ def test_a_receiver_that_refuses_is_reported() -> None:
 def test_a_receiver_that_is_down_is_reported() -> None:
     problem = notify.send(closed_port_url(), SUMMARY, timeout=2)
     assert problem is not None and problem.startswith("cannot reach the receiver")
+
+
+def test_a_receiver_that_trickles_its_headers_is_given_up_on_in_time() -> None:
+    with trickling(b"HTTP/1.1 200 OK\r\nX-Slow: ") as hook:
+        assert notify.send(hook.url, SUMMARY, timeout=0.5) == "the receiver did not answer within 0.5 s"
+
+
+def test_a_receiver_that_trickles_its_body_has_taken_the_summary() -> None:
+    with trickling(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n") as hook:
+        assert notify.send(hook.url, SUMMARY, timeout=5) is None
 
 
 def test_json_logs_are_one_object_a_line_with_extra_fields(tmp_path: Path) -> None:
