@@ -11,8 +11,9 @@ import asyncio
 import datetime
 import random
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,16 +150,33 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             outcome = _broke_off(exc)
             raise
         finally:
-            try:
-                journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
-                                at=clock.wall())
-                results = write_results(journal, out_dir)
-                report.write_report(out_dir, results)
-            except OSError as exc:
-                raise StateError(f"{out_dir}: cannot write the run's results: "
-                                 f"{exc.strerror or exc}") from exc
-            nightly.run_ended(results.summary, notify_url)
+            with _signals_held():
+                try:
+                    journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
+                                    at=clock.wall())
+                    results = write_results(journal, out_dir)
+                    report.write_report(out_dir, results)
+                except OSError as exc:
+                    raise StateError(f"{out_dir}: cannot write the run's results: "
+                                     f"{exc.strerror or exc}") from exc
+                nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a run's end is written and announced (the notification has
+    a deadline of its own): the outcome is decided by then, and the process ends with it."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(number, signal.SIG_IGN) for number in stops]
+    try:
+        yield
+    finally:
+        for number, handler in zip(stops, previous, strict=True):
+            signal.signal(number, handler)
 
 
 def _broke_off(exc: BaseException) -> Outcome:

@@ -15,6 +15,8 @@ from nightlykit import (
     run_cli,
     sim_settings,
     started,
+    summary,
+    trickling,
     write_manifest,
 )
 
@@ -78,3 +80,16 @@ def test_an_interrupted_run_still_notifies(tmp_path: Path) -> None:
     (body,) = hook.received
     assert body["summary"]["exit_code"] == 130
     assert body["summary"]["exit_reason"] == "interrupted by SIGTERM"
+
+
+def test_a_stop_while_the_end_is_announced_leaves_the_outcome_as_recorded(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with (run_in_thread(sim_settings()) as sim,
+          trickling(b"HTTP/1.1 200 OK\r\nX-Slow: ") as hook,
+          started("run", manifest, "--out", "out", "--base-url", sim.base_url, "--api-key-file",
+                  key_file(tmp_path, sim), "--notify-url", hook.url, cwd=tmp_path) as child):
+        assert hook.asked.wait(30)  # the run's end is written and being announced
+        child.send_signal(signal.SIGTERM)
+        hook.stop.set()
+        code = child.wait(30)
+    assert code == 0 and summary(tmp_path / "out")["exit_code"] == 0
