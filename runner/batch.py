@@ -34,7 +34,7 @@ from runner.control import (
 )
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
-from runner.errors import AuthError, HailuoError, StateError
+from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
 from runner.results import write_results
@@ -101,6 +101,10 @@ class RunReport:
 def plan_for(config: RunConfig) -> tuple[Plan, Path]:
     """The plan and the output folder it runs into (`--out`, else the manifest's `output.dir`)."""
     planned = make_plan(config.manifest, overrides=config.overrides, prices=config.prices)
+    if config.run_id is not None and (config.out is not None or "{run_id}" not in planned.output_dir):
+        raise UsageError(f"--run-id fills {{run_id}} in output.dir, and the folder here is "
+                         f"{config.out or planned.output_dir!r}: give the manifest an output.dir "
+                         "with {run_id}, or leave --run-id out")
     out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
                                           now=datetime.datetime.now(datetime.UTC),
                                           run_id=config.run_id)

@@ -49,3 +49,13 @@ def test_a_run_id_that_is_not_one_folder_name_is_a_usage_error(tmp_path: Path, r
     assert done.returncode == 2
     assert f"error: --run-id {run_id!r}: use up to 100 letters" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("output_dir", "out"), [("out/{name}/{date}", None), ("out/{run_id}", "elsewhere")])
+def test_a_run_id_with_no_place_in_the_folder_is_a_usage_error(tmp_path: Path, output_dir: str,
+                                                              out: str | None) -> None:
+    manifest = write_manifest(tmp_path, output_dir=output_dir)
+    done = run_cli("run", manifest, "--run-id", "2026-11-23", "--dry-run",
+                   *(["--out", out] if out else []), cwd=tmp_path)
+    assert done.returncode == 2 and "error: --run-id fills {run_id} in output.dir" in done.stderr
+    assert "Traceback" not in done.stderr
