@@ -37,6 +37,7 @@ from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
+from runner.rows import PASSING_FAILURES
 from runner.results import write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
@@ -47,12 +48,6 @@ from runner.submit import Context
 # What the in-process simulator's uploads are kept under: its URL changes each run, its
 # account (kept in the output folder) tells one simulated account from another.
 SIMULATED_API = "simulator"
-
-
-PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
-"""Failures that say nothing final about a job (the API or the network was down, a download
-broke off): the next run takes such jobs up again by itself. The others (moderation, invalid,
-a FAILED render, a deleted generation) wait for --retry-failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,9 @@ class Engine:
         if unfinished:
             return Outcome(EXIT_RESUMABLE, f"{plural(unfinished, 'job')} not finished: run again to resume")
         failed = tracker.counts["failed"]
+        if failed and failed == self.submitter.failed_for_now:
+            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now (see "
+                           "errors.jsonl): the next run takes them up again by itself")
         if failed:
             return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed (see errors.jsonl)")
         return Outcome(EXIT_OK, "every job downloaded")

@@ -23,6 +23,10 @@ ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "re
 # off. A job retried after one of them polls its generation again; after any other failure (a
 # FAILED render, a deleted generation, moderation) it is created anew.
 POLL_AGAIN = frozenset({"timeout", "download"})
+# Failures that say nothing final about a job (the API or the network was down, a transfer broke
+# off): the next run takes such jobs up again by itself. The others (moderation, invalid, a
+# FAILED render, a deleted generation) wait for --retry-failed.
+PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
 
 
 @dataclass(frozen=True, slots=True)

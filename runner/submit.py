@@ -29,6 +29,7 @@ from runner.errors import (
     TransientError,
     UnknownOutcome,
 )
+from runner.rows import PASSING_FAILURES
 from runner.schedule import Backoff, RateMeter
 from runner.state import JobRow, Journal, Move
 
@@ -73,6 +74,7 @@ class Submitter:
         self._reserved: set[str] = set()
         self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._image_ids: dict[str, str] = {}
+        self.failed_for_now = 0  # jobs this run failed for a reason the next run retries
         self._user_id: str | None = None
 
     async def submit(self, row: JobRow) -> JobRow | None:
@@ -238,6 +240,7 @@ class Submitter:
         await ctx.record(row.failed(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason,
                                     kind=kind))
         self._settle(row, 0.0)
+        self.failed_for_now += kind in PASSING_FAILURES
         ctx.tracker.moved(row.key, row.state, "failed", reason)
 
     async def _resolve(self, row: JobRow, *, since: float | None) -> JobRow | None:

@@ -186,7 +186,7 @@ def test_renders_past_the_timeout_fail_with_their_reason(tmp_path: Path) -> None
         report = run(manifest, tmp_path / "out", sim)
         audit(tmp_path / "out", sim)
     records = results_lines(tmp_path / "out")
-    assert report.outcome.exit_code == 1
+    assert report.outcome.exit_code == 3 and "the next run takes them up again" in report.outcome.reason
     assert all(r["state"] == "failed" and r["reason"].startswith("timed out") for r in records)
 
 
@@ -200,7 +200,7 @@ def test_a_job_given_up_on_gets_a_whole_timeout_again_from_the_next_run(tmp_path
         sim.advance(60)
         second = run(manifest, out, sim)
         books = audit(out, sim)
-    assert first.outcome.exit_code == 1 and second.outcome.exit_code == 0
+    assert first.outcome.exit_code == 3 and second.outcome.exit_code == 0
     assert books["states"] == {"downloaded": 4} and books["books"].creates_accepted == 4
 
 
@@ -251,7 +251,7 @@ def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp
     first = run_batch(RunConfig(manifest=manifest, out=out, base_url=down,
                                 api_key="00000000-0000-4000-8000-000000000000",
                                 timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
-    assert first.outcome.exit_code == 1
+    assert first.outcome.exit_code == 3  # every failure is one the next run retries by itself
     assert all(r["reason"].startswith("gave up after 10 failed creates (the last: ")
                for r in results_lines(out))
     with run_in_thread(sim_settings()) as up:
