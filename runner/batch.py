@@ -142,6 +142,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             settings = EngineSettings(run=planned.settings, **engine)
             nightly.run_started(planned, out_dir, journal.counts("planned"),
                                 journal.counts())
+            if config.out is None:
+                nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned
             outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random()))

@@ -11,7 +11,9 @@ the log and the webhook carry the same one-line headline a person reads first.
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import catalog, notify
+from runner import catalog, notify, state
 from runner.api import LeonardoClient
 from runner.control import (
     EXIT_CANNOT_RUN,
@@ -180,6 +182,26 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
         log.warning("%s also holds %s not in this plan (an earlier version of the manifest, or "
                     "another manifest): they are kept, and listed in the results",
                     out_dir, plural(others, "job"), extra={"unplanned_jobs": others})
+
+
+def earlier_folders(template: str, name: str, out_dir: Path) -> None:
+    """Warn of the folders that earlier starts made from an `output.dir` with {date}, {time} or
+    {run_id} while they hold unfinished jobs: a start in a new folder never resumes them."""
+    stamps = [p for p in ("date", "time", "run_id") if "{" + p + "}" in template]
+    if not stamps:
+        return
+    pattern = template.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
+    for found in sorted(glob.glob(os.path.expanduser(pattern))):
+        folder = Path(found)
+        if folder.resolve() == out_dir.resolve():
+            continue
+        in_flight, waiting = state.unfinished(folder)
+        if in_flight or waiting:
+            log.warning("%s, an earlier start's folder, still holds %d jobs in flight (paid, not yet "
+                        "downloaded) and %d not yet sent; this start does not resume them: run with "
+                        "--out %s to finish them", folder, in_flight, waiting, folder,
+                        extra={"unfinished_folder": str(folder), "in_flight": in_flight,
+                               "waiting": waiting})
 
 
 def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:

@@ -322,6 +322,22 @@ def _updates(moves: Sequence[Move]) -> dict[str, list[tuple[Any, ...]]]:
     return grouped
 
 
+def unfinished(folder: Path) -> tuple[int, int]:
+    """How many jobs another output folder's journal holds in flight (paid, not downloaded) and
+    planned but not sent, read without a write to it; (0, 0) when it cannot be read."""
+    try:
+        conn = sqlite3.connect(f"file:{folder / JOURNAL_NAME}?mode=ro", uri=True)
+        try:
+            in_flight, waiting = conn.execute(
+                f"SELECT TOTAL(state IN {IN_FLIGHT}), TOTAL(state = 'pending' AND planned = 1) "
+                "FROM jobs").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0, 0
+    return int(in_flight), int(waiting)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the file to the newest schema, one version per transaction; returns that version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]

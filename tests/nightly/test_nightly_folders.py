@@ -30,6 +30,22 @@ def test_a_rerun_with_the_same_run_id_resumes_the_same_folder(tmp_path: Path) ->
     assert "night-7" not in other.stdout and "8 new" in other.stdout  # a timestamped folder
 
 
+def test_a_start_in_a_new_folder_warns_of_the_earlier_ones_left_unfinished(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", run={"budget_usd": 0.6})
+    with run_in_thread(sim_settings()) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim))
+        stopped = run_cli(*args, "--run-id", "night-6", cwd=tmp_path)
+        next_night = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
+        finished = run_cli(*args, "--run-id", "night-6", "--budget-usd", "10", cwd=tmp_path)
+        later = run_cli(*args, "--run-id", "night-8", "--budget-usd", "10", cwd=tmp_path)
+    assert stopped.returncode == next_night.returncode == 3 and finished.returncode == 0
+    assert ("WARNING out/nightly/night-6, an earlier start's folder, still holds 0 jobs in flight "
+            "(paid, not yet downloaded) and 6 not yet sent; this start does not resume them: run "
+            "with --out out/nightly/night-6 to finish them") in next_night.stderr
+    assert "night-6, an earlier" not in later.stderr and "night-7, an earlier" in later.stderr
+
+
 def test_the_date_placeholder_names_the_nights_folder(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{date}", repeat=1)
     before = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
