@@ -199,8 +199,15 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
                       backoff=config.backoff, timeout=settings.run.timeout)
         with _signals(stop):
-            refused = await nightly.check_balance(client, nightly.cost_to_create(
-                journal, settings.run.budget_usd))
+            checking = asyncio.ensure_future(nightly.check_balance(client, nightly.cost_to_create(
+                journal, settings.run.budget_usd)))
+            aborting = asyncio.ensure_future(stop.wait_abort())
+            await asyncio.wait([checking, aborting], return_when=asyncio.FIRST_COMPLETED)
+            aborting.cancel()
+            if stop.aborted is not None:  # a signal stops the balance check at once
+                checking.cancel()
+                return stop.aborted
+            refused = checking.result()
             if refused is not None:
                 return refused
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):

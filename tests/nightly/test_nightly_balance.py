@@ -4,10 +4,11 @@ exit 3 and the shortfall, before anything is sent; a budget caps what the check 
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import pytest
-from nightlykit import key_file, run_cli, sim_settings, summary, write_manifest
+from nightlykit import key_file, run_cli, sim_settings, started, summary, trickling, write_manifest
 
 from runner.api import Timeouts, open_client
 from runner.control import Outcome
@@ -84,3 +85,17 @@ def test_a_rejected_key_ends_the_run_at_the_check_with_exit_4() -> None:
         outcome = check(sim, api_key="0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11")
         assert sim.books.creates_accepted == 0
     assert outcome is not None and outcome.exit_code == 4
+
+
+def test_a_signal_stops_a_run_still_waiting_for_its_balance(tmp_path: Path) -> None:
+    """An API that answers a byte at a time, with a request timeout of ten minutes: SIGTERM ends
+    the run at once all the same, resumable."""
+    manifest = write_manifest(tmp_path, repeat=1)
+    (tmp_path / "key").write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
+    with (trickling(b"HTTP/1.1 200 OK\r\nX-Slow: ") as api,
+          started("run", manifest, "--out", "out", "--base-url", api.url.removesuffix("/hooks/hailuo"),
+                  "--api-key-file", "key", "--request-timeout", "10m", cwd=tmp_path) as child):
+        assert api.asked.wait(30)  # the balance check's /v1/me is under way
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(20)
+    assert code == 130 and summary(tmp_path / "out")["exit_code"] == 130
