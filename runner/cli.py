@@ -347,37 +347,39 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         log_file: Path | None, log_format: str, prices_file: str | None,
         **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
-    call = parse_duration(request_timeout, name="--request-timeout")
-    config = batch.RunConfig(
-        manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
-        base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
-        api_key=None if simulate or dry_run else _api_key(api_key_file),
-        simulate=_simulated(simulate, time_scale),
-        retry_failed=retry_failed, run_id=nightly.check_run_id(run_id),
-        notify_url=notify_url and _http_url(notify_url, "--notify-url"),
-        timeouts=Timeouts(call=call, download=max(300.0, call)))
-    if dry_run:
-        planned, folder = batch.plan_for(config)
-        state = batch.diff(planned, folder)
-        click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, "
-                   f"estimated ${planned.estimated_usd:.2f}")
-        click.echo(_diff_line(state) + "; nothing was sent (dry run)")
-        return
-    quiet_log = quiet and log_file is None
-    log = logs.configure(log_file=log_file, fmt=log_format,
-                         level=logging.WARNING if quiet_log else logging.INFO)
-    progress = Progress(quiet=quiet, every=60.0)
+    if not dry_run:
+        logs.configure(log_file=log_file, fmt=log_format,
+                       level=logging.WARNING if quiet and log_file is None else logging.INFO)
+    hook = None
     try:
-        done = batch.run_batch(config, sink=progress)
+        hook = notify_url and _http_url(notify_url, "--notify-url")
+        call = parse_duration(request_timeout, name="--request-timeout")
+        config = batch.RunConfig(
+            manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
+            base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
+            api_key=None if simulate or dry_run else _api_key(api_key_file),
+            simulate=_simulated(simulate, time_scale),
+            retry_failed=retry_failed, run_id=nightly.check_run_id(run_id), notify_url=hook,
+            timeouts=Timeouts(call=call, download=max(300.0, call)))
+        if dry_run:
+            planned, folder = batch.plan_for(config)
+            state = batch.diff(planned, folder)
+            click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, "
+                       f"estimated ${planned.estimated_usd:.2f}")
+            click.echo(_diff_line(state) + "; nothing was sent (dry run)")
+            return
+        progress = Progress(quiet=quiet, every=60.0)
+        try:
+            done = batch.run_batch(config, sink=progress)
+        finally:
+            progress.close()
     except HailuoError as exc:
-        if log_file is not None:
-            log.error("error: %s", exc, extra={"exit_code": exc.exit_code})
+        if not dry_run:
+            nightly.refused(manifest, exc, hook, logged=log_file is not None)
         raise
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
-    finally:
-        progress.close()
     summary = done.results.summary
     click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
                f"downloaded, ${summary['spent_usd']:.2f} spent")

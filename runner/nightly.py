@@ -33,7 +33,7 @@ from runner.control import (
     Stop,
     Tracker,
 )
-from runner.errors import ApiError, AuthError, UsageError
+from runner.errors import ApiError, AuthError, HailuoError, ManifestError, UsageError
 from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.plan import Plan
@@ -202,6 +202,22 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
                         "--out %s to finish them", folder, in_flight, waiting, folder,
                         extra={"unfinished_folder": str(folder), "in_flight": in_flight,
                                "waiting": waiting})
+
+
+def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logged: bool) -> None:
+    """A run refused before it began, or before it could write its end: into the log file when
+    there is one (`logged`; standard error has it already), and announced as a run's end is."""
+    if logged:
+        log.error("error: %s", error, extra={"exit_code": error.exit_code})
+    if notify_url is None:
+        return
+    reason = str(error).splitlines()[0]
+    if isinstance(error, ManifestError) and len(error.issues) > 1:
+        reason += f" (and {plural(len(error.issues) - 1, 'more problem')})"
+    problem = notify.send(notify_url, {"name": manifest.stem, "refused": True,
+                                       "exit_code": error.exit_code, "exit_reason": reason})
+    if problem is not None:
+        log.warning("notification failed: %s", problem, extra={"problem": problem})
 
 
 def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:
