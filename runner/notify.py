@@ -20,7 +20,7 @@ TIMEOUT_SECONDS = 10.0
 def headline(summary: dict[str, Any]) -> str:
     """The run in one line, for a chat message or a cron mail subject."""
     if summary.get("refused"):
-        return (f"hailuo-batch {summary.get('name')}: nothing was run, "
+        return (f"hailuo-batch {summary.get('name')}: ended without a summary, "
                 f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
     counts = summary.get("counts", {})
     done, failed = counts.get("downloaded", 0), counts.get("failed", 0)

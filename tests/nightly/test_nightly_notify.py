@@ -108,5 +108,5 @@ def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, prob
     (body,) = hook.received
     (line,) = json_log(tmp_path / "run.log")
     assert done.returncode == 2 and not (tmp_path / "out").exists()
-    assert body["text"].startswith(f"hailuo-batch {manifest.stem}: nothing was run, exit 2 (")
+    assert body["text"].startswith(f"hailuo-batch {manifest.stem}: ended without a summary, exit 2 (")
     assert body["summary"]["exit_code"] == line["exit_code"] == 2 and line["level"] == "error"
