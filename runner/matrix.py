@@ -41,6 +41,7 @@ class Prompt:
     vars: tuple[str, ...]
     start_frame: dict[str, Any] | None
     frame_path: Path_
+    own_frame: bool  # the prompt says which start frame it has, null (none) included
 
     def render(self, values: dict[str, Any]) -> str:
         return self.template.format_map({name: _text(values[name]) for name in self.vars})
@@ -176,7 +177,7 @@ class Expander:
             prod(len(matrix.get(name, [None])) for name in MATRIX_AXES)
         frames = len(matrix.get("start_frame", [None]))
         return sum(prod(len(self.vars[name]) for name in p.vars) * shared
-                   * (1 if p.start_frame else frames) for p in prompts)
+                   * (1 if p.own_frame else frames) for p in prompts)
 
     # prompts and vars
 
@@ -216,7 +217,8 @@ class Expander:
                     self.issue(text_path, f"unknown variable {{{name}}}",
                                did_you_mean(name, list(self.vars)) or "define it under vars:")
             prompts.append(Prompt(pid, entry["text"], text_path, tuple(dict.fromkeys(names)),
-                                  entry.get("start_frame"), path + ("start_frame",)))
+                                  entry.get("start_frame"), path + ("start_frame",),
+                                  "start_frame" in entry))
         return prompts
 
     # styles
@@ -276,7 +278,7 @@ class Expander:
             var_lists = [[(v, ("vars", name, i) if isinstance(self.data["vars"][name], list)
                            else ("vars", name)) for i, v in enumerate(self.vars[name])]
                          for name in prompt.vars]
-            prompt_frames = [(prompt.start_frame, prompt.frame_path)] if prompt.start_frame else frames
+            prompt_frames = [(prompt.start_frame, prompt.frame_path)] if prompt.own_frame else frames
             for var_combo in itertools.product(*var_lists):
                 for style_combo in itertools.product(*style_lists):
                     for matrix_combo in itertools.product(*(vals for _, vals in axes), prompt_frames):
@@ -362,7 +364,7 @@ class Expander:
         for axis in MATRIX_AXES:
             values[axis] = whole_number(entry.get(axis, self.defaults[axis]))
             sources[axis] = path + (axis,) if axis in entry else self._default_path(axis)
-        if prompt.start_frame:
+        if prompt.own_frame:
             frame, sources["start_frame"] = prompt.start_frame, prompt.frame_path
         else:
             frame, sources["start_frame"] = self.defaults.get("start_frame"), ("defaults", "start_frame")

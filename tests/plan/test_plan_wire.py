@@ -109,6 +109,16 @@ def test_a_start_frame_by_path_carries_its_content_hash_until_uploaded(
     assert job.request["parameters"]["guidances"]["start_frame"][0]["image"]["id"] == image["id"]
 
 
+def test_a_prompt_whose_start_frame_is_null_is_text_to_video_whatever_the_defaults_say(
+        write_manifest: WriteManifest, tmp_path: Path, tiny_png: Path) -> None:
+    shutil.copy(tiny_png, tmp_path / "frame.png")
+    plan = make_plan(write_manifest({"defaults": {"start_frame": {"path": "frame.png"}},
+                                     "prompts": [{"text": "A cat", "start_frame": None}, "A fox"]}))
+    cat, fox = plan.jobs
+    assert cat.upload is None and "guidances" not in cat.request["parameters"]
+    assert fox.upload is not None and "guidances" in fox.request["parameters"]
+
+
 def test_a_job_without_upload_is_sent_as_planned(write_manifest: WriteManifest) -> None:
     job = make_plan(write_manifest({})).jobs[0]
     assert job.upload is None and job.wire({}) == job.request
