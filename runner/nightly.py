@@ -177,6 +177,8 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
              done, counts.get("pending", 0),
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
+    for warning in planned.warnings:
+        log.warning("%s: %s", planned.name, warning)
     others = sum(everything.values()) - sum(counts.values())
     if others:
         log.warning("%s also holds %s not in this plan (an earlier version of the manifest, or "

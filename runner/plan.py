@@ -232,6 +232,11 @@ class _Planner:
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
                                  f"{expansion.excluded}, skipped as invalid: {skipped})")
+        budget, estimated = self.settings.budget_usd, sum(job.estimated_cost for job in jobs)
+        if budget is not None and estimated > budget:
+            self.warnings.append(f"the jobs are estimated at ${estimated:.2f}, above budget_usd "
+                                 f"(${budget:.2f}): a run stops submitting at the budget (exit 3), "
+                                 "and the next run goes on")
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
                     output_dir=self.output_dir,
