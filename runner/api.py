@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -156,8 +155,9 @@ class LeonardoClient:
             raise TransientError("the generations list answer has no generations")
         return [_generation(item) for item in listed if isinstance(item, dict)]
 
-    async def upload(self, path: Path, extension: str) -> str:
-        """Upload a start frame through the presigned form; returns its init-image id."""
+    async def upload(self, content: bytes, name: str, extension: str) -> str:
+        """Upload a start frame (`content`, from a file called `name`) through the presigned
+        form; returns its init-image id."""
         answer = await self._call("POST", "/v1/init-image", {"extension": extension})
         try:
             form = answer["uploadInitImage"]
@@ -169,7 +169,7 @@ class LeonardoClient:
         data = aiohttp.FormData()
         for name, value in fields.items():
             data.add_field(name, str(value))
-        data.add_field("file", path.read_bytes(), filename=path.name,
+        data.add_field("file", content, filename=name,
                        content_type=f"image/{'jpeg' if extension == 'jpg' else extension}")
         async with self._request("POST", url, data=data, timeout=self._call_timeout) as response:
             body = await response.read()

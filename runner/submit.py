@@ -10,6 +10,8 @@ unclaimed, and finding it in the list is unambiguous.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -301,7 +303,9 @@ class Submitter:
 
     async def _wire(self, row: JobRow) -> dict[str, Any]:
         """The create body: a start frame given by path is uploaded once per file content and
-        per API and account (an id means nothing to another account or API)."""
+        per API and account (an id means nothing to another account or API), and only as the
+        plan saw it: a file changed since is refused rather than sent under the old content's
+        name."""
         upload = row.upload
         if upload is None:
             return row.request
@@ -311,19 +315,28 @@ class Submitter:
                 owner = {"api": ctx.client.api, "account": await self._account()}
                 image_id = ctx.store.upload_id(upload.sha256, **owner)
                 if image_id is None:
-                    image_id = await self.retrying(lambda: ctx.client.upload(upload.path, upload.extension))
+                    content = upload.path.read_bytes()
+                    if hashlib.sha256(content).hexdigest() != upload.sha256:
+                        raise PermanentError(f"{upload.path} changed after the plan was made: run "
+                                             "again to plan its new content")
+                    image_id = await self.retrying(lambda: ctx.client.upload(
+                        content, upload.path.name, upload.extension))
                     ctx.store.record_upload(upload, image_id, at=ctx.clock.wall(), **owner)
             except Unsettled as exc:
                 raise TransientError(str(exc)) from exc
             except OSError as exc:
                 raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc
             self._image_ids[upload.sha256] = image_id
-        return self.sent(row)
+        return await self.sent(row)
 
-    def sent(self, row: JobRow) -> dict[str, Any]:
-        """The body the job's create sent: its request, with its start frame's id when it has one."""
+    async def sent(self, row: JobRow) -> dict[str, Any]:
+        """The body the job's create sent: its request, with its start frame's id when it has
+        one (for a job an earlier run created, the id the journal keeps for this account)."""
         if row.upload is None:
             return row.request
+        if row.upload.sha256 not in self._image_ids and self._user_id is None:
+            with contextlib.suppress(Unsettled):
+                await self._account()
         return row.as_job().wire({row.upload.sha256: self.image_id(row.upload.sha256)})
 
     def image_id(self, sha256: str) -> str:

@@ -93,7 +93,8 @@ def test_an_unknown_generation_is_permanent(mode: str) -> None:
 
 def test_a_start_frame_goes_through_the_presigned_form() -> None:
     async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
-        image_id = await client.upload(ROOT / "jobs" / "images" / "sunset.png", "png")
+        frame = ROOT / "jobs" / "images" / "sunset.png"
+        image_id = await client.upload(frame.read_bytes(), frame.name, "png")
         frame = {"start_frame": [{"image": {"id": image_id, "type": "UPLOADED"}}]}
         return await client.create({"model": "hailuo-2_3-fast", "public": False,
                                     "parameters": {**BODY["parameters"], "guidances": frame}})

@@ -3,14 +3,17 @@ one uploads the frame again instead of naming an id that API never saw."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from enginekit import journal_rows, run, sim_settings, write_manifest
+from enginekit import FAST_BACKOFF, FAST_TIMEOUTS, journal_rows, run, sim_settings, write_manifest
 
+from runner.batch import RunConfig, run_batch
 from runner.cli import main
+from runner.control import Event
 from runner.simulator import run_in_thread, statefile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +73,44 @@ def test_a_run_against_another_api_uploads_the_start_frame_again(tmp_path: Path)
     assert second_uploads == {200: 1} and len(created) == 1
     assert [row["state"] for row in rows] == ["downloaded", "downloaded"]
     assert rows[1]["generation_id"] == created[0]
+
+
+def test_a_start_frame_changed_after_the_plan_is_never_sent_under_the_old_contents_name(
+        tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    frame = tmp_path / "images" / "sunset.png"
+    manifest = write_manifest(tmp_path, styles={"vibe": ["none"]}, repeat=1, run={"concurrency": 1},
+                              prompts=["A calm sea at dusk",
+                                       {"text": PROMPTS[0], "start_frame": {"path": "images/sunset.png"}}])
+
+    def edit_the_frame(event: Event) -> None:  # once the text-to-video job before it is sent
+        if event.kind == "submitting":
+            frame.write_bytes(frame.read_bytes()[:-16] + bytes(16))
+
+    with run_in_thread(sim_settings()) as sim:
+        report = run_batch(RunConfig(manifest=manifest, out=tmp_path / "out", base_url=sim.base_url,
+                                     api_key=sim.api_key, timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF),
+                           sink=edit_the_frame)
+        uploads, creates = sim.books.requests.get("init-image", {}), sim.books.creates_accepted
+    failed = [row for row in journal_rows(tmp_path / "out") if row["state"] == "failed"]
+    assert report.outcome.exit_code == 3 and uploads == {} and creates == 1
+    assert [row["error_kind"] for row in failed] == ["upload"]
+    assert "images/sunset.png changed after the plan was made" in failed[0]["reason"]
+
+
+def test_a_sidecar_names_the_start_frame_sent_by_an_earlier_run(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME, styles={"vibe": ["none"]},
+                              repeat=1, run={"timeout": "0.3s"})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=60.0, render_jitter_seconds=0.0)) as sim:
+        first = run(manifest, out, sim)  # created, then given up on: its render is too long
+        sim.advance(60)
+        second = run(manifest, out, sim)  # polls it again and downloads it
+        (generation,) = sim.books.generations
+    (row,) = journal_rows(out)
+    sidecar = json.loads((out / row["sidecar"]).read_text("utf-8"))
+    sent = sidecar["request"]["parameters"]["guidances"]["start_frame"][0]["image"]["id"]
+    assert first.outcome.exit_code == 3 and second.outcome.exit_code == 0
+    assert sent == generation.request["parameters"]["guidances"]["start_frame"][0]["image"]["id"]
+    assert sent != ""
