@@ -132,8 +132,9 @@ DEFAULT_OUTPUT_DIR = "out/{name}"
 _RULE_AXIS = {"duration": "duration", "size": "aspect_ratio", "auto-size": "aspect_ratio",
               "text-to-video-aspect": "aspect_ratio", "start-frame-required": "model",
               "prompt-length": "prompt"}
-_IMAGE_MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",),
-                "webp": (b"RIFF",)}
+# How each image kind begins (a WebP is a RIFF container whose form type is WEBP).
+_IMAGE_MAGIC = {"png": re.compile(b"\x89PNG\r\n\x1a\n"), "jpg": re.compile(b"\xff\xd8\xff"),
+                "jpeg": re.compile(b"\xff\xd8\xff"), "webp": re.compile(b"RIFF.{4}WEBP", re.DOTALL)}
 _MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _GRACE_ALONE = "grace goes with a max runtime"
 _CHECK_ID = "00000000-0000-4000-8000-000000000000"
@@ -288,7 +289,7 @@ class _Planner:
             problem = f"start frame {frame['path']} is larger than 20 MiB"
         else:
             content = file.read_bytes()
-            if not content.startswith(_IMAGE_MAGIC[extension]):
+            if not _IMAGE_MAGIC[extension].match(content):
                 problem = f"start frame {frame['path']} is not a {extension} image"
         if problem:
             self.issues.append(self.doc.issue(where, problem, "paths are relative to the manifest"))

@@ -76,6 +76,7 @@ class Submitter:
         self._reserved: set[str] = set()
         self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._image_ids: dict[str, str] = {}
+        self._uploads_given_up: dict[str, str] = {}  # start frames this run could not upload, and why
         self.failed_for_now = 0  # jobs this run failed for a reason the next run retries
         self._user_id: str | None = None
 
@@ -311,6 +312,8 @@ class Submitter:
             return row.request
         ctx = self.ctx
         async with self._uploads[upload.sha256]:
+            if upload.sha256 in self._uploads_given_up:
+                raise TransientError(self._uploads_given_up[upload.sha256])
             try:
                 owner = {"api": ctx.client.api, "account": await self._account()}
                 image_id = ctx.store.upload_id(upload.sha256, **owner)
@@ -322,7 +325,8 @@ class Submitter:
                     image_id = await self.retrying(lambda: ctx.client.upload(
                         content, upload.path.name, upload.extension))
                     ctx.store.record_upload(upload, image_id, at=ctx.clock.wall(), **owner)
-            except Unsettled as exc:
+            except Unsettled as exc:  # the jobs after it that share the frame fail at once
+                self._uploads_given_up[upload.sha256] = f"{exc} (given up on earlier in this run)"
                 raise TransientError(str(exc)) from exc
             except OSError as exc:
                 raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc

@@ -114,3 +114,15 @@ def test_a_sidecar_names_the_start_frame_sent_by_an_earlier_run(tmp_path: Path) 
     assert first.outcome.exit_code == 3 and second.outcome.exit_code == 0
     assert sent == generation.request["parameters"]["guidances"]["start_frame"][0]["image"]["id"]
     assert sent != ""
+
+
+def test_a_start_frame_that_cannot_be_uploaded_is_tried_once_a_run_not_once_a_job(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME)  # 4 jobs, one frame
+    with run_in_thread(sim_settings(upload_expiry_seconds=0.001)) as sim:  # every form has expired
+        report = run(manifest, tmp_path / "out", sim)
+        posted = sum(sim.books.requests["upload"].values())
+    rows = journal_rows(tmp_path / "out")
+    assert report.outcome.exit_code == 3 and posted == FAST_BACKOFF.attempts
+    assert [row["error_kind"] for row in rows] == ["upload"] * 4
+    assert sum("given up on earlier in this run" in row["reason"] for row in rows) == 3

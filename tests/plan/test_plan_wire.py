@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import catalog
+from runner.errors import ManifestError
 from runner.plan import UPLOAD_PREFIX, canonical_json, make_plan
 
 CLAY = "964d8a8f-865b-48c5-b79e-e75ae8727648"
@@ -167,3 +168,14 @@ def test_a_budget_below_the_estimate_is_told_before_anything_is_spent(write_mani
         "the jobs are estimated at $1.08, above budget_usd ($1.00): a run stops submitting at the "
         "budget (exit 3), and the next run goes on",)
     assert make_plan(write_manifest({"repeat": 4, "run": {"budget_usd": 1.08}})).warnings == ()
+
+
+def test_a_webp_start_frame_is_a_riff_file_of_the_webp_form_and_no_other(
+        write_manifest: WriteManifest, tmp_path: Path) -> None:
+    (tmp_path / "frame.webp").write_bytes(b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(24))
+    (tmp_path / "sound.webp").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(24))
+    defaults = {"model": "hailuo-2_3-fast", "aspect_ratio": "auto"}
+    plan = make_plan(write_manifest({"defaults": {**defaults, "start_frame": {"path": "frame.webp"}}}))
+    assert plan.jobs[0].upload is not None and plan.jobs[0].upload.extension == "webp"
+    with pytest.raises(ManifestError, match="start frame sound.webp is not a webp image"):
+        make_plan(write_manifest({"defaults": {**defaults, "start_frame": {"path": "sound.webp"}}}))
