@@ -272,9 +272,9 @@ class Engine:
             if problem is not None:
                 return problem, None, at
             parts, poster = [video], None
-            if image is not None and fetching is not None and fetching.result() is None:
+            if fetching is not None and fetching.result() is None:  # the poster came too
                 parts, poster = [video, image], where.poster
-            text = files.json_text(sidecar(row, await self.submitter.sent(row), where, poster, at))
+            text = files.json_text(sidecar(row, self.submitter.sent(row), where, poster, at))
             failed = await self._placing.submit(files.Placing(staging, parts, where.sidecar, text))
             if failed is not None:
                 raise failed

@@ -257,10 +257,12 @@ class Journal:
         """Each video file recorded (relative to the folder) with the key of its job."""
         return dict(self.conn.execute("SELECT file, key FROM jobs WHERE file IS NOT NULL"))
 
-    def upload_id(self, sha256: str, *, api: str, account: str) -> str | None:
-        """The id of the file with this content uploaded to `api` for `account`, if it was."""
-        row = self.conn.execute("SELECT image_id FROM uploads WHERE api = ? AND account = ? AND "
-                                "sha256 = ?", (api, account, sha256)).fetchone()
+    def upload_id(self, sha256: str, *, api: str, account: str | None) -> str | None:
+        """The id of the file with this content uploaded to `api` for `account` (None: for any
+        account, the latest), if it was."""
+        row = self.conn.execute("SELECT image_id FROM uploads WHERE api = ? AND sha256 = ? AND "
+                                "(account = ? OR ? IS NULL) ORDER BY uploaded_at DESC LIMIT 1",
+                                (api, sha256, account, account)).fetchone()
         return row[0] if row else None
 
     def record_upload(self, upload: Upload, image_id: str, *, api: str, account: str,

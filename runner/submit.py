@@ -10,7 +10,6 @@ unclaimed, and finding it in the list is unambiguous.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -331,25 +330,18 @@ class Submitter:
             except OSError as exc:
                 raise PermanentError(f"cannot read {upload.path}: {exc.strerror}") from exc
             self._image_ids[upload.sha256] = image_id
-        return await self.sent(row)
+        return self.sent(row)
 
-    async def sent(self, row: JobRow) -> dict[str, Any]:
+    def sent(self, row: JobRow) -> dict[str, Any]:
         """The body the job's create sent: its request, with its start frame's id when it has
-        one (for a job an earlier run created, the id the journal keeps for this account)."""
-        if row.upload is None:
+        one: this run's upload of the file, else the one the journal keeps for this API (and
+        account, once this run knows it), else ""."""
+        upload = row.upload
+        if upload is None:
             return row.request
-        if row.upload.sha256 not in self._image_ids and self._user_id is None:
-            with contextlib.suppress(Unsettled):
-                await self._account()
-        return row.as_job().wire({row.upload.sha256: self.image_id(row.upload.sha256)})
-
-    def image_id(self, sha256: str) -> str:
-        """The start frame id a job's create named: this run's for the file, else the one the
-        journal keeps for this API and account (a job created by an earlier run), else ""."""
-        if sha256 in self._image_ids or self._user_id is None:
-            return self._image_ids.get(sha256, "")
-        return self.ctx.store.upload_id(sha256, api=self.ctx.client.api,
-                                        account=self._user_id) or ""
+        image_id = self._image_ids.get(upload.sha256) or self.ctx.store.upload_id(
+            upload.sha256, api=self.ctx.client.api, account=self._user_id) or ""
+        return row.as_job().wire({upload.sha256: image_id})
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:
