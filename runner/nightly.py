@@ -193,8 +193,8 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
     if not stamps:
         return
     pattern = template.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
-    for found in sorted(glob.glob(os.path.expanduser(pattern))):
-        folder = Path(found)
+    for journal in sorted(glob.glob(os.path.join(os.path.expanduser(pattern), state.JOURNAL_NAME))):
+        folder = Path(journal).parent
         if folder.resolve() == out_dir.resolve():
             continue
         in_flight, waiting = state.unfinished(folder)
@@ -216,10 +216,8 @@ def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logge
     reason = str(error).splitlines()[0]
     if isinstance(error, ManifestError) and len(error.issues) > 1:
         reason += f" (and {plural(len(error.issues) - 1, 'more problem')})"
-    problem = notify.send(notify_url, {"name": manifest.stem, "refused": True,
-                                       "exit_code": error.exit_code, "exit_reason": reason})
-    if problem is not None:
-        log.warning("notification failed: %s", problem, extra={"problem": problem})
+    _announce(notify_url, {"name": manifest.stem, "refused": True, "exit_code": error.exit_code,
+                           "exit_reason": reason})
 
 
 def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:
@@ -227,10 +225,13 @@ def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:
     logged, so the exit code always says how the run went, not how the receiver did."""
     text = notify.headline(summary)
     log.info("run ended: %s", text, extra={"summary": summary})
-    if notify_url is None:
-        return
-    problem = notify.send(notify_url, summary)
-    if problem is None:
+    if notify_url is not None and _announce(notify_url, summary):
         log.info("notification sent")
-    else:
+
+
+def _announce(notify_url: str, summary: dict[str, Any]) -> bool:
+    """Send the summary to the webhook; whether it was taken (why not is logged)."""
+    problem = notify.send(notify_url, summary)
+    if problem is not None:
         log.warning("notification failed: %s", problem, extra={"problem": problem})
+    return problem is None

@@ -210,7 +210,7 @@ class Journal:
         return [JobRow.from_sql(row) for row in rows]
 
     def reported(self) -> Iterator[JobRow]:
-        """The jobs the results speak of: the planned ones, and any older one that was sent."""
+        """The jobs the results speak of (`_REPORTED`), planned ones first, in plan order."""
         cursor = self.conn.execute(f"{_SELECT} WHERE {_REPORTED} ORDER BY planned DESC, idx, key")
         for row in cursor:
             yield JobRow.from_sql(row)
