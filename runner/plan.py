@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,12 @@ class Plan:
 
     @property
     def estimated_usd(self) -> float:
-        return round(sum(job.estimated_cost for job in self.jobs), 2)
+        return estimated_usd(self.jobs)
+
+
+def estimated_usd(jobs: Iterable[Job]) -> float:
+    """What the jobs are estimated to cost, to the cent."""
+    return round(sum(job.estimated_cost for job in jobs), 2)
 
 
 DEFAULT_FILENAME = "{prompt}/{vars}_{styles}_{model}_{resolution}_{duration}s_{aspect_ratio}_{n}.mp4"
@@ -233,7 +238,7 @@ class _Planner:
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
                                  f"{expansion.excluded}, skipped as invalid: {skipped})")
-        budget, estimated = self.settings.budget_usd, sum(job.estimated_cost for job in jobs)
+        budget, estimated = self.settings.budget_usd, estimated_usd(jobs)
         if budget is not None and estimated > budget:
             self.warnings.append(f"the jobs are estimated at ${estimated:.2f}, above budget_usd "
                                  f"(${budget:.2f}): a run stops submitting at the budget (exit 3), "
