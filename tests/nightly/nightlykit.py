@@ -158,13 +158,16 @@ def trickling(head: bytes) -> Iterator[Trickle]:
     found = Trickle(f"http://127.0.0.1:{server.getsockname()[1]}/hooks/hailuo")
 
     def serve() -> None:
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(65536)
-            found.asked.set()
-            connection.sendall(head)
-            while not found.stop.wait(0.05):
-                connection.sendall(b"x")
+        try:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                found.asked.set()
+                connection.sendall(head)
+                while not found.stop.wait(0.05):
+                    connection.sendall(b"x")
+        except OSError:  # the client hung up, or nobody came and the server was shut
+            return
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -172,6 +175,7 @@ def trickling(head: bytes) -> Iterator[Trickle]:
         yield found
     finally:
         found.stop.set()
+        server.shutdown(socket.SHUT_RDWR)  # wakes an accept() still waiting
         server.close()
         thread.join()
 
