@@ -15,15 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from click.testing import CliRunner
 
 from runner import files
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
+from runner.cli import main
 from runner.plan import UPLOAD_PREFIX, Job, canonical_json
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, ThreadedSimulator
 from runner.state import JobRow, Journal
 
+ROOT = Path(__file__).resolve().parents[2]
+# Image-to-video: the fast model from the shipped sunset frame (copy jobs/images beside the manifest).
+FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
+         "start_frame": {"path": "images/sunset.png"}}
+FRAME_PROMPTS = ["A sunset over the sea, waves rolling in", "The same sunset, a sailboat crossing it"]
 FAST_BACKOFF = Backoff(base=0.01, cap=0.05, attempts=10)
 FAST_TIMEOUTS = Timeouts(connect=2.0, call=1.0, download=5.0)
 PROMPTS = ["A cinematic shot of rain falling on a quiet city street at night",
@@ -69,6 +76,15 @@ def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | Non
                                base_url=sim.base_url, api_key=api_key or sim.api_key,
                                timeouts=timeouts, backoff=FAST_BACKOFF, retry_failed=retry_failed,
                                engine={"tick": 0.05, "settle": 0.1, **engine}))
+
+
+def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
+    """`hailuo-batch ARGS` through click, with `key` (or none) as LEONARDO_API_KEY: the exit code,
+    standard output and standard error. An exception the command does not turn into an exit
+    code is raised here, so a traceback fails the test."""
+    result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key or ""},
+                                catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
 
 
 def journal_rows(out: Path) -> list[dict[str, Any]]:

@@ -5,17 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-from enginekit import sim_settings, write_manifest
+from enginekit import invoke, sim_settings, write_manifest
 
-from runner.cli import main
 from runner.simulator import run_in_thread
-
-
-def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
-    env = {"LEONARDO_API_KEY": key or ""}
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_run_then_status_then_a_dry_run_that_finds_everything_done(tmp_path: Path) -> None:

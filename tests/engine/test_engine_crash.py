@@ -16,7 +16,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from enginekit import audit, sim_settings, transitions, wait_for_transitions, write_manifest
+from enginekit import (
+    audit,
+    sim_settings,
+    transitions,
+    wait_for_transitions,
+    write_manifest,
+)
 
 from runner.simulator import ThreadedSimulator, run_in_thread
 

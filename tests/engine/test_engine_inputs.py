@@ -7,18 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from enginekit import write_manifest
-
-from runner.cli import main
+from enginekit import invoke, write_manifest
 
 UNUSED_ROOT = "http://127.0.0.1:9/api/rest"  # nothing may be sent: any call would fail here
-
-
-def invoke(*args: str, key: str = "") -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key})
-    assert "Traceback" not in result.output
-    return result.exit_code, result.stderr
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -31,14 +22,14 @@ def test_a_key_file_without_a_usable_key_exits_4_and_makes_nothing(
         tmp_path: Path, content: bytes, message: str) -> None:
     key_file, out = tmp_path / "key", tmp_path / "out"
     key_file.write_bytes(content)
-    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out),
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out),
                           "--base-url", UNUSED_ROOT, "--api-key-file", str(key_file))
     assert code == 4 and f"--api-key-file {key_file}: {message}" in stderr
     assert "secret-second-line" not in stderr and not out.exists()
 
 
 def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> None:
-    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
                           "--base-url", UNUSED_ROOT, key="0c3d2b8e\nsecret-second-line")
     assert code == 4 and "LEONARDO_API_KEY: not an API key" in stderr
     assert "secret-second-line" not in stderr and not (tmp_path / "out").exists()
@@ -48,7 +39,7 @@ def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> N
                                  "https://[::1"])
 @pytest.mark.parametrize("dry", [False, True], ids=["run", "dry run"])
 def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, dry: bool) -> None:
-    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
                           "--base-url", url, *(["--dry-run"] if dry else []),
                           key="0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11")
     assert code == 2 and "give an http:// or https:// URL" in stderr
@@ -57,7 +48,7 @@ def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, dry: 
 
 def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path) -> None:
     (tmp_path / "notes").write_text("the user's notes", encoding="utf-8")
-    code, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "notes"),
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "notes"),
                           "--simulate")
     assert code == 4 and "is unusable: it is a file, not a folder" in stderr
     assert (tmp_path / "notes").read_text(encoding="utf-8") == "the user's notes"
@@ -70,6 +61,6 @@ def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path) -> None:
 def test_a_price_table_that_cannot_be_read_is_a_located_error(
         tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "prices.json").write_bytes(content)
-    code, stderr = invoke("plan", str(write_manifest(tmp_path)), "--prices",
+    code, _, stderr = invoke("plan", str(write_manifest(tmp_path)), "--prices",
                           str(tmp_path / "prices.json"))
     assert code == 2 and message in stderr

@@ -9,14 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enginekit import journal_rows, wait_for_transitions, write_manifest
+from enginekit import FRAME, ROOT, journal_rows, wait_for_transitions, write_manifest
 
 from runner.simulator import statefile
 from runner.simulator.settings import account_key
-
-ROOT = Path(__file__).resolve().parents[2]
-FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
-         "start_frame": {"path": "images/sunset.png"}}
 
 
 def simulated_run(manifest: Path, out: Path) -> subprocess.Popen[str]:

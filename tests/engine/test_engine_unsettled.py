@@ -11,17 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from enginekit import journal_rows, run, sim_settings, step, write_manifest
+from enginekit import FRAME, ROOT, journal_rows, run, sim_settings, step, write_manifest
+from enginekit import FRAME_PROMPTS as PROMPTS
 
 from runner.api import open_client
 from runner.batch import RunConfig, plan_for
 from runner.simulator import run_in_thread
 from runner.state import Journal
-
-ROOT = Path(__file__).resolve().parents[2]
-FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
-         "start_frame": {"path": "images/sunset.png"}}
-PROMPTS = ["A sunset over the sea, waves rolling in", "The same sunset, a sailboat crossing it"]
 
 
 def left_submitting(manifest: Path, out: Path, prompt: str) -> str:

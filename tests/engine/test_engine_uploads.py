@@ -9,17 +9,22 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from enginekit import FAST_BACKOFF, FAST_TIMEOUTS, journal_rows, run, sim_settings, write_manifest
+from enginekit import (
+    FAST_BACKOFF,
+    FAST_TIMEOUTS,
+    FRAME,
+    ROOT,
+    journal_rows,
+    run,
+    sim_settings,
+    write_manifest,
+)
+from enginekit import FRAME_PROMPTS as PROMPTS
 
 from runner.batch import RunConfig, run_batch
 from runner.cli import main
 from runner.control import Event
 from runner.simulator import run_in_thread, statefile
-
-ROOT = Path(__file__).resolve().parents[2]
-FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
-         "start_frame": {"path": "images/sunset.png"}}
-PROMPTS = ["A sunset over the sea, waves rolling in", "The same sunset, a sailboat crossing it"]
 
 
 def frame_manifest(folder: Path, prompts: int) -> Path:

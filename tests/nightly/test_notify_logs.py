@@ -92,7 +92,8 @@ def test_an_unusable_notify_url_or_log_file_is_refused_before_anything_is_sent(
         tmp_path: Path, option: str, value: str, message: str) -> None:
     jobs = Path(__file__).resolve().parents[2] / "jobs"
     result = CliRunner().invoke(main, ["run", str(jobs / "single.yaml"), "--simulate",
-                                       "--out", str(tmp_path / "out"), option, value])
+                                       "--out", str(tmp_path / "out"), option, value],
+                                catch_exceptions=False)
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out" / "journal.sqlite").exists()
