@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from runner.render import plural
 from runner import catalog
 from runner.cli import main
 from runner.manifest import MAX_BYTES, MAX_DEPTH, MAX_VALUES
@@ -236,7 +235,8 @@ def test_valid_case_validates_and_plans(case: Path, monkeypatch: pytest.MonkeyPa
     counts = expected_counts(case)
     checked = run(monkeypatch, case.parent, "validate", case.name)
     assert checked.exit_code == 0, checked.output
-    assert checked.stdout.startswith(f"{case.name}: ok, {plural(counts['jobs'], 'job')}, estimated $")
+    jobs = "1 job" if counts["jobs"] == 1 else f"{counts['jobs']} jobs"
+    assert checked.stdout.startswith(f"{case.name}: ok, {jobs}, estimated $")
 
     planned = run(monkeypatch, case.parent, "plan", "--format", "json", case.name)
     assert planned.exit_code == 0, planned.output
