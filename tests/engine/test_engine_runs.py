@@ -195,9 +195,9 @@ def test_a_job_given_up_on_gets_a_whole_timeout_again_from_the_next_run(tmp_path
     polls the paid generation and downloads it instead of failing it at once."""
     manifest = write_manifest(tmp_path, repeat=1, run={"timeout": "0.3s"})
     out = tmp_path / "out"
-    with run_in_thread(sim_settings(render_seconds=60.0, render_jitter_seconds=0.0)) as sim:
+    with run_in_thread(sim_settings(render_seconds=3600.0, render_jitter_seconds=0.0)) as sim:
         first = run(manifest, out, sim)
-        sim.advance(60)
+        sim.advance(3600)
         second = run(manifest, out, sim)
         books = audit(out, sim)
     assert first.outcome.exit_code == 3 and second.outcome.exit_code == 0

@@ -108,9 +108,9 @@ def test_a_sidecar_names_the_start_frame_sent_by_an_earlier_run(tmp_path: Path) 
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME, styles={"vibe": ["none"]},
                               repeat=1, run={"timeout": "0.3s"})
     out = tmp_path / "out"
-    with run_in_thread(sim_settings(render_seconds=60.0, render_jitter_seconds=0.0)) as sim:
+    with run_in_thread(sim_settings(render_seconds=3600.0, render_jitter_seconds=0.0)) as sim:
         first = run(manifest, out, sim)  # created, then given up on: its render is too long
-        sim.advance(60)
+        sim.advance(3600)
         second = run(manifest, out, sim)  # polls it again and downloads it
         (generation,) = sim.books.generations
     (row,) = journal_rows(out)
