@@ -21,6 +21,7 @@ from runner import files
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
 from runner.cli import main
+from runner.control import EventSink, ignore_events
 from runner.plan import UPLOAD_PREFIX, Job, canonical_json
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, ThreadedSimulator
@@ -68,14 +69,16 @@ def write_manifest(folder: Path, *, prompts: list[Any] | None = None,
 
 
 def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | None = None,
-        **overrides: Any) -> RunReport:
+        sink: EventSink = ignore_events, **overrides: Any) -> RunReport:
+    """The manifest run into `out` against `sim`, fast: its events to `sink`, `overrides` as
+    run settings (and `engine`, `timeouts`, `retry_failed` as their RunConfig fields)."""
     engine = overrides.pop("engine", {})
     timeouts = overrides.pop("timeouts", FAST_TIMEOUTS)
     retry_failed = overrides.pop("retry_failed", False)
     return run_batch(RunConfig(manifest=manifest, out=out, overrides=overrides,
                                base_url=sim.base_url, api_key=api_key or sim.api_key,
                                timeouts=timeouts, backoff=FAST_BACKOFF, retry_failed=retry_failed,
-                               engine={"tick": 0.05, "settle": 0.1, **engine}))
+                               engine={"tick": 0.05, "settle": 0.1, **engine}), sink=sink)
 
 
 def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:

@@ -212,9 +212,7 @@ def test_a_run_broken_off_by_a_bug_records_the_exit_code_the_process_ends_with(t
     manifest = write_manifest(tmp_path, repeat=1)
     out = tmp_path / "out"
     with run_in_thread(sim_settings()) as sim, pytest.raises(ExceptionGroup) as raised:
-        run_batch(RunConfig(manifest=manifest, out=out, base_url=sim.base_url,
-                            api_key=sim.api_key, timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF),
-                  sink=broken)
+        run(manifest, out, sim, sink=broken)
     summary = json.loads((out / "summary.json").read_text("utf-8"))
     assert isinstance(raised.value.exceptions[0], RuntimeError)
     assert summary["exit_code"] == 1 and "broke off" in summary["exit_reason"]

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 from enginekit import (
     FAST_BACKOFF,
-    FAST_TIMEOUTS,
     FRAME,
     ROOT,
     journal_rows,
@@ -21,7 +20,6 @@ from enginekit import (
 )
 from enginekit import FRAME_PROMPTS as PROMPTS
 
-from runner.batch import RunConfig, run_batch
 from runner.cli import main
 from runner.control import Event
 from runner.simulator import run_in_thread, statefile
@@ -93,9 +91,7 @@ def test_a_start_frame_changed_after_the_plan_is_never_sent_under_the_old_conten
             frame.write_bytes(frame.read_bytes()[:-16] + bytes(16))
 
     with run_in_thread(sim_settings()) as sim:
-        report = run_batch(RunConfig(manifest=manifest, out=tmp_path / "out", base_url=sim.base_url,
-                                     api_key=sim.api_key, timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF),
-                           sink=edit_the_frame)
+        report = run(manifest, tmp_path / "out", sim, sink=edit_the_frame)
         uploads, creates = sim.books.requests.get("init-image", {}), sim.books.creates_accepted
     failed = [row for row in journal_rows(tmp_path / "out") if row["state"] == "failed"]
     assert report.outcome.exit_code == 3 and uploads == {} and creates == 1
