@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 import tqdm
-import yaml
 
 from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
@@ -22,7 +21,7 @@ from runner.api import Timeouts
 from runner.config import parse_duration
 from runner.control import Event
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError
-from runner.manifest import schema
+from runner.manifest import load_prices, schema
 from runner.plan import Plan, make_plan
 from runner.simulator import SimSettings, Simulator, serve
 from runner.state import JOURNAL_NAME
@@ -51,29 +50,8 @@ def main() -> None:
     """Generate videos in bulk with Leonardo.AI's Hailuo 2.3 models, from a YAML manifest."""
 
 
-def load_prices(path: str | None) -> dict[str, Any]:
-    """A price table file (JSON or YAML): model -> resolution -> duration -> USD."""
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise UsageError(f"--prices {path}: cannot read it: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise UsageError(f"--prices {path}: the file is not UTF-8 text") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise UsageError(f"--prices {where}: not JSON or YAML: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--prices {path}: not JSON or YAML: {exc}") from exc
-    table = data.get("prices", data) if isinstance(data, dict) else None
-    if not isinstance(table, dict):
-        raise UsageError(f"--prices {path}: expected a mapping model -> resolution -> duration -> USD")
-    return table
-
-
-prices_option = click.option("--prices", "prices_file", type=click.Path(dir_okay=False),
+prices_option = click.option("--prices", type=click.Path(dir_okay=False),
+                             callback=lambda ctx, param, path: load_prices(path) if path else {},
                              help="Price table (JSON/YAML) overriding the estimates.")
 
 
@@ -81,9 +59,8 @@ prices_option = click.option("--prices", "prices_file", type=click.Path(dir_okay
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @prices_option
-def validate(files: tuple[str, ...], fmt: str, prices_file: str | None) -> None:
+def validate(files: tuple[str, ...], fmt: str, prices: dict[str, Any]) -> None:
     """Check manifests: every problem in every file, one per line (file:line:col: path: message)."""
-    prices = load_prices(prices_file)
     results: list[tuple[str, Plan | None, list]] = []
     for file in files:
         try:
@@ -116,11 +93,11 @@ def validate(files: tuple[str, ...], fmt: str, prices_file: str | None) -> None:
               help="Show each job's state in this output folder (default: the manifest's output.dir).")
 @prices_option
 def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
-         prices_file: str | None) -> None:
+         prices: dict[str, Any]) -> None:
     """Show every job a manifest makes, with its key, request and estimated cost; where the
     output folder already holds a journal, what is new, in flight, done and failed."""
     config = batch.RunConfig(manifest=Path(file), out=out, overrides={"max_jobs": max_jobs},
-                             prices=load_prices(prices_file))
+                             prices=prices)
     try:
         planned, folder = batch.plan_for(config)
     except ManifestError as exc:
@@ -344,7 +321,7 @@ def _http_url(url: str, what: str) -> str:
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float | None, request_timeout: str, retry_failed: bool,
         dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
-        log_file: Path | None, log_format: str, prices_file: str | None,
+        log_file: Path | None, log_format: str, prices: dict[str, Any],
         **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
     if not dry_run:
@@ -355,7 +332,7 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         hook = notify_url and _http_url(notify_url, "--notify-url")
         call = parse_duration(request_timeout, name="--request-timeout")
         config = batch.RunConfig(
-            manifest=manifest, out=out, overrides=overrides, prices=load_prices(prices_file),
+            manifest=manifest, out=out, overrides=overrides, prices=prices,
             base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
             api_key=None if simulate or dry_run else _api_key(api_key_file),
             simulate=_simulated(simulate, time_scale),

@@ -174,14 +174,14 @@ def _check_depth(text: str, file: str) -> None:
             depth -= 1
 
 
-def _read_text(path: Path, file: str) -> str:
+def _read_text(path: Path, file: str, what: str) -> str:
     try:
         size = path.stat().st_size
         if not path.is_file():
             raise ManifestError([Issue(file, 1, 1, "$", "not a file")])
         if size > MAX_BYTES:
             raise ManifestError([Issue(file, 1, 1, "$", f"the file is {size:,} bytes, more than "
-                                       f"the {MAX_BYTES // (1024 * 1024)} MiB a manifest may be")])
+                                       f"the {MAX_BYTES // (1024 * 1024)} MiB a {what} may be")])
         raw = path.read_bytes()
     except OSError as exc:
         raise ManifestError([Issue(file, 1, 1, "$", f"cannot read the file: {exc.strerror}")]) from exc
@@ -194,10 +194,11 @@ def _read_text(path: Path, file: str) -> str:
         raise ManifestError([Issue(file, line, 1, "$", "the file is not UTF-8 text")]) from exc
 
 
-def load_document(path: Path | str) -> Document:
-    """Read and parse a manifest safely; YAML errors come back as located issues."""
+def load_document(path: Path | str, *, what: str = "manifest") -> Document:
+    """Read and parse a manifest (or another document of `what`) safely; YAML errors come back
+    as located issues."""
     file = str(path)
-    text = _read_text(Path(path), file)
+    text = _read_text(Path(path), file, what)
     doc = Document(file, None)
     try:
         _check_depth(text, file)
@@ -225,8 +226,8 @@ def load_document(path: Path | str) -> Document:
     if builder.issues:
         raise ManifestError(builder.issues)
     if doc.data is None:
-        raise ManifestError([Issue(file, 1, 1, "$", "the manifest is empty",
-                                   "start from an example in jobs/")])
+        raise ManifestError([Issue(file, 1, 1, "$", f"the {what} is empty",
+                                   "start from an example in jobs/" if what == "manifest" else "")])
     return doc
 
 
@@ -268,12 +269,31 @@ def check_prices(table: Any, source: str) -> dict[str, Any]:
     Durations written as numbers (`6:` in YAML) become the strings the table is keyed by.
     """
     data = json.loads(json.dumps(table, default=str))
-    rule = {"$defs": schema()["$defs"], **schema()["properties"]["prices"]}
-    error = jsonschema.exceptions.best_match(_Validator(rule).iter_errors(data))
+    error = jsonschema.exceptions.best_match(_Validator(_prices_rule(wrapped=False)).iter_errors(data))
     if error is not None:
         message = _not_finite_message(error) or error.message
         raise UsageError(f"{source}: {json_path(tuple(error.absolute_path))}: {message}")
     return data
+
+
+def load_prices(path: Path | str) -> dict[str, Any]:
+    """A price table file (JSON or YAML: the table itself, or a document holding it under
+    `prices:` as `schemas/prices.json` does), read like a manifest and held to the manifest's
+    `prices:` rule, every problem located in the file."""
+    doc = load_document(path, what="price table")
+    wrapped = isinstance(doc.data, dict) and "prices" in doc.data
+    checked = check_schema(doc, _Validator(_prices_rule(wrapped=wrapped)))
+    if checked.issues:
+        raise ManifestError(checked.issues)
+    table: dict[str, Any] = doc.data["prices"] if wrapped else doc.data
+    return table
+
+
+def _prices_rule(*, wrapped: bool) -> dict[str, Any]:
+    """The manifest's `prices:` rule, for a table alone or under a `prices:` key."""
+    rule = schema()["properties"]["prices"]
+    return {"$defs": schema()["$defs"],
+            **({"type": "object", "properties": {"prices": rule}} if wrapped else rule)}
 
 
 @dataclass
@@ -287,11 +307,12 @@ class SchemaResult:
         return "" not in self.bad and not self.bad.intersection(sections)
 
 
-def check_schema(doc: Document) -> SchemaResult:
-    """Every schema error of the document, in document order, each located and explained."""
+def check_schema(doc: Document, validator: jsonschema.Validator | None = None) -> SchemaResult:
+    """Every schema error of the document (against the manifest schema, or `validator`'s), in
+    document order, each located and explained."""
     issues: list[Issue] = []
     bad: set[str] = set()
-    for error in _validator().iter_errors(doc.data):
+    for error in (validator or _validator()).iter_errors(doc.data):
         bad.update(_sections(error))
         issues.extend(_explain(doc, error))
     unique = {(i.line, i.column, i.path, i.message): i for i in issues}

@@ -55,8 +55,9 @@ def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b"{bad\n", "prices.json:2:1: not JSON or YAML: expected ',' or '}'"),
-    (b"\xc0\xff{}", "prices.json: the file is not UTF-8 text"),
+    (b"{bad\n", "prices.json:2:1: $: YAML syntax: while parsing a flow mapping (begun at line 1, "
+               "column 1) did not find expected ',' or '}'"),
+    (b"\xc0\xff{}", "prices.json:1:1: $: the file is not UTF-8 text"),
 ], ids=["broken", "not text"])
 def test_a_price_table_that_cannot_be_read_is_a_located_error(
         tmp_path: Path, content: bytes, message: str) -> None:
