@@ -276,7 +276,7 @@ def _message(raw: bytes) -> str:
         details = body[0].get("extensions", {}).get("details", {})
         nested = [e.get("message", "") for e in details.get("errors", []) if isinstance(e, dict)]
         parts = [details.get("message") or body[0].get("message", ""), *nested]
-        return "; ".join(str(p) for p in parts if p)
+        return "; ".join(dict.fromkeys(str(p) for p in parts if p))  # the first is often one of the rest
     if isinstance(body, dict):
         return str(body.get("error") or body.get("message") or "")
     return ""

@@ -137,6 +137,11 @@ def test_create_errors_become_domain_errors(settings: dict[str, Any], kind: type
     assert type(error) is kind, error
 
 
+def test_a_validation_error_names_each_broken_rule_once() -> None:
+    error = create_error(prompt="")
+    assert str(error) == "refused (400 parameters.prompt: prompt must be 1 to 3000 characters, not 0)"
+
+
 @pytest.mark.parametrize("retry_after", [True, False])
 def test_a_429_carries_its_retry_after_when_given(retry_after: bool) -> None:
     error = create_error(creates_per_minute=1, retry_after=retry_after)
