@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import files
-from runner.errors import UsageError
+from runner.errors import StateError, UsageError
 from runner.lock import FolderLock
 from runner.simulator.limits import SimClock
 from runner.simulator.render import Generation
@@ -124,9 +124,14 @@ def lock(path: Path) -> FolderLock:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write the simulator state: {exc.strerror}") from exc
+        raise _unwritable(path, exc) from exc
     return FolderLock.take(path.with_name(f".{path.name}.lock"), what=f"simulator state {path}",
                            user="simulator", hint="stop it, or use another --state")
+
+
+def _unwritable(path: Path, exc: OSError) -> StateError:
+    """A state file the disk refuses (full, read-only): the run cannot go on, as with its journal."""
+    return StateError(f"{path}: cannot write the simulator state: {exc.strerror or exc}")
 
 
 @contextmanager
@@ -158,7 +163,7 @@ class StateFile:
             # Open for the simulator's whole life, one flushed line a change; `close` ends it.
             kept._log = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         except OSError as exc:
-            raise UsageError(f"{path}: cannot write the simulator state: {exc.strerror}") from exc
+            raise _unwritable(path, exc) from exc
         return kept
 
     def created(self, generation: Generation, *, balance: int | None) -> None:
@@ -191,4 +196,4 @@ class StateFile:
         try:
             files.write_text(self.path, text)
         except OSError as exc:
-            raise UsageError(f"{self.path}: cannot write the simulator state: {exc.strerror}") from exc
+            raise _unwritable(self.path, exc) from exc

@@ -4,6 +4,7 @@ traceback, and never the key itself in the message."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,12 @@ def test_a_price_table_that_cannot_be_read_is_a_located_error(
     code, _, stderr = invoke("plan", str(write_manifest(tmp_path)), "--prices",
                           str(tmp_path / "prices.json"))
     assert code == 2 and message in stderr
+
+
+def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / ".simulator-state.jsonl.part").mkdir(parents=True)  # where the state file is staged
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out), "--simulate")
+    assert code == 4 and "simulator-state.jsonl: cannot write the simulator state" in stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
