@@ -98,7 +98,7 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
     planned = make_plan(config.manifest, overrides=config.overrides, prices=config.prices)
     if config.run_id is not None and (config.out is not None or "{run_id}" not in planned.output_dir):
         raise UsageError(f"--run-id fills {{run_id}} in output.dir, and the folder here is "
-                         f"{config.out or planned.output_dir!r}: give the manifest an output.dir "
+                         f"{str(config.out or planned.output_dir)!r}: give the manifest an output.dir "
                          "with {run_id}, or leave --run-id out")
     out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
                                           now=datetime.datetime.now(datetime.UTC),

@@ -122,14 +122,15 @@ async def watch_runtime(runtime: Runtime, *, stop: Stop, clock: Clock, tracker: 
     limit = f"the max runtime of {runtime.max_runtime:g} s is reached"
     stop.halt(EXIT_RESUMABLE, f"{limit}: run again to resume")
     in_flight = tracker.snapshot().in_flight
-    log.warning("%s: submitting stopped, %d jobs in flight have %g s to finish", limit, in_flight,
-                runtime.grace, extra={"in_flight": in_flight, "grace_seconds": runtime.grace})
+    log.warning("%s: submitting stopped, with %s in flight and %g s of grace to finish", limit,
+                plural(in_flight, "job"), runtime.grace,
+                extra={"in_flight": in_flight, "grace_seconds": runtime.grace})
     await clock.sleep(runtime.grace)
     left = tracker.snapshot().in_flight
-    log.warning("the grace period is over with %d jobs in flight: stopping", left,
+    log.warning("the grace period is over with %s in flight: stopping", plural(left, "job"),
                 extra={"in_flight": left})
     stop.abort(EXIT_RESUMABLE, f"{limit} and its grace of {runtime.grace:g} s is over with "
-                               f"{left} jobs in flight: run again to resume")
+                               f"{plural(left, 'job')} in flight: run again to resume")
 
 
 @asynccontextmanager
@@ -172,8 +173,8 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
     """Log the plan's jobs by state (`counts`) and, when the folder also holds jobs this plan
     no longer has (`everything` counts them too), that they are kept and stay in the results."""
     done = counts.get("downloaded", 0)
-    log.info("run started: %s, %d jobs (estimated $%.2f) into %s; %d already downloaded, "
-             "%d to create", planned.name, len(planned.jobs), planned.estimated_usd, out_dir,
+    log.info("run started: %s, %s (estimated $%.2f) into %s; %d already downloaded, "
+             "%d to create", planned.name, plural(len(planned.jobs), "job"), planned.estimated_usd, out_dir,
              done, counts.get("pending", 0),
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
@@ -199,9 +200,9 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
             continue
         in_flight, waiting = state.unfinished(folder)
         if in_flight or waiting:
-            log.warning("%s, an earlier start's folder, still holds %d jobs in flight (paid, not yet "
+            log.warning("%s, an earlier start's folder, still holds %s in flight (paid, not yet "
                         "downloaded) and %d not yet sent; this start does not resume them: run with "
-                        "--out %s to finish them", folder, in_flight, waiting, folder,
+                        "--out %s to finish them", folder, plural(in_flight, "job"), waiting, folder,
                         extra={"unfinished_folder": str(folder), "in_flight": in_flight,
                                "waiting": waiting})
 

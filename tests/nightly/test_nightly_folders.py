@@ -74,4 +74,5 @@ def test_a_run_id_with_no_place_in_the_folder_is_a_usage_error(tmp_path: Path, o
     done = run_cli("run", manifest, "--run-id", "2026-11-23", "--dry-run",
                    *(["--out", out] if out else []), cwd=tmp_path)
     assert done.returncode == 2 and "error: --run-id fills {run_id} in output.dir" in done.stderr
+    assert f"and the folder here is {out or output_dir!r}: give" in done.stderr
     assert "Traceback" not in done.stderr

@@ -85,5 +85,5 @@ def test_the_command_line_options_stop_a_run_with_exit_3(tmp_path: Path) -> None
     assert done.returncode == 3, done.stderr
     reason = summary(tmp_path / "out")["exit_reason"]
     assert reason.startswith("the max runtime of 0.5 s is reached and its grace of 0.3 s is over")
-    assert "submitting stopped, 4 jobs in flight have 0.3 s to finish" in done.stderr
+    assert "submitting stopped, with 4 jobs in flight and 0.3 s of grace to finish" in done.stderr
     assert states(tmp_path / "out") == {"submitted": 4, "pending": 4}
