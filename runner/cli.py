@@ -9,11 +9,14 @@ import logging
 import os
 import sys
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
@@ -242,9 +245,19 @@ class Progress:
         self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
                                  f"${snap.spent_usd:.2f}", refresh=False)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    @contextmanager
+    def drawing(self) -> Iterator[None]:
+        """While the run lasts, its log lines on the terminal are written above the bar, never
+        into it; the bar is closed at the end."""
+        try:
+            if self.terminal and not self.quiet:
+                with logging_redirect_tqdm(loggers=[logging.getLogger(logs.LOGGER)]):
+                    yield
+            else:
+                yield
+        finally:
+            if self.bar is not None:
+                self.bar.close()
 
 
 def _api_key(key_file: Path | None) -> str | None:
@@ -346,10 +359,8 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
             click.echo(_diff_line(state) + "; nothing was sent (dry run)")
             return
         progress = Progress(quiet=quiet, every=60.0)
-        try:
+        with progress.drawing():
             done = batch.run_batch(config, sink=progress)
-        finally:
-            progress.close()
     except HailuoError as exc:
         if not dry_run:
             nightly.refused(manifest, exc, hook, logged=log_file is not None)

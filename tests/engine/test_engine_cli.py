@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 
 from enginekit import invoke, sim_settings, write_manifest
@@ -68,3 +76,35 @@ def test_a_grace_without_a_max_runtime_is_a_usage_error(tmp_path: Path) -> None:
     code, _, _ = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
                         "--simulate", "--grace", "1m", "--max-runtime", "1h", "--quiet")
     assert code == 0
+
+
+def test_on_a_terminal_the_bar_shows_the_run_and_log_lines_stay_off_it(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        screen, code = on_terminal([sys.executable, "-m", "runner", "run", str(manifest), "--out",
+                                    str(out), "--base-url", sim.base_url], key=sim.api_key)
+    assert code == 0, screen
+    assert re.search(r"8/8 .*in flight 0, failed 0, \$2\.16", screen), screen
+    for said in ("run started", "run ended"):  # each on a line of its own, not after the bar
+        assert re.search(rf"(^|[\r\n])\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d INFO {said}: ", screen), screen
+
+
+def on_terminal(command: list[str], *, key: str) -> tuple[str, int]:
+    """What `command` draws on standard error when that is a terminal (a pseudo-terminal here),
+    and its exit code."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # rows, columns
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=follower, env={**os.environ, "LEONARDO_API_KEY": key})
+    os.close(follower)
+    drawn = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is gone: the process has ended
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    return drawn.decode("utf-8", "replace"), process.wait(timeout=60)
