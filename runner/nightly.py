@@ -36,6 +36,7 @@ from runner.control import (
 from runner.errors import ApiError, AuthError, HailuoError, ManifestError, UsageError
 from runner.lock import FolderLock
 from runner.logs import LOGGER
+from runner.manifest import load_document
 from runner.plan import Plan
 from runner.render import plural
 from runner.state import Journal
@@ -217,8 +218,19 @@ def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logge
     reason = str(error).splitlines()[0]
     if isinstance(error, ManifestError) and len(error.issues) > 1:
         reason += f" (and {plural(len(error.issues) - 1, 'more problem')})"
-    _announce(notify_url, {"name": manifest.stem, "refused": True, "exit_code": error.exit_code,
-                           "exit_reason": reason})
+    _announce(notify_url, {"name": _name_of(manifest), "refused": True,
+                           "exit_code": error.exit_code, "exit_reason": reason})
+
+
+def _name_of(manifest: Path) -> str:
+    """The manifest's `name`, as its finished runs announce it, when the file can be read that
+    far; else the file's name without its suffix."""
+    try:
+        data = load_document(manifest).data
+    except ManifestError:
+        return manifest.stem
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else manifest.stem
 
 
 def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:

@@ -98,10 +98,12 @@ def test_a_stop_while_the_end_is_announced_leaves_the_outcome_as_recorded(tmp_pa
     assert code == 0 and summary(tmp_path / "out")["exit_code"] == 0
 
 
-@pytest.mark.parametrize("problem", ["manifest", "key"])
+@pytest.mark.parametrize("problem", ["manifest", "key", "yaml"])
 def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, problem: str) -> None:
     styles = {"vibe": ["Stock Footage", "Stock Foto" if problem == "manifest" else "none"]}
-    manifest = write_manifest(tmp_path, styles=styles)
+    manifest = write_manifest(tmp_path, styles=styles).rename(tmp_path / "cron-entry.yaml")
+    if problem == "yaml":  # a manifest that does not load is announced by its file's name
+        manifest.write_text("name: [nightly\n", encoding="utf-8")
     (tmp_path / "key").write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
     with receiver() as hook:
         done = run_cli("run", manifest, "--out", "out", "--notify-url", hook.url, "--log-file",
@@ -110,5 +112,6 @@ def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, prob
     (body,) = hook.received
     (line,) = json_log(tmp_path / "run.log")
     assert done.returncode == 2 and not (tmp_path / "out").exists()
-    assert body["text"].startswith(f"hailuo-batch {manifest.stem}: ended without a summary, exit 2 (")
+    name = "cron-entry" if problem == "yaml" else "nightly"  # as a finished run announces it
+    assert body["text"].startswith(f"hailuo-batch {name}: ended without a summary, exit 2 (")
     assert body["summary"]["exit_code"] == line["exit_code"] == 2 and line["level"] == "error"
