@@ -15,8 +15,8 @@ from runner.errors import UsageError
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
-def parse_duration(value: str | int | float, *, name: str = "duration") -> float:
-    """Seconds from `90`, `5s`, `15m`, `2h` or `1h30m`."""
+def parse_duration(value: str | int | float, *, name: str = "duration", zero: bool = False) -> float:
+    """Seconds from `90`, `5s`, `15m`, `2h` or `1h30m`; more than zero, or with `zero` also zero."""
     if isinstance(value, bool):
         raise UsageError(f"{name}: {value!r} is not a duration (use e.g. 5s, 15m, 2h)")
     if isinstance(value, int | float):
@@ -27,8 +27,8 @@ def parse_duration(value: str | int | float, *, name: str = "duration") -> float
             raise UsageError(f"{name}: {value!r} is not a duration (use e.g. 5s, 15m, 2h)")
         hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs
-    if seconds <= 0:
-        raise UsageError(f"{name}: must be more than zero, not {value!r}")
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise UsageError(f"{name}: must be {'zero or more' if zero else 'more than zero'}, not {value!r}")
     return seconds
 
 

@@ -207,15 +207,6 @@ class SimSettings:
         return cls(**parsed)
 
 
-def _seconds(text: str, name: str) -> float:
-    try:
-        if float(text) == 0:
-            return 0.0
-    except ValueError:
-        pass
-    return parse_duration(text, name=name)
-
-
 def _boolean(text: str, name: str) -> bool:
     folded = text.strip().casefold()
     if folded in ("1", "true", "yes", "on"):
@@ -246,5 +237,5 @@ def _convert(name: str, kind: str, text: str) -> Any:
     if optional and text.strip().casefold() == "none":
         return None
     if name.endswith("_seconds"):
-        return _seconds(text, name)
+        return parse_duration(text, name=name, zero=True)
     return _CONVERTERS[kind.removesuffix(" | None")](text, name)

@@ -78,6 +78,11 @@ def test_settings_from_text_convert_by_type() -> None:
     assert settings.log_path == Path("out/requests.jsonl") and settings.seed is None
 
 
+@pytest.mark.parametrize("zero", ["0", "0s", "0m", "0.0s"])
+def test_a_zero_duration_may_be_written_with_its_unit(zero: str) -> None:
+    assert SimSettings.from_text({"render_jitter_seconds": zero}).render_jitter_seconds == 0.0
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"slots": "many"}, "slots: 'many' is not a whole number"),
     ({"retry_after": "perhaps"}, "retry_after"),
