@@ -53,6 +53,8 @@ def main() -> None:
     """Generate videos in bulk with Leonardo.AI's Hailuo 2.3 models, from a YAML manifest."""
 
 
+max_jobs_option = click.option("--max-jobs", type=int,
+                               help="Refuse plans with more jobs than this [1000].")
 prices_option = click.option("--prices", type=click.Path(dir_okay=False),
                              callback=lambda ctx, param, path: load_prices(path) if path else {},
                              help="Price table (JSON/YAML) overriding the estimates.")
@@ -61,13 +63,14 @@ prices_option = click.option("--prices", type=click.Path(dir_okay=False),
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@max_jobs_option
 @prices_option
-def validate(files: tuple[str, ...], fmt: str, prices: dict[str, Any]) -> None:
+def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None, prices: dict[str, Any]) -> None:
     """Check manifests: every problem in every file, one per line (file:line:col: path: message)."""
     results: list[tuple[str, Plan | None, list]] = []
     for file in files:
         try:
-            results.append((file, make_plan(file, prices=prices), []))
+            results.append((file, make_plan(file, overrides={"max_jobs": max_jobs}, prices=prices), []))
         except ManifestError as exc:
             results.append((file, None, exc.issues))
     problems = sum(len(issues) for _, _, issues in results)
@@ -91,7 +94,7 @@ def validate(files: tuple[str, ...], fmt: str, prices: dict[str, Any]) -> None:
 @main.command()
 @click.argument("file", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text")
-@click.option("--max-jobs", type=int, help="Refuse plans with more jobs than this.")
+@max_jobs_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Show each job's state in this output folder (default: the manifest's output.dir).")
 @prices_option
@@ -297,13 +300,14 @@ def _http_url(url: str, what: str) -> str:
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output folder (default: the manifest's output.dir).")
-@click.option("--concurrency", type=int, help="Generations in flight at once.")
-@click.option("--submit-per-minute", type=float, help="Create requests a minute.")
-@click.option("--poll-interval", help="Base poll interval, e.g. 5s.")
+@click.option("--concurrency", type=int, help="Generations in flight at once [10].")
+@click.option("--submit-per-minute", type=float, help="Create requests a minute [100].")
+@click.option("--poll-interval", help="Base poll interval [5s].")
 @click.option("--timeout", help="Per job, how long its render is waited for from its submit "
-              "(a later run taking it up again gives it anew), e.g. 15m.")
-@click.option("--budget-usd", type=float, help="Stop submitting before spent + reserved passes this.")
-@click.option("--max-jobs", type=int, help="Refuse plans with more jobs than this.")
+              "(a later run taking it up again gives it anew) [15m].")
+@click.option("--budget-usd", type=float,
+              help="Stop submitting before spent + reserved passes this [no cap].")
+@max_jobs_option
 @click.option("--base-url", envvar="LEONARDO_BASE_URL", default=batch.DEFAULT_BASE_URL,
               show_default=True, help="API root (also LEONARDO_BASE_URL).")
 @click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -336,7 +340,9 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
         log_file: Path | None, log_format: str, prices: dict[str, Any],
         **overrides: Any) -> None:
-    """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped."""
+    """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped.
+
+    A flag wins over the manifest's `run:` block, which wins over the default in brackets."""
     if not dry_run:
         logs.configure(log_file=log_file, fmt=log_format,
                        level=logging.WARNING if quiet and log_file is None else logging.INFO)

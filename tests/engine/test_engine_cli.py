@@ -15,6 +15,7 @@ from pathlib import Path
 
 from enginekit import invoke, sim_settings, write_manifest
 
+from runner.config import RunSettings, parse_duration
 from runner.simulator import run_in_thread
 
 
@@ -108,3 +109,22 @@ def on_terminal(command: list[str], *, key: str) -> tuple[str, int]:
         drawn += chunk
     os.close(leader)
     return drawn.decode("utf-8", "replace"), process.wait(timeout=60)
+
+
+def test_the_defaults_run_help_shows_are_the_ones_a_run_uses() -> None:
+    code, text, _ = invoke("run", "--help")
+    shown = {flag: value for flag, value in
+             re.findall(r"(--[a-z-]+) [A-Z]+\s+(?:(?!\n  --).)*?\[([^\]]+)\]", text, re.DOTALL)}
+    defaults = RunSettings()
+    assert code == 0 and {
+        "--concurrency": int(shown["--concurrency"]),
+        "--submit-per-minute": float(shown["--submit-per-minute"]),
+        "--poll-interval": parse_duration(shown["--poll-interval"]),
+        "--timeout": parse_duration(shown["--timeout"]),
+        "--max-jobs": int(shown["--max-jobs"]),
+        "--grace": parse_duration(shown["--grace"]),
+        "--budget-usd": None if shown["--budget-usd"] == "no cap" else shown["--budget-usd"],
+    } == {"--concurrency": defaults.concurrency, "--submit-per-minute": defaults.submit_per_minute,
+          "--poll-interval": defaults.poll_interval, "--timeout": defaults.timeout,
+          "--max-jobs": defaults.max_jobs, "--grace": defaults.grace,
+          "--budget-usd": defaults.budget_usd}
