@@ -199,7 +199,8 @@ def _announce(simulator: Simulator) -> None:
 @click.option("--seed", metavar="N", help="Seed of the random source behind faults and jitter [random].")
 @click.option("--log-path", metavar="FILE", help="Write one JSON line per request to this file.")
 @click.option("--state", "state_path", metavar="FILE",
-              help="Keep the account (generations, uploads, balance, key) in this file across restarts.")
+              help="Keep the account (user id, generations, uploads, balance) in this file across "
+                   "restarts; its key, derived from the user id, stays the same.")
 @click.option("--fault", "faults", multiple=True, metavar="NAME=RATE",
               help=f"A fault and its rate from 0 to 1; NAME is one of {', '.join(FAULTS)}.")
 @click.option("--set", "extra", multiple=True, metavar="SETTING=VALUE",

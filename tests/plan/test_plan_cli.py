@@ -139,6 +139,7 @@ def test_schema_prints_the_shipped_schema(monkeypatch: pytest.MonkeyPatch) -> No
     assert printed == shipped
     assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert printed["additionalProperties"] is False
+    assert [key for key, rule in printed["properties"].items() if not rule.get("description")] == []
 
 
 def test_plan_as_json_reports_a_broken_manifest_as_json(tmp_path: Path) -> None:
