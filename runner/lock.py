@@ -7,10 +7,12 @@ the open file, and the kernel closes it with the process; the new run then notes
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +49,13 @@ class FolderLock:
         """Take the lock file `path`, which guards `what` for one `user` at a time, or raise
         LockedError naming the live process that holds it, and the `hint`."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise StateError(f"{what} is unusable: {exc.strerror}") from exc
+            linked = exc.errno == errno.ELOOP
+            problem = f"{path.name} is a symbolic link; remove it" if linked else exc.strerror
+            raise StateError(f"{what} is unusable: {problem}") from exc
         try:
+            _own_file(fd, path, what)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
@@ -71,7 +76,7 @@ class FolderLock:
         """Who holds `folder`'s lock now, or None if no one does; only looks, never takes it
         for longer than the probe, and never creates or changes the lock file."""
         try:
-            fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+            fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         try:
@@ -96,11 +101,22 @@ class FolderLock:
         self.release()
 
 
+def _own_file(fd: int, path: Path, what: str) -> None:
+    """Refuse a lock file that is not a plain file of its own (a device, a hard link to another
+    file): taking the lock truncates and writes it."""
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
+        raise StateError(f"{what} is unusable: {path.name} is not a plain file of its own; "
+                         "remove it")
+
+
 def _read_holder(fd: int) -> dict[str, object]:
+    """The holder the lock file names; {} for anything but a JSON object (garbage, a bare pid)."""
     try:
-        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
     except ValueError:
         return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def describe(holder: dict[str, object]) -> str:

@@ -8,13 +8,13 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.errors import LockedError
+from runner.errors import LockedError, StateError
 from runner.lock import LOCK_NAME, FolderLock
 from runner.state import Journal
 
@@ -68,6 +68,26 @@ def test_an_unusable_folder_is_a_state_error(tmp_path: Path) -> None:
         FolderLock.acquire(blocker / "out")
     assert caught.value.exit_code == 4
     assert "unusable" in str(caught.value)
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symbolic link", "hard link"])
+def test_a_lock_file_linked_to_another_file_is_refused_and_that_file_left_alone(
+        tmp_path: Path, link: Callable[[Path, Path], None]) -> None:
+    precious, out = tmp_path / "precious.txt", tmp_path / "out"
+    precious.write_text("the user's notes", encoding="utf-8")
+    out.mkdir()
+    link(precious, out / LOCK_NAME)
+    with pytest.raises(StateError, match=f"output folder {out} is unusable: {LOCK_NAME} is "):
+        FolderLock.acquire(out)
+    assert precious.read_text(encoding="utf-8") == "the user's notes"
+
+
+@pytest.mark.parametrize("content", ["12345", '"held"', "true", "[1, 2]"])
+def test_a_lock_file_naming_no_holder_is_taken_over_as_a_free_one(tmp_path: Path, content: str) -> None:
+    (tmp_path / LOCK_NAME).write_text(content, encoding="utf-8")
+    with FolderLock.acquire(tmp_path) as lock:
+        assert lock.took_over is None
+        assert f'"pid": {os.getpid()}' in (tmp_path / LOCK_NAME).read_text()
 
 
 def test_status_says_a_run_is_still_going_while_its_process_holds_the_folder(tmp_path: Path) -> None:
