@@ -38,7 +38,7 @@ from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import FolderLock
 from runner.plan import Plan, make_plan
 from runner.rows import PASSING_FAILURES
-from runner.results import write_results
+from runner.results import RESULTS, SUMMARY, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.state import JOURNAL_NAME, Journal
@@ -109,6 +109,7 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
 def diff(planned: Plan, out_dir: Path) -> PlanDiff:
     """What a run of `planned` into `out_dir` would do; reads the journal, never creates one."""
     states: dict[str, str] = {}
+    _journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(job.key for job in planned.jobs)
@@ -130,7 +131,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     clock = clock or SystemClock()
     runtime = nightly.Runtime(clock.now(), planned.settings.max_runtime, planned.settings.grace)
     notify_url = config.notify_url or planned.notify_url
-    with FolderLock.acquire(out_dir) as lock, Journal.open(out_dir) as journal:
+    with _held(out_dir) as (lock, journal):
         nightly.took_over(lock)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
@@ -162,6 +163,27 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                      f"{exc.strerror or exc}") from exc
                 nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
+
+
+@contextmanager
+def _held(out_dir: Path) -> Iterator[tuple[FolderLock, Journal]]:
+    """The output folder's lock, then its journal, unless the folder has lost its journal."""
+    with FolderLock.acquire(out_dir) as lock:
+        _journal_kept(out_dir)
+        with Journal.open(out_dir) as journal:
+            yield lock, journal
+
+
+def _journal_kept(out_dir: Path) -> None:
+    """Refuse a folder that holds an earlier run's results but no journal (deleted, emptied):
+    a new journal would take its paid jobs for new ones and pay for every one again."""
+    journal = out_dir / JOURNAL_NAME
+    if journal.is_file() and journal.stat().st_size > 0:
+        return
+    if any((out_dir / name).exists() for name in (RESULTS, SUMMARY)):
+        raise StateError(f"{out_dir} holds an earlier run's results but no journal ({JOURNAL_NAME} "
+                         "is missing or empty), so its jobs would be paid for again: restore the "
+                         "journal, or use another --out")
 
 
 @contextmanager

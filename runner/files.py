@@ -51,9 +51,24 @@ class Folder:
         if pure.suffix.lower() != ".mp4":
             pure = pure.with_name(pure.name + ".mp4")
         taken = owner(str(pure))
-        if (taken is not None and taken != key) or str(pure.with_suffix(".json")) in self.reserved:
+        if ((taken is not None and taken != key) or (taken is None and self._foreign(str(pure), key))
+                or str(pure.with_suffix(".json")) in self.reserved):
             pure = pure.with_name(f"{pure.stem}_{key[:10]}.mp4")
         return Targets(str(pure), str(pure.with_suffix(".jpg")), str(pure.with_suffix(".json")))
+
+    def _foreign(self, video: str, key: str) -> bool:
+        """Whether a file the journal knows nothing of is already at `video`: someone else's,
+        never to be replaced, unless the sidecar beside it names job `key` (its own video,
+        placed before a crash kept the journal from recording it)."""
+        path = os.path.join(self.root, video)
+        if not os.path.lexists(path):
+            return False
+        try:
+            with open(path[:-4] + ".json", encoding="utf-8") as stream:
+                found = json.load(stream)
+        except (OSError, ValueError):
+            return True
+        return not isinstance(found, dict) or found.get("key") != key
 
     def _inside(self, filename: str) -> bool:
         """Whether `filename` names a file below the folder (by its text: `..`, absolute paths,

@@ -23,7 +23,7 @@ from enginekit import (
 
 from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
-from runner.errors import AuthError
+from runner.errors import AuthError, StateError
 from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 
@@ -87,6 +87,36 @@ def test_a_sidecar_never_takes_the_name_of_the_runs_summary(tmp_path: Path) -> N
     assert row["sidecar"] == f"summary_{row['key'][:10]}.json"
     assert json.loads((out / "summary.json").read_text("utf-8"))["counts"] == {"downloaded": 1}
     assert json.loads((out / row["sidecar"]).read_text("utf-8"))["key"] == row["key"]
+
+
+@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
+        tmp_path: Path, loss: str) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(manifest, out, sim)
+        videos = {path: path.read_bytes() for path in out.rglob("*.mp4")}
+        journal = out / "journal.sqlite"
+        journal.unlink() if loss == "deleted" else journal.write_bytes(b"")
+        planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+        for attempt in (lambda: diff(planned, out), lambda: run(manifest, out, sim)):
+            with pytest.raises(StateError, match=f"{out} holds an earlier run's results but no journal"):
+                attempt()
+        assert sim.books.creates_accepted == 8
+    assert len(videos) == 8 and {path: path.read_bytes() for path in out.rglob("*.mp4")} == videos
+
+
+def test_a_file_the_journal_does_not_know_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "rain").mkdir(parents=True)
+    (out / "rain" / "none_1.mp4").write_bytes(b"the user's own clip")
+    with run_in_thread(sim_settings()) as sim:
+        report = run(write_manifest(tmp_path, prompts=[{"id": "rain", "text": PROMPTS[0]}]), out, sim)
+    (row,) = [row for row in journal_rows(out) if json.loads(row["axes"])["vibe"] == "none"
+              and json.loads(row["axes"])["n"] == 1]
+    assert report.outcome.exit_code == 0
+    assert (out / "rain" / "none_1.mp4").read_bytes() == b"the user's own clip"
+    assert row["file"] == f"rain/none_1_{row['key'][:10]}.mp4" and (out / row["file"]).stat().st_size > 1000
 
 
 def test_the_budget_stops_submitting_and_the_next_run_resumes(tmp_path: Path) -> None:
