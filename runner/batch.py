@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runner import nightly, report
+from runner import files, nightly, report
 from runner.api import DEFAULT_BASE_URL, LeonardoClient, Timeouts, open_client
 from runner.config import output_folder
 from runner.control import (
@@ -133,6 +133,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     notify_url = config.notify_url or planned.notify_url
     with _held(out_dir) as (lock, journal):
         nightly.took_over(lock)
+        kept = files.identity(out_dir)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
         try:
@@ -153,16 +154,30 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             raise
         finally:
             with _signals_held():
+                journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
+                                at=clock.wall())
                 try:
-                    journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
-                                    at=clock.wall())
-                    results = write_results(journal, out_dir)
-                    report.write_report(out_dir, results)
-                except OSError as exc:
-                    raise StateError(f"{out_dir}: cannot write the run's results: "
-                                     f"{exc.strerror or exc}") from exc
+                    results = _write_end(journal, out_dir, kept)
+                except StateError as exc:  # the run's row says so too, as `status` shows it
+                    journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
+                    raise
                 nightly.run_ended(results.summary, notify_url)
     return RunReport(out_dir, outcome, results)
+
+
+def _write_end(journal: Journal, out_dir: Path, kept: tuple[int, int] | None) -> report.RunResults:
+    """The run's results and report, written into its folder, which must still be the one the
+    run began in (`kept`, its identity): never into a folder made anew where it was."""
+    if files.identity(out_dir) != kept:
+        raise StateError(f"{out_dir} was moved or deleted during the run, its journal with it: "
+                         "run again where the folder is now")
+    try:
+        results = write_results(journal, out_dir)
+        report.write_report(out_dir, results)
+    except OSError as exc:
+        raise StateError(f"{out_dir}: cannot write the run's results "
+                         f"({exc.filename or 'its files'}): {exc.strerror or exc}") from exc
+    return results
 
 
 @contextmanager

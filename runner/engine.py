@@ -246,7 +246,9 @@ class Engine:
             except* OSError as group:  # raised here, or by the poster's task alongside
                 error = group.exceptions[0]
                 problem = f"cannot write {error.filename or where.video}: {error.strerror or error}"
-                if error.errno in _FOLDER_REFUSED:
+                if self.folder.moved():
+                    problem = f"{self.folder.root} was moved or deleted during the run"
+                if error.errno in _FOLDER_REFUSED or self.folder.moved():
                     ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
             if problem is not None:
                 await self.submitter.fail(row, f"download failed: {problem}", "download")

@@ -8,6 +8,7 @@ after the rename does the journal call the job downloaded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import struct
@@ -41,6 +42,11 @@ class Folder:
         self.root = os.path.abspath(root)
         self.reserved = reserved
         self._made: set[str] = set()
+        self._identity = identity(self.root)
+
+    def moved(self) -> bool:
+        """Whether the folder is no longer at its path (moved or deleted since this began)."""
+        return identity(self.root) != self._identity
 
     def targets(self, filename: str, key: str, owner: Callable[[str], str | None]) -> Targets:
         """Where a job's files go: its planned name, unless that escapes the folder (then its
@@ -85,9 +91,21 @@ class Folder:
         path = os.path.join(self.root, relative)
         directory = os.path.dirname(path)
         if directory not in self._made:
+            if self.moved():  # never make the folder anew where it was
+                raise FileNotFoundError(errno.ENOENT, "the output folder was moved or deleted",
+                                        self.root)
             os.makedirs(directory, exist_ok=True)
             self._made.add(directory)
         return path
+
+
+def identity(path: str | Path) -> tuple[int, int] | None:
+    """The device and inode of what is at `path` (links not followed), or None for nothing."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class Part:

@@ -7,10 +7,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from enginekit import audit, journal_rows, run, sim_settings, write_manifest
 
 from runner.batch import RunConfig, plan_for
+from runner.control import Event
+from runner.errors import StateError
 from runner.simulator import run_in_thread
+from runner.state import Journal
 
 
 def first_job(manifest: Path, out: Path) -> tuple[str, str]:
@@ -60,3 +64,39 @@ def test_a_full_disk_fails_the_download_and_stops_submitting(tmp_path: Path) -> 
     assert not left and created <= 2  # the job in flight when the disk filled up, and nothing after it
     assert again.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
     assert books["books"].creates_accepted == 8
+
+
+def test_a_folder_moved_during_the_run_is_never_made_anew_and_resumes_where_it_went(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={"concurrency": 2})
+    out, moved = tmp_path / "out", tmp_path / "archived"
+
+    def move_at_the_first_submit(event: Event) -> None:
+        if event.kind == "submitted" and out.exists():
+            out.rename(moved)  # an archiving script, say, while the run goes on
+
+    with run_in_thread(sim_settings()) as sim:
+        with pytest.raises(StateError, match=f"{out} was moved or deleted during the run"):
+            run(manifest, out, sim, sink=move_at_the_first_submit)
+        assert not out.exists()  # no videos, results or folders written where it was
+        with Journal.open(moved, create=False) as journal:
+            last = journal.last_run()
+        resumed = run(manifest, moved, sim)
+        books = audit(moved, sim)
+    assert last is not None and last.exit_code == 4
+    assert "moved or deleted during the run" in (last.exit_reason or "")
+    assert resumed.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert books["books"].creates_accepted == 8
+
+
+def test_results_that_cannot_be_written_end_the_run_with_exit_4_in_its_record_too(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    (out / "errors.jsonl").mkdir(parents=True)  # in the way of a results file
+    with run_in_thread(sim_settings()) as sim:
+        with pytest.raises(StateError, match=f"{out}: cannot write the run's results"):
+            run(manifest, out, sim)
+    with Journal.open(out, create=False) as journal:
+        last = journal.last_run()
+    assert last is not None and last.exit_code == 4
+    assert {row["state"] for row in journal_rows(out)} == {"downloaded"}
