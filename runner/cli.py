@@ -53,6 +53,14 @@ def main() -> None:
     """Generate videos in bulk with Leonardo.AI's Hailuo 2.3 models, from a YAML manifest."""
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """A folder given as an empty word (a variable left unset in a crontab, say) is refused,
+    not taken for the current folder."""
+    if value == "":
+        raise click.BadParameter("is empty (an unset variable?); give a folder, or leave it out")
+    return None if value is None else Path(value)
+
+
 max_jobs_option = click.option("--max-jobs", type=int,
                                help="Refuse plans with more jobs than this [1000].")
 prices_option = click.option("--prices", type=click.Path(dir_okay=False),
@@ -95,7 +103,7 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None, prices: dic
 @click.argument("file", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text")
 @max_jobs_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(file_okay=False), callback=_not_empty,
               help="Show each job's state in this output folder (default: the manifest's output.dir).")
 @prices_option
 def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
@@ -299,7 +307,7 @@ def _http_url(url: str, what: str) -> str:
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=click.Path(), callback=_not_empty,
               help="Output folder (default: the manifest's output.dir).")
 @click.option("--concurrency", type=int, help="Generations in flight at once [10].")
 @click.option("--submit-per-minute", type=float, help="Create requests a minute [100].")

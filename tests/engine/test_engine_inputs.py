@@ -75,3 +75,14 @@ def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(tmp_path: P
     assert code == 4 and "simulator-state.jsonl: cannot write the simulator state" in stderr
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_an_empty_out_is_a_usage_error_not_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    manifest = write_manifest(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    simulate = ["--simulate"] if command == "run" else []
+    code, _, stderr = invoke(command, str(manifest), "--out", "", *simulate)
+    assert code == 2 and "'--out': is empty (an unset variable?)" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [manifest.name]
