@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ POLL_AGAIN = frozenset({"timeout", "download"})
 # off): the next run takes such jobs up again by itself. The others (moderation, invalid, a
 # FAILED render, a deleted generation) wait for --retry-failed.
 PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
+# What to do with a journal a hand edit damaged.
+RESTORE_HINT = "restore the journal from a copy, or use another output folder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +147,20 @@ class JobRow:
 
     @classmethod
     def from_sql(cls, row: tuple[Any, ...]) -> JobRow:
-        values = dict(zip(ROW_COLUMNS, row))
-        upload = json.loads(values.pop("upload")) if values["upload"] else None
-        values["index"] = values.pop("idx")
-        values["planned"] = bool(values["planned"])
-        values["axes"] = json.loads(values["axes"])
-        values["styles"] = tuple(json.loads(values["styles"]))
-        values["request"] = json.loads(values["request"])
-        values["upload"] = Upload(Path(upload["path"]), upload["sha256"],
-                                  upload["extension"]) if upload else None
-        return cls(**values)
+        """The job of a row of ROW_COLUMNS (JobRow's fields in their order, `idx` being `index`).
+        A row whose JSON or numbers cannot be read (a hand edit) is a StateError naming the job
+        and the first such column."""
+        try:
+            _numbers_read(_numbers(row))
+            key, index, planned, state, prompt, axes, styles, request, filename, upload, *rest = row
+            return cls(key, index, bool(planned), state, prompt, _mapping(axes), _names(styles),
+                       _mapping(request), filename, _upload(upload), *rest)
+        except _UNREADABLE as exc:
+            column = next(column for column, read in _READERS.items()
+                          if not _reads(read, row[ROW_COLUMNS.index(column)]))
+            value = repr(row[ROW_COLUMNS.index(column)])
+            raise StateError(f"job {row[0][:10]}: its {column} in the journal ({value:.40}) "
+                             f"cannot be read: {RESTORE_HINT}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +185,56 @@ class Move:
             values[_POSITION[name]] = value
         return JobRow(*values)
 
+
+def _numbers_read(values: tuple[Any, ...]) -> None:
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        raise TypeError("text where a number belongs")
+
+
+def _number(value: Any) -> None:
+    _numbers_read((value,))
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if type(value) is not dict:
+        raise TypeError("not a JSON object")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    value = json.loads(text)
+    if type(value) is not list:
+        raise TypeError("not a JSON array")
+    return tuple(value)
+
+
+def _upload(text: str | None) -> Upload | None:
+    if not text:
+        return None
+    value = json.loads(text)
+    return Upload(Path(value["path"]), value["sha256"], value["extension"])
+
+
+def _reads(read: Callable[[Any], object], value: Any) -> bool:
+    try:
+        read(value)
+    except _UNREADABLE:
+        return False
+    return True
+
+
+# What reading a column raises when a hand edit damaged it; the columns that hold numbers (or
+# NULL); how each column JobRow.from_sql reads is read alone, to name the one it could not read.
+_UNREADABLE = (ValueError, TypeError, KeyError)
+_NUMBER_COLUMNS = ("idx", "planned", "estimated_cost", "reserved_usd", "cost_usd", "cost_credits",
+                   "run_id", "attempts", "create_sent_at", "submitted_at", "completed_at",
+                   "downloaded_at", "render_seconds", "spent_before_usd")
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_numbers = operator.itemgetter(*(ROW_COLUMNS.index(column) for column in _NUMBER_COLUMNS))
+_READERS: dict[str, Callable[[Any], object]] = {
+    **dict.fromkeys(_NUMBER_COLUMNS, _number),
+    "axes": _mapping, "styles": _names, "request": _mapping, "upload": _upload}
 
 _FIELDS = tuple(f.name for f in fields(JobRow))
 _values = operator.attrgetter(*_FIELDS)

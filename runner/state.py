@@ -10,7 +10,8 @@ finds each job in a state that says exactly what is still to do and never pays t
        └── unsent ──┘  └──> failed <┴────────────┘
 
 The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
-to n + 1, so an old file is upgraded in place when it is opened.
+to n + 1, so an old file is upgraded in place when a run opens it. The commands that only read a
+folder never write its journal: they read an old file through an upgraded copy in memory.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from typing import Any, Self
 
 from runner.errors import StateError, UsageError
 from runner.plan import Job, Upload
-from runner.rows import ROW_COLUMNS, JobRow, Move
+from runner.rows import RESTORE_HINT, ROW_COLUMNS, JobRow, Move
 
 JOURNAL_NAME = "journal.sqlite"
 
 IN_FLIGHT = ("submitting", "submitted", "complete")
+STATES = ("pending", *IN_FLIGHT, "downloaded", "failed")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -91,6 +93,9 @@ _REPORTED = "planned = 1 OR state != 'pending' OR spent_before_usd > 0"
 # ones still in flight, which it carries on with.
 _ANSWERED = f"planned = 1 OR state IN {IN_FLIGHT}"
 _COUNTED = {"reported": _REPORTED, "planned": "planned = 1", "answered": _ANSWERED}
+# A job in a state the runner does not know, found in the index of states alone.
+_UNKNOWN_STATE = (f"SELECT key, state FROM jobs WHERE state = (SELECT state FROM jobs "
+                  f"WHERE state NOT IN {STATES} LIMIT 1) LIMIT 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,6 @@ class RunRow:
     id: int
     name: str
     manifest: str
-    settings: dict[str, Any]
     started_at: float
     ended_at: float | None
     exit_code: int | None
@@ -118,26 +122,29 @@ class RunRow:
 class Journal:
     """The state store of one output folder. Open it with `Journal.open(folder)`."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, folder: Path | None = None) -> None:
         self.conn = conn
+        self.folder = folder
 
     @classmethod
     def open(cls, folder: Path, *, create: bool = True) -> Journal:
-        """The journal of `folder`, created (with the folder) when missing and `create` is set."""
+        """The journal of `folder`, created (with the folder) when missing and `create` is set.
+        Without `create` it is only read (`_read_only`). A job in a state this runner does not
+        know is refused: a run would neither carry it on nor count it as failed."""
         path = folder / JOURNAL_NAME
         if not create and not path.exists():
             raise UsageError(f"{folder}: no journal here ({JOURNAL_NAME} is missing); "
                              "is this a run's output folder?")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(conn)
+            conn = _writable(path) if create else _read_only(path)
+            unknown = conn.execute(_UNKNOWN_STATE).fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"{folder}: cannot use the journal: {exc}") from exc
-        return cls(conn)
+        if unknown is not None:
+            conn.close()
+            raise StateError(f"{folder}: job {unknown[0][:10]} is in the state {unknown[1]!r}, "
+                             f"which this runner does not know: {RESTORE_HINT}")
+        return cls(conn, folder)
 
     def close(self) -> None:
         self.conn.close()
@@ -166,11 +173,9 @@ class Journal:
                               "WHERE id = ?", (at, exit_code, reason, run_id))
 
     def last_run(self) -> RunRow | None:
-        row = self.conn.execute("SELECT id, name, manifest, settings, started_at, ended_at, "
-                                "exit_code, exit_reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        if row is None:
-            return None
-        return RunRow(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+        row = self.conn.execute("SELECT id, name, manifest, started_at, ended_at, exit_code, "
+                                "exit_reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else RunRow(*row)
 
     def sync_plan(self, jobs: Iterable[Job]) -> None:
         """Make the planned jobs the journal's planned set: new ones pending, known ones refreshed."""
@@ -190,30 +195,38 @@ class Journal:
 
     # --- reading --------------------------------------------------------------------------
 
+    def _rows(self, rows: Iterable[tuple[Any, ...]]) -> Iterator[JobRow]:
+        """`rows` of `_SELECT` as JobRows; one that cannot be read names the folder too."""
+        try:
+            yield from map(JobRow.from_sql, rows)
+        except StateError as exc:
+            if self.folder is None:
+                raise
+            raise StateError(f"{self.folder}: {exc}") from exc
+
     def job(self, key: str) -> JobRow:
         row = self.conn.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise StateError(f"job {key[:10]} is not in the journal")
-        return JobRow.from_sql(row)
+        return next(self._rows([row]))
 
     def pending_after(self, index: int, *, limit: int = 256) -> list[JobRow]:
         """Planned pending jobs after plan position `index`, in plan order, a page at a time."""
         rows = self.conn.execute(f"{_SELECT} WHERE state = 'pending' AND planned = 1 AND idx > ? "
-                                 "ORDER BY idx LIMIT ?", (index, limit)).fetchall()
-        return [JobRow.from_sql(row) for row in rows]
+                                 "ORDER BY idx LIMIT ?", (index, limit))
+        return list(self._rows(rows))
 
     def in_states(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
         marks = ", ".join("?" * len(wanted))
         rows = self.conn.execute(f"{_SELECT} WHERE state IN ({marks}) ORDER BY planned DESC, idx",
-                                 wanted).fetchall()
-        return [JobRow.from_sql(row) for row in rows]
+                                 wanted)
+        return list(self._rows(rows))
 
     def reported(self) -> Iterator[JobRow]:
         """The jobs the results speak of (`_REPORTED`), planned ones first, in plan order."""
-        cursor = self.conn.execute(f"{_SELECT} WHERE {_REPORTED} ORDER BY planned DESC, idx, key")
-        for row in cursor:
-            yield JobRow.from_sql(row)
+        yield from self._rows(self.conn.execute(f"{_SELECT} WHERE {_REPORTED} "
+                                                "ORDER BY planned DESC, idx, key"))
 
     def states_of(self, keys: Iterable[str]) -> dict[str, str]:
         """The state of each of `keys` the journal knows."""
@@ -229,7 +242,7 @@ class Journal:
     def money(self, run_id: int | None = None) -> Money:
         """Spent and reserved money, each job counted by `JobRow.spent_usd`, the one rule of it."""
         spent = reserved = spent_run = reserved_run = 0.0
-        for row in map(JobRow.from_sql, self.conn.execute(_SELECT)):
+        for row in self._rows(self.conn.execute(_SELECT)):
             spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
             if row.run_id == run_id:
                 spent_run, reserved_run = spent_run + row.spent_usd, reserved_run + row.reserved_usd
@@ -338,6 +351,45 @@ def unfinished(folder: Path) -> tuple[int, int]:
     except sqlite3.Error:
         return 0, 0
     return int(in_flight), int(waiting)
+
+
+def _connect(database: str | Path, *, uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(database, uri=uri, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _writable(path: Path) -> sqlite3.Connection:
+    """The journal at `path` for a run: created when missing, in WAL mode, of the newest version."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    migrate(conn)
+    return conn
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """The journal at `path` opened never to be written: read only, or immutable where SQLite
+    cannot make the files of its WAL beside it (a read-only folder or mount); a file of an older
+    version is read through a copy in memory, upgraded, so the file stays as it is."""
+    address = f"{path.resolve().as_uri()}?mode=ro"
+    conn = _connect(address, uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            raise
+        conn = _connect(f"{address}&immutable=1", uri=True)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < len(MIGRATIONS):
+        copy = _connect(":memory:")
+        conn.backup(copy)
+        conn.close()
+        conn = copy
+    migrate(conn)
+    return conn
 
 
 def migrate(conn: sqlite3.Connection) -> int:

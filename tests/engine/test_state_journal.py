@@ -1,15 +1,18 @@
-"""The journal: transitions, money, plan sync, and the upgrade of a file of an older version."""
+"""The journal: transitions, money, plan sync, the upgrade of a file of an older version, the
+commands that only read it, and a jobs table a hand edit damaged."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from enginekit import job, step
+from enginekit import invoke, job, sim_settings, step, write_manifest
 
 from runner.errors import StateError
 from runner.plan import Upload
+from runner.simulator import run_in_thread
 from runner.state import JOURNAL_NAME, MIGRATIONS, Journal
 
 
@@ -156,3 +159,97 @@ def test_a_write_the_file_refuses_is_a_state_error_and_leaves_nothing_half_writt
         step(refused, job(1).key, "submitting", run_id=1, at=1.0)
     assert not conn.in_transaction and refused.job(job(1).key).state == "pending"
     conn.close()
+
+
+def planned(folder: Path) -> Path:
+    """A journal of two planned jobs in `folder`, in WAL mode as a run leaves it; its path."""
+    with Journal.open(folder) as journal:
+        journal.sync_plan([job(1), job(2)])
+    return folder / JOURNAL_NAME
+
+
+def edit(path: Path, statement: str, *values: Any) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(statement, values)
+    conn.close()
+
+
+def test_a_reader_opens_the_journal_read_only_and_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = planned(tmp_path)
+    before = path.read_bytes()
+    with Journal.open(tmp_path, create=False) as journal:
+        assert journal.counts() == {"pending": 2}
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            journal.conn.execute("UPDATE jobs SET planned = 0")
+    assert path.read_bytes() == before
+
+
+def test_a_reader_reads_an_old_journal_through_an_upgraded_copy_and_never_upgrades_the_file(
+        tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(";".join(MIGRATIONS[:4]) + "; PRAGMA user_version = 4;")
+    conn.execute("INSERT INTO jobs (key, idx, planned, state, prompt, axes, styles, request, "
+                 "filename, estimated_cost, generation_id, cost_usd) VALUES ('k', 0, 1, "
+                 "'downloaded', 'p', '{}', '[]', '{}', 'a.mp4', 0.27, 'g1', 0.3)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with Journal.open(tmp_path, create=False) as journal:
+        version = journal.conn.execute("PRAGMA user_version").fetchone()[0]
+        row = journal.job("k")
+    assert version == len(MIGRATIONS) and (row.state, row.spent_usd) == ("downloaded", 0.3)
+    assert path.read_bytes() == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    conn.close()
+
+
+def test_a_reader_reads_a_folder_where_sqlite_cannot_make_the_wal(tmp_path: Path) -> None:
+    """As in a read-only folder or mount (a chmod does not stop root): the journal is read as
+    immutable."""
+    planned(tmp_path)
+    (tmp_path / f"{JOURNAL_NAME}-wal").mkdir()
+    with Journal.open(tmp_path, create=False) as journal:
+        assert journal.counts() == {"pending": 2}
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("axes", "not json"), ("axes", "null"), ("styles", "5"), ("request", "{"),
+    ("upload", '{"x": 1}'), ("cost_usd", "abc"), ("submitted_at", "noon")])
+def test_a_row_a_hand_edit_damaged_is_a_state_error_naming_the_folder_the_job_and_the_column(
+        tmp_path: Path, column: str, value: str) -> None:
+    edit(planned(tmp_path), f"UPDATE jobs SET {column} = ? WHERE key = ?", value, job(2).key)
+    with Journal.open(tmp_path, create=False) as journal, pytest.raises(StateError) as caught:
+        list(journal.reported())
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path}: job {job(2).key[:10]}: its {column} in the journal")
+    assert message.endswith("restore the journal from a copy, or use another output folder")
+
+
+def test_status_of_a_damaged_row_exits_4_with_no_traceback(tmp_path: Path) -> None:
+    edit(planned(tmp_path), "UPDATE jobs SET request = '{' WHERE key = ?", job(1).key)
+    code, _, stderr = invoke("status", str(tmp_path))
+    assert code == 4 and f"job {job(1).key[:10]}: its request in the journal" in stderr
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_job_in_a_state_the_runner_does_not_know_is_refused_when_the_journal_opens(
+        tmp_path: Path, create: bool) -> None:
+    edit(planned(tmp_path), "UPDATE jobs SET state = 'DOWNLOADED' WHERE key = ?", job(2).key)
+    with pytest.raises(StateError, match=f"^{tmp_path}: job {job(2).key[:10]} is in the state "
+                                         "'DOWNLOADED', which this runner does not know"):
+        Journal.open(tmp_path, create=create)
+
+
+def test_a_run_refuses_a_folder_with_a_job_in_an_unknown_state_and_never_ends_with_0(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        args = ("run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--quiet")
+        assert invoke(*args, key=sim.api_key)[0] == 0
+        edit(out / JOURNAL_NAME, "UPDATE jobs SET state = 'bogus' WHERE idx = 0")
+        code, _, stderr = invoke(*args, key=sim.api_key)
+    assert code == 4 and "is in the state 'bogus', which this runner does not know" in stderr
