@@ -157,7 +157,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
                                 at=clock.wall())
                 try:
-                    results = _write_end(journal, out_dir, kept)
+                    results = _write_end(journal, run_id, out_dir, kept)
                 except StateError as exc:  # the run's row says so too, as `status` shows it
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                     raise
@@ -165,14 +165,15 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     return RunReport(out_dir, outcome, results)
 
 
-def _write_end(journal: Journal, out_dir: Path, kept: tuple[int, int] | None) -> report.RunResults:
-    """The run's results and report, written into its folder, which must still be the one the
-    run began in (`kept`, its identity): never into a folder made anew where it was."""
+def _write_end(journal: Journal, run_id: int, out_dir: Path,
+               kept: tuple[int, int] | None) -> report.RunResults:
+    """The results and report of the run `run_id`, written into its folder, which must still be
+    the one the run began in (`kept`, its identity): never into a folder made anew where it was."""
     if files.identity(out_dir) != kept:
         raise StateError(f"{out_dir} was moved or deleted during the run, its journal with it: "
                          "run again where the folder is now")
     try:
-        results = write_results(journal, out_dir)
+        results = write_results(journal, out_dir, run_id)
         report.write_report(out_dir, results)
     except OSError as exc:
         raise StateError(f"{out_dir}: cannot write the run's results "

@@ -54,13 +54,14 @@ def collect(out_dir: Path) -> report.RunResults:
         return compute(journal, out_dir)
 
 
-def compute(journal: Journal, out_dir: Path) -> report.RunResults:
+def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> report.RunResults:
+    """The folder's records, and its summary as of the run `run_id` (else the latest)."""
     records = tuple(record(row) for row in journal.reported())
     counts: dict[str, int] = {}
     for item in records:
         counts[item["state"]] = counts.get(item["state"], 0) + 1
     money = journal.money()
-    run = journal.last_run()
+    run = journal.last_run(run_id)
     ended = run.ended_at if run else None
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
@@ -74,9 +75,10 @@ def compute(journal: Journal, out_dir: Path) -> report.RunResults:
     return report.RunResults(out_dir, summary, records)
 
 
-def write_results(journal: Journal, out_dir: Path) -> report.RunResults:
-    """Write the four results files (each whole or not at all) and return what they hold."""
-    results = compute(journal, out_dir)
+def write_results(journal: Journal, out_dir: Path, run_id: int) -> report.RunResults:
+    """Write the four results files of the run `run_id` (each whole or not at all) and return
+    what they hold."""
+    results = compute(journal, out_dir, run_id)
     files.write_text(out_dir / RESULTS, _lines(results.records))
     files.write_text(out_dir / ERRORS, _lines(results.failures))
     table = io.StringIO()

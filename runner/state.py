@@ -172,9 +172,11 @@ class Journal:
             self.conn.execute("UPDATE runs SET ended_at = ?, exit_code = ?, exit_reason = ? "
                               "WHERE id = ?", (at, exit_code, reason, run_id))
 
-    def last_run(self) -> RunRow | None:
+    def last_run(self, run_id: int | None = None) -> RunRow | None:
+        """The run `run_id`, or the latest one."""
         row = self.conn.execute("SELECT id, name, manifest, started_at, ended_at, exit_code, "
-                                "exit_reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+                                "exit_reason FROM runs WHERE id = COALESCE(?, (SELECT MAX(id) "
+                                "FROM runs))", (run_id,)).fetchone()
         return None if row is None else RunRow(*row)
 
     def sync_plan(self, jobs: Iterable[Job]) -> None:

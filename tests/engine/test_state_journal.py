@@ -12,6 +12,7 @@ from enginekit import invoke, job, sim_settings, step, write_manifest
 
 from runner.errors import StateError
 from runner.plan import Upload
+from runner.results import write_results
 from runner.simulator import run_in_thread
 from runner.state import JOURNAL_NAME, MIGRATIONS, Journal
 
@@ -253,3 +254,14 @@ def test_a_run_refuses_a_folder_with_a_job_in_an_unknown_state_and_never_ends_wi
         edit(out / JOURNAL_NAME, "UPDATE jobs SET state = 'bogus' WHERE idx = 0")
         code, _, stderr = invoke(*args, key=sim.api_key)
     assert code == 4 and "is in the state 'bogus', which this runner does not know" in stderr
+
+
+def test_a_runs_summary_describes_that_run_even_when_a_later_one_began(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        first = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        journal.begin_run(name="n", manifest="m.yaml", settings={}, at=2.0)  # its lock lost
+        journal.end_run(first, exit_code=0, reason="every job downloaded", at=3.0)
+        summary = write_results(journal, tmp_path, first).summary
+        latest = journal.last_run()
+    assert (summary["started_at"], summary["exit_code"]) == ("1970-01-01T00:00:01.000Z", 0)
+    assert latest is not None and latest.id == first + 1

@@ -172,7 +172,7 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
             journal.apply([row.downloaded(run_id=run, at=5.0, file=job.filename, poster=None,
                                           sidecar=f"p/{job.index}.json")])
         journal.end_run(run, exit_code=0, reason="done", at=6.0)
-        found = results.write_results(journal, tmp_path)
+        found = results.write_results(journal, tmp_path, run)
     assert found.summary["spent_usd"] == 0.57
     status = CliRunner().invoke(main, ["status", str(tmp_path)], catch_exceptions=False)
     assert "spent $0.57, " in status.stdout
