@@ -199,7 +199,13 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
         folder = Path(journal).parent
         if folder.resolve() == out_dir.resolve():
             continue
-        in_flight, waiting = state.unfinished(folder)
+        found = state.unfinished(folder)
+        if isinstance(found, str):
+            log.warning("%s, an earlier start's folder, has a journal that cannot be read (%s): "
+                        "look at it before it is cleaned up", folder, found,
+                        extra={"unreadable_folder": str(folder), "problem": found})
+            continue
+        in_flight, waiting = found
         if in_flight or waiting:
             log.warning("%s, an earlier start's folder, still holds %s in flight (paid, not yet "
                         "downloaded) and %d not yet sent; this start does not resume them: run with "

@@ -339,19 +339,19 @@ def _updates(moves: Sequence[Move]) -> dict[str, list[tuple[Any, ...]]]:
     return grouped
 
 
-def unfinished(folder: Path) -> tuple[int, int]:
+def unfinished(folder: Path) -> tuple[int, int] | str:
     """How many jobs another output folder's journal holds in flight (paid, not downloaded) and
-    planned but not sent, read without a write to it; (0, 0) when it cannot be read."""
+    planned but not sent, read without a write to it; or why it cannot be read."""
     try:
-        conn = sqlite3.connect(f"file:{folder / JOURNAL_NAME}?mode=ro", uri=True)
+        conn = _read_only(folder / JOURNAL_NAME)
         try:
             in_flight, waiting = conn.execute(
                 f"SELECT TOTAL(state IN {IN_FLIGHT}), TOTAL(state = 'pending' AND planned = 1) "
                 "FROM jobs").fetchone()
         finally:
             conn.close()
-    except sqlite3.Error:
-        return 0, 0
+    except (OSError, sqlite3.Error, StateError) as exc:
+        return str(exc)
     return int(in_flight), int(waiting)
 
 

@@ -46,6 +46,16 @@ def test_a_start_in_a_new_folder_warns_of_the_earlier_ones_left_unfinished(tmp_p
     assert "night-6, an earlier" not in later.stderr and "night-7, an earlier" in later.stderr
 
 
+def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1)
+    (tmp_path / "out" / "nightly" / "night-5").mkdir(parents=True)
+    (tmp_path / "out" / "nightly" / "night-5" / "journal.sqlite").write_bytes(b"not a journal")
+    done = run_cli("run", manifest, "--run-id", "night-6", "--simulate", cwd=tmp_path)
+    assert done.returncode == 0
+    assert ("WARNING out/nightly/night-5, an earlier start's folder, has a journal that cannot be "
+            "read (file is not a database): look at it before it is cleaned up") in done.stderr
+
+
 def test_the_date_placeholder_names_the_nights_folder(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{date}", repeat=1)
     before = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
