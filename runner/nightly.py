@@ -15,6 +15,7 @@ import glob
 import logging
 import os
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -164,9 +165,25 @@ def took_over(lock: FolderLock) -> None:
     """Say so when the folder's last run died holding its lock (killed, or the machine rebooted)."""
     if lock.took_over:
         holder = lock.took_over
-        log.warning("took over the lock of %s: process %s on %s is gone; resuming its work",
-                    lock.path.parent, holder.get("pid"), holder.get("host"),
-                    extra={"previous_pid": holder.get("pid"), "previous_host": holder.get("host")})
+        pid, host = holder.get("pid"), holder.get("host")
+        fate = "is gone"
+        if host == socket.gethostname() and isinstance(pid, int) and _alive(pid):
+            fate = ("no longer holds it, though a process of that number runs: if it is that run "
+                    "and this folder a copy of its own, both would send the jobs not yet sent")
+        log.warning("took over the lock of %s: process %s on %s %s; resuming its work",
+                    lock.path.parent, pid, host, fate,
+                    extra={"previous_pid": pid, "previous_host": host})
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (perhaps another one, given that number)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],

@@ -4,7 +4,9 @@ exits 4 at once naming the holder, and a SIGKILLed run's lock is taken over by t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -49,5 +51,17 @@ def test_a_sigkilled_runs_lock_is_taken_over_and_its_work_resumed(tmp_path: Path
     assert second.returncode == 0, second.stderr
     (takeover,) = [e for e in json_log(log_file) if e["message"].startswith("took over the lock")]
     assert takeover["level"] == "warning" and takeover["previous_pid"] == first.pid
-    assert f"process {first.pid} on " in takeover["message"]
+    assert f"process {first.pid} on " in takeover["message"] and " is gone; " in takeover["message"]
     assert summary(tmp_path / "out")["counts"] == {"downloaded": 8}
+
+
+def test_a_copy_of_a_busy_folder_says_its_holder_still_runs(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings(fault_slow=1.0, slow_seconds=3600.0, time_scale=1.0)) as stuck:
+        with started("run", manifest, "--out", "out", "--base-url", stuck.base_url,
+                     "--api-key-file", key_file(tmp_path, stuck), cwd=tmp_path) as first:
+            shutil.copytree(tmp_path / "out", tmp_path / "copy")
+            copied = run_cli("run", manifest, "--out", "copy", "--simulate", cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert (f"took over the lock of copy: process {first.pid} on {socket.gethostname()} no longer "
+            "holds it, though a process of that number runs") in copied.stderr
