@@ -54,18 +54,23 @@ def main() -> None:
 
 
 def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
-    """A folder given as an empty word (a variable left unset in a crontab, say) is refused,
-    not taken for the current folder."""
+    """A path given as an empty word (a variable left unset in a crontab, say) is refused, not
+    taken for the current folder or for no file at all."""
     if value == "":
-        raise click.BadParameter("is empty (an unset variable?); give a folder, or leave it out")
+        raise click.BadParameter("is empty (an unset variable?); give a path, or leave it out")
     return None if value is None else Path(value)
+
+
+def _prices(path: Path | None) -> dict[str, Any]:
+    """The price table of --prices, read inside the command so that its problems are told as
+    the manifest's are (in JSON with --format json, logged and announced by `run`)."""
+    return {} if path is None else load_prices(path)
 
 
 max_jobs_option = click.option("--max-jobs", type=int,
                                help="Refuse plans with more jobs than this [1000].")
-prices_option = click.option("--prices", type=click.Path(dir_okay=False),
-                             callback=lambda ctx, param, path: load_prices(path) if path else {},
-                             help="Price table (JSON/YAML) overriding the estimates.")
+prices_option = click.option("--prices", "prices_file", type=click.Path(dir_okay=False),
+                             callback=_not_empty, help="Price table (JSON/YAML) overriding the estimates.")
 
 
 @main.command()
@@ -73,14 +78,21 @@ prices_option = click.option("--prices", type=click.Path(dir_okay=False),
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @max_jobs_option
 @prices_option
-def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None, prices: dict[str, Any]) -> None:
+def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
+             prices_file: Path | None) -> None:
     """Check manifests: every problem in every file, one per line (file:line:col: path: message)."""
     results: list[tuple[str, Plan | None, list]] = []
-    for file in files:
-        try:
-            results.append((file, make_plan(file, overrides={"max_jobs": max_jobs}, prices=prices), []))
-        except ManifestError as exc:
-            results.append((file, None, exc.issues))
+    try:
+        prices = _prices(prices_file)
+    except ManifestError as exc:  # the manifests cannot be priced: the table's problems alone
+        results.append((str(prices_file), None, exc.issues))
+    else:
+        for file in files:
+            try:
+                planned = make_plan(file, overrides={"max_jobs": max_jobs}, prices=prices)
+                results.append((file, planned, []))
+            except ManifestError as exc:
+                results.append((file, None, exc.issues))
     problems = sum(len(issues) for _, _, issues in results)
     if fmt == "json":
         click.echo(render.issues_json(results))
@@ -95,7 +107,7 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None, prices: dic
                     click.echo(f"{file}: warning: {warning}")
         if problems:
             bad = sum(1 for _, _, issues in results if issues)
-            click.echo(f"{problems} problem(s) in {bad} of {len(files)} file(s)", err=True)
+            click.echo(f"{problems} problem(s) in {bad} of {len(results)} file(s)", err=True)
     sys.exit(2 if problems else 0)
 
 
@@ -107,17 +119,19 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None, prices: dic
               help="Show each job's state in this output folder (default: the manifest's output.dir).")
 @prices_option
 def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
-         prices: dict[str, Any]) -> None:
+         prices_file: Path | None) -> None:
     """Show every job a manifest makes, with its key, request and estimated cost; where the
     output folder already holds a journal, what is new, in flight, done and failed."""
-    config = batch.RunConfig(manifest=Path(file), out=out, overrides={"max_jobs": max_jobs},
-                             prices=prices)
+    prices: dict[str, Any] | None = None
     try:
-        planned, folder = batch.plan_for(config)
+        prices = _prices(prices_file)
+        planned, folder = batch.plan_for(batch.RunConfig(
+            manifest=Path(file), out=out, overrides={"max_jobs": max_jobs}, prices=prices))
     except ManifestError as exc:
         if fmt == "text":
             raise
-        click.echo(render.issues_json([(file, None, exc.issues)]))
+        source = str(prices_file) if prices is None else file
+        click.echo(render.issues_json([(source, None, exc.issues)]))
         sys.exit(exc.exit_code)
     found = batch.diff(planned, folder) if (folder / JOURNAL_NAME).is_file() else None
     states = found.states() if found else None
@@ -347,7 +361,7 @@ def _http_url(url: str, what: str) -> str:
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float | None, request_timeout: str, retry_failed: bool,
         dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
-        log_file: Path | None, log_format: str, prices: dict[str, Any],
+        log_file: Path | None, log_format: str, prices_file: Path | None,
         **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped.
 
@@ -360,7 +374,7 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         hook = notify_url and _http_url(notify_url, "--notify-url")
         call = parse_duration(request_timeout, name="--request-timeout")
         config = batch.RunConfig(
-            manifest=manifest, out=out, overrides=overrides, prices=prices,
+            manifest=manifest, out=out, overrides=overrides, prices=_prices(prices_file),
             base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
             api_key=None if simulate or dry_run else _api_key(api_key_file),
             simulate=_simulated(simulate, time_scale),

@@ -98,11 +98,29 @@ def test_a_bad_prices_file_is_a_located_error(write_manifest: WriteManifest, tmp
     if content is not None:
         (tmp_path / "prices.yaml").write_text(content)
     monkeypatch.chdir(tmp_path)
-    for command in (["plan"], ["validate"]):
-        result = CliRunner().invoke(main, [*command, "--prices", "prices.yaml", "manifest.yaml"])
-        assert result.exit_code == 2
-        assert result.stderr == f"{error}\n1 problem(s); nothing was sent\n"
-        assert result.stdout == ""
+    planned = CliRunner().invoke(main, ["plan", "--prices", "prices.yaml", "manifest.yaml"])
+    assert planned.exit_code == 2 and planned.stdout == ""
+    assert planned.stderr == f"{error}\n1 problem(s); nothing was sent\n"
+    checked = CliRunner().invoke(main, ["validate", "--prices", "prices.yaml", "manifest.yaml"])
+    assert checked.exit_code == 2 and checked.stdout == f"{error}\n"
+    assert checked.stderr == "1 problem(s) in 1 of 1 file(s)\n"
+    for command in ("plan", "validate"):
+        as_json = CliRunner().invoke(main, [command, "--format", "json", "--prices", "prices.yaml",
+                                            "manifest.yaml"])
+        (found,) = json.loads(as_json.stdout)["files"]
+        assert as_json.exit_code == 2 and found["file"] == "prices.yaml" and not found["valid"]
+        issue = found["issues"][0]
+        assert f"{issue['file']}:{issue['line']}:{issue['column']}: {issue['path']}: " \
+               f"{issue['message']}" == error.split(" (hint: ")[0]
+
+
+def test_an_empty_prices_path_is_a_usage_error(write_manifest: WriteManifest, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    write_manifest({})
+    monkeypatch.chdir(tmp_path)
+    for command in ("plan", "validate"):
+        result = CliRunner().invoke(main, [command, "--prices", "", "manifest.yaml"])
+        assert result.exit_code == 2 and "'--prices': is empty (an unset variable?)" in result.stderr
 
 
 def test_every_problem_of_a_prices_file_is_reported(write_manifest: WriteManifest, tmp_path: Path,
