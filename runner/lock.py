@@ -77,7 +77,7 @@ class FolderLock:
         for longer than the probe, and never creates or changes the lock file."""
         try:
             fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
+        except OSError:  # none, or a link no run would take: nobody holds the folder
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -61,7 +61,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> repor
     for item in records:
         counts[item["state"]] = counts.get(item["state"], 0) + 1
     money = journal.money()
-    run = journal.last_run(run_id)
+    run = journal.run(run_id)
     ended = run.ended_at if run else None
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,

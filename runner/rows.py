@@ -149,7 +149,7 @@ class JobRow:
     def from_sql(cls, row: tuple[Any, ...]) -> JobRow:
         """The job of a row of ROW_COLUMNS (JobRow's fields in their order, `idx` being `index`).
         A row whose JSON or numbers cannot be read (a hand edit) is a StateError naming the job
-        and the first such column."""
+        and a column it cannot read."""
         try:
             _numbers_read(_numbers(row))
             key, index, planned, state, prompt, axes, styles, request, filename, upload, *rest = row

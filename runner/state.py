@@ -122,7 +122,7 @@ class RunRow:
 class Journal:
     """The state store of one output folder. Open it with `Journal.open(folder)`."""
 
-    def __init__(self, conn: sqlite3.Connection, folder: Path | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, folder: Path) -> None:
         self.conn = conn
         self.folder = folder
 
@@ -172,7 +172,7 @@ class Journal:
             self.conn.execute("UPDATE runs SET ended_at = ?, exit_code = ?, exit_reason = ? "
                               "WHERE id = ?", (at, exit_code, reason, run_id))
 
-    def last_run(self, run_id: int | None = None) -> RunRow | None:
+    def run(self, run_id: int | None = None) -> RunRow | None:
         """The run `run_id`, or the latest one."""
         row = self.conn.execute("SELECT id, name, manifest, started_at, ended_at, exit_code, "
                                 "exit_reason FROM runs WHERE id = COALESCE(?, (SELECT MAX(id) "
@@ -202,8 +202,6 @@ class Journal:
         try:
             yield from map(JobRow.from_sql, rows)
         except StateError as exc:
-            if self.folder is None:
-                raise
             raise StateError(f"{self.folder}: {exc}") from exc
 
     def job(self, key: str) -> JobRow:
@@ -375,6 +373,8 @@ def _read_only(path: Path) -> sqlite3.Connection:
     """The journal at `path` opened never to be written: read only, or immutable where SQLite
     cannot make the files of its WAL beside it (a read-only folder or mount); a file of an older
     version is read through a copy in memory, upgraded, so the file stays as it is."""
+    if path.stat().st_size == 0:
+        raise StateError(f"{path.parent}: {JOURNAL_NAME} is empty: {RESTORE_HINT}")
     address = f"{path.resolve().as_uri()}?mode=ro"
     conn = _connect(address, uri=True)
     try:
@@ -383,6 +383,11 @@ def _read_only(path: Path) -> sqlite3.Connection:
         conn.close()
         if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
             raise
+        wal = path.with_name(f"{path.name}-wal")
+        if wal.is_file() and wal.stat().st_size:  # an immutable file is read without its WAL
+            raise StateError(f"{path.parent}: the journal's last changes are in {wal.name}, which "
+                             "cannot be read where nothing can be written: read a writable "
+                             "copy of the folder") from exc
         conn = _connect(f"{address}&immutable=1", uri=True)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < len(MIGRATIONS):

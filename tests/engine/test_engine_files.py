@@ -80,7 +80,7 @@ def test_a_folder_moved_during_the_run_is_never_made_anew_and_resumes_where_it_w
             run(manifest, out, sim, sink=move_at_the_first_submit)
         assert not out.exists()  # no videos, results or folders written where it was
         with Journal.open(moved, create=False) as journal:
-            last = journal.last_run()
+            last = journal.run()
         resumed = run(manifest, moved, sim)
         books = audit(moved, sim)
     assert last is not None and last.exit_code == 4
@@ -97,6 +97,6 @@ def test_results_that_cannot_be_written_end_the_run_with_exit_4_in_its_record_to
         with pytest.raises(StateError, match=f"{out}: cannot write the run's results"):
             run(manifest, out, sim)
     with Journal.open(out, create=False) as journal:
-        last = journal.last_run()
+        last = journal.run()
     assert last is not None and last.exit_code == 4
     assert {row["state"] for row in journal_rows(out)} == {"downloaded"}

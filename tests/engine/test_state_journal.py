@@ -155,7 +155,7 @@ def test_a_write_the_file_refuses_is_a_state_error_and_leaves_nothing_half_writt
     with Journal.open(tmp_path) as journal:
         journal.sync_plan([job(1)])
     conn = sqlite3.connect(f"file:{tmp_path / JOURNAL_NAME}?mode=ro", uri=True, isolation_level=None)
-    refused = Journal(conn)
+    refused = Journal(conn, tmp_path)
     with pytest.raises(StateError, match="cannot write the journal: attempt to write a readonly"):
         step(refused, job(1).key, "submitting", run_id=1, at=1.0)
     assert not conn.in_transaction and refused.job(job(1).key).state == "pending"
@@ -217,6 +217,32 @@ def test_a_reader_reads_a_folder_where_sqlite_cannot_make_the_wal(tmp_path: Path
         assert journal.counts() == {"pending": 2}
 
 
+def test_a_reader_refuses_a_journal_whose_last_changes_it_cannot_read(tmp_path: Path) -> None:
+    """A copy taken while a run wrote (after a crash, say) keeps its last changes in the WAL,
+    which a journal read as immutable would pass over: the reader says so instead of showing
+    the older state."""
+    running, copy = tmp_path / "running", tmp_path / "copy"
+    with Journal.open(running) as journal:
+        journal.sync_plan([job(1), job(2)])
+        copy.mkdir()
+        for name in (JOURNAL_NAME, f"{JOURNAL_NAME}-wal"):
+            (copy / name).write_bytes((running / name).read_bytes())
+    shm = copy / f"{JOURNAL_NAME}-shm"
+    shm.symlink_to(shm.name)  # cannot be made, as where nothing can be written
+    with pytest.raises(StateError, match=f"^{copy}: the journal's last changes are in "
+                                         f"{JOURNAL_NAME}-wal, which cannot be read"):
+        Journal.open(copy, create=False)
+
+
+def test_a_reader_refuses_an_emptied_journal_and_leaves_the_report_alone(tmp_path: Path) -> None:
+    planned(tmp_path).write_bytes(b"")
+    (tmp_path / "report.html").write_text("the last good gallery", encoding="utf-8")
+    for command in ("status", "report"):
+        code, _, stderr = invoke(command, str(tmp_path))
+        assert code == 4 and f"{tmp_path}: {JOURNAL_NAME} is empty: restore the journal" in stderr
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == "the last good gallery"
+
+
 @pytest.mark.parametrize(("column", "value"), [
     ("axes", "not json"), ("axes", "null"), ("styles", "5"), ("request", "{"),
     ("upload", '{"x": 1}'), ("cost_usd", "abc"), ("submitted_at", "noon")])
@@ -262,6 +288,6 @@ def test_a_runs_summary_describes_that_run_even_when_a_later_one_began(tmp_path:
         journal.begin_run(name="n", manifest="m.yaml", settings={}, at=2.0)  # its lock lost
         journal.end_run(first, exit_code=0, reason="every job downloaded", at=3.0)
         summary = write_results(journal, tmp_path, first).summary
-        latest = journal.last_run()
+        latest = journal.run()
     assert (summary["started_at"], summary["exit_code"]) == ("1970-01-01T00:00:01.000Z", 0)
     assert latest is not None and latest.id == first + 1

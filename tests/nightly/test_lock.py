@@ -79,6 +79,7 @@ def test_a_lock_file_linked_to_another_file_is_refused_and_that_file_left_alone(
     link(precious, out / LOCK_NAME)
     with pytest.raises(StateError, match=f"output folder {out} is unusable: {LOCK_NAME} is "):
         FolderLock.acquire(out)
+    assert FolderLock.holder(out) is None  # what `status` asks: no run could hold it
     assert precious.read_text(encoding="utf-8") == "the user's notes"
 
 
