@@ -166,10 +166,11 @@ class Staging:
         return part
 
     def commit(self, parts: list[Part], sidecar: str, text: str) -> None:
-        """Each checked part flushed and renamed into place, then the sidecar written whole."""
+        """The sidecar written whole, then each checked part flushed and renamed into place: a
+        video in place always has beside it the sidecar that names its job."""
+        _replace_text(self.folder.place(sidecar), text)
         for part in parts:
             part.commit()
-        _replace_text(self.folder.place(sidecar), text)
 
     def __enter__(self) -> Staging:
         return self

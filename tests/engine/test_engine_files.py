@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from enginekit import audit, journal_rows, run, sim_settings, write_manifest
 
+from runner import files
 from runner.batch import RunConfig, plan_for
 from runner.control import Event
 from runner.errors import StateError
@@ -100,3 +101,18 @@ def test_results_that_cannot_be_written_end_the_run_with_exit_4_in_its_record_to
         last = journal.run()
     assert last is not None and last.exit_code == 4
     assert {row["state"] for row in journal_rows(out)} == {"downloaded"}
+
+
+def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path: Path) -> None:
+    """The journal may not know a video its job placed just before a crash; the sidecar, written
+    before the video, tells that job's own file from anyone else's."""
+    (tmp_path / "rain").mkdir()
+    (tmp_path / "rain" / "none_1.mp4").write_bytes(b"a video")
+    (tmp_path / "rain" / "none_1.json").write_text('{"key": "aaaaaaaaaaaa"}', encoding="utf-8")
+    folder = files.Folder(tmp_path)
+    assert folder.targets("rain/none_1.mp4", "aaaaaaaaaaaa", lambda _: None).video == "rain/none_1.mp4"
+    assert folder.targets("rain/none_1.mp4", "bbbbbbbbbbbb", lambda _: None).video == \
+        "rain/none_1_bbbbbbbbbb.mp4"
+    (tmp_path / "rain" / "none_1.json").unlink()
+    assert folder.targets("rain/none_1.mp4", "aaaaaaaaaaaa", lambda _: None).video == \
+        "rain/none_1_aaaaaaaaaa.mp4"
