@@ -133,7 +133,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     notify_url = config.notify_url or planned.notify_url
     with _held(out_dir) as (lock, journal):
         nightly.took_over(lock)
-        kept = files.identity(out_dir)
+        folder = files.Folder(out_dir, reserved=frozenset({SUMMARY}))  # a sidecar's name
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
         try:
@@ -147,7 +147,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned
-            outcome = asyncio.run(_drive(config, journal, run_id, out_dir, settings, runtime,
+            outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random()))
         except BaseException as exc:
             outcome = _broke_off(exc)
@@ -157,7 +157,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
                                 at=clock.wall())
                 try:
-                    results = _write_end(journal, run_id, out_dir, kept)
+                    results = _write_end(journal, run_id, out_dir, folder)
                 except StateError as exc:  # the run's row says so too, as `status` shows it
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                     raise
@@ -166,10 +166,10 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
 
 
 def _write_end(journal: Journal, run_id: int, out_dir: Path,
-               kept: tuple[int, int] | None) -> report.RunResults:
-    """The results and report of the run `run_id`, written into its folder, which must still be
-    the one the run began in (`kept`, its identity): never into a folder made anew where it was."""
-    if files.identity(out_dir) != kept:
+               folder: files.Folder) -> report.RunResults:
+    """The results and report of the run `run_id`, written into its folder (`out_dir`), which
+    must still be the one the run began in: never into a folder made anew where it was."""
+    if folder.moved():
         raise StateError(f"{out_dir} was moved or deleted during the run, its journal with it: "
                          "run again where the folder is now")
     try:
@@ -227,12 +227,12 @@ def _broke_off(exc: BaseException) -> Outcome:
     return Outcome(EXIT_FAILED, f"the run broke off on an error ({type(exc).__name__}): see its traceback")
 
 
-async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path,
+async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
                  rand: random.Random) -> Outcome:
     stop = Stop()
     tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock, budget_usd=settings.run.budget_usd)
-    async with _api(config, settings, out_dir) as client:
+    async with _api(config, settings, Path(folder.root)) as client:
         ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client, clock=clock,
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
                       backoff=config.backoff, timeout=settings.run.timeout)
@@ -249,7 +249,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, out_dir: Path
             if refused is not None:
                 return refused
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
-                return await Engine(ctx, settings, out_dir=out_dir).run()
+                return await Engine(ctx, settings, folder).run()
 
 
 @asynccontextmanager

@@ -13,7 +13,6 @@ import asyncio
 import errno
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runner import files
@@ -29,7 +28,7 @@ from runner.control import (
 )
 from runner.errors import AuthError, PermanentError, StateError, TransientError
 from runner.render import plural
-from runner.results import SUMMARY, iso
+from runner.results import iso
 from runner.schedule import PollPolicy, PollSchedule
 from runner.state import IN_FLIGHT, JobRow
 from runner.submit import Context, Submitter
@@ -58,10 +57,10 @@ class _Aborted(Exception):
 class Engine:
     """Runs every unfinished job of a journal to the end; `run()` says how it ended."""
 
-    def __init__(self, ctx: Context, settings: EngineSettings, *, out_dir: Path) -> None:
+    def __init__(self, ctx: Context, settings: EngineSettings, folder: files.Folder) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.folder = files.Folder(out_dir, reserved=frozenset({SUMMARY}))  # a sidecar's name
+        self.folder = folder
         self._placing = Batcher(files.place_all, in_thread=True)
         self._owners = ctx.store.file_owners()
         self.submitter = Submitter(ctx, submit_per_minute=settings.run.submit_per_minute,
@@ -246,9 +245,10 @@ class Engine:
             except* OSError as group:  # raised here, or by the poster's task alongside
                 error = group.exceptions[0]
                 problem = f"cannot write {error.filename or where.video}: {error.strerror or error}"
-                if self.folder.moved():
+                moved = self.folder.moved()
+                if moved:
                     problem = f"{self.folder.root} was moved or deleted during the run"
-                if error.errno in _FOLDER_REFUSED or self.folder.moved():
+                if error.errno in _FOLDER_REFUSED or moved:
                     ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
             if problem is not None:
                 await self.submitter.fail(row, f"download failed: {problem}", "download")
