@@ -207,8 +207,8 @@ def place_all(jobs: list[Placing]) -> list[OSError | None]:
 
 
 def write_text(dest: Path, text: str) -> None:
-    """A text file written whole or not at all."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """A text file written whole or not at all, into a folder that exists (one moved away is
+    never made anew by writing into it)."""
     _replace_text(str(dest), text)
 
 

@@ -5,10 +5,12 @@ later run downloads it once the folder takes writes again. A folder that refuses
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from enginekit import audit, journal_rows, run, sim_settings, write_manifest
+from enginekit import audit, journal_rows, run, sim_settings, wait_for_transitions, write_manifest
 
 from runner import files
 from runner.batch import RunConfig, plan_for
@@ -116,3 +118,15 @@ def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path
     (tmp_path / "rain" / "none_1.json").unlink()
     assert folder.targets("rain/none_1.mp4", "aaaaaaaaaaaa", lambda _: None).video == \
         "rain/none_1_aaaaaaaaaa.mp4"
+
+
+def test_a_simulated_run_whose_folder_is_moved_leaves_nothing_where_it_was(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    running = subprocess.Popen(  # renders of 1 to 2 real seconds at this scale
+        [sys.executable, "-m", "runner", "run", str(manifest), "--simulate", "--time-scale", "60",
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for_transitions(running, out, 2), running.communicate()
+    out.rename(tmp_path / "archived")
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 4 and "was moved or deleted during the run" in stderr, stderr
+    assert not out.exists()  # not even the simulated account's state file
