@@ -280,11 +280,12 @@ def render_text(results: RunResults, stream: TextIO) -> None:
 
 
 def _cost(record: dict[str, Any]) -> str:
-    """A job's cost, or its estimate marked "est." while its cost is unknown (see results.record)."""
-    if record.get("cost_usd"):
-        return f"${float(record['cost_usd']):.2f}"
-    estimate = record.get("estimated_cost_usd")
-    return "-" if estimate is None else f"est. ${float(estimate):.2f}"
+    """What a job spent (generations given up on included), marked "est." while the API has not
+    named its price, its estimate standing in (see results.record)."""
+    figure = record.get("spent_usd") or record.get("estimated_cost_usd")
+    if figure is None:
+        return "-"
+    return f"{'' if record.get('cost_usd') else 'est. '}${float(figure):.2f}"
 
 
 def _seconds(value: Any) -> str:

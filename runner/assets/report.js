@@ -161,8 +161,12 @@
     }, media, el("div", { class: "meta" },
       el("span", { class: "styles", text: styles }),
       el("span", { class: "figures" }, !job.cost_usd
-        ? el("span", { class: "estimate", title: "estimated cost", text: `est. ${money(job.estimated_cost_usd)}` })
-        : el("span", { class: "cost", title: `estimated ${money(job.estimated_cost_usd)}`, text: money(job.cost_usd) }),
+        ? el("span", { class: "estimate", title: "estimated cost",
+          text: `est. ${money(job.spent_usd || job.estimated_cost_usd)}` })
+        : el("span", {
+          class: "cost", text: money(job.spent_usd),
+          title: `spent on this job, generations given up on included; estimated ${money(job.estimated_cost_usd)}`,
+        }),
         job.render_seconds === null || job.render_seconds === undefined ? null
           : el("span", { class: "time", title: "render time", text: seconds(job.render_seconds) }),
         el("span", { class: "key", text: job.short_key || "" }))));

@@ -187,3 +187,15 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     assert "spent $0.57 of $0.81 estimated" in lines[1]
     assert [line.split()[3:5] for line in lines[4:]] == [["$0.30", "1s"], ["est.", "$0.27"],
                                                          ["est.", "$0.27"]]
+
+
+def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path: Path) -> None:
+    retried = {"key": "a" * 64, "short_key": "a" * 10, "index": 0, "state": "downloaded",
+               "axes": {"prompt": "rain", "n": 1}, "styles": [], "estimated_cost_usd": 0.45,
+               "cost_usd": 0.45, "spent_usd": 0.9, "render_seconds": 60.0, "file": "rain.mp4"}
+    waiting = {**retried, "key": "b" * 64, "short_key": "b" * 10, "index": 1, "state": "pending",
+               "cost_usd": None, "spent_usd": 0.0, "render_seconds": None, "file": None}
+    stream = io.StringIO()
+    report.render(report.RunResults(tmp_path, {"spent_usd": 0.9}, (retried, waiting)), "text", stream)
+    first, second = stream.getvalue().splitlines()[-2:]
+    assert "$0.90" in first and "$0.45" not in first and "est. $0.45" in second
