@@ -142,8 +142,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                  kinds=None if config.retry_failed else PASSING_FAILURES)
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
-            nightly.run_started(planned, out_dir, journal.counts("planned"),
-                                journal.counts())
+            nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
+                                nightly.cost_to_create(journal, None))
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned

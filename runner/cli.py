@@ -103,7 +103,7 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
             if plan is not None:
                 click.echo(f"{file}: ok, {render.plural(len(plan.jobs), 'job')}, "
                            f"estimated ${plan.estimated_usd:.2f}")
-                for warning in plan.warnings:
+                for warning in plan.warnings_for():
                     click.echo(f"{file}: warning: {warning}")
         if problems:
             bad = sum(1 for _, _, issues in results if issues)
@@ -383,9 +383,12 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         if dry_run:
             planned, folder = batch.plan_for(config)
             state = batch.diff(planned, folder)
+            to_create = render.to_create_usd(planned, state.states())
             click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, "
-                       f"estimated ${planned.estimated_usd:.2f}")
+                       f"estimated ${planned.estimated_usd:.2f}, ${to_create:.2f} of it to create")
             click.echo(_diff_line(state) + "; nothing was sent (dry run)")
+            for warning in planned.warnings_for(to_create):
+                click.echo(f"warning: {warning}")
             return
         progress = Progress(quiet=quiet, every=60.0)
         with progress.drawing():

@@ -187,16 +187,17 @@ def _alive(pid: int) -> bool:
 
 
 def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
-                everything: dict[str, int]) -> None:
-    """Log the plan's jobs by state (`counts`) and, when the folder also holds jobs this plan
-    no longer has (`everything` counts them too), that they are kept and stay in the results."""
+                everything: dict[str, int], to_create_usd: float) -> None:
+    """Log the plan's jobs by state (`counts`), its warnings (the budget's against the jobs
+    still to create, `to_create_usd`) and, when the folder also holds jobs this plan no longer
+    has (`everything` counts them too), that they are kept and stay in the results."""
     done = counts.get("downloaded", 0)
     log.info("run started: %s, %s (estimated $%.2f) into %s; %d already downloaded, "
              "%d to create", planned.name, plural(len(planned.jobs), "job"), planned.estimated_usd, out_dir,
              done, counts.get("pending", 0),
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
-    for warning in planned.warnings:
+    for warning in planned.warnings_for(to_create_usd):
         log.warning("%s: %s", planned.name, warning)
     others = sum(everything.values()) - sum(counts.values())
     if others:

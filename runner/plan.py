@@ -126,6 +126,17 @@ class Plan:
     def estimated_usd(self) -> float:
         return estimated_usd(self.jobs)
 
+    def warnings_for(self, to_create_usd: float | None = None) -> tuple[str, ...]:
+        """The plan's warnings, and whether the jobs still to create (`to_create_usd`, all of
+        them when unknown: a new folder) are estimated above the budget."""
+        budget = self.settings.budget_usd
+        estimated = self.estimated_usd if to_create_usd is None else round(to_create_usd, 2)
+        if budget is None or estimated <= budget:
+            return self.warnings
+        return (*self.warnings, f"the jobs to create are estimated at ${estimated:.2f}, above "
+                f"budget_usd (${budget:.2f}): a run stops submitting at the budget (exit 3), and "
+                "the next run goes on")
+
 
 def estimated_usd(jobs: Iterable[Job]) -> float:
     """What the jobs are estimated to cost, to the cent."""
@@ -238,11 +249,6 @@ class _Planner:
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
                                  f"{expansion.excluded}, skipped as invalid: {skipped})")
-        budget, estimated = self.settings.budget_usd, estimated_usd(jobs)
-        if budget is not None and estimated > budget:
-            self.warnings.append(f"the jobs are estimated at ${estimated:.2f}, above budget_usd "
-                                 f"(${budget:.2f}): a run stops submitting at the budget (exit 3), "
-                                 "and the next run goes on")
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
                     output_dir=self.output_dir,

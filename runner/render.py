@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from runner.catalog import Catalog
 from runner.errors import Issue
-from runner.plan import Job, Plan, canonical_json
+from runner.plan import Job, Plan, canonical_json, estimated_usd
 
 
 def plural(count: int, noun: str) -> str:
@@ -27,16 +27,17 @@ def job_record(job: Job, states: dict[str, str] | None = None) -> dict[str, Any]
              "id_placeholder": job.upload.placeholder}}
 
 
-def plan_summary(plan: Plan) -> dict[str, Any]:
+def plan_summary(plan: Plan, states: dict[str, str] | None = None) -> dict[str, Any]:
     return {"name": plan.name, "manifest": str(plan.source), "jobs": len(plan.jobs),
             "cells": plan.cells, "excluded": plan.excluded, "included": plan.included,
             "merged": plan.merged, "skipped_invalid": plan.skipped_invalid,
             "estimated_usd": plan.estimated_usd, "prices_are_estimates": True,
-            "warnings": list(plan.warnings)}
+            "to_create_usd": to_create_usd(plan, states),
+            "warnings": list(plan.warnings_for(to_create_usd(plan, states)))}
 
 
 def plan_json(plan: Plan, states: dict[str, str] | None = None) -> str:
-    return json.dumps({"summary": plan_summary(plan),
+    return json.dumps({"summary": plan_summary(plan, states),
                        "jobs": [job_record(j, states) for j in plan.jobs]},
                       indent=2, ensure_ascii=False)
 
@@ -66,7 +67,7 @@ def plan_text(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]
     for row in [header, *rows]:
         yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
     yield ""
-    yield from summary_lines(plan)
+    yield from summary_lines(plan, states)
 
 
 def _prompt_cell(job: Job) -> str:
@@ -79,14 +80,25 @@ _FIXED_AXES = frozenset({"prompt", "vibe", "lighting", "color_theme", "style_set
                          "resolution", "duration", "aspect_ratio", "start_frame", "n"})
 
 
-def summary_lines(plan: Plan) -> Iterator[str]:
+def to_create_usd(plan: Plan, states: dict[str, str] | None) -> float | None:
+    """The estimate of the jobs an output folder has not seen yet (`states`: its groups by job);
+    None without a folder, when every job is still to create."""
+    if states is None:
+        return None
+    return estimated_usd(job for job in plan.jobs if states.get(job.key, "new") == "new")
+
+
+def summary_lines(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]:
     yield (f"{plural(len(plan.jobs), 'job')} from {plural(plan.cells, 'cell')}: "
            f"{plan.excluded} removed by exclude, "
            f"{plan.included} added by include, {plan.skipped_invalid} skipped as invalid, "
            f"{plan.merged} merged duplicates")
     yield (f"estimated total: ${plan.estimated_usd:.2f} (price estimates; the actual cost of each "
            "job comes from the API)")
-    for warning in plan.warnings:
+    to_create = to_create_usd(plan, states)
+    if to_create is not None:
+        yield f"to create in the output folder: ${to_create:.2f}"
+    for warning in plan.warnings_for(to_create):
         yield f"warning: {warning}"
 
 

@@ -128,3 +128,18 @@ def test_the_defaults_run_help_shows_are_the_ones_a_run_uses() -> None:
           "--poll-interval": defaults.poll_interval, "--timeout": defaults.timeout,
           "--max-jobs": defaults.max_jobs, "--grace": defaults.grace,
           "--budget-usd": defaults.budget_usd}
+
+
+def test_on_a_resume_the_cost_and_the_budget_warning_count_only_the_jobs_left_to_create(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, run={"budget_usd": 1.5}), tmp_path / "out"  # 8 x $0.27
+    with run_in_thread(sim_settings()) as sim:
+        code, _, _ = invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
+                            "--budget-usd", "1.08", "--quiet", key=sim.api_key)
+    assert code == 3  # four jobs done, four left
+    _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+    _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
+    _, fresh, _ = invoke("run", str(manifest), "--out", str(tmp_path / "new"), "--dry-run")
+    assert "estimated $2.16, $1.08 of it to create" in dry and "warning" not in dry
+    assert "to create in the output folder: $1.08" in planned and "warning" not in planned
+    assert "warning: the jobs to create are estimated at $2.16, above budget_usd ($1.50)" in fresh

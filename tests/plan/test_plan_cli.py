@@ -16,7 +16,8 @@ VALID = Path(__file__).parent.parent / "data" / "manifests" / "valid"
 JOB_FIELDS = {"key", "short_key", "index", "axes", "styles", "request", "estimated_cost_usd",
               "filename", "start_frame"}
 SUMMARY_FIELDS = {"name", "manifest", "jobs", "cells", "excluded", "included", "merged",
-                  "skipped_invalid", "estimated_usd", "prices_are_estimates", "warnings"}
+                  "skipped_invalid", "estimated_usd", "to_create_usd", "prices_are_estimates",
+                  "warnings"}
 
 
 def invoke(monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
