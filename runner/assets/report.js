@@ -275,7 +275,9 @@
       el("span", { class: "section-axis", text: LABELS[view.row] }),
       el("span", { class: "section-value", text: value }),
       el("span", { class: "muted", text: `${jobs.length} jobs · ${done} done · ${money(spent)}` }));
-    if (view.row === "prompt" && view.col !== "prompt") {
+    const prompts = new Set(jobs.map((job) => job.prompt || ""));
+    if (view.row === "prompt" && view.col !== "prompt" && prompts.size === 1) {
+      // one text for the section; a prompt whose vars vary shows each text on its cells instead
       title.append(el("span", { class: "section-prompt", text: jobs[0].prompt || "" }));
     }
     const block = el("section", { class: "block", "data-value": value }, title);

@@ -192,3 +192,22 @@ def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="make browser"):
         asyncio.run(scenario())
+
+
+def test_a_section_shows_its_prompt_text_only_when_its_cells_share_it(driver: Driver,
+                                                                      tmp_path: Path) -> None:
+    def record(index: int, prompt: str, time: str, text: str) -> dict[str, Any]:
+        return {"key": f"{index:064x}", "short_key": f"{index:010x}", "index": index,
+                "state": "pending", "prompt": text, "axes": {"prompt": prompt, "time": time, "n": 1},
+                "styles": [], "estimated_cost_usd": 0.27, "spent_usd": 0.0}
+    records = [record(0, "street", "dusk", "Rain on a street at dusk"),
+               record(1, "street", "midnight", "Rain on a street at midnight"),
+               record(2, "cat", "dusk", "A cat asleep"), record(3, "cat", "midnight", "A cat asleep")]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    seen = driver.look(tmp_path, "(() => { for (const [id, axis] of [['row-axis', 'prompt'],"
+                                 " ['col-axis', 'time']]) { const s = document.getElementById(id);"
+                                 " s.value = axis; s.dispatchEvent(new Event('change')); }"
+                                 " return Object.fromEntries([...document.querySelectorAll('.block')]"
+                                 ".map((b) => [b.dataset.value, b.querySelector('.section-prompt')"
+                                 "?.textContent ?? null])); })()")
+    assert seen == {"street": None, "cat": "A cat asleep"}
