@@ -413,11 +413,13 @@ class _Planner:
 
 @functools.lru_cache(maxsize=4096, typed=True)
 def _part(value: Any) -> str:
-    """One placeholder's value, unable to add a folder or a parent step to a path.
+    """One placeholder's value, unable to add a folder or a parent step to a path; a var its
+    prompt does not use is `none`, as an unused style axis is.
 
     Cached: a plan of 100,000 jobs asks for the same few axis values a million times.
     """
-    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(value)).strip("-.")[:80] or "_"
+    text = "none" if value is None else str(value)
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")[:80] or "_"
 
 
 def _unique_filenames(jobs: list[Job]) -> tuple[list[Job], int]:

@@ -79,6 +79,15 @@ def test_the_default_name_tells_the_cell(write_manifest: WriteManifest) -> None:
         f"street/dusk_Pro-Photo+Foggy_hailuo-2_3_768p_6s_16-9_{n}.mp4" for n in (1, 2)]
 
 
+def test_a_var_a_prompt_does_not_use_names_its_files_none(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"time": ["dusk"]}, "styles": {"vibe": ["Clay"]},
+                           "prompts": [{"id": "street", "text": "A street at {time}"},
+                                       {"id": "cat", "text": "A cat asleep"}],
+                           "output": {"filename": "{prompt}/{time}_{vibe}_{n}.mp4"}})
+    assert [job.filename for job in make_plan(path).jobs] == ["street/dusk_Clay_1.mp4",
+                                                              "cat/none_Clay_1.mp4"]
+
+
 def test_every_placeholder_of_a_file_name(write_manifest: WriteManifest) -> None:
     path = write_manifest({
         "name": "every-placeholder", "vars": {"mood": ["calm"]},
