@@ -36,7 +36,7 @@ from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import FolderLock
-from runner.plan import Plan, make_plan
+from runner.plan import Plan, estimated_usd, make_plan
 from runner.rows import PASSING_FAILURES
 from runner.results import RESULTS, SUMMARY, write_results
 from runner.schedule import Backoff
@@ -78,6 +78,7 @@ class PlanDiff:
     in_flight: tuple[str, ...]
     done: tuple[str, ...]
     failed: tuple[str, ...]
+    to_create_usd: float = 0.0  # the estimate of the jobs a run would create (new, or again)
 
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done or failed."""
@@ -106,20 +107,27 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
     return planned, out_dir
 
 
-def diff(planned: Plan, out_dir: Path) -> PlanDiff:
-    """What a run of `planned` into `out_dir` would do; reads the journal, never creates one."""
+def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDiff:
+    """What a run of `planned` into `out_dir` would do (with `--retry-failed` or not); reads the
+    journal, never creates one."""
     states: dict[str, str] = {}
+    again: set[str] = set()  # failed jobs the run would create anew
     _journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(job.key for job in planned.jobs)
+            kinds = None if retry_failed else PASSING_FAILURES
+            again = {row.key for row in journal.to_retry(kinds) if not row.polled_again}
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
     for job in planned.jobs:
         state = states.get(job.key, "pending")
         group = ("new" if state == "pending" else "done" if state == "downloaded"
                  else "failed" if state == "failed" else "in_flight")
         by[group].append(job.key)
-    return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")))
+    to_create = estimated_usd(job for job in planned.jobs if job.key in again
+                              or states.get(job.key, "pending") in ("pending", "submitting"))
+    return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
+                    to_create_usd=to_create)
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,

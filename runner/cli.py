@@ -135,13 +135,14 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
         sys.exit(exc.exit_code)
     found = batch.diff(planned, folder) if (folder / JOURNAL_NAME).is_file() else None
     states = found.states() if found else None
+    to_create = found.to_create_usd if found else None
     if fmt == "json":
-        click.echo(render.plan_json(planned, states))
+        click.echo(render.plan_json(planned, states, to_create))
     elif fmt == "jsonl":
         for line in render.plan_jsonl(planned, states):
             click.echo(line)
     else:
-        for line in render.plan_text(planned, states):
+        for line in render.plan_text(planned, states, to_create):
             click.echo(line)
         if found:
             click.echo(_diff_line(found))
@@ -382,12 +383,11 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
             timeouts=Timeouts(call=call, download=max(300.0, call)))
         if dry_run:
             planned, folder = batch.plan_for(config)
-            state = batch.diff(planned, folder)
-            to_create = render.to_create_usd(planned, state.states())
-            click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, "
-                       f"estimated ${planned.estimated_usd:.2f}, ${to_create:.2f} of it to create")
+            state = batch.diff(planned, folder, retry_failed=retry_failed)
+            click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, estimated "
+                       f"${planned.estimated_usd:.2f}, ${state.to_create_usd:.2f} of it to create")
             click.echo(_diff_line(state) + "; nothing was sent (dry run)")
-            for warning in planned.warnings_for(to_create):
+            for warning in planned.warnings_for(state.to_create_usd):
                 click.echo(f"warning: {warning}")
             return
         progress = Progress(quiet=quiet, every=60.0)

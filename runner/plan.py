@@ -133,9 +133,10 @@ class Plan:
         estimated = self.estimated_usd if to_create_usd is None else round(to_create_usd, 2)
         if budget is None or estimated <= budget:
             return self.warnings
-        return (*self.warnings, f"the jobs to create are estimated at ${estimated:.2f}, above "
-                f"budget_usd (${budget:.2f}): a run stops submitting at the budget (exit 3), and "
-                "the next run goes on")
+        which = "the jobs" if to_create_usd is None else "the jobs still to create in the folder"
+        return (*self.warnings, f"{which} are estimated at ${estimated:.2f}, above budget_usd "
+                f"(${budget:.2f}): a run stops submitting at the budget (exit 3), and the next run "
+                "goes on")
 
 
 def estimated_usd(jobs: Iterable[Job]) -> float:

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from runner.catalog import Catalog
 from runner.errors import Issue
-from runner.plan import Job, Plan, canonical_json, estimated_usd
+from runner.plan import Job, Plan, canonical_json
 
 
 def plural(count: int, noun: str) -> str:
@@ -27,17 +27,18 @@ def job_record(job: Job, states: dict[str, str] | None = None) -> dict[str, Any]
              "id_placeholder": job.upload.placeholder}}
 
 
-def plan_summary(plan: Plan, states: dict[str, str] | None = None) -> dict[str, Any]:
+def plan_summary(plan: Plan, to_create: float | None = None) -> dict[str, Any]:
+    """The plan's counts and warnings; with `to_create` (an output folder's state known), the
+    estimate of the jobs a run there would create."""
     return {"name": plan.name, "manifest": str(plan.source), "jobs": len(plan.jobs),
             "cells": plan.cells, "excluded": plan.excluded, "included": plan.included,
             "merged": plan.merged, "skipped_invalid": plan.skipped_invalid,
             "estimated_usd": plan.estimated_usd, "prices_are_estimates": True,
-            "to_create_usd": to_create_usd(plan, states),
-            "warnings": list(plan.warnings_for(to_create_usd(plan, states)))}
+            "to_create_usd": to_create, "warnings": list(plan.warnings_for(to_create))}
 
 
-def plan_json(plan: Plan, states: dict[str, str] | None = None) -> str:
-    return json.dumps({"summary": plan_summary(plan, states),
+def plan_json(plan: Plan, states: dict[str, str] | None = None, to_create: float | None = None) -> str:
+    return json.dumps({"summary": plan_summary(plan, to_create),
                        "jobs": [job_record(j, states) for j in plan.jobs]},
                       indent=2, ensure_ascii=False)
 
@@ -53,7 +54,8 @@ def _styles_cell(job: Job) -> str:
     return "+".join(job.styles) or "-"
 
 
-def plan_text(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]:
+def plan_text(plan: Plan, states: dict[str, str] | None = None,
+              to_create: float | None = None) -> Iterator[str]:
     """One row per job, then the summary; `states` adds each job's state in an output folder."""
     header = ["key", "prompt", "styles", "model", "res", "dur", "aspect", "n", "est $"]
     rows = [[j.short_key, _prompt_cell(j), _styles_cell(j), j.axes["model"], j.axes["resolution"],
@@ -67,7 +69,7 @@ def plan_text(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]
     for row in [header, *rows]:
         yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
     yield ""
-    yield from summary_lines(plan, states)
+    yield from summary_lines(plan, to_create)
 
 
 def _prompt_cell(job: Job) -> str:
@@ -80,22 +82,13 @@ _FIXED_AXES = frozenset({"prompt", "vibe", "lighting", "color_theme", "style_set
                          "resolution", "duration", "aspect_ratio", "start_frame", "n"})
 
 
-def to_create_usd(plan: Plan, states: dict[str, str] | None) -> float | None:
-    """The estimate of the jobs an output folder has not seen yet (`states`: its groups by job);
-    None without a folder, when every job is still to create."""
-    if states is None:
-        return None
-    return estimated_usd(job for job in plan.jobs if states.get(job.key, "new") == "new")
-
-
-def summary_lines(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]:
+def summary_lines(plan: Plan, to_create: float | None = None) -> Iterator[str]:
     yield (f"{plural(len(plan.jobs), 'job')} from {plural(plan.cells, 'cell')}: "
            f"{plan.excluded} removed by exclude, "
            f"{plan.included} added by include, {plan.skipped_invalid} skipped as invalid, "
            f"{plan.merged} merged duplicates")
     yield (f"estimated total: ${plan.estimated_usd:.2f} (price estimates; the actual cost of each "
            "job comes from the API)")
-    to_create = to_create_usd(plan, states)
     if to_create is not None:
         yield f"to create in the output folder: ${to_create:.2f}"
     for warning in plan.warnings_for(to_create):

@@ -79,6 +79,12 @@ class JobRow:
             return self.spent_before_usd
         return self.spent_before_usd + (self.cost_usd if self.cost_usd else self.estimated_cost)
 
+    @property
+    def polled_again(self) -> bool:
+        """Whether a retry of this failed job polls its generation again (it may still deliver)
+        rather than creates it anew."""
+        return bool(self.generation_id) and self.error_kind in POLL_AGAIN
+
     def as_job(self) -> Job:
         """The planned job this row records (its wire body, file name and axes)."""
         return Job(key=self.key, index=self.index, axes=self.axes, styles=self.styles,
@@ -129,7 +135,7 @@ class JobRow:
         """Back to work: its generation polled again when it may still deliver (POLL_AGAIN),
         else pending, a dead generation's cost kept in `spent_before_usd`."""
         changes: dict[str, Any] = {"reason": None, "error_kind": None}
-        if self.generation_id and self.error_kind in POLL_AGAIN:
+        if self.polled_again:
             return self._move(("failed",), "submitted", run_id, at, changes, detail="retry")
         if self.generation_id:
             changes.update(spent_before_usd=self.spent_usd, generation_id=None, cost_usd=None,

@@ -142,4 +142,18 @@ def test_on_a_resume_the_cost_and_the_budget_warning_count_only_the_jobs_left_to
     _, fresh, _ = invoke("run", str(manifest), "--out", str(tmp_path / "new"), "--dry-run")
     assert "estimated $2.16, $1.08 of it to create" in dry and "warning" not in dry
     assert "to create in the output folder: $1.08" in planned and "warning" not in planned
-    assert "warning: the jobs to create are estimated at $2.16, above budget_usd ($1.50)" in fresh
+    assert ("warning: the jobs still to create in the folder are estimated at $2.16, above "
+            "budget_usd ($1.50)") in fresh
+
+
+def test_a_dry_run_counts_the_failed_jobs_a_run_would_create_again(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, prompts=["A quiet harbor at dawn, moderate-me"], repeat=1,
+                              styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        code, _, _ = invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
+                            "--quiet", key=sim.api_key)
+    assert code == 1  # refused by moderation: waits for --retry-failed
+    _, waiting, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+    _, retried, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run", "--retry-failed")
+    assert "$0.00 of it to create" in waiting and "$0.27 of it to create" in retried

@@ -59,8 +59,8 @@ def test_the_manifests_notify_url_hears_of_a_stopped_run(tmp_path: Path) -> None
             done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
                            "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
     assert done.returncode == 3, done.stderr
-    assert ("WARNING nightly: the jobs to create are estimated at $2.16, above budget_usd ($0.60)"
-            in done.stderr)
+    assert ("WARNING nightly: the jobs still to create in the folder are estimated at $2.16, above "
+            "budget_usd ($0.60)" in done.stderr)
     (body,) = hook.received
     assert body["summary"]["exit_code"] == 3
     assert body["text"].startswith("hailuo-batch nightly: 2/8 downloaded, 0 failed, $0.54 spent, "

@@ -165,8 +165,8 @@ def test_cells_left_out_are_told_by_the_rule_they_break_and_an_empty_plan_says_s
 def test_a_budget_below_the_estimate_is_told_before_anything_is_spent(write_manifest: WriteManifest) -> None:
     plan = make_plan(write_manifest({"repeat": 4, "run": {"budget_usd": 1.0}}))
     assert plan.estimated_usd == 1.08 and plan.warnings_for() == (
-        "the jobs to create are estimated at $1.08, above budget_usd ($1.00): a run stops "
-        "submitting at the budget (exit 3), and the next run goes on",)
+        "the jobs are estimated at $1.08, above budget_usd ($1.00): a run stops submitting at "
+        "the budget (exit 3), and the next run goes on",)
     assert plan.warnings_for(to_create_usd=0.54) == ()  # the rest done in the output folder
     assert make_plan(write_manifest({"repeat": 4, "run": {"budget_usd": 1.08}})).warnings_for() == ()
 
