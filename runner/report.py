@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError
+from runner.render import plural
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -261,7 +262,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         reason = summary.get("exit_reason")
         header += f"  (exit {summary['exit_code']}{': ' + reason if reason else ''})"
     stream.write(_text(header) + "\n")
-    stream.write(f"{totals.jobs} jobs: {totals.done} done, {totals.failed} failed, "
+    stream.write(f"{plural(totals.jobs, 'job')}: {totals.done} done, {totals.failed} failed, "
                  f"{totals.unfinished} unfinished; spent ${totals.spent_usd:.2f} "
                  f"of ${totals.estimated_usd:.2f} estimated\n\n")
     axes = results.varying_axes

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
+from runner.render import plural
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -96,7 +97,7 @@ def status_lines(results: report.RunResults) -> list[str]:
     """`hailuo-batch status` as text: the last run (still running while a process holds the
     folder's lock), counts by state, money, then each failure."""
     summary = results.summary
-    lines = [f"{summary['name']}: {summary['jobs']} jobs in {summary['out']}"]
+    lines = [f"{summary['name']}: {plural(summary['jobs'], 'job')} in {summary['out']}"]
     if summary["started_at"]:
         holder = FolderLock.holder(Path(summary["out"]))
         if holder is not None:

@@ -199,3 +199,16 @@ def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path
     report.render(report.RunResults(tmp_path, {"spent_usd": 0.9}, (retried, waiting)), "text", stream)
     first, second = stream.getvalue().splitlines()[-2:]
     assert "$0.90" in first and "$0.45" not in first and "est. $0.45" in second
+
+
+def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
+    job = {"key": "a" * 64, "short_key": "a" * 10, "index": 0, "state": "pending",
+           "axes": {"prompt": "rain", "n": 1}, "styles": [], "estimated_cost_usd": 0.27}
+    summary = {"name": "single", "jobs": 1, "out": str(tmp_path), "counts": {"pending": 1},
+               "started_at": None, "ended_at": None, "exit_code": None, "exit_reason": None,
+               "spent_usd": 0.0, "reserved_usd": 0.0, "estimated_usd": 0.27}
+    stream = io.StringIO()
+    report.render(report.RunResults(tmp_path, summary, (job,)), "text", stream)
+    assert stream.getvalue().splitlines()[1].startswith("1 job: 0 done")
+    assert results.status_lines(report.RunResults(tmp_path, summary, (job,)))[0] == \
+        f"single: 1 job in {tmp_path}"
