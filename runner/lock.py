@@ -49,7 +49,7 @@ class FolderLock:
         """Take the lock file `path`, which guards `what` for one `user` at a time, or raise
         LockedError naming the live process that holds it, and the `hint`."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
             linked = exc.errno == errno.ELOOP
             problem = f"{path.name} is a symbolic link; remove it" if linked else exc.strerror
@@ -75,11 +75,13 @@ class FolderLock:
     def holder(folder: Path) -> dict[str, object] | None:
         """Who holds `folder`'s lock now, or None if no one does; only looks, never takes it
         for longer than the probe, and never creates or changes the lock file."""
-        try:
-            fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+        try:  # never waiting on a pipe put there
+            fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # none, or a link no run would take: nobody holds the folder
             return None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # no run would take it either
+                return None
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return _read_holder(fd)
@@ -102,12 +104,10 @@ class FolderLock:
 
 
 def _own_file(fd: int, path: Path, what: str) -> None:
-    """Refuse a lock file that is not a plain file of its own (a device, a hard link to another
-    file): taking the lock truncates and writes it."""
-    found = os.fstat(fd)
-    if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
-        raise StateError(f"{what} is unusable: {path.name} is not a plain file of its own; "
-                         "remove it")
+    """Refuse a lock file that is not a plain file (a device, a pipe): taking the lock truncates
+    and writes it. A hard link is one, as a backup made with `cp -al` leaves it."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise StateError(f"{what} is unusable: {path.name} is not a plain file; remove it")
 
 
 def _read_holder(fd: int) -> dict[str, object]:

@@ -70,13 +70,14 @@ def test_an_unusable_folder_is_a_state_error(tmp_path: Path) -> None:
     assert "unusable" in str(caught.value)
 
 
-@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symbolic link", "hard link"])
-def test_a_lock_file_linked_to_another_file_is_refused_and_that_file_left_alone(
-        tmp_path: Path, link: Callable[[Path, Path], None]) -> None:
-    precious, out = tmp_path / "precious.txt", tmp_path / "out"
-    precious.write_text("the user's notes", encoding="utf-8")
+@pytest.mark.parametrize("make", [lambda path: os.symlink("precious.txt", path), os.mkfifo],
+                         ids=["symbolic link", "pipe"])
+def test_a_lock_file_that_is_a_link_or_no_plain_file_is_refused_and_left_alone(
+        tmp_path: Path, make: Callable[[Path], None]) -> None:
+    precious, out = tmp_path / "out" / "precious.txt", tmp_path / "out"
     out.mkdir()
-    link(precious, out / LOCK_NAME)
+    precious.write_text("the user's notes", encoding="utf-8")
+    make(out / LOCK_NAME)
     with pytest.raises(StateError, match=f"output folder {out} is unusable: {LOCK_NAME} is "):
         FolderLock.acquire(out)
     assert FolderLock.holder(out) is None  # what `status` asks: no run could hold it
@@ -89,6 +90,13 @@ def test_a_lock_file_naming_no_holder_is_taken_over_as_a_free_one(tmp_path: Path
     with FolderLock.acquire(tmp_path) as lock:
         assert lock.took_over is None
         assert f'"pid": {os.getpid()}' in (tmp_path / LOCK_NAME).read_text()
+
+
+def test_a_lock_file_hard_linked_by_a_backup_is_taken(tmp_path: Path) -> None:
+    FolderLock.acquire(tmp_path / "out").release()
+    os.link(tmp_path / "out" / LOCK_NAME, tmp_path / "backup.lock")  # as `cp -al` leaves it
+    with FolderLock.acquire(tmp_path / "out") as lock:
+        assert lock.took_over is None
 
 
 def test_status_says_a_run_is_still_going_while_its_process_holds_the_folder(tmp_path: Path) -> None:
