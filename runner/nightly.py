@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -165,14 +166,21 @@ def took_over(lock: FolderLock) -> None:
     """Say so when the folder's last run died holding its lock (killed, or the machine rebooted)."""
     if lock.took_over:
         holder = lock.took_over
-        pid, host = holder.get("pid"), holder.get("host")
+        pid, host, started = holder.get("pid"), holder.get("host"), holder.get("started")
         fate = "is gone"
-        if host == socket.gethostname() and isinstance(pid, int) and _alive(pid):
+        if (host == socket.gethostname() and isinstance(pid, int) and _alive(pid)
+                and isinstance(started, int | float) and started > _booted()):
             fate = ("no longer holds it, though a process of that number runs: if it is that run "
                     "and this folder a copy of its own, both would send the jobs not yet sent")
         log.warning("took over the lock of %s: process %s on %s %s; resuming its work",
                     lock.path.parent, pid, host, fate,
                     extra={"previous_pid": pid, "previous_host": host})
+
+
+def _booted() -> float:
+    """When this machine started (a process that began before then is gone, whatever runs
+    under its number now)."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def _alive(pid: int) -> bool:

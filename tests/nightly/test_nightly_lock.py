@@ -3,6 +3,7 @@ exits 4 at once naming the holder, and a SIGKILLed run's lock is taken over by t
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -10,8 +11,12 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 from nightlykit import json_log, key_file, run_cli, sim_settings, started, summary, write_manifest
 
+from runner import nightly
+from runner.lock import FolderLock
+from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 
 
@@ -65,3 +70,17 @@ def test_a_copy_of_a_busy_folder_says_its_holder_still_runs(tmp_path: Path) -> N
     assert copied.returncode == 0, copied.stderr
     assert (f"took over the lock of copy: process {first.pid} on {socket.gethostname()} no longer "
             "holds it, though a process of that number runs") in copied.stderr
+
+
+def test_a_holder_from_before_the_machine_started_is_gone_whatever_runs_under_its_number(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": 1.0}  # in 1970
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(caplog.handler)
+    try:
+        nightly.took_over(FolderLock(tmp_path / ".hailuo.lock", -1, holder))
+    finally:
+        logger.removeHandler(caplog.handler)
+    said = {record.getMessage() for record in caplog.records if record.name == LOGGER}
+    assert len(said) == 1
+    assert said.pop().endswith(f"process {os.getpid()} on {socket.gethostname()} is gone; resuming its work")
