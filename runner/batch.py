@@ -144,6 +144,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         folder = files.Folder(out_dir, reserved=frozenset({SUMMARY}))  # a sidecar's name
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
+        broken: BaseException | None = None
         try:
             journal.sync_plan(planned.jobs)
             journal.retry_failed(run_id=run_id, at=clock.wall(),
@@ -158,7 +159,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random()))
         except BaseException as exc:
-            outcome = _broke_off(exc)
+            outcome, broken = _broke_off(exc), exc
             raise
         finally:
             with _signals_held():
@@ -170,6 +171,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                     raise
                 nightly.run_ended(results.summary, notify_url)
+                if isinstance(broken, HailuoError):
+                    broken.announced = True
     return RunReport(out_dir, outcome, results)
 
 

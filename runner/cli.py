@@ -394,7 +394,7 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         with progress.drawing():
             done = batch.run_batch(config, sink=progress)
     except HailuoError as exc:
-        if not dry_run:
+        if not dry_run and not exc.announced:
             nightly.refused(manifest, exc, hook, logged=log_file is not None)
         raise
     except KeyboardInterrupt:

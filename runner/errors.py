@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 
 class HailuoError(Exception):
-    """Base of the runner's own errors."""
+    """Base of the runner's own errors. `announced` is set on one that ended a run whose end
+    was already logged and sent to the webhook: it is not told of once more."""
 
     exit_code = 1
+    announced = False
 
 
 class UsageError(HailuoError):

@@ -21,7 +21,7 @@ from nightlykit import (
     write_manifest,
 )
 
-from runner.simulator import run_in_thread
+from runner.simulator import run_in_thread, statefile
 
 
 def test_the_receiver_gets_the_summary_and_a_one_line_text(tmp_path: Path) -> None:
@@ -118,3 +118,19 @@ def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, prob
     name = "cron-entry" if problem == "yaml" else "nightly"  # as a finished run announces it
     assert body["text"].startswith(f"hailuo-batch {name}: ended without a summary, exit 2 (")
     assert body["summary"]["exit_code"] == line["exit_code"] == 2 and line["level"] == "error"
+
+
+def test_a_run_ended_by_an_error_after_it_began_is_announced_once(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    (tmp_path / "out").mkdir()
+    # The simulated account is held by another simulator: the run stops after it began.
+    held = statefile.lock(tmp_path / "out" / "simulator-state.jsonl")
+    try:
+        with receiver() as hook:
+            done = run_cli("run", manifest, "--out", "out", "--simulate", "--notify-url", hook.url,
+                           cwd=tmp_path)
+    finally:
+        held.release()
+    (body,) = hook.received
+    assert done.returncode == 4 and "is in use by another simulator" in done.stderr
+    assert body["summary"]["exit_code"] == 4 and "ended without a summary" not in body["text"]
