@@ -247,7 +247,7 @@ class Engine:
                 problem = f"cannot write {error.filename or where.video}: {error.strerror or error}"
                 moved = self.folder.moved()
                 if moved:
-                    problem = f"{self.folder.root} was moved or deleted during the run"
+                    problem = f"{self.folder.given} was moved or deleted during the run"
                 if error.errno in _FOLDER_REFUSED or moved:
                     ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
             if problem is not None:

@@ -39,6 +39,7 @@ class Folder:
     directories it already made remembered, so a job's files cost no repeated path checks."""
 
     def __init__(self, root: Path, *, reserved: frozenset[str] = frozenset()) -> None:
+        self.given = str(root)  # as the user wrote it, for messages
         self.root = os.path.abspath(root)
         self.reserved = reserved
         self._made: set[str] = set()

@@ -124,9 +124,10 @@ def test_a_simulated_run_whose_folder_is_moved_leaves_nothing_where_it_was(tmp_p
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
     running = subprocess.Popen(  # renders of 1 to 2 real seconds at this scale
         [sys.executable, "-m", "runner", "run", str(manifest), "--simulate", "--time-scale", "60",
-         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--out", "out"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for_transitions(running, out, 2), running.communicate()
     out.rename(tmp_path / "archived")
     _, stderr = running.communicate(timeout=60)
-    assert running.returncode == 4 and "was moved or deleted during the run" in stderr, stderr
+    assert running.returncode == 4, stderr
+    assert "download failed: out was moved or deleted during the run" in stderr  # as written
     assert not out.exists()  # not even the simulated account's state file
