@@ -41,7 +41,7 @@ from runner.rows import PASSING_FAILURES
 from runner.results import RESULTS, SUMMARY, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
-from runner.state import JOURNAL_NAME, Journal
+from runner.state import JOURNAL_NAME, TO_CREATE, Journal
 from runner.submit import Context
 
 
@@ -125,7 +125,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
                  else "failed" if state == "failed" else "in_flight")
         by[group].append(job.key)
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
-                              or states.get(job.key, "pending") in ("pending", "submitting"))
+                              or states.get(job.key, "pending") in TO_CREATE)
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
                     to_create_usd=to_create)
 

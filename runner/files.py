@@ -43,11 +43,11 @@ class Folder:
         self.root = os.path.abspath(root)
         self.reserved = reserved
         self._made: set[str] = set()
-        self._identity = identity(self.root)
+        self._began_as = _identity(self.root)
 
     def moved(self) -> bool:
         """Whether the folder is no longer at its path (moved or deleted since this began)."""
-        return identity(self.root) != self._identity
+        return _identity(self.root) != self._began_as
 
     def targets(self, filename: str, key: str, owner: Callable[[str], str | None]) -> Targets:
         """Where a job's files go: its planned name, unless that escapes the folder (then its
@@ -100,7 +100,7 @@ class Folder:
         return path
 
 
-def identity(path: str | Path) -> tuple[int, int] | None:
+def _identity(path: str | Path) -> tuple[int, int] | None:
     """The device and inode of what is at `path` (links not followed), or None for nothing."""
     try:
         found = os.lstat(path)

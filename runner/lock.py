@@ -55,7 +55,8 @@ class FolderLock:
             problem = f"{path.name} is a symbolic link; remove it" if linked else exc.strerror
             raise StateError(f"{what} is unusable: {problem}") from exc
         try:
-            _own_file(fd, path, what)
+            if not _plain_file(fd):
+                raise StateError(f"{what} is unusable: {path.name} is not a plain file; remove it")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
@@ -80,7 +81,7 @@ class FolderLock:
         except OSError:  # none, or a link no run would take: nobody holds the folder
             return None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # no run would take it either
+            if not _plain_file(fd):  # no run would take it either
                 return None
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -103,11 +104,10 @@ class FolderLock:
         self.release()
 
 
-def _own_file(fd: int, path: Path, what: str) -> None:
-    """Refuse a lock file that is not a plain file (a device, a pipe): taking the lock truncates
-    and writes it. A hard link is one, as a backup made with `cp -al` leaves it."""
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        raise StateError(f"{what} is unusable: {path.name} is not a plain file; remove it")
+def _plain_file(fd: int) -> bool:
+    """Whether the lock file is a plain file, the only kind a run takes (taking it truncates and
+    writes it): not a device or a pipe. A hard link is one, as a backup made with `cp -al` leaves."""
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _read_holder(fd: int) -> dict[str, object]:

@@ -46,9 +46,6 @@ from runner.state import Journal
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
 # $1.5 million, more than any real balance), so such a figure means: nothing to check.
 UNLIMITED_CREDITS = 1_000_000_000
-# States whose jobs may still cost a create: pending ones, and unsettled creates that a resumed
-# run may have to send again.
-_TO_CREATE = ("pending", "submitting")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 log = logging.getLogger(LOGGER)
@@ -73,7 +70,7 @@ def check_run_id(run_id: str | None) -> str | None:
 
 def cost_to_create(journal: Journal, budget_usd: float | None) -> float:
     """What the jobs still to be created would cost, at most the budget when one is set."""
-    total = sum(row.estimated_cost for row in journal.in_states(_TO_CREATE) if row.planned)
+    total = sum(row.estimated_cost for row in journal.in_states(state.TO_CREATE) if row.planned)
     return total if budget_usd is None else min(total, budget_usd)
 
 

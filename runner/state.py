@@ -31,6 +31,9 @@ from runner.rows import RESTORE_HINT, ROW_COLUMNS, JobRow, Move
 JOURNAL_NAME = "journal.sqlite"
 
 IN_FLIGHT = ("submitting", "submitted", "complete")
+# States whose jobs may still cost a create: pending ones, and unsettled creates that a resumed
+# run may have to send again.
+TO_CREATE = ("pending", "submitting")
 STATES = ("pending", *IN_FLIGHT, "downloaded", "failed")
 
 MIGRATIONS: tuple[str, ...] = (
