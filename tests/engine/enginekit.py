@@ -8,8 +8,10 @@ a tenth of a second and nothing sleeps to wait.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,21 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAME = {"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6, "aspect_ratio": "16:9",
          "start_frame": {"path": "images/sunset.png"}}
 FRAME_PROMPTS = ["A sunset over the sea, waves rolling in", "The same sunset, a sailboat crossing it"]
+
+
+def copy_frames(folder: Path) -> None:
+    """The example start frames (jobs/images) copied beside a manifest written into `folder`."""
+    shutil.copytree(ROOT / "jobs" / "images", folder / "images")
+
+
+def simulated_process(manifest: Path, out: str | Path, *, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """`hailuo-batch run --simulate` in a process of its own; renders of 60 to 120 simulated
+    seconds take 1 to 2 real seconds at this scale."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(manifest), "--simulate", "--time-scale", "60",
+         "--out", str(out)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 FAST_BACKOFF = Backoff(base=0.01, cap=0.05, attempts=10)
 FAST_TIMEOUTS = Timeouts(connect=2.0, call=1.0, download=5.0)
 PROMPTS = ["A cinematic shot of rain falling on a quiet city street at night",

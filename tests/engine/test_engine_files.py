@@ -5,12 +5,18 @@ later run downloads it once the folder takes writes again. A folder that refuses
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from enginekit import audit, journal_rows, run, sim_settings, wait_for_transitions, write_manifest
+from enginekit import (
+    audit,
+    journal_rows,
+    run,
+    sim_settings,
+    simulated_process,
+    wait_for_transitions,
+    write_manifest,
+)
 
 from runner import files
 from runner.batch import RunConfig, plan_for
@@ -122,9 +128,7 @@ def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path
 
 def test_a_simulated_run_whose_folder_is_moved_leaves_nothing_where_it_was(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
-    running = subprocess.Popen(  # renders of 1 to 2 real seconds at this scale
-        [sys.executable, "-m", "runner", "run", str(manifest), "--simulate", "--time-scale", "60",
-         "--out", "out"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = simulated_process(manifest, "out", cwd=tmp_path)
     assert wait_for_transitions(running, out, 2), running.communicate()
     out.rename(tmp_path / "archived")
     _, stderr = running.communicate(timeout=60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from enginekit import (
     FAST_TIMEOUTS,
     PROMPTS,
     audit,
+    copy_frames,
     journal_rows,
     results_lines,
     run,
@@ -26,8 +26,6 @@ from runner.control import Event
 from runner.errors import AuthError, StateError
 from runner.logs import LOGGER
 from runner.simulator import run_in_thread
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> None:
@@ -249,7 +247,7 @@ def test_a_run_broken_off_by_a_bug_records_the_exit_code_the_process_ends_with(t
 
 
 def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     manifest = write_manifest(
         tmp_path, prompts=["A sunset over the sea, waves rolling in"],
         defaults={"model": "hailuo-2_3-fast", "resolution": "768p", "duration": 6,

@@ -3,38 +3,35 @@ generations in flight are polled and the uploaded start frame is used, never mad
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from enginekit import FRAME, ROOT, journal_rows, wait_for_transitions, write_manifest
+from enginekit import (
+    FRAME,
+    copy_frames,
+    journal_rows,
+    simulated_process,
+    wait_for_transitions,
+    write_manifest,
+)
 
 from runner.simulator import statefile
 from runner.simulator.settings import account_key
 
 
-def simulated_run(manifest: Path, out: Path) -> subprocess.Popen[str]:
-    """Renders of 60 to 120 simulated seconds take 1 to 2 real seconds at this scale."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(manifest), "--simulate", "--time-scale", "60",
-         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_an_interrupted_simulated_run_resumes_against_the_same_account(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     manifest = write_manifest(tmp_path, prompts=["A sunset over the sea, waves rolling in"],
                               defaults=FRAME, styles={"vibe": ["Pro Photo", "Sci-Fi", "none"]},
                               run={"concurrency": 3})  # 6 jobs, 3 in flight at once
     out = tmp_path / "out"
-    first = simulated_run(manifest, out)
+    first = simulated_process(manifest, out)
     # Six transitions: the first three jobs submitting, then submitted; the others wait for a slot.
     assert wait_for_transitions(first, out, 6), first.communicate()
     first.send_signal(signal.SIGINT)
     outputs = [first.communicate(timeout=30)]
     at_interrupt = {row["state"] for row in journal_rows(out)}
-    resumed = simulated_run(manifest, out)
+    resumed = simulated_process(manifest, out)
     outputs.append(resumed.communicate(timeout=60))
 
     assert first.returncode == 130 and resumed.returncode == 0, outputs

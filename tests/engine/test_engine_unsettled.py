@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from enginekit import FRAME, ROOT, journal_rows, run, sim_settings, step, write_manifest
+from enginekit import FRAME, copy_frames, journal_rows, run, sim_settings, step, write_manifest
 from enginekit import FRAME_PROMPTS as PROMPTS
 
 from runner.api import open_client
@@ -47,7 +46,7 @@ def row_of(out: Path, key: str) -> dict[str, Any]:
 def test_a_start_frame_step_that_fails_leaves_the_job_unsettled_not_failed(tmp_path: Path) -> None:
     """With the account unreachable the job can neither be found nor given up on: it waits, and
     the next run finds the generation its create made instead of paying for another."""
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     out, state = tmp_path / "out", tmp_path / "account.jsonl"
     one = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME, styles={"vibe": ["none"]},
                          repeat=1)

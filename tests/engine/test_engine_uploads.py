@@ -4,15 +4,14 @@ one uploads the frame again instead of naming an id that API never saw."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from enginekit import (
     FAST_BACKOFF,
     FRAME,
-    ROOT,
+    copy_frames,
+    invoke,
     journal_rows,
     run,
     sim_settings,
@@ -20,7 +19,6 @@ from enginekit import (
 )
 from enginekit import FRAME_PROMPTS as PROMPTS
 
-from runner.cli import main
 from runner.control import Event
 from runner.simulator import run_in_thread, statefile
 
@@ -33,16 +31,14 @@ def frame_manifest(folder: Path, prompts: int) -> Path:
 
 def simulated_run(manifest: Path, out: Path) -> int:
     """`run --simulate` through click; renders of 60 to 120 simulated seconds last 0.1 to 0.2 s."""
-    result = CliRunner().invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
-                                       "--out", str(out), "--quiet"],
-                                env={"LEONARDO_API_KEY": ""}, catch_exceptions=False)
-    return result.exit_code
+    return invoke("run", str(manifest), "--simulate", "--time-scale", "600", "--out", str(out),
+                  "--quiet")[0]
 
 
 @pytest.mark.parametrize("fresh_account", [True, False], ids=["fresh account", "same account"])
 def test_a_second_simulated_run_uploads_again_only_for_a_fresh_account(
         tmp_path: Path, fresh_account: bool) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     out, state = tmp_path / "out", tmp_path / "out" / "simulator-state.jsonl"
     assert simulated_run(frame_manifest(tmp_path, 1), out) == 0
     first = statefile.read(state)
@@ -61,7 +57,7 @@ def test_a_second_simulated_run_uploads_again_only_for_a_fresh_account(
 
 
 def test_a_run_against_another_api_uploads_the_start_frame_again(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     out = tmp_path / "out"
     with run_in_thread(sim_settings()) as first:
         report = run(frame_manifest(tmp_path, 1), out, first)
@@ -80,7 +76,7 @@ def test_a_run_against_another_api_uploads_the_start_frame_again(tmp_path: Path)
 
 def test_a_start_frame_changed_after_the_plan_is_never_sent_under_the_old_contents_name(
         tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     frame = tmp_path / "images" / "sunset.png"
     manifest = write_manifest(tmp_path, styles={"vibe": ["none"]}, repeat=1, run={"concurrency": 1},
                               prompts=["A calm sea at dusk",
@@ -100,7 +96,7 @@ def test_a_start_frame_changed_after_the_plan_is_never_sent_under_the_old_conten
 
 
 def test_a_sidecar_names_the_start_frame_sent_by_an_earlier_run(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME, styles={"vibe": ["none"]},
                               repeat=1, run={"timeout": "0.3s"})
     out = tmp_path / "out"
@@ -118,7 +114,7 @@ def test_a_sidecar_names_the_start_frame_sent_by_an_earlier_run(tmp_path: Path) 
 
 
 def test_a_start_frame_that_cannot_be_uploaded_is_tried_once_a_run_not_once_a_job(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "jobs" / "images", tmp_path / "images")
+    copy_frames(tmp_path)
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], defaults=FRAME)  # 4 jobs, one frame
     with run_in_thread(sim_settings(upload_expiry_seconds=0.001)) as sim:  # every form has expired
         report = run(manifest, tmp_path / "out", sim)
