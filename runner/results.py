@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +35,10 @@ def record(row: JobRow) -> dict[str, Any]:
     """One job's line of results.jsonl.
 
     `spent_usd` is what the job counts in money spent, the one rule of every total (the summary,
-    `status`, the report's header, rows and columns; `Journal.money` sums the same): the cost its
-    create's answer named, else, once it has a generation, its estimate, since a job recovered
-    from the account after that answer was lost was paid for all the same; plus what generations
-    given up on by a retry cost. A cost never named is shown as an estimate ("est. $0.27").
+    `status`, the report's header, rows and columns): the cost its create's answer named, else,
+    once it has a generation, its estimate, since a job recovered from the account after that
+    answer was lost was paid for all the same; plus what generations given up on by a retry
+    cost. A cost never named is shown as an estimate ("est. $0.27").
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
             "planned": row.planned, "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
@@ -57,23 +58,25 @@ def collect(out_dir: Path) -> report.RunResults:
 
 def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> report.RunResults:
     """The folder's records, and its summary as of the run `run_id` (else the latest)."""
-    records = tuple(record(row) for row in journal.reported())
-    counts: dict[str, int] = {}
-    for item in records:
-        counts[item["state"]] = counts.get(item["state"], 0) + 1
-    money = journal.money()
+    records: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
+    spent = reserved = 0.0
+    for row in journal.reported():  # every job that holds or spent money is among them
+        records.append(record(row))
+        counts[row.state] += 1
+        spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
     run = journal.run(run_id)
     ended = run.ended_at if run else None
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
         "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
-        "spent_usd": round(money.spent_usd, 4), "reserved_usd": round(money.reserved_usd, 4),
+        "spent_usd": round(spent, 4), "reserved_usd": round(reserved, 4),
         "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 4),
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
         "exit_reason": run.exit_reason if run else None}
-    return report.RunResults(out_dir, summary, records)
+    return report.RunResults(out_dir, summary, tuple(records))
 
 
 def write_results(journal: Journal, out_dir: Path, run_id: int) -> report.RunResults:

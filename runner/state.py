@@ -102,16 +102,6 @@ _UNKNOWN_STATE = (f"SELECT key, state FROM jobs WHERE state = (SELECT state FROM
 
 
 @dataclass(frozen=True, slots=True)
-class Money:
-    """Spent and reserved USD: in the whole folder, and by jobs submitted in one run."""
-
-    spent_usd: float
-    reserved_usd: float
-    spent_run_usd: float
-    reserved_run_usd: float
-
-
-@dataclass(frozen=True, slots=True)
 class RunRow:
     id: int
     name: str
@@ -241,15 +231,6 @@ class Journal:
         """How many of the `jobs` ("reported", "planned" or "answered": see above) are in each state."""
         rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {_COUNTED[jobs]} GROUP BY state")
         return {state: count for state, count in rows}
-
-    def money(self, run_id: int | None = None) -> Money:
-        """Spent and reserved money, each job counted by `JobRow.spent_usd`, the one rule of it."""
-        spent = reserved = spent_run = reserved_run = 0.0
-        for row in self._rows(self.conn.execute(_SELECT)):
-            spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
-            if row.run_id == run_id:
-                spent_run, reserved_run = spent_run + row.spent_usd, reserved_run + row.reserved_usd
-        return Money(round(spent, 6), round(reserved, 6), round(spent_run, 6), round(reserved_run, 6))
 
     def claimed(self, generation_ids: Iterable[str]) -> set[str]:
         """Those of `generation_ids` that belong, or once belonged, to a job (a generation a

@@ -12,7 +12,7 @@ from enginekit import invoke, job, sim_settings, step, write_manifest
 
 from runner.errors import StateError
 from runner.plan import Upload
-from runner.results import write_results
+from runner.results import compute, write_results
 from runner.simulator import run_in_thread
 from runner.state import JOURNAL_NAME, MIGRATIONS, Journal
 
@@ -25,15 +25,14 @@ def test_a_job_walks_from_pending_to_downloaded_with_one_log_line_per_step(tmp_p
         row = step(journal, key, "submitting", run_id=run, at=2.0)
         assert (row.state, row.reserved_usd, row.attempts, row.create_sent_at) == \
             ("submitting", 0.27, 1, 2.0)
-        assert journal.money(run).reserved_run_usd == 0.27
+        assert compute(journal, tmp_path).summary["reserved_usd"] == 0.27
         step(journal, key, "submitted", run_id=run, at=3.0, generation_id="g1", cost_usd=0.3,
              cost_credits=None)
         step(journal, key, "complete", run_id=run, at=4.0, video_url="http://v", poster_url=None,
              render_seconds=1.0)
-        step(journal, key, "downloaded", run_id=run, at=5.0, file="p/1.mp4", poster=None,
-             sidecar="p/1.json")
-        money = journal.money(run)
-        assert (money.spent_usd, money.reserved_usd, money.spent_run_usd) == (0.3, 0.0, 0.3)
+        row = step(journal, key, "downloaded", run_id=run, at=5.0, file="p/1.mp4", poster=None,
+                   sidecar="p/1.json")
+        assert (row.spent_usd, row.reserved_usd, row.run_id) == (0.3, 0.0, run)
         steps = journal.conn.execute("SELECT from_state, to_state FROM transitions").fetchall()
     assert steps == [("pending", "submitting"), ("submitting", "submitted"),
                      ("submitted", "complete"), ("complete", "downloaded")]
@@ -147,7 +146,7 @@ def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Pat
         step(journal, job(1).key, "submitted", run_id=run, at=7.0, generation_id="new", cost_usd=0.25,
              cost_credits=None)
         assert journal.job(job(1).key).spent_usd == pytest.approx(0.55)
-        assert journal.money().spent_usd == pytest.approx(0.55)
+        assert compute(journal, tmp_path).summary["spent_usd"] == pytest.approx(0.55)
 
 
 def test_a_write_the_file_refuses_is_a_state_error_and_leaves_nothing_half_written(
