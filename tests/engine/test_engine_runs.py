@@ -14,6 +14,7 @@ from enginekit import (
     PROMPTS,
     audit,
     copy_frames,
+    invoke,
     journal_rows,
     results_lines,
     run,
@@ -100,6 +101,8 @@ def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
         for attempt in (lambda: diff(planned, out), lambda: run(manifest, out, sim)):
             with pytest.raises(StateError, match=f"{out} holds an earlier run's results but no journal"):
                 attempt()
+        code, _, stderr = invoke("plan", str(manifest), "--out", str(out))
+        assert code == 4 and f"{out} holds an earlier run's results but no journal" in stderr
         assert sim.books.creates_accepted == 8
     assert len(videos) == 8 and {path: path.read_bytes() for path in out.rglob("*.mp4")} == videos
 
