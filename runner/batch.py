@@ -112,7 +112,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     journal, never creates one."""
     states: dict[str, str] = {}
     again: set[str] = set()  # failed jobs the run would create anew
-    _journal_kept(out_dir)
+    journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(job.key for job in planned.jobs)
@@ -196,12 +196,12 @@ def _write_end(journal: Journal, run_id: int, out_dir: Path,
 def _held(out_dir: Path) -> Iterator[tuple[FolderLock, Journal]]:
     """The output folder's lock, then its journal, unless the folder has lost its journal."""
     with FolderLock.acquire(out_dir) as lock:
-        _journal_kept(out_dir)
+        journal_kept(out_dir)
         with Journal.open(out_dir) as journal:
             yield lock, journal
 
 
-def _journal_kept(out_dir: Path) -> None:
+def journal_kept(out_dir: Path) -> None:
     """Refuse a folder that holds an earlier run's results but no journal (deleted, emptied):
     a new journal would take its paid jobs for new ones and pay for every one again."""
     journal = out_dir / JOURNAL_NAME

@@ -28,6 +28,7 @@ from runner.manifest import load_prices, schema
 from runner.plan import Plan, make_plan
 from runner.simulator import SimSettings, Simulator, serve
 from runner.simulator.settings import FAULTS
+from runner.state import JOURNAL_NAME
 
 
 class Group(click.Group):
@@ -132,7 +133,8 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
         source = str(prices_file) if prices is None else file
         click.echo(render.issues_json([(source, None, exc.issues)]))
         sys.exit(exc.exit_code)
-    found = batch.diff(planned, folder) if folder.is_dir() else None
+    batch.journal_kept(folder)
+    found = batch.diff(planned, folder) if (folder / JOURNAL_NAME).is_file() else None
     states = found.states() if found else None
     to_create = found.to_create_usd if found else None
     if fmt == "json":
