@@ -62,6 +62,7 @@ class RunConfig:
     api_key: str | None = field(default=None, repr=False)
     simulate: SimSettings | None = None
     retry_failed: bool = False
+    fetch_missing: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
     backoff: Backoff = field(default_factory=Backoff)
     engine: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +80,7 @@ class PlanDiff:
     done: tuple[str, ...]
     failed: tuple[str, ...]
     to_create_usd: float = 0.0  # the estimate of the jobs a run would create (new, or again)
+    missing: tuple[str, ...] = ()  # the done ones whose video has gone from the folder
 
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done or failed."""
@@ -112,12 +114,14 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     journal, never creates one."""
     states: dict[str, str] = {}
     again: set[str] = set()  # failed jobs the run would create anew
+    missing: set[str] = set()
     journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(job.key for job in planned.jobs)
             kinds = None if retry_failed else PASSING_FAILURES
             again = {row.key for row in journal.to_retry(kinds) if not row.polled_again}
+            missing = {row.key for row in journal.missing_videos()}
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
     for job in planned.jobs:
         state = states.get(job.key, "pending")
@@ -127,7 +131,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
                               or states.get(job.key, "pending") in TO_CREATE)
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
-                    to_create_usd=to_create)
+                    to_create_usd=to_create, missing=tuple(k for k in by["done"] if k in missing))
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,
@@ -149,10 +153,14 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             journal.sync_plan(planned.jobs)
             journal.retry_failed(run_id=run_id, at=clock.wall(),
                                  kinds=None if config.retry_failed else PASSING_FAILURES)
+            missing = [row for row in journal.missing_videos() if row.planned]
+            if config.fetch_missing:
+                journal.apply([row.fetched_again(run_id=run_id, at=clock.wall()) for row in missing])
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
             nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
                                 nightly.cost_to_create(journal, None))
+            nightly.videos_missing(out_dir, len(missing), fetching=config.fetch_missing)
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned

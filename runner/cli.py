@@ -345,6 +345,9 @@ def _http_url(url: str, what: str) -> str:
                    "it is sent again.")
 @click.option("--retry-failed", is_flag=True,
               help="Give every failed job another go (those failed by outages are retried anyway).")
+@click.option("--fetch-missing", is_flag=True,
+              help="Download again the videos of done jobs that have gone from the output folder "
+                   "(nothing is paid again).")
 @click.option("--dry-run", is_flag=True, help="Plan and compare with the folder; send nothing.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--max-runtime", metavar="DURATION",
@@ -362,7 +365,7 @@ def _http_url(url: str, what: str) -> str:
 @prices_option
 def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float | None, request_timeout: str, retry_failed: bool,
-        dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
+        fetch_missing: bool, dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
         log_file: Path | None, log_format: str, prices_file: Path | None,
         **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped.
@@ -380,7 +383,8 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
             base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
             api_key=None if simulate or dry_run else _api_key(api_key_file),
             simulate=_simulated(simulate, time_scale),
-            retry_failed=retry_failed, run_id=nightly.check_run_id(run_id), notify_url=hook,
+            retry_failed=retry_failed, fetch_missing=fetch_missing,
+            run_id=nightly.check_run_id(run_id), notify_url=hook,
             timeouts=Timeouts(call=call, download=max(300.0, call)))
         if dry_run:
             planned, folder = batch.plan_for(config)
@@ -402,8 +406,10 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     summary = done.results.summary
+    missing = summary["missing_videos"]
+    gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
     click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
-               f"downloaded, ${summary['spent_usd']:.2f} spent")
+               f"downloaded{gone}, ${summary['spent_usd']:.2f} spent")
     click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     sys.exit(done.outcome.exit_code)
 
@@ -418,8 +424,9 @@ def _simulated(simulate: bool, time_scale: float | None) -> SimSettings | None:
 
 
 def _diff_line(state: batch.PlanDiff) -> str:
+    missing = f" ({len(state.missing)} of them with the video gone)" if state.missing else ""
     return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
-            f"{len(state.done)} done, {len(state.failed)} failed")
+            f"{len(state.done)} done{missing}, {len(state.failed)} failed")
 
 
 @main.command()

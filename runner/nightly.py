@@ -40,7 +40,7 @@ from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
-from runner.render import plural
+from runner.render import plural, videos_gone
 from runner.state import Journal
 
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
@@ -209,6 +209,14 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
         log.warning("%s also holds %s not in this plan (an earlier version of the manifest, or "
                     "another manifest): they are kept, and listed in the results",
                     out_dir, plural(others, "job"), extra={"unplanned_jobs": others})
+
+
+def videos_missing(out_dir: Path, count: int, *, fetching: bool) -> None:
+    """Say so when videos of done jobs have gone from the folder, and whether this run fetches
+    them again (`--fetch-missing`)."""
+    if count:
+        log.warning("%s: %s", out_dir, videos_gone(count, fetching=fetching),
+                    extra={"missing_videos": count})
 
 
 def earlier_folders(template: str, name: str, out_dir: Path) -> None:

@@ -15,6 +15,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def videos_gone(count: int, *, fetching: bool = False) -> str:
+    """What to say of `count` downloaded videos gone from the output folder: that this run
+    fetches them again (`fetching`), or how to."""
+    them = "it again from its generation" if count == 1 else "them again from their generations"
+    videos = plural(count, "downloaded video")
+    if fetching:
+        return f"{videos} gone from the folder: downloading {them} (nothing is paid again)"
+    return (f"{videos} gone from the folder (deleted or moved by hand): run with --fetch-missing "
+            f"to download {them} (nothing is paid again)")
+
+
 def job_record(job: Job, states: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;
     with `states`, its state in the output folder too."""

@@ -116,15 +116,26 @@ class JobRow:
 
     def complete(self, *, run_id: int, at: float, video_url: str, poster_url: str | None,
                  render_seconds: float | None) -> Move:
+        """The render is over; a generation seen complete before (its download failed, or its
+        video went missing) keeps when that was and, unless timed anew, its render time."""
         return self._move(("submitted",), "complete", run_id, at,
-                          {"video_url": video_url, "poster_url": poster_url, "completed_at": at,
-                           "render_seconds": render_seconds})
+                          {"video_url": video_url, "poster_url": poster_url,
+                           "completed_at": at if self.completed_at is None else self.completed_at,
+                           "render_seconds": self.render_seconds if render_seconds is None
+                           else render_seconds})
 
     def downloaded(self, *, run_id: int, at: float, file: str, poster: str | None,
                    sidecar: str) -> Move:
         return self._move(("complete",), "downloaded", run_id, at,
                           {"file": file, "poster": poster, "sidecar": sidecar,
                            "downloaded_at": at}, detail=file)
+
+    def fetched_again(self, *, run_id: int, at: float) -> Move:
+        """Its video is gone from the folder: its generation, paid for already, is polled for
+        the video's address and downloaded once more."""
+        return self._move(("downloaded",), "submitted", run_id, at,
+                          {"file": None, "poster": None, "sidecar": None, "downloaded_at": None},
+                          detail="the video was missing from the folder")
 
     def failed(self, *, run_id: int, at: float, reason: str, kind: str) -> Move:
         return self._move(("pending", "submitting", "submitted", "complete"), "failed", run_id,

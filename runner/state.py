@@ -9,6 +9,9 @@ finds each job in a state that says exactly what is still to do and never pays t
        ^            │  │            │            │
        └── unsent ──┘  └──> failed <┴────────────┘
 
+A downloaded job whose video has gone from the folder goes back to `submitted` when a run is
+asked to fetch it again (`run --fetch-missing`): its generation is polled and downloaded once more.
+
 The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
 to n + 1, so an old file is upgraded in place when a run opens it. The commands that only read a
 folder never write its journal: they read an old file through an upgraded copy in memory.
@@ -17,6 +20,7 @@ folder never write its journal: they read an old file through an upgraded copy i
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -249,6 +253,14 @@ class Journal:
         row = self.conn.execute("SELECT MAX(at) FROM transitions WHERE job_key = ? AND "
                                 "to_state = 'submitting'", (key,)).fetchone()
         return row[0] if row else None
+
+    def missing_videos(self) -> list[JobRow]:
+        """The planned jobs recorded as downloaded whose video is no longer in the folder
+        (deleted or moved away by hand)."""
+        rows = self.conn.execute("SELECT key, file FROM jobs WHERE state = 'downloaded' AND "
+                                 "planned = 1 ORDER BY idx")
+        gone = [key for key, file in rows if not os.path.exists(os.path.join(self.folder, file))]
+        return [self.job(key) for key in gone]
 
     def file_owners(self) -> dict[str, str]:
         """Each video file recorded (relative to the folder) with the key of its job."""

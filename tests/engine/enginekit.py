@@ -88,13 +88,14 @@ def write_manifest(folder: Path, *, prompts: list[Any] | None = None,
 def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | None = None,
         sink: EventSink = ignore_events, **overrides: Any) -> RunReport:
     """The manifest run into `out` against `sim`, fast: its events to `sink`, `overrides` as
-    run settings (and `engine`, `timeouts`, `retry_failed` as their RunConfig fields)."""
+    run settings (and `engine`, `timeouts`, `retry_failed`, `fetch_missing` as their RunConfig
+    fields)."""
     engine = overrides.pop("engine", {})
     timeouts = overrides.pop("timeouts", FAST_TIMEOUTS)
-    retry_failed = overrides.pop("retry_failed", False)
+    flags = {flag: overrides.pop(flag, False) for flag in ("retry_failed", "fetch_missing")}
     return run_batch(RunConfig(manifest=manifest, out=out, overrides=overrides,
                                base_url=sim.base_url, api_key=api_key or sim.api_key,
-                               timeouts=timeouts, backoff=FAST_BACKOFF, retry_failed=retry_failed,
+                               timeouts=timeouts, backoff=FAST_BACKOFF, **flags,
                                engine={"tick": 0.05, "settle": 0.1, **engine}), sink=sink)
 
 

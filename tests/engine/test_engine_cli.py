@@ -157,3 +157,30 @@ def test_a_dry_run_counts_the_failed_jobs_a_run_would_create_again(tmp_path: Pat
     _, waiting, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
     _, retried, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run", "--retry-failed")
     assert "$0.00 of it to create" in waiting and "$0.27 of it to create" in retried
+
+
+def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_them_back(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        command = ("run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--quiet")
+        assert invoke(*command, key=sim.api_key)[0] == 0
+        video = sorted(out.rglob("*.mp4"))[0]
+        content = video.read_bytes()
+        video.unlink()
+        _, status, _ = invoke("status", str(out))
+        _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
+        left = invoke(*command, key=sim.api_key)
+        fetched = invoke(*command, "--fetch-missing", key=sim.api_key)
+        assert sim.books.creates_accepted == 4
+    assert ("1 downloaded video gone from the folder (deleted or moved by hand): run with "
+            "--fetch-missing to download it again from its generation (nothing is paid again)") in status
+    assert "0 new, 0 in flight, 4 done (1 of them with the video gone), 0 failed" in dry
+    assert "4 done (1 of them with the video gone)" in planned
+    assert left[0] == 0
+    assert "4/4 downloaded (1 of the videos gone from the folder: see --fetch-missing)" in left[1]
+    assert "--fetch-missing to download it again from its generation" in left[2]
+    assert fetched[0] == 0 and "4/4 downloaded, $1.08 spent" in fetched[1]
+    assert video.read_bytes() == content
+    assert "gone" not in invoke("status", str(out))[1]

@@ -4,7 +4,10 @@ later run downloads it once the folder takes writes again. A folder that refuses
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from runner import files
 from runner.batch import RunConfig, plan_for
 from runner.control import Event
 from runner.errors import StateError
+from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 from runner.state import Journal
 
@@ -135,3 +139,53 @@ def test_a_simulated_run_whose_folder_is_moved_leaves_nothing_where_it_was(tmp_p
     assert running.returncode == 4, stderr
     assert "download failed: out was moved or deleted during the run" in stderr  # as written
     assert not out.exists()  # not even the simulated account's state file
+
+
+def test_videos_gone_from_the_folder_are_fetched_again_when_asked_and_never_paid_for_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(caplog.handler)
+    try:
+        with run_in_thread(sim_settings()) as sim:
+            run(manifest, out, sim)
+            before = {row["key"]: row for row in journal_rows(out)}
+            videos = {path: path.read_bytes() for path in out.rglob("*.mp4")}
+            gone = sorted(videos)[:5]  # a whole prompt's folder, and one more video
+            shutil.rmtree(gone[0].parent)
+            gone[4].unlink()
+            caplog.clear()
+            left = run(manifest, out, sim)
+            warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            fetched = run(manifest, out, sim, fetch_missing=True)
+            audit(out, sim)
+            assert sim.books.creates_accepted == 8
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert left.outcome.exit_code == 0 and left.results.summary["missing_videos"] == 5
+    assert set(warned) == {f"{out}: 5 downloaded videos gone from the folder (deleted or moved by "
+                           "hand): run with --fetch-missing to download them again from their "
+                           "generations (nothing is paid again)"}
+    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == 0
+    assert {path: path.read_bytes() for path in out.rglob("*.mp4")} == videos
+    assert fetched.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
+    after = {row["key"]: row for row in journal_rows(out)}
+    kept = ("generation_id", "file", "completed_at", "render_seconds", "cost_usd")
+    assert all([after[key][c] for c in kept] == [row[c] for c in kept] for key, row in before.items())
+
+
+def test_a_video_whose_generation_was_deleted_fails_with_the_reason(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(manifest, out, sim)
+        (row, *_) = journal_rows(out)
+        (out / row["file"]).unlink()
+        request = urllib.request.Request(f"{sim.base_url}/v1/generations/{row['generation_id']}",
+                                         method="DELETE",
+                                         headers={"authorization": f"Bearer {sim.api_key}"})
+        urllib.request.urlopen(request, timeout=10).close()
+        fetched = run(manifest, out, sim, fetch_missing=True)
+        assert sim.books.creates_accepted == 4
+    (failure,) = fetched.results.failures
+    assert fetched.outcome.exit_code == 1 and failure["key"] == row["key"]
+    assert failure["reason"] == f"generation {row['generation_id']} was not found (deleted?)"
