@@ -80,7 +80,7 @@ class PlanDiff:
     done: tuple[str, ...]
     failed: tuple[str, ...]
     to_create_usd: float = 0.0  # the estimate of the jobs a run would create (new, or again)
-    missing: tuple[str, ...] = ()  # the done ones whose video has gone from the folder
+    missing: tuple[str, ...] = ()  # the jobs (planned or not) whose video has gone from the folder
 
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done or failed."""
@@ -114,14 +114,14 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     journal, never creates one."""
     states: dict[str, str] = {}
     again: set[str] = set()  # failed jobs the run would create anew
-    missing: set[str] = set()
+    missing: tuple[str, ...] = ()
     journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(job.key for job in planned.jobs)
             kinds = None if retry_failed else PASSING_FAILURES
             again = {row.key for row in journal.to_retry(kinds) if not row.polled_again}
-            missing = {row.key for row in journal.missing_videos()}
+            missing = tuple(row.key for row in journal.missing_videos())
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
     for job in planned.jobs:
         state = states.get(job.key, "pending")
@@ -131,7 +131,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
                               or states.get(job.key, "pending") in TO_CREATE)
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
-                    to_create_usd=to_create, missing=tuple(k for k in by["done"] if k in missing))
+                    to_create_usd=to_create, missing=missing)
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,
@@ -153,7 +153,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             journal.sync_plan(planned.jobs)
             journal.retry_failed(run_id=run_id, at=clock.wall(),
                                  kinds=None if config.retry_failed else PASSING_FAILURES)
-            missing = [row for row in journal.missing_videos() if row.planned]
+            missing = journal.missing_videos()
             if config.fetch_missing:
                 journal.apply([row.fetched_again(run_id=run_id, at=clock.wall()) for row in missing])
             engine = {"settle": config.timeouts.call, **config.engine}

@@ -406,7 +406,7 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     summary = done.results.summary
-    missing = summary["missing_videos"]
+    missing = len(summary["missing_videos"])
     gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
     click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
                f"downloaded{gone}, ${summary['spent_usd']:.2f} spent")
@@ -424,9 +424,9 @@ def _simulated(simulate: bool, time_scale: float | None) -> SimSettings | None:
 
 
 def _diff_line(state: batch.PlanDiff) -> str:
-    missing = f" ({len(state.missing)} of them with the video gone)" if state.missing else ""
+    gone = f"; {render.plural(len(state.missing), 'video')} gone from the folder" if state.missing else ""
     return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
-            f"{len(state.done)} done{missing}, {len(state.failed)} failed")
+            f"{len(state.done)} done, {len(state.failed)} failed{gone}")
 
 
 @main.command()

@@ -94,7 +94,9 @@ class Engine:
         if stop.aborted is not None:
             return stop.aborted
         unfinished = tracker.unfinished
-        if stop.halted is not None and unfinished:
+        # A stop for the budget or the quota says why jobs are left; an unusable folder is said
+        # even when nothing is left (the downloads it refused failed their jobs).
+        if stop.halted is not None and (unfinished or stop.halted.exit_code == EXIT_CANNOT_RUN):
             return stop.halted
         if unfinished:
             return Outcome(EXIT_RESUMABLE, f"{plural(unfinished, 'job')} not finished: run again to resume")
@@ -238,7 +240,7 @@ class Engine:
         ours), nothing more is submitted either, since no further video could be kept."""
         ctx = self.ctx
         async with self._downloads:
-            where = self.folder.targets(row.filename, row.key, self._owners.get)
+            where = self.folder.targets(row.file or row.filename, row.key, self._owners.get)
             self._owners[where.video] = row.key
             try:
                 problem, poster, at = await self._stage(row, where)

@@ -72,7 +72,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> repor
         "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
         "spent_usd": round(spent, 4), "reserved_usd": round(reserved, 4),
         "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 4),
-        "missing_videos": sum(row.planned for row in journal.missing_videos()),
+        "missing_videos": [row.file for row in journal.missing_videos()],
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
@@ -117,7 +117,8 @@ def status_lines(results: report.RunResults) -> list[str]:
     lines.append(f"spent ${summary['spent_usd']:.2f}, reserved ${summary['reserved_usd']:.2f}, "
                  f"estimated ${summary['estimated_usd']:.2f}")
     if summary["missing_videos"]:
-        lines.append(videos_gone(summary["missing_videos"]))
+        lines.append(videos_gone(len(summary["missing_videos"])))
+        lines.extend(f"gone {file}" for file in summary["missing_videos"])
     for failure in results.failures:
         lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}: "
                      f"{failure['reason']}")

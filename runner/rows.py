@@ -132,9 +132,8 @@ class JobRow:
 
     def fetched_again(self, *, run_id: int, at: float) -> Move:
         """Its video is gone from the folder: its generation, paid for already, is polled for
-        the video's address and downloaded once more."""
-        return self._move(("downloaded",), "submitted", run_id, at,
-                          {"file": None, "poster": None, "sidecar": None, "downloaded_at": None},
+        the video's address and downloaded once more, back to the file it was in."""
+        return self._move(("downloaded",), "submitted", run_id, at, {"downloaded_at": None},
                           detail="the video was missing from the folder")
 
     def failed(self, *, run_id: int, at: float, reason: str, kind: str) -> Move:

@@ -255,11 +255,11 @@ class Journal:
         return row[0] if row else None
 
     def missing_videos(self) -> list[JobRow]:
-        """The planned jobs recorded as downloaded whose video is no longer in the folder
-        (deleted or moved away by hand)."""
+        """The jobs recorded as downloaded whose video is no longer a file in the folder (deleted
+        or moved away by hand), planned ones first, in plan order."""
         rows = self.conn.execute("SELECT key, file FROM jobs WHERE state = 'downloaded' AND "
-                                 "planned = 1 ORDER BY idx")
-        gone = [key for key, file in rows if not os.path.exists(os.path.join(self.folder, file))]
+                                 "file IS NOT NULL ORDER BY planned DESC, idx")
+        gone = [key for key, file in rows if not os.path.isfile(os.path.join(self.folder, file))]
         return [self.job(key) for key in gone]
 
     def file_owners(self) -> dict[str, str]:

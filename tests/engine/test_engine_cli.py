@@ -175,9 +175,10 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
         fetched = invoke(*command, "--fetch-missing", key=sim.api_key)
         assert sim.books.creates_accepted == 4
     assert ("1 downloaded video gone from the folder (deleted or moved by hand): run with "
-            "--fetch-missing to download it again from its generation (nothing is paid again)") in status
-    assert "0 new, 0 in flight, 4 done (1 of them with the video gone), 0 failed" in dry
-    assert "4 done (1 of them with the video gone)" in planned
+            "--fetch-missing to download it again from its generation (nothing is paid again)\n"
+            f"gone {video.relative_to(out)}\n") in status
+    assert "0 new, 0 in flight, 4 done, 0 failed; 1 video gone from the folder" in dry
+    assert "4 done, 0 failed; 1 video gone from the folder" in planned
     assert left[0] == 0
     assert "4/4 downloaded (1 of the videos gone from the folder: see --fetch-missing)" in left[1]
     assert "--fetch-missing to download it again from its generation" in left[2]

@@ -25,6 +25,7 @@ from runner import files
 from runner.batch import RunConfig, plan_for
 from runner.control import Event
 from runner.errors import StateError
+from runner.results import collect
 from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 from runner.state import Journal
@@ -162,11 +163,12 @@ def test_videos_gone_from_the_folder_are_fetched_again_when_asked_and_never_paid
             assert sim.books.creates_accepted == 8
     finally:
         logger.removeHandler(caplog.handler)
-    assert left.outcome.exit_code == 0 and left.results.summary["missing_videos"] == 5
+    assert left.outcome.exit_code == 0
+    assert left.results.summary["missing_videos"] == [str(p.relative_to(out)) for p in gone]
     assert set(warned) == {f"{out}: 5 downloaded videos gone from the folder (deleted or moved by "
                            "hand): run with --fetch-missing to download them again from their "
                            "generations (nothing is paid again)"}
-    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == 0
+    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
     assert {path: path.read_bytes() for path in out.rglob("*.mp4")} == videos
     assert fetched.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
     after = {row["key"]: row for row in journal_rows(out)}
@@ -189,3 +191,39 @@ def test_a_video_whose_generation_was_deleted_fails_with_the_reason(tmp_path: Pa
     (failure,) = fetched.results.failures
     assert fetched.outcome.exit_code == 1 and failure["key"] == row["key"]
     assert failure["reason"] == f"generation {row['generation_id']} was not found (deleted?)"
+
+
+def test_a_fetch_the_disk_refuses_ends_with_4_even_with_no_job_left(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    key, filename = first_job(manifest, out)
+    video = out / filename
+    with run_in_thread(sim_settings()) as sim:
+        run(manifest, out, sim)
+        video.unlink()
+        os.symlink("/dev/full", video.parent / f".{video.name}.{key[:10]}.part")
+        fetched = run(manifest, out, sim, fetch_missing=True)
+    assert fetched.outcome.exit_code == 4 and "output folder is unusable" in fetched.outcome.reason
+    assert fetched.results.summary["counts"] == {"downloaded": 3, "failed": 1}
+
+
+def test_a_fetch_puts_videos_back_where_they_were_for_jobs_the_manifest_has_or_no_longer_has(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(write_manifest(tmp_path), out, sim)
+        rows = sorted(journal_rows(out), key=lambda row: row["idx"])
+        videos = {row["file"]: (out / row["file"]).read_bytes() for row in rows}
+        renamed = write_manifest(tmp_path, repeat=1, output={"dir": "out/{name}",
+                                                             "filename": "{vibe}/{prompt}_{n}.mp4"})
+        planned = {job.key for job in plan_for(RunConfig(manifest=renamed, out=out))[0].jobs}
+        kept, dropped = (next(row["file"] for row in rows if (row["key"] in planned) == wanted)
+                         for wanted in (True, False))
+        (out / kept).unlink()
+        (out / kept).mkdir()  # not a video any more
+        (out / dropped).unlink()
+        assert collect(out).summary["missing_videos"] == [kept, dropped]
+        (out / kept).rmdir()
+        fetched = run(renamed, out, sim, fetch_missing=True)
+        assert sim.books.creates_accepted == 8
+    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
+    assert {row["file"]: (out / row["file"]).read_bytes() for row in journal_rows(out)} == videos

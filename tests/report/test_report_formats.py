@@ -206,7 +206,7 @@ def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
            "axes": {"prompt": "rain", "n": 1}, "styles": [], "estimated_cost_usd": 0.27}
     summary = {"name": "single", "jobs": 1, "out": str(tmp_path), "counts": {"pending": 1},
                "started_at": None, "ended_at": None, "exit_code": None, "exit_reason": None,
-               "spent_usd": 0.0, "reserved_usd": 0.0, "estimated_usd": 0.27, "missing_videos": 0}
+               "spent_usd": 0.0, "reserved_usd": 0.0, "estimated_usd": 0.27, "missing_videos": []}
     stream = io.StringIO()
     report.render(report.RunResults(tmp_path, summary, (job,)), "text", stream)
     assert stream.getvalue().splitlines()[1].startswith("1 job: 0 done")
