@@ -120,14 +120,16 @@ class Engine:
         raise _Aborted()
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
-        """Resume what was in flight, then submit the pending jobs in plan order."""
+        """Resume what was in flight, then submit the pending jobs in plan order. A job whose
+        render is over (seen complete by an earlier run) holds no slot: it renders no more."""
         store = self.ctx.store
         resumed = store.in_states(IN_FLIGHT)
-        for row in resumed:
-            if row.state == "complete":
-                self._spawn(group, self._download(row))
-        for row in resumed:
-            if row.state != "complete":
+        rendered = [row.state == "complete" or row.completed_at is not None for row in resumed]
+        for row, over in zip(resumed, rendered):
+            if over:
+                self._spawn(group, self._collect(row))
+        for row, over in zip(resumed, rendered):
+            if not over:
                 await self._take_slot(group, row)
         index = -1
         while self.ctx.stop.submitting:
@@ -171,8 +173,18 @@ class Engine:
         if current is not None:
             await self._download(current)
 
-    async def _follow(self, row: JobRow) -> JobRow | None:
+    async def _collect(self, row: JobRow) -> None:
+        """The video of a job whose render is over, downloaded; polled for at once first when
+        the job went back to `submitted` (a failed download, a video gone from the folder)."""
+        current: JobRow | None = row
+        if row.state == "submitted":
+            current = await self._follow(row, at_once=True)
+        if current is not None:
+            await self._download(current)
+
+    async def _follow(self, row: JobRow, *, at_once: bool = False) -> JobRow | None:
         """Poll until the render ends or the deadline passes; the row once the video is ready.
+        The first poll goes `at_once` for a render known to be over, else by the schedule.
 
         The deadline counts from when this run takes the job up, so a job resumed or retried
         long after its create still gets its whole timeout, and the render is always looked at
@@ -186,8 +198,8 @@ class Engine:
         deadline = ctx.clock.wall() + ctx.timeout
         polls, failures, pending_at, retry_after = 0, 0, None, None
         while True:
-            delay = schedule.next_poll(kind, polls if fresh else max(polls, 1),
-                                       ctx.clock.now() - started)
+            delay = 0.0 if at_once and not polls else schedule.next_poll(
+                kind, polls if fresh else max(polls, 1), ctx.clock.now() - started)
             if failures:
                 delay = max(delay, ctx.backoff.retry_delay(failures, ctx.rand, retry_after))
             await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.wall())))

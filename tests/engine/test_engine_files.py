@@ -22,8 +22,8 @@ from enginekit import (
 )
 
 from runner import files
-from runner.batch import RunConfig, plan_for
-from runner.control import Event
+from runner.batch import RunConfig, plan_for, run_batch
+from runner.control import Event, SystemClock
 from runner.errors import StateError
 from runner.results import collect
 from runner.logs import LOGGER
@@ -227,3 +227,29 @@ def test_a_fetch_puts_videos_back_where_they_were_for_jobs_the_manifest_has_or_n
         assert sim.books.creates_accepted == 8
     assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
     assert {row["file"]: (out / row["file"]).read_bytes() for row in journal_rows(out)} == videos
+
+
+class Sleeps(SystemClock):
+    """The system clock, noting every wait the engine asks of it."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await super().sleep(seconds)
+
+
+def test_videos_fetched_again_hold_no_slot_and_are_polled_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(write_manifest(tmp_path), out, sim)
+        for video in sorted(out.rglob("*.mp4"))[:4]:
+            video.unlink()
+        manifest = write_manifest(tmp_path, run={"concurrency": 1, "poll_interval": "10s"})
+        clock = Sleeps()
+        fetched = run_batch(RunConfig(manifest=manifest, out=out, base_url=sim.base_url,
+                                      api_key=sim.api_key, fetch_missing=True), clock=clock)
+        assert sim.books.creates_accepted == 8
+    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
+    assert max(clock.asked, default=0.0) == 0.0  # a render known to be over is never waited for
