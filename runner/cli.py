@@ -53,24 +53,26 @@ def main() -> None:
     """Generate videos in bulk with Leonardo.AI's Hailuo 2.3 models, from a YAML manifest."""
 
 
-def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
-    """A path given as an empty word (a variable left unset in a crontab, say) is refused, not
-    taken for the current folder or for no file at all."""
+def _given(value: str | None, option: str) -> Path | None:
+    """A path option's value. An empty one (a variable left unset in a crontab, say) is refused,
+    not taken for the current folder or for no file at all; inside the command, so that `run`
+    logs and announces it as it does any other refusal."""
     if value == "":
-        raise click.BadParameter("is empty (an unset variable?); give a path, or leave it out")
+        raise UsageError(f"{option} is empty (an unset variable?): give a path, or leave it out")
     return None if value is None else Path(value)
 
 
-def _prices(path: Path | None) -> dict[str, Any]:
+def _prices(value: str | None) -> dict[str, Any]:
     """The price table of --prices, read inside the command so that its problems are told as
     the manifest's are (in JSON with --format json, logged and announced by `run`)."""
+    path = _given(value, "--prices")
     return {} if path is None else load_prices(path)
 
 
 max_jobs_option = click.option("--max-jobs", type=int,
                                help="Refuse plans with more jobs than this [1000].")
 prices_option = click.option("--prices", "prices_file", type=click.Path(dir_okay=False),
-                             callback=_not_empty, help="Price table (JSON/YAML) overriding the estimates.")
+                             help="Price table (JSON/YAML) overriding the estimates.")
 
 
 @main.command()
@@ -79,13 +81,13 @@ prices_option = click.option("--prices", "prices_file", type=click.Path(dir_okay
 @max_jobs_option
 @prices_option
 def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
-             prices_file: Path | None) -> None:
+             prices_file: str | None) -> None:
     """Check manifests: every problem in every file, one per line (file:line:col: path: message)."""
     results: list[tuple[str, Plan | None, list]] = []
     try:
         prices = _prices(prices_file)
     except ManifestError as exc:  # the manifests cannot be priced: the table's problems alone
-        results.append((str(prices_file), None, exc.issues))
+        results.append((prices_file, None, exc.issues))
     else:
         for file in files:
             try:
@@ -115,18 +117,19 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
 @click.argument("file", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text")
 @max_jobs_option
-@click.option("--out", type=click.Path(file_okay=False), callback=_not_empty,
+@click.option("--out", type=click.Path(file_okay=False),
               help="Show each job's state in this output folder (default: the manifest's output.dir).")
 @prices_option
-def plan(file: str, fmt: str, max_jobs: int | None, out: Path | None,
-         prices_file: Path | None) -> None:
+def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
+         prices_file: str | None) -> None:
     """Show every job a manifest makes, with its key, request and estimated cost; where the
     output folder already holds a journal, what is new, in flight, done and failed."""
     prices: dict[str, Any] | None = None
     try:
         prices = _prices(prices_file)
         planned, folder = batch.plan_for(batch.RunConfig(
-            manifest=Path(file), out=out, overrides={"max_jobs": max_jobs}, prices=prices))
+            manifest=Path(file), out=_given(out, "--out"), overrides={"max_jobs": max_jobs},
+            prices=prices))
     except ManifestError as exc:
         if fmt == "text":
             raise
@@ -323,7 +326,7 @@ def _http_url(url: str, what: str) -> str:
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(), callback=_not_empty,
+@click.option("--out", type=click.Path(),
               help="Output folder (default: the manifest's output.dir).")
 @click.option("--concurrency", type=int, help="Generations in flight at once [10].")
 @click.option("--submit-per-minute", type=float, help="Create requests a minute [100].")
@@ -363,10 +366,10 @@ def _http_url(url: str, what: str) -> str:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: one object per line.")
 @prices_option
-def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | None,
+def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float | None, request_timeout: str, retry_failed: bool,
         fetch_missing: bool, dry_run: bool, quiet: bool, run_id: str | None, notify_url: str | None,
-        log_file: Path | None, log_format: str, prices_file: Path | None,
+        log_file: Path | None, log_format: str, prices_file: str | None,
         **overrides: Any) -> None:
     """Generate every job of MANIFEST: submit, poll, download; resumes where it stopped.
 
@@ -379,7 +382,8 @@ def run(manifest: Path, out: Path | None, base_url: str, api_key_file: Path | No
         hook = notify_url and _http_url(notify_url, "--notify-url")
         call = parse_duration(request_timeout, name="--request-timeout")
         config = batch.RunConfig(
-            manifest=manifest, out=out, overrides=overrides, prices=_prices(prices_file),
+            manifest=manifest, out=_given(out, "--out"), overrides=overrides,
+            prices=_prices(prices_file),
             base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
             api_key=None if simulate or dry_run else _api_key(api_key_file),
             simulate=_simulated(simulate, time_scale),

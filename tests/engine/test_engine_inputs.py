@@ -84,5 +84,5 @@ def test_an_empty_out_is_a_usage_error_not_the_current_folder(
     monkeypatch.chdir(tmp_path)
     simulate = ["--simulate"] if command == "run" else []
     code, _, stderr = invoke(command, str(manifest), "--out", "", *simulate)
-    assert code == 2 and "'--out': is empty (an unset variable?)" in stderr
+    assert code == 2 and "error: --out is empty (an unset variable?)" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [manifest.name]

@@ -120,7 +120,7 @@ def test_an_empty_prices_path_is_a_usage_error(write_manifest: WriteManifest, tm
     monkeypatch.chdir(tmp_path)
     for command in ("plan", "validate"):
         result = CliRunner().invoke(main, [command, "--prices", "", "manifest.yaml"])
-        assert result.exit_code == 2 and "'--prices': is empty (an unset variable?)" in result.stderr
+        assert result.exit_code == 2 and "error: --prices is empty (an unset variable?)" in result.stderr
 
 
 def test_every_problem_of_a_prices_file_is_reported(write_manifest: WriteManifest, tmp_path: Path,
