@@ -251,7 +251,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
                  rand: random.Random) -> Outcome:
     stop = Stop()
     tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock, budget_usd=settings.run.budget_usd)
-    async with _api(config, settings, Path(folder.root)) as client:
+    async with _api(config, settings, Path(folder.given)) as client:
         ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client, clock=clock,
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
                       backoff=config.backoff, timeout=settings.run.timeout)

@@ -68,11 +68,14 @@ def test_a_price_table_that_cannot_be_read_is_a_located_error(
     assert code == 2 and message in stderr
 
 
-def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(tmp_path: Path) -> None:
+def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     (out / ".simulator-state.jsonl.part").mkdir(parents=True)  # where the state file is staged
-    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out), "--simulate")
-    assert code == 4 and "simulator-state.jsonl: cannot write the simulator state" in stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", "out", "--simulate")
+    assert code == 4  # the file named as the folder was given
+    assert "error: out/simulator-state.jsonl: cannot write the simulator state" in stderr
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
 
