@@ -243,11 +243,13 @@ def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> Api
     said = f"{status} {message}".strip()
     if status == 401 or "authorization hook" in folded:
         return AuthError(f"the API key was rejected ({said})", status=status)
+    # How the API refuses a create it has no credit for is not documented: a 402, or any 4xx
+    # (a 429 included) that says so, stops the run rather than being retried as a rate limit.
+    if status == 402 or (400 <= status < 500 and any(w in folded for w in _QUOTA_WORDS)):
+        return QuotaError(f"the account is out of credit ({said})", status=status)
     if status == 429:
         retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch=time.time())
         return RateLimited(f"rate limited ({said})", retry_after=retry_after)
-    if status == 402 or (400 <= status < 500 and any(w in folded for w in _QUOTA_WORDS)):
-        return QuotaError(f"the account is out of credit ({said})", status=status)
     if status in (400, 403) and "moderation" in folded:
         return ModerationError(f"refused by content moderation ({said})", status=status)
     if status >= 500:

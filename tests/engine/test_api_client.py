@@ -117,6 +117,8 @@ def create_error(prompt: str = BODY["parameters"]["prompt"], **settings: Any) ->
     ({"prompt": "a moderate-me street", "moderation_status": 403}, ModerationError),
     ({"prompt": ""}, PermanentError),
     ({"balance_credits": 10}, QuotaError),
+    ({"balance_credits": 10, "out_of_credit_status": 429}, QuotaError),  # not a rate limit
+    ({"balance_credits": 10, "out_of_credit_status": 400}, QuotaError),
     ({"fault_500": 1.0}, UnknownOutcome),
     ({"fault_create_500": 1.0}, UnknownOutcome),
     ({"fault_reset": 1.0}, UnknownOutcome),
