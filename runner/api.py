@@ -95,9 +95,12 @@ class Account:
 
 
 class Sink(Protocol):
-    """Where a download's bytes go: a staged file, or memory."""
+    """Where a download's bytes go: a staged file, or memory. `restart` forgets what was
+    written, for a resumed download that the server answers with the whole file."""
 
     def write(self, chunk: bytes, /) -> object: ...
+
+    def restart(self) -> object: ...
 
 
 class LeonardoClient:
@@ -177,12 +180,19 @@ class LeonardoClient:
                 raise _upload_error(response.status, body)
         return image_id
 
-    async def download(self, url: str, sink: Sink) -> int:
-        """Stream `url` into `sink`; returns the byte count, checked against Content-Length."""
-        async with self._request("GET", url, timeout=self._download_timeout) as response:
-            if response.status != 200:
+    async def download(self, url: str, sink: Sink, *, offset: int = 0) -> int:
+        """Stream `url` into `sink`, from byte `offset` when it is more than 0 (the rest of a
+        transfer that broke off, asked for with a Range request; a server that sends the whole
+        file instead has the sink restarted); returns the byte count, checked against
+        Content-Length."""
+        ranged = {"Range": f"bytes={offset}-"} if offset else None
+        async with self._request("GET", url, headers=ranged, timeout=self._download_timeout) as response:
+            resumed = response.status == 206 and _range_start(response.headers) == offset
+            if response.status != 200 and not (offset and resumed):
                 raise _status_error(response.status, await response.read(), response.headers,
                                     create=False)
+            if offset and not resumed:
+                sink.restart()
             expected = response.content_length
             count = 0
             try:
@@ -318,6 +328,13 @@ def _generation(item: dict[str, Any]) -> Generation:
         width=item.get("imageWidth"), height=item.get("imageHeight"),
         video_url=first.get("motionMP4URL") or None, poster_url=first.get("url") or None,
         moderation=json.dumps(moderations) if moderations else None)
+
+
+def _range_start(headers: Any) -> int | None:
+    """The first byte a 206 answer holds, from its `Content-Range: bytes FIRST-LAST/SIZE`."""
+    unit, _, span = str(headers.get("Content-Range", "")).partition(" ")
+    first = span.partition("-")[0]
+    return int(first) if unit == "bytes" and first.isdigit() else None
 
 
 def _epoch(value: Any) -> float | None:

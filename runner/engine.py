@@ -298,21 +298,27 @@ class Engine:
 
     async def _fetch(self, row: JobRow, url: str, part: files.Part, check: files.Check) -> str | None:
         """Download `url` into `part` and check it, retrying broken transfers; None or the last
-        problem."""
+        problem. A transfer that broke off goes on from where it stopped (a Range request); a
+        file that arrived whole but fails its check is fetched anew."""
         ctx = self.ctx
         if not url:
             return "no URL"
         problem = ""
+        part.open()
         for attempt in range(1, ctx.backoff.attempts + 1):
-            if attempt > 1:  # a broken transfer waits before it starts over, the last one not
+            if attempt > 1:  # a broken transfer waits before it is taken up again, the last one not
                 await ctx.clock.sleep(ctx.backoff.delay(attempt - 1, ctx.rand))
+            fetched = False
             try:
-                await ctx.client.download(url, part.open())
+                await ctx.client.download(url, part, offset=part.size)
+                fetched = True
                 part.verify(check)
                 return None
             except TransientError as exc:
                 problem = str(exc)
                 ctx.tracker.emit("retry", row.key, problem)
+                if fetched:  # it came whole yet is broken: fetched anew, not resumed
+                    part.restart()
             except PermanentError as exc:
                 return str(exc)
         return problem

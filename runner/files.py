@@ -120,7 +120,7 @@ class Part:
         self._fd: int | None = None
 
     def open(self) -> Part:
-        """The partial file, empty (a retried transfer starts over)."""
+        """The partial file, empty."""
         self.close()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.size = 0
@@ -130,6 +130,13 @@ class Part:
         assert self._fd is not None
         _write_all(self._fd, chunk)
         self.size += len(chunk)
+
+    def restart(self) -> None:
+        """Empty again, for a transfer that starts over."""
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self.size = 0
 
     def verify(self, check: Check) -> None:
         """Raise TransientError (a broken transfer: retry) unless the staged file passes `check`."""

@@ -19,6 +19,8 @@ from runner.simulator.books import CALL_FAULTS, CALL_GENERATION
 from runner.simulator.render import COMPLETE
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# What the `not_video` fault serves in place of a video: a page a proxy or a cache might answer.
+NOT_VIDEO = "<html><body><h1>502 Bad Gateway</h1></body></html>\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,9 @@ class Media:
         clip = self.clips[generation.clip]
         if info["name"].endswith(".jpg"):
             return _ranged(request, clip.poster, "image/jpeg")
+        if self.backend.hit("not_video"):
+            request[CALL_FAULTS].append("not_video")
+            return web.Response(text=NOT_VIDEO, content_type="text/html")
         if "Range" not in request.headers and self.backend.hit("truncate"):
             request[CALL_FAULTS].append("truncate")
             return await _cut_short(request, clip.video)

@@ -55,6 +55,8 @@ Faults, each a probability from 0 to 1, drawn from one random source seeded by `
     fault_failed          a generation ends FAILED instead of COMPLETE.
     fault_truncate        a CDN download (not a Range request, as a resume makes) announces the
                           whole length and sends half of it before closing.
+    fault_not_video       a CDN download of a video answers 200 with an HTML page instead (a
+                          proxy's or a cache's), whole and of the length it announces.
     moderation_word       prompts holding this word (any case) are moderated; None: never.
     moderation_status     400 or 403 (the live API is seen to use both).
     moderation_stage      "create": the create answers moderation_status with
@@ -97,7 +99,8 @@ from runner.config import parse_duration
 from runner.errors import UsageError
 
 KEY_NAMESPACE = uuid.UUID("5e1d3c1a-7a43-4f0e-9b8e-2a4c51d0b7c3")
-FAULTS = ("500", "create_500", "create_late", "reset", "slow", "not_json", "failed", "truncate")
+FAULTS = ("500", "create_500", "create_late", "reset", "slow", "not_json", "failed", "truncate",
+          "not_video")
 _CHOICES = {"moderation_stage": ("create", "render"), "create_answer": ("nested", "flat"),
             "unknown_generation": ("null", "404")}
 
@@ -141,6 +144,7 @@ class SimSettings:
     fault_not_json: float = 0.0
     fault_failed: float = 0.0
     fault_truncate: float = 0.0
+    fault_not_video: float = 0.0
     moderation_word: str | None = "moderate-me"
     moderation_status: int = 400
     moderation_stage: str = "create"

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 
+from runner import files
 from runner.api import LeonardoClient, Timeouts, open_client
 from runner.errors import (
     AuthError,
@@ -171,6 +173,54 @@ def test_a_refused_connection_is_transient_even_for_a_create() -> None:
     with pytest.raises(TransientError) as caught:
         asyncio.run(main())
     assert not isinstance(caught.value, UnknownOutcome)
+
+
+class Received(bytearray):
+    """A download's bytes in memory, restarted as a staged file is."""
+
+    def write(self, chunk: bytes) -> None:
+        self.extend(chunk)
+
+    def restart(self) -> None:
+        self.clear()
+
+
+def test_a_download_cut_short_goes_on_from_where_it_stopped() -> None:
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Received:
+        created = await client.create(body())
+        sim.clock.advance(5)
+        done = await client.generation(created.generation_id)
+        received = Received()
+        with pytest.raises(TransientError, match="the download broke off after"):
+            await client.download(done.video_url or "", received)
+        half = len(received)
+        rest = await client.download(done.video_url or "", received, offset=half)
+        assert half and rest and half + rest == len(received)
+        return received
+    received = with_client(scenario, fault_truncate=1.0)
+    assert files.check_mp4(lambda count, at: bytes(received[at:at + count]), len(received)) is None
+
+
+def test_a_server_that_sends_the_whole_file_for_a_range_has_the_download_start_over() -> None:
+    async def whole(request: web.Request) -> web.Response:
+        return web.Response(body=b"the whole file")  # the Range header unheeded
+
+    async def main() -> Received:
+        app = web.Application()
+        app.router.add_get("/clip.mp4", whole)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with open_client(base_url=f"http://127.0.0.1:{port}", api_key="k") as client:
+                received = Received(b"the whole")
+                await client.download(f"http://127.0.0.1:{port}/clip.mp4", received, offset=9)
+                return received
+        finally:
+            await runner.cleanup()
+    assert asyncio.run(main()) == b"the whole file"
 
 
 def test_a_truncated_download_is_transient() -> None:

@@ -92,13 +92,14 @@ def test_moderation_fails_the_job_and_is_never_retried(tmp_path: Path, stage: st
 PROMPT_OK = "A ginger cat asleep on a sunlit rooftop"
 
 
-def test_truncated_downloads_are_fetched_again_whole(tmp_path: Path) -> None:
+def test_downloads_cut_short_go_on_from_where_they_stopped(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)
-    with run_in_thread(sim_settings(fault_truncate=0.4)) as sim:
+    with run_in_thread(sim_settings(fault_truncate=1.0)) as sim:  # every whole-file GET of a video
         report = run(manifest, tmp_path / "out", sim)
         books = audit(tmp_path / "out", sim)
-    assert report.outcome.exit_code == 0
-    assert books["books"].faults.get("truncate", 0) > 0
+    assert report.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert books["books"].faults["truncate"] == 8  # each video cut once, then resumed
+    assert books["books"].requests["cdn"] == {200: 16, 206: 8}  # a cut video and a poster each
     assert not list((tmp_path / "out").rglob("*.part"))
 
 
@@ -111,3 +112,12 @@ def test_every_fault_at_once(tmp_path: Path) -> None:
         books = audit(tmp_path / "out", sim)
     assert report.outcome.exit_code in (0, 1)
     assert sum(books["states"].values()) == 12
+
+
+def test_a_page_served_in_place_of_a_video_is_fetched_again_from_its_start(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with run_in_thread(sim_settings(fault_not_video=0.5, seed=2)) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        books = audit(tmp_path / "out", sim)
+    assert report.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert books["books"].faults["not_video"] > 0 and 206 not in books["books"].requests["cdn"]
