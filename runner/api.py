@@ -118,6 +118,7 @@ class LeonardoClient:
         self._call_timeout = aiohttp.ClientTimeout(total=timeouts.call, connect=timeouts.connect)
         self._download_timeout = aiohttp.ClientTimeout(total=timeouts.download,
                                                        connect=timeouts.connect)
+        self.unreachable = False  # whether the last API call could not connect at all
 
     def __repr__(self) -> str:
         return f"LeonardoClient({self._root!r})"
@@ -214,10 +215,12 @@ class LeonardoClient:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as exc:
+            self.unreachable = True
             raise TransientError(f"cannot connect to the API: {exc.os_error}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: {_describe(exc)}") from exc
+        self.unreachable = False
         if not 200 <= status < 300:
             raise _status_error(status, raw, headers, create=create)
         try:

@@ -44,6 +44,7 @@ class EngineSettings:
     settle: float = 30.0
     reconcile_skew: float = 300.0
     tick: float = 1.0
+    outage: float = 300.0  # how long the API may refuse every connection before the run stops
 
 
 # Errors that refuse every write to the output folder, not just one file's.
@@ -71,6 +72,7 @@ class Engine:
         self._downloads = asyncio.Semaphore(settings.downloads)
         self._active = 0
         self._idle = asyncio.Event()
+        self._unreachable_since: float | None = None
 
     async def run(self) -> Outcome:
         stop = self.ctx.stop
@@ -115,9 +117,25 @@ class Engine:
             while not abort.done():
                 await asyncio.wait([abort], timeout=self.settings.tick)
                 self.ctx.tracker.emit("tick")
+                self._watch_outage()
         finally:
             abort.cancel()
         raise _Aborted()
+
+    def _watch_outage(self) -> None:
+        """Stop the run, resumable, once the API has refused every connection for `outage`
+        seconds: the next run waits for an API that is down, rather than each job in turn.
+        Jobs in flight keep their state in the journal and are taken up by that run."""
+        ctx = self.ctx
+        if not ctx.client.unreachable:
+            self._unreachable_since = None
+            return
+        now = ctx.clock.now()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= self.settings.outage:
+            ctx.stop.abort(EXIT_RESUMABLE, f"the API could not be reached for "
+                           f"{now - self._unreachable_since:.0f} s: run again to resume")
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
         """Resume what was in flight, then submit the pending jobs in plan order. A job whose

@@ -26,6 +26,7 @@ from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
 from runner.errors import AuthError, StateError
 from runner.logs import LOGGER
+from runner.schedule import Backoff
 from runner.simulator import run_in_thread
 
 
@@ -337,3 +338,23 @@ def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
                "the manifest, or another manifest): they are kept, and listed in the results"
                for r in caplog.records)
     assert len(results_lines(out)) == 4
+
+
+def test_an_api_that_refuses_every_connection_stops_the_run_and_the_next_run_finishes(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with socket.socket() as probe:  # a port where nothing listens: the API is down
+        probe.bind(("127.0.0.1", 0))
+        down_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    # Each job's retries alone would take seconds; the outage is declared after 0.2 s.
+    down = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url, api_key="key",
+                               timeouts=FAST_TIMEOUTS, backoff=Backoff(base=1.0, cap=1.0),
+                               engine={"tick": 0.05, "outage": 0.2}))
+    assert down.outcome.exit_code == 3
+    assert down.outcome.reason.startswith("the API could not be reached for")
+    assert "failed" not in down.results.summary["counts"]  # nothing given up on: all resumable
+    with run_in_thread(sim_settings()) as sim:
+        again = run(manifest, out, sim)
+        audit(out, sim)
+        assert sim.books.creates_accepted == 8
+    assert again.outcome.exit_code == 0
