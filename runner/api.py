@@ -118,7 +118,8 @@ class LeonardoClient:
         self._call_timeout = aiohttp.ClientTimeout(total=timeouts.call, connect=timeouts.connect)
         self._download_timeout = aiohttp.ClientTimeout(total=timeouts.download,
                                                        connect=timeouts.connect)
-        self.unreachable = False  # whether the last API call could not connect at all
+        self.answers = 0  # API calls answered (whatever the status)
+        self.refusals = 0  # API calls that could not connect at all
 
     def __repr__(self) -> str:
         return f"LeonardoClient({self._root!r})"
@@ -215,12 +216,12 @@ class LeonardoClient:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as exc:
-            self.unreachable = True
+            self.refusals += 1
             raise TransientError(f"cannot connect to the API: {exc.os_error}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: {_describe(exc)}") from exc
-        self.unreachable = False
+        self.answers += 1
         if not 200 <= status < 300:
             raise _status_error(status, raw, headers, create=create)
         try:

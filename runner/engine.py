@@ -73,6 +73,7 @@ class Engine:
         self._active = 0
         self._idle = asyncio.Event()
         self._unreachable_since: float | None = None
+        self._calls_seen = (0, 0)  # the client's answers and refusals at the last tick
 
     async def run(self) -> Outcome:
         stop = self.ctx.stop
@@ -124,11 +125,16 @@ class Engine:
 
     def _watch_outage(self) -> None:
         """Stop the run, resumable, once the API has refused every connection for `outage`
-        seconds: the next run waits for an API that is down, rather than each job in turn.
-        Jobs in flight keep their state in the journal and are taken up by that run."""
+        seconds (no call answered since the first refusal, and calls still refused): the next
+        run waits for an API that is down, rather than each job in turn. Jobs in flight keep
+        their state in the journal and are taken up by that run."""
         ctx = self.ctx
-        if not ctx.client.unreachable:
+        calls = (ctx.client.answers, ctx.client.refusals)
+        answered, refused = (seen > before for seen, before in zip(calls, self._calls_seen))
+        self._calls_seen = calls
+        if answered:
             self._unreachable_since = None
+        if answered or not refused:
             return
         now = ctx.clock.now()
         if self._unreachable_since is None:
