@@ -5,6 +5,7 @@ engine must do next (leonardo-api.md, "Errors"):
 
     TransientError   connection refused, reset, timeout, 5xx, a garbled answer: retry later
     RateLimited      429, with the Retry-After it carried
+    Unreachable      no connection could be made (refused, timed out): nothing was sent
     UnknownOutcome   a create that may have happened (5xx, reset or timeout after sending, a 200
                      that could not be read): look for it before creating it again
     PermanentError   400 validation, 404 and other 4xx: the job fails, never retried
@@ -39,11 +40,14 @@ from runner.errors import (
     RateLimited,
     TransientError,
     UnknownOutcome,
+    Unreachable,
 )
 from runner.schedule import parse_retry_after
 
 DEFAULT_BASE_URL = "https://cloud.leonardo.ai/api/rest"
-_QUOTA_WORDS = ("out of credit", "insufficient", "not enough", "balance", "add credit")
+# What an out-of-credit refusal names, whatever its status (a 429 about slots or a 403 about
+# permissions names none of them).
+_QUOTA_WORDS = ("credit", "balance", "tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +193,15 @@ class LeonardoClient:
         Content-Length."""
         ranged = {"Range": f"bytes={offset}-"} if offset else None
         async with self._request("GET", url, headers=ranged, timeout=self._download_timeout) as response:
-            resumed = response.status == 206 and _range_start(response.headers) == offset
-            if response.status != 200 and not (offset and resumed):
+            if offset and response.status in (206, 416):
+                if not _rest_from(response, offset):  # another range, or none to give
+                    sink.restart()
+                    raise TransientError(f"the server could not go on from byte {offset}: the "
+                                         "download starts over")
+            elif response.status != 200:
                 raise _status_error(response.status, await response.read(), response.headers,
                                     create=False)
-            if offset and not resumed:
+            elif offset:
                 sink.restart()
             expected = response.content_length
             count = 0
@@ -217,7 +225,10 @@ class LeonardoClient:
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as exc:
             self.refusals += 1
-            raise TransientError(f"cannot connect to the API: {exc.os_error}") from exc
+            raise Unreachable(f"cannot connect to the API: {exc.os_error}") from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            self.refusals += 1
+            raise Unreachable("cannot connect to the API: no answer in time") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: {_describe(exc)}") from exc
@@ -257,6 +268,8 @@ def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> Api
     said = f"{status} {message}".strip()
     if status == 401 or "authorization hook" in folded:
         return AuthError(f"the API key was rejected ({said})", status=status)
+    if status in (400, 403) and "moderation" in folded:  # its text may quote the prompt
+        return ModerationError(f"refused by content moderation ({said})", status=status)
     # How the API refuses a create it has no credit for is not documented: a 402, or any 4xx
     # (a 429 included) that says so, stops the run rather than being retried as a rate limit.
     if status == 402 or (400 <= status < 500 and any(w in folded for w in _QUOTA_WORDS)):
@@ -264,8 +277,6 @@ def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> Api
     if status == 429:
         retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch=time.time())
         return RateLimited(f"rate limited ({said})", retry_after=retry_after)
-    if status in (400, 403) and "moderation" in folded:
-        return ModerationError(f"refused by content moderation ({said})", status=status)
     if status >= 500:
         kind = UnknownOutcome if create else TransientError
         return kind(f"server error ({said})", status=status)
@@ -334,11 +345,17 @@ def _generation(item: dict[str, Any]) -> Generation:
         moderation=json.dumps(moderations) if moderations else None)
 
 
-def _range_start(headers: Any) -> int | None:
-    """The first byte a 206 answer holds, from its `Content-Range: bytes FIRST-LAST/SIZE`."""
-    unit, _, span = str(headers.get("Content-Range", "")).partition(" ")
-    first = span.partition("-")[0]
-    return int(first) if unit == "bytes" and first.isdigit() else None
+def _rest_from(response: aiohttp.ClientResponse, offset: int) -> bool:
+    """Whether a 206 answer holds the file from byte `offset` to its end, as its
+    `Content-Range: bytes FIRST-LAST/SIZE` and its length say."""
+    unit, _, span = response.headers.get("Content-Range", "").partition(" ")
+    first, _, rest = span.partition("-")
+    last, _, size = rest.partition("/")
+    if response.status != 206 or unit != "bytes" or not (first + last + size).isdigit():
+        return False
+    whole = int(size)
+    return (int(first) == offset and int(last) == whole - 1
+            and response.content_length in (None, whole - offset))
 
 
 def _epoch(value: Any) -> float | None:

@@ -26,7 +26,7 @@ from runner.control import (
     EXIT_RESUMABLE,
     Outcome,
 )
-from runner.errors import AuthError, PermanentError, StateError, TransientError
+from runner.errors import AuthError, PermanentError, QuotaError, StateError, TransientError
 from runner.render import plural
 from runner.results import iso
 from runner.schedule import PollPolicy, PollSchedule
@@ -88,6 +88,8 @@ class Engine:
             pass
         except* (AuthError, StateError) as group:  # a rejected key; a journal that takes no writes
             stop.abort(EXIT_CANNOT_RUN, str(group.exceptions[0]))
+        except* QuotaError as group:  # out of credit, said by a call other than a create
+            stop.abort(EXIT_RESUMABLE, str(group.exceptions[0]))
         self.ctx.tracker.emit("stop", None, (stop.aborted or stop.halted or Outcome(0, "")).reason)
         return self.outcome()
 

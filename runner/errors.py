@@ -7,7 +7,8 @@
     │   └── LockedError              another live run holds the folder        exit 4
     └── ApiError                     the Leonardo API said no (api.py is the only translator)
         ├── TransientError           retry with backoff
-        │   └── RateLimited          429: slow down, honour retry_after
+        │   ├── RateLimited          429: slow down, honour retry_after
+        │   └── Unreachable          no connection to the API: nothing was sent
         ├── UnknownOutcome           a create that may have happened: reconcile before retrying
         ├── PermanentError           validation: the job fails, never retried
         │   └── ModerationError      content moderation: the job fails, never retried
@@ -91,6 +92,10 @@ class RateLimited(TransientError):
                  retry_after: float | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+class Unreachable(TransientError):
+    pass
 
 
 class UnknownOutcome(ApiError):

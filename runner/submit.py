@@ -29,6 +29,7 @@ from runner.errors import (
     RateLimited,
     TransientError,
     UnknownOutcome,
+    Unreachable,
 )
 from runner.rows import PASSING_FAILURES
 from runner.schedule import Backoff, RateMeter
@@ -133,7 +134,7 @@ class Submitter:
 
     async def _create(self, row: JobRow, body: dict[str, Any]) -> JobRow | None:
         ctx = self.ctx
-        failures, deadline, last = 0, None, ""
+        failures, refused, deadline, last = 0, 0, None, ""
         while True:
             sent_at = await self._pace()
             if not ctx.stop.submitting or not self._reserve(row):
@@ -159,6 +160,9 @@ class Submitter:
                 if found is not None:
                     return found
                 failures, last = failures + 1, str(exc)
+            except Unreachable as exc:  # nothing was sent: the job is not to blame, nor given up
+                ctx.tracker.emit("retry", row.key, str(exc))
+                row, refused = await self._put_back(row, str(exc)), refused + 1
             except TransientError as exc:
                 ctx.tracker.emit("retry", row.key, str(exc))
                 failures, last = failures + 1, str(exc)
@@ -182,7 +186,7 @@ class Submitter:
                 await self.fail(row, f"gave up after {failures} failed creates (the last: {last})",
                                  "transient")
                 return None
-            await ctx.clock.sleep(ctx.backoff.delay(failures, ctx.rand))
+            await ctx.clock.sleep(ctx.backoff.delay(failures + refused, ctx.rand))
 
     async def _pace(self) -> float:
         """Wait for the rate meter's turn; returns the moment the create may be sent."""
@@ -224,17 +228,19 @@ class Submitter:
         ctx.tracker.moved(row.key, "submitting", "submitted", created.generation_id)
         return row
 
-    async def _put_back(self, row: JobRow, reason: str) -> None:
-        """The job was not created (or nothing was sent): pending again, reservation freed."""
+    async def _put_back(self, row: JobRow, reason: str) -> JobRow:
+        """The job was not created (or nothing was sent): pending again, reservation freed;
+        its row as it is then."""
         if row.state != "submitting":
-            return
+            return row
         ctx = self.ctx
-        await ctx.record(row.unsent(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason))
+        pending = await ctx.record(row.unsent(run_id=ctx.run_id, at=ctx.clock.wall(), reason=reason))
         self._settle(row, 0.0)
         if row.planned:
             ctx.tracker.moved(row.key, "submitting", "pending", reason)
         else:
             ctx.tracker.left_plan(row.key, "submitting", reason)
+        return pending
 
     async def fail(self, row: JobRow, reason: str, kind: str) -> None:
         """The job failed for `reason` (of `kind`): recorded, its reservation freed."""

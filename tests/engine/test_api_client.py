@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from runner import files
-from runner.api import LeonardoClient, Timeouts, open_client
+from runner.api import LeonardoClient, Timeouts, _status_error, open_client
 from runner.errors import (
     AuthError,
     ModerationError,
@@ -201,13 +202,28 @@ def test_a_download_cut_short_goes_on_from_where_it_stopped() -> None:
     assert files.check_mp4(lambda count, at: bytes(received[at:at + count]), len(received)) is None
 
 
-def test_a_server_that_sends_the_whole_file_for_a_range_has_the_download_start_over() -> None:
-    async def whole(request: web.Request) -> web.Response:
-        return web.Response(body=b"the whole file")  # the Range header unheeded
+FILE = b"the whole file"
+
+
+@pytest.mark.parametrize("status, content_range, body, received, outcome", [
+    (200, None, FILE, FILE, None),  # the Range header unheeded: the whole file, started over
+    (206, "bytes 9-13/14", b" file", FILE, None),  # the rest, as asked
+    (206, "bytes 0-13/14", FILE, b"", "could not go on from byte 9"),  # another range
+    (206, "bytes 9-10/14", b" f", b"", "could not go on from byte 9"),  # not to the end
+    (206, None, b" file", b"", "could not go on from byte 9"),
+    (416, "bytes */14", b"", b"", "could not go on from byte 9"),
+], ids=["whole", "rest", "from 0", "short", "no range", "416"])
+def test_a_resumed_download_appends_only_the_rest_it_asked_for(
+        status: int, content_range: str | None, body: bytes, received: bytes,
+        outcome: str | None) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        assert request.headers["Range"] == "bytes=9-"
+        headers = {"Content-Range": content_range} if content_range else {}
+        return web.Response(status=status, body=body, headers=headers)
 
     async def main() -> Received:
         app = web.Application()
-        app.router.add_get("/clip.mp4", whole)
+        app.router.add_get("/clip.mp4", answer)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -215,12 +231,16 @@ def test_a_server_that_sends_the_whole_file_for_a_range_has_the_download_start_o
         port = runner.addresses[0][1]
         try:
             async with open_client(base_url=f"http://127.0.0.1:{port}", api_key="k") as client:
-                received = Received(b"the whole")
-                await client.download(f"http://127.0.0.1:{port}/clip.mp4", received, offset=9)
-                return received
+                sink = Received(b"the whole")
+                if outcome is None:
+                    await client.download(f"http://127.0.0.1:{port}/clip.mp4", sink, offset=9)
+                else:
+                    with pytest.raises(TransientError, match=outcome):
+                        await client.download(f"http://127.0.0.1:{port}/clip.mp4", sink, offset=9)
+                return sink
         finally:
             await runner.cleanup()
-    assert asyncio.run(main()) == b"the whole file"
+    assert asyncio.run(main()) == received
 
 
 def test_a_truncated_download_is_transient() -> None:
@@ -231,3 +251,17 @@ def test_a_truncated_download_is_transient() -> None:
         await client.download(done.video_url or "", io.BytesIO())
     with pytest.raises(TransientError, match="bytes"):
         with_client(scenario, fault_truncate=1.0)
+
+
+@pytest.mark.parametrize("status, message, kind", [
+    (402, "", QuotaError),
+    (429, "not enough API credits to run this job", QuotaError),
+    (400, "Your balance is too low", QuotaError),
+    (429, "Not enough concurrency slots available, try again later", RateLimited),
+    (403, "Insufficient permissions", PermanentError),
+    (400, "content moderation filter: a credit card on a table", ModerationError),
+])
+def test_an_answer_stops_the_run_for_credit_only_when_it_speaks_of_credit(
+        status: int, message: str, kind: type) -> None:
+    error = _status_error(status, json.dumps({"error": message}).encode(), {}, create=True)
+    assert type(error) is kind, error

@@ -273,7 +273,7 @@ def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) ->
 
 def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
-                              repeat=1)
+                              repeat=1, run={"timeout": "1s"})
     out = tmp_path / "out"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -282,8 +282,7 @@ def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp
                                 api_key="00000000-0000-4000-8000-000000000000",
                                 timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
     assert first.outcome.exit_code == 3  # every failure is one the next run retries by itself
-    assert all(r["reason"].startswith("gave up after 10 failed creates (the last: ")
-               for r in results_lines(out))
+    assert all(r["reason"] == "no create went through in 1 s" for r in results_lines(out))
     with run_in_thread(sim_settings()) as up:
         second = run(manifest, out, up)
         third = run(manifest, out, up)
@@ -346,10 +345,11 @@ def test_an_api_that_refuses_every_connection_stops_the_run_and_the_next_run_fin
     with socket.socket() as probe:  # a port where nothing listens: the API is down
         probe.bind(("127.0.0.1", 0))
         down_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    # Each job's retries alone would take seconds; the outage is declared after 0.2 s.
+    # Two tries a create, long spent when the outage is declared: a refused connection sent
+    # nothing, so it counts against no job.
     down = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url, api_key="key",
-                               timeouts=FAST_TIMEOUTS, backoff=Backoff(base=1.0, cap=1.0),
-                               engine={"tick": 0.05, "outage": 0.2}))
+                               timeouts=FAST_TIMEOUTS, backoff=Backoff(base=0.01, cap=0.02, attempts=2),
+                               engine={"tick": 0.05, "outage": 0.3}))
     assert down.outcome.exit_code == 3
     assert down.outcome.reason.startswith("the API could not be reached for")
     assert "failed" not in down.results.summary["counts"]  # nothing given up on: all resumable
