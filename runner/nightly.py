@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from runner.control import (
     Stop,
     Tracker,
 )
-from runner.errors import ApiError, AuthError, HailuoError, ManifestError, UsageError
+from runner.errors import ApiError, AuthError, HailuoError, ManifestError, TransientError, UsageError
 from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.manifest import load_document
@@ -74,20 +74,26 @@ def cost_to_create(journal: Journal, budget_usd: float | None) -> float:
     return total if budget_usd is None else min(total, budget_usd)
 
 
-async def check_balance(client: LeonardoClient, needed_usd: float) -> Outcome | None:
+async def check_balance(client: LeonardoClient, needed_usd: float, *,
+                        pause: Callable[[int], Awaitable[object]], tries: int = 3) -> Outcome | None:
     """Refuse (exit 3) when the account's credits cannot pay for `needed_usd`; None to go on.
 
     A rejected key ends the run here (exit 4), before anything is sent. A balance that cannot be
-    read, or an unlimited one, skips the check: the quota stop still guards the run."""
+    read (after `tries`, with `pause(n)` after the n-th transient failure), or an unlimited one,
+    skips the check: the quota stop still guards the run."""
     if needed_usd <= 0:
         return None
-    try:
-        account = await client.me()
-    except AuthError as exc:
-        return Outcome(EXIT_CANNOT_RUN, str(exc))
-    except ApiError as exc:
-        log.warning("balance check skipped: /v1/me failed: %s", exc)
-        return None
+    for attempt in range(1, tries + 1):
+        try:
+            account = await client.me()
+            break
+        except AuthError as exc:
+            return Outcome(EXIT_CANNOT_RUN, str(exc))
+        except ApiError as exc:
+            if attempt == tries or not isinstance(exc, TransientError):
+                log.warning("balance check skipped: /v1/me failed: %s", exc)
+                return None
+            await pause(attempt)
     credits = account.paid_credits
     if credits is None or credits >= UNLIMITED_CREDITS:
         log.info("balance check skipped: the account shows %s",

@@ -70,14 +70,24 @@ def check(sim: ThreadedSimulator, *, api_key: str | None = None) -> Outcome | No
     async def call() -> Outcome | None:
         async with open_client(base_url=sim.base_url, api_key=api_key or sim.api_key,
                                timeouts=Timeouts(connect=2.0, call=2.0)) as client:
-            return await check_balance(client, 100.0)
+            return await check_balance(client, 100.0, pause=lambda attempt: asyncio.sleep(0))
     return asyncio.run(call())
 
 
 def test_an_unreadable_balance_skips_the_check_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
     with run_in_thread(sim_settings(fault_500=1.0)) as sim:
         assert check(sim) is None
+        assert sim.books.requests["me"] == {500: 3}  # asked three times
     assert "balance check skipped: /v1/me failed: " in caplog.text
+
+
+def test_a_garbled_balance_answer_is_asked_again_before_the_check_is_skipped() -> None:
+    # With this seed the first /v1/me answers HTML and the second answers the balance.
+    with run_in_thread(sim_settings(fault_not_json=0.5, balance_credits=540, seed=1)) as sim:
+        outcome = check(sim)
+        assert sim.books.faults["not_json"] == 1 and sim.books.creates_accepted == 0
+    assert outcome is not None and outcome.exit_code == 3
+    assert outcome.reason.startswith("the balance is too low")
 
 
 def test_a_rejected_key_ends_the_run_at_the_check_with_exit_4() -> None:
