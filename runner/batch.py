@@ -257,8 +257,8 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
                       backoff=config.backoff, timeout=settings.run.timeout)
         with _signals(stop):
             needed = nightly.cost_to_create(journal, settings.run.budget_usd)
-            checking = asyncio.ensure_future(nightly.check_balance(client, needed, pause=lambda n: (
-                clock.sleep(config.backoff.delay(n, rand.random)))))
+            checking = asyncio.ensure_future(nightly.check_balance(
+                client, needed, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
             aborting = asyncio.ensure_future(stop.wait_abort())
             await asyncio.wait([checking, aborting], return_when=asyncio.FIRST_COMPLETED)
             aborting.cancel()

@@ -136,8 +136,11 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
         source = str(prices_file) if prices is None else file
         click.echo(render.issues_json([(source, None, exc.issues)]))
         sys.exit(exc.exit_code)
-    batch.journal_kept(folder)
-    found = batch.diff(planned, folder) if (folder / JOURNAL_NAME).is_file() else None
+    found = None
+    if (folder / JOURNAL_NAME).is_file():
+        found = batch.diff(planned, folder)
+    else:  # a folder that lost its journal is refused, as a run would refuse it
+        batch.journal_kept(folder)
     states = found.states() if found else None
     to_create = found.to_create_usd if found else None
     if fmt == "json":

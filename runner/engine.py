@@ -149,14 +149,14 @@ class Engine:
         """Resume what was in flight, then submit the pending jobs in plan order. A job whose
         render is over (seen complete by an earlier run) holds no slot: it renders no more."""
         store = self.ctx.store
-        resumed = store.in_states(IN_FLIGHT)
-        rendered = [row.state == "complete" or row.completed_at is not None for row in resumed]
-        for row, over in zip(resumed, rendered):
-            if over:
+        rendering = []
+        for row in store.in_states(IN_FLIGHT):
+            if row.state == "complete" or row.completed_at is not None:
                 self._spawn(group, self._collect(row))
-        for row, over in zip(resumed, rendered):
-            if not over:
-                await self._take_slot(group, row)
+            else:
+                rendering.append(row)
+        for row in rendering:
+            await self._take_slot(group, row)
         index = -1
         while self.ctx.stop.submitting:
             page = store.pending_after(index)

@@ -280,6 +280,12 @@ def check_jpeg(read: Read, size: int) -> str | None:
     return None if tail == b"\xff\xd9" else "cut off before the end of the JPEG"
 
 
+def gone(root: str | Path, relative: str) -> bool:
+    """Whether the file recorded at `relative` is no longer a file in the folder `root` (deleted,
+    moved away, or something else in its place)."""
+    return not os.path.isfile(os.path.join(root, relative))
+
+
 def check_file(path: Path, check: Check) -> str | None:
     """`check` applied to a file already in place."""
     fd = os.open(path, os.O_RDONLY)

@@ -202,7 +202,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
         job = {field: record.get(field) for field in PAGE_FIELDS}
         job["file"] = relative_path(record.get("file"))
         job["poster"] = relative_path(record.get("poster"))
-        job["missing"] = bool(job["file"]) and not (results.out_dir / job["file"]).is_file()
+        job["missing"] = bool(job["file"]) and files.gone(results.out_dir, job["file"])
         jobs.append(job)
     axes = [{"key": axis, "label": axis_label(axis)} for axis in results.axes]
     return {"run": run, "totals": results.totals.as_dict(), "axes": axes,

@@ -61,10 +61,13 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> repor
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     spent = reserved = 0.0
+    missing: list[str] = []  # the videos of downloaded jobs gone from the folder
     for row in journal.reported():  # every job that holds or spent money is among them
         records.append(record(row))
         counts[row.state] += 1
         spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
+        if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
+            missing.append(row.file)
     run = journal.run(run_id)
     ended = run.ended_at if run else None
     summary = {
@@ -72,7 +75,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> repor
         "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
         "spent_usd": round(spent, 4), "reserved_usd": round(reserved, 4),
         "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 4),
-        "missing_videos": [row.file for row in journal.missing_videos()],
+        "missing_videos": missing,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,

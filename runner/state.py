@@ -20,7 +20,6 @@ folder never write its journal: they read an old file through an upgraded copy i
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from runner import files
 from runner.errors import StateError, UsageError
 from runner.plan import Job, Upload
 from runner.rows import RESTORE_HINT, ROW_COLUMNS, JobRow, Move
@@ -259,8 +259,7 @@ class Journal:
         or moved away by hand), planned ones first, in plan order."""
         rows = self.conn.execute("SELECT key, file FROM jobs WHERE state = 'downloaded' AND "
                                  "file IS NOT NULL ORDER BY planned DESC, idx")
-        gone = [key for key, file in rows if not os.path.isfile(os.path.join(self.folder, file))]
-        return [self.job(key) for key in gone]
+        return [self.job(key) for key, file in rows if files.gone(self.folder, file)]
 
     def file_owners(self) -> dict[str, str]:
         """Each video file recorded (relative to the folder) with the key of its job."""
