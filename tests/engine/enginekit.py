@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from runner import files
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
 from runner.cli import main
-from runner.control import EventSink, ignore_events
+from runner.control import Clock, EventSink, ignore_events
 from runner.plan import UPLOAD_PREFIX, Job, canonical_json
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, ThreadedSimulator
@@ -86,17 +87,18 @@ def write_manifest(folder: Path, *, prompts: list[Any] | None = None,
 
 
 def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | None = None,
-        sink: EventSink = ignore_events, **overrides: Any) -> RunReport:
-    """The manifest run into `out` against `sim`, fast: its events to `sink`, `overrides` as
-    run settings (and `engine`, `timeouts`, `retry_failed`, `fetch_missing` as their RunConfig
-    fields)."""
+        sink: EventSink = ignore_events, clock: Clock | None = None, **overrides: Any) -> RunReport:
+    """The manifest run into `out` against `sim`, fast: its events to `sink`, on `clock`,
+    `overrides` as run settings (and `engine`, `timeouts`, `retry_failed`, `fetch_missing` as
+    their RunConfig fields)."""
     engine = overrides.pop("engine", {})
     timeouts = overrides.pop("timeouts", FAST_TIMEOUTS)
     flags = {flag: overrides.pop(flag, False) for flag in ("retry_failed", "fetch_missing")}
     return run_batch(RunConfig(manifest=manifest, out=out, overrides=overrides,
                                base_url=sim.base_url, api_key=api_key or sim.api_key,
                                timeouts=timeouts, backoff=FAST_BACKOFF, **flags,
-                               engine={"tick": 0.05, "settle": 0.1, **engine}), sink=sink)
+                               engine={"tick": 0.05, "settle": 0.1, **engine}), sink=sink,
+                     clock=clock)
 
 
 def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
@@ -106,6 +108,25 @@ def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key or ""},
                                 catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
+
+
+def invoke_run(manifest: Path, out: Path, sim: ThreadedSimulator, *more: str) -> tuple[int, str, str]:
+    """`hailuo-batch run MANIFEST --out OUT` against `sim`, quiet, with `more` flags, through
+    `invoke`."""
+    return invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--quiet",
+                  *more, key=sim.api_key)
+
+
+def down_url() -> str:
+    """An API root on 127.0.0.1 where nothing listens: an API that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/api/rest"
+
+
+def videos(out: Path) -> dict[Path, bytes]:
+    """Every video under `out`, with its bytes."""
+    return {path: path.read_bytes() for path in out.rglob("*.mp4")}
 
 
 def journal_rows(out: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import sys
 import termios
 from pathlib import Path
 
-from enginekit import invoke, sim_settings, write_manifest
+from enginekit import invoke, invoke_run, sim_settings, write_manifest
 
 from runner.config import RunSettings, parse_duration
 from runner.simulator import run_in_thread
@@ -22,8 +22,7 @@ from runner.simulator import run_in_thread
 def test_run_then_status_then_a_dry_run_that_finds_everything_done(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
-        code, stdout, _ = invoke("run", str(manifest), "--out", str(out), "--base-url",
-                                 sim.base_url, "--quiet", key=sim.api_key)
+        code, stdout, _ = invoke_run(manifest, out, sim)
         dry = invoke("run", str(manifest), "--out", str(out), "--dry-run")
         created = sim.books.creates_accepted
     assert code == 0 and f"videos and results in {out}" in stdout
@@ -134,8 +133,7 @@ def test_on_a_resume_the_cost_and_the_budget_warning_count_only_the_jobs_left_to
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path, run={"budget_usd": 1.5}), tmp_path / "out"  # 8 x $0.27
     with run_in_thread(sim_settings()) as sim:
-        code, _, _ = invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
-                            "--budget-usd", "1.08", "--quiet", key=sim.api_key)
+        code, _, _ = invoke_run(manifest, out, sim, "--budget-usd", "1.08")
     assert code == 3  # four jobs done, four left
     _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
     _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
@@ -151,8 +149,7 @@ def test_a_dry_run_counts_the_failed_jobs_a_run_would_create_again(tmp_path: Pat
                               styles={"vibe": ["none"]})
     out = tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
-        code, _, _ = invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
-                            "--quiet", key=sim.api_key)
+        code, _, _ = invoke_run(manifest, out, sim)
     assert code == 1  # refused by moderation: waits for --retry-failed
     _, waiting, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
     _, retried, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run", "--retry-failed")
@@ -163,16 +160,15 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
-        command = ("run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--quiet")
-        assert invoke(*command, key=sim.api_key)[0] == 0
+        assert invoke_run(manifest, out, sim)[0] == 0
         video = sorted(out.rglob("*.mp4"))[0]
         content = video.read_bytes()
         video.unlink()
         _, status, _ = invoke("status", str(out))
         _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
         _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
-        left = invoke(*command, key=sim.api_key)
-        fetched = invoke(*command, "--fetch-missing", key=sim.api_key)
+        left = invoke_run(manifest, out, sim)
+        fetched = invoke_run(manifest, out, sim, "--fetch-missing")
         assert sim.books.creates_accepted == 4
     assert ("1 downloaded video gone from the folder (deleted or moved by hand): run with "
             "--fetch-missing to download it again from its generation (nothing is paid again)\n"

@@ -17,12 +17,13 @@ from enginekit import (
     run,
     sim_settings,
     simulated_process,
+    videos,
     wait_for_transitions,
     write_manifest,
 )
 
 from runner import files
-from runner.batch import RunConfig, plan_for, run_batch
+from runner.batch import RunConfig, plan_for
 from runner.control import Event, SystemClock
 from runner.errors import StateError
 from runner.results import collect
@@ -151,8 +152,8 @@ def test_videos_gone_from_the_folder_are_fetched_again_when_asked_and_never_paid
         with run_in_thread(sim_settings()) as sim:
             run(manifest, out, sim)
             before = {row["key"]: row for row in journal_rows(out)}
-            videos = {path: path.read_bytes() for path in out.rglob("*.mp4")}
-            gone = sorted(videos)[:5]  # a whole prompt's folder, and one more video
+            clips = videos(out)
+            gone = sorted(clips)[:5]  # a whole prompt's folder, and one more video
             shutil.rmtree(gone[0].parent)
             gone[4].unlink()
             caplog.clear()
@@ -169,7 +170,7 @@ def test_videos_gone_from_the_folder_are_fetched_again_when_asked_and_never_paid
                            "hand): run with --fetch-missing to download them again from their "
                            "generations (nothing is paid again)"}
     assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
-    assert {path: path.read_bytes() for path in out.rglob("*.mp4")} == videos
+    assert videos(out) == clips
     assert fetched.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
     after = {row["key"]: row for row in journal_rows(out)}
     kept = ("generation_id", "file", "completed_at", "render_seconds", "cost_usd")
@@ -212,12 +213,12 @@ def test_a_fetch_puts_videos_back_where_they_were_for_jobs_the_manifest_has_or_n
     with run_in_thread(sim_settings()) as sim:
         run(write_manifest(tmp_path), out, sim)
         rows = sorted(journal_rows(out), key=lambda row: row["idx"])
-        videos = {row["file"]: (out / row["file"]).read_bytes() for row in rows}
+        contents = {row["file"]: (out / row["file"]).read_bytes() for row in rows}
         renamed = write_manifest(tmp_path, repeat=1, output={"dir": "out/{name}",
                                                              "filename": "{vibe}/{prompt}_{n}.mp4"})
         planned = {job.key for job in plan_for(RunConfig(manifest=renamed, out=out))[0].jobs}
-        kept, dropped = (next(row["file"] for row in rows if (row["key"] in planned) == wanted)
-                         for wanted in (True, False))
+        kept = next(row["file"] for row in rows if row["key"] in planned)
+        dropped = next(row["file"] for row in rows if row["key"] not in planned)
         (out / kept).unlink()
         (out / kept).mkdir()  # not a video any more
         (out / dropped).unlink()
@@ -226,7 +227,7 @@ def test_a_fetch_puts_videos_back_where_they_were_for_jobs_the_manifest_has_or_n
         fetched = run(renamed, out, sim, fetch_missing=True)
         assert sim.books.creates_accepted == 8
     assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
-    assert {row["file"]: (out / row["file"]).read_bytes() for row in journal_rows(out)} == videos
+    assert {row["file"]: (out / row["file"]).read_bytes() for row in journal_rows(out)} == contents
 
 
 class Sleeps(SystemClock):
@@ -240,7 +241,7 @@ class Sleeps(SystemClock):
         await super().sleep(seconds)
 
 
-def test_videos_fetched_again_hold_no_slot_and_are_polled_at_once(tmp_path: Path) -> None:
+def test_videos_fetched_again_are_polled_at_once(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
         run(write_manifest(tmp_path), out, sim)
@@ -248,8 +249,7 @@ def test_videos_fetched_again_hold_no_slot_and_are_polled_at_once(tmp_path: Path
             video.unlink()
         manifest = write_manifest(tmp_path, run={"concurrency": 1, "poll_interval": "10s"})
         clock = Sleeps()
-        fetched = run_batch(RunConfig(manifest=manifest, out=out, base_url=sim.base_url,
-                                      api_key=sim.api_key, fetch_missing=True), clock=clock)
+        fetched = run(manifest, out, sim, clock=clock, fetch_missing=True)
         assert sim.books.creates_accepted == 8
     assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
     assert max(clock.asked, default=0.0) == 0.0  # a render known to be over is never waited for

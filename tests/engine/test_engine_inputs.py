@@ -80,12 +80,11 @@ def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(
     assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
 
 
-@pytest.mark.parametrize("command", ["run", "plan"])
+@pytest.mark.parametrize("command, more", [("run", ["--simulate"]), ("plan", [])])
 def test_an_empty_out_is_a_usage_error_not_the_current_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, more: list[str]) -> None:
     manifest = write_manifest(tmp_path)
     monkeypatch.chdir(tmp_path)
-    simulate = ["--simulate"] if command == "run" else []
-    code, _, stderr = invoke(command, str(manifest), "--out", "", *simulate)
+    code, _, stderr = invoke(command, str(manifest), "--out", "", *more)
     assert code == 2 and "error: --out is empty (an unset variable?)" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [manifest.name]

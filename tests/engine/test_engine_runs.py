@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,13 @@ from enginekit import (
     PROMPTS,
     audit,
     copy_frames,
+    down_url,
     invoke,
     journal_rows,
     results_lines,
     run,
     sim_settings,
+    videos,
     write_manifest,
 )
 
@@ -95,17 +96,19 @@ def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
         run(manifest, out, sim)
-        videos = {path: path.read_bytes() for path in out.rglob("*.mp4")}
+        before = videos(out)
         journal = out / "journal.sqlite"
         journal.unlink() if loss == "deleted" else journal.write_bytes(b"")
         planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
-        for attempt in (lambda: diff(planned, out), lambda: run(manifest, out, sim)):
-            with pytest.raises(StateError, match=f"{out} holds an earlier run's results but no journal"):
-                attempt()
+        refused = f"{out} holds an earlier run's results but no journal"
+        with pytest.raises(StateError, match=refused):
+            diff(planned, out)
+        with pytest.raises(StateError, match=refused):
+            run(manifest, out, sim)
         code, _, stderr = invoke("plan", str(manifest), "--out", str(out))
         assert code == 4 and f"{out} holds an earlier run's results but no journal" in stderr
         assert sim.books.creates_accepted == 8
-    assert len(videos) == 8 and {path: path.read_bytes() for path in out.rglob("*.mp4")} == videos
+    assert len(before) == 8 and videos(out) == before
 
 
 def test_a_file_the_journal_does_not_know_is_never_replaced(tmp_path: Path) -> None:
@@ -275,10 +278,7 @@ def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp
     manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
                               repeat=1, run={"timeout": "1s"})
     out = tmp_path / "out"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{probe.getsockname()[1]}/api/rest"
-    first = run_batch(RunConfig(manifest=manifest, out=out, base_url=down,
+    first = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url(),
                                 api_key="00000000-0000-4000-8000-000000000000",
                                 timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
     assert first.outcome.exit_code == 3  # every failure is one the next run retries by itself
@@ -342,12 +342,9 @@ def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
 def test_an_api_that_refuses_every_connection_stops_the_run_and_the_next_run_finishes(
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
-    with socket.socket() as probe:  # a port where nothing listens: the API is down
-        probe.bind(("127.0.0.1", 0))
-        down_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
     # Two tries a create, long spent when the outage is declared: a refused connection sent
     # nothing, so it counts against no job.
-    down = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url, api_key="key",
+    down = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url(), api_key="key",
                                timeouts=FAST_TIMEOUTS, backoff=Backoff(base=0.01, cap=0.02, attempts=2),
                                engine={"tick": 0.05, "outage": 0.3}))
     assert down.outcome.exit_code == 3

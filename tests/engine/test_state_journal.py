@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enginekit import invoke, job, sim_settings, step, write_manifest
+from enginekit import invoke, invoke_run, job, sim_settings, step, write_manifest
 
 from runner.errors import StateError
 from runner.plan import Upload
@@ -274,10 +274,9 @@ def test_a_run_refuses_a_folder_with_a_job_in_an_unknown_state_and_never_ends_wi
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
-        args = ("run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--quiet")
-        assert invoke(*args, key=sim.api_key)[0] == 0
+        assert invoke_run(manifest, out, sim)[0] == 0
         edit(out / JOURNAL_NAME, "UPDATE jobs SET state = 'bogus' WHERE idx = 0")
-        code, _, stderr = invoke(*args, key=sim.api_key)
+        code, _, stderr = invoke_run(manifest, out, sim)
     assert code == 4 and "is in the state 'bogus', which this runner does not know" in stderr
 
 

@@ -3,6 +3,7 @@ exits 4 at once naming the holder, and a SIGKILLed run's lock is taken over by t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from nightlykit import json_log, key_file, run_cli, sim_settings, started, summary, write_manifest
 
 from runner import nightly
-from runner.lock import FolderLock
+from runner.lock import LOCK_NAME, FolderLock
 from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 
@@ -78,7 +79,9 @@ def test_a_holder_from_before_the_machine_started_is_gone_whatever_runs_under_it
     logger = logging.getLogger(LOGGER)
     logger.addHandler(caplog.handler)
     try:
-        nightly.took_over(FolderLock(tmp_path / ".hailuo.lock", -1, holder))
+        (tmp_path / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
+        with FolderLock.acquire(tmp_path) as lock:
+            nightly.took_over(lock)
     finally:
         logger.removeHandler(caplog.handler)
     said = {record.getMessage() for record in caplog.records if record.name == LOGGER}

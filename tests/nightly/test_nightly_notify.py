@@ -98,22 +98,24 @@ def test_a_stop_while_the_end_is_announced_leaves_the_outcome_as_recorded(tmp_pa
     assert code == 0 and summary(tmp_path / "out")["exit_code"] == 0
 
 
-@pytest.mark.parametrize("problem", ["manifest", "key", "yaml", "prices", "empty out", "empty prices"])
-def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, problem: str) -> None:
+@pytest.mark.parametrize("problem, flags", [
+    ("manifest", []), ("key", ["--api-key-file", "missing-key"]), ("yaml", []),
+    ("prices", ["--prices", "prices.yaml"]),
+    ("empty out", ["--out", ""]),  # an empty path: a variable left unset in the crontab
+    ("empty prices", ["--prices", ""]),
+])
+def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, problem: str,
+                                                            flags: list[str]) -> None:
     styles = {"vibe": ["Stock Footage", "Stock Foto" if problem == "manifest" else "none"]}
     manifest = write_manifest(tmp_path, styles=styles).rename(tmp_path / "cron-entry.yaml")
     if problem == "yaml":  # a manifest that does not load is announced by its file's name
         manifest.write_text("name: [nightly\n", encoding="utf-8")
     (tmp_path / "key").write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
     (tmp_path / "prices.yaml").write_text("hailuo-2_3: {768p: {6: free}}\n", encoding="utf-8")
-    # An empty path is a variable left unset in the crontab.
-    prices = {"prices": ["--prices", "prices.yaml"], "empty prices": ["--prices", ""]}.get(problem, [])
-    with receiver() as hook:
-        done = run_cli("run", manifest, "--out", "" if problem == "empty out" else "out",
-                       "--notify-url", hook.url, "--log-file",
+    with receiver() as hook:  # a flag given twice takes its last value
+        done = run_cli("run", manifest, "--out", "out", "--notify-url", hook.url, "--log-file",
                        "run.log", "--log-format", "json", "--base-url", closed_port_url(),
-                       "--api-key-file", "missing-key" if problem == "key" else "key", *prices,
-                       cwd=tmp_path)
+                       "--api-key-file", "key", *flags, cwd=tmp_path)
     (body,) = hook.received
     (line,) = json_log(tmp_path / "run.log")
     assert done.returncode == 2 and not (tmp_path / "out").exists()

@@ -207,8 +207,8 @@ def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
     summary = {"name": "single", "jobs": 1, "out": str(tmp_path), "counts": {"pending": 1},
                "started_at": None, "ended_at": None, "exit_code": None, "exit_reason": None,
                "spent_usd": 0.0, "reserved_usd": 0.0, "estimated_usd": 0.27, "missing_videos": []}
+    single = report.RunResults(tmp_path, summary, (job,))
     stream = io.StringIO()
-    report.render(report.RunResults(tmp_path, summary, (job,)), "text", stream)
+    report.render(single, "text", stream)
     assert stream.getvalue().splitlines()[1].startswith("1 job: 0 done")
-    assert results.status_lines(report.RunResults(tmp_path, summary, (job,)))[0] == \
-        f"single: 1 job in {tmp_path}"
+    assert results.status_lines(single)[0] == f"single: 1 job in {tmp_path}"
