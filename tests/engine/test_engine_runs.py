@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from enginekit import (
@@ -192,6 +197,57 @@ def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
     states = sorted(row["state"] for row in audit_rows)
     assert states.count("downloaded") == 3 and states.count("pending") == 5
     assert all(row["reserved_usd"] == 0 for row in audit_rows)
+
+
+@contextmanager
+def out_of_credit_api() -> Iterator[tuple[str, list[str]]]:
+    """An API root on 127.0.0.1 answering every call 402, not enough credits; and the paths asked."""
+    asked: list[str] = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(f"{self.command} {self.path}")
+            body = b'{"error": "not enough API credits"}'
+            self.send_response(402)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/api/rest", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_out_of_credit_answer_to_a_poll_stops_the_run_resumably(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        assert run(manifest, out, sim).outcome.exit_code == 0
+        for video in videos(out):
+            video.unlink()
+        with out_of_credit_api() as (base_url, asked):  # jobs to fetch again: polls, no create
+            stopped = run_batch(RunConfig(manifest=manifest, out=out, base_url=base_url,
+                                          api_key=sim.api_key, timeouts=FAST_TIMEOUTS,
+                                          backoff=FAST_BACKOFF, fetch_missing=True))
+        states = {row["state"] for row in journal_rows(out)}
+        again = run(manifest, out, sim, fetch_missing=True)
+        audit(out, sim)
+        assert sim.books.creates_accepted == 8
+    assert stopped.outcome.exit_code == 3 and "out of credit" in stopped.outcome.reason
+    assert asked and all(call.startswith("GET /api/rest/v1/generations/") for call in asked)
+    assert states == {"submitted"}
+    assert again.outcome.exit_code == 0 and len(videos(out)) == 8
 
 
 @pytest.mark.parametrize("key", ["0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", "not-a-uuid"])
