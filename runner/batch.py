@@ -83,10 +83,13 @@ class PlanDiff:
     missing: tuple[str, ...] = ()  # the jobs (planned or not) whose video has gone from the folder
 
     def states(self) -> dict[str, str]:
-        """Each planned job's key with its group: new, in flight, done or failed."""
+        """Each planned job's key with its group: new, in flight, done (or, its video gone from
+        the folder, video gone) or failed."""
         groups = {"new": self.new, "in flight": self.in_flight, "done": self.done,
                   "failed": self.failed}
-        return {key: group for group, keys in groups.items() for key in keys}
+        gone = set(self.missing)
+        return {key: "video gone" if key in gone else group
+                for group, keys in groups.items() for key in keys}
 
 
 @dataclass(frozen=True, slots=True)

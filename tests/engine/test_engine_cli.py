@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import termios
+from collections import Counter
 from pathlib import Path
 
 from enginekit import invoke, invoke_run, sim_settings, write_manifest
@@ -167,6 +168,7 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
         _, status, _ = invoke("status", str(out))
         _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
         _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
+        _, listed, _ = invoke("plan", str(manifest), "--out", str(out), "--format", "json")
         left = invoke_run(manifest, out, sim)
         fetched = invoke_run(manifest, out, sim, "--fetch-missing")
         assert sim.books.creates_accepted == 4
@@ -175,6 +177,8 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
             f"gone {video.relative_to(out)}\n") in status
     assert "0 new, 0 in flight, 4 done, 0 failed; 1 video gone from the folder" in dry
     assert "4 done, 0 failed; 1 video gone from the folder" in planned
+    states = Counter(job["state"] for job in json.loads(listed)["jobs"])
+    assert states == {"done": 3, "video gone": 1}
     assert left[0] == 0
     assert "4/4 downloaded (1 of the videos gone from the folder: see --fetch-missing)" in left[1]
     assert "--fetch-missing to download it again from its generation" in left[2]
