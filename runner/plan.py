@@ -212,6 +212,11 @@ class _Planner:
         output = self.data.get("output", {}) if checked.ok("output") else {}
         self.template = output.get("filename", DEFAULT_FILENAME)
         self.output_dir = output.get("dir", DEFAULT_OUTPUT_DIR)
+        # A var given as one value, not a list, is a constant rather than an axis: it names the
+        # files of every job, those of the prompts that do not name it too.
+        known_vars = self.data.get("vars", {}) if checked.ok("vars") else {}
+        self.constants = {name: value for name, value in known_vars.items()
+                          if not isinstance(value, list)}
 
     def _settings(self, overrides: dict[str, Any]) -> RunSettings:
         """The run settings; a manifest value they refuse is an issue at its place, while a
@@ -247,6 +252,7 @@ class _Planner:
         if self.issues:
             raise ManifestError(self.issues)
         jobs = self._jobs(cells)
+        self._warn_unnamed_vars(jobs)
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
                                  f"{expansion.excluded}, skipped as invalid: {skipped})")
@@ -256,6 +262,20 @@ class _Planner:
                     notify_url=self.data.get("notify"), cells=expansion.product,
                     excluded=expansion.excluded, included=expansion.included, merged=merged,
                     skipped_invalid=skipped, warnings=tuple(expansion.warnings + self.warnings))
+
+    def _warn_unnamed_vars(self, jobs: list[Job]) -> None:
+        """A var given as a list (an axis) is `none` in the files of the prompts that do not
+        name it: say so when output.filename names it."""
+        for name in placeholders(self.template):
+            if name not in self.data.get("vars", {}) or name in self.constants:
+                continue
+            prompts = sorted({job.axes["prompt"] for job in jobs if job.axes.get(name) is None})
+            if prompts:
+                shown = ", ".join(prompts[:5]) + (f" and {len(prompts) - 5} more" if len(prompts) > 5 else "")
+                self.warnings.append(
+                    f"output.filename names the var {{{name}}}, which these prompts do not: "
+                    f"{shown}; their files have 'none' there (a var multiplies only the prompts "
+                    "that name it)")
 
     def _check_placeholders(self, field: str, template: str, known: list[str]) -> None:
         path = ("output", field)
@@ -401,7 +421,7 @@ class _Planner:
         return jobs
 
     def _filename(self, cell: Cell, axes: dict[str, Any], key: str) -> str:
-        values = {k: _part(v) for k, v in axes.items()}
+        values = {k: _part(self.constants.get(k) if v is None else v) for k, v in axes.items()}
         values.update(name=_part(self.data["name"]), key=key[:10],
                       vars="-".join(_part(axes[name]) for name in cell.prompt.vars),
                       styles="+".join(_part(s) for s in cell.styles) or "no-style")

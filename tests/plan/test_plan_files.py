@@ -84,8 +84,20 @@ def test_a_var_a_prompt_does_not_use_names_its_files_none(write_manifest: WriteM
                            "prompts": [{"id": "street", "text": "A street at {time}"},
                                        {"id": "cat", "text": "A cat asleep"}],
                            "output": {"filename": "{prompt}/{time}_{vibe}_{n}.mp4"}})
-    assert [job.filename for job in make_plan(path).jobs] == ["street/dusk_Clay_1.mp4",
-                                                              "cat/none_Clay_1.mp4"]
+    planned = make_plan(path)
+    assert [job.filename for job in planned.jobs] == ["street/dusk_Clay_1.mp4", "cat/none_Clay_1.mp4"]
+    assert planned.warnings == ("output.filename names the var {time}, which these prompts do not: "
+                                "cat; their files have 'none' there (a var multiplies only the "
+                                "prompts that name it)",)
+
+
+def test_a_var_of_one_value_names_the_files_of_every_prompt(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"project": "acme", "time": ["dusk", "dawn"]},
+                           "prompts": [{"id": "cat", "text": "A cat asleep"},
+                                       {"id": "street", "text": "A street at {time} ({project})"}],
+                           "output": {"filename": "{project}/{prompt}_{time}_{n}.mp4"}})
+    assert [job.filename for job in make_plan(path).jobs] == [
+        "acme/cat_none_1.mp4", "acme/street_dusk_1.mp4", "acme/street_dawn_1.mp4"]
 
 
 def test_every_placeholder_of_a_file_name(write_manifest: WriteManifest) -> None:
