@@ -44,7 +44,7 @@ class Prompt:
     own_frame: bool  # the prompt says which start frame it has, null (none) included
 
     def render(self, values: dict[str, Any]) -> str:
-        return self.template.format_map({name: _text(values[name]) for name in self.vars})
+        return self.template.format_map({name: value_text(values[name]) for name in self.vars})
 
 
 @dataclass(slots=True)
@@ -73,9 +73,12 @@ class Expansion:
     warnings: list[str] = field(default_factory=list)
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else format(value, "g") if isinstance(value, float) \
-        else str(value)
+def value_text(value: Any) -> str:
+    """A value as a prompt, a file name or a match says it: a decimal in full (12999.99, not
+    13000), a whole one as the number it equals (6.0 as 6)."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value if isinstance(value, str) else str(value)
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -323,9 +326,9 @@ class Expander:
                 self.issue(here, f"unknown style set {value!r}",
                            did_you_mean(str(value), list(self.data["styles"]["sets"])))
             elif key in self.vars and not include and value not in self.vars[key]:
-                values = [_text(v) for v in self.vars[key]]
+                values = [value_text(v) for v in self.vars[key]]
                 self.issue(here, f"{value!r} is not a value of var {key}",
-                           did_you_mean(_text(value), values) or f"values: {', '.join(values)}")
+                           did_you_mean(value_text(value), values) or f"values: {', '.join(values)}")
             else:
                 result[key] = value
         return result
@@ -348,7 +351,7 @@ class Expander:
             else:
                 self.issue(path, f"this include does not say which {name} to use for prompt "
                            f"{prompt.id!r}", f"add {name}: one of "
-                           f"{', '.join(_text(v) for v in self.vars[name])}")
+                           f"{', '.join(value_text(v) for v in self.vars[name])}")
                 return None
         styles: tuple[str, ...] = ()
         axes = ["style_set"] if self.sets_mode else [c for c in self.catalog.categories
@@ -372,7 +375,7 @@ class Expander:
 
 
 def _matches(cell: Cell, entry: dict[str, Any]) -> bool:
-    return all(_text(cell.values.get(key)) == _text(value) for key, value in entry.items())
+    return all(value_text(cell.values.get(key)) == value_text(value) for key, value in entry.items())
 
 
 def expand(doc: Document, catalog: Catalog, checked: SchemaResult) -> Expansion:

@@ -34,6 +34,7 @@ from runner.matrix import (
     Expansion,
     expand,
     placeholders,
+    value_text,
 )
 
 KEY_VERSION = "hailuo-job/v1"
@@ -439,7 +440,7 @@ def _part(value: Any) -> str:
 
     Cached: a plan of 100,000 jobs asks for the same few axis values a million times.
     """
-    text = "none" if value is None else str(value)
+    text = "none" if value is None else value_text(value)
     return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")[:80] or "_"
 
 

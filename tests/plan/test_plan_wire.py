@@ -132,6 +132,19 @@ def test_templated_prompts_and_numbers_in_text(write_manifest: WriteManifest) ->
     assert prompts == ["Porto at 1.5x speed, {literal}", "Porto at 2x speed, {literal}"]
 
 
+def test_a_decimal_var_is_said_in_full_so_close_values_stay_apart(
+        write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"price": [12999.99, 12999.95, 3.14159265, 1234567.0]},
+                           "prompts": ["A price tag showing {price} dollars"],
+                           "matrix": {"exclude": [{"price": 12999.95}]},
+                           "output": {"filename": "{price}.mp4"}})
+    jobs = make_plan(path).jobs
+    assert [job.request["parameters"]["prompt"] for job in jobs] == [
+        "A price tag showing 12999.99 dollars", "A price tag showing 3.14159265 dollars",
+        "A price tag showing 1234567 dollars"]
+    assert [job.filename for job in jobs] == ["12999.99.mp4", "3.14159265.mp4", "1234567.mp4"]
+
+
 @pytest.mark.parametrize(("written", "meant"), [
     ({"defaults": {"duration": 6.0}}, {"defaults": {"duration": 6}}),
     ({"matrix": {"duration": [6.0, 10.0]}}, {"matrix": {"duration": [6, 10]}}),
