@@ -11,6 +11,7 @@ import datetime
 import difflib
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -32,8 +33,19 @@ Path_ = tuple[str | int, ...]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # YAML 1.1 reads a plain `16:9` as the base-60 number 969; YAML 1.2, editors and
 # check-jsonschema read it as text, and so does the runner.
-_SEXAGESIMAL_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Plain scalars that YAML 1.1 turns into something other than what was written stay the text
+# written, as YAML 1.2 keeps them or as a prompt means them: `0600` (octal 384 in 1.1), `0x1F`,
+# `1_000`, a whole number past what a JSON number holds exactly, `on`/`yes` (only true and false
+# are booleans), a date or a timestamp.
+_WHOLE = re.compile(r"-?(0|[1-9][0-9]{0,14})")
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_TEXT_WHEN = {_INT_TAG: lambda text: not _WHOLE.fullmatch(text),
+              _FLOAT_TAG: lambda text: "_" in text,
+              _BOOL_TAG: lambda text: text.lower() not in ("true", "false"),
+              "tag:yaml.org,2002:timestamp": lambda text: True}
+_RESOLVER = yaml.resolver.Resolver()
 
 
 def json_path(path: Path_) -> str:
@@ -127,7 +139,8 @@ class _Builder:
                                                 f"{MAX_VALUES:,} values (aliases that repeat aliases?)")])
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
-        if node.tag in _SEXAGESIMAL_TAGS and ":" in node.value:
+        if not node.style and node.tag in _TEXT_WHEN and (
+                ":" in node.value or _TEXT_WHEN[node.tag](node.value)):
             return node.value
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, datetime.date | datetime.datetime):
@@ -351,7 +364,8 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         if branch:
             return [issue for sub in branch for issue in _explain(doc, sub)]
     if custom:
-        return [doc.issue(path, custom.format(value=_short(error.instance)))]
+        return [doc.issue(path, custom.format(value=_short(error.instance)),
+                          _read_as_text(error.instance))]
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
         return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}",
@@ -361,8 +375,19 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     if error.validator == "type":
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        return [doc.issue(path, f"{_short(error.instance)} is not of type {wanted}")]
+        return [doc.issue(path, f"{_short(error.instance)} is not of type {wanted}",
+                          _read_as_text(error.instance))]
     return [doc.issue(path, error.message)]
+
+
+def _read_as_text(value: Any) -> str:
+    """The hint for a value the loader kept as the text written (see _TEXT_WHEN)."""
+    tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) if isinstance(value, str) else ""
+    if tag in (_INT_TAG, _FLOAT_TAG):
+        return "write it as a plain number: no quotes, no leading 0, 0x, + or _, at most 15 digits"
+    if tag == _BOOL_TAG:
+        return "only true and false are booleans; yes, no, on and off are text"
+    return ""
 
 
 def _detached(error: jsonschema.ValidationError) -> jsonschema.ValidationError:

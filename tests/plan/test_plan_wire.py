@@ -132,6 +132,20 @@ def test_templated_prompts_and_numbers_in_text(write_manifest: WriteManifest) ->
     assert prompts == ["Porto at 1.5x speed, {literal}", "Porto at 2x speed, {literal}"]
 
 
+def test_a_var_yaml_1_1_would_turn_into_another_value_is_sent_as_written(
+        write_manifest: WriteManifest) -> None:
+    written = ["0600", "0x1F", "1_000", "1_000.5", "+5", "on", "No", "2024-05-01 10:00:00",
+               "12345678901234567890", "-3", "12.5"]
+    path = write_manifest(f"""version: 1
+name: clock
+vars:
+  hour: [{', '.join(written)}]
+prompts: ["A clock showing {{hour}}"]
+""")
+    prompts = [job.request["parameters"]["prompt"] for job in make_plan(path).jobs]
+    assert prompts == [f"A clock showing {text}" for text in written]
+
+
 def test_a_decimal_var_is_said_in_full_so_close_values_stay_apart(
         write_manifest: WriteManifest) -> None:
     path = write_manifest({"vars": {"price": [12999.99, 12999.95, 3.14159265, 1234567.0]},
