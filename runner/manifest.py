@@ -158,9 +158,13 @@ class _Builder:
         result: dict[str, Any] = {}
         own: set[str] = set()
         for index, (key_node, value_node) in enumerate(node.value):
-            key = str(self.loader.construct_object(key_node, deep=True))
-            here = path + (key,)
             place = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]: 1`, an alias bomb's way in
+                self.issues.append(Issue(self.doc.file, *place, json_path(path),
+                                         "a key must be a name, not a list or a mapping"))
+                continue
+            key = str(self._scalar(key_node))
+            here = path + (key,)
             if key in own:
                 first = self.doc.key_places[here][0]
                 self.issues.append(Issue(self.doc.file, *place, json_path(here),
