@@ -38,6 +38,7 @@ from runner.matrix import (
 )
 
 KEY_VERSION = "hailuo-job/v1"
+CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
 
 
@@ -360,6 +361,7 @@ class _Planner:
         kept = []
         merged = 0
         skipped: Counter[str] = Counter()  # cells left out by on_invalid: skip, by the rule they break
+        broken: dict[str, tuple[Issue | None, int]] = {}  # by rule: its first cell's issue, and the cells
         skip = self.data.get("on_invalid", "error") == "skip"
         for cell in expansion.cells:
             upload = frames.get(cell.sources["start_frame"]) if cell.start_frame else None
@@ -379,7 +381,16 @@ class _Planner:
             elif skip:
                 skipped[violations[0].message] += 1
             else:
-                self.issues.extend(self._violation_issue(cell, v) for v in violations)
+                for violation in violations:
+                    first, count = broken.get(violation.message, (None, 0))
+                    if count < CELLS_SHOWN:
+                        self.issues.append(self._violation_issue(cell, violation))
+                        first = first or self.issues[-1]
+                    broken[violation.message] = (first, count + 1)
+        for rule, (first, count) in broken.items():
+            if first is not None and count > CELLS_SHOWN:
+                self.issues.append(dataclasses.replace(
+                    first, message=f"{count - CELLS_SHOWN:,} more cells: {rule}"))
         if skipped:
             self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
                 f"{rule} ({count})" for rule, count in skipped.most_common()))

@@ -154,6 +154,12 @@ def _product_explosion(path: Path) -> None:
                     "prompts: ['{a} {b}']\nstyles:\n  vibe: [Clay, Sketch, Logo, Papercraft]\n")
 
 
+def _rule_broken_by_every_cell(path: Path) -> None:
+    numbers = ", ".join(str(i) for i in range(1000))
+    path.write_text(f"version: 1\nname: boom\nvars:\n  a: [{numbers}]\nprompts: ['{{a}}']\n"
+                    "defaults: {resolution: 1080p, duration: 10}\n")
+
+
 def _binary_junk(path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 64)
 
@@ -181,6 +187,19 @@ HOSTILE = {
     "binary-junk": (_binary_junk, "1:1: $: this is a binary file, not YAML text"),
     "junk-without-nul": (_junk_without_nul, "3:1: $: the file is not UTF-8 text"),
 }
+
+
+def test_a_rule_broken_by_many_cells_names_twenty_and_counts_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _rule_broken_by_every_cell(tmp_path / "boom.yaml")
+    result = run(monkeypatch, tmp_path, "validate", "boom.yaml")
+    hint = " (hint: fix the axis, exclude the cell, or set on_invalid: skip)"
+    named = [f"boom.yaml:6:41: $.defaults.duration: cell prompt=prompt a={a} model=hailuo-2_3 "
+             f"resolution=1080p duration=10 aspect_ratio=16:9: 1080p allows 6 s only, not 10{hint}"
+             for a in range(20)]
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        *named, f"boom.yaml:6:41: $.defaults.duration: 980 more cells: 1080p allows 6 s only, not 10{hint}"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
