@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from runner import catalog
 from runner.cli import main
 from runner.manifest import MAX_BYTES, MAX_DEPTH, MAX_VALUES
-from runner.plan import UPLOAD_PREFIX, job_key
+from runner.plan import MAX_CELLS, UPLOAD_PREFIX, job_key
 
 CASES = Path(__file__).parent / "manifests"
 INVALID = sorted((CASES / "invalid").glob("*.yaml"))
@@ -160,6 +160,13 @@ def _rule_broken_by_every_cell(path: Path) -> None:
                     "defaults: {resolution: 1080p, duration: 10}\n")
 
 
+def _mostly_excluded(path: Path) -> None:
+    numbers = ", ".join(str(i) for i in range(130))
+    path.write_text(f"version: 1\nname: boom\nvars:\n  a: [{numbers}]\n  b: [{numbers}]\n"
+                    f"  c: [{numbers}]\nprompts: ['{{a}} {{b}} {{c}}']\n"
+                    "matrix:\n  exclude: [{a: 1}]\n")
+
+
 def _binary_junk(path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 64)
 
@@ -184,6 +191,10 @@ HOSTILE = {
                                                "limit (its matrix holds up to 1,000,000 before merging) "
                                                "(hint: raise run.max_jobs (or --max-jobs), "
                                                "or narrow the matrix)")),
+    "mostly-excluded": (_mostly_excluded, ("1:1: $: the matrix holds 2,197,000 cells, more than the "
+                                           f"{MAX_CELLS:,} a plan may go through (exclude and "
+                                           "on_invalid: skip drop cells one by one) (hint: narrow "
+                                           "the axes rather than excluding most of their cells)")),
     "binary-junk": (_binary_junk, "1:1: $: this is a binary file, not YAML text"),
     "junk-without-nul": (_junk_without_nul, "3:1: $: the file is not UTF-8 text"),
 }
