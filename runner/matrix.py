@@ -250,8 +250,15 @@ class Expander:
             values = []
             for set_name, names in styles["sets"].items():
                 path: Path_ = ("styles", "sets", set_name)
-                resolved = [self._style_value(n, path + (j,), None) for j, n in enumerate(names)]
-                values.append((set_name, tuple(r for r in resolved if r not in (None, NONE)), path))
+                chosen: list[str] = []
+                for j, name in enumerate(names):
+                    value = self._style_value(name, path + (j,), None)
+                    if value in chosen:  # the same style written twice, say in another case
+                        self.issue(path + (j,), f"{value!r} is already in the set {set_name!r}",
+                                   "name each style of a set once")
+                    elif value not in (None, NONE):
+                        chosen.append(value)
+                values.append((set_name, tuple(chosen), path))
             return [("style_set", values)]
         axes = []
         for category in self.catalog.categories:
