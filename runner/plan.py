@@ -210,6 +210,7 @@ class _Planner:
         self.issues: list[Issue] = list(checked.issues)
         self.warnings: list[str] = []
         self.settings = self._settings(overrides)
+        self.max_jobs_given = overrides.get("max_jobs") is not None  # by --max-jobs
         self.repeat: int = whole_number(self.data.get("repeat", 1))
         self.prices = merge_prices(self.data.get("prices", {}) if checked.ok("prices") else {},
                                    prices)
@@ -405,10 +406,14 @@ class _Planner:
         return kept, merged, skipped.total()
 
     def _too_many(self, most: int) -> Issue:
-        where = ("run", "max_jobs") if "max_jobs" in self.data.get("run", {}) else ()
-        return self.doc.issue(where, f"the plan has more than {self.settings.max_jobs:,} jobs, the "
-                              f"max_jobs limit (its matrix holds up to {most:,} before merging)",
-                              "raise run.max_jobs (or --max-jobs), or narrow the matrix")
+        given = self.max_jobs_given
+        written = not given and "max_jobs" in self.data.get("run", {})
+        return self.doc.issue(("run", "max_jobs") if written else (),
+                              f"the plan has more than {self.settings.max_jobs:,} jobs, the "
+                              f"{'--max-jobs' if given else 'max_jobs'} limit (its "
+                              f"matrix holds up to {most:,} before merging)",
+                              f"raise {'--max-jobs' if given else 'run.max_jobs (or --max-jobs)'}"
+                              ", or narrow the matrix")
 
     def _violation_issue(self, cell: Cell, violation: Violation) -> Issue:
         axis = _RULE_AXIS.get(violation.rule)

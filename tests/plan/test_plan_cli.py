@@ -100,9 +100,8 @@ def test_max_jobs_from_the_command_line_wins(monkeypatch: pytest.MonkeyPatch) ->
     refused = invoke(monkeypatch, "plan", "--max-jobs", "17", "all-features.yaml")
     assert refused.exit_code == 2
     assert refused.stderr.splitlines()[0] == (
-        "all-features.yaml:29:13: $.run.max_jobs: the plan has more than 17 jobs, the max_jobs limit "
-        "(its matrix holds up to 28 before merging) "
-        "(hint: raise run.max_jobs (or --max-jobs), or narrow the matrix)")
+        "all-features.yaml:4:1: $: the plan has more than 17 jobs, the --max-jobs limit "
+        "(its matrix holds up to 28 before merging) (hint: raise --max-jobs, or narrow the matrix)")
     zero = invoke(monkeypatch, "plan", "--max-jobs", "0", "all-features.yaml")
     assert zero.exit_code == 2
     assert zero.stderr == "error: max_jobs must be from 1 to 1,000,000, not 0\n"
