@@ -35,7 +35,7 @@ from runner.control import (
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
-from runner.lock import FolderLock
+from runner.lock import FolderLock, not_a_folder
 from runner.plan import Plan, estimated_usd, make_plan
 from runner.rows import PASSING_FAILURES
 from runner.results import RESULTS, SUMMARY, write_results
@@ -118,6 +118,8 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     states: dict[str, str] = {}
     again: set[str] = set()  # failed jobs the run would create anew
     missing: tuple[str, ...] = ()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise not_a_folder(out_dir)
     journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         with Journal.open(out_dir, create=False) as journal:

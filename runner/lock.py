@@ -22,6 +22,10 @@ from runner.errors import LockedError, StateError
 LOCK_NAME = ".hailuo.lock"
 
 
+def not_a_folder(folder: Path) -> StateError:
+    return StateError(f"output folder {folder} is unusable: it is a file, not a folder")
+
+
 @dataclass
 class FolderLock:
     """Held for the life of a run: `with FolderLock.acquire(out) as lock: ...` (or of a
@@ -38,7 +42,7 @@ class FolderLock:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except FileExistsError as exc:
-            raise StateError(f"{what} is unusable: it is a file, not a folder") from exc
+            raise not_a_folder(folder) from exc
         except OSError as exc:
             raise StateError(f"{what} is unusable: {exc.strerror}") from exc
         return cls.take(folder / LOCK_NAME, what=what, user="run",

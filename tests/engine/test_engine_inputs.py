@@ -47,10 +47,11 @@ def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, dry: 
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["--simulate", "--dry-run"])
+def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path, how: str) -> None:
     (tmp_path / "notes").write_text("the user's notes", encoding="utf-8")
     code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "notes"),
-                          "--simulate")
+                             how)
     assert code == 4 and "is unusable: it is a file, not a folder" in stderr
     assert (tmp_path / "notes").read_text(encoding="utf-8") == "the user's notes"
 
