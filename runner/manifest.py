@@ -369,7 +369,7 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
             return [issue for sub in branch for issue in _explain(doc, sub)]
     if custom:
         return [doc.issue(path, custom.format(value=_short(error.instance)),
-                          _read_as_text(error.instance))]
+                          _spelling_hint(error))]
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
         return [doc.issue(path, f"{_short(error.instance)} is not one of: {choices}",
@@ -380,12 +380,17 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
         return [doc.issue(path, f"{_short(error.instance)} is not of type {wanted}",
-                          _read_as_text(error.instance))]
+                          _spelling_hint(error))]
     return [doc.issue(path, error.message)]
 
 
-def _read_as_text(value: Any) -> str:
-    """The hint for a value the loader kept as the text written (see _TEXT_WHEN)."""
+def _spelling_hint(error: jsonschema.ValidationError) -> str:
+    """The hint for a value of the wrong kind: a number where text belongs (`name: 2024`), or
+    text the loader kept as it was written (see _TEXT_WHEN) where a number or a boolean does."""
+    value = error.instance
+    wanted = error.validator_value if error.validator == "type" else None
+    if isinstance(value, int | float) and wanted in ("string", ["string"]):
+        return f"write it in quotes: \"{value}\""
     tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) if isinstance(value, str) else ""
     if tag in (_INT_TAG, _FLOAT_TAG):
         return "write it as a plain number: no quotes, no leading 0, 0x, + or _, at most 15 digits"

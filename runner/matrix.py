@@ -208,7 +208,7 @@ class Expander:
             if pid in seen:
                 self.issue(path + ("id",) if "id" in entry else path,
                            f"duplicate prompt id {pid!r} (also prompts[{seen[pid][1]}])",
-                           "give each prompt its own id:")
+                           "give each prompt its own id")
             seen[pid] = path
             try:
                 names = placeholders(entry["text"])
