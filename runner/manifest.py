@@ -109,6 +109,7 @@ class _Builder:
         self.doc = doc
         self.values = 0
         self.built: dict[int, tuple[Any, int]] = {}
+        self.own_keys: dict[int, int] = {}  # by mapping node: the keys it writes itself
         self.issues: list[Issue] = []
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
@@ -152,9 +153,9 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         """A mapping; keys brought in by a merge key (`<<: *base`) yield to the mapping's own,
         as YAML says, while a key written twice in the mapping itself is an error."""
-        own_count = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        self._note_own_keys(node)
         self.loader.flatten_mapping(node)
-        first_own = len(node.value) - own_count
+        first_own = len(node.value) - self.own_keys[id(node)]
         result: dict[str, Any] = {}
         own: set[str] = set()
         for index, (key_node, value_node) in enumerate(node.value):
@@ -175,6 +176,21 @@ class _Builder:
             self.doc.key_places[here] = place
             result[key] = self.build(value_node, here)
         return result
+
+
+    def _note_own_keys(self, node: yaml.MappingNode) -> None:
+        """Count the keys of a mapping and of those it merges before flatten_mapping merges
+        them in place: a mapping merged into another, then met again through an alias, would
+        take its merged keys for its own."""
+        if id(node) in self.own_keys:
+            return
+        self.own_keys[id(node)] = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for base in merged:
+                    if isinstance(base, yaml.MappingNode):
+                        self._note_own_keys(base)
 
 
 def _check_depth(text: str, file: str) -> None:

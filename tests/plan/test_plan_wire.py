@@ -207,3 +207,15 @@ def test_a_webp_start_frame_is_a_riff_file_of_the_webp_form_and_no_other(
     assert plan.jobs[0].upload is not None and plan.jobs[0].upload.extension == "webp"
     with pytest.raises(ManifestError, match="start frame sound.webp is not a webp image"):
         make_plan(write_manifest({"defaults": {**defaults, "start_frame": {"path": "sound.webp"}}}))
+
+
+def test_a_mapping_merged_in_one_place_reads_alike_through_an_alias(write_manifest: WriteManifest) -> None:
+    path = write_manifest("""version: 1
+name: merge
+prompts: [a cat]
+defaults: {<<: &six {<<: {duration: 10}, duration: 6}}
+matrix:
+  duration: [6, 10]
+  exclude: [*six]
+""")
+    assert [job.axes["duration"] for job in make_plan(path).jobs] == [10]
