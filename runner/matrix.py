@@ -348,6 +348,13 @@ class Expander:
         return value
 
     def _include(self, prompt: Prompt, entry: dict[str, Any], path: Path_) -> Cell | None:
+        unnamed = [name for name in entry if name in self.vars and name not in prompt.vars]
+        for name in unnamed:  # its value would be dropped, the video made without it
+            self.issue(path + (name,), f"prompt {prompt.id!r} does not name the var {name}, so "
+                       "this value would not be in it", f"add {{{name}}} to the prompt's text, or "
+                       f"leave {name} out of this include", key=True)
+        if unnamed:
+            return None
         values: dict[str, Any] = {"prompt": prompt.id, **dict.fromkeys(self.vars)}
         sources: dict[str, Path_] = {"prompt": path + ("prompt",)}
         for name in prompt.vars:
