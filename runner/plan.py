@@ -6,7 +6,9 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -154,9 +156,13 @@ DEFAULT_OUTPUT_DIR = "out/{name}"
 _RULE_AXIS = {"duration": "duration", "size": "aspect_ratio", "auto-size": "aspect_ratio",
               "text-to-video-aspect": "aspect_ratio", "start-frame-required": "model",
               "prompt-length": "prompt"}
-# How each image kind begins (a WebP is a RIFF container whose form type is WEBP).
-_IMAGE_MAGIC = {"png": re.compile(b"\x89PNG\r\n\x1a\n"), "jpg": re.compile(b"\xff\xd8\xff"),
-                "jpeg": re.compile(b"\xff\xd8\xff"), "webp": re.compile(b"RIFF.{4}WEBP", re.DOTALL)}
+# How each image kind begins, its first header whole: a PNG's signature and IHDR chunk (length,
+# type, 13 bytes of data, CRC), a JPEG's start marker and the marker and length of its first
+# segment, a WebP's RIFF header of form type WEBP and the name of its first chunk.
+_PNG = re.compile(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR.{17}", re.DOTALL)
+_JPEG = re.compile(b"\xff\xd8\xff[\xc0-\xfe].{2}", re.DOTALL)
+_IMAGE_MAGIC = {"png": _PNG, "jpg": _JPEG, "jpeg": _JPEG,
+                "webp": re.compile(b"RIFF.{4}WEBPVP8[ LX]", re.DOTALL)}
 _MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _GRACE_ALONE = "grace goes with a max runtime"
 _CHECK_ID = "00000000-0000-4000-8000-000000000000"
@@ -318,24 +324,16 @@ class _Planner:
         """The upload a start frame needs (None for an image id), checked once per file."""
         if "path" not in frame:
             return None
-        where = where + ("path",)
-        file = (self.doc.folder / frame["path"]).resolve()
+        written = frame["path"]
+        # realpath, unlike Path.resolve, does not raise at a symlink loop: reading the file tells of it
+        file = Path(os.path.realpath(self.doc.folder / written))
         if file in self.uploads:
             return self.uploads[file]
         extension = file.suffix.lower().lstrip(".")
-        problem = ""
-        if extension not in _IMAGE_MAGIC:
-            problem = f"{frame['path']} is not a png, jpg, jpeg or webp file"
-        elif not file.is_file():
-            problem = f"start frame {frame['path']} does not exist (looked in {file.parent})"
-        elif file.stat().st_size > _MAX_IMAGE_BYTES:
-            problem = f"start frame {frame['path']} is larger than 20 MiB"
-        else:
-            content = file.read_bytes()
-            if not _IMAGE_MAGIC[extension].match(content):
-                problem = f"start frame {frame['path']} is not a {extension} image"
+        problem, content = _image(file, written, extension)
         if problem:
-            self.issues.append(self.doc.issue(where, problem, "paths are relative to the manifest"))
+            self.issues.append(self.doc.issue(where + ("path",), problem,
+                                              "paths are relative to the manifest"))
             return None
         upload = Upload(file, hashlib.sha256(content).hexdigest(), extension)
         self.uploads[file] = upload
@@ -455,6 +453,29 @@ class _Planner:
             values.setdefault(category, "none")
         values.setdefault("start_frame", "none")
         return safe_filename(self.template.format_map(values))
+
+
+def _image(file: Path, written: str, extension: str) -> tuple[str, bytes]:
+    """Why the start frame written as `written` (found at `file`) cannot be sent, or "" and its
+    content. Only a regular file is read: a pipe would never end."""
+    if extension not in _IMAGE_MAGIC:
+        return f"{written} is not a png, jpg, jpeg or webp file", b""
+    try:
+        found = file.stat()
+        if stat.S_ISDIR(found.st_mode):
+            return f"start frame {written} is a folder, not a file", b""
+        if not stat.S_ISREG(found.st_mode):
+            return f"start frame {written} is not a regular file (a pipe or a device?)", b""
+        if found.st_size > _MAX_IMAGE_BYTES:
+            return f"start frame {written} is larger than 20 MiB", b""
+        content = file.read_bytes()
+    except FileNotFoundError:
+        return f"start frame {written} does not exist (looked in {file.parent})", b""
+    except OSError as exc:  # a symlink loop, a name too long, no permission
+        return f"start frame {written} cannot be read: {exc.strerror}", b""
+    if not _IMAGE_MAGIC[extension].match(content):
+        return f"start frame {written} is not a {extension} image", b""
+    return "", content
 
 
 @functools.lru_cache(maxsize=4096, typed=True)
