@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from runner.cli import main
 from runner.plan import make_plan, safe_filename
 
 WriteManifest = Callable[..., Path]
@@ -122,3 +124,26 @@ def test_colliding_names_are_warned_of(tmp_path: Path) -> None:
                                 "key was added (put {n} or the axes that differ in the template)",)
     manifest.write_text(manifest.read_text().replace("{prompt}.mp4", "{prompt}_{n}.mp4"))
     assert make_plan(manifest).warnings == ()
+
+
+CONTROL = "a path holds no control characters (a NUL, a tab, a line break), not "
+
+
+@pytest.mark.parametrize(("output", "problem"), [
+    ({"dir": "out/\0"}, f'$.output.dir: {CONTROL}"out/\\u0000"'),
+    ({"dir": "out\n"}, f'$.output.dir: {CONTROL}"out\\n"'),
+    ({"dir": "  "}, '$.output.dir: output.dir must name a folder, not "  "'),
+    ({"filename": "{n}\0.mp4"}, f'$.output.filename: {CONTROL}"{{n}}\\u0000.mp4"'),
+    ({"filename": "\x1b[31m{n}.mp4"}, f'$.output.filename: {CONTROL}"\\u001b[31m{{n}}.mp4"'),
+], ids=["nul-dir", "line-break-dir", "blank-dir", "nul-filename", "escape-filename"])
+@pytest.mark.parametrize("command", [["validate"], ["run", "--simulate"]])
+def test_an_output_path_with_a_control_character_or_a_blank_folder_is_refused_at_its_place(
+        write_manifest: WriteManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        output: dict[str, str], problem: str, command: list[str]) -> None:
+    write_manifest({"output": output})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*command, "manifest.yaml"])
+    assert result.exit_code == 2, result.exc_info
+    assert [line.split(": ", 1)[1] for line in result.output.splitlines()
+            if line.startswith("manifest.yaml:")] == [problem]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.yaml"]
