@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import sys
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
 from runner.api import Timeouts
-from runner.config import parse_duration
+from runner.config import is_http_url, parse_duration
 from runner.control import Event
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError
 from runner.manifest import load_prices, schema
@@ -317,12 +316,7 @@ def _api_key(key_file: Path | None) -> str | None:
 
 def _http_url(url: str, what: str) -> str:
     """`url` when it is an http or https URL with a host (and a port, if any, that is one)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a bracket left open, a port out of range
-        usable = False
-    if not usable:
+    if not is_http_url(url):
         raise UsageError(f"{what} {url!r}: give an http:// or https:// URL")
     return url
 

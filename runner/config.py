@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import math
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,16 @@ def parse_duration(value: str | int | float, *, name: str = "duration", zero: bo
     if seconds < 0 or (seconds == 0 and not zero):
         raise UsageError(f"{name}: must be {'zero or more' if zero else 'more than zero'}, not {value!r}")
     return seconds
+
+
+def is_http_url(url: str) -> bool:
+    """Whether `url` is an http or https URL with a host (and a port, if any, that is one): the
+    test of --base-url, --notify-url and the manifest's `notify:` alike."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bracket left open, a port out of range
+        return False
 
 
 # The most jobs max_jobs may allow (the schema says the same): a 2-CPU laptop plans a million

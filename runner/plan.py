@@ -17,7 +17,7 @@ from typing import Any
 
 from runner import catalog
 from runner.catalog import Violation
-from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings
+from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings, is_http_url
 from runner.errors import Issue, ManifestError, UsageError
 from runner.manifest import (
     Document,
@@ -257,6 +257,8 @@ class _Planner:
             self._check_placeholders("filename", self.template, [
                 *BUILTIN_NAMES, *self.data.get("vars", {}), *self.catalog.categories])
             self._check_placeholders("dir", self.output_dir, list(OUTPUT_DIR_PLACEHOLDERS))
+        if self.checked.ok("notify") and "notify" in self.data:
+            self._check_notify(self.data["notify"])
         frames = {path: self._frame(frame, path) for path, frame in self._frame_places()}
         if expansion.bound > MAX_CELLS:
             self.issues.append(self.doc.issue(
@@ -306,6 +308,15 @@ class _Planner:
                 self.issues.append(self.doc.issue(path, f"unknown placeholder {{{name}}}",
                                                   did_you_mean(name, known)
                                                   or f"placeholders: {', '.join(known)}"))
+
+    def _check_notify(self, url: str) -> None:
+        """The manifest's webhook, held to the test --notify-url is: the schema only sees that it
+        starts with http:// or https://."""
+        if not is_http_url(url):
+            self.issues.append(self.doc.issue(
+                ("notify",), f"notify must be an http(s) URL with a host, not "
+                f"{json.dumps(url, ensure_ascii=False)}", "a webhook URL such as "
+                "https://chat.example.com/hooks/hailuo"))
 
     def _frame_places(self) -> Iterator[tuple[Path_, dict[str, Any]]]:
         """Every start frame written in the manifest, with where it was written."""
