@@ -34,8 +34,11 @@ def parse_duration(value: str | int | float, *, name: str = "duration", zero: bo
 
 
 def is_http_url(url: str) -> bool:
-    """Whether `url` is an http or https URL with a host (and a port, if any, that is one): the
+    """Whether `url` is an http or https URL with a host (and a port, if any, that is one), with
+    no space or control character in it (urlsplit would take `exa mple.com` for a host): the
     test of --base-url, --notify-url and the manifest's `notify:` alike."""
+    if " " in url or not url.isprintable():
+        return False
     try:
         parts = urllib.parse.urlsplit(url)
         return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0

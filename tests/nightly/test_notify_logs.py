@@ -86,6 +86,8 @@ def test_dated_folders() -> None:
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--notify-url", "not a url", "--notify-url 'not a url': give an http:// or https:// URL"),
     ("--notify-url", "ftp://127.0.0.1/x", "give an http:// or https:// URL"),
+    ("--notify-url", "https://exa mple.com/hook", "give an http:// or https:// URL"),
+    ("--notify-url", "https://example.com/\nhook", "give an http:// or https:// URL"),
     ("--log-file", "/proc/version/x", "--log-file /proc/version/x: cannot write it"),
 ])
 def test_an_unusable_notify_url_or_log_file_is_refused_before_anything_is_sent(
