@@ -107,9 +107,12 @@ def summary_lines(plan: Plan, to_create: float | None = None) -> Iterator[str]:
 
 
 def issues_json(results: list[tuple[str, Plan | None, list[Issue]]]) -> str:
+    """Each file's problems, or its plan's size, estimate and warnings: what `validate` prints
+    as text."""
     files = [{"file": file, "valid": not issues, "jobs": len(plan.jobs) if plan else None,
               "estimated_usd": plan.estimated_usd if plan else None,
-              "issues": [issue.as_dict() for issue in issues]} for file, plan, issues in results]
+              "issues": [issue.as_dict() for issue in issues],
+              "warnings": list(plan.warnings_for()) if plan else []} for file, plan, issues in results]
     return json.dumps({"files": files, "problems": sum(len(f["issues"]) for f in files)}, indent=2,
                       ensure_ascii=False)
 

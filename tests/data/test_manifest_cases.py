@@ -104,8 +104,23 @@ def test_validate_json_of_a_valid_file(monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(monkeypatch, case.parent, "validate", "--format", "json", case.name)
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {"files": [{"file": case.name, "valid": True, "jobs": 6,
-                                                    "estimated_usd": 2.16, "issues": []}],
+                                                    "estimated_usd": 2.16, "issues": [],
+                                                    "warnings": []}],
                                          "problems": 0}
+
+
+def test_validate_json_has_the_warnings_the_text_prints(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    over = tmp_path / "over-budget.yaml"  # above its budget, and an exclude that matches nothing
+    over.write_text("version: 1\nname: over\nprompts: [a cat]\nrepeat: 4\nrun: {budget_usd: 1}\n"
+                    "matrix: {exclude: [{duration: 10}]}\n", "utf-8")
+    names = [case.name for case in VALID] + [str(over)]
+    text = run(monkeypatch, CASES / "valid", "validate", *names)
+    as_json = run(monkeypatch, CASES / "valid", "validate", "--format", "json", *names)
+    printed = [line.split(": warning: ", 1) for line in text.stdout.splitlines() if ": warning: " in line]
+    listed = [[entry["file"], warning] for entry in json.loads(as_json.stdout)["files"]
+              for warning in entry["warnings"]]
+    assert len(listed) >= 5 and listed == printed
 
 
 # Hostile input: made here, refused fast, with a clear message and no traceback.
