@@ -193,10 +193,10 @@ class _Builder:
                         self._note_own_keys(base)
 
 
-def _check_depth(text: str, file: str) -> None:
+def _check_depth(text: str, file: str, loader: Any = Loader) -> None:
     """Refuse deep nesting from the event stream, before the recursive composer sees it."""
     depth = 0
-    for event in yaml.parse(text, Loader=Loader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -243,6 +243,10 @@ def load_document(path: Path | str, *, what: str = "manifest") -> Document:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
+        # libyaml's own nesting limit (bundled from PyYAML 6.0.4) scans ahead of the runner's:
+        # the Python parser, which streams, finds where the runner's limit is passed.
+        if "maximum nesting depth" in str(exc.problem):
+            _check_depth(text, file, yaml.SafeLoader)
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         begun = exc.context_mark
