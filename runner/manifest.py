@@ -81,6 +81,9 @@ class Document:
     data: Any
     places: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_places: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # Keys left out while loading (written twice, or not a name): the schema's issues open with
+    # them, so that they are reported with every other problem of the document.
+    issues: list[Issue] = field(default_factory=list)
 
     @property
     def folder(self) -> Path:
@@ -260,8 +263,7 @@ def load_document(path: Path | str, *, what: str = "manifest") -> Document:
         raise ManifestError([Issue(file, line, column, "$", f"YAML syntax: {message}", hint)]) from exc
     except yaml.YAMLError as exc:
         raise ManifestError([Issue(file, 1, 1, "$", f"YAML: {exc}")]) from exc
-    if builder.issues:
-        raise ManifestError(builder.issues)
+    doc.issues = builder.issues
     if doc.data is None:
         raise ManifestError([Issue(file, 1, 1, "$", f"the {what} is empty",
                                    "start from an example in jobs/" if what == "manifest" else "")])
@@ -347,7 +349,7 @@ class SchemaResult:
 def check_schema(doc: Document, validator: jsonschema.Validator | None = None) -> SchemaResult:
     """Every schema error of the document (against the manifest schema, or `validator`'s), in
     document order, each located and explained."""
-    issues: list[Issue] = []
+    issues: list[Issue] = list(doc.issues)
     bad: set[str] = set()
     for error in (validator or _validator()).iter_errors(doc.data):
         bad.update(_sections(error))

@@ -135,7 +135,7 @@ def _key_alias_bomb(path: Path) -> None:
     """The same bomb with its anchors in a mapping key, which no value count sees."""
     levels = ['&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
-    path.write_text(f"version: 1\nname: boom\nvars:\n  ? [{', '.join(levels)}]\n  : 1\n")
+    path.write_text(f"version: 1\nname: boom\nprompts: [a cat]\nvars:\n  ? [{', '.join(levels)}]\n  : 1\n")
 
 
 def _deep_flow(path: Path) -> None:
@@ -193,7 +193,7 @@ def _junk_without_nul(path: Path) -> None:
 HOSTILE = {
     "alias-bomb": (_alias_bomb, (f"7:5: $.a6[0]: the document expands to more than {MAX_VALUES:,} values "
                                  "(aliases that repeat aliases?)")),
-    "key-alias-bomb": (_key_alias_bomb, "4:5: $.vars: a key must be a name, not a list or a mapping"),
+    "key-alias-bomb": (_key_alias_bomb, "5:5: $.vars: a key must be a name, not a list or a mapping"),
     "deep-flow": (_deep_flow, f"3:{9 + MAX_DEPTH}: $: nesting deeper than {MAX_DEPTH} levels"),
     "deep-block": (_deep_block, f"4:{2 * MAX_DEPTH - 1}: $: nesting deeper than {MAX_DEPTH} levels"),
     "deep-mapping": (_deep_mapping, (f"3:{10 + 4 * (MAX_DEPTH - 1)}: $: nesting deeper than "
