@@ -31,6 +31,7 @@ RESULT_COLUMNS = ("index", "short_key", "state", "planned", "prompt_id", "sample
                   "spent_usd", "estimated_cost_usd", "render_seconds", "attempts", "file", "poster",
                   "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
 NONE = "none"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,17 @@ class Expander:
             elif name in RESULT_COLUMNS:
                 self.issue(("vars", name), f"the var {name} has the name of a column of the results",
                            f"rename the var; taken: {', '.join(RESULT_COLUMNS)}", key=True)
+            listed = isinstance(self.data["vars"][name], list)
+            for i, value in enumerate(self.vars[name]):
+                self._check_text(("vars", name, i) if listed else ("vars", name), value)
+
+    def _check_text(self, path: Path_, value: Any) -> None:
+        """A control character (a NUL, an escape) in text bound for a prompt is a slip: the API
+        would be sent it. Line breaks and tabs are text."""
+        found = _CONTROL.search(value) if isinstance(value, str) else None
+        if found:
+            self.issue(path, f"a control character (U+{ord(found.group()):04X}) has no place in a "
+                       "prompt", "remove it; line breaks and tabs are fine")
 
     def _prompts(self) -> list[Prompt]:
         prompts: list[Prompt] = []
@@ -210,6 +222,7 @@ class Expander:
                            f"duplicate prompt id {pid!r} (also prompts[{seen[pid][1]}])",
                            "give each prompt its own id")
             seen[pid] = path
+            self._check_text(text_path, entry["text"])
             try:
                 names = placeholders(entry["text"])
             except ValueError as exc:
@@ -332,7 +345,10 @@ class Expander:
             elif key == "style_set" and value not in self.data["styles"]["sets"]:
                 self.issue(here, f"unknown style set {value!r}",
                            did_you_mean(str(value), list(self.data["styles"]["sets"])))
-            elif key in self.vars and not include and value not in self.vars[key]:
+            elif key in self.vars and include:
+                self._check_text(here, value)
+                result[key] = value
+            elif key in self.vars and value not in self.vars[key]:
                 values = [value_text(v) for v in self.vars[key]]
                 self.issue(here, f"{value!r} is not a value of var {key}",
                            did_you_mean(value_text(value), values) or f"values: {', '.join(values)}")

@@ -13,7 +13,7 @@ from runner.cli import main
 from runner.plan import make_plan, safe_filename
 
 WriteManifest = Callable[..., Path]
-HOSTILE_VALUES = ["../../etc/passwd", "/etc/shadow", "..\\..\\windows\\system32", "a\x00b\x1b[31mc",
+HOSTILE_VALUES = ["../../etc/passwd", "/etc/shadow", "..\\..\\windows\\system32", "a\tb|c*d?",
                   "..", ".", "", " ", "~/.ssh/id_rsa", "C:\\temp\\x", "\u202eevil", "con\nnul"]
 SAFE_PART = re.compile(r"^[A-Za-z0-9._+=-]+$")
 
