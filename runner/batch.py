@@ -35,7 +35,7 @@ from runner.control import (
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
-from runner.lock import FolderLock, not_a_folder
+from runner.lock import LOCK_NAME, FolderLock, not_a_folder
 from runner.plan import Plan, estimated_usd, make_plan
 from runner.rows import PASSING_FAILURES
 from runner.results import RESULTS, SUMMARY, write_results
@@ -208,22 +208,24 @@ def _write_end(journal: Journal, run_id: int, out_dir: Path,
 @contextmanager
 def _held(out_dir: Path) -> Iterator[tuple[FolderLock, Journal]]:
     """The output folder's lock, then its journal, unless the folder has lost its journal."""
+    journal_kept(out_dir)  # before the lock is taken, which makes its file
     with FolderLock.acquire(out_dir) as lock:
-        journal_kept(out_dir)
         with Journal.open(out_dir) as journal:
             yield lock, journal
 
 
 def journal_kept(out_dir: Path) -> None:
-    """Refuse a folder that holds an earlier run's results but no journal (deleted, emptied):
-    a new journal would take its paid jobs for new ones and pay for every one again."""
+    """Refuse a folder that an earlier run worked in but that has no journal (deleted, emptied):
+    a new journal would take its paid jobs for new ones and pay for every one again. Every run
+    leaves its lock file, and a finished one its results, so a run killed before it wrote any
+    results is known too."""
     journal = out_dir / JOURNAL_NAME
     if journal.is_file() and journal.stat().st_size > 0:
         return
-    if any((out_dir / name).exists() for name in (RESULTS, SUMMARY)):
-        raise StateError(f"{out_dir} holds an earlier run's results but no journal ({JOURNAL_NAME} "
+    if any((out_dir / name).exists() for name in (RESULTS, SUMMARY, LOCK_NAME)):
+        raise StateError(f"{out_dir} holds an earlier run's files but no journal ({JOURNAL_NAME} "
                          "is missing or empty), so its jobs would be paid for again: restore the "
-                         "journal, or use another --out")
+                         "journal, or use another --out (or delete the folder to start over)")
 
 
 @contextmanager

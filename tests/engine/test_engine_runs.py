@@ -95,7 +95,7 @@ def test_a_sidecar_never_takes_the_name_of_the_runs_summary(tmp_path: Path) -> N
     assert json.loads((out / row["sidecar"]).read_text("utf-8"))["key"] == row["key"]
 
 
-@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+@pytest.mark.parametrize("loss", ["deleted", "emptied", "deleted with the results"])
 def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
         tmp_path: Path, loss: str) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
@@ -103,15 +103,18 @@ def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
         run(manifest, out, sim)
         before = videos(out)
         journal = out / "journal.sqlite"
-        journal.unlink() if loss == "deleted" else journal.write_bytes(b"")
+        journal.write_bytes(b"") if loss == "emptied" else journal.unlink()
+        if loss == "deleted with the results":  # as a run killed before it wrote any leaves it
+            for name in ("results.jsonl", "errors.jsonl", "results.csv", "summary.json", "report.html"):
+                (out / name).unlink()
         planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
-        refused = f"{out} holds an earlier run's results but no journal"
+        refused = f"{out} holds an earlier run's files but no journal"
         with pytest.raises(StateError, match=refused):
             diff(planned, out)
         with pytest.raises(StateError, match=refused):
             run(manifest, out, sim)
         code, _, stderr = invoke("plan", str(manifest), "--out", str(out))
-        assert code == 4 and f"{out} holds an earlier run's results but no journal" in stderr
+        assert code == 4 and refused in stderr
         assert sim.books.creates_accepted == 8
     assert len(before) == 8 and videos(out) == before
 
