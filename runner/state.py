@@ -283,16 +283,18 @@ class Journal:
     # --- transitions ----------------------------------------------------------------------
 
     def retry_failed(self, *, run_id: int, at: float, kinds: frozenset[str] | None = None) -> int:
-        """Failed planned jobs (of `kinds`, or all) go back to work: polled again when a
-        generation exists, else pending."""
+        """Failed jobs (of `kinds`, or all) go back to work: polled again when a generation
+        exists, else pending."""
         failed = self.to_retry(kinds)
         self.apply([row.retried(run_id=run_id, at=at) for row in failed])
         return len(failed)
 
     def to_retry(self, kinds: frozenset[str] | None = None) -> list[JobRow]:
-        """The failed planned jobs (of `kinds`, or all) that a run takes up again."""
+        """The failed jobs (of `kinds`, or all) that a run takes up again: the planned ones, and
+        those the manifest no longer has whose paid generation may still deliver (polled
+        again, never created anew)."""
         return [row for row in self.in_states(("failed",))
-                if row.planned and (kinds is None or row.error_kind in kinds)]
+                if (row.planned or row.polled_again) and (kinds is None or row.error_kind in kinds)]
 
     def apply(self, moves: Sequence[Move]) -> list[JobRow]:
         """Several transitions in one transaction; the rows as they are after it.

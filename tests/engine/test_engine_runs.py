@@ -173,6 +173,18 @@ def test_failures_of_jobs_gone_from_the_manifest_stay_reported_but_fail_no_later
                                                                    (True, "downloaded")]
 
 
+def test_paid_jobs_that_timed_out_are_fetched_when_they_have_left_the_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=400.0, render_jitter_seconds=0.0)) as sim:
+        first = run(write_manifest(tmp_path, run={"timeout": "0.3s"}), out, sim)
+        sim.advance(500)  # the renders end after the run gave up on them
+        second = run(write_manifest(tmp_path, repeat=1), out, sim)  # the second samples dropped
+        books = audit(out, sim)
+    assert first.outcome.exit_code == 3 and books["books"].creates_accepted == 8
+    assert second.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert sorted(r["planned"] for r in results_lines(out)) == [False] * 4 + [True] * 4
+
+
 def test_a_job_that_cost_money_stays_in_the_results_when_it_leaves_the_manifest(
         tmp_path: Path) -> None:
     out = tmp_path / "out"
