@@ -106,9 +106,12 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
         raise UsageError(f"--run-id fills {{run_id}} in output.dir, and the folder here is "
                          f"{str(config.out or planned.output_dir)!r}: give the manifest an output.dir "
                          "with {run_id}, or leave --run-id out")
-    out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
-                                          now=datetime.datetime.now(datetime.UTC),
-                                          run_id=config.run_id)
+    if config.out is not None:
+        return planned, config.out
+    out_dir = output_folder(planned.output_dir, name=planned.name,
+                            now=datetime.datetime.now(datetime.UTC), run_id=config.run_id)
+    if config.simulate is not None:  # simulated clips never share a folder with paid videos
+        out_dir = out_dir.with_name(f"{out_dir.name}-simulated")
     return planned, out_dir
 
 
@@ -263,18 +266,28 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
                       tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
                       backoff=config.backoff, timeout=settings.run.timeout)
         with _signals(stop):
-            needed = nightly.cost_to_create(journal, settings.run.budget_usd)
-            checking = asyncio.ensure_future(nightly.check_balance(
-                client, needed, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
+            reading = asyncio.ensure_future(nightly.read_account(
+                client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
             aborting = asyncio.ensure_future(stop.wait_abort())
-            await asyncio.wait([checking, aborting], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reading, aborting], return_when=asyncio.FIRST_COMPLETED)
             aborting.cancel()
-            if stop.aborted is not None:  # a signal stops the balance check at once
-                checking.cancel()
+            if stop.aborted is not None:  # a signal stops the reading at once
+                reading.cancel()
                 return stop.aborted
-            refused = checking.result()
-            if refused is not None:
-                return refused
+            account = reading.result()
+            if isinstance(account, Outcome):
+                return account
+            if account is not None:
+                refused = nightly.check_owner(journal, account, folder.given)
+                if refused is not None:
+                    return refused
+                journal.record_account(run_id, account.user_id)
+                # Credit short of the jobs to create stops creates, not the fetching of videos
+                # already paid for.
+                short = nightly.check_balance(account, nightly.cost_to_create(
+                    journal, settings.run.budget_usd))
+                if short is not None:
+                    stop.halt(short.exit_code, short.reason)
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
                 return await Engine(ctx, settings, folder).run()
 

@@ -337,7 +337,8 @@ def _http_url(url: str, what: str) -> str:
               show_default=True, help="API root (also LEONARDO_BASE_URL).")
 @click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the API key (default: LEONARDO_API_KEY).")
-@click.option("--simulate", is_flag=True, help="Run against an in-process simulator; no key needed.")
+@click.option("--simulate", is_flag=True,
+              help="Run against an in-process simulator, no key needed (into output.dir + '-simulated').")
 @click.option("--time-scale", type=float,
               help="With --simulate: simulated seconds per real second [60].")
 @click.option("--request-timeout", default="30s", show_default=True,

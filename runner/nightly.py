@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import catalog, notify, state
-from runner.api import LeonardoClient
+from runner.api import Account, LeonardoClient
 from runner.control import (
     EXIT_CANNOT_RUN,
     EXIT_RESUMABLE,
@@ -35,7 +35,7 @@ from runner.control import (
     Stop,
     Tracker,
 )
-from runner.errors import ApiError, AuthError, HailuoError, ManifestError, TransientError, UsageError
+from runner.errors import ApiError, AuthError, HailuoError, ManifestError, PermanentError, UsageError
 from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.manifest import load_document
@@ -74,26 +74,48 @@ def cost_to_create(journal: Journal, budget_usd: float | None) -> float:
     return total if budget_usd is None else min(total, budget_usd)
 
 
-async def check_balance(client: LeonardoClient, needed_usd: float, *,
-                        pause: Callable[[int], Awaitable[object]], tries: int = 3) -> Outcome | None:
-    """Refuse (exit 3) when the account's credits cannot pay for `needed_usd`; None to go on.
-
-    A rejected key ends the run here (exit 4), before anything is sent. A balance that cannot be
-    read (after `tries`, with `pause(n)` after the n-th transient failure), or an unlimited one,
-    skips the check: the quota stop still guards the run."""
-    if needed_usd <= 0:
-        return None
+async def read_account(client: LeonardoClient, *, pause: Callable[[int], Awaitable[object]],
+                       tries: int = 3) -> Account | Outcome | None:
+    """The account of the run's key (`/v1/me`), read before anything is sent; an Outcome that
+    refuses the run (exit 4) for a rejected key, or an API root that has no such call (a wrong
+    --base-url); None when it cannot be read (after `tries`, with `pause(n)` after the n-th
+    transient failure): the checks that need it are skipped, and the run's own stops still
+    guard it."""
     for attempt in range(1, tries + 1):
         try:
-            account = await client.me()
-            break
+            return await client.me()
         except AuthError as exc:
             return Outcome(EXIT_CANNOT_RUN, str(exc))
+        except PermanentError as exc:
+            return Outcome(EXIT_CANNOT_RUN, f"{client.api} is no Leonardo API root: /v1/me "
+                           f"answered {exc} (--base-url ends in /api/rest)")
         except ApiError as exc:
-            if attempt == tries or not isinstance(exc, TransientError):
-                log.warning("balance check skipped: /v1/me failed: %s", exc)
+            if attempt == tries:
+                log.warning("the account could not be read, so its checks are skipped: /v1/me "
+                            "failed: %s", exc)
                 return None
             await pause(attempt)
+    return None
+
+
+def check_owner(journal: Journal, account: Account, out_dir: Path) -> Outcome | None:
+    """Refuse (exit 4) a folder whose generations another account made: polled here they would
+    be taken for deleted, and given up on, and new ones would mix two accounts' videos."""
+    others = journal.generation_accounts() - {account.user_id}
+    if not others:
+        return None
+    return Outcome(EXIT_CANNOT_RUN, f"{out_dir} holds generations of another account "
+                   f"({', '.join(sorted(others))}) than this run's ({account.user_id}; "
+                   "--simulate has an account of its own): run with that account's key and API "
+                   "root, or use another --out")
+
+
+def check_balance(account: Account, needed_usd: float) -> Outcome | None:
+    """Why no job may be created (exit 3) when the account's credits cannot pay for
+    `needed_usd`; None to go on. An unlimited balance, or none shown, skips the check: the quota
+    stop still guards the run."""
+    if needed_usd <= 0:
+        return None
     credits = account.paid_credits
     if credits is None or credits >= UNLIMITED_CREDITS:
         log.info("balance check skipped: the account shows %s",
@@ -110,10 +132,10 @@ async def check_balance(client: LeonardoClient, needed_usd: float, *,
     reason = (f"the balance is too low: the jobs still to create are estimated at ${needed_usd:.2f}, "
               f"the account has ${balance_usd:.2f} ({credits:.0f} credits), "
               f"${short:.2f} ({short / usd_per_credit:.0f} credits) short; add credit or set a "
-              "budget, then run again (nothing was sent)")
-    log.error("run refused: %s", reason, extra={"balance_usd": round(balance_usd, 4),
-                                                  "needed_usd": round(needed_usd, 4),
-                                                  "short_usd": round(short, 4)})
+              "budget, then run again (no job was created)")
+    log.error("no job is created: %s", reason, extra={"balance_usd": round(balance_usd, 4),
+                                                        "needed_usd": round(needed_usd, 4),
+                                                        "short_usd": round(short, 4)})
     return Outcome(EXIT_RESUMABLE, reason)
 
 

@@ -90,6 +90,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX transitions_sent ON transitions (job_key, at) WHERE to_state = 'submitting';
     DROP INDEX jobs_by_file;
     """,
+    # Version 6: the account each run worked on (its key's user, or the simulated account), so
+    # that a folder's generations are never polled or added to on another account.
+    """
+    ALTER TABLE runs ADD COLUMN account TEXT;
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
@@ -168,6 +173,16 @@ class Journal:
         with self._transaction():
             self.conn.execute("UPDATE runs SET ended_at = ?, exit_code = ?, exit_reason = ? "
                               "WHERE id = ?", (at, exit_code, reason, run_id))
+
+    def record_account(self, run_id: int, account: str) -> None:
+        with self._transaction():
+            self.conn.execute("UPDATE runs SET account = ? WHERE id = ?", (account, run_id))
+
+    def generation_accounts(self) -> set[str]:
+        """The accounts the folder's generations were made (or fetched again) on."""
+        return {row[0] for row in self.conn.execute(
+            "SELECT DISTINCT runs.account FROM transitions JOIN runs ON runs.id = transitions.run_id "
+            "WHERE transitions.to_state = 'submitted' AND runs.account IS NOT NULL")}
 
     def run(self, run_id: int | None = None) -> RunRow | None:
         """The run `run_id`, or the latest one."""

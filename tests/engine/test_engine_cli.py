@@ -14,6 +14,7 @@ import termios
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from enginekit import invoke, invoke_run, sim_settings, write_manifest
 
 from runner.config import RunSettings, parse_duration
@@ -185,3 +186,13 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
     assert fetched[0] == 0 and "4/4 downloaded, $1.08 spent" in fetched[1]
     assert video.read_bytes() == content
     assert "gone" not in invoke("status", str(out))[1]
+
+
+def test_a_simulated_run_without_out_keeps_its_clips_apart_from_paid_videos(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)  # output.dir: out/{name}
+    monkeypatch.chdir(tmp_path)
+    code, shown, _ = invoke("run", str(manifest), "--simulate", "--time-scale", "600", "--quiet")
+    assert code == 0 and "videos and results in out/sweep-simulated" in shown
+    assert not (tmp_path / "out" / "sweep").exists()
+    assert len(list((tmp_path / "out" / "sweep-simulated").rglob("*.mp4"))) == 4

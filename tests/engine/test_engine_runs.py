@@ -260,7 +260,8 @@ def test_an_out_of_credit_answer_to_a_poll_stops_the_run_resumably(tmp_path: Pat
         audit(out, sim)
         assert sim.books.creates_accepted == 8
     assert stopped.outcome.exit_code == 3 and "out of credit" in stopped.outcome.reason
-    assert asked and all(call.startswith("GET /api/rest/v1/generations/") for call in asked)
+    polls = [call for call in asked if call != "GET /api/rest/v1/me"]
+    assert polls and all(call.startswith("GET /api/rest/v1/generations/") for call in polls)
     assert states == {"submitted"}
     assert again.outcome.exit_code == 0 and len(videos(out)) == 8
 
@@ -278,6 +279,38 @@ def test_a_rejected_key_stops_the_run_with_exit_4_and_the_right_key_resumes(
     assert report.outcome.exit_code == 4 and "rejected" in report.outcome.reason
     assert key not in report.outcome.reason
     assert states <= {"pending", "submitting"}
+
+
+def test_a_folder_whose_generations_another_account_made_is_refused_before_anything_is_sent(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=400.0)) as first:
+        run(manifest, out, first, max_runtime="0.5s", grace="0.1s")  # some in flight, some to create
+    states = {row["state"] for row in journal_rows(out)}
+    with run_in_thread(sim_settings()) as other:  # another key's account
+        refused = run(manifest, out, other)
+        asked = dict(other.books.requests)
+    code, shown, _ = invoke("run", str(manifest), "--out", str(out), "--simulate", "--quiet")
+    assert {"submitted", "pending"} <= states
+    assert refused.outcome.exit_code == 4 and refused.outcome.reason.startswith(
+        f"{out} holds generations of another account")
+    assert set(asked) == {"me"}  # nothing polled, nothing created
+    assert code == 4 and "holds generations of another account" in shown
+    assert {row["state"] for row in journal_rows(out)} == states
+
+
+def test_an_api_root_without_the_api_is_refused_and_fails_no_job(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        root = sim.base_url.removesuffix("/api/rest")  # a --base-url missing its /api/rest
+        wrong = run_batch(RunConfig(manifest=manifest, out=out, base_url=root, api_key=sim.api_key,
+                                    timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
+        right = run(manifest, out, sim)
+        audit(out, sim)
+    assert wrong.outcome.exit_code == 4
+    assert wrong.outcome.reason.startswith(f"{root} is no Leonardo API root: /v1/me answered")
+    assert wrong.results.summary["counts"] == {"pending": 8}
+    assert right.outcome.exit_code == 0
 
 
 def test_a_missing_key_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
@@ -370,11 +403,12 @@ def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
         tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, repeat=1)
     out = tmp_path / "out"
-    with run_in_thread(sim_settings(fault_failed=1.0)) as broken:
+    account = tmp_path / "account.jsonl"  # one account, its renders failing, then not
+    with run_in_thread(sim_settings(fault_failed=1.0, state_path=account)) as broken:
         first = run(manifest, out, broken)
         failed_ids = {g.id for g in broken.books.generations}
     assert first.outcome.exit_code == 1 and len(failed_ids) == 4
-    with run_in_thread(sim_settings()) as healthy:
+    with run_in_thread(sim_settings(state_path=account)) as healthy:
         assert run(manifest, out, healthy).outcome.exit_code == 1
         assert healthy.books.creates_accepted == 0
         second = run(manifest, out, healthy, retry_failed=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from nightlykit import key_file, run_cli, sim_settings, started, summary, trickling, write_manifest
 
-from runner.api import Timeouts, open_client
+from runner.api import Account, Timeouts, open_client
 from runner.control import Outcome
 from runner import catalog
-from runner.nightly import check_balance
+from runner.nightly import check_balance, read_account
 from runner.simulator import ThreadedSimulator, run_in_thread
 
 
@@ -33,7 +33,22 @@ def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(tmp_pa
     reason = summary(tmp_path / "out")["exit_reason"]
     assert ("the jobs still to create are estimated at $2.16, the account has $0.81 (540 credits), "
             "$1.35 (900 credits) short") in reason
-    assert reason in done.stdout and "ERROR run refused: the balance is too low" in done.stderr
+    assert reason in done.stdout and "ERROR no job is created: the balance is too low" in done.stderr
+
+
+def test_a_balance_too_low_to_create_still_lets_paid_videos_be_fetched(tmp_path: Path) -> None:
+    with run_in_thread(sim_settings(balance_credits=720, render_seconds=400.0)) as sim:  # $1.08
+        key = key_file(tmp_path, sim)
+        first = run_cli("run", write_manifest(tmp_path, repeat=1, run={"timeout": "0.3s"}), "--out",
+                        "out", "--base-url", sim.base_url, "--api-key-file", key, cwd=tmp_path)
+        sim.advance(500)  # the 4 paid renders end after that run gave up on them
+        second = run_cli("run", write_manifest(tmp_path), "--out", "out", "--base-url",
+                         sim.base_url, "--api-key-file", key, cwd=tmp_path)  # 4 more, no credit
+        created = sim.books.creates_accepted
+    assert first.returncode == 3 and created == 4
+    assert second.returncode == 3, second.stderr
+    assert summary(tmp_path / "out")["counts"] == {"downloaded": 4, "pending": 4}
+    assert "ERROR no job is created: the balance is too low" in second.stderr
 
 
 def test_a_balance_that_covers_the_plan_lets_the_run_through(tmp_path: Path) -> None:
@@ -66,19 +81,20 @@ def test_an_unlimited_balance_skips_the_check_and_says_so(tmp_path: Path) -> Non
 
 
 def check(sim: ThreadedSimulator, *, api_key: str | None = None) -> Outcome | None:
-    """`check_balance` for $100 of jobs, over a client of the simulator."""
-    async def call() -> Outcome | None:
+    """The account read, then `check_balance` for $100 of jobs, over a client of the simulator."""
+    async def call() -> Account | Outcome | None:
         async with open_client(base_url=sim.base_url, api_key=api_key or sim.api_key,
                                timeouts=Timeouts(connect=2.0, call=2.0)) as client:
-            return await check_balance(client, 100.0, pause=lambda attempt: asyncio.sleep(0))
-    return asyncio.run(call())
+            return await read_account(client, pause=lambda attempt: asyncio.sleep(0))
+    account = asyncio.run(call())
+    return check_balance(account, 100.0) if isinstance(account, Account) else account
 
 
 def test_an_unreadable_balance_skips_the_check_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
     with run_in_thread(sim_settings(fault_500=1.0)) as sim:
         assert check(sim) is None
         assert sim.books.requests["me"] == {500: 3}  # asked three times
-    assert "balance check skipped: /v1/me failed: " in caplog.text
+    assert "the account could not be read, so its checks are skipped: /v1/me failed: " in caplog.text
 
 
 def test_a_garbled_balance_answer_is_asked_again_before_the_check_is_skipped() -> None:
