@@ -24,8 +24,8 @@ browser:
 demo: setup
 	$(BIN)/hailuo-batch validate jobs/ab-sweep.yaml
 	$(BIN)/hailuo-batch run jobs/ab-sweep.yaml --simulate --time-scale 90 --submit-per-minute 6000 \
-		--poll-interval 0.25s --out out/ab-sweep
-	$(BIN)/hailuo-batch status out/ab-sweep
+		--poll-interval 0.25s --out out/ab-sweep-simulated
+	$(BIN)/hailuo-batch status out/ab-sweep-simulated
 
 bench: setup browser
 	$(BIN)/python -m bench
