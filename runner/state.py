@@ -30,7 +30,7 @@ from typing import Any, Self
 from runner import files
 from runner.errors import StateError, UsageError
 from runner.plan import Job, Upload
-from runner.rows import RESTORE_HINT, ROW_COLUMNS, JobRow, Move
+from runner.rows import PASSING_FAILURES, RESTORE_HINT, ROW_COLUMNS, JobRow, Move
 
 JOURNAL_NAME = "journal.sqlite"
 
@@ -355,18 +355,19 @@ def _updates(moves: Sequence[Move]) -> dict[str, list[tuple[Any, ...]]]:
 
 def unfinished(folder: Path) -> tuple[int, int] | str:
     """How many jobs another output folder's journal holds in flight (paid, not downloaded) and
-    planned but not sent, read without a write to it; or why it cannot be read."""
+    planned but not sent, read without a write to it; or why it cannot be read. A job failed for
+    now (PASSING_FAILURES) is unfinished too, since a run on that folder takes it up again: in
+    flight when its paid generation is polled again, else not sent."""
     try:
-        conn = _read_only(folder / JOURNAL_NAME)
-        try:
-            in_flight, waiting = conn.execute(
+        with Journal(_read_only(folder / JOURNAL_NAME), folder) as journal:
+            in_flight, waiting = journal.conn.execute(
                 f"SELECT TOTAL(state IN {IN_FLIGHT}), TOTAL(state = 'pending' AND planned = 1) "
                 "FROM jobs").fetchone()
-        finally:
-            conn.close()
+            failed = journal.to_retry(PASSING_FAILURES)
     except (OSError, sqlite3.Error, StateError) as exc:
         return str(exc)
-    return int(in_flight), int(waiting)
+    polled = sum(row.polled_again for row in failed)
+    return int(in_flight) + polled, int(waiting) + len(failed) - polled
 
 
 def _connect(database: str | Path, *, uri: bool = False) -> sqlite3.Connection:

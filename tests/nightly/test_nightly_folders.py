@@ -4,11 +4,14 @@ its folder."""
 from __future__ import annotations
 
 import datetime
+import shutil
 from pathlib import Path
 
 import pytest
-from nightlykit import key_file, run_cli, sim_settings, summary, write_manifest
+from nightlykit import ROOT, key_file, run_cli, sim_settings, summary, write_manifest
 
+from runner.batch import RunConfig, run_batch
+from runner.schedule import Backoff
 from runner.simulator import run_in_thread
 
 
@@ -44,6 +47,38 @@ def test_a_start_in_a_new_folder_warns_of_the_earlier_ones_left_unfinished(tmp_p
             "(paid, not yet downloaded) and 6 not yet sent; this start does not resume them: run "
             "with --out out/nightly/night-6 to finish them") in next_night.stderr
     assert "night-6, an earlier" not in later.stderr and "night-7, an earlier" in later.stderr
+
+
+def test_an_earlier_folder_whose_paid_jobs_failed_for_now_is_warned_of(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1,
+                              run={"timeout": "0.3s"})
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim))
+        timed_out = run_cli(*args, "--run-id", "night-6", cwd=tmp_path)
+        next_night = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
+    assert timed_out.returncode == 3
+    assert summary(tmp_path / "out" / "nightly" / "night-6")["counts"] == {"failed": 4}
+    assert ("WARNING out/nightly/night-6, an earlier start's folder, still holds 4 jobs in flight "
+            "(paid, not yet downloaded) and 0 not yet sent") in next_night.stderr
+
+
+def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    shutil.copy(ROOT / "jobs" / "images" / "sunset.png", tmp_path / "images")
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1,
+                              defaults={"model": "hailuo-2_3-fast", "resolution": "768p",
+                                        "duration": 6, "start_frame": {"path": "images/sunset.png"}})
+    night = tmp_path / "out" / "nightly" / "night-6"
+    with run_in_thread(sim_settings(upload_expiry_seconds=0.001)) as sim:  # no upload goes through
+        refused = run_batch(RunConfig(manifest=manifest, out=night, base_url=sim.base_url,
+                                      api_key=sim.api_key, backoff=Backoff(base=0.01, attempts=2)))
+    with run_in_thread(sim_settings()) as sim:
+        next_night = run_cli("run", manifest, "--run-id", "night-7", "--base-url", sim.base_url,
+                             "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+    assert refused.outcome.exit_code == 3 and summary(night)["counts"] == {"failed": 4}
+    assert ("WARNING out/nightly/night-6, an earlier start's folder, still holds 0 jobs in flight "
+            "(paid, not yet downloaded) and 4 not yet sent") in next_night.stderr
 
 
 def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:
