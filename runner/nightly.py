@@ -253,8 +253,11 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
     stamps = [p for p in ("date", "time", "run_id") if "{" + p + "}" in template]
     if not stamps:
         return
-    pattern = template.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
-    for journal in sorted(glob.glob(os.path.join(os.path.expanduser(pattern), state.JOURNAL_NAME))):
+    # Placeholders are bare names, which glob.escape leaves as they are: escaping the whole
+    # template escapes its literal parts, so `[`, `*` and `?` in them match only themselves.
+    literal = glob.escape(os.path.expanduser(template))
+    pattern = literal.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
+    for journal in sorted(glob.glob(os.path.join(pattern, state.JOURNAL_NAME))):
         folder = Path(journal).parent
         if folder.resolve() == out_dir.resolve():
             continue

@@ -49,6 +49,18 @@ def test_a_start_in_a_new_folder_warns_of_the_earlier_ones_left_unfinished(tmp_p
     assert "night-6, an earlier" not in later.stderr and "night-7, an earlier" in later.stderr
 
 
+def test_a_bracket_in_output_dir_still_finds_the_earlier_folders(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out[1]/{name}/{run_id}", run={"budget_usd": 0.6})
+    with run_in_thread(sim_settings()) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim))
+        stopped = run_cli(*args, "--run-id", "night-5", cwd=tmp_path)
+        next_night = run_cli(*args, "--run-id", "night-6", cwd=tmp_path)
+    assert stopped.returncode == 3
+    assert ("WARNING out[1]/nightly/night-5, an earlier start's folder, still holds 0 jobs in "
+            "flight (paid, not yet downloaded) and 6 not yet sent") in next_night.stderr
+
+
 def test_an_earlier_folder_whose_paid_jobs_failed_for_now_is_warned_of(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1,
                               run={"timeout": "0.3s"})
