@@ -57,6 +57,7 @@ class Stop:
         self.halted: Outcome | None = None
         self.aborted: Outcome | None = None
         self._abort = asyncio.Event()
+        self._no_submits = asyncio.Event()
 
     @property
     def submitting(self) -> bool:
@@ -65,14 +66,29 @@ class Stop:
     def halt(self, exit_code: int, reason: str) -> None:
         if self.halted is None:
             self.halted = Outcome(exit_code, reason)
+        self._no_submits.set()
 
     def abort(self, exit_code: int, reason: str) -> None:
         if self.aborted is None:
             self.aborted = Outcome(exit_code, reason)
         self._abort.set()
+        self._no_submits.set()
 
     async def wait_abort(self) -> None:
         await self._abort.wait()
+
+    async def wait_to_submit(self, clock: Clock, seconds: float) -> None:
+        """Sleep `seconds` by `clock` before a create, or only until submitting stops: a create
+        waiting its turn then gives up at once, so the run never waits for one it won't send."""
+        sleeping = asyncio.ensure_future(clock.sleep(seconds))
+        stopped = asyncio.ensure_future(self._no_submits.wait())
+        try:
+            await asyncio.wait([sleeping, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            sleeping.cancel()
+        if sleeping.done():
+            sleeping.result()
 
 
 @dataclass(frozen=True, slots=True)

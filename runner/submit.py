@@ -186,14 +186,15 @@ class Submitter:
                 await self.fail(row, f"gave up after {failures} failed creates (the last: {last})",
                                  "transient")
                 return None
-            await ctx.clock.sleep(ctx.backoff.delay(failures + refused, ctx.rand))
+            await ctx.stop.wait_to_submit(ctx.clock, ctx.backoff.delay(failures + refused, ctx.rand))
 
     async def _pace(self) -> float:
-        """Wait for the rate meter's turn; returns the moment the create may be sent."""
+        """Wait for the rate meter's turn, or until submitting stops; returns the moment the
+        create may be sent."""
         now = self.ctx.clock.now()
         at = self.meter.reserve(now)
         if at > now:
-            await self.ctx.clock.sleep(at - now)
+            await self.ctx.stop.wait_to_submit(self.ctx.clock, at - now)
         return at
 
     def _reserve(self, row: JobRow) -> bool:

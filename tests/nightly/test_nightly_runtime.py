@@ -87,3 +87,28 @@ def test_the_command_line_options_stop_a_run_with_exit_3(tmp_path: Path) -> None
     assert reason.startswith("the max runtime of 0.5 s is reached and its grace of 0.3 s is over")
     assert "submitting stopped, with 4 jobs in flight and 0.3 s of grace to finish" in done.stderr
     assert states(tmp_path / "out") == {"submitted": 4, "pending": 4}
+
+
+# One create every 600 s: at the deadline the jobs after the first are still waiting their turn.
+SLOW_SUBMITS = {"concurrency": 4, "submit_per_minute": 0.1, "poll_interval": "1s"}
+
+
+def test_a_deadline_with_nothing_in_flight_ends_the_run_at_once_not_after_the_grace(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={**SLOW_SUBMITS, "max_runtime": "60s", "grace": "300s"})
+    with run_in_thread(sim_settings(time_scale=SCALE)) as sim:  # renders of 5 s
+        report = scaled_run(manifest, tmp_path / "out", sim)
+        assert sim.books.creates_accepted == 1
+    assert report.outcome.reason == "the max runtime of 60 s is reached: run again to resume"
+    assert states(tmp_path / "out") == {"downloaded": 1, "pending": 7}
+
+
+def test_a_budget_stop_ends_the_run_without_waiting_for_the_submit_rate(tmp_path: Path) -> None:
+    # The budget fits no job; the max runtime stands for the submit rate's next turn, at 600 s.
+    manifest = write_manifest(tmp_path, run={**SLOW_SUBMITS, "budget_usd": 0.2,
+                                             "max_runtime": "60s", "grace": "10s"})
+    with run_in_thread(sim_settings(time_scale=SCALE)) as sim:
+        report = scaled_run(manifest, tmp_path / "out", sim)
+        assert sim.books.creates_accepted == 0
+    assert report.outcome.reason == "the budget of $0.2 is reached"
+    assert states(tmp_path / "out") == {"pending": 8}
