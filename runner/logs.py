@@ -38,6 +38,27 @@ class TextFormatter(logging.Formatter):
         self.converter = time.gmtime
 
 
+class LogFile(logging.FileHandler):
+    """A `--log-file` whose first failed write (a full disk, /dev/full) is said in one line on
+    standard error, and any later one not at all: the run goes on, and a cron mail carries that
+    line rather than the traceback logging's default prints for each record."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.path = path
+        self.failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a record that cannot be formatted: a bug, traced
+            super().handleError(record)
+            return
+        if not self.failed:
+            self.failed = True
+            sys.stderr.write(f"warning: --log-file {self.path}: cannot write it "
+                             f"({error.strerror or error}); the run goes on, its log incomplete\n")
+
+
 def configure(*, log_file: Path | None, fmt: str, stream: TextIO | None = None,
               level: int = logging.INFO) -> logging.Logger:
     """The runner's logger, writing to `log_file` (appending) or to `stream` (stderr)."""
@@ -48,7 +69,7 @@ def configure(*, log_file: Path | None, fmt: str, stream: TextIO | None = None,
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+            handler: logging.Handler = LogFile(log_file)
         except OSError as exc:
             raise UsageError(f"--log-file {log_file}: cannot write it ({exc.strerror})") from exc
     else:

@@ -88,3 +88,15 @@ def test_a_log_file_in_text_is_plain_lines(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stderr == ""
     lines = log_file.read_text().splitlines()
     assert all(CRON_LINE.match(line) for line in lines) and "run ended: " in lines[-1]
+
+
+def test_a_log_file_that_cannot_be_written_is_said_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings()) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--log-file", "/dev/full",
+                       cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stderr == ("warning: --log-file /dev/full: cannot write it (No space left on "
+                           "device); the run goes on, its log incomplete\n")
+    assert done.stdout.startswith("every job downloaded: 4/4 downloaded")
