@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,11 +112,13 @@ def _identity(path: str | Path) -> tuple[int, int] | None:
 
 class Part:
     """A download staged beside its destination under a hidden partial name, written straight
-    to its file descriptor (no buffering layer: the socket's chunks are already large)."""
+    to its file descriptor (no buffering layer: the socket's chunks are already large). Its name
+    is the job's own and fixed, as one run at a time writes a folder (its lock): a partial file
+    that a killed run left is taken over by the next one, never left to pile up."""
 
     def __init__(self, dest: str, tag: str) -> None:
         self.dest = dest
-        self.path = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{tag}.part")
+        self.path = _staged(dest, tag)
         self.size = 0
         self._fd: int | None = None
 
@@ -174,9 +177,10 @@ class Staging:
         return part
 
     def commit(self, parts: list[Part], sidecar: str, text: str) -> None:
-        """The sidecar written whole, then each checked part flushed and renamed into place: a
-        video in place always has beside it the sidecar that names its job."""
-        _replace_text(self.folder.place(sidecar), text)
+        """The sidecar written whole (staged under the job's name, as its parts are), then each
+        checked part flushed and renamed into place: a video in place always has beside it the
+        sidecar that names its job."""
+        _replace_text(self.folder.place(sidecar), text, self.tag)
         for part in parts:
             part.commit()
 
@@ -216,18 +220,39 @@ def place_all(jobs: list[Placing]) -> list[OSError | None]:
 
 def write_text(dest: Path, text: str) -> None:
     """A text file written whole or not at all, into a folder that exists (one moved away is
-    never made anew by writing into it)."""
-    _replace_text(str(dest), text)
+    never made anew by writing into it). It is staged under a name of this writer's own: two
+    writers of one file at once (`report` while a run ends) each put a whole file in place, the
+    last one staying."""
+    _replace_text(str(dest), text, f"{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _replace_text(dest: str, text: str) -> None:
-    staged = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.part")
+def _staged(dest: str, tag: str) -> str:
+    """The hidden partial name, marked `tag`, that `dest` is written under before it is whole."""
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{tag}.part")
+
+
+def _replace_text(dest: str, text: str, tag: str) -> None:
+    """`text` written whole at `dest`, by way of its staged name marked `tag`; an error names
+    `dest`, the file the user knows."""
+    try:
+        _stage(_staged(dest, tag), dest, text)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, dest) from exc
+
+
+def _stage(staged: str, dest: str, text: str) -> None:
+    """`text` written to `staged`, then renamed onto `dest`; `staged` never outlives an error."""
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)
-    os.replace(staged, dest)
+        try:
+            _write_all(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
+        os.replace(staged, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -114,7 +115,36 @@ def test_results_that_cannot_be_written_end_the_run_with_exit_4_in_its_record_to
     with Journal.open(out, create=False) as journal:
         last = journal.run()
     assert last is not None and last.exit_code == 4
+    assert f"cannot write the run's results ({out / 'errors.jsonl'}): Is a directory" in (
+        last.exit_reason or "")
     assert {row["state"] for row in journal_rows(out)} == {"downloaded"}
+    assert not list(out.glob(".*.part"))  # the staged results are not left behind
+
+
+def test_two_writers_of_one_file_at_once_both_put_it_in_place_whole(tmp_path: Path) -> None:
+    """`hailuo-batch report OUT` while a run on OUT ends: both write report.html, and neither
+    may fail or leave a file that mixes the two."""
+    dest = tmp_path / "report.html"
+    texts = {"a": "a" * 8_000_000, "b": "b" * 8_000_000}
+    start = threading.Barrier(len(texts))
+    failures: list[OSError] = []
+
+    def write(text: str) -> None:
+        for _ in range(20):
+            start.wait()  # both writers of each round at once
+            try:
+                files.write_text(dest, text)
+            except OSError as exc:
+                failures.append(exc)
+
+    writers = [threading.Thread(target=write, args=(text,)) for text in texts.values()]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert failures == []
+    assert dest.read_text(encoding="utf-8") in texts.values()
+    assert os.listdir(tmp_path) == ["report.html"]  # no staged file left behind
 
 
 def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path: Path) -> None:

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from enginekit import invoke, write_manifest
 
+from runner.batch import RunConfig, run_batch
+from runner.errors import StateError
+from runner.simulator import SimSettings
+
 UNUSED_ROOT = "http://127.0.0.1:9/api/rest"  # nothing may be sent: any call would fail here
 
 
@@ -71,12 +75,15 @@ def test_a_price_table_that_cannot_be_read_is_a_located_error(
 
 def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "out"
-    (out / ".simulator-state.jsonl.part").mkdir(parents=True)  # where the state file is staged
+    out, state = tmp_path / "out", Path("notes", "simulator-state.jsonl")
     monkeypatch.chdir(tmp_path)
-    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", "out", "--simulate")
-    assert code == 4  # the file named as the folder was given
-    assert "error: out/simulator-state.jsonl: cannot write the simulator state" in stderr
+    state.parent.write_text("a file where the state's folder would be", encoding="utf-8")
+    config = RunConfig(manifest=write_manifest(tmp_path), out=out,
+                       simulate=SimSettings(state_path=state))
+    with pytest.raises(StateError) as refused:
+        run_batch(config)
+    assert refused.value.exit_code == 4  # the file named as it was given
+    assert str(refused.value).startswith("notes/simulator-state.jsonl: cannot write the simulator state")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
 
