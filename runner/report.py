@@ -202,7 +202,10 @@ def page_data(results: RunResults) -> dict[str, Any]:
         job = {field: record.get(field) for field in PAGE_FIELDS}
         job["file"] = relative_path(record.get("file"))
         job["poster"] = relative_path(record.get("poster"))
-        job["missing"] = bool(job["file"]) and files.gone(results.out_dir, job["file"])
+        # a failed job keeps the file an earlier download left: its cell tells why it failed
+        job["missing"] = (job["state"] == DONE and bool(job["file"])
+                          and files.gone(results.out_dir, job["file"]))
+        job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
         jobs.append(job)
     axes = [{"key": axis, "label": axis_label(axis)} for axis in results.axes]
     return {"run": run, "totals": results.totals.as_dict(), "axes": axes,
@@ -280,13 +283,22 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
+def shown_cost(record: dict[str, Any]) -> tuple[float | None, bool]:
+    """The cost a job is shown with, and whether it is an estimate ("est."): what it spent
+    (generations given up on included), its estimate standing in while the API has not named
+    its price (see results.record). A job that failed with no generation (refused at create,
+    say) was billed nothing for it: it shows what it spent, never its estimate."""
+    spent = record.get("spent_usd")
+    if record.get("state") == FAILED and not record.get("generation_id"):
+        return float(spent or 0), False
+    return spent or record.get("estimated_cost_usd"), not record.get("cost_usd")
+
+
 def _cost(record: dict[str, Any]) -> str:
-    """What a job spent (generations given up on included), marked "est." while the API has not
-    named its price, its estimate standing in (see results.record)."""
-    figure = record.get("spent_usd") or record.get("estimated_cost_usd")
+    figure, estimate = shown_cost(record)
     if figure is None:
         return "-"
-    return f"{'' if record.get('cost_usd') else 'est. '}${float(figure):.2f}"
+    return f"{'est. ' if estimate else ''}${float(figure):.2f}"
 
 
 def _seconds(value: Any) -> str:

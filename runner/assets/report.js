@@ -160,11 +160,11 @@
       "data-state": job.state, title: job.prompt || "",
     }, media, el("div", { class: "meta" },
       el("span", { class: "styles", text: styles }),
-      el("span", { class: "figures" }, !job.cost_usd
+      el("span", { class: "figures" }, job.cost_is_estimate
         ? el("span", { class: "estimate", title: "estimated cost",
-          text: `est. ${money(job.spent_usd || job.estimated_cost_usd)}` })
+          text: `est. ${money(job.shown_cost_usd)}` })
         : el("span", {
-          class: "cost", text: money(job.spent_usd),
+          class: "cost", text: money(job.shown_cost_usd),
           title: `spent on this job, generations given up on included; estimated ${money(job.estimated_cost_usd)}`,
         }),
         job.render_seconds === null || job.render_seconds === undefined ? null

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from reportkit import HOSTILE_PROMPT, Driver
+from reportkit import HOSTILE_PROMPT, Driver, simulate
 
 from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
@@ -49,9 +47,7 @@ def simulated_run(
     manifest = folder / "sweep.yaml"
     manifest.write_text(yaml.safe_dump(SWEEP_MANIFEST, sort_keys=False), encoding="utf-8")
     out = folder / "out"
-    done = subprocess.run([sys.executable, "-m", "runner", "run", str(manifest), "--simulate",
-                           "--out", str(out), "--time-scale", "600", "--quiet"],
-                          capture_output=True, text=True, timeout=90, check=False)
+    done = simulate(manifest, out)
     assert done.returncode == 1, done.stderr[-2000:]
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())

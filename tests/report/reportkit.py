@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +19,13 @@ HOSTILE_PROMPT = ('<script>window.pwned = 1</script><img src=x onerror="window.p
 # A promise that resolves, on a later animation frame if need be, with the first truthy value.
 UNTIL = ("new Promise((resolve) => { const tick = () => { const v = (%s)();"
          " v ? resolve(v) : requestAnimationFrame(tick); }; tick(); })")
+
+
+def simulate(manifest: Path, out: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """`hailuo-batch run MANIFEST --simulate --out OUT` with `more` flags, as users run it."""
+    return subprocess.run([sys.executable, "-m", "runner", "run", str(manifest), "--simulate",
+                           "--out", str(out), "--time-scale", "600", "--quiet", *more],
+                          capture_output=True, text=True, timeout=90, check=False)
 
 
 class Driver:

@@ -10,7 +10,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, texts
+import yaml
+from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, simulate, texts
 
 from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
@@ -88,6 +89,7 @@ def test_failed_cells_show_their_state_and_reason(driver: Driver, simulated_run)
         "Object.fromEntries([...document.querySelectorAll('.cell:not(.done)')].map((c) => [c.dataset.key,"
         " {badge: c.querySelector('.badge').textContent, reason: c.querySelector('.reason').textContent,"
         " shown: c.querySelector('.reason').getBoundingClientRect().height > 0,"
+        " cost: c.querySelector('.figures').firstChild.textContent,"
         " video: c.querySelector('video') !== null}]))"))
     failed = {r["key"]: r for r in records if r["state"] == "failed"}
     assert len(failed) == 6 and {r["axes"]["prompt"] for r in failed.values()} == {"blocked"}
@@ -96,6 +98,23 @@ def test_failed_cells_show_their_state_and_reason(driver: Driver, simulated_run)
         assert cell["badge"] == "failed"
         assert cell["reason"] == failed[key]["reason"] and "moderat" in cell["reason"]
         assert cell["shown"] and not cell["video"]
+        assert cell["cost"] == "$0.00"  # refused at create: nothing billed, no estimate shown
+
+
+def test_a_failed_cell_tells_why_though_the_file_it_had_is_gone(driver: Driver,
+                                                                 tmp_path: Path) -> None:
+    manifest = tmp_path / "one.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "name": "one", "prompts": ["a lake at dawn"],
+                                        "output": {"filename": "{n}.mp4"}}), encoding="utf-8")
+    out = tmp_path / "out"
+    assert simulate(manifest, out).returncode == 0
+    (out / "1.mp4").unlink()
+    (out / "1.mp4").mkdir()  # in the way of the video fetched again
+    assert simulate(manifest, out, "--fetch-missing").returncode == 3
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert record["state"] == "failed" and record["file"] == "1.mp4"
+    reason = driver.look(out, "document.querySelector('.cell .reason').textContent")
+    assert reason == record["reason"] and "Is a directory" in reason
 
 
 def test_picks_persist_and_export_as_json(driver: Driver, simulated_run, tmp_path: Path) -> None:

@@ -201,6 +201,19 @@ def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path
     assert "$0.90" in first and "$0.45" not in first and "est. $0.45" in second
 
 
+def test_a_job_refused_at_create_shows_nothing_spent_never_its_estimate(simulated_run) -> None:
+    out, records, summary = simulated_run
+    refused = {r["short_key"] for r in records if r["state"] == "failed" and not r["generation_id"]}
+    assert len(refused) == 6 and summary["spent_usd"] == pytest.approx(12 * 0.27)
+    shown = CliRunner().invoke(main, ["report", str(out), "--format", "text"], catch_exceptions=False)
+    costs = {line.split()[1]: line.split()[3] for line in shown.stdout.splitlines()[4:]}
+    assert {costs[key] for key in refused} == {"$0.00"}
+    assert {cost for key, cost in costs.items() if key not in refused} == {"$0.27"}
+    jobs = report.page_data(report.load(out))["jobs"]
+    assert {(job["shown_cost_usd"], job["cost_is_estimate"]) for job in jobs
+            if job["short_key"] in refused} == {(0.0, False)}
+
+
 def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
     job = {"key": "a" * 64, "short_key": "a" * 10, "index": 0, "state": "pending",
            "axes": {"prompt": "rain", "n": 1}, "styles": [], "estimated_cost_usd": 0.27}
