@@ -38,9 +38,10 @@ from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import LOCK_NAME, FolderLock, not_a_folder
 from runner.plan import Plan, estimated_usd, make_plan
 from runner.rows import PASSING_FAILURES
-from runner.results import RESULTS, SUMMARY, write_results
+from runner.results import CSV, ERRORS, RESULTS, SUMMARY, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
+from runner.simulator.statefile import lock_name
 from runner.state import JOURNAL_NAME, TO_CREATE, Journal
 from runner.submit import Context
 
@@ -48,6 +49,13 @@ from runner.submit import Context
 # What the in-process simulator's uploads are kept under: its URL changes each run, its
 # account (kept in the output folder) tells one simulated account from another.
 SIMULATED_API = "simulator"
+SIMULATOR_STATE = "simulator-state.jsonl"  # that account, in the output folder
+# The files a run keeps at the top of its output folder: no job's video, poster or sidecar, nor
+# a folder on the way to one, may take their names (files.Folder gives such a job its short key).
+RUN_FILES = frozenset({
+    RESULTS, ERRORS, CSV, SUMMARY, report.REPORT_FILE, LOCK_NAME, SIMULATOR_STATE,
+    lock_name(SIMULATOR_STATE), JOURNAL_NAME,
+    *(JOURNAL_NAME + suffix for suffix in ("-wal", "-shm", "-journal"))})  # SQLite's own files
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +161,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     notify_url = config.notify_url or planned.notify_url
     with _held(out_dir) as (lock, journal):
         nightly.took_over(lock)
-        folder = files.Folder(out_dir, reserved=frozenset({SUMMARY}))  # a sidecar's name
+        folder = files.Folder(out_dir, reserved=RUN_FILES)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
         broken: BaseException | None = None
@@ -307,7 +315,7 @@ async def _api(config: RunConfig, settings: EngineSettings,
         return
     simulate = config.simulate
     if simulate.state_path is None:
-        simulate = replace(simulate, state_path=out_dir / "simulator-state.jsonl")
+        simulate = replace(simulate, state_path=out_dir / SIMULATOR_STATE)
     async with Simulator(simulate) as simulator, open_client(
             base_url=simulator.base_url, api_key=simulator.api_key, timeouts=config.timeouts,
             connections=connections, api=SIMULATED_API) as client:

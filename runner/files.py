@@ -42,7 +42,7 @@ class Folder:
     def __init__(self, root: Path, *, reserved: frozenset[str] = frozenset()) -> None:
         self.given = str(root)  # as the user wrote it, for messages
         self.root = os.path.abspath(root)
-        self.reserved = reserved
+        self.reserved = frozenset(name.lower() for name in reserved)
         self._made: set[str] = set()
         self._began_as = _identity(self.root)
 
@@ -52,15 +52,20 @@ class Folder:
 
     def targets(self, filename: str, key: str, owner: Callable[[str], str | None]) -> Targets:
         """Where a job's files go: its planned name, unless that escapes the folder (then its
-        key), or another job's video already holds it, or its sidecar would take one of the
-        run's own files (`reserved`): then the name with the short key added."""
+        key), or another job's video already holds it, or one of its files would take one of
+        the run's own files (`reserved`, names at the top of the folder, in any case): then the
+        name with the short key added. A folder on the way that would take one gets the key."""
         name = filename if self._inside(filename) else f"{key[:10]}.mp4"
         pure = PurePosixPath(name)
         if pure.suffix.lower() != ".mp4":
             pure = pure.with_name(pure.name + ".mp4")
+        top, *rest = pure.parts
+        if rest and top.lower() in self.reserved:
+            pure = PurePosixPath(f"{top}_{key[:10]}", *rest)
         taken = owner(str(pure))
         if ((taken is not None and taken != key) or (taken is None and self._foreign(str(pure), key))
-                or str(pure.with_suffix(".json")) in self.reserved):
+                or not self.reserved.isdisjoint(str(pure.with_suffix(suffix)).lower()
+                                                for suffix in (".mp4", ".jpg", ".json"))):
             pure = pure.with_name(f"{pure.stem}_{key[:10]}.mp4")
         return Targets(str(pure), str(pure.with_suffix(".jpg")), str(pure.with_suffix(".json")))
 

@@ -125,8 +125,13 @@ def lock(path: Path) -> FolderLock:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _unwritable(path, exc) from exc
-    return FolderLock.take(path.with_name(f".{path.name}.lock"), what=f"simulator state {path}",
+    return FolderLock.take(path.with_name(lock_name(path.name)), what=f"simulator state {path}",
                            user="simulator", hint="stop it, or use another --state")
+
+
+def lock_name(name: str) -> str:
+    """The name of the lock beside the state file `name`."""
+    return f".{name}.lock"
 
 
 def _unwritable(path: Path, exc: OSError) -> StateError:

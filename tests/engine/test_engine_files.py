@@ -4,11 +4,13 @@ later run downloads it once the folder takes writes again. A folder that refuses
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import threading
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from enginekit import (
 )
 
 from runner import files
-from runner.batch import RunConfig, plan_for
+from runner.batch import RUN_FILES, RunConfig, plan_for
 from runner.control import Event, SystemClock
 from runner.errors import StateError
 from runner.results import collect
@@ -160,6 +162,35 @@ def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path
     (tmp_path / "rain" / "none_1.json").unlink()
     assert folder.targets("rain/none_1.mp4", "aaaaaaaaaaaa", lambda _: None).video == \
         "rain/none_1_aaaaaaaaaa.mp4"
+
+
+def test_a_job_never_takes_the_name_of_one_of_the_runs_own_files(tmp_path: Path) -> None:
+    """Prompt ids that are the run's own file names, as the folders of their videos: each such
+    folder takes its job's short key, and the run's files stay files, run after run."""
+    names = ["summary.json", "report.html", "journal.sqlite"]
+    manifest = write_manifest(tmp_path, repeat=1, styles={}, prompts=[
+        {"id": name, "text": f"A lake at dawn, seen from {name}"} for name in names])
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        first = run(manifest, out, sim)
+        again = run(manifest, out, sim)
+        books = audit(out, sim)
+    assert first.outcome.exit_code == again.outcome.exit_code == 0
+    assert books["states"] == {"downloaded": 3} and books["books"].creates_accepted == 3
+    assert {row["file"] for row in books["rows"]} == {
+        f"{json.loads(row['axes'])['prompt']}_{row['key'][:10]}/none_1.mp4"
+        for row in books["rows"]}
+    kept = {path.name for path in out.iterdir() if path.is_file()}
+    assert set(names) <= kept <= RUN_FILES
+
+
+def test_the_runs_own_names_are_kept_at_the_top_of_the_folder_in_any_case(tmp_path: Path) -> None:
+    """A folder that ignores case (macOS) would take `Report.HTML` for `report.html`."""
+    targets = partial(files.Folder(tmp_path, reserved=RUN_FILES).targets, key="a" * 12,
+                      owner=lambda _: None)
+    assert targets("Report.HTML/1.mp4").video == "Report.HTML_aaaaaaaaaa/1.mp4"
+    assert targets("SUMMARY.mp4").sidecar == "SUMMARY_aaaaaaaaaa.json"
+    assert targets("rain/summary.mp4").sidecar == "rain/summary.json"  # below the top: no clash
 
 
 def test_a_simulated_run_whose_folder_is_moved_leaves_nothing_where_it_was(tmp_path: Path) -> None:
