@@ -114,12 +114,9 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
         raise UsageError(f"--run-id fills {{run_id}} in output.dir, and the folder here is "
                          f"{str(config.out or planned.output_dir)!r}: give the manifest an output.dir "
                          "with {run_id}, or leave --run-id out")
-    if config.out is not None:
-        return planned, config.out
-    out_dir = output_folder(planned.output_dir, name=planned.name,
-                            now=datetime.datetime.now(datetime.UTC), run_id=config.run_id)
-    if config.simulate is not None:  # simulated clips never share a folder with paid videos
-        out_dir = out_dir.with_name(f"{out_dir.name}-simulated")
+    out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
+                                          now=datetime.datetime.now(datetime.UTC),
+                                          run_id=config.run_id, simulated=config.simulate is not None)
     return planned, out_dir
 
 

@@ -98,15 +98,22 @@ class RunSettings:
 OUTPUT_DIR_PLACEHOLDERS = ("name", "date", "time", "run_id")
 
 
+# Added to the output folder of a simulated run, so that its clips never share a folder with
+# paid videos.
+SIMULATED_SUFFIX = "-simulated"
+
+
 def output_folder(template: str, *, name: str, now: datetime.datetime,
-                  run_id: str | None = None) -> Path:
+                  run_id: str | None = None, simulated: bool = False) -> Path:
     """The output folder from `output.dir`: {name}, {date} (UTC YYYY-MM-DD), {time} (UTC HHMMSS),
-    {run_id} (`--run-id`, by default the start's UTC YYYYMMDD-HHMMSS)."""
+    {run_id} (`--run-id`, by default the start's UTC YYYYMMDD-HHMMSS); a simulated run's with
+    SIMULATED_SUFFIX."""
     now = now.astimezone(datetime.timezone.utc)
     values = {"name": name, "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H%M%S"),
               "run_id": run_id or now.strftime("%Y%m%d-%H%M%S")}
     try:
-        return Path(template.format_map(values)).expanduser()
+        folder = Path(template.format_map(values)).expanduser()
+        return folder.with_name(folder.name + SIMULATED_SUFFIX) if simulated else folder
     except (KeyError, ValueError, IndexError) as exc:
         raise UsageError(f"output.dir {template!r}: placeholders are "
                          f"{', '.join('{' + p + '}' for p in OUTPUT_DIR_PLACEHOLDERS)}") from exc

@@ -25,6 +25,7 @@ from typing import Any
 
 from runner import catalog, notify, state
 from runner.api import Account, LeonardoClient
+from runner.config import SIMULATED_SUFFIX
 from runner.control import (
     EXIT_CANNOT_RUN,
     EXIT_RESUMABLE,
@@ -259,7 +260,8 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
     pattern = literal.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
     for journal in sorted(glob.glob(os.path.join(pattern, state.JOURNAL_NAME))):
         folder = Path(journal).parent
-        if folder.resolve() == out_dir.resolve():
+        other_kind = folder.name.endswith(SIMULATED_SUFFIX) != out_dir.name.endswith(SIMULATED_SUFFIX)
+        if folder.resolve() == out_dir.resolve() or other_kind:  # simulated, or real, unlike this
             continue
         found = state.unfinished(folder)
         if isinstance(found, str):

@@ -86,12 +86,14 @@ def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_pat
 
 def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1)
-    (tmp_path / "out" / "nightly" / "night-5").mkdir(parents=True)
-    (tmp_path / "out" / "nightly" / "night-5" / "journal.sqlite").write_bytes(b"not a journal")
+    for night in ("night-4", "night-5-simulated"):  # a real start's folder, a simulated one's
+        (tmp_path / "out" / "nightly" / night).mkdir(parents=True)
+        (tmp_path / "out" / "nightly" / night / "journal.sqlite").write_bytes(b"not a journal")
     done = run_cli("run", manifest, "--run-id", "night-6", "--simulate", cwd=tmp_path)
     assert done.returncode == 0
-    assert ("WARNING out/nightly/night-5, an earlier start's folder, has a journal that cannot be "
-            "read (file is not a database): look at it before it is cleaned up") in done.stderr
+    assert ("WARNING out/nightly/night-5-simulated, an earlier start's folder, has a journal that "
+            "cannot be read (file is not a database): look at it before it is cleaned up") in done.stderr
+    assert "night-4" not in done.stderr  # a simulated start speaks only of simulated folders
 
 
 def test_the_date_placeholder_names_the_nights_folder(tmp_path: Path) -> None:
