@@ -42,10 +42,16 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _WHOLE = re.compile(r"-?(0|[1-9][0-9]{0,14})")
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TEXT_WHEN = {_INT_TAG: lambda text: not _WHOLE.fullmatch(text),
-              _FLOAT_TAG: lambda text: "_" in text,
+              _FLOAT_TAG: lambda text: "_" in text or _significant_digits(text) > 15,
               _BOOL_TAG: lambda text: text.lower() not in ("true", "false"),
               "tag:yaml.org,2002:timestamp": lambda text: True}
 _RESOLVER = yaml.resolver.Resolver()
+
+
+def _significant_digits(number: str) -> int:
+    """The digits of a written decimal that a double may not keep (past 15 it may round)."""
+    mantissa = re.split("[eE]", number)[0].lstrip("+-")
+    return len(mantissa.replace(".", "").lstrip("0"))
 
 
 def json_path(path: Path_) -> str:

@@ -31,7 +31,7 @@ RESULT_COLUMNS = ("index", "short_key", "state", "planned", "prompt_id", "sample
                   "spent_usd", "estimated_cost_usd", "render_seconds", "attempts", "file", "poster",
                   "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
 NONE = "none"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)

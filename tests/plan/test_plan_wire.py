@@ -135,7 +135,7 @@ def test_templated_prompts_and_numbers_in_text(write_manifest: WriteManifest) ->
 def test_a_var_yaml_1_1_would_turn_into_another_value_is_sent_as_written(
         write_manifest: WriteManifest) -> None:
     written = ["0600", "0x1F", "1_000", "1_000.5", "+5", "on", "No", "2024-05-01 10:00:00",
-               "12345678901234567890", "-3", "12.5"]
+               "12345678901234567890", "-3", "12.5", "12999.990000000001", "1.0000000000000001"]
     path = write_manifest(f"""version: 1
 name: clock
 vars:
