@@ -20,14 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +34,13 @@ from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
 from runner.control import Event, EventSink, ignore_events
 from runner.schedule import Backoff
-from runner.simulator import SimSettings, ThreadedSimulator, run_in_thread
+from runner.simulator import (
+    ProcessSimulator,
+    SimSettings,
+    ThreadedSimulator,
+    run_in_process,
+    run_in_thread,
+)
 
 INSTANT = {"render_seconds": 0.001, "render_jitter_seconds": 0.0, "creates_per_minute": None,
            "requests_per_minute": None, "slots": 100_000, "seed": 1}
@@ -71,7 +73,7 @@ def manifest(folder: Path, *, jobs: int, concurrency: int, poll: str,
     return path
 
 
-def engine_run(path: Path, out: Path, sim: ThreadedSimulator | External,
+def engine_run(path: Path, out: Path, sim: ThreadedSimulator | ProcessSimulator,
                sink: EventSink = ignore_events) -> tuple[RunReport, float]:
     started = time.perf_counter()
     report = run_batch(RunConfig(manifest=path, out=out, base_url=sim.base_url,
@@ -101,7 +103,7 @@ class Span:
         return self.stopped - self.first
 
 
-async def floor_loop(sim: External, jobs: int, concurrency: int, *, posters: bool = False) -> None:
+async def floor_loop(sim: ProcessSimulator, jobs: int, concurrency: int, *, posters: bool = False) -> None:
     """Create, poll until complete, download (and the poster, with `posters`): the requests per
     job, nothing kept."""
     headers = {"authorization": f"Bearer {sim.api_key}"}
@@ -134,41 +136,13 @@ async def floor_loop(sim: External, jobs: int, concurrency: int, *, posters: boo
             group.create_task(one(session, n))
 
 
-@dataclass(frozen=True)
-class External:
-    """A simulator in a process of its own (`hailuo-batch simulate`), so that it does not share
-    the interpreter lock with the client being measured."""
-
-    base_url: str
-    api_key: str = field(repr=False)
-
-
-@contextmanager
-def external_simulator() -> Iterator[External]:
-    command = [sys.executable, "-m", "runner", "simulate",
-               *(f"--set={name}={'none' if value is None else value}" for name, value in INSTANT.items())]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        found: dict[str, str] = {}
-        for line in process.stdout:
-            name, _, value = line.strip().partition(": ")
-            found[name] = value.strip()
-            if name == "API key":
-                break
-        yield External(found["base URL"], found["API key"])
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-
-
 def overhead(folder: Path) -> None:
     jobs, concurrency, tries = 5000, 50, 2
     floors = {}
     for posters in (False, True):
         rates = []
         for _ in range(tries):
-            with external_simulator() as sim:
+            with run_in_process(INSTANT) as sim:
                 started = time.perf_counter()
                 asyncio.run(floor_loop(sim, jobs, concurrency, posters=posters))
                 rates.append(jobs / (time.perf_counter() - started))
@@ -177,7 +151,7 @@ def overhead(folder: Path) -> None:
     engine, whole = 0.0, 0.0
     for number in range(tries):
         span = Span()
-        with external_simulator() as sim:
+        with run_in_process(INSTANT) as sim:
             report, seconds = engine_run(path, folder / f"a-{number}", sim, span)
         assert report.results.summary["counts"] == {"downloaded": jobs}, report.outcome
         engine, whole = max(engine, jobs / span.seconds), max(whole, jobs / seconds)

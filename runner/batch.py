@@ -282,17 +282,16 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
             account = reading.result()
             if isinstance(account, Outcome):
                 return account
-            if account is not None:
-                refused = nightly.check_owner(journal, account, folder.given)
-                if refused is not None:
-                    return refused
-                journal.record_account(run_id, account.user_id)
-                # Credit short of the jobs to create stops creates, not the fetching of videos
-                # already paid for.
-                short = nightly.check_balance(account, nightly.cost_to_create(
-                    journal, settings.run.budget_usd))
-                if short is not None:
-                    stop.halt(short.exit_code, short.reason)
+            refused = nightly.check_owner(journal, account, folder.given)
+            if refused is not None:
+                return refused
+            journal.record_account(run_id, account.user_id)
+            # Credit short of the jobs to create stops creates, not the fetching of videos
+            # already paid for.
+            short = nightly.check_balance(account, nightly.cost_to_create(
+                journal, settings.run.budget_usd))
+            if short is not None:
+                stop.halt(short.exit_code, short.reason)
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
                 return await Engine(ctx, settings, folder).run()
 

@@ -76,36 +76,36 @@ def cost_to_create(journal: Journal, budget_usd: float | None) -> float:
 
 
 async def read_account(client: LeonardoClient, *, pause: Callable[[int], Awaitable[object]],
-                       tries: int = 3) -> Account | Outcome | None:
-    """The account of the run's key (`/v1/me`), read before anything is sent; an Outcome that
-    refuses the run (exit 4) for a rejected key, or an API root that has no such call (a wrong
-    --base-url); None when it cannot be read (after `tries`, with `pause(n)` after the n-th
-    transient failure): the checks that need it are skipped, and the run's own stops still
-    guard it."""
+                       tries: int = 3) -> Account | Outcome:
+    """The account of the run's key (`/v1/me`), read before anything is sent, or the Outcome
+    that ends the run there: exit 4 for a rejected key or an API root with no such call (a
+    wrong --base-url); exit 3, resumable, when it cannot be read after `tries` (with `pause(n)`
+    after the n-th failure): no generation is polled or made without knowing its account."""
     for attempt in range(1, tries + 1):
         try:
             return await client.me()
         except AuthError as exc:
             return Outcome(EXIT_CANNOT_RUN, str(exc))
         except PermanentError as exc:
-            return Outcome(EXIT_CANNOT_RUN, f"{client.api} is no Leonardo API root: /v1/me "
-                           f"answered {exc} (--base-url ends in /api/rest)")
+            return Outcome(EXIT_CANNOT_RUN, f"{client.api} is no Leonardo API root: /v1/me answered "
+                           f"{exc.status} (the root ends in /api/rest, as "
+                           "https://cloud.leonardo.ai/api/rest does)")
         except ApiError as exc:
             if attempt == tries:
-                log.warning("the account could not be read, so its checks are skipped: /v1/me "
-                            "failed: %s", exc)
-                return None
+                return Outcome(EXIT_RESUMABLE, f"the account of the key could not be read (/v1/me: "
+                               f"{str(exc).splitlines()[0][:200]}): nothing was sent; run again")
             await pause(attempt)
-    return None
+    raise AssertionError("tries must be at least 1")
 
 
 def check_owner(journal: Journal, account: Account, out_dir: Path) -> Outcome | None:
-    """Refuse (exit 4) a folder whose generations another account made: polled here they would
-    be taken for deleted, and given up on, and new ones would mix two accounts' videos."""
-    others = journal.generation_accounts() - {account.user_id}
+    """Refuse (exit 4) a folder that runs on another account worked in: its generations, polled
+    here, would be taken for deleted and given up on (a create whose answer was lost too), and
+    new ones would mix two accounts' videos."""
+    others = journal.accounts() - {account.user_id}
     if not others:
         return None
-    return Outcome(EXIT_CANNOT_RUN, f"{out_dir} holds generations of another account "
+    return Outcome(EXIT_CANNOT_RUN, f"{out_dir} was run on another account "
                    f"({', '.join(sorted(others))}) than this run's ({account.user_id}; "
                    "--simulate has an account of its own): run with that account's key and API "
                    "root, or use another --out")

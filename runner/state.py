@@ -178,11 +178,11 @@ class Journal:
         with self._transaction():
             self.conn.execute("UPDATE runs SET account = ? WHERE id = ?", (account, run_id))
 
-    def generation_accounts(self) -> set[str]:
-        """The accounts the folder's generations were made (or fetched again) on."""
+    def accounts(self) -> set[str]:
+        """The accounts the folder's runs worked on (every run records its own before it sends
+        anything; runs of older versions recorded none)."""
         return {row[0] for row in self.conn.execute(
-            "SELECT DISTINCT runs.account FROM transitions JOIN runs ON runs.id = transitions.run_id "
-            "WHERE transitions.to_state = 'submitted' AND runs.account IS NOT NULL")}
+            "SELECT DISTINCT account FROM runs WHERE account IS NOT NULL")}
 
     def run(self, run_id: int | None = None) -> RunRow | None:
         """The run `run_id`, or the latest one."""

@@ -8,8 +8,15 @@ knob and its default, `server` for the ways to start it.
 from __future__ import annotations
 
 from runner.simulator.books import GenerationRecord, Summary
-from runner.simulator.server import Simulator, ThreadedSimulator, run_in_thread, serve
+from runner.simulator.server import (
+    ProcessSimulator,
+    Simulator,
+    ThreadedSimulator,
+    run_in_process,
+    run_in_thread,
+    serve,
+)
 from runner.simulator.settings import SimSettings
 
-__all__ = ["GenerationRecord", "SimSettings", "Simulator", "Summary", "ThreadedSimulator",
-           "run_in_thread", "serve"]
+__all__ = ["GenerationRecord", "ProcessSimulator", "SimSettings", "Simulator", "Summary",
+           "ThreadedSimulator", "run_in_process", "run_in_thread", "serve"]

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -153,6 +156,39 @@ def run_in_thread(settings: SimSettings | None = None) -> Iterator[ThreadedSimul
         asyncio.run_coroutine_threadsafe(simulator.close(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
+
+
+@dataclass(frozen=True)
+class ProcessSimulator:
+    """A simulator in a process of its own (`hailuo-batch simulate`): it shares no interpreter
+    lock with the client it serves, and it can be killed, as a real server can go away."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    process: subprocess.Popen[str] = field(repr=False)
+
+
+@contextmanager
+def run_in_process(settings: Mapping[str, Any]) -> Iterator[ProcessSimulator]:
+    """`with run_in_process({"time_scale": 60, ...}) as sim:` a simulator process with these
+    settings (by SimSettings field name; None as "none"), stopped when the block ends unless it
+    was killed within it."""
+    command = [sys.executable, "-m", "runner", "simulate",
+               *(f"--set={name}={'none' if value is None else value}" for name, value in settings.items())]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        found: dict[str, str] = {}
+        for line in process.stdout:
+            name, _, value = line.strip().partition(": ")
+            found[name] = value.strip()
+            if name == "API key":
+                break
+        yield ProcessSimulator(found["base URL"], found["API key"], process)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:

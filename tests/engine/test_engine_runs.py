@@ -33,7 +33,7 @@ from runner.control import Event
 from runner.errors import AuthError, StateError
 from runner.logs import LOGGER
 from runner.schedule import Backoff
-from runner.simulator import run_in_thread
+from runner.simulator import run_in_process, run_in_thread
 
 
 def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> None:
@@ -215,15 +215,18 @@ def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
 
 
 @contextmanager
-def out_of_credit_api() -> Iterator[tuple[str, list[str]]]:
-    """An API root on 127.0.0.1 answering every call 402, not enough credits; and the paths asked."""
+def out_of_credit_api(user_id: str) -> Iterator[tuple[str, list[str]]]:
+    """An API root on 127.0.0.1 answering /v1/me with the account `user_id` and every other call
+    402, not enough credits; and the paths asked."""
     asked: list[str] = []
 
     class Refuse(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.append(f"{self.command} {self.path}")
-            body = b'{"error": "not enough API credits"}'
-            self.send_response(402)
+            me = self.path.endswith("/v1/me")
+            body = (json.dumps({"user_details": [{"user": {"id": user_id}}]}).encode() if me
+                    else b'{"error": "not enough API credits"}')
+            self.send_response(200 if me else 402)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -251,7 +254,7 @@ def test_an_out_of_credit_answer_to_a_poll_stops_the_run_resumably(tmp_path: Pat
         assert run(manifest, out, sim).outcome.exit_code == 0
         for video in videos(out):
             video.unlink()
-        with out_of_credit_api() as (base_url, asked):  # jobs to fetch again: polls, no create
+        with out_of_credit_api(sim.settings.user_id) as (base_url, asked):  # polls, no create
             stopped = run_batch(RunConfig(manifest=manifest, out=out, base_url=base_url,
                                           api_key=sim.api_key, timeouts=FAST_TIMEOUTS,
                                           backoff=FAST_BACKOFF, fetch_missing=True))
@@ -293,9 +296,9 @@ def test_a_folder_whose_generations_another_account_made_is_refused_before_anyth
     code, shown, _ = invoke("run", str(manifest), "--out", str(out), "--simulate", "--quiet")
     assert {"submitted", "pending"} <= states
     assert refused.outcome.exit_code == 4 and refused.outcome.reason.startswith(
-        f"{out} holds generations of another account")
+        f"{out} was run on another account")
     assert set(asked) == {"me"}  # nothing polled, nothing created
-    assert code == 4 and "holds generations of another account" in shown
+    assert code == 4 and "was run on another account" in shown
     assert {row["state"] for row in journal_rows(out)} == states
 
 
@@ -308,7 +311,8 @@ def test_an_api_root_without_the_api_is_refused_and_fails_no_job(tmp_path: Path)
         right = run(manifest, out, sim)
         audit(out, sim)
     assert wrong.outcome.exit_code == 4
-    assert wrong.outcome.reason.startswith(f"{root} is no Leonardo API root: /v1/me answered")
+    assert wrong.outcome.reason == (f"{root} is no Leonardo API root: /v1/me answered 404 (the root "
+                                    "ends in /api/rest, as https://cloud.leonardo.ai/api/rest does)")
     assert wrong.results.summary["counts"] == {"pending": 8}
     assert right.outcome.exit_code == 0
 
@@ -378,15 +382,16 @@ def test_a_start_frame_is_uploaded_once_for_every_job_and_run(tmp_path: Path) ->
     assert books["states"] == {"downloaded": 9}
 
 
-def test_jobs_failed_by_an_outage_are_taken_up_again_and_moderated_ones_wait(tmp_path: Path) -> None:
+def test_an_api_down_at_the_start_sends_nothing_then_moderated_jobs_wait(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
                               repeat=1, run={"timeout": "1s"})
     out = tmp_path / "out"
     first = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url(),
                                 api_key="00000000-0000-4000-8000-000000000000",
                                 timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
-    assert first.outcome.exit_code == 3  # every failure is one the next run retries by itself
-    assert all(r["reason"] == "no create went through in 1 s" for r in results_lines(out))
+    assert first.outcome.exit_code == 3 and first.outcome.reason.startswith(
+        "the account of the key could not be read (/v1/me: cannot connect to the API")
+    assert first.results.summary["counts"] == {"pending": 4}
     with run_in_thread(sim_settings()) as up:
         second = run(manifest, out, up)
         third = run(manifest, out, up)
@@ -444,19 +449,29 @@ def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
     assert len(results_lines(out)) == 4
 
 
-def test_an_api_that_refuses_every_connection_stops_the_run_and_the_next_run_finishes(
+def test_an_api_that_goes_down_during_a_run_stops_it_and_the_next_run_finishes(
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
-    # Two tries a create, long spent when the outage is declared: a refused connection sent
-    # nothing, so it counts against no job.
-    down = run_batch(RunConfig(manifest=manifest, out=out, base_url=down_url(), api_key="key",
-                               timeouts=FAST_TIMEOUTS, backoff=Backoff(base=0.01, cap=0.02, attempts=2),
-                               engine={"tick": 0.05, "outage": 0.3}))
+    account = {"state_path": tmp_path / "account.jsonl", "render_seconds": 5.0, "render_jitter_seconds": 1.0,
+               "time_scale": 40.0,
+               "creates_per_minute": None, "requests_per_minute": None, "seed": 7}
+    with run_in_process(account) as server:
+        def down_at_the_first_submit(event: Event) -> None:
+            if event.kind == "submitted" and server.process.poll() is None:
+                server.process.kill()  # the server goes away: every connection refused
+
+        # Two tries a create, long spent when the outage is declared: a refused connection sent
+        # nothing, so it counts against no job.
+        down = run_batch(RunConfig(manifest=manifest, out=out, base_url=server.base_url,
+                                   api_key=server.api_key, timeouts=FAST_TIMEOUTS,
+                                   backoff=Backoff(base=0.01, cap=0.02, attempts=2),
+                                   engine={"tick": 0.05, "outage": 0.3}), sink=down_at_the_first_submit)
     assert down.outcome.exit_code == 3
     assert down.outcome.reason.startswith("the API could not be reached for")
     assert "failed" not in down.results.summary["counts"]  # nothing given up on: all resumable
-    with run_in_thread(sim_settings()) as sim:
+    with run_in_thread(sim_settings(state_path=tmp_path / "account.jsonl")) as sim:  # it is back
         again = run(manifest, out, sim)
-        audit(out, sim)
-        assert sim.books.creates_accepted == 8
-    assert again.outcome.exit_code == 0
+        billed = sorted(g.id for g in sim.books.generations)  # by both lives of the server
+    rows = journal_rows(out)
+    assert again.outcome.exit_code == 0 and {row["state"] for row in rows} == {"downloaded"}
+    assert sorted(row["generation_id"] for row in rows) == billed and len(billed) == 8

@@ -7,7 +7,6 @@ import asyncio
 import signal
 from pathlib import Path
 
-import pytest
 from nightlykit import key_file, run_cli, sim_settings, started, summary, trickling, write_manifest
 
 from runner.api import Account, Timeouts, open_client
@@ -90,11 +89,13 @@ def check(sim: ThreadedSimulator, *, api_key: str | None = None) -> Outcome | No
     return check_balance(account, 100.0) if isinstance(account, Account) else account
 
 
-def test_an_unreadable_balance_skips_the_check_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_account_that_cannot_be_read_stops_the_run_resumably_before_anything_is_sent() -> None:
     with run_in_thread(sim_settings(fault_500=1.0)) as sim:
-        assert check(sim) is None
+        outcome = check(sim)
         assert sim.books.requests["me"] == {500: 3}  # asked three times
-    assert "the account could not be read, so its checks are skipped: /v1/me failed: " in caplog.text
+    assert outcome is not None and outcome.exit_code == 3
+    assert outcome.reason.startswith("the account of the key could not be read (/v1/me: server error")
+    assert outcome.reason.endswith("nothing was sent; run again")
 
 
 def test_a_garbled_balance_answer_is_asked_again_before_the_check_is_skipped() -> None:
