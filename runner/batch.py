@@ -215,22 +215,29 @@ def _write_end(journal: Journal, run_id: int, out_dir: Path,
 
 @contextmanager
 def _held(out_dir: Path) -> Iterator[tuple[FolderLock, Journal]]:
-    """The output folder's lock, then its journal, unless the folder has lost its journal."""
-    journal_kept(out_dir)  # before the lock is taken, which makes its file
+    """The output folder's lock, then its journal, unless the folder has lost its journal. The
+    lock file tells of an earlier run only before the lock is taken (taking it makes the file),
+    and only when no live run holds it: the one that does is named by the lock instead."""
+    try:
+        journal_kept(out_dir)
+    except StateError:
+        if FolderLock.holder(out_dir) is None:
+            raise
     with FolderLock.acquire(out_dir) as lock:
+        journal_kept(out_dir, locked=True)
         with Journal.open(out_dir) as journal:
             yield lock, journal
 
 
-def journal_kept(out_dir: Path) -> None:
+def journal_kept(out_dir: Path, *, locked: bool = False) -> None:
     """Refuse a folder that an earlier run worked in but that has no journal (deleted, emptied):
     a new journal would take its paid jobs for new ones and pay for every one again. Every run
     leaves its lock file, and a finished one its results, so a run killed before it wrote any
-    results is known too."""
+    results is known too, unless this run holds the lock (`locked`: the file is its own)."""
     journal = out_dir / JOURNAL_NAME
     if journal.is_file() and journal.stat().st_size > 0:
         return
-    if any((out_dir / name).exists() for name in (RESULTS, SUMMARY, LOCK_NAME)):
+    if any((out_dir / name).exists() for name in (RESULTS, SUMMARY, *([] if locked else [LOCK_NAME]))):
         raise StateError(f"{out_dir} holds an earlier run's files but no journal ({JOURNAL_NAME} "
                          "is missing or empty), so its jobs would be paid for again: restore the "
                          "journal, or use another --out (or delete the folder to start over)")

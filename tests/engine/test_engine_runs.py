@@ -30,7 +30,8 @@ from enginekit import (
 
 from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
-from runner.errors import AuthError, StateError
+from runner.errors import AuthError, LockedError, StateError
+from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.schedule import Backoff
 from runner.simulator import run_in_process, run_in_thread
@@ -117,6 +118,15 @@ def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
         assert code == 4 and refused in stderr
         assert sim.books.creates_accepted == 8
     assert len(before) == 8 and videos(out) == before
+
+
+def test_a_run_starting_beside_a_run_that_just_took_a_new_folder_is_told_it_is_in_use(
+        tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim, FolderLock.acquire(out):  # its journal not made yet
+        with pytest.raises(LockedError, match=f"output folder {out} is in use by another run"):
+            run(manifest, out, sim)
+        assert sim.books.requests == {}
 
 
 def test_a_file_the_journal_does_not_know_is_never_replaced(tmp_path: Path) -> None:
