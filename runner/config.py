@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -113,7 +114,13 @@ def output_folder(template: str, *, name: str, now: datetime.datetime,
               "run_id": run_id or now.strftime("%Y%m%d-%H%M%S")}
     try:
         folder = Path(template.format_map(values)).expanduser()
-        return folder.with_name(folder.name + SIMULATED_SUFFIX) if simulated else folder
     except (KeyError, ValueError, IndexError) as exc:
         raise UsageError(f"output.dir {template!r}: placeholders are "
                          f"{', '.join('{' + p + '}' for p in OUTPUT_DIR_PLACEHOLDERS)}") from exc
+    if not simulated:
+        return folder
+    if folder.name in ("", ".."):  # `.` or `out/..` name no folder to add the suffix to
+        folder = Path(os.path.abspath(folder))
+    if not folder.name:
+        raise UsageError(f"output.dir {template!r} is the root folder: give a simulated run --out")
+    return folder.with_name(folder.name + SIMULATED_SUFFIX)

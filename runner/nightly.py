@@ -258,6 +258,8 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
     # template escapes its literal parts, so `[`, `*` and `?` in them match only themselves.
     literal = glob.escape(os.path.expanduser(template))
     pattern = literal.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
+    if out_dir.name.endswith(SIMULATED_SUFFIX):  # the earlier starts' folders were named alike
+        pattern += SIMULATED_SUFFIX
     for journal in sorted(glob.glob(os.path.join(pattern, state.JOURNAL_NAME))):
         folder = Path(journal).parent
         other_kind = folder.name.endswith(SIMULATED_SUFFIX) != out_dir.name.endswith(SIMULATED_SUFFIX)

@@ -84,6 +84,16 @@ def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_pat
             "(paid, not yet downloaded) and 4 not yet sent") in next_night.stderr
 
 
+def test_a_simulated_start_finds_the_earlier_simulated_folders_wherever_the_stamp_is(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir="out/{run_id}/clips", run={"budget_usd": 0.6})
+    stopped = run_cli("run", manifest, "--simulate", "--run-id", "s1", cwd=tmp_path)
+    next_start = run_cli("run", manifest, "--simulate", "--run-id", "s2", cwd=tmp_path)
+    assert stopped.returncode == 3
+    assert ("WARNING out/s1/clips-simulated, an earlier start's folder, still holds 0 jobs in "
+            "flight (paid, not yet downloaded) and 6 not yet sent") in next_start.stderr
+
+
 def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1)
     for night in ("night-4", "night-5-simulated"):  # a real start's folder, a simulated one's

@@ -83,6 +83,19 @@ def test_dated_folders() -> None:
         output_folder("out/{nope}", name="n", now=now)
 
 
+def test_a_simulated_runs_folder_is_named_beside_the_real_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime.datetime(2026, 11, 24, 3, 5, 9, tzinfo=datetime.timezone.utc)
+    monkeypatch.chdir(tmp_path)
+    assert output_folder("out/{name}", name="n", now=now, simulated=True) == Path("out/n-simulated")
+    assert output_folder(".", name="n", now=now, simulated=True) == tmp_path.with_name(
+        f"{tmp_path.name}-simulated")
+    assert output_folder("out/..", name="n", now=now, simulated=True) == tmp_path.with_name(
+        f"{tmp_path.name}-simulated")
+    with pytest.raises(UsageError, match="is the root folder: give a simulated run --out"):
+        output_folder("/", name="n", now=now, simulated=True)
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--notify-url", "not a url", "--notify-url 'not a url': give an http:// or https:// URL"),
     ("--notify-url", "ftp://127.0.0.1/x", "give an http:// or https:// URL"),
