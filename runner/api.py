@@ -149,12 +149,14 @@ class LeonardoClient:
         answer = await self._call("GET", "/v1/me")
         try:
             details = answer["user_details"][0]
-            user = details["user"]
+            user_id = details["user"]["id"]
             paid = details.get("apiPaidTokens")
-            return Account(str(user["id"]), details.get("apiConcurrencySlots"),
-                           float(paid) if type(paid) in (int, float) else None)
         except (KeyError, IndexError, TypeError) as exc:
             raise TransientError("the /v1/me answer has no user") from exc
+        if type(user_id) not in (str, int) or str(user_id) == "":  # null, empty: no account named
+            raise TransientError("the /v1/me answer names no user")
+        return Account(str(user_id), details.get("apiConcurrencySlots"),
+                       float(paid) if type(paid) in (int, float) else None)
 
     async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
         """A page of the account's generations, newest first."""

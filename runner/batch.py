@@ -8,11 +8,12 @@ happened: finished, stopped, interrupted by a signal, or broken by a bug.
 from __future__ import annotations
 
 import asyncio
+import functools
 import datetime
 import random
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -164,21 +165,18 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         broken: BaseException | None = None
         try:
             journal.sync_plan(planned.jobs)
-            journal.retry_failed(run_id=run_id, at=clock.wall(),
-                                 kinds=None if config.retry_failed else PASSING_FAILURES)
-            missing = journal.missing_videos()
-            if config.fetch_missing:
-                journal.apply([row.fetched_again(run_id=run_id, at=clock.wall()) for row in missing])
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
             nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
                                 nightly.cost_to_create(journal, None))
-            nightly.videos_missing(out_dir, len(missing), fetching=config.fetch_missing)
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned
+            # Failed jobs are taken up again, and gone videos fetched, once the account is known
+            # to be the folder's.
+            begin = functools.partial(_begin, config, journal, run_id, clock)
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
-                                         nightly.logged(sink), clock, rand or random.Random()))
+                                         nightly.logged(sink), clock, rand or random.Random(), begin))
         except BaseException as exc:
             outcome, broken = _broke_off(exc), exc
             raise
@@ -268,15 +266,25 @@ def _broke_off(exc: BaseException) -> Outcome:
     return Outcome(EXIT_FAILED, f"the run broke off on an error ({type(exc).__name__}): see its traceback")
 
 
+def _begin(config: RunConfig, journal: Journal, run_id: int, clock: Clock) -> None:
+    """What a run changes in the journal before its engine starts: failed jobs taken up again,
+    gone videos to fetch (with --fetch-missing), each said in the log."""
+    retried = journal.retry_failed(run_id=run_id, at=clock.wall(),
+                                   kinds=None if config.retry_failed else PASSING_FAILURES)
+    nightly.failed_taken_up(journal.folder, retried, every_kind=config.retry_failed)
+    missing = journal.missing_videos()
+    if config.fetch_missing:
+        journal.apply([row.fetched_again(run_id=run_id, at=clock.wall()) for row in missing])
+    nightly.videos_missing(journal.folder, len(missing), fetching=config.fetch_missing)
+
+
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
-                 rand: random.Random) -> Outcome:
+                 rand: random.Random, begin: Callable[[], None]) -> Outcome:
+    """The run against the API: its account read and checked first, then `begin` (the run's
+    own changes to the journal), then the engine."""
     stop = Stop()
-    tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock, budget_usd=settings.run.budget_usd)
     async with _api(config, settings, Path(folder.given)) as client:
-        ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client, clock=clock,
-                      tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
-                      backoff=config.backoff, timeout=settings.run.timeout)
         with _signals(stop):
             reading = asyncio.ensure_future(nightly.read_account(
                 client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
@@ -293,12 +301,18 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
             if refused is not None:
                 return refused
             journal.record_account(run_id, account.user_id)
+            begin()
             # Credit short of the jobs to create stops creates, not the fetching of videos
             # already paid for.
             short = nightly.check_balance(account, nightly.cost_to_create(
                 journal, settings.run.budget_usd))
             if short is not None:
                 stop.halt(short.exit_code, short.reason)
+            tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock,
+                              budget_usd=settings.run.budget_usd)
+            ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client,
+                          clock=clock, tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
+                          backoff=config.backoff, timeout=settings.run.timeout)
             async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
                 return await Engine(ctx, settings, folder).run()
 

@@ -87,9 +87,12 @@ async def read_account(client: LeonardoClient, *, pause: Callable[[int], Awaitab
         except AuthError as exc:
             return Outcome(EXIT_CANNOT_RUN, str(exc))
         except PermanentError as exc:
-            return Outcome(EXIT_CANNOT_RUN, f"{client.api} is no Leonardo API root: /v1/me answered "
-                           f"{exc.status} (the root ends in /api/rest, as "
-                           "https://cloud.leonardo.ai/api/rest does)")
+            if exc.status == 404:
+                return Outcome(EXIT_CANNOT_RUN, f"{client.api} is no Leonardo API root: /v1/me "
+                               f"answered 404 (the root ends in /api/rest, as "
+                               "https://cloud.leonardo.ai/api/rest does)")
+            return Outcome(EXIT_CANNOT_RUN, f"{client.api} refused to tell the key's account: "
+                           f"/v1/me answered {exc.status}")
         except ApiError as exc:
             if attempt == tries:
                 return Outcome(EXIT_RESUMABLE, f"the account of the key could not be read (/v1/me: "
@@ -240,6 +243,14 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
                     out_dir, plural(others, "job"), extra={"unplanned_jobs": others})
 
 
+def failed_taken_up(out_dir: Path, count: int, *, every_kind: bool) -> None:
+    """Say how many failed jobs this run takes up again: those failed for now, or (with
+    --retry-failed) every one."""
+    if count:
+        log.info("%s: %s taken up again (%s)", out_dir, plural(count, "failed job"),
+                 "--retry-failed" if every_kind else "failed for now", extra={"retried": count})
+
+
 def videos_missing(out_dir: Path, count: int, *, fetching: bool) -> None:
     """Say so when videos of done jobs have gone from the folder, and whether this run fetches
     them again (`--fetch-missing`)."""
@@ -275,7 +286,9 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
         if in_flight or waiting:
             log.warning("%s, an earlier start's folder, still holds %s in flight (paid, not yet "
                         "downloaded) and %d not yet sent; this start does not resume them: run with "
-                        "--out %s to finish them", folder, plural(in_flight, "job"), waiting, folder,
+                        "%s%s to finish them", folder, plural(in_flight, "job"), waiting,
+                        "--simulate --out " if folder.name.endswith(SIMULATED_SUFFIX) else "--out ",
+                        folder,
                         extra={"unfinished_folder": str(folder), "in_flight": in_flight,
                                "waiting": waiting})
 

@@ -312,6 +312,18 @@ def test_a_folder_whose_generations_another_account_made_is_refused_before_anyth
     assert {row["state"] for row in journal_rows(out)} == states
 
 
+def test_a_refused_run_takes_up_no_failed_job_and_fetches_nothing(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    with run_in_thread(sim_settings(fault_failed=1.0)) as first:
+        assert run(manifest, out, first).outcome.exit_code == 1  # every render FAILED, paid
+    for video in videos(out):
+        video.unlink()
+    with run_in_thread(sim_settings()) as other:  # another account: refused
+        refused = run(manifest, out, other, retry_failed=True, fetch_missing=True)
+    assert refused.outcome.exit_code == 4
+    assert {row["state"] for row in journal_rows(out)} == {"failed"}  # none made pending again
+
+
 def test_an_api_root_without_the_api_is_refused_and_fails_no_job(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:

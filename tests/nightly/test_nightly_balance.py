@@ -107,6 +107,13 @@ def test_a_garbled_balance_answer_is_asked_again_before_the_check_is_skipped() -
     assert outcome.reason.startswith("the balance is too low")
 
 
+def test_an_account_with_no_user_id_is_one_that_cannot_be_read() -> None:
+    with run_in_thread(sim_settings(user_id="")) as sim:
+        outcome = check(sim)
+    assert outcome is not None and outcome.exit_code == 3
+    assert "(/v1/me: the /v1/me answer names no user)" in outcome.reason
+
+
 def test_a_rejected_key_ends_the_run_at_the_check_with_exit_4() -> None:
     with run_in_thread(sim_settings()) as sim:
         outcome = check(sim, api_key="0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11")

@@ -91,7 +91,8 @@ def test_a_simulated_start_finds_the_earlier_simulated_folders_wherever_the_stam
     next_start = run_cli("run", manifest, "--simulate", "--run-id", "s2", cwd=tmp_path)
     assert stopped.returncode == 3
     assert ("WARNING out/s1/clips-simulated, an earlier start's folder, still holds 0 jobs in "
-            "flight (paid, not yet downloaded) and 6 not yet sent") in next_start.stderr
+            "flight (paid, not yet downloaded) and 6 not yet sent; this start does not resume them: "
+            "run with --simulate --out out/s1/clips-simulated to finish them") in next_start.stderr
 
 
 def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:
