@@ -36,13 +36,15 @@ def parse_duration(value: str | int | float, *, name: str = "duration", zero: bo
 
 def is_http_url(url: str) -> bool:
     """Whether `url` is an http or https URL with a host (and a port, if any, that is one), with
-    no space or control character in it (urlsplit would take `exa mple.com` for a host): the
-    test of --base-url, --notify-url and the manifest's `notify:` alike."""
+    no space or control character in it (urlsplit would take `exa mple.com` for a host) and no
+    user or password (the API's key goes in a header): the test of --base-url, --notify-url and
+    the manifest's `notify:` alike."""
     if " " in url or not url.isprintable():
         return False
     try:
         parts = urllib.parse.urlsplit(url)
-        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+                and parts.username is None and parts.password is None)
     except ValueError:  # a bracket left open, a port out of range
         return False
 

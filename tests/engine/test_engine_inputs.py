@@ -41,7 +41,7 @@ def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://", "http://127.0.0.1:99999/api",
-                                 "https://[::1"])
+                                 "https://[::1", "http://user:pw@127.0.0.1:9/api/rest"])
 @pytest.mark.parametrize("dry", [False, True], ids=["run", "dry run"])
 def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, dry: bool) -> None:
     code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
