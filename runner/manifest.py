@@ -31,18 +31,16 @@ _BUILDING = object()
 
 Path_ = tuple[str | int, ...]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# YAML 1.1 reads a plain `16:9` as the base-60 number 969; YAML 1.2, editors and
-# check-jsonschema read it as text, and so does the runner.
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # Plain scalars that YAML 1.1 turns into something other than what was written stay the text
-# written, as YAML 1.2 keeps them or as a prompt means them: `0600` (octal 384 in 1.1), `0x1F`,
-# `1_000`, a whole number past what a JSON number holds exactly, `on`/`yes` (only true and false
-# are booleans), a date or a timestamp.
+# written, as YAML 1.2 (editors, check-jsonschema) keeps them or as a prompt means them: `16:9`
+# (the base-60 number 969 in 1.1), `0600` (octal 384), `0x1F`, `1_000`, a number past what a
+# double holds exactly, `on`/`yes` (only true and false are booleans), a date or a timestamp.
 _WHOLE = re.compile(r"-?(0|[1-9][0-9]{0,14})")
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TEXT_WHEN = {_INT_TAG: lambda text: not _WHOLE.fullmatch(text),
-              _FLOAT_TAG: lambda text: "_" in text or _significant_digits(text) > 15,
+              _FLOAT_TAG: lambda text: ":" in text or "_" in text or _significant_digits(text) > 15,
               _BOOL_TAG: lambda text: text.lower() not in ("true", "false"),
               "tag:yaml.org,2002:timestamp": lambda text: True}
 _RESOLVER = yaml.resolver.Resolver()
@@ -149,8 +147,7 @@ class _Builder:
                                                 f"{MAX_VALUES:,} values (aliases that repeat aliases?)")])
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
-        if not node.style and node.tag in _TEXT_WHEN and (
-                ":" in node.value or _TEXT_WHEN[node.tag](node.value)):
+        if not node.style and node.tag in _TEXT_WHEN and _TEXT_WHEN[node.tag](node.value):
             return node.value
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, datetime.date | datetime.datetime):

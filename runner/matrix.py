@@ -134,7 +134,7 @@ class Expander:
     def run(self) -> Expansion:
         """Check every section the schema found usable; expand only when all of them are."""
         ok = self.checked.ok
-        self._check_var_names()
+        self._check_vars()
         prompts = self._prompts() if ok("prompts", "vars") else []
         style_axes = self._style_axes() if ok("styles") else []
         matrix = self.data.get("matrix", {})
@@ -185,9 +185,10 @@ class Expander:
 
     # prompts and vars
 
-    def _check_var_names(self) -> None:
+    def _check_vars(self) -> None:
         """A var named like an axis would be silently hidden by it, or hide it, in prompts and
-        file names alike; one named like a results column would give the results two."""
+        file names alike; one named like a results column would give the results two. Its
+        values, bound for prompts, are text."""
         axes = [*BUILTIN_NAMES, *self.catalog.categories]
         for name in self.vars:
             if name in axes:
