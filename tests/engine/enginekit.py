@@ -27,7 +27,7 @@ from runner.cli import main
 from runner.control import Clock, EventSink, ignore_events
 from runner.plan import UPLOAD_PREFIX, Job, canonical_json
 from runner.schedule import Backoff
-from runner.simulator import SimSettings, ThreadedSimulator
+from runner.simulator import ProcessSimulator, SimSettings, ThreadedSimulator
 from runner.state import JobRow, Journal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,13 +56,16 @@ PROMPTS = ["A cinematic shot of rain falling on a quiet city street at night",
            "A ginger cat asleep on a sunlit rooftop"]
 
 
+# A simulator whose renders take 0.1 to 0.15 real seconds and which limits nothing, in a thread
+# (`sim_settings`) or in a process of its own (`run_in_process(SIM_DEFAULTS)`).
+SIM_DEFAULTS: dict[str, Any] = {"render_seconds": 5.0, "render_jitter_seconds": 1.0,
+                                "time_scale": 40.0, "creates_per_minute": None,
+                                "requests_per_minute": None, "seed": 7}
+
+
 def sim_settings(**changes: Any) -> SimSettings:
-    """A simulator whose renders take 0.1 to 0.15 real seconds and which limits nothing."""
-    values: dict[str, Any] = {"render_seconds": 5.0, "render_jitter_seconds": 1.0,
-                              "time_scale": 40.0, "creates_per_minute": None,
-                              "requests_per_minute": None, "seed": 7}
-    values.update(changes)
-    return SimSettings(**values)
+    """The SIM_DEFAULTS simulator, with `changes`."""
+    return SimSettings(**{**SIM_DEFAULTS, **changes})
 
 
 def write_manifest(folder: Path, *, prompts: list[Any] | None = None,
@@ -86,17 +89,19 @@ def write_manifest(folder: Path, *, prompts: list[Any] | None = None,
     return path
 
 
-def run(manifest: Path, out: Path, sim: ThreadedSimulator, *, api_key: str | None = None,
-        sink: EventSink = ignore_events, clock: Clock | None = None, **overrides: Any) -> RunReport:
+def run(manifest: Path, out: Path, sim: ThreadedSimulator | ProcessSimulator, *,
+        api_key: str | None = None, sink: EventSink = ignore_events, clock: Clock | None = None,
+        **overrides: Any) -> RunReport:
     """The manifest run into `out` against `sim`, fast: its events to `sink`, on `clock`,
-    `overrides` as run settings (and `engine`, `timeouts`, `retry_failed`, `fetch_missing` as
-    their RunConfig fields)."""
+    `overrides` as run settings (and `engine`, `timeouts`, `backoff`, `retry_failed`,
+    `fetch_missing` as their RunConfig fields)."""
     engine = overrides.pop("engine", {})
     timeouts = overrides.pop("timeouts", FAST_TIMEOUTS)
+    backoff = overrides.pop("backoff", FAST_BACKOFF)
     flags = {flag: overrides.pop(flag, False) for flag in ("retry_failed", "fetch_missing")}
     return run_batch(RunConfig(manifest=manifest, out=out, overrides=overrides,
                                base_url=sim.base_url, api_key=api_key or sim.api_key,
-                               timeouts=timeouts, backoff=FAST_BACKOFF, **flags,
+                               timeouts=timeouts, backoff=backoff, **flags,
                                engine={"tick": 0.05, "settle": 0.1, **engine}), sink=sink,
                      clock=clock)
 

@@ -16,6 +16,7 @@ from enginekit import (
     FAST_BACKOFF,
     FAST_TIMEOUTS,
     PROMPTS,
+    SIM_DEFAULTS,
     audit,
     copy_frames,
     down_url,
@@ -313,15 +314,19 @@ def test_a_folder_whose_generations_another_account_made_is_refused_before_anyth
 
 
 def test_a_refused_run_takes_up_no_failed_job_and_fetches_nothing(tmp_path: Path) -> None:
-    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
-    with run_in_thread(sim_settings(fault_failed=1.0)) as first:
-        assert run(manifest, out, first).outcome.exit_code == 1  # every render FAILED, paid
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                              repeat=1)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as first:
+        assert run(manifest, out, first).outcome.exit_code == 1  # 2 downloaded, 2 moderated
     for video in videos(out):
         video.unlink()
     with run_in_thread(sim_settings()) as other:  # another account: refused
         refused = run(manifest, out, other, retry_failed=True, fetch_missing=True)
-    assert refused.outcome.exit_code == 4
-    assert {row["state"] for row in journal_rows(out)} == {"failed"}  # none made pending again
+        asked = dict(other.books.requests)
+    assert refused.outcome.exit_code == 4 and set(asked) == {"me"}
+    states = sorted(row["state"] for row in journal_rows(out))  # none made pending, none fetched
+    assert states == ["downloaded", "downloaded", "failed", "failed"]
 
 
 def test_an_api_root_without_the_api_is_refused_and_fails_no_job(tmp_path: Path) -> None:
@@ -474,20 +479,15 @@ def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
 def test_an_api_that_goes_down_during_a_run_stops_it_and_the_next_run_finishes(
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
-    account = {"state_path": tmp_path / "account.jsonl", "render_seconds": 5.0, "render_jitter_seconds": 1.0,
-               "time_scale": 40.0,
-               "creates_per_minute": None, "requests_per_minute": None, "seed": 7}
-    with run_in_process(account) as server:
+    with run_in_process({**SIM_DEFAULTS, "state_path": tmp_path / "account.jsonl"}) as server:
         def down_at_the_first_submit(event: Event) -> None:
             if event.kind == "submitted" and server.process.poll() is None:
                 server.process.kill()  # the server goes away: every connection refused
 
         # Two tries a create, long spent when the outage is declared: a refused connection sent
         # nothing, so it counts against no job.
-        down = run_batch(RunConfig(manifest=manifest, out=out, base_url=server.base_url,
-                                   api_key=server.api_key, timeouts=FAST_TIMEOUTS,
-                                   backoff=Backoff(base=0.01, cap=0.02, attempts=2),
-                                   engine={"tick": 0.05, "outage": 0.3}), sink=down_at_the_first_submit)
+        down = run(manifest, out, server, sink=down_at_the_first_submit, engine={"outage": 0.3},
+                   backoff=Backoff(base=0.01, cap=0.02, attempts=2))
     assert down.outcome.exit_code == 3
     assert down.outcome.reason.startswith("the API could not be reached for")
     assert "failed" not in down.results.summary["counts"]  # nothing given up on: all resumable

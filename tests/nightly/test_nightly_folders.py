@@ -15,6 +15,13 @@ from runner.schedule import Backoff
 from runner.simulator import run_in_thread
 
 
+def earlier(folder: str, in_flight: int, unsent: int, *, run: str = "--out") -> str:
+    """The warning a start gives of an earlier start's `folder` left unfinished."""
+    return (f"WARNING {folder}, an earlier start's folder, still holds {in_flight} jobs in flight "
+            f"(paid, not yet downloaded) and {unsent} not yet sent; this start does not resume "
+            f"them: run with {run} {folder} to finish them")
+
+
 def test_a_rerun_with_the_same_run_id_resumes_the_same_folder(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", run={"budget_usd": 0.6})
     night = tmp_path / "out" / "nightly" / "night-7"
@@ -46,9 +53,7 @@ def test_a_start_in_a_new_folder_warns_of_the_earlier_ones_left_unfinished(
         finished = run_cli(*args, "--run-id", "night-6", "--budget-usd", "10", cwd=tmp_path)
         later = run_cli(*args, "--run-id", "night-8", "--budget-usd", "10", cwd=tmp_path)
     assert stopped.returncode == next_night.returncode == 3 and finished.returncode == 0
-    assert (f"WARNING {root}/nightly/night-6, an earlier start's folder, still holds 0 jobs in flight "
-            "(paid, not yet downloaded) and 6 not yet sent; this start does not resume them: run "
-            f"with --out {root}/nightly/night-6 to finish them") in next_night.stderr
+    assert earlier(f"{root}/nightly/night-6", 0, 6) in next_night.stderr
     assert "night-6, an earlier" not in later.stderr and "night-7, an earlier" in later.stderr
 
 
@@ -62,8 +67,7 @@ def test_an_earlier_folder_whose_paid_jobs_failed_for_now_is_warned_of(tmp_path:
         next_night = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
     assert timed_out.returncode == 3
     assert summary(tmp_path / "out" / "nightly" / "night-6")["counts"] == {"failed": 4}
-    assert ("WARNING out/nightly/night-6, an earlier start's folder, still holds 4 jobs in flight "
-            "(paid, not yet downloaded) and 0 not yet sent") in next_night.stderr
+    assert earlier("out/nightly/night-6", 4, 0) in next_night.stderr
 
 
 def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_path: Path) -> None:
@@ -80,8 +84,7 @@ def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_pat
         next_night = run_cli("run", manifest, "--run-id", "night-7", "--base-url", sim.base_url,
                              "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
     assert refused.outcome.exit_code == 3 and summary(night)["counts"] == {"failed": 4}
-    assert ("WARNING out/nightly/night-6, an earlier start's folder, still holds 0 jobs in flight "
-            "(paid, not yet downloaded) and 4 not yet sent") in next_night.stderr
+    assert earlier("out/nightly/night-6", 0, 4) in next_night.stderr
 
 
 def test_a_simulated_start_finds_the_earlier_simulated_folders_wherever_the_stamp_is(
@@ -90,9 +93,7 @@ def test_a_simulated_start_finds_the_earlier_simulated_folders_wherever_the_stam
     stopped = run_cli("run", manifest, "--simulate", "--run-id", "s1", cwd=tmp_path)
     next_start = run_cli("run", manifest, "--simulate", "--run-id", "s2", cwd=tmp_path)
     assert stopped.returncode == 3
-    assert ("WARNING out/s1/clips-simulated, an earlier start's folder, still holds 0 jobs in "
-            "flight (paid, not yet downloaded) and 6 not yet sent; this start does not resume them: "
-            "run with --simulate --out out/s1/clips-simulated to finish them") in next_start.stderr
+    assert earlier("out/s1/clips-simulated", 0, 6, run="--simulate --out") in next_start.stderr
 
 
 def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:
