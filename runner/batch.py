@@ -43,7 +43,7 @@ from runner.results import CSV, ERRORS, RESULTS, SUMMARY, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.simulator.statefile import lock_name
-from runner.state import JOURNAL_NAME, TO_CREATE, Journal
+from runner.state import IN_FLIGHT, JOURNAL_NAME, TO_CREATE, Journal
 from runner.submit import Context
 
 
@@ -90,6 +90,9 @@ class PlanDiff:
     failed: tuple[str, ...]
     to_create_usd: float = 0.0  # the estimate of the jobs a run would create (new, or again)
     missing: tuple[str, ...] = ()  # the jobs (planned or not) whose video has gone from the folder
+    # The jobs the manifest no longer has that a run still fetches, paying nothing more: those
+    # in flight, and those failed whose paid generation is polled again.
+    unplanned: tuple[str, ...] = ()
 
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done (or, its video gone from
@@ -127,14 +130,18 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     states: dict[str, str] = {}
     again: set[str] = set()  # failed jobs the run would create anew
     missing: tuple[str, ...] = ()
+    unplanned: tuple[str, ...] = ()
     if out_dir.exists() and not out_dir.is_dir():
         raise not_a_folder(out_dir)
     journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
+        keys = {job.key for job in planned.jobs}
         with Journal.open(out_dir, create=False) as journal:
-            states = journal.states_of(job.key for job in planned.jobs)
-            kinds = None if retry_failed else PASSING_FAILURES
-            again = {row.key for row in journal.to_retry(kinds) if not row.polled_again}
+            states = journal.states_of(keys)
+            retried = journal.to_retry(None if retry_failed else PASSING_FAILURES, plan=keys)
+            again = {row.key for row in retried if not row.polled_again}
+            unplanned = tuple(row.key for row in (*journal.in_states(IN_FLIGHT), *retried)
+                              if row.key not in keys)
             missing = tuple(row.key for row in journal.missing_videos())
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
     for job in planned.jobs:
@@ -145,7 +152,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
                               or states.get(job.key, "pending") in TO_CREATE)
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
-                    to_create_usd=to_create, missing=missing)
+                    to_create_usd=to_create, missing=missing, unplanned=unplanned)
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,

@@ -426,9 +426,11 @@ def _simulated(simulate: bool, time_scale: float | None) -> SimSettings | None:
 
 
 def _diff_line(state: batch.PlanDiff) -> str:
+    dropped = (f"; {render.plural(len(state.unplanned), 'job')} the manifest no longer has, still "
+               "to fetch (nothing more is paid)") if state.unplanned else ""
     gone = f"; {render.plural(len(state.missing), 'video')} gone from the folder" if state.missing else ""
     return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
-            f"{len(state.done)} done, {len(state.failed)} failed{gone}")
+            f"{len(state.done)} done, {len(state.failed)} failed{dropped}{gone}")
 
 
 @main.command()

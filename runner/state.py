@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,12 +304,15 @@ class Journal:
         self.apply([row.retried(run_id=run_id, at=at) for row in failed])
         return len(failed)
 
-    def to_retry(self, kinds: frozenset[str] | None = None) -> list[JobRow]:
+    def to_retry(self, kinds: frozenset[str] | None = None, *,
+                 plan: Collection[str] | None = None) -> list[JobRow]:
         """The failed jobs (of `kinds`, or all) that a run takes up again: the planned ones, and
         those the manifest no longer has whose paid generation may still deliver (polled
-        again, never created anew)."""
+        again, never created anew). `plan` holds the keys of a plan not synced yet (what a dry
+        run compares), else the jobs the journal holds as planned count."""
         return [row for row in self.in_states(("failed",))
-                if (row.planned or row.polled_again) and (kinds is None or row.error_kind in kinds)]
+                if ((row.planned if plan is None else row.key in plan) or row.polled_again)
+                and (kinds is None or row.error_kind in kinds)]
 
     def apply(self, moves: Sequence[Move]) -> list[JobRow]:
         """Several transitions in one transaction; the rows as they are after it.

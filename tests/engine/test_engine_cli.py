@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from enginekit import invoke, invoke_run, sim_settings, write_manifest
+from enginekit import PROMPTS, invoke, invoke_run, run, sim_settings, write_manifest
 
 from runner.config import RunSettings, parse_duration
 from runner.simulator import run_in_thread
@@ -155,7 +155,28 @@ def test_a_dry_run_counts_the_failed_jobs_a_run_would_create_again(tmp_path: Pat
     assert code == 1  # refused by moderation: waits for --retry-failed
     _, waiting, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
     _, retried, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run", "--retry-failed")
+    dropped = write_manifest(tmp_path, repeat=1, styles={"vibe": ["none"]})  # without that prompt
+    _, elsewhere, _ = invoke("run", str(dropped), "--out", str(out), "--dry-run", "--retry-failed")
     assert "$0.00 of it to create" in waiting and "$0.27 of it to create" in retried
+    assert "2 new, 0 in flight, 0 done, 0 failed; nothing was sent" in elsewhere  # never taken up
+
+
+@pytest.mark.parametrize("left", [{"max_runtime": "0.5s", "grace": "0.1s"}, {"timeout": "0.3s"}],
+                         ids=["in flight", "timed out"])
+def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetches(
+        tmp_path: Path, left: dict[str, str]) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=400.0, render_jitter_seconds=0.0)) as sim:
+        first = run(write_manifest(tmp_path, repeat=1), out, sim, **left)  # 4 paid, none downloaded
+        sim.advance(500)  # the renders end after the run stopped
+        manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1)  # 2 of them dropped
+        _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        code, shown, _ = invoke_run(manifest, out, sim)
+        created = sim.books.creates_accepted
+    assert first.outcome.exit_code == 3
+    assert ("2 jobs the manifest no longer has, still to fetch (nothing more is paid)" in dry
+            and "$0.00 of it to create" in dry)
+    assert code == 0 and "4/4 downloaded" in shown and created == 4
 
 
 def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_them_back(
