@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import datetime
+import os
 import random
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
     """The run against the API: its account read and checked first, then `begin` (the run's
     own changes to the journal), then the engine."""
     stop = Stop()
-    async with _api(config, settings, Path(folder.given)) as client:
+    async with _api(config, settings, journal) as client:
         with _signals(stop):
             reading = asyncio.ensure_future(nightly.read_account(
                 client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
@@ -326,10 +327,13 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
 
 @asynccontextmanager
 async def _api(config: RunConfig, settings: EngineSettings,
-               out_dir: Path) -> AsyncIterator[LeonardoClient]:
+               journal: Journal) -> AsyncIterator[LeonardoClient]:
     """The client of the real API, or of a simulator served in this process for the run; the
-    simulated account is kept in the output folder, so that a resumed run finds the generations
-    and start frames of the runs before it."""
+    simulated account is kept in the output folder (the journal's), so that a resumed run finds
+    the generations and start frames of the runs before it. A run that never recorded that
+    account (refused for a folder another account worked in, or stopped before) sent nothing
+    on it: the state file and its lock are removed again if this run made them, leaving the
+    folder as the run found it."""
     connections = max(100, settings.run.concurrency * 2)
     if config.simulate is None:
         assert config.api_key is not None
@@ -339,11 +343,21 @@ async def _api(config: RunConfig, settings: EngineSettings,
         return
     simulate = config.simulate
     if simulate.state_path is None:
-        simulate = replace(simulate, state_path=out_dir / SIMULATOR_STATE)
-    async with Simulator(simulate) as simulator, open_client(
-            base_url=simulator.base_url, api_key=simulator.api_key, timeouts=config.timeouts,
-            connections=connections, api=SIMULATED_API) as client:
-        yield client
+        simulate = replace(simulate, state_path=journal.folder / SIMULATOR_STATE)
+    state = simulate.state_path
+    made = [path for path in (state, state.with_name(lock_name(state.name)))
+            if not os.path.lexists(path)]
+    simulator = Simulator(simulate)
+    try:
+        async with simulator, open_client(
+                base_url=simulator.base_url, api_key=simulator.api_key, timeouts=config.timeouts,
+                connections=connections, api=SIMULATED_API) as client:
+            yield client
+    finally:
+        if simulator.settings.user_id not in journal.accounts():
+            for path in made:
+                with suppress(FileNotFoundError, NotADirectoryError):  # never made
+                    path.unlink()
 
 
 class _signals:

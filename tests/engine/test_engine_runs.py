@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from runner.errors import AuthError, LockedError, StateError
 from runner.lock import FolderLock
 from runner.logs import LOGGER
 from runner.schedule import Backoff
-from runner.simulator import run_in_process, run_in_thread
+from runner.simulator import run_in_process, run_in_thread, statefile
 
 
 def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> None:
@@ -304,13 +305,30 @@ def test_a_folder_whose_generations_another_account_made_is_refused_before_anyth
     with run_in_thread(sim_settings()) as other:  # another key's account
         refused = run(manifest, out, other)
         asked = dict(other.books.requests)
+    found = sorted(out.iterdir())
     code, shown, _ = invoke("run", str(manifest), "--out", str(out), "--simulate", "--quiet")
     assert {"submitted", "pending"} <= states
     assert refused.outcome.exit_code == 4 and refused.outcome.reason.startswith(
         f"{out} was run on another account")
     assert set(asked) == {"me"}  # nothing polled, nothing created
     assert code == 4 and "was run on another account" in shown
+    assert sorted(out.iterdir()) == found  # no simulated account left behind
     assert {row["state"] for row in journal_rows(out)} == states
+
+
+def test_a_refused_simulated_run_keeps_a_simulated_account_it_found_in_the_folder(
+        tmp_path: Path) -> None:
+    manifest, out, elsewhere = write_manifest(tmp_path, repeat=1), tmp_path / "out", tmp_path / "elsewhere"
+    with run_in_thread(sim_settings()) as sim:
+        run(manifest, out, sim)
+    simulated = ("run", str(manifest), "--simulate", "--time-scale", "600", "--quiet", "--out")
+    assert invoke(*simulated, str(elsewhere))[0] == 0
+    shutil.copy(elsewhere / "simulator-state.jsonl", out)  # another folder's account, copied in
+    code, shown, _ = invoke(*simulated, str(out))
+    kept, copied = (statefile.read(folder / "simulator-state.jsonl") for folder in (out, elsewhere))
+    assert code == 4 and "was run on another account" in shown
+    assert kept is not None and copied is not None
+    assert (kept.user_id, kept.generations.keys()) == (copied.user_id, copied.generations.keys())
 
 
 def test_a_refused_run_takes_up_no_failed_job_and_fetches_nothing(tmp_path: Path) -> None:
