@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import struct
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.errors import TransientError
+from runner.lock import process_alive
 
 _ATOM_HEADER = struct.Struct(">I4s")
 Read = Callable[[int, int], bytes]  # (count, offset) -> bytes, as os.pread after its descriptor
@@ -227,8 +229,25 @@ def write_text(dest: Path, text: str) -> None:
     """A text file written whole or not at all, into a folder that exists (one moved away is
     never made anew by writing into it). It is staged under a name of this writer's own: two
     writers of one file at once (`report` while a run ends) each put a whole file in place, the
-    last one staying."""
+    last one staying. The staged files of `dest` that writers killed while writing left behind
+    are removed first."""
+    _remove_orphans(str(dest))
     _replace_text(str(dest), text, f"{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _remove_orphans(dest: str) -> None:
+    """Remove the staged files of `dest` (named as `write_text` names them: its writer's process
+    id and a random mark) whose writer is gone. A writer whose process runs may be at work; any
+    other name is never touched. What cannot be removed is left to the next writer: the file
+    itself is what matters."""
+    folder, name = os.path.split(dest)
+    staged = re.compile(rf"\.{re.escape(name)}\.([1-9][0-9]*)-[0-9a-f]{{8}}\.part")
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(folder or "."):
+            found = staged.fullmatch(entry)
+            if found and not process_alive(int(found[1])):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, entry))
 
 
 def _staged(dest: str, tag: str) -> str:

@@ -123,6 +123,18 @@ def _read_holder(fd: int) -> dict[str, object]:
     return holder if isinstance(holder, dict) else {}
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (perhaps another one, given that number); a
+    number no process id can hold is no process."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 def describe(holder: dict[str, object]) -> str:
     if not holder:
         return "a process that has not written its name yet"

@@ -37,7 +37,7 @@ from runner.control import (
     Tracker,
 )
 from runner.errors import ApiError, AuthError, HailuoError, ManifestError, PermanentError, UsageError
-from runner.lock import FolderLock
+from runner.lock import FolderLock, process_alive
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
@@ -197,7 +197,7 @@ def took_over(lock: FolderLock) -> None:
         holder = lock.took_over
         pid, host, started = holder.get("pid"), holder.get("host"), holder.get("started")
         fate = "is gone"
-        if (host == socket.gethostname() and isinstance(pid, int) and _alive(pid)
+        if (host == socket.gethostname() and isinstance(pid, int) and process_alive(pid)
                 and isinstance(started, int | float) and started > _booted()):
             fate = ("no longer holds it, though a process of that number runs: if it is that run "
                     "and this folder a copy of its own, both would send the jobs not yet sent")
@@ -211,16 +211,6 @@ def _booted() -> float:
     under its number now)."""
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
-
-def _alive(pid: int) -> bool:
-    """Whether a process `pid` runs on this machine (perhaps another one, given that number)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],

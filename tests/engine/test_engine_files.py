@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import urllib.request
 from functools import partial
@@ -147,6 +149,24 @@ def test_two_writers_of_one_file_at_once_both_put_it_in_place_whole(tmp_path: Pa
     assert failures == []
     assert dest.read_text(encoding="utf-8") in texts.values()
     assert os.listdir(tmp_path) == ["report.html"]  # no staged file left behind
+
+
+def test_a_writer_removes_what_dead_writers_of_its_file_left_staged_and_nothing_else(
+        tmp_path: Path) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()  # its number now names no process: a writer killed while writing
+    dead, alive = ended.pid, os.getpid()
+    orphans = [f".report.html.{dead}-0123abcd.part", f".report.html.{dead}-ffffffff.part"]
+    kept = [f".report.html.{alive}-0123abcd.part",  # a writer at work
+            f".results.csv.{dead}-0123abcd.part", f"report.html.{dead}-0123abcd.part",
+            f".report.html.{dead}-0123ABCD.part", f".report.html.{dead}-0123abc.part",
+            f".report.html.{dead}.part", f".report.html.0{dead}-0123abcd.part",
+            f".report.html.{dead}-0123abcd.part.bak", f"x.report.html.{dead}-0123abcd.part",
+            ".report.html.0123456789.part"]  # a download's, named by its job
+    for name in orphans + kept:
+        (tmp_path / name).write_text("half a page", encoding="utf-8")
+    files.write_text(tmp_path / "report.html", "the page")
+    assert sorted(os.listdir(tmp_path)) == sorted(["report.html", *kept])
 
 
 def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path: Path) -> None:
