@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -26,6 +27,9 @@ from runner.lock import process_alive
 _ATOM_HEADER = struct.Struct(">I4s")
 Read = Callable[[int, int], bytes]  # (count, offset) -> bytes, as os.pread after its descriptor
 Check = Callable[[Read, int], "str | None"]
+# How long a staged text file must have been left alone before a later writer takes its writer
+# for gone (a page of 20,000 jobs is written in about a second).
+ORPHAN_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +241,19 @@ def write_text(dest: Path, text: str) -> None:
 
 def _remove_orphans(dest: str) -> None:
     """Remove the staged files of `dest` (named as `write_text` names them: its writer's process
-    id and a random mark) whose writer is gone. A writer whose process runs may be at work; any
-    other name is never touched. What cannot be removed is left to the next writer: the file
-    itself is what matters."""
+    id and a random mark) whose writer is gone and that nothing has written to for
+    `ORPHAN_SECONDS`: a writer whose process runs may be at work, and so may one on another
+    machine sharing the folder, whose process id means nothing here. Any other name is never
+    touched. What cannot be removed is left to the next writer: the file itself is what matters."""
     folder, name = os.path.split(dest)
     staged = re.compile(rf"\.{re.escape(name)}\.([1-9][0-9]*)-[0-9a-f]{{8}}\.part")
     with contextlib.suppress(OSError):
-        for entry in os.listdir(folder or "."):
-            found = staged.fullmatch(entry)
+        for entry in os.scandir(folder or "."):
+            found = staged.fullmatch(entry.name)
             if found and not process_alive(int(found[1])):
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(folder, entry))
+                    if entry.stat(follow_symlinks=False).st_mtime < time.time() - ORPHAN_SECONDS:
+                        os.unlink(entry.path)
 
 
 def _staged(dest: str, tag: str) -> str:

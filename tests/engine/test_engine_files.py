@@ -165,6 +165,11 @@ def test_a_writer_removes_what_dead_writers_of_its_file_left_staged_and_nothing_
             ".report.html.0123456789.part"]  # a download's, named by its job
     for name in orphans + kept:
         (tmp_path / name).write_text("half a page", encoding="utf-8")
+        stale = os.stat(tmp_path / name).st_mtime - files.ORPHAN_SECONDS - 1
+        os.utime(tmp_path / name, (stale, stale))
+    recent = f".report.html.{dead}-00000000.part"  # perhaps another machine's writer, at work
+    (tmp_path / recent).write_text("half a page", encoding="utf-8")
+    kept.append(recent)
     files.write_text(tmp_path / "report.html", "the page")
     assert sorted(os.listdir(tmp_path)) == sorted(["report.html", *kept])
 
