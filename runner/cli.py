@@ -143,7 +143,7 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
     states = found.states() if found else None
     to_create = found.to_create_usd if found else None
     if fmt == "json":
-        click.echo(render.plan_json(planned, states, to_create))
+        click.echo(render.plan_json(planned, states, to_create, found.unplanned if found else None))
     elif fmt == "jsonl":
         for line in render.plan_jsonl(planned, states):
             click.echo(line)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from runner.catalog import Catalog
 from runner.errors import Issue
@@ -48,9 +48,14 @@ def plan_summary(plan: Plan, to_create: float | None = None) -> dict[str, Any]:
             "to_create_usd": to_create, "warnings": list(plan.warnings_for(to_create))}
 
 
-def plan_json(plan: Plan, states: dict[str, str] | None = None, to_create: float | None = None) -> str:
-    return json.dumps({"summary": plan_summary(plan, to_create),
-                       "jobs": [job_record(j, states) for j in plan.jobs]},
+def plan_json(plan: Plan, states: dict[str, str] | None = None, to_create: float | None = None,
+              unplanned: Sequence[str] | None = None) -> str:
+    """The plan as JSON; with an output folder's state known, `unplanned` keys the paid jobs the
+    manifest no longer has that a run there still fetches."""
+    summary = plan_summary(plan, to_create)
+    if states is not None:
+        summary["unplanned_to_fetch"] = list(unplanned or ())
+    return json.dumps({"summary": summary, "jobs": [job_record(j, states) for j in plan.jobs]},
                       indent=2, ensure_ascii=False)
 
 

@@ -171,11 +171,16 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
         sim.advance(500)  # the renders end after the run stopped
         manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1)  # 2 of them dropped
         _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        _, planned, _ = invoke("plan", str(manifest), "--out", str(out), "--format", "json")
         code, shown, _ = invoke_run(manifest, out, sim)
         created = sim.books.creates_accepted
     assert first.outcome.exit_code == 3
     assert ("2 jobs the manifest no longer has, still to fetch (nothing more is paid)" in dry
             and "$0.00 of it to create" in dry)
+    paid = {json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()}
+    dropped = paid - {job["key"] for job in json.loads(planned)["jobs"]}
+    fetching = json.loads(planned)["summary"]["unplanned_to_fetch"]
+    assert len(dropped) == 2 and sorted(fetching) == sorted(dropped)
     assert code == 0 and "4/4 downloaded" in shown and created == 4
 
 
