@@ -52,6 +52,8 @@ def is_http_url(url: str) -> bool:
 # The most jobs max_jobs may allow (the schema says the same): a 2-CPU laptop plans a million
 # in under a minute, and a matrix of billions is refused before it is expanded.
 MAX_JOBS = 1_000_000
+# The most generations a run may keep in flight (the schema says the same).
+MAX_CONCURRENCY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +72,8 @@ class RunSettings:
     start_frame_field: str = "guidances"
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise UsageError(f"concurrency must be at least 1, not {self.concurrency}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"concurrency must be from 1 to {MAX_CONCURRENCY:,}, not {self.concurrency}")
         if not (math.isfinite(self.submit_per_minute) and self.submit_per_minute > 0):
             raise UsageError(f"submit_per_minute must be a finite number more than 0, "
                              f"not {self.submit_per_minute}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import MAX_JOBS
+from runner.config import MAX_CONCURRENCY, MAX_JOBS
 from runner.errors import UsageError
 from runner.manifest import schema
 from runner.plan import make_plan
@@ -22,6 +22,8 @@ WriteManifest = Callable[..., Path]
     ({"submit_per_minute": float("nan")}, "submit_per_minute must be a finite number more than 0, not nan"),
     ({"submit_per_minute": float("inf")}, "submit_per_minute must be a finite number more than 0, not inf"),
     ({"max_jobs": MAX_JOBS + 1}, "max_jobs must be from 1 to 1,000,000, not 1000001"),
+    ({"concurrency": MAX_CONCURRENCY + 1}, "concurrency must be from 1 to 1,000, not 1001"),
+    ({"concurrency": 0}, "concurrency must be from 1 to 1,000, not 0"),
 ])
 def test_a_setting_that_cannot_drive_a_run_is_refused(write_manifest: WriteManifest, overrides: dict,
                                                       message: str) -> None:
@@ -30,5 +32,7 @@ def test_a_setting_that_cannot_drive_a_run_is_refused(write_manifest: WriteManif
     assert str(caught.value) == message
 
 
-def test_the_schema_bounds_max_jobs_as_the_settings_do() -> None:
-    assert schema()["properties"]["run"]["properties"]["max_jobs"]["maximum"] == MAX_JOBS == 1_000_000
+def test_the_schema_bounds_max_jobs_and_concurrency_as_the_settings_do() -> None:
+    run = schema()["properties"]["run"]["properties"]
+    assert run["max_jobs"]["maximum"] == MAX_JOBS == 1_000_000
+    assert run["concurrency"]["maximum"] == MAX_CONCURRENCY == 1000
