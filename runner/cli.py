@@ -303,7 +303,7 @@ def _api_key(key_file: Path | None) -> str | None:
         try:
             key = key_file.read_text("utf-8").strip()
         except OSError as exc:
-            raise UsageError(f"{source}: cannot read it: {exc.strerror}") from exc
+            raise AuthError(f"{source}: cannot read it: {exc.strerror}") from exc
         except UnicodeDecodeError:
             raise AuthError(f"{source}: not an API key: the file is not text") from None
         if not key:
@@ -335,7 +335,7 @@ def _http_url(url: str, what: str) -> str:
 @max_jobs_option
 @click.option("--base-url", envvar="LEONARDO_BASE_URL", default=batch.DEFAULT_BASE_URL,
               show_default=True, help="API root (also LEONARDO_BASE_URL).")
-@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--api-key-file", type=click.Path(path_type=Path),
               help="File holding the API key (default: LEONARDO_API_KEY).")
 @click.option("--simulate", is_flag=True,
               help="Run against an in-process simulator, no key needed (into output.dir + '-simulated').")

@@ -33,6 +33,17 @@ def test_a_key_file_without_a_usable_key_exits_4_and_makes_nothing(
     assert "secret-second-line" not in stderr and not out.exists()
 
 
+@pytest.mark.parametrize(("name", "message"), [("missing", "No such file or directory"),
+                                             (".", "Is a directory")])
+def test_a_key_file_that_cannot_be_read_exits_4_as_no_key_does(tmp_path: Path, name: str,
+                                                               message: str) -> None:
+    out = tmp_path / "out"
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out),
+                             "--base-url", UNUSED_ROOT, "--api-key-file", str(tmp_path / name))
+    assert code == 4 and f"--api-key-file {tmp_path / name}: cannot read it: {message}" in stderr
+    assert not out.exists()
+
+
 def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> None:
     code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
                           "--base-url", UNUSED_ROOT, key="0c3d2b8e\nsecret-second-line")

@@ -118,10 +118,11 @@ def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, prob
                        "--api-key-file", "key", *flags, cwd=tmp_path)
     (body,) = hook.received
     (line,) = json_log(tmp_path / "run.log")
-    assert done.returncode == 2 and not (tmp_path / "out").exists()
+    code = 4 if problem == "key" else 2  # no key to run with; else a usage mistake
+    assert done.returncode == code and not (tmp_path / "out").exists()
     name = "cron-entry" if problem == "yaml" else "nightly"  # as a finished run announces it
-    assert body["text"].startswith(f"hailuo-batch {name}: ended without a summary, exit 2 (")
-    assert body["summary"]["exit_code"] == line["exit_code"] == 2 and line["level"] == "error"
+    assert body["text"].startswith(f"hailuo-batch {name}: ended without a summary, exit {code} (")
+    assert body["summary"]["exit_code"] == line["exit_code"] == code and line["level"] == "error"
 
 
 def test_a_run_ended_by_an_error_after_it_began_is_announced_once(tmp_path: Path) -> None:
