@@ -139,7 +139,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
         keys = {job.key for job in planned.jobs}
         with Journal.open(out_dir, create=False) as journal:
             states = journal.states_of(keys)
-            retried = journal.to_retry(None if retry_failed else PASSING_FAILURES, plan=keys)
+            retried = journal.to_retry(_taken_up(retry_failed), plan=keys)
             again = {row.key for row in retried if not row.polled_again}
             unplanned = tuple(row.key for row in (*journal.in_states(IN_FLIGHT), *retried)
                               if row.key not in keys)
@@ -176,7 +176,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
             nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
-                                nightly.cost_to_create(journal, None))
+                                journal.to_create(_taken_up(config.retry_failed)))
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned
@@ -274,11 +274,17 @@ def _broke_off(exc: BaseException) -> Outcome:
     return Outcome(EXIT_FAILED, f"the run broke off on an error ({type(exc).__name__}): see its traceback")
 
 
+def _taken_up(retry_failed: bool) -> frozenset[str] | None:
+    """The kinds of failed jobs a run takes up again: all of them with --retry-failed, else
+    those that failed for now."""
+    return None if retry_failed else PASSING_FAILURES
+
+
 def _begin(config: RunConfig, journal: Journal, run_id: int, clock: Clock) -> None:
     """What a run changes in the journal before its engine starts: failed jobs taken up again,
     gone videos to fetch (with --fetch-missing), each said in the log."""
     retried = journal.retry_failed(run_id=run_id, at=clock.wall(),
-                                   kinds=None if config.retry_failed else PASSING_FAILURES)
+                                   kinds=_taken_up(config.retry_failed))
     nightly.failed_taken_up(journal.folder, retried, every_kind=config.retry_failed)
     missing = journal.missing_videos()
     if config.fetch_missing:
@@ -313,7 +319,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
             # Credit short of the jobs to create stops creates, not the fetching of videos
             # already paid for.
             short = nightly.check_balance(account, nightly.cost_to_create(
-                journal, settings.run.budget_usd))
+                journal.to_create(_taken_up(config.retry_failed)), settings.run.budget_usd))
             if short is not None:
                 stop.halt(short.exit_code, short.reason)
             tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock,

@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
 from runner.render import plural, videos_gone
+from runner.rows import JobRow
 from runner.state import Journal
 
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
@@ -69,9 +70,9 @@ def check_run_id(run_id: str | None) -> str | None:
     return run_id
 
 
-def cost_to_create(journal: Journal, budget_usd: float | None) -> float:
-    """What the jobs still to be created would cost, at most the budget when one is set."""
-    total = sum(row.estimated_cost for row in journal.in_states(state.TO_CREATE) if row.planned)
+def cost_to_create(to_create: Iterable[JobRow], budget_usd: float | None) -> float:
+    """What the jobs `to_create` would cost, at most the budget when one is set."""
+    total = sum(row.estimated_cost for row in to_create)
     return total if budget_usd is None else min(total, budget_usd)
 
 
@@ -214,17 +215,19 @@ def _booted() -> float:
 
 
 def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
-                everything: dict[str, int], to_create_usd: float) -> None:
-    """Log the plan's jobs by state (`counts`), its warnings (the budget's against the jobs
-    still to create, `to_create_usd`) and, when the folder also holds jobs this plan no longer
-    has (`everything` counts them too), that they are kept and stay in the results."""
+                everything: dict[str, int], to_create: Sequence[JobRow]) -> None:
+    """Log the plan's jobs by state (`counts`), the jobs the run would create (`to_create`, the
+    failed ones it takes up again among them), its warnings (the budget's against those) and,
+    when the folder also holds jobs this plan no longer has (`everything` counts them too),
+    that they are kept and stay in the results."""
     done = counts.get("downloaded", 0)
     log.info("run started: %s, %s (estimated $%.2f) into %s; %d already downloaded, "
              "%d to create", planned.name, plural(len(planned.jobs), "job"), planned.estimated_usd, out_dir,
-             done, counts.get("pending", 0),
+             done, len(to_create),
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
-                    "estimated_usd": round(planned.estimated_usd, 4), "counts": counts})
-    for warning in planned.warnings_for(to_create_usd):
+                    "estimated_usd": round(planned.estimated_usd, 4), "counts": counts,
+                    "to_create": len(to_create)})
+    for warning in planned.warnings_for(cost_to_create(to_create, None)):
         log.warning("%s: %s", planned.name, warning)
     others = sum(everything.values()) - sum(counts.values())
     if others:

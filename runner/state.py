@@ -314,6 +314,13 @@ class Journal:
                 if ((row.planned if plan is None else row.key in plan) or row.polled_again)
                 and (kinds is None or row.error_kind in kinds)]
 
+    def to_create(self, kinds: frozenset[str] | None = None) -> list[JobRow]:
+        """The planned jobs a run would create: pending ones, unsettled creates (looked for
+        first), and the failed ones (of `kinds`, or all) it takes up again with no generation
+        left to poll."""
+        return ([row for row in self.in_states(TO_CREATE) if row.planned]
+                + [row for row in self.to_retry(kinds) if not row.polled_again])
+
     def apply(self, moves: Sequence[Move]) -> list[JobRow]:
         """Several transitions in one transaction; the rows as they are after it.
 

@@ -146,19 +146,24 @@ def test_on_a_resume_the_cost_and_the_budget_warning_count_only_the_jobs_left_to
             "budget_usd ($1.50)") in fresh
 
 
-def test_a_dry_run_counts_the_failed_jobs_a_run_would_create_again(tmp_path: Path) -> None:
+def test_a_dry_run_and_the_run_count_the_failed_jobs_a_run_would_create_again(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, prompts=["A quiet harbor at dawn, moderate-me"], repeat=1,
                               styles={"vibe": ["none"]})
-    out = tmp_path / "out"
+    out, log = tmp_path / "out", tmp_path / "run.log"
     with run_in_thread(sim_settings()) as sim:
         code, _, _ = invoke_run(manifest, out, sim)
-    assert code == 1  # refused by moderation: waits for --retry-failed
-    _, waiting, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
-    _, retried, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run", "--retry-failed")
-    dropped = write_manifest(tmp_path, repeat=1, styles={"vibe": ["none"]})  # without that prompt
-    _, elsewhere, _ = invoke("run", str(dropped), "--out", str(out), "--dry-run", "--retry-failed")
+        assert code == 1  # refused by moderation: waits for --retry-failed
+        _, waiting, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        _, retried, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run", "--retry-failed")
+        for more in ((), ("--retry-failed",)):
+            invoke_run(manifest, out, sim, "--log-file", str(log), *more)
+        dropped = write_manifest(tmp_path, repeat=1, styles={"vibe": ["none"]})  # without that prompt
+        _, elsewhere, _ = invoke("run", str(dropped), "--out", str(out), "--dry-run", "--retry-failed")
     assert "$0.00 of it to create" in waiting and "$0.27 of it to create" in retried
     assert "2 new, 0 in flight, 0 done, 0 failed; nothing was sent" in elsewhere  # never taken up
+    started = [line for line in log.read_text(encoding="utf-8").splitlines() if "run started" in line]
+    assert [line.endswith("0 already downloaded, 0 to create") for line in started] == [True, False]
+    assert started[1].endswith("0 already downloaded, 1 to create")
 
 
 @pytest.mark.parametrize("left", [{"max_runtime": "0.5s", "grace": "0.1s"}, {"timeout": "0.3s"}],
