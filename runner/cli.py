@@ -20,7 +20,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
 from runner.api import Timeouts
-from runner.config import is_http_url, parse_duration
+from runner.config import http_url_problem, parse_duration, shown_url
 from runner.control import Event
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError
 from runner.manifest import load_prices, schema
@@ -316,8 +316,9 @@ def _api_key(key_file: Path | None) -> str | None:
 
 def _http_url(url: str, what: str) -> str:
     """`url` when it is an http or https URL with a host (and a port, if any, that is one)."""
-    if not is_http_url(url):
-        raise UsageError(f"{what} {url!r}: give an http:// or https:// URL")
+    problem = http_url_problem(url)
+    if problem is not None:
+        raise UsageError(f"{what} {shown_url(url)!r}: {problem}")
     return url
 
 

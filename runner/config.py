@@ -34,19 +34,32 @@ def parse_duration(value: str | int | float, *, name: str = "duration", zero: bo
     return seconds
 
 
-def is_http_url(url: str) -> bool:
-    """Whether `url` is an http or https URL with a host (and a port, if any, that is one), with
-    no space or control character in it (urlsplit would take `exa mple.com` for a host) and no
-    user or password (the API's key goes in a header): the test of --base-url, --notify-url and
-    the manifest's `notify:` alike."""
-    if " " in url or not url.isprintable():
-        return False
+def http_url_problem(url: str) -> str | None:
+    """Why `url` cannot serve as --base-url, --notify-url or the manifest's `notify:`, or None
+    when it is an http or https URL with a host (and a port, if any, that is one), with no space
+    or control character in it (urlsplit would take `exa mple.com` for a host) and no user or
+    password (they would be written wherever the URL is shown, the log included)."""
     try:
         parts = urllib.parse.urlsplit(url)
-        return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-                and parts.username is None and parts.password is None)
+        usable = (" " not in url and url.isprintable() and parts.scheme in ("http", "https")
+                  and bool(parts.hostname) and parts.port != 0)
     except ValueError:  # a bracket left open, a port out of range
-        return False
+        usable = False
+    if not usable:
+        return "give an http:// or https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return ("leave out its user and password, which would be shown wherever the URL is "
+                "(the API key goes in a header of its own; a webhook's secret, in its path)")
+    return None
+
+
+def shown_url(url: str) -> str:
+    """`url` as messages show it: a user and password in it replaced by `***`."""
+    scheme, found, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not found or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 # The most jobs max_jobs may allow (the schema says the same): a 2-CPU laptop plans a million

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner import catalog
 from runner.catalog import Violation
-from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings, is_http_url
+from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings, http_url_problem, shown_url
 from runner.errors import Issue, ManifestError, UsageError
 from runner.manifest import (
     Document,
@@ -312,11 +312,11 @@ class _Planner:
     def _check_notify(self, url: str) -> None:
         """The manifest's webhook, held to the test --notify-url is: the schema only sees that it
         starts with http:// or https://."""
-        if not is_http_url(url):
+        problem = http_url_problem(url)
+        if problem is not None:
             self.issues.append(self.doc.issue(
-                ("notify",), f"notify must be an http(s) URL with a host, not "
-                f"{json.dumps(url, ensure_ascii=False)}", "a webhook URL such as "
-                "https://chat.example.com/hooks/hailuo"))
+                ("notify",), f"notify {json.dumps(shown_url(url), ensure_ascii=False)}: {problem}",
+                "a webhook URL such as https://chat.example.com/hooks/hailuo"))
 
     def _frame_places(self) -> Iterator[tuple[Path_, dict[str, Any]]]:
         """Every start frame written in the manifest, with where it was written."""
