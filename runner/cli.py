@@ -22,7 +22,7 @@ from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import http_url_problem, parse_duration, shown_url
 from runner.control import Event
-from runner.errors import AuthError, HailuoError, ManifestError, UsageError
+from runner.errors import AuthError, HailuoError, ManifestError, UsageError, count_problems
 from runner.manifest import load_prices, schema
 from runner.plan import Plan, make_plan
 from runner.simulator import SimSettings, Simulator, serve
@@ -39,7 +39,7 @@ class Group(click.Group):
         except ManifestError as exc:
             for issue in exc.issues:
                 click.echo(issue.render(), err=True)
-            click.echo(f"{len(exc.issues)} problem(s); nothing was sent", err=True)
+            click.echo(f"{count_problems(exc.issues)} problem(s); nothing was sent", err=True)
             ctx.exit(exc.exit_code)
         except HailuoError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -94,7 +94,7 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
                 results.append((file, planned, []))
             except ManifestError as exc:
                 results.append((file, None, exc.issues))
-    problems = sum(len(issues) for _, _, issues in results)
+    problems = sum(count_problems(issues) for _, _, issues in results)
     if fmt == "json":
         click.echo(render.issues_json(results))
     else:

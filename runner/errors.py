@@ -22,6 +22,7 @@ traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -39,7 +40,8 @@ class UsageError(HailuoError):
 
 @dataclass(frozen=True, slots=True)
 class Issue:
-    """One problem in a manifest, located: file, line, column, JSON path, message, hint."""
+    """One problem in a manifest, located: file, line, column, JSON path, message, hint; or, with
+    `problems` above 1, that many of one kind, said once ("980 more cells: ...")."""
 
     file: str
     line: int
@@ -47,6 +49,7 @@ class Issue:
     path: str
     message: str
     hint: str = ""
+    problems: int = 1
 
     def render(self) -> str:
         text = f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
@@ -54,7 +57,13 @@ class Issue:
 
     def as_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "column": self.column,
-                "path": self.path, "message": self.message, "hint": self.hint}
+                "path": self.path, "message": self.message, "hint": self.hint,
+                "problems": self.problems}
+
+
+def count_problems(issues: Iterable[Issue]) -> int:
+    """How many problems `issues` report, those said once for many counted in full."""
+    return sum(issue.problems for issue in issues)
 
 
 class ManifestError(HailuoError):

@@ -408,7 +408,8 @@ class _Planner:
         for rule, (first, count) in broken.items():
             if first is not None and count > CELLS_SHOWN:
                 self.issues.append(dataclasses.replace(
-                    first, message=f"{count - CELLS_SHOWN:,} more cells: {rule}"))
+                    first, message=f"{count - CELLS_SHOWN:,} more cells: {rule}",
+                    problems=count - CELLS_SHOWN))
         if skipped:
             self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
                 f"{rule} ({count})" for rule, count in skipped.most_common()))

@@ -6,7 +6,7 @@ import json
 from typing import Any, Iterator, Sequence
 
 from runner.catalog import Catalog
-from runner.errors import Issue
+from runner.errors import Issue, count_problems
 from runner.plan import Job, Plan, canonical_json
 
 
@@ -118,8 +118,8 @@ def issues_json(results: list[tuple[str, Plan | None, list[Issue]]]) -> str:
               "estimated_usd": plan.estimated_usd if plan else None,
               "issues": [issue.as_dict() for issue in issues],
               "warnings": list(plan.warnings_for()) if plan else []} for file, plan, issues in results]
-    return json.dumps({"files": files, "problems": sum(len(f["issues"]) for f in files)}, indent=2,
-                      ensure_ascii=False)
+    return json.dumps({"files": files, "problems": sum(count_problems(i) for _, _, i in results)},
+                      indent=2, ensure_ascii=False)
 
 
 def styles_text(catalog: Catalog) -> Iterator[str]:
