@@ -276,7 +276,7 @@ class Progress:
         self.bar.total = snap.total
         self.bar.update(snap.finished - self.bar.n)
         self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
-                                 f"${snap.spent_usd:.2f}", refresh=False)
+                                 f"${snap.spent_usd:.2f} this run", refresh=False)
 
     @contextmanager
     def drawing(self) -> Iterator[None]:

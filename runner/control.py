@@ -113,7 +113,7 @@ class Snapshot:
         eta = "" if self.eta is None else f", about {_duration(self.eta)} left"
         return (f"{self.finished}/{self.total} finished ({self.failed} failed), "
                 f"{self.in_flight} in flight, {self.pending} waiting, "
-                f"${self.spent_usd:.2f} spent{eta}")
+                f"${self.spent_usd:.2f} spent by this run{eta}")
 
 
 def _duration(seconds: float) -> str:

@@ -86,7 +86,7 @@ def test_on_a_terminal_the_bar_shows_the_run_and_log_lines_stay_off_it(tmp_path:
         screen, code = on_terminal([sys.executable, "-m", "runner", "run", str(manifest), "--out",
                                     str(out), "--base-url", sim.base_url], key=sim.api_key)
     assert code == 0, screen
-    assert re.search(r"8/8 .*in flight 0, failed 0, \$2\.16", screen), screen
+    assert re.search(r"8/8 .*in flight 0, failed 0, \$2\.16 this run", screen), screen
     for said in ("run started", "run ended"):  # each on a line of its own, not after the bar
         assert re.search(rf"(^|[\r\n])\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d INFO {said}: ", screen), screen
 

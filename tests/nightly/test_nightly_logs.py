@@ -50,7 +50,7 @@ def test_without_a_terminal_or_a_log_file_the_output_reads_as_a_cron_mail(tmp_pa
     assert all(CRON_LINE.match(line) for line in lines), done.stderr
     assert "\r" not in done.stderr and "\x1b" not in done.stderr  # no bar, no colours
     assert " INFO run started: nightly, 8 jobs" in lines[0]
-    assert any(" INFO progress: " in line for line in lines)
+    assert any(" INFO progress: " in line and " spent by this run" in line for line in lines)
     assert lines[-1].endswith(" INFO run ended: hailuo-batch nightly: 8/8 downloaded, 0 failed, "
                               "$2.16 spent, exit 0 (every job downloaded)")
     assert done.stdout.splitlines() == ["every job downloaded: 8/8 downloaded, $2.16 spent",
