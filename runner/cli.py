@@ -302,12 +302,16 @@ def _api_key(key_file: Path | None) -> str | None:
         source = f"--api-key-file {key_file}"
         try:
             key = key_file.read_text("utf-8").strip()
+            shared = key_file.stat().st_mode & 0o077
         except OSError as exc:
             raise AuthError(f"{source}: cannot read it: {exc.strerror}") from exc
         except UnicodeDecodeError:
             raise AuthError(f"{source}: not an API key: the file is not text") from None
         if not key:
             raise AuthError(f"{source}: the file is empty; put the API key in it")
+        if shared:
+            logging.getLogger(logs.LOGGER).warning(
+                "%s: users other than its owner may read it: `chmod 600` it", source)
     if not key.isprintable():
         raise AuthError(f"{source}: not an API key: it holds a line break or another control "
                         "character (a key is one line)")

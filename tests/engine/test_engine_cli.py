@@ -53,6 +53,7 @@ def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
         (tmp_path / "key").write_text(sim.api_key + "\n")
+        (tmp_path / "key").chmod(0o600)
         code, _, _ = invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
                             "--api-key-file", str(tmp_path / "key"), "--quiet")
     assert code == 0

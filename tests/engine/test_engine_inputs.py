@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from enginekit import invoke, write_manifest
+from enginekit import invoke, sim_settings, write_manifest
 
 from runner.batch import RunConfig, run_batch
 from runner.errors import StateError
-from runner.simulator import SimSettings
+from runner.simulator import SimSettings, run_in_thread
 
 UNUSED_ROOT = "http://127.0.0.1:9/api/rest"  # nothing may be sent: any call would fail here
 
@@ -42,6 +42,21 @@ def test_a_key_file_that_cannot_be_read_exits_4_as_no_key_does(tmp_path: Path, n
                              "--base-url", UNUSED_ROOT, "--api-key-file", str(tmp_path / name))
     assert code == 4 and f"--api-key-file {tmp_path / name}: cannot read it: {message}" in stderr
     assert not out.exists()
+
+
+def test_a_key_file_others_may_read_is_warned_of_and_used(tmp_path: Path) -> None:
+    key_file, manifest = tmp_path / "key", write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings()) as sim:
+        key_file.write_text(sim.api_key, encoding="utf-8")
+        said = {}
+        for mode in (0o644, 0o600):
+            key_file.chmod(mode)
+            said[mode] = invoke("run", str(manifest), "--out", str(tmp_path / "out"), "--base-url",
+                                sim.base_url, "--api-key-file", str(key_file))
+    warning = f"--api-key-file {key_file}: users other than its owner may read it: `chmod 600` it"
+    assert said[0o644][0] == 0 and warning in said[0o644][2]
+    assert said[0o600][0] == 0 and warning not in said[0o600][2]
+    assert sim.api_key not in said[0o644][2]
 
 
 def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ def write_manifest(folder: Path, *, repeat: int = 2,
 def key_file(folder: Path, sim: ThreadedSimulator) -> Path:
     path = folder / "api-key"
     path.write_text(sim.api_key + "\n", encoding="utf-8")
+    path.chmod(0o600)  # as the README has it made: its owner's alone
     return path
 
 

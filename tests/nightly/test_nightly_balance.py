@@ -126,6 +126,7 @@ def test_a_signal_stops_a_run_still_waiting_for_its_balance(tmp_path: Path) -> N
     the run at once all the same, resumable."""
     manifest = write_manifest(tmp_path, repeat=1)
     (tmp_path / "key").write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
+    (tmp_path / "key").chmod(0o600)
     with (trickling(b"HTTP/1.1 200 OK\r\nX-Slow: ") as api,
           started("run", manifest, "--out", "out", "--base-url", api.url.removesuffix("/hooks/hailuo"),
                   "--api-key-file", "key", "--request-timeout", "10m", cwd=tmp_path) as child):

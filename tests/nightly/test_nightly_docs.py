@@ -51,6 +51,7 @@ def install(tmp_path: Path, sim: ThreadedSimulator, hook_url: str) -> dict[str, 
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "nightly.yaml").write_text(yaml.safe_dump(manifest), encoding="utf-8")
     (tmp_path / "api-key").write_text(sim.api_key, encoding="utf-8")
+    (tmp_path / "api-key").chmod(0o600)
     return {f"{HOME}/.venv/bin/hailuo-batch": str(Path(sys.executable).parent / "hailuo-batch"),
             HOME: str(tmp_path), KEY: str(tmp_path / "api-key"), HOOK: hook_url}
 

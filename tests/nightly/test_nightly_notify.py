@@ -111,6 +111,7 @@ def test_a_run_refused_at_the_start_is_logged_and_announced(tmp_path: Path, prob
     if problem == "yaml":  # a manifest that does not load is announced by its file's name
         manifest.write_text("name: [nightly\n", encoding="utf-8")
     (tmp_path / "key").write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
+    (tmp_path / "key").chmod(0o600)
     (tmp_path / "prices.yaml").write_text("hailuo-2_3: {768p: {6: free}}\n", encoding="utf-8")
     with receiver() as hook:  # a flag given twice takes its last value
         done = run_cli("run", manifest, "--out", "out", "--notify-url", hook.url, "--log-file",
