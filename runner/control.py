@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from runner.state import IN_FLIGHT
 
@@ -126,12 +126,15 @@ def _duration(seconds: float) -> str:
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something that happened: `kind` is a transition's target state, "retry", "rate-limited",
-    "stop" or "tick" (a heartbeat at a steady interval)."""
+    "unreachable" (no connection to the API can be made), "reachable" (the API answers again),
+    "stop" or "tick" (a heartbeat at a steady interval). `detail` holds its figures by name,
+    as a JSON log carries them."""
 
     kind: str
     key: str | None
     message: str
     snapshot: Snapshot
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 EventSink = Callable[[Event], None]
@@ -187,8 +190,9 @@ class Tracker:
         """Jobs pending or in flight."""
         return self.counts["pending"] + sum(self.counts[s] for s in IN_FLIGHT)
 
-    def emit(self, kind: str, key: str | None = None, message: str = "") -> None:
-        self.sink(Event(kind, key, message, self.snapshot()))
+    def emit(self, kind: str, key: str | None = None, message: str = "",
+             detail: Mapping[str, Any] | None = None) -> None:
+        self.sink(Event(kind, key, message, self.snapshot(), detail or {}))
 
     def snapshot(self) -> Snapshot:
         counts = self.counts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,18 +130,30 @@ class Engine:
         """Stop the run, resumable, once the API has refused every connection for `outage`
         seconds (no call answered since the first refusal, and calls still refused): the next
         run waits for an API that is down, rather than each job in turn. Jobs in flight keep
-        their state in the journal and are taken up by that run."""
+        their state in the journal and are taken up by that run.
+
+        The first refusal is told at once, with when the run stops if it goes on, and so is
+        the first answer after it: a log that shows only unchanged progress for minutes then
+        tells an outage from slow renders."""
         ctx = self.ctx
         calls = (ctx.client.answers, ctx.client.refusals)
         answered, refused = (seen > before for seen, before in zip(calls, self._calls_seen))
         self._calls_seen = calls
-        if answered:
+        now = ctx.clock.now()
+        if answered and self._unreachable_since is not None:
+            lasted = now - self._unreachable_since
             self._unreachable_since = None
+            ctx.tracker.emit("reachable", None, f"the API answers again after {lasted:.0f} s",
+                             {"unreachable_seconds": round(lasted, 1)})
         if answered or not refused:
             return
-        now = ctx.clock.now()
         if self._unreachable_since is None:
             self._unreachable_since = now
+            since = ctx.clock.wall()
+            stops = since + self.settings.outage
+            ctx.tracker.emit("unreachable", None, f"cannot connect to the API since {_utc(since)}: "
+                             f"the run stops at {_utc(stops)} if no connection can be made by then",
+                             {"unreachable_since": iso(since), "stops_at": iso(stops)})
         elif now - self._unreachable_since >= self.settings.outage:
             ctx.stop.abort(EXIT_RESUMABLE, f"the API could not be reached for "
                            f"{now - self._unreachable_since:.0f} s: run again to resume")
@@ -348,6 +361,11 @@ class Engine:
             except PermanentError as exc:
                 return str(exc)
         return problem
+
+
+def _utc(epoch: float) -> str:
+    """`epoch` as a time of day, UTC, as the log's lines give their times."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
 
 
 def sidecar(row: JobRow, sent: dict[str, Any], where: files.Targets, poster: str | None,

@@ -181,11 +181,16 @@ async def runtime_limit(runtime: Runtime, *, stop: Stop, clock: Clock,
 
 
 def logged(sink: EventSink) -> EventSink:
-    """`sink`, with each failed job and the run's stop written to the log on the way."""
+    """`sink`, with each failed job, the API's outages and the run's stop written to the log
+    on the way."""
     def forward(event: Event) -> None:
         if event.kind == "failed":
             log.warning("job %s failed: %s", (event.key or "")[:10], event.message,
                         extra={"key": event.key, "reason": event.message})
+        elif event.kind == "unreachable":
+            log.warning("%s", event.message, extra=dict(event.detail))
+        elif event.kind == "reachable":
+            log.info("%s", event.message, extra=dict(event.detail))
         elif event.kind == "stop" and event.message:
             log.warning("run stopped: %s", event.message, extra={"reason": event.message})
         sink(event)

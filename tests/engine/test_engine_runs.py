@@ -7,10 +7,12 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from enginekit import (
@@ -34,7 +36,7 @@ from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
 from runner.errors import AuthError, LockedError, StateError
 from runner.lock import FolderLock
-from runner.logs import LOGGER
+from runner.logs import LOGGER, JsonFormatter
 from runner.schedule import Backoff
 from runner.simulator import run_in_process, run_in_thread, statefile
 
@@ -470,32 +472,57 @@ def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
     assert second.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
 
 
-def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    out = tmp_path / "out"
+@pytest.fixture
+def hailuo_log(caplog: pytest.LogCaptureFixture,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.LogCaptureFixture]:
+    """`caplog`, holding the records of the run's log from INFO up, each once."""
     logger = logging.getLogger(LOGGER)
     logger.addHandler(caplog.handler)
     logger.setLevel(logging.INFO)
+    monkeypatch.setattr(logger, "propagate", False)  # else caplog gets them through the root too
     try:
-        with run_in_thread(sim_settings()) as sim:
-            run(write_manifest(tmp_path, repeat=1), out, sim)
-            caplog.clear()
-            second = run(write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1), out, sim)
-            assert sim.books.creates_accepted == 4
+        yield caplog
     finally:
         logger.removeHandler(caplog.handler)
+
+
+def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(write_manifest(tmp_path, repeat=1), out, sim)
+        hailuo_log.clear()
+        second = run(write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1), out, sim)
+        assert sim.books.creates_accepted == 4
     assert second.outcome.exit_code == 0
-    started = [r.getMessage() for r in caplog.records if "run started" in r.getMessage()]
+    started = [r.getMessage() for r in hailuo_log.records if "run started" in r.getMessage()]
     assert started and "2 jobs (estimated $0.54)" in started[0]
     assert "2 already downloaded, 0 to create" in started[0]
     assert any(r.getMessage() == f"{out} also holds 2 jobs not in this plan (an earlier version of "
                "the manifest, or another manifest): they are kept, and listed in the results"
-               for r in caplog.records)
+               for r in hailuo_log.records)
     assert len(results_lines(out)) == 4
 
 
+def outage_records(records: list[logging.LogRecord]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The log's records of an API that cannot be connected to, then answers again: level,
+    message and the fields of their JSON line."""
+    said = ("cannot connect to the API", "the API answers again")
+    return [(r.levelname, r.getMessage(), json.loads(JsonFormatter().format(r)))
+            for r in records if r.getMessage().startswith(said)]
+
+
+def outage_warned(record: tuple[str, str, dict[str, Any]], outage: float) -> None:
+    """`record` is the warning of an outage, with when it began and when the run stops."""
+    level, message, fields = record
+    since, stops = (datetime.fromisoformat(fields[name]) for name in ("unreachable_since", "stops_at"))
+    assert level == "WARNING" and (stops - since).total_seconds() == pytest.approx(outage, abs=0.002)
+    assert message == (f"cannot connect to the API since {since:%H:%M:%S} UTC: the run stops at "
+                       f"{stops:%H:%M:%S} UTC if no connection can be made by then")
+
+
 def test_an_api_that_goes_down_during_a_run_stops_it_and_the_next_run_finishes(
-        tmp_path: Path) -> None:
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
     with run_in_process({**SIM_DEFAULTS, "state_path": tmp_path / "account.jsonl"}) as server:
         def down_at_the_first_submit(event: Event) -> None:
@@ -508,6 +535,8 @@ def test_an_api_that_goes_down_during_a_run_stops_it_and_the_next_run_finishes(
                    backoff=Backoff(base=0.01, cap=0.02, attempts=2))
     assert down.outcome.exit_code == 3
     assert down.outcome.reason.startswith("the API could not be reached for")
+    (warned,) = outage_records(hailuo_log.records)  # once, however many calls were refused
+    outage_warned(warned, 0.3)
     assert "failed" not in down.results.summary["counts"]  # nothing given up on: all resumable
     with run_in_thread(sim_settings(state_path=tmp_path / "account.jsonl")) as sim:  # it is back
         again = run(manifest, out, sim)
@@ -515,3 +544,27 @@ def test_an_api_that_goes_down_during_a_run_stops_it_and_the_next_run_finishes(
     rows = journal_rows(out)
     assert again.outcome.exit_code == 0 and {row["state"] for row in rows} == {"downloaded"}
     assert sorted(row["generation_id"] for row in rows) == billed and len(billed) == 8
+
+
+def test_an_api_back_before_the_outage_limit_is_said_so_and_the_run_finishes(
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
+    manifest, out, account = write_manifest(tmp_path), tmp_path / "out", tmp_path / "account.jsonl"
+    with ExitStack() as servers:
+        server = servers.enter_context(run_in_process({**SIM_DEFAULTS, "state_path": account}))
+
+        def down_then_back(event: Event) -> None:
+            if event.kind == "submitted" and server.process.poll() is None:
+                server.process.kill()  # every connection refused
+                server.process.wait()  # and the account's state file free for the next one
+            elif event.kind == "unreachable":  # said: the server comes back where it was
+                servers.enter_context(run_in_process({**SIM_DEFAULTS, "state_path": account,
+                                                      "port": urlsplit(server.base_url).port}))
+
+        done = run(manifest, out, server, sink=down_then_back, engine={"outage": 60.0})
+    assert done.outcome.exit_code == 0
+    assert {row["state"] for row in journal_rows(out)} == {"downloaded"}
+    warned, back = outage_records(hailuo_log.records)
+    outage_warned(warned, 60.0)
+    level, message, fields = back
+    assert level == "INFO" and 0 < fields["unreachable_seconds"] < 60
+    assert message == f"the API answers again after {fields['unreachable_seconds']:.0f} s"
