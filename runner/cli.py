@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 import tqdm
+from click.core import ParameterSource
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runner import batch, catalog, logs, nightly, render, results
@@ -343,7 +344,8 @@ def _http_url(url: str, what: str) -> str:
 @click.option("--api-key-file", type=click.Path(path_type=Path),
               help="File holding the API key (default: LEONARDO_API_KEY).")
 @click.option("--simulate", is_flag=True,
-              help="Run against an in-process simulator, no key needed (into output.dir + '-simulated').")
+              help="Run against an in-process simulator, no key needed (into output.dir + "
+                   "'-simulated'); not with --base-url or --api-key-file.")
 @click.option("--time-scale", type=float,
               help="With --simulate: simulated seconds per real second [60].")
 @click.option("--request-timeout", default="30s", show_default=True,
@@ -389,7 +391,7 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
             prices=_prices(prices_file),
             base_url=base_url if simulate else _http_url(base_url, "--base-url (or LEONARDO_BASE_URL)"),
             api_key=None if simulate or dry_run else _api_key(api_key_file),
-            simulate=_simulated(simulate, time_scale),
+            simulate=_simulated(simulate, time_scale, typed=_typed("base_url", "api_key_file")),
             retry_failed=retry_failed, fetch_missing=fetch_missing,
             run_id=nightly.check_run_id(run_id), notify_url=hook,
             timeouts=Timeouts(call=call, download=max(300.0, call)))
@@ -421,12 +423,27 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
     sys.exit(done.outcome.exit_code)
 
 
-def _simulated(simulate: bool, time_scale: float | None) -> SimSettings | None:
-    """The in-process simulator's settings for --simulate; --time-scale means nothing without it."""
+def _typed(*names: str) -> list[str]:
+    """The flags of the options `names` given on the command line, not taken from the
+    environment nor by default."""
+    ctx = click.get_current_context()
+    return ["--" + name.replace("_", "-") for name in names
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+
+
+def _simulated(simulate: bool, time_scale: float | None, *, typed: list[str]) -> SimSettings | None:
+    """The in-process simulator's settings for --simulate; --time-scale means nothing without it,
+    and an API root or a key file typed beside it (`typed`) is refused rather than left unused:
+    its user likely meant a simulator of their own. The environment's LEONARDO_BASE_URL and
+    LEONARDO_API_KEY are no such sign."""
     if not simulate:
         if time_scale is not None:
             raise UsageError("--time-scale goes with --simulate")
         return None
+    if typed:
+        raise UsageError(f"{' and '.join(typed)} with --simulate: --simulate serves its own API "
+                         "and needs no key; drop one or the other (to run against a simulator "
+                         "started with `hailuo-batch simulate`, drop --simulate)")
     return SimSettings(time_scale=60.0 if time_scale is None else time_scale)
 
 

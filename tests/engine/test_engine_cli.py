@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from enginekit import PROMPTS, invoke, invoke_run, run, sim_settings, write_manifest
+from enginekit import PROMPTS, down_url, invoke, invoke_run, run, sim_settings, write_manifest
 
 from runner.config import RunSettings, parse_duration
 from runner.simulator import run_in_thread
@@ -69,6 +69,31 @@ def test_a_time_scale_without_simulate_is_a_usage_error(tmp_path: Path) -> None:
                              "--time-scale", "5", key="00000000-0000-4000-8000-000000000000")
     assert code == 2 and "--time-scale goes with --simulate" in stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags", [["--base-url"], ["--api-key-file"], ["--base-url", "--api-key-file"]])
+def test_simulate_with_an_api_root_or_a_key_file_is_a_usage_error(
+        tmp_path: Path, flags: list[str]) -> None:
+    key = tmp_path / "key"
+    key.write_text("00000000-0000-4000-8000-000000000000\n")
+    key.chmod(0o600)
+    values = {"--base-url": "http://127.0.0.1:8765/api/rest", "--api-key-file": str(key)}
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                             "--simulate", *(part for flag in flags for part in (flag, values[flag])))
+    assert code == 2 and "Traceback" not in stderr
+    assert (f"{' and '.join(flags)} with --simulate: --simulate serves its own API and needs no "
+            "key; drop one or the other") in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_simulate_leaves_an_api_root_and_a_key_in_the_environment_unused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEONARDO_BASE_URL", down_url())  # where nothing answers
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path, repeat=1)), "--out",
+                             str(tmp_path / "out"), "--simulate", "--time-scale", "600", "--quiet",
+                             key="00000000-0000-4000-8000-000000000000")
+    assert code == 0, stderr
+    assert len(list((tmp_path / "out").rglob("*.mp4"))) == 4
 
 
 def test_a_grace_without_a_max_runtime_is_a_usage_error(tmp_path: Path) -> None:
