@@ -211,8 +211,8 @@ def _announce(simulator: Simulator) -> None:
 
 
 @main.command()
-@click.option("--port", metavar="N", default="0", show_default=True,
-              help="Port on 127.0.0.1; 0 picks a free one.")
+@click.option("--port", metavar="N", default="0",
+              help="Port on 127.0.0.1; 0 picks a free one [0].")
 @click.option("--render-seconds", metavar="DURATION",
               help="Simulated render time of a clip, e.g. 90s or 2m [90s].")
 @click.option("--render-jitter-seconds", metavar="DURATION",
@@ -340,7 +340,7 @@ def _http_url(url: str, what: str) -> str:
               help="Stop submitting before spent + reserved passes this [no cap].")
 @max_jobs_option
 @click.option("--base-url", envvar="LEONARDO_BASE_URL", default=batch.DEFAULT_BASE_URL,
-              show_default=True, help="API root (also LEONARDO_BASE_URL).")
+              help=f"API root (also LEONARDO_BASE_URL) [{batch.DEFAULT_BASE_URL}].")
 @click.option("--api-key-file", type=click.Path(path_type=Path),
               help="File holding the API key (default: LEONARDO_API_KEY).")
 @click.option("--simulate", is_flag=True,
@@ -348,9 +348,9 @@ def _http_url(url: str, what: str) -> str:
                    "'-simulated'); not with --base-url or --api-key-file.")
 @click.option("--time-scale", type=float,
               help="With --simulate: simulated seconds per real second [60].")
-@click.option("--request-timeout", default="30s", show_default=True,
+@click.option("--request-timeout", default="30s",
               help="How long one API call may take; a create past it is looked for before "
-                   "it is sent again.")
+                   "it is sent again [30s].")
 @click.option("--retry-failed", is_flag=True,
               help="Give every failed job another go (those failed by outages are retried anyway).")
 @click.option("--fetch-missing", is_flag=True,
@@ -361,7 +361,8 @@ def _http_url(url: str, what: str) -> str:
 @click.option("--max-runtime", metavar="DURATION",
               help="At this age (e.g. 2h) stop submitting, let jobs in flight finish, exit 3.")
 @click.option("--grace", metavar="DURATION",
-              help="After --max-runtime, how long jobs in flight get to finish [5m].")
+              help="With a max runtime (--max-runtime or run.max_runtime): how long jobs in "
+                   "flight get to finish after it [5m].")
 @click.option("--run-id", metavar="ID", help="Fills {run_id} in output.dir; the same id resumes "
               "the same folder.")
 @click.option("--notify-url", metavar="URL", help="POST the summary here when the run ends "
@@ -369,7 +370,7 @@ def _http_url(url: str, what: str) -> str:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Append the run's log to this file instead of standard error.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: one object per line.")
+              help="json: one object per line [text].")
 @prices_option
 def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | None,
         simulate: bool, time_scale: float | None, request_timeout: str, retry_failed: bool,
