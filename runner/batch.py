@@ -2,13 +2,14 @@
 
 Plan the manifest, take the output folder's lock, bring the journal in line with the plan, drive
 the engine against the API (or an in-process simulator), and write the results whatever
-happened: finished, stopped, interrupted by a signal, or broken by a bug.
+happened once the run began: finished, stopped, interrupted by a signal, or broken by a bug. A
+run that ends before (refused, its account unread) records its end in the journal and announces
+it, but leaves the folder's results files as the run before it wrote them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import datetime
 import os
 import random
@@ -40,7 +41,7 @@ from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import LOCK_NAME, FolderLock, not_a_folder
 from runner.plan import Plan, estimated_usd, make_plan
 from runner.rows import PASSING_FAILURES
-from runner.results import CSV, ERRORS, RESULTS, SUMMARY, write_results
+from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.simulator.statefile import lock_name
@@ -170,6 +171,9 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         folder = files.Folder(out_dir, reserved=RUN_FILES)
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
+        # Failed jobs are taken up again, and gone videos fetched, once the account is known to
+        # be the folder's.
+        begin = _Begin(config, journal, run_id, clock)
         broken: BaseException | None = None
         try:
             journal.sync_plan(planned.jobs)
@@ -180,9 +184,6 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned
-            # Failed jobs are taken up again, and gone videos fetched, once the account is known
-            # to be the folder's.
-            begin = functools.partial(_begin, config, journal, run_id, clock)
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random(), begin))
         except BaseException as exc:
@@ -193,7 +194,10 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
                                 at=clock.wall())
                 try:
-                    results = _write_end(journal, run_id, out_dir, folder)
+                    # A run that never began (refused, its account unread, interrupted while
+                    # reading it) leaves the folder's results as the run before it wrote them.
+                    results = (_write_end(journal, run_id, out_dir, folder) if begin.called
+                               else compute(journal, out_dir, run_id))
                 except StateError as exc:  # the run's row says so too, as `status` shows it
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                     raise
@@ -280,16 +284,28 @@ def _taken_up(retry_failed: bool) -> frozenset[str] | None:
     return None if retry_failed else PASSING_FAILURES
 
 
-def _begin(config: RunConfig, journal: Journal, run_id: int, clock: Clock) -> None:
+@dataclass(slots=True)
+class _Begin:
     """What a run changes in the journal before its engine starts: failed jobs taken up again,
-    gone videos to fetch (with --fetch-missing), each said in the log."""
-    retried = journal.retry_failed(run_id=run_id, at=clock.wall(),
-                                   kinds=_taken_up(config.retry_failed))
-    nightly.failed_taken_up(journal.folder, retried, every_kind=config.retry_failed)
-    missing = journal.missing_videos()
-    if config.fetch_missing:
-        journal.apply([row.fetched_again(run_id=run_id, at=clock.wall()) for row in missing])
-    nightly.videos_missing(journal.folder, len(missing), fetching=config.fetch_missing)
+    gone videos to fetch (with --fetch-missing), each said in the log. Until it is `called`, the
+    run has polled, created, taken up and fetched nothing, so it writes no results files."""
+
+    config: RunConfig
+    journal: Journal
+    run_id: int
+    clock: Clock
+    called: bool = False
+
+    def __call__(self) -> None:
+        self.called = True
+        config, journal, run_id, clock = self.config, self.journal, self.run_id, self.clock
+        retried = journal.retry_failed(run_id=run_id, at=clock.wall(),
+                                       kinds=_taken_up(config.retry_failed))
+        nightly.failed_taken_up(journal.folder, retried, every_kind=config.retry_failed)
+        missing = journal.missing_videos()
+        if config.fetch_missing:
+            journal.apply([row.fetched_again(run_id=run_id, at=clock.wall()) for row in missing])
+        nightly.videos_missing(journal.folder, len(missing), fetching=config.fetch_missing)
 
 
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,

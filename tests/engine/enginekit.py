@@ -26,6 +26,8 @@ from runner.batch import RunConfig, RunReport, run_batch
 from runner.cli import main
 from runner.control import Clock, EventSink, ignore_events
 from runner.plan import UPLOAD_PREFIX, Job, canonical_json
+from runner.report import REPORT_FILE
+from runner.results import CSV, ERRORS, RESULTS, SUMMARY
 from runner.schedule import Backoff
 from runner.simulator import ProcessSimulator, SimSettings, ThreadedSimulator
 from runner.state import JobRow, Journal
@@ -180,6 +182,12 @@ def audit(out: Path, sim: ThreadedSimulator) -> dict[str, Any]:
     assert books.creates_accepted == len(billed)
     return {"rows": rows, "books": books,
             "states": Counter(row["state"] for row in rows)}
+
+
+def results_files(out: Path) -> dict[str, bytes]:
+    """The folder's results files and gallery, those it holds, by name with their bytes."""
+    paths = (out / name for name in (RESULTS, ERRORS, CSV, SUMMARY, REPORT_FILE))
+    return {path.name: path.read_bytes() for path in paths if path.exists()}
 
 
 def results_lines(out: Path, name: str = "results.jsonl") -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ traceback, and never the key itself in the message."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from enginekit import invoke, sim_settings, write_manifest
 
 from runner.batch import RunConfig, run_batch
 from runner.errors import StateError
+from runner.results import collect
 from runner.simulator import SimSettings, run_in_thread
 
 UNUSED_ROOT = "http://127.0.0.1:9/api/rest"  # nothing may be sent: any call would fail here
@@ -112,7 +112,7 @@ def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(
         run_batch(config)
     assert refused.value.exit_code == 4  # the file named as it was given
     assert str(refused.value).startswith("notes/simulator-state.jsonl: cannot write the simulator state")
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary = collect(out).summary  # the journal's, as `status` shows it: the run never began
     assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
 
 

@@ -25,6 +25,7 @@ from enginekit import (
     down_url,
     invoke,
     journal_rows,
+    results_files,
     results_lines,
     run,
     sim_settings,
@@ -362,6 +363,37 @@ def test_an_api_root_without_the_api_is_refused_and_fails_no_job(tmp_path: Path)
                                     "ends in /api/rest, as https://cloud.leonardo.ai/api/rest does)")
     assert wrong.results.summary["counts"] == {"pending": 8}
     assert right.outcome.exit_code == 0
+
+
+@pytest.mark.parametrize("ending", ["another account", "no API root", "account unread"])
+def test_a_run_that_ends_before_it_begins_leaves_the_folders_results_as_they_were(
+        tmp_path: Path, ending: str) -> None:
+    """The results and the gallery stay the last real run's; the journal, and so `status`, the
+    log and the notification (which are given the run's summary), tell of the run's end."""
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                              repeat=1)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as first:
+        assert run(manifest, out, first).outcome.exit_code == 1  # 2 downloaded, 2 moderated
+    kept = results_files(out)
+    # Another simulator is another account; one whose /v1/me names no user cannot be read.
+    unread = {"user_id": ""} if ending == "account unread" else {}
+    with run_in_thread(sim_settings(**unread)) as other:
+        root = other.base_url.removesuffix("/api/rest") if ending == "no API root" else other.base_url
+        ended = run_batch(RunConfig(manifest=manifest, out=out, base_url=root,
+                                    api_key=other.api_key, timeouts=FAST_TIMEOUTS,
+                                    backoff=FAST_BACKOFF, retry_failed=True))
+        asked = set(other.books.requests)
+    code, shown, _ = invoke("status", str(out))
+    expected = {"another account": (4, f"{out} was run on another account"),
+                "no API root": (4, f"{root} is no Leonardo API root"),
+                "account unread": (3, "the account of the key could not be read")}[ending]
+    assert (ended.outcome.exit_code, ended.outcome.reason[:len(expected[1])]) == expected
+    assert asked <= {"me"}  # nothing polled, created or fetched
+    assert set(kept) == {"results.jsonl", "errors.jsonl", "results.csv", "summary.json", "report.html"}
+    assert results_files(out) == kept
+    assert ended.results.summary["exit_code"] == expected[0]
+    assert code == 0 and f"exit {expected[0]} ({ended.outcome.reason})" in shown
 
 
 def test_a_missing_key_is_refused_before_anything_is_sent(tmp_path: Path) -> None:

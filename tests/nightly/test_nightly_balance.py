@@ -123,8 +123,13 @@ def test_a_rejected_key_ends_the_run_at_the_check_with_exit_4() -> None:
 
 def test_a_signal_stops_a_run_still_waiting_for_its_balance(tmp_path: Path) -> None:
     """An API that answers a byte at a time, with a request timeout of ten minutes: SIGTERM ends
-    the run at once all the same, resumable."""
+    the run at once all the same, resumable, its end in the journal; the folder's results stay
+    those of the run before, since this one did nothing."""
     manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings()) as sim:
+        assert run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path).returncode == 0
+    kept = [(tmp_path / "out" / name).read_bytes() for name in ("summary.json", "report.html")]
     (tmp_path / "key").write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
     (tmp_path / "key").chmod(0o600)
     with (trickling(b"HTTP/1.1 200 OK\r\nX-Slow: ") as api,
@@ -133,4 +138,6 @@ def test_a_signal_stops_a_run_still_waiting_for_its_balance(tmp_path: Path) -> N
         assert api.asked.wait(30)  # the balance check's /v1/me is under way
         child.send_signal(signal.SIGTERM)
         code = child.wait(20)
-    assert code == 130 and summary(tmp_path / "out")["exit_code"] == 130
+    shown = run_cli("status", "out", cwd=tmp_path).stdout
+    assert code == 130 and "exit 130 (interrupted by SIGTERM)" in shown
+    assert [(tmp_path / "out" / name).read_bytes() for name in ("summary.json", "report.html")] == kept

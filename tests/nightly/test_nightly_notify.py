@@ -85,6 +85,26 @@ def test_an_interrupted_run_still_notifies(tmp_path: Path) -> None:
     assert body["summary"]["exit_reason"] == "interrupted by SIGTERM"
 
 
+def test_a_run_refused_in_another_accounts_folder_is_announced_and_leaves_its_results(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings()) as sim:  # a real run's folder
+        assert run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path).returncode == 0
+    kept = [(tmp_path / "out" / name).read_bytes() for name in ("summary.json", "report.html")]
+    with receiver() as hook:
+        done = run_cli("run", manifest, "--out", "out", "--simulate", "--notify-url", hook.url,
+                       "--log-file", "run.log", "--log-format", "json", cwd=tmp_path)
+    (body,) = hook.received
+    (ended,) = [e for e in json_log(tmp_path / "run.log") if e["message"].startswith("run ended: ")]
+    assert done.returncode == 4 and "out was run on another account" in done.stdout
+    assert body["summary"]["exit_code"] == ended["summary"]["exit_code"] == 4
+    assert body["text"].startswith("hailuo-batch nightly: 4/4 downloaded, 0 failed, $1.08 spent, "
+                                   "exit 4 (out was run on another account")
+    assert ended["message"] == f"run ended: {body['text']}"
+    assert [(tmp_path / "out" / name).read_bytes() for name in ("summary.json", "report.html")] == kept
+
+
 def test_a_stop_while_the_end_is_announced_leaves_the_outcome_as_recorded(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, repeat=1)
     with (run_in_thread(sim_settings()) as sim,
