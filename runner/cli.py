@@ -420,7 +420,8 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
     gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
     click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
                f"downloaded{gone}, ${summary['spent_usd']:.2f} spent")
-    click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
+    if (done.out_dir / results.SUMMARY).exists():  # a first run refused before it began wrote none
+        click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     sys.exit(done.outcome.exit_code)
 
 

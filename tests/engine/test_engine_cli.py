@@ -253,3 +253,12 @@ def test_a_simulated_run_without_out_keeps_its_clips_apart_from_paid_videos(
     assert code == 0 and "videos and results in out/sweep-simulated" in shown
     assert not (tmp_path / "out" / "sweep").exists()
     assert len(list((tmp_path / "out" / "sweep-simulated").rglob("*.mp4"))) == 4
+
+
+def test_a_first_run_refused_before_it_began_points_at_no_results(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        code, shown, _ = invoke("run", str(write_manifest(tmp_path)), "--out", str(out), "--quiet",
+                                "--base-url", sim.base_url.removesuffix("/api/rest"), key=sim.api_key)
+    assert code == 4 and "no Leonardo API root" in shown
+    assert not (out / "summary.json").exists() and "videos and results in" not in shown
