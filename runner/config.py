@@ -54,12 +54,12 @@ def http_url_problem(url: str) -> str | None:
 
 
 def shown_url(url: str) -> str:
-    """`url` as messages show it: a user and password in it replaced by `***`."""
-    scheme, found, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if not found or "@" not in authority:
+    """`url` as messages show it: all between its scheme and its last `@` (a user and a password,
+    whatever they hold) replaced by `***`."""
+    if "@" not in url:
         return url
-    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+    scheme, found, _ = url.partition("://")
+    return f"{scheme + found if found else ''}***@{url.rpartition('@')[2]}"
 
 
 # The most jobs max_jobs may allow (the schema says the same): a 2-CPU laptop plans a million
