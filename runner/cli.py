@@ -341,7 +341,7 @@ def _http_url(url: str, what: str) -> str:
 @max_jobs_option
 @click.option("--base-url", envvar="LEONARDO_BASE_URL", default=batch.DEFAULT_BASE_URL,
               help=f"API root (also LEONARDO_BASE_URL) [{batch.DEFAULT_BASE_URL}].")
-@click.option("--api-key-file", type=click.Path(path_type=Path),
+@click.option("--api-key-file", type=click.Path(path_type=Path, readable=False),
               help="File holding the API key (default: LEONARDO_API_KEY).")
 @click.option("--simulate", is_flag=True,
               help="Run against an in-process simulator, no key needed (into output.dir + "

@@ -4,6 +4,9 @@ traceback, and never the key itself in the message."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,22 @@ def test_a_key_file_that_cannot_be_read_exits_4_as_no_key_does(tmp_path: Path, n
     code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out),
                              "--base-url", UNUSED_ROOT, "--api-key-file", str(tmp_path / name))
     assert code == 4 and f"--api-key-file {tmp_path / name}: cannot read it: {message}" in stderr
+    assert not out.exists()
+
+
+def test_a_key_file_its_user_may_not_read_exits_4(tmp_path: Path) -> None:
+    key_file, out = tmp_path / "key", tmp_path / "out"
+    key_file.write_text("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", encoding="utf-8")
+    key_file.chmod(0)
+    # root reads any file: the run is made without the powers that let it
+    powerless = (["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                  "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else [])
+    done = subprocess.run([*powerless, sys.executable, "-m", "runner", "run",
+                           str(write_manifest(tmp_path)), "--out", str(out), "--base-url",
+                           UNUSED_ROOT, "--api-key-file", str(key_file)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 4, done.stderr
+    assert f"--api-key-file {key_file}: cannot read it: Permission denied" in done.stderr
     assert not out.exists()
 
 
