@@ -169,6 +169,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     with _held(out_dir) as (lock, journal):
         nightly.took_over(lock)
         folder = files.Folder(out_dir, reserved=RUN_FILES)
+        before = journal.run()
+        stale = before is not None and before.ended_at is None  # killed before it wrote results
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
         # Failed jobs are taken up again, and gone videos fetched, once the account is known to
@@ -195,8 +197,10 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                 at=clock.wall())
                 try:
                     # A run that never began (refused, its account unread, interrupted while
-                    # reading it) leaves the folder's results as the run before it wrote them.
-                    results = (_write_end(journal, run_id, out_dir, folder) if begin.called
+                    # reading it) leaves the folder's results as the run before it wrote them,
+                    # unless that run died before it could.
+                    written = begin.called or stale
+                    results = (_write_end(journal, run_id, out_dir, folder) if written
                                else compute(journal, out_dir, run_id))
                 except StateError as exc:  # the run's row says so too, as `status` shows it
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())

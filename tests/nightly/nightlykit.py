@@ -78,9 +78,11 @@ def run_cli(*args: str | Path, cwd: Path, timeout: float = 60.0) -> subprocess.C
 
 
 @contextmanager
-def started(*args: str | Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
-    """`hailuo-batch ARGS` running until its log says the run started (so it holds the folder's
-    lock); SIGKILLed when the block ends if it is still running."""
+def started(*args: str | Path, cwd: Path,
+            until: str = "INFO run started: ") -> Iterator[subprocess.Popen[str]]:
+    """`hailuo-batch ARGS` running until its log has a line with `until` (by default, that the run
+    started, so it holds the folder's lock); SIGKILLed when the block ends if it is still
+    running."""
     with subprocess.Popen(command(*args), cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as child:
         try:
@@ -88,10 +90,10 @@ def started(*args: str | Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
             lines = []
             for line in child.stderr:
                 lines.append(line)
-                if "INFO run started: " in line:
+                if until in line:
                     break
             else:
-                raise AssertionError(f"the run never started: {''.join(lines)}")
+                raise AssertionError(f"the run never logged {until!r}: {''.join(lines)}")
             yield child
         finally:
             child.kill()

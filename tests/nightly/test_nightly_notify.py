@@ -105,6 +105,21 @@ def test_a_run_refused_in_another_accounts_folder_is_announced_and_leaves_its_re
     assert [(tmp_path / "out" / name).read_bytes() for name in ("summary.json", "report.html")] == kept
 
 
+def test_a_run_refused_after_a_killed_run_writes_the_results_that_run_never_wrote(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings(render_seconds=3600.0)) as sim:
+        with started("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                     "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path,
+                     until="balance check"):  # its account is the folder's
+            pass  # killed then, its renders still going: no results written
+    assert not (tmp_path / "out" / "summary.json").exists()
+    done = run_cli("run", manifest, "--out", "out", "--simulate", cwd=tmp_path)
+    assert done.returncode == 4 and "out was run on another account" in done.stdout
+    assert summary(tmp_path / "out")["exit_code"] == 4  # the folder's jobs, as they stand
+    assert (tmp_path / "out" / "report.html").exists()
+
+
 def test_a_stop_while_the_end_is_announced_leaves_the_outcome_as_recorded(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, repeat=1)
     with (run_in_thread(sim_settings()) as sim,
