@@ -45,7 +45,7 @@ from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.simulator.statefile import lock_name
-from runner.state import IN_FLIGHT, JOURNAL_NAME, TO_CREATE, Journal
+from runner.state import IN_FLIGHT, JOURNAL_NAME, Journal
 from runner.submit import Context
 
 
@@ -152,7 +152,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
                  else "failed" if state == "failed" else "in_flight")
         by[group].append(job.key)
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
-                              or states.get(job.key, "pending") in TO_CREATE)
+                              or states.get(job.key, "pending") == "pending")
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
                     to_create_usd=to_create, missing=missing, unplanned=unplanned)
 

@@ -222,13 +222,16 @@ def _booted() -> float:
 def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
                 everything: dict[str, int], to_create: Sequence[JobRow]) -> None:
     """Log the plan's jobs by state (`counts`), the jobs the run would create (`to_create`, the
-    failed ones it takes up again among them), its warnings (the budget's against those) and,
-    when the folder also holds jobs this plan no longer has (`everything` counts them too),
-    that they are kept and stay in the results."""
-    done = counts.get("downloaded", 0)
+    failed ones it takes up again among them) and the unsettled creates it looks for first,
+    its warnings (the budget's against the jobs to create) and, when the folder also holds jobs
+    this plan no longer has (`everything` counts them too), that they are kept and stay in the
+    results."""
+    done, unsettled = counts.get("downloaded", 0), counts.get("submitting", 0)
+    looked_for = (f", {plural(unsettled, 'unsettled create')} to look for first (created again "
+                  "only when not found)") if unsettled else ""
     log.info("run started: %s, %s (estimated $%.2f) into %s; %d already downloaded, "
-             "%d to create", planned.name, plural(len(planned.jobs), "job"), planned.estimated_usd, out_dir,
-             done, len(to_create),
+             "%d to create%s", planned.name, plural(len(planned.jobs), "job"), planned.estimated_usd,
+             out_dir, done, len(to_create), looked_for,
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts,
                     "to_create": len(to_create)})

@@ -35,9 +35,6 @@ from runner.rows import PASSING_FAILURES, RESTORE_HINT, ROW_COLUMNS, JobRow, Mov
 JOURNAL_NAME = "journal.sqlite"
 
 IN_FLIGHT = ("submitting", "submitted", "complete")
-# States whose jobs may still cost a create: pending ones, and unsettled creates that a resumed
-# run may have to send again.
-TO_CREATE = ("pending", "submitting")
 STATES = ("pending", *IN_FLIGHT, "downloaded", "failed")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -315,10 +312,10 @@ class Journal:
                 and (kinds is None or row.error_kind in kinds)]
 
     def to_create(self, kinds: frozenset[str] | None = None) -> list[JobRow]:
-        """The planned jobs a run would create: pending ones, unsettled creates (looked for
-        first), and the failed ones (of `kinds`, or all) it takes up again with no generation
-        left to poll."""
-        return ([row for row in self.in_states(TO_CREATE) if row.planned]
+        """The planned jobs a run would create: pending ones, and the failed ones (of `kinds`, or
+        all) it takes up again with no generation left to poll. An unsettled create
+        (`submitting`) is not among them: it is looked for first, and most often found paid."""
+        return ([row for row in self.in_states(("pending",)) if row.planned]
                 + [row for row in self.to_retry(kinds) if not row.polled_again])
 
     def apply(self, moves: Sequence[Move]) -> list[JobRow]:

@@ -15,10 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from enginekit import PROMPTS, down_url, invoke, invoke_run, run, sim_settings, write_manifest
+from enginekit import PROMPTS, down_url, invoke, invoke_run, run, sim_settings, step, write_manifest
 
 from runner.config import RunSettings, parse_duration
+from runner.plan import make_plan
 from runner.simulator import run_in_thread
+from runner.state import Journal
 
 
 def test_run_then_status_then_a_dry_run_that_finds_everything_done(tmp_path: Path) -> None:
@@ -262,3 +264,21 @@ def test_a_first_run_refused_before_it_began_points_at_no_results(tmp_path: Path
                                 "--base-url", sim.base_url.removesuffix("/api/rest"), key=sim.api_key)
     assert code == 4 and "no Leonardo API root" in shown
     assert not (out / "summary.json").exists() and "videos and results in" not in shown
+
+
+def test_an_unsettled_create_is_looked_for_first_not_counted_as_one_to_create(tmp_path: Path) -> None:
+    manifest, out, log = write_manifest(tmp_path, repeat=1), tmp_path / "out", tmp_path / "run.log"
+    jobs = make_plan(manifest).jobs
+    with Journal.open(out) as journal:  # a run died with one create sent and not answered
+        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
+        journal.sync_plan(jobs)
+        step(journal, jobs[0].key, "submitting", run_id=run_id, at=2.0)
+    _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+    with run_in_thread(sim_settings()) as sim:
+        code, _, _ = invoke_run(manifest, out, sim, "--log-file", str(log))
+        created = sim.books.creates_accepted
+    (started,) = [line for line in log.read_text(encoding="utf-8").splitlines() if "run started" in line]
+    assert len(jobs) == 4 and "$0.81 of it to create" in dry and "1 in flight" in dry
+    assert started.endswith("0 already downloaded, 3 to create, 1 unsettled create to look for "
+                            "first (created again only when not found)")
+    assert code == 0 and created == 4  # not found on this account: created once
