@@ -198,10 +198,11 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 try:
                     # A run that never began (refused, its account unread, interrupted while
                     # reading it) leaves the folder's results as the run before it wrote them,
-                    # unless that run died before it could.
-                    written = begin.called or stale
-                    results = (_write_end(journal, run_id, out_dir, folder) if written
+                    # or writes them for that run when it died before it could.
+                    results = (_write_end(journal, run_id, out_dir, folder) if begin.called
                                else compute(journal, out_dir, run_id))
+                    if stale and not begin.called:
+                        _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
                 except StateError as exc:  # the run's row says so too, as `status` shows it
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                     raise

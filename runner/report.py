@@ -121,7 +121,7 @@ def load(out_dir: Path) -> RunResults:
     read are a damaged folder (StateError, exit 4).
     """
     if (out_dir / JOURNAL_NAME).is_file():
-        return results_files.collect(out_dir)
+        return results_files.collect(out_dir, begun=True)
     path = out_dir / results_files.RESULTS
     if not path.is_file():
         raise UsageError(f"{out_dir}: no {JOURNAL_NAME} or {results_files.RESULTS} here; "

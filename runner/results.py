@@ -50,10 +50,12 @@ def record(row: JobRow) -> dict[str, Any]:
             "attempts": row.attempts}
 
 
-def collect(out_dir: Path) -> report.RunResults:
-    """The records and summary of the output folder `out_dir`, read from its journal."""
+def collect(out_dir: Path, *, begun: bool = False) -> report.RunResults:
+    """The records and summary of the output folder `out_dir`, read from its journal: the
+    summary as of its latest run, or with `begun` as of the latest run that began its work (the
+    one the results files tell of: a run refused before it began leaves them be)."""
     with Journal.open(out_dir, create=False) as journal:
-        return compute(journal, out_dir)
+        return compute(journal, out_dir, journal.last_begun() if begun else None)
 
 
 def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> report.RunResults:

@@ -181,6 +181,12 @@ class Journal:
         return {row[0] for row in self.conn.execute(
             "SELECT DISTINCT account FROM runs WHERE account IS NOT NULL")}
 
+    def last_begun(self) -> int | None:
+        """The latest run that began its work (it records its account just before, and only
+        then), whose end the results files tell; None when none did (or only runs of older
+        versions, which recorded no account)."""
+        return self.conn.execute("SELECT MAX(id) FROM runs WHERE account IS NOT NULL").fetchone()[0]
+
     def run(self, run_id: int | None = None) -> RunRow | None:
         """The run `run_id`, or the latest one."""
         row = self.conn.execute("SELECT id, name, manifest, started_at, ended_at, exit_code, "

@@ -116,7 +116,8 @@ def test_a_run_refused_after_a_killed_run_writes_the_results_that_run_never_wrot
     assert not (tmp_path / "out" / "summary.json").exists()
     done = run_cli("run", manifest, "--out", "out", "--simulate", cwd=tmp_path)
     assert done.returncode == 4 and "out was run on another account" in done.stdout
-    assert summary(tmp_path / "out")["exit_code"] == 4  # the folder's jobs, as they stand
+    written = summary(tmp_path / "out")  # the killed run's: it never ended
+    assert (written["exit_code"], written["ended_at"], written["jobs"]) == (None, None, 4)
     assert (tmp_path / "out" / "report.html").exists()
 
 
