@@ -357,7 +357,8 @@ def _http_url(url: str, what: str) -> str:
               help="Download again the videos of done jobs that have gone from the output folder "
                    "(nothing is paid again).")
 @click.option("--dry-run", is_flag=True, help="Plan and compare with the folder; send nothing.")
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--quiet", is_flag=True, help="No progress, and of the log only warnings and errors on "
+              "standard error (a --log-file still gets all of it).")
 @click.option("--max-runtime", metavar="DURATION",
               help="At this age (e.g. 2h) stop submitting, let jobs in flight finish, exit 3.")
 @click.option("--grace", metavar="DURATION",

@@ -126,7 +126,7 @@ def lock(path: Path) -> FolderLock:
     except OSError as exc:
         raise _unwritable(path, exc) from exc
     return FolderLock.take(path.with_name(lock_name(path.name)), what=f"simulator state {path}",
-                           user="simulator", hint="stop it, or use another --state")
+                           user="simulator", hint="stop it first, or give this one a state file of its own")
 
 
 def lock_name(name: str) -> str:
