@@ -125,7 +125,9 @@ def _read_holder(fd: int) -> dict[str, object]:
 
 def process_alive(pid: int) -> bool:
     """Whether a process `pid` runs on this machine (perhaps another one, given that number); a
-    number no process id can hold is no process."""
+    number no process id can hold is no process (0 and -1 would name groups of processes)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):
