@@ -152,7 +152,7 @@ class Engine:
             since = ctx.clock.wall()
             stops = since + self.settings.outage
             ctx.tracker.emit("unreachable", None, f"cannot connect to the API since {_utc(since)}: "
-                             f"the run stops at {_utc(stops)} if no connection can be made by then",
+                             f"the run stops at about {_utc(stops)} if no connection can be made by then",
                              {"unreachable_since": iso(since), "stops_at": iso(stops)})
         elif now - self._unreachable_since >= self.settings.outage:
             ctx.stop.abort(EXIT_RESUMABLE, f"the API could not be reached for "

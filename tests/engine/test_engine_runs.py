@@ -561,7 +561,7 @@ def outage_warned(record: tuple[str, str, dict[str, Any]], outage: float) -> Non
     level, message, fields = record
     since, stops = (datetime.fromisoformat(fields[name]) for name in ("unreachable_since", "stops_at"))
     assert level == "WARNING" and (stops - since).total_seconds() == pytest.approx(outage, abs=0.002)
-    assert message == (f"cannot connect to the API since {since:%H:%M:%S} UTC: the run stops at "
+    assert message == (f"cannot connect to the API since {since:%H:%M:%S} UTC: the run stops at about "
                        f"{stops:%H:%M:%S} UTC if no connection can be made by then")
 
 
