@@ -250,21 +250,12 @@ def journal_kept(out_dir: Path, *, locked: bool = False) -> None:
     leaves its lock file, and a finished one its results, so a run killed before it wrote any
     results is known too, unless this run holds the lock (`locked`: the file is its own)."""
     journal = out_dir / JOURNAL_NAME
-    if journal.is_file() and (journal.stat().st_size > 0 or _never_written(out_dir)):
+    if journal.is_file() and journal.stat().st_size > 0:
         return
     if any((out_dir / name).exists() for name in (RESULTS, SUMMARY, *([] if locked else [LOCK_NAME]))):
         raise StateError(f"{out_dir} holds an earlier run's files but no journal ({JOURNAL_NAME} "
                          "is missing or empty), so its jobs would be paid for again: restore the "
                          "journal, or use another --out (or delete the folder to start over)")
-
-
-def _never_written(out_dir: Path) -> bool:
-    """Whether the folder holds no more than a run killed before its journal's first write
-    leaves (its lock, the journal made empty, no write-ahead log with anything in it): that
-    run sent nothing, since every create is written to the journal before it is sent."""
-    wal = out_dir / f"{JOURNAL_NAME}-wal"
-    kept = {LOCK_NAME, JOURNAL_NAME, wal.name, f"{JOURNAL_NAME}-shm"}
-    return set(os.listdir(out_dir)) <= kept and (not wal.exists() or wal.stat().st_size == 0)
 
 
 @contextmanager

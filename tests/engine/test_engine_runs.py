@@ -125,17 +125,6 @@ def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
     assert len(before) == 8 and videos(out) == before
 
 
-def test_a_folder_whose_first_run_died_before_its_journal_was_written_is_started_afresh(
-        tmp_path: Path) -> None:
-    manifest, out = write_manifest(tmp_path), tmp_path / "out"
-    with FolderLock.acquire(out):  # the lock a run takes first, and the journal it made empty
-        (out / "journal.sqlite").touch()
-    with run_in_thread(sim_settings()) as sim:
-        report = run(manifest, out, sim)
-        audit(out, sim)
-    assert report.outcome.exit_code == 0 and len(videos(out)) == 8
-
-
 def test_a_run_starting_beside_a_run_that_just_took_a_new_folder_is_told_it_is_in_use(
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
