@@ -54,12 +54,12 @@ def http_url_problem(url: str) -> str | None:
 
 
 def shown_url(url: str) -> str:
-    """`url` as messages show it: all between its scheme and its last `@` (a user and a password,
-    whatever they hold) replaced by `***`."""
+    """`url` as messages show it: all between its scheme (if it starts with one) and its last
+    `@` (a user and a password, whatever they hold) replaced by `***`."""
     if "@" not in url:
         return url
-    scheme, found, _ = url.partition("://")
-    return f"{scheme + found if found else ''}***@{url.rpartition('@')[2]}"
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url)
+    return f"{scheme[0] if scheme else ''}***@{url.rpartition('@')[2]}"
 
 
 # The most jobs max_jobs may allow (the schema says the same): a 2-CPU laptop plans a million

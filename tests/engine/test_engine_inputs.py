@@ -93,6 +93,7 @@ def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> N
     ("http://user:s3c/ret@127.0.0.1:9/api/rest",  # a password urlsplit cannot read
      "'http://***@127.0.0.1:9/api/rest': give an http:// or https:// URL"),
     ("http:/user:s3cret@127.0.0.1:9/api/rest", "'***@127.0.0.1:9/api/rest': give an http://"),
+    ("user:s3cret@127.0.0.1:9/api?next=http://x", "'***@127.0.0.1:9/api?next=http://x': give an"),
 ])
 @pytest.mark.parametrize("dry", [False, True], ids=["run", "dry run"])
 def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, said: str,
