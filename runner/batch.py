@@ -250,12 +250,24 @@ def journal_kept(out_dir: Path, *, locked: bool = False) -> None:
     leaves its lock file, and a finished one its results, so a run killed before it wrote any
     results is known too, unless this run holds the lock (`locked`: the file is its own)."""
     journal = out_dir / JOURNAL_NAME
-    if journal.is_file() and journal.stat().st_size > 0:
+    if journal.is_file() and _holds_journal(journal):
         return
     if any((out_dir / name).exists() for name in (RESULTS, SUMMARY, *([] if locked else [LOCK_NAME]))):
         raise StateError(f"{out_dir} holds an earlier run's files but no journal ({JOURNAL_NAME} "
                          "is missing or empty), so its jobs would be paid for again: restore the "
                          "journal, or use another --out (or delete the folder to start over)")
+
+
+def _holds_journal(path: Path) -> bool:
+    """Whether the file at `path` holds a journal: steps in its write-ahead log not yet copied
+    in (after a killed run, all of them may be there), or a schema version in SQLite's header
+    (bytes 60 to 63). A file copied without its log, or emptied, holds none."""
+    log = path.with_name(f"{path.name}-wal")
+    if log.is_file() and log.stat().st_size > 0:
+        return True
+    with path.open("rb") as stream:
+        header = stream.read(64)
+    return len(header) == 64 and int.from_bytes(header[60:], "big") > 0
 
 
 @contextmanager

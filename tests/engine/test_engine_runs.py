@@ -29,6 +29,7 @@ from enginekit import (
     results_lines,
     run,
     sim_settings,
+    step,
     videos,
     write_manifest,
 )
@@ -38,8 +39,10 @@ from runner.control import Event
 from runner.errors import AuthError, LockedError, StateError
 from runner.lock import FolderLock
 from runner.logs import LOGGER, JsonFormatter
+from runner.plan import make_plan
 from runner.schedule import Backoff
 from runner.simulator import run_in_process, run_in_thread, statefile
+from runner.state import Journal
 
 
 def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> None:
@@ -123,6 +126,24 @@ def test_a_folder_that_lost_its_journal_is_refused_and_nothing_is_paid_again(
         assert code == 4 and refused in stderr
         assert sim.books.creates_accepted == 8
     assert len(before) == 8 and videos(out) == before
+
+
+def test_a_journal_copied_without_its_write_ahead_log_is_refused(tmp_path: Path) -> None:
+    manifest, out, copy = write_manifest(tmp_path), tmp_path / "out", tmp_path / "copy"
+    jobs = make_plan(manifest).jobs
+    with Journal.open(out) as journal:  # open, as a killed run leaves it: its steps in its log
+        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
+        journal.sync_plan(jobs)
+        step(journal, jobs[0].key, "submitting", run_id=run_id, at=2.0)
+        step(journal, jobs[0].key, "submitted", run_id=run_id, at=3.0, generation_id="g1",
+             cost_usd=0.27, cost_credits=None)
+        with FolderLock.acquire(copy):  # the folder copied without journal.sqlite-wal
+            shutil.copy(out / "journal.sqlite", copy)
+    with run_in_thread(sim_settings()) as sim:
+        with pytest.raises(StateError, match=f"{copy} holds an earlier run's files but no journal"):
+            run(manifest, copy, sim)
+        assert sim.books.requests == {}
+    assert len(videos(out)) == 0 and (out / "journal.sqlite").stat().st_size > 0
 
 
 def test_a_run_starting_beside_a_run_that_just_took_a_new_folder_is_told_it_is_in_use(
