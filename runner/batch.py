@@ -4,7 +4,8 @@ Plan the manifest, take the output folder's lock, bring the journal in line with
 the engine against the API (or an in-process simulator), and write the results whatever
 happened once the run began: finished, stopped, interrupted by a signal, or broken by a bug. A
 run that ends before (refused, its account unread) records its end in the journal and announces
-it, but leaves the folder's results files as the run before it wrote them.
+it, but leaves the folder's results files as the run before it wrote them (or writes them for
+that run, if it was killed before it could).
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ def _taken_up(retry_failed: bool) -> frozenset[str] | None:
 class _Begin:
     """What a run changes in the journal before its engine starts: failed jobs taken up again,
     gone videos to fetch (with --fetch-missing), each said in the log. Until it is `called`, the
-    run has polled, created, taken up and fetched nothing, so it writes no results files."""
+    run has polled, created, taken up and fetched nothing, so it writes no results of its own."""
 
     config: RunConfig
     journal: Journal
