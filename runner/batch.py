@@ -179,6 +179,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         begin = _Begin(config, journal, run_id, clock)
         broken: BaseException | None = None
         try:
+            journal.keep_plan()  # put back if the run ends before it begins
             journal.sync_plan(planned.jobs)
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
@@ -198,12 +199,15 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                 at=clock.wall())
                 try:
                     # A run that never began (refused, its account unread, interrupted while
-                    # reading it) leaves the folder's results as the run before it wrote them,
-                    # or writes them for that run when it died before it could.
+                    # reading it) tells of its plan, then leaves the journal's plan and the
+                    # folder's results as the run before left them (writing that run's results
+                    # when it died before it could).
                     results = (_write_end(journal, run_id, out_dir, folder) if begin.called
                                else compute(journal, out_dir, run_id))
-                    if stale and not begin.called:
-                        _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
+                    if not begin.called:
+                        journal.restore_plan()
+                        if stale:
+                            _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
                 except StateError as exc:  # the run's row says so too, as `status` shows it
                     journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                     raise
@@ -317,6 +321,7 @@ class _Begin:
     def __call__(self) -> None:
         self.called = True
         config, journal, run_id, clock = self.config, self.journal, self.run_id, self.clock
+        journal.drop_kept_plan()
         retried = journal.retry_failed(run_id=run_id, at=clock.wall(),
                                        kinds=_taken_up(config.retry_failed))
         nightly.failed_taken_up(journal.folder, retried, every_kind=config.retry_failed)

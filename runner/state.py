@@ -35,6 +35,8 @@ from runner.rows import PASSING_FAILURES, RESTORE_HINT, ROW_COLUMNS, JobRow, Mov
 JOURNAL_NAME = "journal.sqlite"
 
 IN_FLIGHT = ("submitting", "submitted", "complete")
+# The columns of a job that planning sets (its key and request never change).
+_PLAN_COLUMNS = "idx, planned, prompt, axes, styles, filename, upload, estimated_cost"
 STATES = ("pending", *IN_FLIGHT, "downloaded", "failed")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -209,6 +211,25 @@ class Journal:
                 "prompt = excluded.prompt, axes = excluded.axes, styles = excluded.styles, "
                 "filename = excluded.filename, upload = excluded.upload, "
                 "estimated_cost = excluded.estimated_cost", rows)
+
+    def keep_plan(self) -> None:
+        """Keep the plan as it is (in a table of this connection's alone) for `restore_plan`."""
+        self.drop_kept_plan()
+        self.conn.execute(f"CREATE TEMP TABLE kept_plan AS SELECT key, {_PLAN_COLUMNS} FROM jobs")
+
+    def restore_plan(self) -> None:
+        """Put back the plan `keep_plan` kept: a run that ended before it began leaves no trace
+        of its manifest. The jobs the kept plan did not have (pending, never sent) are gone."""
+        with self._transaction():
+            self.conn.execute("DELETE FROM jobs WHERE state = 'pending' AND key NOT IN "
+                              "(SELECT key FROM temp.kept_plan)")
+            self.conn.execute(f"UPDATE jobs SET ({_PLAN_COLUMNS}) = (SELECT {_PLAN_COLUMNS} FROM "
+                              "temp.kept_plan AS kept WHERE kept.key = jobs.key) "
+                              "WHERE key IN (SELECT key FROM temp.kept_plan)")
+        self.drop_kept_plan()
+
+    def drop_kept_plan(self) -> None:
+        self.conn.execute("DROP TABLE IF EXISTS temp.kept_plan")
 
     # --- reading --------------------------------------------------------------------------
 

@@ -138,8 +138,8 @@ def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(
         run_batch(config)
     assert refused.value.exit_code == 4  # the file named as it was given
     assert str(refused.value).startswith("notes/simulator-state.jsonl: cannot write the simulator state")
-    summary = collect(out).summary  # the journal's, as `status` shows it: the run never began
-    assert summary["exit_code"] == 4 and summary["counts"] == {"pending": 8}
+    summary = collect(out).summary  # the journal's, as `status` shows it: the run never began,
+    assert summary["exit_code"] == 4 and summary["counts"] == {}  # and left no plan behind
 
 
 @pytest.mark.parametrize("command, more", [("run", ["--simulate"]), ("plan", [])])

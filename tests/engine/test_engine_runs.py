@@ -396,8 +396,11 @@ def test_a_run_that_ends_before_it_begins_leaves_the_folders_results_as_they_wer
     out = tmp_path / "out"
     with run_in_thread(sim_settings()) as first:
         assert run(manifest, out, first).outcome.exit_code == 1  # 2 downloaded, 2 moderated
-    kept = results_files(out)
-    # Another simulator is another account; one whose /v1/me names no user cannot be read.
+    kept, planned = results_files(out), journal_rows(out)
+    # The refused run's manifest has a prompt more. Another simulator is another account; one
+    # whose /v1/me names no user cannot be read.
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night",
+                                                 PROMPTS[1]], repeat=1)
     unread = {"user_id": ""} if ending == "account unread" else {}
     with run_in_thread(sim_settings(**unread)) as other:
         root = other.base_url.removesuffix("/api/rest") if ending == "no API root" else other.base_url
@@ -414,6 +417,7 @@ def test_a_run_that_ends_before_it_begins_leaves_the_folders_results_as_they_wer
     assert asked <= {"me"}  # nothing polled, created or fetched
     assert set(kept) == {"results.jsonl", "errors.jsonl", "results.csv", "summary.json", "report.html"}
     assert rewritten == 0 and results_files(out) == kept
+    assert journal_rows(out) == planned  # its jobs are not left in the journal's plan
     assert ended.results.summary["exit_code"] == expected[0]
     assert code == 0 and f"exit {expected[0]} ({ended.outcome.reason})" in shown
 
