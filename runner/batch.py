@@ -46,7 +46,7 @@ from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.simulator.statefile import lock_name
-from runner.state import IN_FLIGHT, JOURNAL_NAME, Journal
+from runner.state import IN_FLIGHT, JOURNAL_NAME, Journal, holds_journal
 from runner.submit import Context
 
 
@@ -183,13 +183,17 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             journal.sync_plan(planned.jobs)
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
+            # The jobs to create, the failed ones `begin` takes up again among them, read once.
+            to_create = journal.to_create(_taken_up(config.retry_failed))
             nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
-                                journal.to_create(_taken_up(config.retry_failed)))
+                                to_create)
+            needed_usd = nightly.cost_to_create(to_create, settings.run.budget_usd)
             if config.out is None:
                 nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
-            del planned
+            del planned, to_create
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
-                                         nightly.logged(sink), clock, rand or random.Random(), begin))
+                                         nightly.logged(sink), clock, rand or random.Random(), begin,
+                                         needed_usd))
         except BaseException as exc:
             outcome, broken = _broke_off(exc), exc
             raise
@@ -255,24 +259,12 @@ def journal_kept(out_dir: Path, *, locked: bool = False) -> None:
     leaves its lock file, and a finished one its results, so a run killed before it wrote any
     results is known too, unless this run holds the lock (`locked`: the file is its own)."""
     journal = out_dir / JOURNAL_NAME
-    if journal.is_file() and _holds_journal(journal):
+    if journal.is_file() and holds_journal(journal):
         return
     if any((out_dir / name).exists() for name in (RESULTS, SUMMARY, *([] if locked else [LOCK_NAME]))):
         raise StateError(f"{out_dir} holds an earlier run's files but no journal ({JOURNAL_NAME} "
                          "is missing or empty), so its jobs would be paid for again: restore the "
                          "journal, or use another --out (or delete the folder to start over)")
-
-
-def _holds_journal(path: Path) -> bool:
-    """Whether the file at `path` holds a journal: steps in its write-ahead log not yet copied
-    in (after a killed run, all of them may be there), or a schema version in SQLite's header
-    (bytes 60 to 63). A file copied without its log, or emptied, holds none."""
-    log = path.with_name(f"{path.name}-wal")
-    if log.is_file() and log.stat().st_size > 0:
-        return True
-    with path.open("rb") as stream:
-        header = stream.read(64)
-    return len(header) == 64 and int.from_bytes(header[60:], "big") > 0
 
 
 @contextmanager
@@ -333,9 +325,10 @@ class _Begin:
 
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
-                 rand: random.Random, begin: Callable[[], None]) -> Outcome:
-    """The run against the API: its account read and checked first, then `begin` (the run's
-    own changes to the journal), then the engine."""
+                 rand: random.Random, begin: Callable[[], None], needed_usd: float) -> Outcome:
+    """The run against the API: its account read and checked first (and its balance against
+    `needed_usd`, what the jobs to create cost within the budget), then `begin` (the run's own
+    changes to the journal), then the engine."""
     stop = Stop()
     async with _api(config, settings, journal) as client:
         with _signals(stop):
@@ -357,8 +350,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
             begin()
             # Credit short of the jobs to create stops creates, not the fetching of videos
             # already paid for.
-            short = nightly.check_balance(account, nightly.cost_to_create(
-                journal.to_create(_taken_up(config.retry_failed)), settings.run.budget_usd))
+            short = nightly.check_balance(account, needed_usd)
             if short is not None:
                 stop.halt(short.exit_code, short.reason)
             tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock,

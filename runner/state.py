@@ -404,6 +404,18 @@ def unfinished(folder: Path) -> tuple[int, int] | str:
     return int(in_flight) + polled, int(waiting) + len(failed) - polled
 
 
+def holds_journal(path: Path) -> bool:
+    """Whether the file at `path` holds a journal: steps in its write-ahead log not yet copied
+    in (after a killed run, all of them may be there), or a schema version in SQLite's header
+    (bytes 60 to 63). A file copied without its log, or emptied, holds none."""
+    log = path.with_name(f"{path.name}-wal")
+    if log.is_file() and log.stat().st_size > 0:
+        return True
+    with path.open("rb") as stream:
+        header = stream.read(64)
+    return len(header) == 64 and int.from_bytes(header[60:], "big") > 0
+
+
 def _connect(database: str | Path, *, uri: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(database, uri=uri, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
