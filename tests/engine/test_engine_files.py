@@ -32,7 +32,6 @@ from runner.batch import RUN_FILES, RunConfig, plan_for
 from runner.control import Event, SystemClock
 from runner.errors import StateError
 from runner.results import collect
-from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 from runner.state import Journal
 
@@ -230,26 +229,21 @@ def test_a_simulated_run_whose_folder_is_moved_leaves_nothing_where_it_was(tmp_p
 
 
 def test_videos_gone_from_the_folder_are_fetched_again_when_asked_and_never_paid_for_again(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(caplog.handler)
-    try:
-        with run_in_thread(sim_settings()) as sim:
-            run(manifest, out, sim)
-            before = {row["key"]: row for row in journal_rows(out)}
-            clips = videos(out)
-            gone = sorted(clips)[:5]  # a whole prompt's folder, and one more video
-            shutil.rmtree(gone[0].parent)
-            gone[4].unlink()
-            caplog.clear()
-            left = run(manifest, out, sim)
-            warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-            fetched = run(manifest, out, sim, fetch_missing=True)
-            audit(out, sim)
-            assert sim.books.creates_accepted == 8
-    finally:
-        logger.removeHandler(caplog.handler)
+    with run_in_thread(sim_settings()) as sim:
+        run(manifest, out, sim)
+        before = {row["key"]: row for row in journal_rows(out)}
+        clips = videos(out)
+        gone = sorted(clips)[:5]  # a whole prompt's folder, and one more video
+        shutil.rmtree(gone[0].parent)
+        gone[4].unlink()
+        hailuo_log.clear()
+        left = run(manifest, out, sim)
+        warned = [r.getMessage() for r in hailuo_log.records if r.levelno == logging.WARNING]
+        fetched = run(manifest, out, sim, fetch_missing=True)
+        audit(out, sim)
+        assert sim.books.creates_accepted == 8
     assert left.outcome.exit_code == 0
     assert left.results.summary["missing_videos"] == [str(p.relative_to(out)) for p in gone]
     assert set(warned) == {f"{out}: 5 downloaded videos gone from the folder (deleted or moved by "

@@ -38,7 +38,7 @@ from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
 from runner.errors import AuthError, LockedError, StateError
 from runner.lock import FolderLock
-from runner.logs import LOGGER, JsonFormatter
+from runner.logs import JsonFormatter
 from runner.plan import make_plan
 from runner.schedule import Backoff
 from runner.simulator import run_in_process, run_in_thread, statefile
@@ -528,20 +528,6 @@ def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
     assert {r["state"] for r in records} == {"downloaded"}
     assert not failed_ids & {r["generation_id"] for r in records}
     assert second.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
-
-
-@pytest.fixture
-def hailuo_log(caplog: pytest.LogCaptureFixture,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.LogCaptureFixture]:
-    """`caplog`, holding the records of the run's log from INFO up, each once."""
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
-    monkeypatch.setattr(logger, "propagate", False)  # else caplog gets them through the root too
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(

@@ -4,7 +4,6 @@ exits 4 at once naming the holder, and a SIGKILLed run's lock is taken over by t
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -17,7 +16,6 @@ from nightlykit import json_log, key_file, run_cli, sim_settings, started, summa
 
 from runner import nightly
 from runner.lock import LOCK_NAME, FolderLock
-from runner.logs import LOGGER
 from runner.simulator import run_in_thread
 
 
@@ -74,30 +72,25 @@ def test_a_copy_of_a_busy_folder_says_its_holder_still_runs(tmp_path: Path) -> N
 
 
 def said_on_taking_over(folder: Path, holder: dict[str, object],
-                        caplog: pytest.LogCaptureFixture) -> str:
+                        hailuo_log: pytest.LogCaptureFixture) -> str:
     """What the log says when a run takes over the lock `holder` left in `folder`: one line."""
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(caplog.handler)
-    try:
-        (folder / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
-        with FolderLock.acquire(folder) as lock:
-            nightly.took_over(lock)
-    finally:
-        logger.removeHandler(caplog.handler)
-    (said,) = {record.getMessage() for record in caplog.records if record.name == LOGGER}
+    (folder / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
+    with FolderLock.acquire(folder) as lock:
+        nightly.took_over(lock)
+    (said,) = [record.getMessage() for record in hailuo_log.records]
     return said
 
 
 def test_a_holder_from_before_the_machine_started_is_gone_whatever_runs_under_its_number(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": 1.0}  # in 1970
-    assert said_on_taking_over(tmp_path, holder, caplog).endswith(
+    assert said_on_taking_over(tmp_path, holder, hailuo_log).endswith(
         f"process {os.getpid()} on {socket.gethostname()} is gone; resuming its work")
 
 
 @pytest.mark.parametrize("pid", [0, -1, 2**40])
 def test_a_lock_naming_no_process_number_is_taken_for_a_gone_holder(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, pid: int) -> None:
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture, pid: int) -> None:
     holder = {"pid": pid, "host": socket.gethostname(), "started": time.time()}  # a hand edit
-    assert said_on_taking_over(tmp_path, holder, caplog).endswith(
+    assert said_on_taking_over(tmp_path, holder, hailuo_log).endswith(
         f"process {pid} on {socket.gethostname()} is gone; resuming its work")
