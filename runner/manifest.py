@@ -332,10 +332,22 @@ def load_prices(path: Path | str) -> dict[str, Any]:
 
 
 def _prices_rule(*, wrapped: bool) -> dict[str, Any]:
-    """The manifest's `prices:` rule, for a table alone or under a `prices:` key."""
+    """The manifest's `prices:` rule, for a table alone or under a `prices:` key beside the
+    keys `schemas/prices.json` has: a copy of that file is read as it is, and an unknown key,
+    prices in another currency or another rate of a credit (which `--prices` does not set) are
+    refused rather than left unread."""
     rule = schema()["properties"]["prices"]
-    return {"$defs": schema()["$defs"],
-            **({"type": "object", "properties": {"prices": rule}} if wrapped else rule)}
+    if not wrapped:
+        return {"$defs": schema()["$defs"], **rule}
+    rate = read_data("prices.json")["usd_per_credit"]
+    return {"$defs": schema()["$defs"], "type": "object", "additionalProperties": False,
+            "properties": {
+                "prices": rule, "$comment": {"type": "string"}, "estimate": {"type": "boolean"},
+                "currency": {"const": "USD",
+                             "x-message": "prices are read in USD only, not {value}"},
+                "usd_per_credit": {"const": rate, "x-message": (
+                    f"{{value}} is not the rate of a credit, which --prices does not set "
+                    f"(${rate:g} a credit, as schemas/prices.json says)")}}}
 
 
 @dataclass

@@ -90,7 +90,18 @@ def test_plan_with_a_prices_file(write_manifest: WriteManifest, tmp_path: Path,
      'prices.yaml:1:24: $["hailuo-2_3"]["768p"]["6"]: "free" is not of type number'),
     ("prices:\n  hailuo-2_3:\n    768p:\n      6: 0.3\n      8: 0.4\n",
      'prices.yaml:5:7: $.prices["hailuo-2_3"]["768p"]["8"]: "8" is not one of: 6, 10'),
-], ids=["missing", "empty", "not a table", "not a number", "wrapped, bad duration"])
+    ("prices:\n  hailuo-2_3: {768p: {6: 0.5}}\nhailuo-2_3-fast: {768p: {6: 0.01}}\n",
+     "prices.yaml:3:1: $[\"hailuo-2_3-fast\"]: unknown key 'hailuo-2_3-fast' (hint: allowed here: "
+     "prices, $comment, estimate, currency, usd_per_credit)"),
+    ("curency: USD\nprices: {}\n",
+     "prices.yaml:1:1: $.curency: unknown key 'curency' (hint: did you mean 'currency'?)"),
+    ("currency: EUR\nprices: {}\n", 'prices.yaml:1:11: $.currency: prices are read in USD only, not "EUR"'),
+    ("usd_per_credit: 0.002\nprices: {}\n",
+     "prices.yaml:1:17: $.usd_per_credit: 0.002 is not the rate of a credit, which --prices does not "
+     "set ($0.0015 a credit, as schemas/prices.json says)"),
+], ids=["missing", "empty", "not a table", "not a number", "wrapped, bad duration",
+        "wrapped, a model beside", "wrapped, a misspelt key", "wrapped, another currency",
+        "wrapped, another credit rate"])
 def test_a_bad_prices_file_is_a_located_error(write_manifest: WriteManifest, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch, content: str | None,
                                               error: str) -> None:
@@ -112,6 +123,18 @@ def test_a_bad_prices_file_is_a_located_error(write_manifest: WriteManifest, tmp
         issue = found["issues"][0]
         assert f"{issue['file']}:{issue['line']}:{issue['column']}: {issue['path']}: " \
                f"{issue['message']}" == error.split(" (hint: ")[0]
+
+
+def test_a_copy_of_the_shipped_table_is_read_as_it_is(write_manifest: WriteManifest, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = read_data("prices.json")
+    shipped["prices"]["hailuo-2_3"]["768p"]["6"] = 0.4
+    (tmp_path / "prices.json").write_text(json.dumps(shipped))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["plan", "--format", "json", "--prices", "prices.json",
+                                       str(write_manifest(SWEEP))])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["jobs"][0]["estimated_cost_usd"] == 0.4
 
 
 def test_an_empty_prices_path_is_a_usage_error(write_manifest: WriteManifest, tmp_path: Path,
