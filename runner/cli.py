@@ -134,7 +134,7 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
         if fmt == "text":
             raise
         source = str(prices_file) if prices is None else file
-        click.echo(render.issues_json([(source, None, exc.issues)]))
+        click.echo(render.issues_json([(source, None, exc.issues)], one_line=fmt == "jsonl"))
         sys.exit(exc.exit_code)
     found = None
     if (folder / JOURNAL_NAME).is_file():

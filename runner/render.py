@@ -111,15 +111,15 @@ def summary_lines(plan: Plan, to_create: float | None = None) -> Iterator[str]:
         yield f"warning: {warning}"
 
 
-def issues_json(results: list[tuple[str, Plan | None, list[Issue]]]) -> str:
+def issues_json(results: list[tuple[str, Plan | None, list[Issue]]], *, one_line: bool = False) -> str:
     """Each file's problems, or its plan's size, estimate and warnings: what `validate` prints
-    as text."""
+    as text; indented, or on `one_line` for output read line by line (JSON Lines)."""
     files = [{"file": file, "valid": not issues, "jobs": len(plan.jobs) if plan else None,
               "estimated_usd": plan.estimated_usd if plan else None,
               "issues": [issue.as_dict() for issue in issues],
               "warnings": list(plan.warnings_for()) if plan else []} for file, plan, issues in results]
     return json.dumps({"files": files, "problems": sum(count_problems(i) for _, _, i in results)},
-                      indent=2, ensure_ascii=False)
+                      indent=None if one_line else 2, ensure_ascii=False)
 
 
 def styles_text(catalog: Catalog) -> Iterator[str]:

@@ -151,4 +151,7 @@ def test_plan_as_json_reports_a_broken_manifest_as_json(tmp_path: Path) -> None:
     assert checked["valid"] is False
     assert [i["message"] for i in checked["issues"]] == [
         "'prompts' is required here", "unknown key 'promts'"]
+    as_lines = CliRunner().invoke(main, ["plan", str(broken), "--format", "jsonl"])
+    (line,) = as_lines.stdout.splitlines()
+    assert as_lines.exit_code == 2 and json.loads(line) == json.loads(result.stdout)
 
