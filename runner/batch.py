@@ -28,6 +28,7 @@ from runner.config import output_folder
 from runner.control import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_RESUMABLE,
     Clock,
     EventSink,
     Outcome,
@@ -334,12 +335,20 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
         with _signals(stop):
             reading = asyncio.ensure_future(nightly.read_account(
                 client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
-            aborting = asyncio.ensure_future(stop.wait_abort())
-            await asyncio.wait([reading, aborting], return_when=asyncio.FIRST_COMPLETED)
-            aborting.cancel()
+            waits = [reading, asyncio.ensure_future(stop.wait_abort())]
+            left = runtime.left(clock.now())
+            if left is not None:
+                waits.append(asyncio.ensure_future(clock.sleep(left)))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits[1:]:
+                waiting.cancel()
             if stop.aborted is not None:  # a signal stops the reading at once
                 reading.cancel()
                 return stop.aborted
+            if not reading.done():  # and so does the max runtime
+                reading.cancel()
+                return Outcome(EXIT_RESUMABLE, f"{runtime.reached} while the account was being "
+                                               "read: nothing was sent; run again")
             account = reading.result()
             if isinstance(account, Outcome):
                 return account

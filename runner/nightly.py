@@ -61,6 +61,14 @@ class Runtime:
     max_runtime: float | None
     grace: float
 
+    def left(self, now: float) -> float | None:
+        """Seconds from `now` to the deadline; None when the run has no limit."""
+        return None if self.max_runtime is None else self.started + self.max_runtime - now
+
+    @property
+    def reached(self) -> str:
+        return f"the max runtime of {self.max_runtime:g} s is reached"
+
 
 def check_run_id(run_id: str | None) -> str | None:
     """A `--run-id` that names one folder: letters, digits, dot, dash, underscore."""
@@ -149,10 +157,11 @@ async def watch_runtime(runtime: Runtime, *, stop: Stop, clock: Clock, tracker: 
 
     Jobs in flight at the deadline have `grace` seconds to finish and download; whatever is still
     unfinished then is in the journal and the next run picks it up."""
-    if runtime.max_runtime is None:
+    left = runtime.left(clock.now())
+    if left is None:
         return
-    await clock.sleep(runtime.started + runtime.max_runtime - clock.now())
-    limit = f"the max runtime of {runtime.max_runtime:g} s is reached"
+    await clock.sleep(left)
+    limit = runtime.reached
     stop.halt(EXIT_RESUMABLE, f"{limit}: run again to resume")
     in_flight = tracker.snapshot().in_flight
     log.warning("%s: submitting stopped, with %s in flight and %g s of grace to finish", limit,

@@ -13,10 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nightlykit import ScaledClock, key_file, run_cli, sim_settings, summary, write_manifest
+from nightlykit import ScaledClock, key_file, run_cli, sim_settings, summary, trickling, write_manifest
 
 from runner.api import Timeouts
 from runner.batch import RunConfig, RunReport, run_batch
+from runner.control import Outcome
 from runner.schedule import Backoff
 from runner.simulator import ThreadedSimulator, run_in_thread
 
@@ -112,3 +113,18 @@ def test_a_budget_stop_ends_the_run_without_waiting_for_the_submit_rate(tmp_path
         assert sim.books.creates_accepted == 0
     assert report.outcome.reason == "the budget of $0.2 is reached"
     assert states(tmp_path / "out") == {"pending": 8}
+
+
+def test_the_deadline_stops_a_run_still_reading_its_account(tmp_path: Path) -> None:
+    """An API that answers a byte at a time: at the max runtime the run ends, resumable, having
+    sent nothing, rather than after its tries at reading the account have each timed out."""
+    manifest = write_manifest(tmp_path, run={**RUN, "max_runtime": "60s"})
+    with trickling(b"HTTP/1.1 200 OK\r\nX-Slow: ") as api:
+        config = RunConfig(manifest=manifest, out=tmp_path / "out", api_key="0c3d2b8e-51f4-4a43",
+                           base_url=api.url.removesuffix("/hooks/hailuo"),
+                           timeouts=Timeouts(connect=2.0, call=3.0), backoff=Backoff(base=0.5, cap=2.0))
+        report = run_batch(config, clock=ScaledClock(SCALE))
+        assert api.asked.is_set()
+    assert report.outcome == Outcome(3, "the max runtime of 60 s is reached while the account was "
+                                        "being read: nothing was sent; run again")
+    assert states(tmp_path / "out") == {}  # a run that did not begin leaves no plan behind
