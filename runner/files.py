@@ -50,6 +50,7 @@ class Folder:
         self.root = os.path.abspath(root)
         self.reserved = frozenset(name.lower() for name in reserved)
         self._made: set[str] = set()
+        self._files: dict[str, bool] = {}  # folders on the way to videos: whether a file is there
         self._began_as = _identity(self.root)
 
     def moved(self) -> bool:
@@ -60,7 +61,9 @@ class Folder:
         """Where a job's files go: its planned name, unless that escapes the folder (then its
         key), or another job's video already holds it, or one of its files would take one of
         the run's own files (`reserved`, names at the top of the folder, in any case): then the
-        name with the short key added. A folder on the way that would take one gets the key."""
+        name with the short key added. A folder on the way that would take one gets the key, and
+        so does one that is in fact a file (another job's video, or anyone's), below which no
+        video could ever be written."""
         name = filename if self._inside(filename) else f"{key[:10]}.mp4"
         pure = PurePosixPath(name)
         if pure.suffix.lower() != ".mp4":
@@ -68,12 +71,31 @@ class Folder:
         top, *rest = pure.parts
         if rest and top.lower() in self.reserved:
             pure = PurePosixPath(f"{top}_{key[:10]}", *rest)
+        pure = self._way(pure, key, owner)
         taken = owner(str(pure))
         if ((taken is not None and taken != key) or (taken is None and self._foreign(str(pure), key))
                 or not self.reserved.isdisjoint(str(pure.with_suffix(suffix)).lower()
                                                 for suffix in (".mp4", ".jpg", ".json"))):
             pure = pure.with_name(f"{pure.stem}_{key[:10]}.mp4")
         return Targets(str(pure), str(pure.with_suffix(".jpg")), str(pure.with_suffix(".json")))
+
+    def _way(self, pure: PurePosixPath, key: str, owner: Callable[[str], str | None]) -> PurePosixPath:
+        """`pure` with the short key added to each folder on its way that is a video of the
+        journal's or this run's jobs, or a file on disk (each folder looked at once a run)."""
+        parts = list(pure.parts)
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if owner(folder) is not None or self._is_file(folder):
+                parts[depth - 1] = f"{parts[depth - 1]}_{key[:10]}"
+        return PurePosixPath(*parts)
+
+    def _is_file(self, folder: str) -> bool:
+        """Whether something other than a folder is at `folder` (a file, or a link to none)."""
+        found = self._files.get(folder)
+        if found is None:
+            path = os.path.join(self.root, folder)
+            found = self._files[folder] = os.path.lexists(path) and not os.path.isdir(path)
+        return found
 
     def _foreign(self, video: str, key: str) -> bool:
         """Whether a file the journal knows nothing of is already at `video`: someone else's,

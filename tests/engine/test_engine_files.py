@@ -42,25 +42,47 @@ def first_job(manifest: Path, out: Path) -> tuple[str, str]:
     return planned.jobs[0].key, planned.jobs[0].filename
 
 
-def test_a_file_in_the_way_of_a_folder_fails_its_jobs_and_a_later_run_fetches_them(
+def test_a_file_in_the_way_of_a_folder_gives_its_jobs_their_short_key_and_stays(
         tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)  # two prompts, each a folder of four videos
     out = tmp_path / "out"
     _, filename = first_job(manifest, out)
-    blocker = out / filename.split("/")[0]
+    prompt = filename.split("/")[0]
     out.mkdir()
-    blocker.write_text("notes the user keeps here", encoding="utf-8")
+    (out / prompt).write_text("notes the user keeps here", encoding="utf-8")
     with run_in_thread(sim_settings()) as sim:
         blocked = run(manifest, out, sim)
-        failed = [row for row in journal_rows(out) if row["state"] == "failed"]
-        blocker.unlink()
-        again = run(manifest, out, sim)
         books = audit(out, sim)
-    assert blocked.outcome.exit_code == 3 and len(failed) == 4  # the next run takes them up again
-    assert all(row["error_kind"] == "download" and "cannot write" in row["reason"]
-               and row["generation_id"] for row in failed)
-    assert again.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert blocked.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
     assert books["books"].creates_accepted == 8
+    moved = [row for row in books["rows"] if row["file"].startswith(f"{prompt}_")]
+    assert len(moved) == 4 and all(row["file"].startswith(f"{prompt}_{row['key'][:10]}/")
+                                   for row in moved)
+    assert (out / prompt).read_text(encoding="utf-8") == "notes the user keeps here"
+
+
+def test_a_template_that_puts_a_folder_where_an_older_video_is_gives_the_new_job_its_key(
+        tmp_path: Path) -> None:
+    """output.filename edited so that the folder's own video (`p.mp4`, known to the journal)
+    is on the way of a new job's file (`p.mp4/b.mp4`): the new job's video is written below
+    the name with its short key, and the older video stays as it was."""
+    prompts = [{"id": "p", "text": "A lake at dawn, mist on the water"}]
+    first = write_manifest(tmp_path, prompts=prompts, repeat=1, styles={"sets": {"a": ["Warm"]}},
+                           output={"filename": "{prompt}.mp4"})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        run(first, out, sim)
+        video = (out / "p.mp4").read_bytes()
+        edited = write_manifest(tmp_path, prompts=prompts, repeat=1,
+                                styles={"sets": {"a": ["Warm"], "b": ["Cool"]}},
+                                output={"filename": "{prompt}.mp4/{style_set}.mp4"})
+        again = run(edited, out, sim)
+        books = audit(out, sim)
+    assert again.outcome.exit_code == 0 and books["states"] == {"downloaded": 2}
+    assert books["books"].creates_accepted == 2
+    (new,) = [row for row in books["rows"] if row["file"] != "p.mp4"]
+    assert new["file"] == f"p.mp4_{new['key'][:10]}/b.mp4"
+    assert (out / "p.mp4").read_bytes() == video
 
 
 def test_a_full_disk_fails_the_download_and_stops_submitting(tmp_path: Path) -> None:
@@ -186,6 +208,15 @@ def test_a_video_in_place_is_replaced_only_by_the_job_its_sidecar_names(tmp_path
     (tmp_path / "rain" / "none_1.json").unlink()
     assert folder.targets("rain/none_1.mp4", "aaaaaaaaaaaa", lambda _: None).video == \
         "rain/none_1_aaaaaaaaaa.mp4"
+
+
+def test_a_folder_on_the_way_that_is_another_jobs_video_takes_the_jobs_key(tmp_path: Path) -> None:
+    """A video the journal knows keeps its name while it is gone from the folder (to be
+    fetched again): no other job's folder takes it."""
+    folder = files.Folder(tmp_path)
+    owners = {"p.mp4": "a" * 12}
+    assert folder.targets("p.mp4/b.mp4", "b" * 12, owners.get).video == "p.mp4_bbbbbbbbbb/b.mp4"
+    assert folder.targets("q.mp4/b.mp4", "b" * 12, owners.get).video == "q.mp4/b.mp4"
 
 
 def test_a_job_never_takes_the_name_of_one_of_the_runs_own_files(tmp_path: Path) -> None:
