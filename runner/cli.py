@@ -143,10 +143,12 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
         batch.journal_kept(folder)
     states = found.states() if found else None
     to_create = found.to_create_usd if found else None
+    videos = found.files if found else None
     if fmt == "json":
-        click.echo(render.plan_json(planned, states, to_create, found.unplanned if found else None))
+        click.echo(render.plan_json(planned, states, to_create, found.unplanned if found else None,
+                                    videos))
     elif fmt == "jsonl":
-        for line in render.plan_jsonl(planned, states):
+        for line in render.plan_jsonl(planned, states, videos):
             click.echo(line)
     else:
         for line in render.plan_text(planned, states, to_create):

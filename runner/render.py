@@ -26,10 +26,14 @@ def videos_gone(count: int, *, fetching: bool = False) -> str:
             f"to download {them} (nothing is paid again)")
 
 
-def job_record(job: Job, states: dict[str, str] | None = None) -> dict[str, Any]:
+def job_record(job: Job, states: dict[str, str] | None = None,
+               files: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;
-    with `states`, its state in the output folder too."""
-    state = {} if states is None else {"state": states.get(job.key, "new")}
+    with `states`, its state in the output folder too, and `file`, where its video was put
+    there (from `files`; None until it is downloaded), which `filename`, the manifest's name for
+    it, is not when the name was taken (the short key added) or the manifest's names changed."""
+    state = {} if states is None else {"state": states.get(job.key, "new"),
+                                       "file": (files or {}).get(job.key)}
     return {**state, "key": job.key, "short_key": job.short_key, "index": job.index, "axes": job.axes,
             "styles": list(job.styles), "request": job.request,
             "estimated_cost_usd": job.estimated_cost, "filename": job.filename,
@@ -49,19 +53,20 @@ def plan_summary(plan: Plan, to_create: float | None = None) -> dict[str, Any]:
 
 
 def plan_json(plan: Plan, states: dict[str, str] | None = None, to_create: float | None = None,
-              unplanned: Sequence[str] | None = None) -> str:
+              unplanned: Sequence[str] | None = None, files: dict[str, str] | None = None) -> str:
     """The plan as JSON; with an output folder's state known, `unplanned` keys the paid jobs the
     manifest no longer has that a run there still fetches."""
     summary = plan_summary(plan, to_create)
     if states is not None:
         summary["unplanned_to_fetch"] = list(unplanned or ())
-    return json.dumps({"summary": summary, "jobs": [job_record(j, states) for j in plan.jobs]},
+    return json.dumps({"summary": summary, "jobs": [job_record(j, states, files) for j in plan.jobs]},
                       indent=2, ensure_ascii=False)
 
 
-def plan_jsonl(plan: Plan, states: dict[str, str] | None = None) -> Iterator[str]:
+def plan_jsonl(plan: Plan, states: dict[str, str] | None = None,
+               files: dict[str, str] | None = None) -> Iterator[str]:
     for job in plan.jobs:
-        yield canonical_json(job_record(job, states))
+        yield canonical_json(job_record(job, states, files))
 
 
 def _styles_cell(job: Job) -> str:

@@ -47,3 +47,30 @@ def test_plan_without_state_has_no_state_column(tmp_path: Path) -> None:
     assert shown.exit_code == 0
     assert "state" not in shown.output.splitlines()[0]
     assert " new, " not in shown.output
+
+
+def test_plan_against_a_folder_gives_each_done_job_the_file_its_video_is_in(tmp_path: Path) -> None:
+    """A manifest whose file names changed after its run: `filename` is the new name, `file` where
+    each done job's video is (what results.jsonl says); a job still to run has no file yet."""
+    manifest = tmp_path / "ab.yaml"
+    shutil.copy(JOBS / "ab-sweep.yaml", manifest)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    ran = runner.invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
+                               "--out", str(out), "--quiet", "--submit-per-minute", "6000"])
+    assert ran.exit_code == 0, ran.output
+    kept = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        kept[record["key"]] = record["file"]
+    text = manifest.read_text().replace('filename: "', 'filename: "v2/', 1)
+    text = text.replace("styles:", '  - id: lighthouse\n    text: "A lighthouse in a storm"\n\nstyles:', 1)
+    manifest.write_text(text)
+    listed = json.loads(runner.invoke(main, ["plan", str(manifest), "--out", str(out),
+                                             "--format", "json"]).output)["jobs"]
+    lines = runner.invoke(main, ["plan", str(manifest), "--out", str(out), "--format", "jsonl"])
+    assert [json.loads(line) for line in lines.output.splitlines()] == listed
+    done = {job["key"]: job["file"] for job in listed if job["state"] == "done"}
+    assert done == kept and all((out / file).is_file() for file in done.values())
+    assert all(job["filename"].startswith("v2/") for job in listed)
+    assert [job["file"] for job in listed if job["state"] == "new"] == [None] * 6
