@@ -9,6 +9,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -195,15 +196,28 @@ def merge_prices(*tables: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def safe_filename(rendered: str) -> str:
-    """A relative path that cannot leave the output folder, whatever its parts said."""
-    parts = []
-    for part in rendered.replace("\\", "/").split("/"):
-        part = re.sub(r"[^A-Za-z0-9._+=-]+", "-", part)
-        part = re.sub(r"_{2,}", "_", part).strip("-_. ")[:120]
-        if part:
-            parts.append(part)
-    name = "/".join(parts) or "video"
+    """A relative path that cannot leave the output folder, whatever its parts said: each part
+    keeps letters, marks and digits of any script (NFC) and `._+=-`, anything else becomes a
+    dash; a file whose name says nothing before `.mp4` is `video.mp4`."""
+    *folders, last = rendered.replace("\\", "/").split("/")
+    if last.lower().endswith(".mp4") and not _safe_part(last[:-4]):
+        last = "video" + last[-4:]
+    name = "/".join(part for part in map(_safe_part, (*folders, last)) if part) or "video"
     return name if name.lower().endswith(".mp4") else name + ".mp4"
+
+
+def _safe_part(part: str) -> str:
+    """One part of a path made safe, at most 120 bytes of UTF-8."""
+    kept = re.sub(r"_{2,}", "_", _dashed(part)).strip("-_. ")
+    return kept.encode("utf-8")[:120].decode("utf-8", "ignore")
+
+
+def _dashed(text: str) -> str:
+    """`text` (NFC) with each run of characters other than letters, marks and digits of any
+    script and `._+=-` made one dash."""
+    kept = "".join(char if char in "._+=-" or unicodedata.category(char)[0] in "LMN" else "/"
+                   for char in unicodedata.normalize("NFC", text))
+    return re.sub(r"/+", "-", kept)
 
 
 class _Planner:
@@ -498,7 +512,7 @@ def _part(value: Any) -> str:
     Cached: a plan of 100,000 jobs asks for the same few axis values a million times.
     """
     text = "none" if value is None else value_text(value)
-    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")[:80] or "_"
+    return _dashed(text).strip("-.")[:80] or "_"
 
 
 def _unique_filenames(jobs: list[Job]) -> tuple[list[Job], int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,13 +15,18 @@ from runner.plan import make_plan, safe_filename
 WriteManifest = Callable[..., Path]
 HOSTILE_VALUES = ["../../etc/passwd", "/etc/shadow", "..\\..\\windows\\system32", "a\tb|c*d?",
                   "..", ".", "", " ", "~/.ssh/id_rsa", "C:\\temp\\x", "\u202eevil", "con\nnul"]
-SAFE_PART = re.compile(r"^[A-Za-z0-9._+=-]+$")
+
+
+def safe_part(part: str) -> bool:
+    """Letters, marks and digits of any script, and `._+=-`: nothing a shell or a path reads."""
+    return bool(part) and all(char in "._+=-" or unicodedata.category(char)[0] in "LMN"
+                              for char in part)
 
 
 def assert_inside(filename: str, out: Path) -> None:
     assert not filename.startswith(("/", "\\", "~")) and "\\" not in filename
     parts = filename.split("/")
-    assert all(SAFE_PART.match(part) and part not in (".", "..") for part in parts), filename
+    assert all(safe_part(part) and part not in (".", "..") for part in parts), filename
     assert (out / filename).resolve().is_relative_to(out.resolve())
     assert filename.lower().endswith(".mp4")
 
@@ -48,6 +53,10 @@ def test_no_name_can_leave_the_output_folder(write_manifest: WriteManifest, tmp_
     ("./.././", "video.mp4"),
     ("weird name*?.mp4", "weird-name-.mp4"),
     ("x__y.MP4", "x_y.MP4"),
+    ("猫/猫.mp4", "猫/猫.mp4"),
+    ("cafe\u0301/Ünïcode.mp4", "caf\u00e9/Ünïcode.mp4"),
+    ("\u202eevil/-.mp4", "evil/video.mp4"),
+    ("é" * 100 + ".mp4", "é" * 60 + ".mp4"),
 ])
 def test_safe_filename(rendered: str, expected: str) -> None:
     assert safe_filename(rendered) == expected
@@ -71,6 +80,15 @@ def test_names_that_differ_only_in_case_or_junk_collide_too(write_manifest: Writ
     keys = [job.short_key for job in make_plan(path).jobs]
     assert names == [f"Cat_{keys[0]}.mp4", f"cat_{keys[1]}.mp4", f"a-b_{keys[2]}.mp4",
                      f"a-b_{keys[3]}.mp4", "dog.mp4"]
+
+
+def test_names_keep_the_letters_of_every_script(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"who": ["猫", "犬", "café", "cat", "Ünïcode", "unicode"]},
+                           "prompts": [{"id": "p", "text": "A {who}"}],
+                           "output": {"filename": "{who}/{who}.mp4"}})
+    assert [job.filename for job in make_plan(path).jobs] == [
+        "猫/猫.mp4", "犬/犬.mp4", "café/café.mp4", "cat/cat.mp4", "Ünïcode/Ünïcode.mp4",
+        "unicode/unicode.mp4"]
 
 
 def test_the_default_name_tells_the_cell(write_manifest: WriteManifest) -> None:
