@@ -44,6 +44,9 @@ KEY_VERSION = "hailuo-job/v1"
 # The cells a plan may go through, kept or not: about 30 s on a 2-CPU laptop when on_invalid:
 # skip drops them all.
 MAX_CELLS = 2_000_000
+# The longest name a job's files may have below the output folder, in bytes of UTF-8: far below
+# the 4,096 of a whole path on Linux, which the folder's own path shares.
+MAX_NAME_BYTES = 1024
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
 
@@ -285,6 +288,7 @@ class _Planner:
         if self.issues:
             raise ManifestError(self.issues)
         jobs = self._jobs(cells)
+        self._check_lengths(jobs)
         self._warn_unnamed_vars(jobs)
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
@@ -295,6 +299,16 @@ class _Planner:
                     notify_url=self.data.get("notify"), cells=expansion.product,
                     excluded=expansion.excluded, included=expansion.included, merged=merged,
                     skipped_invalid=skipped, warnings=tuple(expansion.warnings + self.warnings))
+
+    def _check_lengths(self, jobs: list[Job]) -> None:
+        """A name no file system takes would fail its job's download, after it was paid for."""
+        long = [job for job in jobs if len(job.filename.encode("utf-8")) > MAX_NAME_BYTES]
+        if long:
+            size = max(len(job.filename.encode("utf-8")) for job in long)
+            raise ManifestError([self.doc.issue(
+                ("output", "filename"), f"the names of {len(long)} job(s) are too long for the "
+                f"output folder: up to {size:,} bytes, more than {MAX_NAME_BYTES:,}",
+                "use fewer or shorter folders and placeholders")])
 
     def _warn_unnamed_vars(self, jobs: list[Job]) -> None:
         """A var given as a list (an axis) is `none` in the files of the prompts that do not

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
+from runner.errors import ManifestError
 from runner.plan import make_plan, safe_filename
 
 WriteManifest = Callable[..., Path]
@@ -165,3 +166,14 @@ def test_an_output_path_with_a_control_character_or_a_blank_folder_is_refused_at
     assert [line.split(": ", 1)[1] for line in result.output.splitlines()
             if line.startswith("manifest.yaml:")] == [problem]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.yaml"]
+
+
+def test_a_name_too_long_for_any_file_system_is_refused_before_anything_is_paid(
+        write_manifest: WriteManifest) -> None:
+    path = write_manifest({"vars": {"v": ["a" * 100, "b"]}, "prompts": [{"id": "p", "text": "x {v}"}],
+                           "output": {"filename": "/".join(["{v}"] * 14) + ".mp4"}})
+    with pytest.raises(ManifestError) as caught:
+        make_plan(path)
+    (issue,) = caught.value.issues
+    assert issue.path == "$.output.filename" and issue.message == (
+        "the names of 1 job(s) are too long for the output folder: up to 1,137 bytes, more than 1,024")
