@@ -210,8 +210,9 @@ def safe_filename(rendered: str) -> str:
 
 
 def _safe_part(part: str) -> str:
-    """One part of a path made safe, at most 120 bytes of UTF-8."""
-    kept = re.sub(r"_{2,}", "_", _dashed(part)).strip("-_. ")
+    """One part of a path made safe, at most 120 bytes of UTF-8; none starts with what makes a
+    spreadsheet read a cell as a formula (`=`, `+`, `-`), so results.csv names it as it is."""
+    kept = re.sub(r"_{2,}", "_", _dashed(part)).lstrip("-_. =+").rstrip("-_. ")
     return kept.encode("utf-8")[:120].decode("utf-8", "ignore")
 
 

@@ -55,6 +55,7 @@ def test_no_name_can_leave_the_output_folder(write_manifest: WriteManifest, tmp_
     ("weird name*?.mp4", "weird-name-.mp4"),
     ("x__y.MP4", "x_y.MP4"),
     ("猫/猫.mp4", "猫/猫.mp4"),
+    ("+1+2/=SUM(A1).mp4", "1+2/SUM-A1-.mp4"),
     ("cafe\u0301/Ünïcode.mp4", "caf\u00e9/Ünïcode.mp4"),
     ("\u202eevil/-.mp4", "evil/video.mp4"),
     ("é" * 100 + ".mp4", "é" * 60 + ".mp4"),
