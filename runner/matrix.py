@@ -7,6 +7,7 @@ reported at that place in the file.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import string
@@ -88,6 +89,21 @@ def slug(text: str, limit: int = 40) -> str:
     return "-".join(words)[:limit].strip("-") or "prompt"
 
 
+def prompt_ids(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each prompt's id, with the slug it was made of: the id written, else the slug of its
+    text. A slug that is also another prompt's id, written or the slug of another text (texts
+    that begin alike, or that have no Latin letters), takes the first 8 hex digits of its
+    text's SHA-256, so that distinct texts have distinct ids whatever their order; a slug no
+    other prompt has is the id as it always was, and so are the file names made of it."""
+    slugs = [entry.get("id") or slug(entry["text"]) for entry in entries]
+    owners: dict[str, set[str | None]] = {}  # by slug: the texts it is made of, None if written
+    for entry, made in zip(entries, slugs):
+        owners.setdefault(made, set()).add(None if entry.get("id") else entry["text"])
+    return [(made if entry.get("id") or len(owners[made]) == 1 else
+             f"{made}-{hashlib.sha256(entry['text'].encode('utf-8')).hexdigest()[:8]}", made)
+            for entry, made in zip(entries, slugs)]
+
+
 BRACES_HINT = "write {name} for a placeholder, {{ or }} for a literal brace"
 
 
@@ -123,7 +139,8 @@ class Expander:
         self.defaults = {name: whole_number(value)
                          for name, value in {**BUILTIN_DEFAULTS, **self._section("defaults")}.items()}
         self.sets_mode = "sets" in self._section("styles")
-        self.prompt_ids: list[str] = []  # every prompt's id, in order, as `_prompts` names them
+        # every prompt's id and the slug it was made of, in order, as `_prompts` names them
+        self.prompt_ids: list[tuple[str, str]] = []
 
     def _section(self, name: str) -> dict[str, Any]:
         return self.data.get(name, {}) if self.checked.ok(name) else {}
@@ -211,18 +228,20 @@ class Expander:
 
     def _prompts(self) -> list[Prompt]:
         prompts: list[Prompt] = []
-        seen: dict[str, Path_] = {}
-        for i, raw in enumerate(self.data["prompts"]):
+        seen: dict[str, int] = {}
+        raws = self.data["prompts"]
+        entries = [raw if isinstance(raw, dict) else {"text": raw} for raw in raws]
+        self.prompt_ids = prompt_ids(entries)
+        for i, (raw, entry, (pid, _)) in enumerate(zip(raws, entries, self.prompt_ids)):
             path: Path_ = ("prompts", i)
-            entry = raw if isinstance(raw, dict) else {"text": raw}
             text_path = path + ("text",) if isinstance(raw, dict) else path
-            pid = entry.get("id") or slug(entry["text"])
-            self.prompt_ids.append(pid)
             if pid in seen:
+                twice = isinstance(raw, str) and raw == raws[seen[pid]]
                 self.issue(path + ("id",) if "id" in entry else path,
-                           f"duplicate prompt id {pid!r} (also prompts[{seen[pid][1]}])",
-                           "give each prompt its own id")
-            seen[pid] = path
+                           f"duplicate prompt id {pid!r} (also prompts[{seen[pid]}])",
+                           "the same text twice: remove one (repeat: gives each prompt more "
+                           "samples)" if twice else "give each prompt its own id")
+            seen[pid] = i
             self._check_text(text_path, entry["text"])
             try:
                 names = placeholders(entry["text"])
@@ -358,8 +377,15 @@ class Expander:
         return result
 
     def _prompt_ref(self, value: str, path: Path_) -> str:
-        ids = self.prompt_ids
-        if value not in ids:
+        """A prompt id named by a rule. The slug that prompts whose texts begin alike share
+        names none of them: each has it with its own suffix, and the rule must say which."""
+        ids = [pid for pid, _ in self.prompt_ids]
+        alike = [pid for pid, made in self.prompt_ids if made == value and pid != value]
+        if alike and value not in ids:
+            self.issue(path, f"prompt id {value!r} is shared by {len(alike)} prompts whose texts "
+                       "make the same slug: each has it with a suffix of its text",
+                       f"name one of {', '.join(alike)}, or give the prompts ids of your own")
+        elif value not in ids:
             self.issue(path, f"unknown prompt id {value!r}", did_you_mean(value, ids)
                        or f"prompt ids: {', '.join(ids)}")
         return value

@@ -74,6 +74,39 @@ def test_names_that_collide_get_the_short_key(write_manifest: WriteManifest) -> 
         f"boat_{duration}_{job.short_key}.mp4" for job, duration in zip(jobs, [6, 10, 6, 10])]
 
 
+STREET = "A cinematic shot of rain falling on a quiet city street at "
+
+
+def test_prompts_whose_slugs_meet_are_told_apart_by_a_hash_of_their_text(
+        write_manifest: WriteManifest) -> None:
+    prompts = [STREET + "dusk", STREET + "night", "猫が屋根の上で寝ている", "犬が海辺を走る",
+               "A paper boat", {"id": "a-kite", "text": "A kite!"}, "a kite"]
+    ids = ["a-cinematic-shot-of-rain-falling-on-a-qu-44ec23a3",
+           "a-cinematic-shot-of-rain-falling-on-a-qu-b1345296", "prompt-3baf4b7e",
+           "prompt-32f20f30", "a-paper-boat", "a-kite", "a-kite-facf5131"]
+    plan = make_plan(write_manifest({"prompts": prompts, "output": {"filename": "{prompt}.mp4"}}))
+    assert [job.axes["prompt"] for job in plan.jobs] == ids
+    assert [job.filename for job in plan.jobs] == [f"{pid}.mp4" for pid in ids]
+    backwards = make_plan(write_manifest({"prompts": prompts[::-1]}, "backwards.yaml"))
+    assert {job.key: job.axes["prompt"] for job in backwards.jobs} == \
+        {job.key: job.axes["prompt"] for job in plan.jobs}
+
+
+def test_a_rule_names_a_prompt_by_the_id_the_plan_shows(write_manifest: WriteManifest) -> None:
+    path = write_manifest({"prompts": [STREET + "dusk", STREET + "night",
+                                       {"id": "a-kite", "text": "A kite!"}, "a kite"],
+                           "matrix": {"resolution": ["768p", "1080p"], "exclude": [
+                               {"prompt": "a-kite", "resolution": "1080p"},
+                               {"prompt": "a-cinematic-shot-of-rain-falling-on-a-qu-b1345296",
+                                "resolution": "1080p"}]}})
+    kept = [(job.axes["prompt"], job.axes["resolution"]) for job in make_plan(path).jobs]
+    assert kept == [("a-cinematic-shot-of-rain-falling-on-a-qu-44ec23a3", "768p"),
+                    ("a-cinematic-shot-of-rain-falling-on-a-qu-44ec23a3", "1080p"),
+                    ("a-cinematic-shot-of-rain-falling-on-a-qu-b1345296", "768p"),
+                    ("a-kite", "768p"), ("a-kite-facf5131", "768p"),
+                    ("a-kite-facf5131", "1080p")]
+
+
 def test_names_that_differ_only_in_case_or_junk_collide_too(write_manifest: WriteManifest) -> None:
     path = write_manifest({"vars": {"who": ["Cat", "cat", "a/b", "a b", "dog"]},
                            "prompts": [{"id": "p", "text": "A {who}"}],
