@@ -18,7 +18,7 @@ from typing import Any
 
 from runner.catalog import Catalog
 from runner.errors import Issue
-from runner.manifest import Document, Path_, SchemaResult, did_you_mean, whole_number
+from runner.manifest import Document, Path_, SchemaResult, did_you_mean, json_path, whole_number
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"model": "hailuo-2_3", "resolution": "768p", "duration": 6,
                                     "aspect_ratio": "16:9", "public": False}
@@ -58,6 +58,33 @@ class Cell:
     sources: dict[str, Path_]
     start_frame: dict[str, Any] | None
     styles: tuple[str, ...] = ()
+
+    def twin_axis(self, kept: Cell) -> str | None:
+        """The axis whose value this cell, merged into `kept` (the same request), has from
+        another place in the manifest, when it is the only one: a style set of the same styles,
+        `pro photo` beside `Pro Photo`. An include's cell, written whole in one place, has none."""
+        axes = [axis for axis in self.sources.keys() | kept.sources.keys()
+                if self.sources.get(axis) != kept.sources.get(axis)]
+        if len(axes) != 1 or self.sources[axes[0]][:2] == ("matrix", "include"):
+            return None
+        return axes[0]
+
+
+def merged_warning(doc: Document, axis: str, here: Path_, kept: Cell) -> Issue:
+    """What to tell of the value written at `here`, whose cells were merged into those of
+    `kept`'s value of the same axis: the gallery has no column or row of its own for them."""
+    there = kept.sources[axis]
+    place = json_path(there).removeprefix("$.")
+    line = doc.place(there, key=axis == "style_set")[0]
+    if axis == "style_set":
+        message = f"the same styles as {place} (line {line}): its cells are {kept.values[axis]}'s"
+    else:
+        value = (kept.values[axis] if axis in kept.values
+                 else kept.start_frame.get("path") or kept.start_frame["id"])
+        owner = f"prompt {value!r}" if axis == "prompt" else repr(value_text(value))
+        noun = "text" if axis == "prompt" else axis.replace("_", " ")
+        message = f"the same {noun} as {place} (line {line}): its cells are those of {owner}"
+    return doc.issue(here, message, "remove one, or make them differ", key=axis == "style_set")
 
 
 @dataclass

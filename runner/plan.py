@@ -36,6 +36,7 @@ from runner.matrix import (
     Cell,
     Expansion,
     expand,
+    merged_warning,
     placeholders,
     value_text,
 )
@@ -404,9 +405,10 @@ class _Planner:
         """Cells with identical requests merged, each checked against the model rules, in one
         pass that stops as soon as the plan is known to have more than max_jobs jobs: a small
         manifest can describe a matrix of millions of cells."""
-        seen: set[str] = set()
+        seen: dict[str, Cell] = {}
         kept = []
         merged = 0
+        twins: dict[Path_, tuple[str, Cell]] = {}  # by a value merged away: its axis, and its twin
         skipped: Counter[str] = Counter()  # cells left out by on_invalid: skip, by the rule they break
         broken: dict[str, tuple[Issue | None, int]] = {}  # by rule: its first cell's issue, and the cells
         skip = self.data.get("on_invalid", "error") == "skip"
@@ -416,8 +418,11 @@ class _Planner:
             text = canonical_json(request)
             if text in seen:
                 merged += 1
+                axis = cell.twin_axis(seen[text])
+                if axis is not None:
+                    twins.setdefault(cell.sources[axis], (axis, seen[text]))
                 continue
-            seen.add(text)
+            seen[text] = cell
             checked = json.loads(text.replace(upload.placeholder, _CHECK_ID)) if upload else request
             violations = self.catalog.check_request(checked)
             if not violations:
@@ -439,6 +444,8 @@ class _Planner:
                 self.issues.append(dataclasses.replace(
                     first, message=f"{count - CELLS_SHOWN:,} more cells: {rule}",
                     problems=count - CELLS_SHOWN))
+        told = [merged_warning(self.doc, axis, here, twin) for here, (axis, twin) in twins.items()]
+        self.warnings.extend(issue.render() for issue in sorted(told, key=lambda i: (i.line, i.column)))
         if skipped:
             self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
                 f"{rule} ({count})" for rule, count in skipped.most_common()))

@@ -189,6 +189,54 @@ def test_cells_left_out_are_told_by_the_rule_they_break_and_an_empty_plan_says_s
         "the plan has no jobs (cells: 1, excluded: 1, skipped as invalid: 0)",)
 
 
+SETS = """version: 1
+name: twins
+prompts: [A boat]
+styles:
+  sets:
+    A: [Pro Photo, Warm]
+    B: [Warm, Pro Photo]
+    C: [pro photo, Warm]
+"""
+MERGED_HINT = " (hint: remove one, or make them differ)"
+
+
+def test_a_style_set_whose_cells_are_merged_into_another_sets_is_told_where_both_are(
+        write_manifest: WriteManifest) -> None:
+    path = write_manifest(SETS)
+    plan = make_plan(path)
+    assert [job.axes["style_set"] for job in plan.jobs] == ["A", "B"] and plan.merged == 1
+    assert plan.warnings == (f"{path}:8:5: $.styles.sets.C: the same styles as styles.sets.A "
+                             f"(line 6): its cells are A's{MERGED_HINT}",)
+    apart = make_plan(write_manifest(SETS + "matrix: {exclude: [{style_set: A}]}\n", "apart.yaml"))
+    assert [job.axes["style_set"] for job in apart.jobs] == ["B", "C"] and apart.warnings == ()
+
+
+def test_an_axis_value_merged_into_another_is_told_where_both_are(write_manifest: WriteManifest) -> None:
+    path = write_manifest("""version: 1
+name: twins
+prompts: [A boat]
+styles:
+  vibe: [Pro Photo, pro photo]
+  lighting: [none, None, Foggy]
+matrix:
+  include:
+    - {prompt: a-boat, vibe: Pro Photo}
+""")
+    plan = make_plan(path)
+    assert [(job.axes["vibe"], job.axes["lighting"]) for job in plan.jobs] == [
+        ("Pro Photo", "none"), ("Pro Photo", "Foggy")] and plan.merged == 5
+    assert plan.warnings == (  # the include, a cell written whole, is not a value written twice
+        f"{path}:5:21: $.styles.vibe[1]: the same vibe as styles.vibe[0] (line 5): its cells "
+        f"are those of 'Pro Photo'{MERGED_HINT}",
+        f"{path}:6:20: $.styles.lighting[1]: the same lighting as styles.lighting[0] (line 6): "
+        f"its cells are those of 'none'{MERGED_HINT}")
+    ids = write_manifest({"prompts": [{"id": "a", "text": PROMPT}, {"id": "b", "text": PROMPT}]}, "ids.yaml")
+    assert make_plan(ids).warnings == (f"{ids}:7:9: $.prompts[1].text: the same text as "
+                                       f"prompts[0].text (line 5): its cells are those of prompt 'a'"
+                                       f"{MERGED_HINT}",)
+
+
 def test_a_budget_below_the_estimate_is_told_before_anything_is_spent(write_manifest: WriteManifest) -> None:
     plan = make_plan(write_manifest({"repeat": 4, "run": {"budget_usd": 1.0}}))
     assert plan.estimated_usd == 1.08 and plan.warnings_for() == (
