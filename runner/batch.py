@@ -182,6 +182,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         # be the folder's.
         begin = _Begin(config, journal, run_id, clock)
         broken: BaseException | None = None
+        unfinished: list[dict[str, Any]] = []  # earlier starts' folders left unfinished
         try:
             journal.keep_plan()  # put back if the run ends before it begins
             journal.sync_plan(planned.jobs)
@@ -193,7 +194,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                                 to_create)
             needed_usd = nightly.cost_to_create(to_create, settings.run.budget_usd)
             if config.out is None:
-                nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
+                unfinished = nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned, to_create
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random(), begin,
@@ -210,8 +211,9 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                     # reading it) tells of its plan, then leaves the journal's plan and the
                     # folder's results as the run before left them (writing that run's results
                     # when it died before it could).
-                    results = (_write_end(journal, run_id, out_dir, folder) if begin.called
-                               else compute(journal, out_dir, run_id))
+                    results = (_write_end(journal, run_id, out_dir, folder, unfinished)
+                               if begin.called else
+                               compute(journal, out_dir, run_id, unfinished_folders=unfinished))
                     if not begin.called:
                         journal.restore_plan()
                         if stale:
@@ -225,15 +227,17 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     return RunReport(out_dir, outcome, results)
 
 
-def _write_end(journal: Journal, run_id: int, out_dir: Path,
-               folder: files.Folder) -> report.RunResults:
+def _write_end(journal: Journal, run_id: int, out_dir: Path, folder: files.Folder,
+               unfinished: list[dict[str, Any]] | None = None) -> report.RunResults:
     """The results and report of the run `run_id`, written into its folder (`out_dir`), which
-    must still be the one the run began in: never into a folder made anew where it was."""
+    must still be the one the run began in: never into a folder made anew where it was.
+    `unfinished` lists the earlier starts' folders the run's start found unfinished: only the
+    run itself knows them, and its summary names them."""
     if folder.moved():
         raise StateError(f"{out_dir} was moved or deleted during the run, its journal with it: "
                          "run again where the folder is now")
     try:
-        results = write_results(journal, out_dir, run_id)
+        results = write_results(journal, out_dir, run_id, unfinished_folders=unfinished)
         report.write_report(out_dir, results)
     except OSError as exc:
         raise StateError(f"{out_dir}: cannot write the run's results "

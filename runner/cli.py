@@ -425,6 +425,8 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
                f"downloaded{gone}, ${summary['spent_usd']:.2f} spent")
     if (done.out_dir / results.SUMMARY).exists():  # a first run refused before it began wrote none
         click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
+    for unfinished in summary["unfinished_folders"]:  # a cron mail, unlike the log, is read
+        click.echo(nightly.left_unfinished(unfinished))
     sys.exit(done.outcome.exit_code)
 
 

@@ -269,18 +269,21 @@ def videos_missing(out_dir: Path, count: int, *, fetching: bool) -> None:
                     extra={"missing_videos": count})
 
 
-def earlier_folders(template: str, name: str, out_dir: Path) -> None:
+def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, Any]]:
     """Warn of the folders that earlier starts made from an `output.dir` with {date}, {time} or
-    {run_id} while they hold unfinished jobs: a start in a new folder never resumes them."""
+    {run_id} while they hold unfinished jobs: a start in a new folder never resumes them. Those
+    folders are returned with their counts (`out`, `in_flight`, `waiting`), for the run's summary
+    (`unfinished_folders`) and the lines that end it: an unattended run reads no log."""
     stamps = [p for p in ("date", "time", "run_id") if "{" + p + "}" in template]
     if not stamps:
-        return
+        return []
     # Placeholders are bare names, which glob.escape leaves as they are: escaping the whole
     # template escapes its literal parts, so `[`, `*` and `?` in them match only themselves.
     literal = glob.escape(os.path.expanduser(template))
     pattern = literal.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
     if out_dir.name.endswith(SIMULATED_SUFFIX):  # the earlier starts' folders were named alike
         pattern += SIMULATED_SUFFIX
+    unfinished: list[dict[str, Any]] = []
     for journal in sorted(glob.glob(os.path.join(pattern, state.JOURNAL_NAME))):
         folder = Path(journal).parent
         other_kind = folder.name.endswith(SIMULATED_SUFFIX) != out_dir.name.endswith(SIMULATED_SUFFIX)
@@ -294,13 +297,22 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> None:
             continue
         in_flight, waiting = found
         if in_flight or waiting:
-            log.warning("%s, an earlier start's folder, still holds %s in flight (paid, not yet "
-                        "downloaded) and %d not yet sent; this start does not resume them: run with "
-                        "%s%s to finish them", folder, plural(in_flight, "job"), waiting,
-                        "--simulate --out " if folder.name.endswith(SIMULATED_SUFFIX) else "--out ",
-                        folder,
+            left = {"out": str(folder), "in_flight": in_flight, "waiting": waiting}
+            log.warning("%s", left_unfinished(left),
                         extra={"unfinished_folder": str(folder), "in_flight": in_flight,
                                "waiting": waiting})
+            unfinished.append(left)
+    return unfinished
+
+
+def left_unfinished(folder: dict[str, Any]) -> str:
+    """What to say of an earlier start's folder left unfinished (an entry of the summary's
+    `unfinished_folders`), and the command that finishes it."""
+    out = folder["out"]
+    run = "--simulate --out" if out.endswith(SIMULATED_SUFFIX) else "--out"
+    return (f"{out}, an earlier start's folder, still holds {plural(folder['in_flight'], 'job')} "
+            f"in flight (paid, not yet downloaded) and {folder['waiting']} not yet sent; this "
+            f"start does not resume them: run with {run} {out} to finish them")
 
 
 def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logged: bool) -> None:

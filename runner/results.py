@@ -3,14 +3,15 @@
     results.jsonl   one record per job (the gallery and `hailuo-batch report` read these)
     errors.jsonl    the failed records
     results.csv     the records flattened, axes as columns
-    summary.json    counts, money, durations and the exit code of the last run
+    summary.json    counts, money, durations and the exit code of the last run, and the
+                    earlier folders its start found unfinished
 """
 
 from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,11 @@ def collect(out_dir: Path, *, begun: bool = False) -> report.RunResults:
         return compute(journal, out_dir, journal.last_begun() if begun else None)
 
 
-def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> report.RunResults:
-    """The folder's records, and its summary as of the run `run_id` (else the latest)."""
+def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
+            unfinished_folders: Sequence[dict[str, Any]] | None = None) -> report.RunResults:
+    """The folder's records, and its summary as of the run `run_id` (else the latest); a run's
+    own summary also lists the earlier starts' folders it found unfinished
+    (`nightly.earlier_folders`), which the journal does not know of."""
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     spent = reserved = 0.0
@@ -82,13 +86,16 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> repor
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
         "exit_reason": run.exit_reason if run else None}
+    if unfinished_folders is not None:
+        summary["unfinished_folders"] = list(unfinished_folders)
     return report.RunResults(out_dir, summary, tuple(records))
 
 
-def write_results(journal: Journal, out_dir: Path, run_id: int) -> report.RunResults:
+def write_results(journal: Journal, out_dir: Path, run_id: int, *,
+                  unfinished_folders: Sequence[dict[str, Any]] | None = None) -> report.RunResults:
     """Write the four results files of the run `run_id` (each whole or not at all) and return
     what they hold."""
-    results = compute(journal, out_dir, run_id)
+    results = compute(journal, out_dir, run_id, unfinished_folders=unfinished_folders)
     files.write_text(out_dir / RESULTS, _lines(results.records))
     files.write_text(out_dir / ERRORS, _lines(results.failures))
     table = io.StringIO()

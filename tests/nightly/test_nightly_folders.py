@@ -8,18 +8,23 @@ import shutil
 from pathlib import Path
 
 import pytest
-from nightlykit import ROOT, key_file, run_cli, sim_settings, summary, write_manifest
+from nightlykit import ROOT, key_file, receiver, run_cli, sim_settings, summary, write_manifest
 
 from runner.batch import RunConfig, run_batch
 from runner.schedule import Backoff
 from runner.simulator import run_in_thread
 
 
-def earlier(folder: str, in_flight: int, unsent: int, *, run: str = "--out") -> str:
-    """The warning a start gives of an earlier start's `folder` left unfinished."""
-    return (f"WARNING {folder}, an earlier start's folder, still holds {in_flight} jobs in flight "
+def left(folder: str, in_flight: int, unsent: int, *, run: str = "--out") -> str:
+    """What a start says of an earlier start's `folder` left unfinished."""
+    return (f"{folder}, an earlier start's folder, still holds {in_flight} jobs in flight "
             f"(paid, not yet downloaded) and {unsent} not yet sent; this start does not resume "
             f"them: run with {run} {folder} to finish them")
+
+
+def earlier(folder: str, in_flight: int, unsent: int, *, run: str = "--out") -> str:
+    """The warning a start logs of an earlier start's `folder` left unfinished."""
+    return f"WARNING {left(folder, in_flight, unsent, run=run)}"
 
 
 def test_a_rerun_with_the_same_run_id_resumes_the_same_folder(tmp_path: Path) -> None:
@@ -68,6 +73,27 @@ def test_an_earlier_folder_whose_paid_jobs_failed_for_now_is_warned_of(tmp_path:
     assert timed_out.returncode == 3
     assert summary(tmp_path / "out" / "nightly" / "night-6")["counts"] == {"failed": 4}
     assert earlier("out/nightly/night-6", 4, 0) in next_night.stderr
+
+
+def test_the_end_of_a_start_in_a_new_folder_names_the_earlier_ones_left_unfinished(
+        tmp_path: Path) -> None:
+    """Cron mails standard output and a webhook gets the summary: both name a folder whose paid
+    jobs this start does not resume, as its log does."""
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1,
+                              run={"timeout": "0.3s", "budget_usd": 0.6})
+    nights = tmp_path / "out" / "nightly"
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim, \
+            receiver() as hook:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim), "--notify-url", hook.url)
+        first = run_cli(*args, "--run-id", "night-6", cwd=tmp_path)
+        next_night = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
+    assert first.returncode == next_night.returncode == 3
+    assert len(first.stdout.splitlines()) == 2 and summary(nights / "night-6")["unfinished_folders"] == []
+    assert next_night.stdout.splitlines()[2:] == [left("out/nightly/night-6", 2, 2)]
+    unfinished = [{"out": "out/nightly/night-6", "in_flight": 2, "waiting": 2}]
+    assert summary(nights / "night-7")["unfinished_folders"] == unfinished
+    assert [body["summary"]["unfinished_folders"] for body in hook.received] == [[], unfinished]
 
 
 def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_path: Path) -> None:
