@@ -18,7 +18,7 @@ import tqdm
 from click.core import ParameterSource
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from runner import batch, catalog, logs, nightly, render, results
+from runner import batch, catalog, logs, nightly, notify, render, results
 from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import http_url_problem, parse_duration, shown_url
@@ -422,7 +422,7 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
     missing = len(summary["missing_videos"])
     gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
     click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
-               f"downloaded{gone}, ${summary['spent_usd']:.2f} spent")
+               f"downloaded{gone}, {notify.spent(summary)}")
     if (done.out_dir / results.SUMMARY).exists():  # a first run refused before it began wrote none
         click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     for unfinished in summary["unfinished_folders"]:  # a cron mail, unlike the log, is read

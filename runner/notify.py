@@ -25,8 +25,17 @@ def headline(summary: dict[str, Any]) -> str:
     counts = summary.get("counts", {})
     done, failed = counts.get("downloaded", 0), counts.get("failed", 0)
     return (f"hailuo-batch {summary.get('name')}: {done}/{summary.get('jobs', 0)} downloaded, "
-            f"{failed} failed, ${summary.get('spent_usd', 0):.2f} spent, "
+            f"{failed} failed, {spent(summary)}, "
             f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
+
+
+def spent(summary: dict[str, Any]) -> str:
+    """The money of a run's end: the folder's total over all its runs, and what this run
+    spent when that differs (a resumed night, a budget stop the night before), so that a
+    budget never looks overrun by what earlier runs paid."""
+    total = f"${summary.get('spent_usd', 0):.2f}"
+    by_run = f"${summary.get('run_spent_usd', summary.get('spent_usd', 0)):.2f}"
+    return f"{total} spent" if by_run == total else f"{total} spent ({by_run} by this run)"
 
 
 def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str | None:

@@ -3,8 +3,8 @@
     results.jsonl   one record per job (the gallery and `hailuo-batch report` read these)
     errors.jsonl    the failed records
     results.csv     the records flattened, axes as columns
-    summary.json    counts, money, durations and the exit code of the last run, and the
-                    earlier folders its start found unfinished
+    summary.json    counts, money (the folder's and its last run's), durations and the exit
+                    code of the last run, and the earlier folders its start found unfinished
 """
 
 from __future__ import annotations
@@ -63,23 +63,28 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
             unfinished_folders: Sequence[dict[str, Any]] | None = None) -> report.RunResults:
     """The folder's records, and its summary as of the run `run_id` (else the latest); a run's
     own summary also lists the earlier starts' folders it found unfinished
-    (`nightly.earlier_folders`), which the journal does not know of."""
+    (`nightly.earlier_folders`), which the journal does not know of. `spent_usd` is the
+    folder's over all its runs, `run_spent_usd` that run's: the generations its creates made
+    (one a later run found on the account after the create's answer was lost included)."""
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
-    spent = reserved = 0.0
+    spent = reserved = by_run = 0.0
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
+    run = journal.run(run_id)
     for row in journal.reported():  # every job that holds or spent money is among them
         records.append(record(row))
         counts[row.state] += 1
         spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
+        if run and row.run_id == run.id:  # the run sent the create that made its generation
+            by_run += row.generation_usd
         if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
             missing.append(row.file)
-    run = journal.run(run_id)
     ended = run.ended_at if run else None
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
         "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
-        "spent_usd": round(spent, 4), "reserved_usd": round(reserved, 4),
+        "spent_usd": round(spent, 4), "run_spent_usd": round(by_run, 4),
+        "reserved_usd": round(reserved, 4),
         "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 4),
         "missing_videos": missing,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),

@@ -73,11 +73,16 @@ class JobRow:
 
     @property
     def spent_usd(self) -> float:
-        """Money this job cost: its generations given up on before, plus the current one's
-        price as its create answer named it (else the estimate)."""
+        """Money this job cost: its generations given up on before, plus the current one's."""
+        return self.spent_before_usd + self.generation_usd
+
+    @property
+    def generation_usd(self) -> float:
+        """What its current generation cost (nothing without one): the price its create answer
+        named, else the estimate. The create was sent by the run `run_id`."""
         if self.generation_id is None:
-            return self.spent_before_usd
-        return self.spent_before_usd + (self.cost_usd if self.cost_usd else self.estimated_cost)
+            return 0.0
+        return self.cost_usd if self.cost_usd else self.estimated_cost
 
     @property
     def polled_again(self) -> bool:

@@ -67,6 +67,28 @@ def test_the_manifests_notify_url_hears_of_a_stopped_run(tmp_path: Path) -> None
                                    "exit 3 (the budget of $0.6 is reached)")
 
 
+def test_a_resumed_run_tells_what_it_spent_beside_the_folders_total(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={"budget_usd": 0.6})
+    with run_in_thread(sim_settings()) as sim, receiver() as hook:
+        args = ("run", manifest, "--out", "out", "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim), "--notify-url", hook.url)
+        first, second = run_cli(*args, cwd=tmp_path), run_cli(*args, cwd=tmp_path)
+    assert first.returncode == second.returncode == 3, second.stderr
+    assert first.stdout.splitlines()[0] == ("the budget of $0.6 is reached: 2/8 downloaded, "
+                                            "$0.54 spent")
+    assert second.stdout.splitlines()[0] == ("the budget of $0.6 is reached: 4/8 downloaded, "
+                                             "$1.08 spent ($0.54 by this run)")
+    assert [body["text"] for body in hook.received] == [
+        "hailuo-batch nightly: 2/8 downloaded, 0 failed, $0.54 spent, exit 3 (the budget of $0.6 "
+        "is reached)",
+        "hailuo-batch nightly: 4/8 downloaded, 0 failed, $1.08 spent ($0.54 by this run), exit 3 "
+        "(the budget of $0.6 is reached)"]
+    assert [(body["summary"]["spent_usd"], body["summary"]["run_spent_usd"])
+            for body in hook.received] == [(0.54, 0.54), (1.08, 0.54)]
+    written = summary(tmp_path / "out")
+    assert (written["spent_usd"], written["run_spent_usd"]) == (1.08, 0.54)
+
+
 def test_an_interrupted_run_still_notifies(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)
     settings = sim_settings(render_seconds=3600.0, time_scale=1.0, balance_credits=100_000)
@@ -99,8 +121,8 @@ def test_a_run_refused_in_another_accounts_folder_is_announced_and_leaves_its_re
     (ended,) = [e for e in json_log(tmp_path / "run.log") if e["message"].startswith("run ended: ")]
     assert done.returncode == 4 and "out was run on another account" in done.stdout
     assert body["summary"]["exit_code"] == ended["summary"]["exit_code"] == 4
-    assert body["text"].startswith("hailuo-batch nightly: 4/4 downloaded, 0 failed, $1.08 spent, "
-                                   "exit 4 (out was run on another account")
+    assert body["text"].startswith("hailuo-batch nightly: 4/4 downloaded, 0 failed, $1.08 spent "
+                                   "($0.00 by this run), exit 4 (out was run on another account")
     assert ended["message"] == f"run ended: {body['text']}"
     assert [(tmp_path / "out" / name).read_bytes() for name in ("summary.json", "report.html")] == kept
 
