@@ -421,8 +421,12 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
     summary = done.results.summary
     missing = len(summary["missing_videos"])
     gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
-    click.echo(f"{done.outcome.reason}: {summary['counts'].get('downloaded', 0)}/{summary['jobs']} "
+    counts = render.plan_counts(summary)
+    click.echo(f"{done.outcome.reason}: {counts.get('downloaded', 0)}/{sum(counts.values())} "
                f"downloaded{gone}, {notify.spent(summary)}")
+    earlier = render.unplanned_line(summary)
+    if earlier:
+        click.echo(earlier)
     if (done.out_dir / results.SUMMARY).exists():  # a first run refused before it began wrote none
         click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     for unfinished in summary["unfinished_folders"]:  # a cron mail, unlike the log, is read

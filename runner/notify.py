@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from runner.render import plan_counts, unplanned_line
+
 
 TIMEOUT_SECONDS = 10.0
 
@@ -22,11 +24,13 @@ def headline(summary: dict[str, Any]) -> str:
     if summary.get("refused"):
         return (f"hailuo-batch {summary.get('name')}: ended without a summary, "
                 f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
-    counts = summary.get("counts", {})
+    counts = plan_counts(summary)
     done, failed = counts.get("downloaded", 0), counts.get("failed", 0)
-    return (f"hailuo-batch {summary.get('name')}: {done}/{summary.get('jobs', 0)} downloaded, "
+    earlier = unplanned_line(summary)
+    return (f"hailuo-batch {summary.get('name')}: {done}/{sum(counts.values())} downloaded, "
             f"{failed} failed, {spent(summary)}, "
-            f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
+            f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})"
+            + (f"; {earlier}" if earlier else ""))
 
 
 def spent(summary: dict[str, Any]) -> str:

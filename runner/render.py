@@ -26,6 +26,25 @@ def videos_gone(count: int, *, fetching: bool = False) -> str:
             f"to download {them} (nothing is paid again)")
 
 
+def plan_counts(summary: dict[str, Any]) -> dict[str, int]:
+    """A summary's jobs of the current plan by state: its `counts` without its
+    `unplanned_counts`, the jobs kept from earlier versions of the manifest."""
+    unplanned = summary.get("unplanned_counts") or {}
+    counts = {state: count - unplanned.get(state, 0)
+              for state, count in (summary.get("counts") or {}).items()}
+    return {state: count for state, count in counts.items() if count}
+
+
+def unplanned_line(summary: dict[str, Any]) -> str | None:
+    """What a summary says of the jobs kept from earlier versions of the manifest, if any:
+    `12 jobs no longer in the manifest: 3 downloaded, 9 failed`."""
+    unplanned = summary.get("unplanned_counts") or {}
+    if not unplanned:
+        return None
+    states = ", ".join(f"{count} {state}" for state, count in unplanned.items())
+    return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
+
+
 def job_record(job: Job, states: dict[str, str] | None = None,
                files: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;

@@ -13,7 +13,7 @@ import dataclasses
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -50,12 +50,14 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """The figures a report leads with."""
+    """The figures a report leads with: the jobs of the current plan by state, the jobs kept from
+    earlier versions of the manifest (`unplanned`), and the folder's money."""
 
     jobs: int
     done: int
     failed: int
     unfinished: int
+    unplanned: int
     spent_usd: float
     estimated_usd: float
 
@@ -80,6 +82,11 @@ class RunResults:
         return [record for record in self.records if record["state"] == FAILED]
 
     @property
+    def current(self) -> RunResults:
+        """These results with only the jobs of the current plan."""
+        return dataclasses.replace(self, records=tuple(filter(planned, self.records)))
+
+    @property
     def axes(self) -> list[str]:
         """Every axis key present in the records: known axes in their order, vars after prompt."""
         present: dict[str, None] = {}
@@ -97,19 +104,30 @@ class RunResults:
 
     @property
     def totals(self) -> Totals:
-        states = [record.get("state") for record in self.records]
+        states = [record.get("state") for record in self.current.records]
         spent = self.summary.get("spent_usd")
         estimated = self.summary.get("estimated_usd")
         return Totals(
-            jobs=len(self.records), done=states.count(DONE), failed=states.count(FAILED),
+            jobs=len(states), done=states.count(DONE), failed=states.count(FAILED),
             unfinished=len(states) - states.count(DONE) - states.count(FAILED),
-            spent_usd=round(float(spent if spent is not None else _total(self.records, "spent_usd")), 2),
+            unplanned=len(self.records) - len(states),
+            spent_usd=round(float(spent if spent is not None
+                                  else sum(float(r.get("spent_usd") or 0) for r in self.records)), 2),
             estimated_usd=round(float(estimated if estimated is not None
-                                      else _total(self.records, "estimated_cost_usd")), 2))
+                                      else estimate(self.records)), 2))
 
 
-def _total(records: tuple[dict[str, Any], ...], field: str) -> float:
-    return sum(float(record.get(field) or 0) for record in records)
+def planned(record: dict[str, Any]) -> bool:
+    """Whether the job is in the current plan, not one kept from an earlier version of the
+    manifest (results written before the field was there hold only planned jobs)."""
+    return record.get("planned", True) is not False
+
+
+def estimate(records: Iterable[dict[str, Any]]) -> float:
+    """What the jobs are estimated to cost: those of the current plan, and those the manifest no
+    longer has unless they ended unpaid (refused at create, say), which will never cost a cent."""
+    return sum(float(record.get("estimated_cost_usd") or 0) for record in records
+               if planned(record) or record.get("state") != FAILED or record.get("spent_usd"))
 
 
 def load(out_dir: Path) -> RunResults:
@@ -200,6 +218,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
     jobs = []
     for record in results.records:
         job = {field: record.get(field) for field in PAGE_FIELDS}
+        job["planned"] = planned(record)
         job["file"] = relative_path(record.get("file"))
         job["poster"] = relative_path(record.get("poster"))
         # a failed job keeps the file an earlier download left: its cell tells why it failed
@@ -207,9 +226,13 @@ def page_data(results: RunResults) -> dict[str, Any]:
                           and files.gone(results.out_dir, job["file"]))
         job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
         jobs.append(job)
-    axes = [{"key": axis, "label": axis_label(axis)} for axis in results.axes]
-    return {"run": run, "totals": results.totals.as_dict(), "axes": axes,
-            "varying": results.varying_axes, "jobs": jobs}
+    # the grid compares the current plan's jobs alone; those kept from earlier versions of the
+    # manifest are shown apart, so their axes name them but offer no row or column
+    current = results.current
+    axes = [{"key": axis, "label": axis_label(axis)} for axis in current.axes]
+    labels = {axis: axis_label(axis) for axis in results.axes}
+    return {"run": run, "totals": results.totals.as_dict(), "axes": axes, "labels": labels,
+            "varying": current.varying_axes, "jobs": jobs}
 
 
 def axis_label(axis: str) -> str:
@@ -265,14 +288,17 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         reason = summary.get("exit_reason")
         header += f"  (exit {summary['exit_code']}{': ' + reason if reason else ''})"
     stream.write(_text(header) + "\n")
+    earlier = (f"; {plural(totals.unplanned, 'job')} no longer in the manifest"
+               if totals.unplanned else "")
     stream.write(f"{plural(totals.jobs, 'job')}: {totals.done} done, {totals.failed} failed, "
-                 f"{totals.unfinished} unfinished; spent ${totals.spent_usd:.2f} "
+                 f"{totals.unfinished} unfinished{earlier}; spent ${totals.spent_usd:.2f} "
                  f"of ${totals.estimated_usd:.2f} estimated\n\n")
     axes = results.varying_axes
     rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
     for record in results.records:
         rows.append([str(record.get("index", "")), str(record.get("short_key") or ""),
-                     str(record.get("state") or ""), _cost(record),
+                     str(record.get("state") or "") + ("" if planned(record) else " (no longer planned)"),
+                     _cost(record),
                      _seconds(record.get("render_seconds")),
                      *(_text(record["axes"].get(axis)) for axis in axes),
                      _text(record.get("file") if record.get("state") == DONE

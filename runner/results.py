@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
-from runner.render import plural, videos_gone
+from runner.render import plan_counts, plural, unplanned_line, videos_gone
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -68,12 +68,15 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     (one a later run found on the account after the create's answer was lost included)."""
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
+    unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
     spent = reserved = by_run = 0.0
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
     run = journal.run(run_id)
     for row in journal.reported():  # every job that holds or spent money is among them
         records.append(record(row))
         counts[row.state] += 1
+        if not row.planned:
+            unplanned[row.state] += 1
         spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
         if run and row.run_id == run.id:  # the run sent the create that made its generation
             by_run += row.generation_usd
@@ -83,9 +86,10 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
         "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
+        "unplanned_counts": dict(sorted(unplanned.items())),
         "spent_usd": round(spent, 4), "run_spent_usd": round(by_run, 4),
         "reserved_usd": round(reserved, 4),
-        "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 4),
+        "estimated_usd": round(report.estimate(records), 4),
         "missing_videos": missing,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
@@ -129,14 +133,18 @@ def status_lines(results: report.RunResults) -> list[str]:
         else:
             ended = "did not end cleanly"
         lines.append(f"last run: started {summary['started_at']}, {ended}")
-    lines.append("  ".join(f"{state} {count}" for state, count in summary["counts"].items())
+    lines.append("  ".join(f"{state} {count}" for state, count in plan_counts(summary).items())
                  or "no jobs")
+    earlier = unplanned_line(summary)
+    if earlier:
+        lines.append(earlier)
     lines.append(f"spent ${summary['spent_usd']:.2f}, reserved ${summary['reserved_usd']:.2f}, "
                  f"estimated ${summary['estimated_usd']:.2f}")
     if summary["missing_videos"]:
         lines.append(videos_gone(len(summary["missing_videos"])))
         lines.extend(f"gone {file}" for file in summary["missing_videos"])
-    for failure in results.failures:
-        lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}: "
+    for failure in results.failures:  # the current plan's first
+        gone = "" if report.planned(failure) else " (no longer in the manifest)"
+        lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "
                      f"{failure['reason']}")
     return lines

@@ -5,8 +5,11 @@
 
   const DATA = JSON.parse(document.getElementById("report-data").textContent);
   const RUN = DATA.run;
-  const JOBS = DATA.jobs;
-  const LABELS = Object.fromEntries(DATA.axes.map((axis) => [axis.key, axis.label]));
+  /* The grid compares the jobs of the current plan; those kept from earlier versions of the
+   * manifest (`planned` false) are listed apart, below it. */
+  const JOBS = DATA.jobs.filter((job) => job.planned);
+  const EARLIER = DATA.jobs.filter((job) => !job.planned);
+  const LABELS = DATA.labels;
   const AXES = DATA.axes.map((axis) => axis.key);
   const VARYING = DATA.varying;
   const STYLE_AXES = ["vibe", "lighting", "color_theme", "style_set"];
@@ -82,7 +85,7 @@
     return {
       run: { name: RUN.name, out: RUN.out, manifest: RUN.manifest },
       exported_at: new Date().toISOString(),
-      picks: JOBS.filter((job) => picks.has(job.key)).map((job) => ({
+      picks: DATA.jobs.filter((job) => picks.has(job.key)).map((job) => ({
         key: job.key, short_key: job.short_key, index: job.index, prompt: job.prompt,
         axes: job.axes, styles: job.styles, file: job.file, cost_usd: job.cost_usd,
       })),
@@ -237,8 +240,10 @@
     const grid = $("grid");
     observer.disconnect();
     const shown = JOBS.filter(visible);
+    earlier();
     if (!JOBS.length) {  // no jobs, so no axes to lay out
-      $("empty").textContent = "This run has no jobs.";
+      $("empty").textContent = EARLIER.length ? "The manifest has none of this folder's jobs now."
+        : "This run has no jobs.";
       $("empty").hidden = false;
       showTotals(shown);
       return;
@@ -303,12 +308,27 @@
     return block;
   }
 
+  /* The jobs the manifest no longer has, each with its axes and prompt text (an old text may
+   * stand under a prompt id the manifest still has). Closed until opened: the count says they are there. */
+  function earlier() {
+    $("earlier").hidden = !EARLIER.length;
+    if (!EARLIER.length) return;
+    const groups = Object.values(STATES).map((state) => [state, EARLIER.filter((job) => stateGroup(job) === state).length])
+      .filter(([, count]) => count).map(([state, count]) => `${count} ${state}`);
+    $("earlier-count").textContent = `${EARLIER.length} ${EARLIER.length === 1 ? "job" : "jobs"} no longer in the manifest: ${groups.join(", ")}`;
+    $("earlier-jobs").replaceChildren(...EARLIER.map((job) => el("div", { class: "earlier-job" },
+      el("div", { class: "chips" }, ...Object.keys(LABELS).filter((axis) => axis in job.axes)
+        .map((axis) => chip(valueKey(job.axes[axis]), LABELS[axis]))),
+      el("p", { class: "prompt", text: job.prompt || "" }), cell(job))));
+  }
+
   function showTotals(shown) {
     const totals = DATA.totals;
     const items = [["jobs", totals.jobs], ["done", totals.done], ["failed", totals.failed],
       ["unfinished", totals.unfinished], ["spent", money(totals.spent_usd)],
       ["estimated", money(totals.estimated_usd)], ["shown", shown.length]];
-    $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${name}` },
+    if (totals.unplanned) items.push(["no longer planned", totals.unplanned]);
+    $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${name.replaceAll(" ", "-")}` },
       el("dt", { text: name }), el("dd", { text: String(value) }))));
   }
 

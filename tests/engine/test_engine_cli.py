@@ -18,6 +18,7 @@ import pytest
 from enginekit import PROMPTS, down_url, invoke, invoke_run, run, sim_settings, step, write_manifest
 
 from runner.config import RunSettings, parse_duration
+from runner.notify import headline
 from runner.plan import make_plan
 from runner.simulator import run_in_thread
 from runner.state import Journal
@@ -214,7 +215,9 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
     dropped = paid - {job["key"] for job in json.loads(planned)["jobs"]}
     fetching = json.loads(planned)["summary"]["unplanned_to_fetch"]
     assert len(dropped) == 2 and sorted(fetching) == sorted(dropped)
-    assert code == 0 and "4/4 downloaded" in shown and created == 4
+    assert code == 0 and created == 4 and shown.splitlines()[:2] == [
+        "every job downloaded: 2/2 downloaded, $1.08 spent ($0.00 by this run)",
+        "2 jobs no longer in the manifest: 2 downloaded"]
 
 
 def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_them_back(
@@ -282,3 +285,30 @@ def test_an_unsettled_create_is_looked_for_first_not_counted_as_one_to_create(tm
     assert started.endswith("0 already downloaded, 3 to create, 1 unsettled create to look for "
                             "first (created again only when not found)")
     assert code == 0 and created == 4  # not found on this account: created once
+
+
+def test_a_refused_prompt_fixed_under_its_id_is_counted_apart_by_the_run_status_and_summary(
+        tmp_path: Path) -> None:
+    def manifest(text: str) -> Path:
+        return write_manifest(tmp_path, prompts=[{"id": "street", "text": PROMPTS[0]},
+                                                 {"id": "night", "text": text}],
+                              repeat=1, styles={"vibe": ["none"]})
+
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        assert invoke_run(manifest("A street moderate-me at night"), out, sim)[0] == 1
+        code, ended, _ = invoke_run(manifest("A street at night"), out, sim)
+    _, status, _ = invoke("status", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0 and ended.splitlines()[:2] == [
+        "every job downloaded: 2/2 downloaded, $0.54 spent ($0.27 by this run)",
+        "1 job no longer in the manifest: 1 failed"]
+    assert status.splitlines()[2:5] == ["downloaded 2", "1 job no longer in the manifest: 1 failed",
+                                        "spent $0.54, reserved $0.00, estimated $0.54"]
+    (failure,) = [line for line in status.splitlines() if line.startswith("failed ")]
+    assert " night (no longer in the manifest): refused by content moderation" in failure
+    assert summary["counts"] == {"downloaded": 2, "failed": 1} and summary["jobs"] == 3
+    assert summary["unplanned_counts"] == {"failed": 1} and summary["estimated_usd"] == 0.54
+    assert headline(summary).startswith(
+        "hailuo-batch sweep: 2/2 downloaded, 0 failed, $0.54 spent ($0.27 by this run)")
+    assert headline(summary).endswith("; 1 job no longer in the manifest: 1 failed")

@@ -230,3 +230,61 @@ def test_a_section_shows_its_prompt_text_only_when_its_cells_share_it(driver: Dr
                                  ".map((b) => [b.dataset.value, b.querySelector('.section-prompt')"
                                  "?.textContent ?? null])); })()")
     assert seen == {"street": None, "cat": "A cat asleep"}
+
+
+def test_jobs_the_manifest_no_longer_has_are_listed_apart_from_the_comparison(
+        driver: Driver, tmp_path: Path, artifacts: Path) -> None:
+    def manifest(text: str, sets: dict[str, list[str]]) -> Path:
+        path = tmp_path / "ab.yaml"
+        path.write_text(yaml.safe_dump({
+            "version": 1, "name": "ab", "prompts": [{"id": "street", "text": PROMPTS["rain-street"]},
+                                                    {"id": "lighthouse", "text": text}],
+            "styles": {"sets": sets}}, sort_keys=False), encoding="utf-8")
+        return path
+
+    out = tmp_path / "out"
+    sets = {"warm": ["Warm"], "cool": ["Cool"]}
+    first = manifest("A lighthouse in a storm, moderate-me", {**sets, "noir": ["Dark"]})
+    assert simulate(first, out).returncode == 1
+    # the refused prompt's text fixed under its id, and the set noir dropped
+    assert simulate(manifest("A lighthouse in a storm", sets), out).returncode == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    earlier = {r["key"]: r for r in records if not r["planned"]}
+    assert sorted(r["state"] for r in earlier.values()) == ["downloaded", "failed", "failed", "failed"]
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out)
+        grid = await page.evaluate("[...document.querySelectorAll('#grid .cell')].map((c) => c.dataset.key)")
+        closed = await page.evaluate("({count: document.getElementById('earlier-count').textContent,"
+                                     " open: document.getElementById('earlier').open,"
+                                     " seen: document.getElementById('earlier-count')"
+                                     ".getBoundingClientRect().height > 0})")
+        await page.click("#earlier-count")
+        await page.screenshot(artifacts / "report-earlier.png", full_page=True)
+        return {"grid": grid, "closed": closed, "columns": await page.evaluate(texts(".col-head")),
+                "filters": await page.evaluate(texts(".filter .value")),
+                "totals": await page.evaluate(
+                    "Object.fromEntries([...document.querySelectorAll('.total')]"
+                    ".map((t) => [t.querySelector('dt').textContent, t.querySelector('dd').textContent]))"),
+                "earlier": await page.evaluate(
+                    "[...document.querySelectorAll('.earlier-job')].map((j) => ({key:"
+                    " j.querySelector('.cell').dataset.key, prompt: j.querySelector('.prompt').textContent,"
+                    " chips: [...j.querySelectorAll('.chip')].map((c) => c.textContent),"
+                    " video: j.querySelector('.media[data-src]') !== null,"
+                    " shown: j.getBoundingClientRect().height > 0}))"),
+                "errors": await page.evaluate("pageErrors")}
+
+    seen = driver.run(scenario())
+    assert sorted(seen["grid"]) == sorted(r["key"] for r in records if r["planned"])
+    assert seen["columns"] == ["warm", "cool"] and "noir" not in seen["filters"]
+    assert seen["totals"]["jobs"] == "4" and seen["totals"]["failed"] == "0"
+    assert seen["totals"]["no longer planned"] == "4"
+    assert seen["closed"] == {"count": "4 jobs no longer in the manifest: 1 done, 3 failed",
+                              "open": False, "seen": True}
+    assert {job["key"] for job in seen["earlier"]} == set(earlier)
+    for job in seen["earlier"]:
+        record = earlier[job["key"]]
+        assert job["shown"] and job["prompt"] == record["prompt"]
+        assert f"style set{record['axes']['style_set']}" in job["chips"]
+        assert job["video"] == (record["state"] == "downloaded")  # the paid video still plays here
+    assert seen["errors"] == []

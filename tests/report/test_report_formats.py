@@ -94,7 +94,7 @@ def test_json_holds_the_run_totals_and_every_record(sweep_run) -> None:
     document = json.loads(stream.getvalue())
     assert document["jobs"] == records
     assert document["totals"] == {"jobs": 12, "done": 9, "failed": 2, "unfinished": 1,
-                                  "spent_usd": 2.52, "estimated_usd": 3.36}
+                                  "unplanned": 0, "spent_usd": 2.52, "estimated_usd": 3.36}
     assert document["run"]["exit_code"] == 1
 
 
