@@ -261,6 +261,13 @@ class _Planner:
                 self.issues.append(self.doc.issue(("run", key), str(exc).removeprefix(f"{key}: ")))
             else:
                 usable[key] = value
+        for key, value in overrides.items():  # a flag's own mistake is told under its name
+            try:
+                RunSettings.build({key: value})
+            except UsageError as exc:
+                flag = "--" + key.replace("_", "-")
+                said = str(exc).removeprefix(f"{key}: ").removeprefix(f"{key} ")
+                raise UsageError(f"{flag}: {said}") from None
         settings = RunSettings.build(usable, overrides)
         if settings.max_runtime is None and overrides.get("grace") is not None:
             raise UsageError(f"--{_GRACE_ALONE} (--max-runtime, or max_runtime in the manifest's run:)")

@@ -104,7 +104,7 @@ def test_max_jobs_from_the_command_line_wins(monkeypatch: pytest.MonkeyPatch) ->
         "(its matrix holds up to 28 before merging) (hint: raise --max-jobs, or narrow the matrix)")
     zero = invoke(monkeypatch, "plan", "--max-jobs", "0", "all-features.yaml")
     assert zero.exit_code == 2
-    assert zero.stderr == "error: max_jobs must be from 1 to 1,000,000, not 0\n"
+    assert zero.stderr == "error: --max-jobs: must be from 1 to 1,000,000, not 0\n"
 
 
 def test_styles_lists_the_catalog_by_category(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,17 +16,22 @@ WriteManifest = Callable[..., Path]
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"budget_usd": float("nan")}, "budget_usd must be a finite number, 0 or more, not nan"),
-    ({"budget_usd": float("inf")}, "budget_usd must be a finite number, 0 or more, not inf"),
-    ({"budget_usd": -1.0}, "budget_usd must be a finite number, 0 or more, not -1.0"),
-    ({"submit_per_minute": float("nan")}, "submit_per_minute must be a finite number more than 0, not nan"),
-    ({"submit_per_minute": float("inf")}, "submit_per_minute must be a finite number more than 0, not inf"),
-    ({"max_jobs": MAX_JOBS + 1}, "max_jobs must be from 1 to 1,000,000, not 1000001"),
-    ({"concurrency": MAX_CONCURRENCY + 1}, "concurrency must be from 1 to 1,000, not 1001"),
-    ({"concurrency": 0}, "concurrency must be from 1 to 1,000, not 0"),
+    ({"budget_usd": float("nan")}, "--budget-usd: must be a finite number, 0 or more, not nan"),
+    ({"budget_usd": float("inf")}, "--budget-usd: must be a finite number, 0 or more, not inf"),
+    ({"budget_usd": -1.0}, "--budget-usd: must be a finite number, 0 or more, not -1.0"),
+    ({"submit_per_minute": float("nan")},
+     "--submit-per-minute: must be a finite number more than 0, not nan"),
+    ({"submit_per_minute": float("inf")},
+     "--submit-per-minute: must be a finite number more than 0, not inf"),
+    ({"max_jobs": MAX_JOBS + 1}, "--max-jobs: must be from 1 to 1,000,000, not 1000001"),
+    ({"concurrency": MAX_CONCURRENCY + 1}, "--concurrency: must be from 1 to 1,000, not 1001"),
+    ({"concurrency": 0}, "--concurrency: must be from 1 to 1,000, not 0"),
+    ({"max_runtime": "-5s"},
+     "--max-runtime: '-5s' is not a duration (use e.g. 5s, 15m, 2h)"),
+    ({"max_runtime": "2h", "grace": "0s"}, "--grace: must be more than zero, not '0s'"),
 ])
-def test_a_setting_that_cannot_drive_a_run_is_refused(write_manifest: WriteManifest, overrides: dict,
-                                                      message: str) -> None:
+def test_a_flag_that_cannot_drive_a_run_is_refused_under_its_name(
+        write_manifest: WriteManifest, overrides: dict, message: str) -> None:
     with pytest.raises(UsageError) as caught:
         make_plan(write_manifest({}), overrides=overrides)
     assert str(caught.value) == message
