@@ -44,6 +44,8 @@ _TEXT_WHEN = {_INT_TAG: lambda text: not _WHOLE.fullmatch(text),
               _BOOL_TAG: lambda text: text.lower() not in ("true", "false"),
               "tag:yaml.org,2002:timestamp": lambda text: True}
 _RESOLVER = yaml.resolver.Resolver()
+# What YAML counts as a line break, as the parser counts the lines of the places it gives.
+_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 
 def _significant_digits(number: str) -> int:
@@ -88,13 +90,24 @@ class Document:
     # Keys left out while loading (written twice, or not a name): the schema's issues open with
     # them, so that they are reported with every other problem of the document.
     issues: list[Issue] = field(default_factory=list)
+    # The text as read, and where each text value written in place (not through an alias)
+    # starts and ends in it: a problem in a part of a long text is placed at that part.
+    text: str = ""
+    extents: dict[Path_, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
         return Path(self.file).parent
 
-    def place(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
-        """Line and column of the value at `path` (or of its key), else of its nearest ancestor."""
+    def place(self, path: Path_, *, key: bool = False,
+              part: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Line and column of the value at `path` (or of its key), else of its nearest ancestor.
+        With `part` (a start and an end in the text value: a placeholder, say), of that piece
+        where the file has it, when it can be found there."""
+        if part is not None and path in self.extents:
+            found = self._part_place(path, *part)
+            if found:
+                return found
         table = self.key_places if key else self.places
         if path in table:
             return table[path]
@@ -103,9 +116,31 @@ class Document:
                 return self.places[path[:end]]
         return (1, 1)
 
-    def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> Issue:
-        line, column = self.place(path, key=key)
+    def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False,
+              part: tuple[int, int] | None = None) -> Issue:
+        line, column = self.place(path, key=key, part=part)
         return Issue(self.file, line, column, json_path(path), message, hint)
+
+    def _part_place(self, path: Path_, start: int, end: int) -> tuple[int, int] | None:
+        """Where a piece of a text value is written: its nth time as written in the value's
+        source, when the source holds the piece as many times as the value does. An escape, a
+        line folded within the piece or a comment after a `|` can make them differ: None then."""
+        value: Any = self.data
+        for step in path:
+            value = value[step]
+        piece = value[start:end]
+        first, last = self.extents[path]
+        source = self.text[first:last]
+        if not piece or source.count(piece) != value.count(piece):
+            return None
+        at = -1
+        for _ in range(value.count(piece, 0, start) + 1):
+            at = source.index(piece, at + 1)
+        line, column = self.places[path]
+        breaks = list(_BREAK.finditer(source, 0, at))
+        if not breaks:
+            return line, column + at
+        return line + len(breaks), at - breaks[-1].end() + 1
 
 
 class _Builder:
@@ -131,7 +166,10 @@ class _Builder:
         self._count(1, path)
         self.doc.places[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node)
+            value = self._scalar(node)
+            if isinstance(value, str):
+                self.doc.extents[path] = (node.start_mark.index, node.end_mark.index)
+            return value
         self.built[id(node)] = (_BUILDING, 0)
         if isinstance(node, yaml.MappingNode):
             value: Any = self._mapping(node, path)
@@ -238,7 +276,7 @@ def load_document(path: Path | str, *, what: str = "manifest") -> Document:
     as located issues."""
     file = str(path)
     text = _read_text(Path(path), file, what)
-    doc = Document(file, None)
+    doc = Document(file, None, text=text)
     try:
         _check_depth(text, file)
         loader = Loader(text)

@@ -132,21 +132,39 @@ def prompt_ids(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 BRACES_HINT = "write {name} for a placeholder, {{ or }} for a literal brace"
+# The braces of a template, left to right: an escaped one, a field, or one alone.
+_BRACES = re.compile(r"\{\{|\}\}|\{[^{}]*\}|[{}]")
+
+
+class BracesError(ValueError):
+    """Braces in a template that are not a placeholder; `part` is where they stand, if known."""
+
+    def __init__(self, message: str, part: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.part = part
+
+
+def field_part(template: str, written: str | None = None) -> tuple[int, int] | None:
+    """Where the field `written` (`{mod}`) first stands in a template, not within an escaped
+    `{{mod}}`; with None, the first brace that opens or closes nothing."""
+    return next(((m.start(), m.end()) for m in _BRACES.finditer(template)
+                 if m.group() == written or (written is None and len(m.group()) == 1)), None)
 
 
 def placeholders(template: str) -> list[str]:
-    """The `{names}` of a template; raises ValueError for braces that are not placeholders."""
+    """The `{names}` of a template; raises BracesError for braces that are not placeholders."""
     names = []
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(f"unbalanced braces: {exc}") from exc
+        raise BracesError(f"unbalanced braces: {exc}", field_part(template)) from exc
     for _, name, spec, conversion in fields:
         if name is None:
             continue
         if spec or conversion or not name.isidentifier():
             written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
-            raise ValueError(f"{{{written}}} is not a placeholder")
+            written = f"{{{written}}}"
+            raise BracesError(f"{written} is not a placeholder", field_part(template, written))
         names.append(name)
     return names
 
@@ -172,8 +190,9 @@ class Expander:
     def _section(self, name: str) -> dict[str, Any]:
         return self.data.get(name, {}) if self.checked.ok(name) else {}
 
-    def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> None:
-        self.result.issues.append(self.doc.issue(path, message, hint, key=key))
+    def issue(self, path: Path_, message: str, hint: str = "", *, key: bool = False,
+              part: tuple[int, int] | None = None) -> None:
+        self.result.issues.append(self.doc.issue(path, message, hint, key=key, part=part))
 
     def run(self) -> Expansion:
         """Check every section the schema found usable; expand only when all of them are."""
@@ -272,13 +291,14 @@ class Expander:
             self._check_text(text_path, entry["text"])
             try:
                 names = placeholders(entry["text"])
-            except ValueError as exc:
-                self.issue(text_path, str(exc), BRACES_HINT)
+            except BracesError as exc:
+                self.issue(text_path, str(exc), BRACES_HINT, part=exc.part)
                 continue
             for name in dict.fromkeys(names):
                 if name not in self.vars:
                     self.issue(text_path, f"unknown variable {{{name}}}",
-                               did_you_mean(name, list(self.vars)) or "define it under vars:")
+                               did_you_mean(name, list(self.vars)) or "define it under vars:",
+                               part=field_part(entry["text"], f"{{{name}}}"))
             prompts.append(Prompt(pid, entry["text"], text_path, tuple(dict.fromkeys(names)),
                                   entry.get("start_frame"), path + ("start_frame",),
                                   "start_frame" in entry))

@@ -32,10 +32,12 @@ from runner.manifest import (
 )
 from runner.matrix import (
     BRACES_HINT,
+    BracesError,
     BUILTIN_NAMES,
     Cell,
     Expansion,
     expand,
+    field_part,
     merged_warning,
     placeholders,
     value_text,
@@ -337,14 +339,15 @@ class _Planner:
         path = ("output", field)
         try:
             names = placeholders(template)
-        except ValueError as exc:
-            self.issues.append(self.doc.issue(path, str(exc), BRACES_HINT))
+        except BracesError as exc:
+            self.issues.append(self.doc.issue(path, str(exc), BRACES_HINT, part=exc.part))
             return
         for name in names:
             if name not in known:
                 self.issues.append(self.doc.issue(path, f"unknown placeholder {{{name}}}",
                                                   did_you_mean(name, known)
-                                                  or f"placeholders: {', '.join(known)}"))
+                                                  or f"placeholders: {', '.join(known)}",
+                                                  part=field_part(template, f"{{{name}}}")))
 
     def _check_notify(self, url: str) -> None:
         """The manifest's webhook, held to the test --notify-url is: the schema only sees that it
