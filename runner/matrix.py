@@ -251,7 +251,7 @@ class Expander:
     def _check_vars(self) -> None:
         """A var named like an axis would be silently hidden by it, or hide it, in prompts and
         file names alike; one named like a results column would give the results two. Its
-        values, bound for prompts, are text."""
+        values, bound for prompts, are text, sent as written."""
         axes = [*BUILTIN_NAMES, *self.catalog.categories]
         for name in self.vars:
             if name in axes:
@@ -262,7 +262,7 @@ class Expander:
                            f"rename the var; taken: {', '.join(RESULT_COLUMNS)}", key=True)
             listed = isinstance(self.data["vars"][name], list)
             for i, value in enumerate(self.vars[name]):
-                self._check_text(("vars", name, i) if listed else ("vars", name), value)
+                self._check_value(("vars", name, i) if listed else ("vars", name), value)
 
     def _check_text(self, path: Path_, value: Any) -> None:
         """A control character (a NUL, an escape) in text bound for a prompt is a slip: the API
@@ -271,6 +271,19 @@ class Expander:
         if found:
             self.issue(path, f"a control character (U+{ord(found.group()):04X}) has no place in a "
                        "prompt", "remove it; line breaks and tabs are fine")
+
+    def _check_value(self, path: Path_, value: Any) -> None:
+        """A var's value is put into a prompt as written, its braces too: a `{name}` in it
+        would reach the API as it stands, never filled in, so it is refused as an unknown one
+        in a prompt's text is."""
+        self._check_text(path, value)
+        fields = [m for m in _BRACES.finditer(value) if m.group()[1:-1].isidentifier()] \
+            if isinstance(value, str) else []
+        if fields:
+            self.issue(path, f"{fields[0].group()} in a var's value would be sent as written: "
+                       "placeholders are filled in only in a prompt's text",
+                       f"write {fields[0].group()} in the prompt's text, or leave the braces out",
+                       part=fields[0].span())
 
     def _prompts(self) -> list[Prompt]:
         prompts: list[Prompt] = []
@@ -413,7 +426,7 @@ class Expander:
                 self.issue(here, f"unknown style set {value!r}",
                            did_you_mean(str(value), list(self.data["styles"]["sets"])))
             elif key in self.vars and include:
-                self._check_text(here, value)
+                self._check_value(here, value)
                 result[key] = value
             elif key in self.vars and value not in self.vars[key]:
                 values = [value_text(v) for v in self.vars[key]]
