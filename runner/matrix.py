@@ -169,6 +169,14 @@ def placeholders(template: str) -> list[str]:
     return names
 
 
+def var_names(data: Any, checked: SchemaResult) -> list[str] | None:
+    """The vars' names, known once vars: is a mapping, whatever its values: the placeholders
+    of prompts and file names are checked against them while a value is still wrong. None
+    when they cannot be read."""
+    written = data.get("vars", {}) if checked.ok() else None
+    return list(written) if isinstance(written, dict) else None
+
+
 class Expander:
     """Builds the cells of one document; all issues are collected, none raised."""
 
@@ -183,6 +191,7 @@ class Expander:
             for name, value in self._section("vars").items()}
         self.defaults = {name: whole_number(value)
                          for name, value in {**BUILTIN_DEFAULTS, **self._section("defaults")}.items()}
+        self.var_names = var_names(self.data, checked)
         self.sets_mode = "sets" in self._section("styles")
         # every prompt's id and the slug it was made of, in order, as `_prompts` names them
         self.prompt_ids: list[tuple[str, str]] = []
@@ -198,7 +207,7 @@ class Expander:
         """Check every section the schema found usable; expand only when all of them are."""
         ok = self.checked.ok
         self._check_vars()
-        prompts = self._prompts() if ok("prompts", "vars") else []
+        prompts = self._prompts() if ok("prompts") and self.var_names is not None else []
         style_axes = self._style_axes() if ok("styles") else []
         matrix = self.data.get("matrix", {})
         excludes, includes = [], []
@@ -308,9 +317,9 @@ class Expander:
                 self.issue(text_path, str(exc), BRACES_HINT, part=exc.part)
                 continue
             for name in dict.fromkeys(names):
-                if name not in self.vars:
+                if name not in self.var_names:
                     self.issue(text_path, f"unknown variable {{{name}}}",
-                               did_you_mean(name, list(self.vars)) or "define it under vars:",
+                               did_you_mean(name, self.var_names) or "define it under vars:",
                                part=field_part(entry["text"], f"{{{name}}}"))
             prompts.append(Prompt(pid, entry["text"], text_path, tuple(dict.fromkeys(names)),
                                   entry.get("start_frame"), path + ("start_frame",),

@@ -41,6 +41,7 @@ from runner.matrix import (
     merged_warning,
     placeholders,
     value_text,
+    var_names,
 )
 
 KEY_VERSION = "hailuo-job/v1"
@@ -281,9 +282,10 @@ class _Planner:
     def plan(self) -> Plan:
         expansion = expand(self.doc, self.catalog, self.checked)
         self.issues.extend(expansion.issues)
-        if self.checked.ok("output", "vars"):
+        names = var_names(self.data, self.checked)
+        if self.checked.ok("output") and names is not None:
             self._check_placeholders("filename", self.template, [
-                *BUILTIN_NAMES, *self.data.get("vars", {}), *self.catalog.categories])
+                *BUILTIN_NAMES, *names, *self.catalog.categories])
             self._check_placeholders("dir", self.output_dir, list(OUTPUT_DIR_PLACEHOLDERS))
         if self.checked.ok("notify") and "notify" in self.data:
             self._check_notify(self.data["notify"])
