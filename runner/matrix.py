@@ -29,8 +29,9 @@ BUILTIN_NAMES = ("name", "prompt", "vars", "styles", "n", "key", "start_frame", 
 # The results' own columns (results.csv, the gallery's filters) beside the axes: a var so named
 # would make two columns of one name. report.py's CSV header is held to this list by a test.
 RESULT_COLUMNS = ("index", "short_key", "state", "planned", "prompt_id", "sample", "cost_usd",
-                  "spent_usd", "estimated_cost_usd", "render_seconds", "attempts", "file", "poster",
-                  "reason", "generation_id", "submitted_at", "completed_at", "downloaded_at")
+                  "spent_usd", "spent_estimated_usd", "estimated_cost_usd", "render_seconds",
+                  "attempts", "file", "poster", "reason", "generation_id", "submitted_at",
+                  "completed_at", "downloaded_at")
 NONE = "none"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

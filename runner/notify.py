@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from runner.render import plan_counts, unplanned_line
+from runner.render import estimated_part, plan_counts, unplanned_line
 
 
 TIMEOUT_SECONDS = 10.0
@@ -34,12 +34,14 @@ def headline(summary: dict[str, Any]) -> str:
 
 
 def spent(summary: dict[str, Any]) -> str:
-    """The money of a run's end: the folder's total over all its runs, and what this run
-    spent when that differs (a resumed night, a budget stop the night before), so that a
-    budget never looks overrun by what earlier runs paid."""
+    """The money of a run's end: the folder's total over all its runs, how much of it is
+    estimates, and what this run spent when that differs (a resumed night, a budget stop the
+    night before), so that a budget never looks overrun by what earlier runs paid."""
     total = f"${summary.get('spent_usd', 0):.2f}"
     by_run = f"${summary.get('run_spent_usd', summary.get('spent_usd', 0)):.2f}"
-    return f"{total} spent" if by_run == total else f"{total} spent ({by_run} by this run)"
+    notes = [note for note in (estimated_part(summary),
+                               None if by_run == total else f"{by_run} by this run") if note]
+    return f"{total} spent ({'; '.join(notes)})" if notes else f"{total} spent"
 
 
 def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str | None:

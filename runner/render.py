@@ -45,6 +45,14 @@ def unplanned_line(summary: dict[str, Any]) -> str | None:
     return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
 
 
+def estimated_part(summary: dict[str, Any]) -> str | None:
+    """How much of a summary's money spent was booked at estimates, if any: `$0.12 of it
+    estimated`, the generations whose create answer, with their price, was lost. The budget
+    counts them so too."""
+    estimated = summary.get("spent_estimated_usd") or 0
+    return f"${estimated:.2f} of it estimated" if round(estimated, 2) else None
+
+
 def job_record(job: Job, states: dict[str, str] | None = None,
                files: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;

@@ -41,9 +41,9 @@ PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
                "render_seconds", "attempts", "completed_at")
 CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
 CSV_HEAD = ("index", "key", "short_key", "state", "planned", "prompt")
-CSV_TAIL = ("styles", "cost_usd", "spent_usd", "estimated_cost_usd", "render_seconds", "attempts",
-            "file", "poster", "reason", "generation_id", "submitted_at", "completed_at",
-            "downloaded_at")
+CSV_TAIL = ("styles", "cost_usd", "spent_usd", "spent_estimated_usd", "estimated_cost_usd",
+            "render_seconds", "attempts", "file", "poster", "reason", "generation_id",
+            "submitted_at", "completed_at", "downloaded_at")
 # A spreadsheet takes a cell that starts so for a formula: such text gets a leading quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -3,8 +3,9 @@
     results.jsonl   one record per job (the gallery and `hailuo-batch report` read these)
     errors.jsonl    the failed records
     results.csv     the records flattened, axes as columns
-    summary.json    counts, money (the folder's and its last run's), durations and the exit
-                    code of the last run, and the earlier folders its start found unfinished
+    summary.json    counts, money (the folder's, the part of it at estimates, and its last
+                    run's), durations and the exit code of the last run, and the earlier
+                    folders its start found unfinished
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
-from runner.render import plan_counts, plural, unplanned_line, videos_gone
+from runner.render import estimated_part, plan_counts, plural, unplanned_line, videos_gone
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -39,12 +40,14 @@ def record(row: JobRow) -> dict[str, Any]:
     `status`, the report's header, rows and columns): the cost its create's answer named, else,
     once it has a generation, its estimate, since a job recovered from the account after that
     answer was lost was paid for all the same; plus what generations given up on by a retry
-    cost. A cost never named is shown as an estimate ("est. $0.27").
+    cost. A cost never named is shown as an estimate ("est. $0.27"), and `spent_estimated_usd`
+    is the part of `spent_usd` so booked.
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
             "planned": row.planned, "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
             "generation_id": row.generation_id, "estimated_cost_usd": row.estimated_cost,
-            "cost_usd": row.cost_usd, "spent_usd": row.spent_usd, "reason": row.reason, "file": row.file,
+            "cost_usd": row.cost_usd, "spent_usd": row.spent_usd,
+            "spent_estimated_usd": row.spent_estimated_usd, "reason": row.reason, "file": row.file,
             "poster": row.poster, "sidecar": row.sidecar,
             "submitted_at": iso(row.submitted_at), "completed_at": iso(row.completed_at),
             "downloaded_at": iso(row.downloaded_at), "render_seconds": row.render_seconds,
@@ -65,11 +68,13 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     own summary also lists the earlier starts' folders it found unfinished
     (`nightly.earlier_folders`), which the journal does not know of. `spent_usd` is the
     folder's over all its runs, `run_spent_usd` that run's: the generations its creates made
-    (one a later run found on the account after the create's answer was lost included)."""
+    (one a later run found on the account after the create's answer was lost included);
+    `spent_estimated_usd` is the part of `spent_usd` booked at estimates (such a generation's
+    price was named by no answer)."""
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
-    spent = reserved = by_run = 0.0
+    spent = reserved = by_run = at_estimates = 0.0
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
     run = journal.run(run_id)
     for row in journal.reported():  # every job that holds or spent money is among them
@@ -78,6 +83,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         if not row.planned:
             unplanned[row.state] += 1
         spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
+        at_estimates += row.spent_estimated_usd
         if run and row.run_id == run.id:  # the run sent the create that made its generation
             by_run += row.generation_usd
         if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
@@ -87,7 +93,8 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
         "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
         "unplanned_counts": dict(sorted(unplanned.items())),
-        "spent_usd": round(spent, 4), "run_spent_usd": round(by_run, 4),
+        "spent_usd": round(spent, 4), "spent_estimated_usd": round(at_estimates, 4),
+        "run_spent_usd": round(by_run, 4),
         "reserved_usd": round(reserved, 4),
         "estimated_usd": round(report.estimate(records), 4),
         "missing_videos": missing,
@@ -138,7 +145,9 @@ def status_lines(results: report.RunResults) -> list[str]:
     earlier = unplanned_line(summary)
     if earlier:
         lines.append(earlier)
-    lines.append(f"spent ${summary['spent_usd']:.2f}, reserved ${summary['reserved_usd']:.2f}, "
+    of_it = estimated_part(summary)
+    lines.append(f"spent ${summary['spent_usd']:.2f}{f' ({of_it})' if of_it else ''}, "
+                 f"reserved ${summary['reserved_usd']:.2f}, "
                  f"estimated ${summary['estimated_usd']:.2f}")
     if summary["missing_videos"]:
         lines.append(videos_gone(len(summary["missing_videos"])))

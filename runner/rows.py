@@ -19,7 +19,7 @@ ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "re
                "cost_credits", "generation_id", "run_id", "attempts", "reason",
                "create_sent_at", "submitted_at", "completed_at", "downloaded_at", "video_url",
                "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind",
-               "spent_before_usd")
+               "spent_before_usd", "spent_before_estimated_usd")
 # Failures whose generation may still deliver: a poll that ran out of time, a download that broke
 # off. A job retried after one of them polls its generation again; after any other failure (a
 # FAILED render, a deleted generation, moderation) it is created anew.
@@ -66,6 +66,7 @@ class JobRow:
     poster: str | None
     error_kind: str | None
     spent_before_usd: float
+    spent_before_estimated_usd: float
 
     @property
     def short_key(self) -> str:
@@ -83,6 +84,13 @@ class JobRow:
         if self.generation_id is None:
             return 0.0
         return self.cost_usd if self.cost_usd else self.estimated_cost
+
+    @property
+    def spent_estimated_usd(self) -> float:
+        """The part of `spent_usd` booked at estimates: generations whose price no create answer
+        named (found on the account after the answer was lost), this one's and those given up on."""
+        unpriced = self.generation_id is not None and not self.cost_usd
+        return self.spent_before_estimated_usd + (self.estimated_cost if unpriced else 0.0)
 
     @property
     def polled_again(self) -> bool:
@@ -148,15 +156,17 @@ class JobRow:
 
     def retried(self, *, run_id: int, at: float) -> Move:
         """Back to work: its generation polled again when it may still deliver (POLL_AGAIN),
-        else pending, a dead generation's cost kept in `spent_before_usd`."""
+        else pending, a dead generation's cost kept in `spent_before_usd` (its estimate, when
+        no answer named its price, in `spent_before_estimated_usd` too)."""
         changes: dict[str, Any] = {"reason": None, "error_kind": None}
         if self.polled_again:
             return self._move(("failed",), "submitted", run_id, at, changes, detail="retry")
         if self.generation_id:
-            changes.update(spent_before_usd=self.spent_usd, generation_id=None, cost_usd=None,
-                           cost_credits=None, create_sent_at=None, submitted_at=None,
-                           completed_at=None, video_url=None, poster_url=None,
-                           render_seconds=None)
+            changes.update(spent_before_usd=self.spent_usd,
+                           spent_before_estimated_usd=self.spent_estimated_usd,
+                           generation_id=None, cost_usd=None, cost_credits=None,
+                           create_sent_at=None, submitted_at=None, completed_at=None,
+                           video_url=None, poster_url=None, render_seconds=None)
         return self._move(("failed",), "pending", run_id, at, changes, detail="retry")
 
     def _move(self, sources: tuple[str, ...], target: str, run_id: int, at: float,
@@ -250,7 +260,8 @@ def _reads(read: Callable[[Any], object], value: Any) -> bool:
 _UNREADABLE = (ValueError, TypeError, KeyError)
 _NUMBER_COLUMNS = ("idx", "planned", "estimated_cost", "reserved_usd", "cost_usd", "cost_credits",
                    "run_id", "attempts", "create_sent_at", "submitted_at", "completed_at",
-                   "downloaded_at", "render_seconds", "spent_before_usd")
+                   "downloaded_at", "render_seconds", "spent_before_usd",
+                   "spent_before_estimated_usd")
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _numbers = operator.itemgetter(*(ROW_COLUMNS.index(column) for column in _NUMBER_COLUMNS))
 _READERS: dict[str, Callable[[Any], object]] = {

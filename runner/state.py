@@ -94,6 +94,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN account TEXT;
     """,
+    # Version 7: the part of `spent_before_usd` booked at estimates (generations whose create
+    # answer was lost); older files count what they kept there as reported.
+    """
+    ALTER TABLE jobs ADD COLUMN spent_before_estimated_usd REAL NOT NULL DEFAULT 0;
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"

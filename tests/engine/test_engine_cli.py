@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -312,3 +313,31 @@ def test_a_refused_prompt_fixed_under_its_id_is_counted_apart_by_the_run_status_
     assert headline(summary).startswith(
         "hailuo-batch sweep: 2/2 downloaded, 0 failed, $0.54 spent ($0.27 by this run)")
     assert headline(summary).endswith("; 1 job no longer in the manifest: 1 failed")
+
+
+def test_money_booked_at_estimates_after_lost_create_answers_is_said_to_be_estimated(
+        tmp_path: Path) -> None:
+    out, prices = tmp_path / "out", tmp_path / "prices.yaml"
+    prices.write_text('hailuo-2_3: {768p: {"6": 0.01}}\n', encoding="utf-8")  # below the real price
+    answered = sim_settings()
+    with run_in_thread(answered) as sim:  # 4 jobs whose creates named their cost: $1.08
+        assert invoke_run(write_manifest(tmp_path, repeat=1), out, sim)[0] == 0
+    lost = sim_settings(fault_create_500=1.0, user_id=answered.user_id)
+    with run_in_thread(lost) as sim:  # 4 more, each create billed, its answer lost
+        code, ended, _ = invoke_run(write_manifest(tmp_path), out, sim, "--prices", str(prices),
+                                    "--request-timeout", "0.5s")
+        created = sim.books.creates_accepted
+    assert code == 0 and created == 4  # each found on the account, booked at its $0.01 estimate
+    assert ended.splitlines()[0] == ("every job downloaded: 8/8 downloaded, $1.12 spent "
+                                     "($0.04 of it estimated; $0.04 by this run)")
+    written = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert (written["spent_usd"], written["spent_estimated_usd"], written["run_spent_usd"]) == (
+        1.12, 0.04, 0.04)
+    _, text, _ = invoke("status", str(out))
+    assert "spent $1.12 ($0.04 of it estimated), reserved $0.00" in text
+    _, shown, _ = invoke("status", str(out), "--format", "json")
+    assert json.loads(shown)["summary"]["spent_estimated_usd"] == 0.04
+    with (out / "results.csv").open(encoding="utf-8", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert Counter((row["cost_usd"], row["spent_usd"], row["spent_estimated_usd"])
+                   for row in rows) == {("0.27", "0.27", "0.0"): 4, ("", "0.01", "0.01"): 4}

@@ -237,6 +237,23 @@ def test_a_job_that_cost_money_stays_in_the_results_when_it_leaves_the_manifest(
     assert last.results.summary["spent_usd"] == pytest.approx(billed) == pytest.approx(0.81)
 
 
+def test_a_generation_given_up_on_stays_counted_as_an_estimate_when_no_answer_named_its_cost(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    lost = sim_settings(fault_create_500=1.0, fault_failed=1.0)
+    with run_in_thread(lost) as sim:  # its create's answer lost, found on the account, FAILED
+        first = run(manifest, out, sim)
+    with run_in_thread(sim_settings(user_id=lost.user_id)) as sim:
+        again = run(manifest, out, sim, retry_failed=True)  # created anew, its cost named
+    assert first.results.summary["spent_estimated_usd"] == 0.27
+    assert again.outcome.exit_code == 0
+    summary, (record,) = again.results.summary, results_lines(out)
+    assert (summary["spent_usd"], summary["spent_estimated_usd"]) == (0.54, 0.27)
+    assert (record["cost_usd"], record["spent_usd"], record["spent_estimated_usd"]) == (
+        0.27, 0.54, 0.27)
+
+
 def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
     # Estimates below the real price pass the balance check; the 402 then stops the run.
     manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.05}}})

@@ -173,9 +173,9 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
                                           sidecar=f"p/{job.index}.json")])
         journal.end_run(run, exit_code=0, reason="done", at=6.0)
         found = results.write_results(journal, tmp_path, run)
-    assert found.summary["spent_usd"] == 0.57
+    assert (found.summary["spent_usd"], found.summary["spent_estimated_usd"]) == (0.57, 0.27)
     status = CliRunner().invoke(main, ["status", str(tmp_path)], catch_exceptions=False)
-    assert "spent $0.57, " in status.stdout
+    assert "spent $0.57 ($0.27 of it estimated), " in status.stdout
     loaded = report.load(tmp_path)
     data = report.page_data(loaded)
     assert data["totals"]["spent_usd"] == 0.57
