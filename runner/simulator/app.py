@@ -2,7 +2,9 @@
 
 The guard is where a call meets the world as it is: faults that strike before anything happens
 (a reset connection, a slow answer, a 500), then the key and the request limit, then the route,
-then the fault that garbles a good answer. Every call is written to the books, whatever it met.
+then the fault that garbles a good answer. Every call is written to the books, whatever it met;
+one whose client hung up before its answer (a slow answer past the client's timeout, the ordinary
+end of that fault) is written there with status 499 and told nowhere else.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from runner.catalog import Violation
 from runner.simulator import answers
 from runner.simulator.answers import Refusal, v1_error
 from runner.simulator.backend import Backend
-from runner.simulator.books import CALL_FAULTS, CALL_GENERATION, RESET
+from runner.simulator.books import CALL_FAULTS, CALL_GENERATION, HUNG_UP, RESET
 from runner.simulator.media import Media
 from runner.simulator.uploads import UPLOAD_PATH
 
@@ -105,11 +107,17 @@ def _guard(backend: Backend) -> Callable[[web.Request, Handler], Awaitable[web.S
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request[CALL_FAULTS] = []
-        response = await _answer(backend, request, handler)
+        try:
+            response = await _answer(backend, request, handler)
+        except ConnectionResetError:
+            if request.transport is not None:
+                raise  # the client is still there: the simulator's own fault, with its traceback
+            response = web.Response(status=HUNG_UP)  # nobody is left to read it
         endpoint = request.match_info.route.name or "unknown"
+        hung_up = request.transport is None
         backend.books.record_call(
             at=backend.clock.now(), endpoint=endpoint, method=request.method, path=request.path,
-            status=RESET if "reset" in request[CALL_FAULTS] else response.status,
+            status=RESET if "reset" in request[CALL_FAULTS] else HUNG_UP if hung_up else response.status,
             faults=request[CALL_FAULTS], generation=request.get(CALL_GENERATION),
             real_ms=(time.perf_counter() - started) * 1000)
         return response

@@ -23,6 +23,7 @@ from runner.simulator.limits import RateWindow
 from runner.simulator.render import Generation
 
 RESET = 0  # the status logged for a call whose connection was reset: it got no answer
+HUNG_UP = 499  # the status logged for a call whose client hung up before its answer, as nginx logs it
 # What a call met, noted on the request by the routes for the log line the guard writes.
 CALL_FAULTS = web.RequestKey("faults", list)
 CALL_GENERATION = web.RequestKey("generation", str)

@@ -74,7 +74,8 @@ Answer shapes where the contract says "accept both" or "inferred"
 
 Books
     log_path              None; a path: one JSON line per request (time, endpoint, method, path,
-                          status, fault, generation id, real milliseconds), never the key.
+                          status, fault, generation id, real milliseconds), never the key. Status
+                          0: the simulator reset the connection; 499: the client hung up first.
     state_path            None: the account lives and dies with the process. A path: the account
                           is kept in that file across processes (`statefile` says how): read at
                           start when it exists (its user id, username, balance, generations and

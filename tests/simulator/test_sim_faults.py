@@ -9,6 +9,7 @@ import pytest
 from simkit import Caller, run, wire
 
 from runner.simulator import SimSettings
+from runner.simulator.backend import Backend
 
 
 def test_fault_500_strikes_any_call_before_anything_happens() -> None:
@@ -71,6 +72,19 @@ def test_fault_slow_delays_the_answer_by_the_scaled_delay() -> None:
         assert time.perf_counter() - started >= 0.05
         assert c.sim.books.faults == {"slow": 1}
     run(scenario, SimSettings(fault_slow=1.0, slow_seconds=60, time_scale=1200))
+
+
+def test_a_connection_error_of_the_simulators_own_still_shows_its_traceback(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(backend: Backend) -> None:
+        raise ConnectionResetError("a bug of the simulator's, its client still listening")
+    monkeypatch.setattr(Backend, "me", broken)
+
+    async def scenario(c: Caller) -> None:
+        assert (await c.call("GET", "/v1/me")).status == 500
+    run(scenario)
+    told = [record for record in caplog.records if record.name == "aiohttp.server"]
+    assert [record.exc_info[0] for record in told if record.exc_info] == [ConnectionResetError]
 
 
 def test_fault_not_json_garbles_a_good_answer_after_the_work_is_done() -> None:

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simkit import TEXT_TO_VIDEO, run
+from simkit import TEXT_TO_VIDEO, run, wire
 
 from runner.errors import UsageError
 from runner.simulator import SimSettings, run_in_thread
 
 
-def _call(url: str, key: str, body: Any = None) -> Any:
+def _call(url: str, key: str, body: Any = None, *, timeout: float = 10) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={
         "authorization": f"Bearer {key}", "content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.load(response)
 
 
@@ -103,6 +103,29 @@ def test_the_simulate_command_prints_url_and_key_and_stops_cleanly(tmp_path: Pat
     summary = json.loads(out[out.index("{"):])
     assert summary["requests"] == {"create": {"200": 1}, "me": {"200": 1}}
     assert announced["API key"] not in log.read_text("utf-8")
+
+
+def test_a_client_that_gives_up_on_a_slow_answer_is_booked_as_499_with_no_traceback(
+        tmp_path: Path) -> None:
+    log = tmp_path / "requests.jsonl"
+    process, announced = _start_cli(tmp_path, "--time-scale", "60", "--fault", "slow=1",
+                                    "--set", "slow_seconds=60", "--log-path", str(log))  # 1 s
+    url, key = announced["base URL"] + "/v2/generations", announced["API key"]
+    try:
+        with pytest.raises(TimeoutError):
+            _call(url, key, TEXT_TO_VIDEO, timeout=0.1)
+        # Its answer waits as long and started later, so it comes after the first one's end.
+        created = _call(url, key, wire(prompt="A lighthouse in a storm, waves breaking"))
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and err == ""
+    summary = json.loads(out[out.index("{"):])
+    assert (summary["creates_accepted"], summary["faults"]) == (1, {"slow": 2})
+    assert summary["requests"] == {"create": {"200": 1, "499": 1}}
+    logged = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+    assert [(call["status"], call["generation"]) for call in logged] == [
+        (499, None), (200, created["generate"]["generationId"])]
 
 
 @pytest.mark.parametrize(("args", "message"), [
