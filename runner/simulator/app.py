@@ -30,12 +30,16 @@ from runner.simulator.uploads import UPLOAD_PATH
 API_ROOT = "/api/rest"
 API_ROUTES = frozenset({"create", "poll", "list", "delete", "me", "init-image"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The tasks answering a call now, so that the simulator's stop can end those whose client is gone.
+ANSWERING = web.AppKey("answering", set[asyncio.Task[None]])
 
 
 def build_app(backend: Backend, media: Media) -> web.Application:
     """The aiohttp application serving one simulated account."""
     api = Api(backend)
     app = web.Application(middlewares=[_guard(backend)])
+    app[ANSWERING] = set()
+    app.on_cleanup.append(_end_answers)
     add = app.router.add_route
     add("POST", f"{API_ROOT}/v2/generations", api.create, name="create")
     add("GET", f"{API_ROOT}/v1/generations/user/{{user_id}}", api.listing, name="list")
@@ -107,12 +111,16 @@ def _guard(backend: Backend) -> Callable[[web.Request, Handler], Awaitable[web.S
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request[CALL_FAULTS] = []
+        answering = request.app[ANSWERING]
+        answering.add(request.task)
         try:
             response = await _answer(backend, request, handler)
         except ConnectionResetError:
             if request.transport is not None:
                 raise  # the client is still there: the simulator's own fault, with its traceback
             response = web.Response(status=HUNG_UP)  # nobody is left to read it
+        finally:
+            answering.discard(request.task)
         endpoint = request.match_info.route.name or "unknown"
         hung_up = request.transport is None
         backend.books.record_call(
@@ -152,6 +160,17 @@ async def _answer(backend: Backend, request: web.Request, handler: Handler) -> w
         faults.append("not_json")
         return web.Response(text=answers.NOT_JSON, content_type="text/html")
     return response
+
+
+async def _end_answers(app: web.Application) -> None:
+    """Once the server has shut down, the calls still being answered are those whose client hung
+    up during a slow answer: end them, so that none is left pending when the simulator's loop
+    closes."""
+    answering = app[ANSWERING]
+    for task in answering:
+        task.cancel()
+    if answering:
+        await asyncio.wait(set(answering))
 
 
 def _reset(request: web.Request) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -51,6 +52,15 @@ def test_run_in_thread_serves_synchronous_code_and_stops() -> None:
     assert not any(t.name == "leonardo-simulator" for t in threading.enumerate())
     with pytest.raises(urllib.error.URLError):
         _call(sim.base_url + "/v1/me", sim.api_key)
+
+
+def test_a_stop_ends_the_answers_whose_client_gave_up() -> None:
+    with run_in_thread(SimSettings(fault_slow=1.0, slow_seconds=3600.0)) as sim:
+        with pytest.raises(TimeoutError):
+            _call(sim.base_url + "/v1/me", sim.api_key, timeout=0.1)
+        answering = sim.call(lambda _: asyncio.all_tasks() - {asyncio.current_task()})
+        assert answering and sim.books.faults == {"slow": 1}  # its answer is on its way, for an hour
+    assert [task for task in answering if not task.done()] == []  # none left pending to be destroyed
 
 
 def test_a_start_failure_in_the_thread_reaches_the_caller() -> None:
