@@ -13,14 +13,19 @@ from runner.cli import main
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
-def test_plan_against_a_finished_run_shows_only_the_new_cells_as_new(tmp_path: Path) -> None:
-    manifest = tmp_path / "ab.yaml"
+def swept(folder: Path) -> tuple[Path, Path]:
+    """A copy of the A/B sweep example in `folder`, run on the simulator into `folder/out`."""
+    manifest, out = folder / "ab.yaml", folder / "out"
     shutil.copy(JOBS / "ab-sweep.yaml", manifest)
-    out = tmp_path / "out"
-    runner = CliRunner()
-    ran = runner.invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
-                               "--out", str(out), "--quiet", "--submit-per-minute", "6000"])
+    ran = CliRunner().invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
+                                    "--out", str(out), "--quiet", "--submit-per-minute", "6000"])
     assert ran.exit_code == 0, ran.output
+    return manifest, out
+
+
+def test_plan_against_a_finished_run_shows_only_the_new_cells_as_new(tmp_path: Path) -> None:
+    manifest, out = swept(tmp_path)
+    runner = CliRunner()
     text = manifest.read_text().replace(
         "styles:", '  - id: lighthouse\n    text: "A lighthouse in a storm"\n\nstyles:', 1)
     manifest.write_text(text)
@@ -52,13 +57,8 @@ def test_plan_without_state_has_no_state_column(tmp_path: Path) -> None:
 def test_plan_against_a_folder_gives_each_done_job_the_file_its_video_is_in(tmp_path: Path) -> None:
     """A manifest whose file names changed after its run: `filename` is the new name, `file` where
     each done job's video is (what results.jsonl says); a job still to run has no file yet."""
-    manifest = tmp_path / "ab.yaml"
-    shutil.copy(JOBS / "ab-sweep.yaml", manifest)
-    out = tmp_path / "out"
+    manifest, out = swept(tmp_path)
     runner = CliRunner()
-    ran = runner.invoke(main, ["run", str(manifest), "--simulate", "--time-scale", "600",
-                               "--out", str(out), "--quiet", "--submit-per-minute", "6000"])
-    assert ran.exit_code == 0, ran.output
     kept = {}
     for line in (out / "results.jsonl").read_text().splitlines():
         record = json.loads(line)
