@@ -48,9 +48,9 @@ KEY_VERSION = "hailuo-job/v1"
 # The cells a plan may go through, kept or not: about 30 s on a 2-CPU laptop when on_invalid:
 # skip drops them all.
 MAX_CELLS = 2_000_000
-# The longest name a job's files may have below the output folder, in bytes of UTF-8: far below
-# the 4,096 of a whole path on Linux, which the folder's own path shares.
-MAX_NAME_BYTES = 1024
+# The longest name a job's files may have below the output folder, in bytes of UTF-8: Linux takes
+# paths of up to 4,096 bytes, which the folder's own path and a staged file's mark share.
+MAX_NAME_BYTES = 3900
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
 

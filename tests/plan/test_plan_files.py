@@ -204,10 +204,13 @@ def test_an_output_path_with_a_control_character_or_a_blank_folder_is_refused_at
 
 def test_a_name_too_long_for_any_file_system_is_refused_before_anything_is_paid(
         write_manifest: WriteManifest) -> None:
-    path = write_manifest({"vars": {"v": ["a" * 100, "b"]}, "prompts": [{"id": "p", "text": "x {v}"}],
+    fits = write_manifest({"vars": {"v": ["a" * 100]}, "prompts": [{"id": "p", "text": "x {v}"}],
                            "output": {"filename": "/".join(["{v}"] * 14) + ".mp4"}})
+    assert len(make_plan(fits).jobs[0].filename) == 1137  # as an earlier version took it
+    path = write_manifest({"vars": {"v": ["a" * 100, "b"]}, "prompts": [{"id": "p", "text": "x {v}"}],
+                           "output": {"filename": "/".join(["{v}"] * 49) + ".mp4"}})
     with pytest.raises(ManifestError) as caught:
         make_plan(path)
     (issue,) = caught.value.issues
     assert issue.path == "$.output.filename" and issue.message == (
-        "the names of 1 job(s) are too long for the output folder: up to 1,137 bytes, more than 1,024")
+        "the names of 1 job(s) are too long for the output folder: up to 3,972 bytes, more than 3,900")
