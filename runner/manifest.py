@@ -380,7 +380,10 @@ def _prices_rule(*, wrapped: bool) -> dict[str, Any]:
     rate = read_data("prices.json")["usd_per_credit"]
     return {"$defs": schema()["$defs"], "type": "object", "additionalProperties": False,
             "properties": {
-                "prices": rule, "$comment": {"type": "string"}, "estimate": {"type": "boolean"},
+                "prices": rule, "$comment": {"type": "string"},
+                "estimate": {"const": True, "x-message": (
+                    "prices given before a run are estimates whatever a file says: the cost "
+                    "each create reports is what is recorded")},
                 "currency": {"const": "USD",
                              "x-message": "prices are read in USD only, not {value}"},
                 "usd_per_credit": {"const": rate, "x-message": (

@@ -99,9 +99,12 @@ def test_plan_with_a_prices_file(write_manifest: WriteManifest, tmp_path: Path,
     ("usd_per_credit: 0.002\nprices: {}\n",
      "prices.yaml:1:17: $.usd_per_credit: 0.002 is not the rate of a credit, which --prices does not "
      "set ($0.0015 a credit, as schemas/prices.json says)"),
+    ("estimate: false\nprices: {}\n",
+     "prices.yaml:1:11: $.estimate: prices given before a run are estimates whatever a file says: "
+     "the cost each create reports is what is recorded"),
 ], ids=["missing", "empty", "not a table", "not a number", "wrapped, bad duration",
         "wrapped, a model beside", "wrapped, a misspelt key", "wrapped, another currency",
-        "wrapped, another credit rate"])
+        "wrapped, another credit rate", "wrapped, not estimates"])
 def test_a_bad_prices_file_is_a_located_error(write_manifest: WriteManifest, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch, content: str | None,
                                               error: str) -> None:
