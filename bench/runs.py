@@ -26,7 +26,9 @@ LIGHTINGS = ("Golden Hour", "Foggy", "none", "Volumetric", "Neon")
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
-    """The shape of a synthetic run: how many values each axis takes, and which jobs go wrong."""
+    """The shape of a synthetic run: how many values each axis takes, and which jobs go wrong;
+    `unnamed_every`: downloaded jobs whose create's answer was lost, their cost never named,
+    booked at their estimate."""
 
     name: str = "rainy-city-lighting"
     prompts: int = 2
@@ -35,6 +37,7 @@ class Sweep:
     samples: int = 1
     failed_every: int = 5
     unfinished_every: int = 0
+    unnamed_every: int = 0
 
 
 def make_run(out: Path, sweep: Sweep, *, prompt_texts: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -54,7 +57,9 @@ def make_run(out: Path, sweep: Sweep, *, prompt_texts: dict[str, str] | None = N
     summary = {
         "name": sweep.name, "manifest": f"jobs/{sweep.name}.yaml", "out": str(out),
         "jobs": len(records), "counts": counts,
-        "spent_usd": round(sum(r["cost_usd"] or 0 for r in records), 2), "reserved_usd": 0.0,
+        "spent_usd": round(sum(r["spent_usd"] for r in records), 2),
+        "spent_estimated_usd": round(sum(r["spent_estimated_usd"] for r in records), 2),
+        "reserved_usd": 0.0,
         "estimated_usd": round(sum(r["estimated_cost_usd"] for r in records), 2),
         "started_at": "2025-05-01T20:00:00Z", "ended_at": "2025-05-01T20:14:05Z",
         "duration_seconds": 845.0, "exit_code": 1 if counts.get("failed") else 0,
@@ -95,6 +100,7 @@ def _record(index: int, combo: tuple[str, str, str, int], text: str,
     state = "failed" if failed else "submitted" if unfinished else "downloaded"
     clip, poster = clips[index % len(clips)]
     done = state == "downloaded"
+    unnamed = done and sweep.unnamed_every and index % sweep.unnamed_every == sweep.unnamed_every - 1
     return {
         "key": key, "short_key": key[:10], "index": index, "state": state, "prompt": text,
         "axes": {"prompt": prompt, "vibe": vibe, "lighting": lighting, "color_theme": "none",
@@ -102,8 +108,8 @@ def _record(index: int, combo: tuple[str, str, str, int], text: str,
                  "aspect_ratio": "16:9", "n": sample},
         "styles": [style for style in (vibe, lighting) if style != "none"],
         "generation_id": None if unfinished else f"gen-{index:05d}",
-        "estimated_cost_usd": 0.28, "cost_usd": 0.28 if done else None,
-        "spent_usd": 0.28 if done else 0.0,
+        "estimated_cost_usd": 0.28, "cost_usd": 0.28 if done and not unnamed else None,
+        "spent_usd": 0.28 if done else 0.0, "spent_estimated_usd": 0.28 if unnamed else 0.0,
         "reason": "content moderation: the prompt was rejected" if failed else None,
         "file": clip if done else None, "poster": poster if done else None,
         "sidecar": None, "submitted_at": "2025-05-01T20:00:05Z",

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError
-from runner.render import plural
+from runner.render import estimated_part, plural
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -51,7 +51,9 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 @dataclass(frozen=True, slots=True)
 class Totals:
     """The figures a report leads with: the jobs of the current plan by state, the jobs kept from
-    earlier versions of the manifest (`unplanned`), and the folder's money."""
+    earlier versions of the manifest (`unplanned`), and the folder's money: what it spent, the
+    part of that booked at estimates (creates whose answer was lost) and what the jobs are
+    estimated to cost."""
 
     jobs: int
     done: int
@@ -59,6 +61,7 @@ class Totals:
     unfinished: int
     unplanned: int
     spent_usd: float
+    spent_estimated_usd: float
     estimated_usd: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,6 +109,7 @@ class RunResults:
     def totals(self) -> Totals:
         states = [record.get("state") for record in self.current.records]
         spent = self.summary.get("spent_usd")
+        at_estimates = self.summary.get("spent_estimated_usd")
         estimated = self.summary.get("estimated_usd")
         return Totals(
             jobs=len(states), done=states.count(DONE), failed=states.count(FAILED),
@@ -113,6 +117,9 @@ class RunResults:
             unplanned=len(self.records) - len(states),
             spent_usd=round(float(spent if spent is not None
                                   else sum(float(r.get("spent_usd") or 0) for r in self.records)), 2),
+            spent_estimated_usd=round(float(
+                at_estimates if at_estimates is not None
+                else sum(float(r.get("spent_estimated_usd") or 0) for r in self.records)), 2),
             estimated_usd=round(float(estimated if estimated is not None
                                       else estimate(self.records)), 2))
 
@@ -210,7 +217,8 @@ def script_json(value: Any) -> str:
 
 
 def page_data(results: RunResults) -> dict[str, Any]:
-    """What the page shows: the run, its totals, the axes it offers and one entry per job."""
+    """What the page shows: the run, its totals (with `spent_note`, how much of the money spent
+    is estimated, if any), the axes it offers and one entry per job."""
     summary = results.summary
     run = {field: summary.get(field) for field in
            ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
@@ -231,7 +239,9 @@ def page_data(results: RunResults) -> dict[str, Any]:
     current = results.current
     axes = [{"key": axis, "label": axis_label(axis)} for axis in current.axes]
     labels = {axis: axis_label(axis) for axis in results.axes}
-    return {"run": run, "totals": results.totals.as_dict(), "axes": axes, "labels": labels,
+    totals = results.totals.as_dict()
+    totals["spent_note"] = estimated_part(totals)
+    return {"run": run, "totals": totals, "axes": axes, "labels": labels,
             "varying": current.varying_axes, "jobs": jobs}
 
 
@@ -290,9 +300,10 @@ def render_text(results: RunResults, stream: TextIO) -> None:
     stream.write(_text(header) + "\n")
     earlier = (f"; {plural(totals.unplanned, 'job')} no longer in the manifest"
                if totals.unplanned else "")
+    of_it = estimated_part(totals.as_dict())
     stream.write(f"{plural(totals.jobs, 'job')}: {totals.done} done, {totals.failed} failed, "
-                 f"{totals.unfinished} unfinished{earlier}; spent ${totals.spent_usd:.2f} "
-                 f"of ${totals.estimated_usd:.2f} estimated\n\n")
+                 f"{totals.unfinished} unfinished{earlier}; spent ${totals.spent_usd:.2f}"
+                 f"{f' ({of_it})' if of_it else ''} of ${totals.estimated_usd:.2f} estimated\n\n")
     axes = results.varying_axes
     rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
     for record in results.records:

@@ -325,7 +325,8 @@
   function showTotals(shown) {
     const totals = DATA.totals;
     const items = [["jobs", totals.jobs], ["done", totals.done], ["failed", totals.failed],
-      ["unfinished", totals.unfinished], ["spent", money(totals.spent_usd)],
+      ["unfinished", totals.unfinished],
+      ["spent", `${money(totals.spent_usd)}${totals.spent_note ? ` (${totals.spent_note})` : ""}`],
       ["estimated", money(totals.estimated_usd)], ["shown", shown.length]];
     if (totals.unplanned) items.push(["no longer planned", totals.unplanned]);
     $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${name.replaceAll(" ", "-")}` },

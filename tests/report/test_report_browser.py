@@ -204,6 +204,13 @@ def test_a_run_without_jobs_shows_its_totals_and_says_so(driver: Driver, tmp_pat
                     "totals": ["0", "0", "0", "0", "$0.00", "$0.00", "0"]}
 
 
+def test_the_header_says_how_much_of_the_money_spent_is_estimated(driver: Driver,
+                                                                   tmp_path: Path) -> None:
+    # 12 jobs, 10 downloaded at $0.28, 3 of them booked at their estimate (answers lost)
+    make_run(tmp_path, Sweep(unnamed_every=4))
+    assert driver.look(tmp_path, texts(".total.spent dd")) == ["$2.80 ($0.84 of it estimated)"]
+
+
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Chromium(executable=str(tmp_path / "chromium")):

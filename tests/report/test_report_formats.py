@@ -94,7 +94,8 @@ def test_json_holds_the_run_totals_and_every_record(sweep_run) -> None:
     document = json.loads(stream.getvalue())
     assert document["jobs"] == records
     assert document["totals"] == {"jobs": 12, "done": 9, "failed": 2, "unfinished": 1,
-                                  "unplanned": 0, "spent_usd": 2.52, "estimated_usd": 3.36}
+                                  "unplanned": 0, "spent_usd": 2.52, "spent_estimated_usd": 0.0,
+                                  "estimated_usd": 3.36}
     assert document["run"]["exit_code"] == 1
 
 
@@ -178,13 +179,13 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     assert "spent $0.57 ($0.27 of it estimated), " in status.stdout
     loaded = report.load(tmp_path)
     data = report.page_data(loaded)
-    assert data["totals"]["spent_usd"] == 0.57
+    assert (data["totals"]["spent_usd"], data["totals"]["spent_note"]) == (0.57, "$0.27 of it estimated")
     assert [job["spent_usd"] for job in data["jobs"]] == [0.3, 0.27, 0]
-    assert report.RunResults(tmp_path, {}, loaded.records).totals.spent_usd == 0.57
-    stream = io.StringIO()
-    report.render(loaded, "text", stream)
-    lines = stream.getvalue().splitlines()
-    assert "spent $0.57 of $0.81 estimated" in lines[1]
+    copied = report.RunResults(tmp_path, {}, loaded.records).totals  # no summary.json beside them
+    assert (copied.spent_usd, copied.spent_estimated_usd) == (0.57, 0.27)
+    text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
+    lines = text.stdout.splitlines()
+    assert lines[1].endswith("; spent $0.57 ($0.27 of it estimated) of $0.81 estimated")
     assert [line.split()[3:5] for line in lines[4:]] == [["$0.30", "1s"], ["est.", "$0.27"],
                                                          ["est.", "$0.27"]]
 
