@@ -115,13 +115,15 @@ class RunResults:
             jobs=len(states), done=states.count(DONE), failed=states.count(FAILED),
             unfinished=len(states) - states.count(DONE) - states.count(FAILED),
             unplanned=len(self.records) - len(states),
-            spent_usd=round(float(spent if spent is not None
-                                  else sum(float(r.get("spent_usd") or 0) for r in self.records)), 2),
-            spent_estimated_usd=round(float(
-                at_estimates if at_estimates is not None
-                else sum(float(r.get("spent_estimated_usd") or 0) for r in self.records)), 2),
+            spent_usd=round(float(spent if spent is not None else _total(self.records, "spent_usd")), 2),
+            spent_estimated_usd=round(float(at_estimates if at_estimates is not None
+                                            else _total(self.records, "spent_estimated_usd")), 2),
             estimated_usd=round(float(estimated if estimated is not None
                                       else estimate(self.records)), 2))
+
+
+def _total(records: Iterable[dict[str, Any]], field: str) -> float:
+    return sum(float(record.get(field) or 0) for record in records)
 
 
 def planned(record: dict[str, Any]) -> bool:
@@ -133,8 +135,9 @@ def planned(record: dict[str, Any]) -> bool:
 def estimate(records: Iterable[dict[str, Any]]) -> float:
     """What the jobs are estimated to cost: those of the current plan, and those the manifest no
     longer has unless they ended unpaid (refused at create, say), which will never cost a cent."""
-    return sum(float(record.get("estimated_cost_usd") or 0) for record in records
-               if planned(record) or record.get("state") != FAILED or record.get("spent_usd"))
+    return _total((record for record in records
+                   if planned(record) or record.get("state") != FAILED or record.get("spent_usd")),
+                  "estimated_cost_usd")
 
 
 def load(out_dir: Path) -> RunResults:
