@@ -89,8 +89,7 @@ class JobRow:
     def spent_estimated_usd(self) -> float:
         """The part of `spent_usd` booked at estimates: generations whose price no create answer
         named (found on the account after the answer was lost), this one's and those given up on."""
-        unpriced = self.generation_id is not None and not self.cost_usd
-        return self.spent_before_estimated_usd + (self.estimated_cost if unpriced else 0.0)
+        return self.spent_before_estimated_usd + (0.0 if self.cost_usd else self.generation_usd)
 
     @property
     def polled_again(self) -> bool:
