@@ -211,10 +211,10 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                     # reading it) tells of its plan, then leaves the journal's plan and the
                     # folder's results as the run before left them (writing that run's results
                     # when it died before it could).
-                    results = (_write_end(journal, run_id, out_dir, folder, unfinished)
-                               if begin.called else
-                               compute(journal, out_dir, run_id, unfinished_folders=unfinished))
-                    if not begin.called:
+                    if begin.called:
+                        results = _write_end(journal, run_id, out_dir, folder, unfinished)
+                    else:
+                        results = compute(journal, out_dir, run_id, unfinished_folders=unfinished)
                         journal.restore_plan()
                         if stale:
                             _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
