@@ -53,6 +53,13 @@ def estimated_part(summary: dict[str, Any]) -> str | None:
     return f"${estimated:.2f} of it estimated" if round(estimated, 2) else None
 
 
+def spent_amount(figures: dict[str, Any]) -> str:
+    """Money spent as the results state it: `$1.12`, with `($0.04 of it estimated)` when part
+    of it is."""
+    of_it = estimated_part(figures)
+    return f"${figures.get('spent_usd') or 0:.2f}" + (f" ({of_it})" if of_it else "")
+
+
 def job_record(job: Job, states: dict[str, str] | None = None,
                files: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;

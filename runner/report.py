@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError
-from runner.render import estimated_part, plural
+from runner.render import estimated_part, plural, spent_amount
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -303,10 +303,9 @@ def render_text(results: RunResults, stream: TextIO) -> None:
     stream.write(_text(header) + "\n")
     earlier = (f"; {plural(totals.unplanned, 'job')} no longer in the manifest"
                if totals.unplanned else "")
-    of_it = estimated_part(totals.as_dict())
     stream.write(f"{plural(totals.jobs, 'job')}: {totals.done} done, {totals.failed} failed, "
-                 f"{totals.unfinished} unfinished{earlier}; spent ${totals.spent_usd:.2f}"
-                 f"{f' ({of_it})' if of_it else ''} of ${totals.estimated_usd:.2f} estimated\n\n")
+                 f"{totals.unfinished} unfinished{earlier}; spent {spent_amount(totals.as_dict())} "
+                 f"of ${totals.estimated_usd:.2f} estimated\n\n")
     axes = results.varying_axes
     rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
     for record in results.records:

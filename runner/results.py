@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
-from runner.render import estimated_part, plan_counts, plural, unplanned_line, videos_gone
+from runner.render import plan_counts, plural, spent_amount, unplanned_line, videos_gone
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -145,9 +145,7 @@ def status_lines(results: report.RunResults) -> list[str]:
     earlier = unplanned_line(summary)
     if earlier:
         lines.append(earlier)
-    of_it = estimated_part(summary)
-    lines.append(f"spent ${summary['spent_usd']:.2f}{f' ({of_it})' if of_it else ''}, "
-                 f"reserved ${summary['reserved_usd']:.2f}, "
+    lines.append(f"spent {spent_amount(summary)}, reserved ${summary['reserved_usd']:.2f}, "
                  f"estimated ${summary['estimated_usd']:.2f}")
     if summary["missing_videos"]:
         lines.append(videos_gone(len(summary["missing_videos"])))
