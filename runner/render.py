@@ -45,12 +45,16 @@ def unplanned_line(summary: dict[str, Any]) -> str | None:
     return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
 
 
+ESTIMATED_PART = "{amount} of it estimated"
+"""The words of `estimated_part`, which the gallery's script also says its sums with."""
+
+
 def estimated_part(summary: dict[str, Any]) -> str | None:
     """How much of a summary's money spent was booked at estimates, if any: `$0.12 of it
     estimated`, the generations whose create answer, with their price, was lost. The budget
     counts them so too."""
     estimated = summary.get("spent_estimated_usd") or 0
-    return f"${estimated:.2f} of it estimated" if round(estimated, 2) else None
+    return ESTIMATED_PART.format(amount=f"${estimated:.2f}") if round(estimated, 2) else None
 
 
 def spent_amount(figures: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError
-from runner.render import estimated_part, plural, spent_amount
+from runner.render import ESTIMATED_PART, plural, spent_amount
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -37,8 +37,8 @@ AXIS_LABELS = {"color_theme": "color theme", "style_set": "style set",
                "aspect_ratio": "aspect ratio", "start_frame": "start frame", "n": "sample"}
 # What the page needs of each record; the rest stays in results.jsonl.
 PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
-               "estimated_cost_usd", "cost_usd", "spent_usd", "reason", "file", "poster",
-               "render_seconds", "attempts", "completed_at")
+               "estimated_cost_usd", "cost_usd", "spent_usd", "spent_estimated_usd", "reason",
+               "file", "poster", "render_seconds", "attempts", "completed_at")
 CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
 CSV_HEAD = ("index", "key", "short_key", "state", "planned", "prompt")
 CSV_TAIL = ("styles", "cost_usd", "spent_usd", "spent_estimated_usd", "estimated_cost_usd",
@@ -220,8 +220,8 @@ def script_json(value: Any) -> str:
 
 
 def page_data(results: RunResults) -> dict[str, Any]:
-    """What the page shows: the run, its totals (with `spent_note`, how much of the money spent
-    is estimated, if any), the axes it offers and one entry per job."""
+    """What the page shows: the run, its totals, the axes it offers, one entry per job, and the
+    words (`estimated_part`) its money spent is told with, of its part at estimates."""
     summary = results.summary
     run = {field: summary.get(field) for field in
            ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
@@ -242,10 +242,8 @@ def page_data(results: RunResults) -> dict[str, Any]:
     current = results.current
     axes = [{"key": axis, "label": axis_label(axis)} for axis in current.axes]
     labels = {axis: axis_label(axis) for axis in results.axes}
-    totals = results.totals.as_dict()
-    totals["spent_note"] = estimated_part(totals)
-    return {"run": run, "totals": totals, "axes": axes, "labels": labels,
-            "varying": current.varying_axes, "jobs": jobs}
+    return {"run": run, "totals": results.totals.as_dict(), "axes": axes, "labels": labels,
+            "varying": current.varying_axes, "jobs": jobs, "estimated_part": ESTIMATED_PART}
 
 
 def axis_label(axis: str) -> str:

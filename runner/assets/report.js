@@ -23,6 +23,10 @@
   const stateGroup = (job) => (job.state === "downloaded" ? STATES.done
     : job.state === "failed" ? STATES.failed : STATES.unfinished);
   const money = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(2)}`);
+  /* Money spent, with the part of it booked at estimates when there is one (to the cent), in
+   * the words the run's other reports use: `$2.80 ($0.84 of it estimated)`. */
+  const spentText = (spent, estimated) => (Math.round(Number(estimated || 0) * 100)
+    ? `${money(spent)} (${DATA.estimated_part.replace("{amount}", money(estimated))})` : money(spent));
   const seconds = (value) => {
     if (value === null || value === undefined) return "—";
     const s = Math.round(Number(value));
@@ -275,11 +279,12 @@
   function section(value, lines, columns, others) {
     const jobs = [...lines.values()].flat();
     const done = jobs.filter((job) => stateGroup(job) === STATES.done).length;
-    const spent = jobs.reduce((sum, job) => sum + Number(job.spent_usd || 0), 0);
+    const sum = (field) => jobs.reduce((total, job) => total + Number(job[field] || 0), 0);
+    const spent = spentText(sum("spent_usd"), sum("spent_estimated_usd"));
     const title = el("div", { class: "section-head" },
       el("span", { class: "section-axis", text: LABELS[view.row] }),
       el("span", { class: "section-value", text: value }),
-      el("span", { class: "muted", text: `${jobs.length} jobs · ${done} done · ${money(spent)}` }));
+      el("span", { class: "muted", text: `${jobs.length} jobs · ${done} done · ${spent}` }));
     const prompts = new Set(jobs.map((job) => job.prompt || ""));
     if (view.row === "prompt" && view.col !== "prompt" && prompts.size === 1) {
       // one text for the section; a prompt whose vars vary shows each text on its cells instead
@@ -326,7 +331,7 @@
     const totals = DATA.totals;
     const items = [["jobs", totals.jobs], ["done", totals.done], ["failed", totals.failed],
       ["unfinished", totals.unfinished],
-      ["spent", `${money(totals.spent_usd)}${totals.spent_note ? ` (${totals.spent_note})` : ""}`],
+      ["spent", spentText(totals.spent_usd, totals.spent_estimated_usd)],
       ["estimated", money(totals.estimated_usd)], ["shown", shown.length]];
     if (totals.unplanned) items.push(["no longer planned", totals.unplanned]);
     $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${name.replaceAll(" ", "-")}` },

@@ -204,11 +204,25 @@ def test_a_run_without_jobs_shows_its_totals_and_says_so(driver: Driver, tmp_pat
                     "totals": ["0", "0", "0", "0", "$0.00", "$0.00", "0"]}
 
 
-def test_the_header_says_how_much_of_the_money_spent_is_estimated(driver: Driver,
-                                                                   tmp_path: Path) -> None:
-    # 12 jobs, 10 downloaded at $0.28, 3 of them booked at their estimate (answers lost)
+def test_the_header_and_each_section_say_how_much_of_the_money_spent_is_estimated(
+        driver: Driver, tmp_path: Path) -> None:
+    # 12 jobs, 10 downloaded at $0.28, 3 of them booked at their estimate (answers lost), none of
+    # them lit at golden hour
     make_run(tmp_path, Sweep(unnamed_every=4))
-    assert driver.look(tmp_path, texts(".total.spent dd")) == ["$2.80 ($0.84 of it estimated)"]
+
+    async def scenario() -> list[list[str]]:
+        page = await open_report(driver, tmp_path)
+        seen = [await page.evaluate(texts(".total.spent dd")),
+                await page.evaluate(texts(".section-head .muted"))]
+        await page.evaluate("(() => { const s = document.getElementById('row-axis');"
+                            " s.value = 'lighting'; s.dispatchEvent(new Event('change')); })()")
+        return [*seen, await page.evaluate(texts(".section-head .muted"))]
+
+    header, by_prompt, by_lighting = driver.run(scenario())
+    assert header == ["$2.80 ($0.84 of it estimated)"]
+    assert by_prompt == ["6 jobs · 5 done · $1.40 ($0.28 of it estimated)",
+                         "6 jobs · 5 done · $1.40 ($0.56 of it estimated)"]
+    assert by_lighting == ["6 jobs · 5 done · $1.40", "6 jobs · 5 done · $1.40 ($0.84 of it estimated)"]
 
 
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:

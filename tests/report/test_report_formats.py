@@ -179,8 +179,9 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     assert "spent $0.57 ($0.27 of it estimated), " in status.stdout
     loaded = report.load(tmp_path)
     data = report.page_data(loaded)
-    assert (data["totals"]["spent_usd"], data["totals"]["spent_note"]) == (0.57, "$0.27 of it estimated")
-    assert [job["spent_usd"] for job in data["jobs"]] == [0.3, 0.27, 0]
+    assert (data["totals"]["spent_usd"], data["totals"]["spent_estimated_usd"]) == (0.57, 0.27)
+    assert [(job["spent_usd"], job["spent_estimated_usd"]) for job in data["jobs"]] == [
+        (0.3, 0), (0.27, 0.27), (0, 0)]
     copied = report.RunResults(tmp_path, {}, loaded.records).totals  # no summary.json beside them
     assert (copied.spent_usd, copied.spent_estimated_usd) == (0.57, 0.27)
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
