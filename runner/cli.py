@@ -279,7 +279,8 @@ class Progress:
         self.bar.total = snap.total
         self.bar.update(snap.finished - self.bar.n)
         self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
-                                 f"${snap.spent_usd:.2f} this run", refresh=False)
+                                 f"{render.spent_amount(dataclasses.asdict(snap))} this run",
+                                 refresh=False)
 
     @contextmanager
     def drawing(self) -> Iterator[None]:

@@ -8,12 +8,14 @@ from the same events a test counts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runner.render import spent_amount
 from runner.state import IN_FLIGHT
 
 EXIT_OK, EXIT_FAILED, EXIT_RESUMABLE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
@@ -93,7 +95,8 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The run at one moment, as progress shows it."""
+    """The run at one moment, as progress shows it; `spent_estimated_usd` is the part of
+    `spent_usd` booked at estimates (creates whose answer, with their price, was lost)."""
 
     total: int
     downloaded: int
@@ -101,6 +104,7 @@ class Snapshot:
     in_flight: int
     pending: int
     spent_usd: float
+    spent_estimated_usd: float
     elapsed: float
     eta: float | None
 
@@ -113,7 +117,7 @@ class Snapshot:
         eta = "" if self.eta is None else f", about {_duration(self.eta)} left"
         return (f"{self.finished}/{self.total} finished ({self.failed} failed), "
                 f"{self.in_flight} in flight, {self.pending} waiting, "
-                f"${self.spent_usd:.2f} spent by this run{eta}")
+                f"{spent_amount(dataclasses.asdict(self))} spent by this run{eta}")
 
 
 def _duration(seconds: float) -> str:
@@ -156,6 +160,7 @@ class Tracker:
         self.started = clock.now()
         self.finished_here = 0
         self.spent_usd = 0.0
+        self.spent_estimated_usd = 0.0
         self.reserved_usd = 0.0
 
     def fits(self, estimate: float) -> bool:
@@ -167,10 +172,13 @@ class Tracker:
     def reserve(self, estimate: float) -> None:
         self.reserved_usd += estimate
 
-    def settle(self, estimate: float, spent: float) -> None:
-        """A reservation ends: `spent` is what the create cost (0 when nothing was created)."""
+    def settle(self, estimate: float, spent: float, *, at_estimate: bool = False) -> None:
+        """A reservation ends: `spent` is what the create cost (0 when nothing was created),
+        the estimate itself when its answer, with the price, was lost (`at_estimate`)."""
         self.reserved_usd = max(0.0, self.reserved_usd - estimate)
         self.spent_usd += spent
+        if at_estimate:
+            self.spent_estimated_usd += spent
 
     def moved(self, key: str, source: str, target: str, message: str = "") -> None:
         if source != target:
@@ -201,4 +209,5 @@ class Tracker:
         return Snapshot(total=sum(counts.values()), downloaded=counts["downloaded"],
                         failed=counts["failed"], in_flight=sum(counts[s] for s in IN_FLIGHT),
                         pending=counts["pending"], spent_usd=round(self.spent_usd, 4),
+                        spent_estimated_usd=round(self.spent_estimated_usd, 4),
                         elapsed=elapsed, eta=eta)

@@ -210,10 +210,10 @@ class Submitter:
         self._reserved.add(row.key)
         return True
 
-    def _settle(self, row: JobRow, spent: float) -> None:
+    def _settle(self, row: JobRow, spent: float, *, at_estimate: bool = False) -> None:
         if row.key in self._reserved:
             self._reserved.discard(row.key)
-            self.ctx.tracker.settle(row.estimated_cost, spent)
+            self.ctx.tracker.settle(row.estimated_cost, spent, at_estimate=at_estimate)
 
     async def _record(self, row: JobRow, created: Created) -> JobRow:
         """The job submitted with its generation and its cost: in USD as the answer named it, or
@@ -225,7 +225,7 @@ class Submitter:
         row = await ctx.record(row.submitted(run_id=ctx.run_id, at=ctx.clock.wall(),
                                              generation_id=created.generation_id,
                                              cost_usd=cost_usd, cost_credits=created.cost_credits))
-        self._settle(row, cost_usd or row.estimated_cost)
+        self._settle(row, cost_usd or row.estimated_cost, at_estimate=not cost_usd)
         ctx.tracker.moved(row.key, "submitting", "submitted", created.generation_id)
         return row
 

@@ -58,6 +58,19 @@ def test_without_a_terminal_or_a_log_file_the_output_reads_as_a_cron_mail(tmp_pa
     assert sim.api_key not in done.stdout + done.stderr
 
 
+def test_progress_says_how_much_of_the_money_this_run_spent_is_estimated(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=1)
+    with run_in_thread(sim_settings(fault_create_500=1.0)) as sim:  # each create billed, its answer lost
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--request-timeout", "0.5s",
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stderr.splitlines() if " INFO progress: " in line]
+    assert progress[-1].endswith(  # each found on the account, booked at its estimate
+        " INFO progress: 4/4 finished (0 failed), 0 in flight, 0 waiting, "
+        "$1.08 ($1.08 of it estimated) spent by this run, about 0s left")
+
+
 def test_quiet_keeps_warnings_only(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, repeat=1)
     with run_in_thread(sim_settings(fault_failed=1.0)) as sim:
