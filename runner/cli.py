@@ -105,8 +105,8 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
             if plan is not None:
                 click.echo(f"{file}: ok, {render.plural(len(plan.jobs), 'job')}, "
                            f"estimated ${plan.estimated_usd:.2f}")
-                for warning in plan.warnings_for():
-                    click.echo(f"{file}: warning: {warning}")
+                for warning in plan.placed_warnings():
+                    click.echo(render.file_warning(file, warning))
         if problems:
             bad = sum(1 for _, _, issues in results if issues)
             click.echo(f"{problems} problem(s) in {bad} of {len(results)} file(s)", err=True)

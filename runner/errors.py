@@ -51,8 +51,11 @@ class Issue:
     hint: str = ""
     problems: int = 1
 
-    def render(self) -> str:
-        text = f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
+    def render(self, kind: str = "") -> str:
+        """`file:line:col: path: message (hint: ...)`; a `kind` ("warning") is said after the
+        place, as compilers say theirs."""
+        said = f"{kind}: " if kind else ""
+        text = f"{self.file}:{self.line}:{self.column}: {said}{self.path}: {self.message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
 
     def as_dict(self) -> dict[str, object]:

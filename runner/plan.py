@@ -135,15 +135,21 @@ class Plan:
     included: int = 0
     merged: int = 0
     skipped_invalid: int = 0
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[Issue | str, ...] = field(default=())  # an Issue where it has a place
 
     @property
     def estimated_usd(self) -> float:
         return estimated_usd(self.jobs)
 
     def warnings_for(self, to_create_usd: float | None = None) -> tuple[str, ...]:
-        """The plan's warnings, and whether the jobs still to create (`to_create_usd`, all of
-        them when unknown: a new folder) are estimated above the budget."""
+        """The warnings of `placed_warnings` as text, a placed one starting with its place."""
+        return tuple(warning if isinstance(warning, str) else warning.render()
+                     for warning in self.placed_warnings(to_create_usd))
+
+    def placed_warnings(self, to_create_usd: float | None = None) -> tuple[Issue | str, ...]:
+        """The plan's warnings, one with a place in the manifest as its Issue, and whether the
+        jobs still to create (`to_create_usd`, all of them when unknown: a new folder) are
+        estimated above the budget."""
         budget = self.settings.budget_usd
         estimated = self.estimated_usd if to_create_usd is None else round(to_create_usd, 2)
         if budget is None or estimated <= budget:
@@ -243,7 +249,7 @@ class _Planner:
         self.data: dict[str, Any] = doc.data
         self.catalog = cat
         self.issues: list[Issue] = list(checked.issues)
-        self.warnings: list[str] = []
+        self.warnings: list[Issue | str] = []
         self.settings = self._settings(overrides)
         self.max_jobs_given = overrides.get("max_jobs") is not None  # by --max-jobs
         self.repeat: int = whole_number(self.data.get("repeat", 1))
@@ -464,7 +470,7 @@ class _Planner:
                     first, message=f"{count - CELLS_SHOWN:,} more cells: {rule}",
                     problems=count - CELLS_SHOWN))
         told = [merged_warning(self.doc, axis, here, twin) for here, (axis, twin) in twins.items()]
-        self.warnings.extend(issue.render() for issue in sorted(told, key=lambda i: (i.line, i.column)))
+        self.warnings.extend(sorted(told, key=lambda i: (i.line, i.column)))
         if skipped:
             self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
                 f"{rule} ({count})" for rule, count in skipped.most_common()))

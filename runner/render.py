@@ -165,6 +165,12 @@ def issues_json(results: list[tuple[str, Plan | None, list[Issue]]], *, one_line
                       indent=None if one_line else 2, ensure_ascii=False)
 
 
+def file_warning(file: str, warning: Issue | str) -> str:
+    """A plan's warning as `validate` tells it among the files' problems: at its place
+    (`x.yaml:8:5: warning: ...`) when it has one, else of the whole file (`x.yaml: warning: ...`)."""
+    return warning.render("warning") if isinstance(warning, Issue) else f"{file}: warning: {warning}"
+
+
 def styles_text(catalog: Catalog) -> Iterator[str]:
     for category, styles in catalog.by_category().items():
         yield f"{catalog.categories[category]} ({category}):"

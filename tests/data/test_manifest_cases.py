@@ -117,9 +117,11 @@ def test_validate_json_has_the_warnings_the_text_prints(tmp_path: Path,
     names = [case.name for case in VALID] + [str(over)]
     text = run(monkeypatch, CASES / "valid", "validate", *names)
     as_json = run(monkeypatch, CASES / "valid", "validate", "--format", "json", *names)
-    printed = [line.split(": warning: ", 1) for line in text.stdout.splitlines() if ": warning: " in line]
-    listed = [[entry["file"], warning] for entry in json.loads(as_json.stdout)["files"]
-              for warning in entry["warnings"]]
+    # the text names the file once: at the place a warning has (x.yaml:8:5: warning: ...)
+    printed = [line.replace(": warning: ", ": ", 1) for line in text.stdout.splitlines()
+               if ": warning: " in line]
+    listed = [warning if warning.startswith(f"{entry['file']}:") else f"{entry['file']}: {warning}"
+              for entry in json.loads(as_json.stdout)["files"] for warning in entry["warnings"]]
     assert len(listed) >= 5 and listed == printed
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from runner import catalog
+from runner.cli import main
 from runner.errors import ManifestError
 from runner.plan import UPLOAD_PREFIX, canonical_json, make_plan
 
@@ -206,10 +209,29 @@ def test_a_style_set_whose_cells_are_merged_into_another_sets_is_told_where_both
     path = write_manifest(SETS)
     plan = make_plan(path)
     assert [job.axes["style_set"] for job in plan.jobs] == ["A", "B"] and plan.merged == 1
-    assert plan.warnings == (f"{path}:8:5: $.styles.sets.C: the same styles as styles.sets.A "
-                             f"(line 6): its cells are A's{MERGED_HINT}",)
+    assert plan.warnings_for() == (f"{path}:8:5: $.styles.sets.C: the same styles as styles.sets.A "
+                                  f"(line 6): its cells are A's{MERGED_HINT}",)
     apart = make_plan(write_manifest(SETS + "matrix: {exclude: [{style_set: A}]}\n", "apart.yaml"))
     assert [job.axes["style_set"] for job in apart.jobs] == ["B", "C"] and apart.warnings == ()
+
+
+def test_validate_names_the_file_of_a_warning_once_at_its_place_and_plan_and_run_as_before(
+        write_manifest: WriteManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_manifest(SETS + "run: {budget_usd: 0.1}\n")
+    monkeypatch.chdir(tmp_path)
+    merged = "$.styles.sets.C: the same styles as styles.sets.A (line 6): its cells are A's" + MERGED_HINT
+    budget = ("the jobs are estimated at $0.54, above budget_usd ($0.10): a run stops submitting "
+              "at the budget (exit 3), and the next run goes on")
+    checked = CliRunner().invoke(main, ["validate", "manifest.yaml"])
+    assert checked.exit_code == 0 and checked.output.splitlines()[1:] == [
+        f"manifest.yaml:8:5: warning: {merged}", f"manifest.yaml: warning: {budget}"]
+    as_json = json.loads(CliRunner().invoke(main, ["validate", "--format", "json", "manifest.yaml"]).output)
+    assert as_json["files"][0]["warnings"] == [f"manifest.yaml:8:5: {merged}", budget]
+    planned = CliRunner().invoke(main, ["plan", "manifest.yaml"])
+    assert planned.output.splitlines()[-2:] == [f"warning: manifest.yaml:8:5: {merged}",
+                                                 f"warning: {budget}"]
+    dry = CliRunner().invoke(main, ["run", "--dry-run", "--simulate", "manifest.yaml"])
+    assert dry.output.splitlines()[-2] == f"warning: manifest.yaml:8:5: {merged}"
 
 
 def test_an_axis_value_merged_into_another_is_told_where_both_are(write_manifest: WriteManifest) -> None:
@@ -226,15 +248,15 @@ matrix:
     plan = make_plan(path)
     assert [(job.axes["vibe"], job.axes["lighting"]) for job in plan.jobs] == [
         ("Pro Photo", "none"), ("Pro Photo", "Foggy")] and plan.merged == 5
-    assert plan.warnings == (  # the include, a cell written whole, is not a value written twice
+    assert plan.warnings_for() == (  # the include, a cell written whole, is not a value written twice
         f"{path}:5:21: $.styles.vibe[1]: the same vibe as styles.vibe[0] (line 5): its cells "
         f"are those of 'Pro Photo'{MERGED_HINT}",
         f"{path}:6:20: $.styles.lighting[1]: the same lighting as styles.lighting[0] (line 6): "
         f"its cells are those of 'none'{MERGED_HINT}")
     ids = write_manifest({"prompts": [{"id": "a", "text": PROMPT}, {"id": "b", "text": PROMPT}]}, "ids.yaml")
-    assert make_plan(ids).warnings == (f"{ids}:7:9: $.prompts[1].text: the same text as "
-                                       f"prompts[0].text (line 5): its cells are those of prompt 'a'"
-                                       f"{MERGED_HINT}",)
+    assert make_plan(ids).warnings_for() == (f"{ids}:7:9: $.prompts[1].text: the same text as "
+                                             f"prompts[0].text (line 5): its cells are those of "
+                                             f"prompt 'a'{MERGED_HINT}",)
 
 
 def test_a_budget_below_the_estimate_is_told_before_anything_is_spent(write_manifest: WriteManifest) -> None:
