@@ -21,7 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from runner import batch, catalog, logs, nightly, notify, render, results
 from runner import report as run_report
 from runner.api import Timeouts
-from runner.config import http_url_problem, parse_duration, shown_url
+from runner.config import http_url_problem, parse_duration, shown_url, told_under
 from runner.control import Event
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError, count_problems
 from runner.manifest import load_prices, schema
@@ -242,13 +242,32 @@ def simulate(faults: tuple[str, ...], extra: tuple[str, ...], no_retry_after: bo
     """Serve a local Leonardo API (free, offline) until Ctrl-C; print its base URL and key."""
     values: dict[str, str | None] = dict(options)
     values["retry_after"] = "false" if no_retry_after else None
+    flags = {param.name: param.opts[0] for param in click.get_current_context().command.params
+             if param.name in values}
+    flags["retry_after"] = "--no-retry-after"
     for name, rate in _setting_pairs(faults, "--fault").items():
         if name not in FAULTS:
             raise UsageError(f"--fault {name}: unknown fault (one of {', '.join(FAULTS)})")
-        values[f"fault_{name}"] = rate
-    values.update(_setting_pairs(extra, "--set"))
-    summary = asyncio.run(serve(SimSettings.from_text(values), announce=_announce))
+        values[f"fault_{name}"], flags[f"fault_{name}"] = rate, f"--fault {name}"
+    for name, value in _setting_pairs(extra, "--set").items():
+        values[name], flags[name] = value, f"--set {name}"
+    summary = asyncio.run(serve(_sim_settings(values, flags), announce=_announce))
     click.echo(json.dumps(summary.as_dict(), indent=2))
+
+
+def _sim_settings(values: dict[str, str | None], flags: dict[str, str]) -> SimSettings:
+    """The simulator's settings from the text of its flags; a value's mistake is told under the
+    flag that gave it (`--time-scale: ...`, `--fault slow: ...`), as `run` tells its own. One
+    that names no setting given (an unknown setting, the default jitter longer than the render
+    asked for) is told as it is."""
+    try:
+        return SimSettings.from_text(values)
+    except UsageError as exc:
+        setting = next((name for name, text in values.items() if text is not None
+                        and str(exc).startswith((f"{name}: ", f"{name} "))), None)
+        if setting is None:
+            raise
+        raise told_under(flags[setting], setting, exc) from None
 
 
 class Progress:
@@ -456,7 +475,10 @@ def _simulated(simulate: bool, time_scale: float | None, *, typed: list[str]) ->
         raise UsageError(f"{' and '.join(typed)} with --simulate: --simulate serves its own API "
                          "and needs no key; drop one or the other (to run against a simulator "
                          "started with `hailuo-batch simulate`, drop --simulate)")
-    return SimSettings(time_scale=60.0 if time_scale is None else time_scale)
+    try:
+        return SimSettings(time_scale=60.0 if time_scale is None else time_scale)
+    except UsageError as exc:
+        raise told_under("--time-scale", "time_scale", exc) from None
 
 
 def _diff_line(state: batch.PlanDiff) -> str:

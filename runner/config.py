@@ -34,6 +34,14 @@ def parse_duration(value: str | int | float, *, name: str = "duration", zero: bo
     return seconds
 
 
+def told_under(flag: str, setting: str, error: UsageError) -> UsageError:
+    """The mistake of a setting given by a flag, told under the flag its user typed
+    (`--max-runtime: must be more than zero, not '0'`), where the setting tells it under its own
+    name (`max_runtime: ...`, `max_runtime must be ...`)."""
+    said = str(error).removeprefix(f"{setting}: ").removeprefix(f"{setting} ")
+    return UsageError(f"{flag}: {said}")
+
+
 def http_url_problem(url: str) -> str | None:
     """Why `url` cannot serve as --base-url, --notify-url or the manifest's `notify:`, or None
     when it is an http or https URL with a host (and a port, if any, that is one), with no space

@@ -18,7 +18,8 @@ from typing import Any
 
 from runner import catalog
 from runner.catalog import Violation
-from runner.config import OUTPUT_DIR_PLACEHOLDERS, RunSettings, http_url_problem, shown_url
+from runner.config import (OUTPUT_DIR_PLACEHOLDERS, RunSettings, http_url_problem, shown_url,
+                           told_under)
 from runner.errors import Issue, ManifestError, UsageError
 from runner.manifest import (
     Document,
@@ -281,9 +282,7 @@ class _Planner:
             try:
                 RunSettings.build({key: value})
             except UsageError as exc:
-                flag = "--" + key.replace("_", "-")
-                said = str(exc).removeprefix(f"{key}: ").removeprefix(f"{key} ")
-                raise UsageError(f"{flag}: {said}") from None
+                raise told_under("--" + key.replace("_", "-"), key, exc) from None
         settings = RunSettings.build(usable, overrides)
         if settings.max_runtime is None and overrides.get("grace") is not None:
             raise UsageError(f"--{_GRACE_ALONE} (--max-runtime, or max_runtime in the manifest's run:)")

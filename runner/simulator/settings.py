@@ -173,8 +173,10 @@ class SimSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be at least 1, not {value}")
-        if self.queue_per_slot < 0 or (self.balance_credits or 0) < 0:
-            raise UsageError("queue_per_slot and balance_credits must not be negative")
+        for name in ("queue_per_slot", "balance_credits"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UsageError(f"{name} must not be negative, not {value}")
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be from 0 to 65535, not {self.port}")
         if self.moderation_status not in (400, 403):

@@ -75,6 +75,13 @@ def test_a_time_scale_without_simulate_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_time_scale_is_told_under_its_flag(tmp_path: Path) -> None:
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "out"),
+                             "--simulate", "--time-scale", "0")
+    assert code == 2 and "error: --time-scale: must be a finite number more than 0, not 0.0" in stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flags", [["--base-url"], ["--api-key-file"], ["--base-url", "--api-key-file"]])
 def test_simulate_with_an_api_root_or_a_key_file_is_a_usage_error(
         tmp_path: Path, flags: list[str]) -> None:

@@ -139,12 +139,19 @@ def test_a_client_that_gives_up_on_a_slow_answer_is_booked_as_499_with_no_traceb
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--slots", "none"], "slots"),
+    (["--slots", "none"], "--slots: 'none' is not a whole number"),
     (["--fault", "lightning=1"], "--fault lightning: unknown fault"),
     (["--fault", "failed"], "expected NAME=VALUE"),
     (["--set", "colour=blue"], "unknown simulator setting 'colour'"),
-    (["--time-scale", "0"], "time_scale must be a finite number more than 0, not 0.0"),
-    (["--time-scale", "nan"], "time_scale must be a finite number more than 0, not nan"),
+    (["--time-scale", "0"], "--time-scale: must be a finite number more than 0, not 0.0"),
+    (["--time-scale", "nan"], "--time-scale: must be a finite number more than 0, not nan"),
+    (["--port", "http"], "--port: 'http' is not a whole number"),
+    (["--queue-per-slot", "-1"], "--queue-per-slot: must not be negative, not -1"),
+    (["--balance-credits", "-5"], "--balance-credits: must not be negative, not -5"),
+    (["--fault", "slow=2"], "--fault slow: must be a rate from 0 to 1, not 2.0"),
+    (["--set", "moderation-status=451"], "--set moderation_status: must be 400 or 403, not 451"),
+    (["--render-seconds", "20"],  # settings together are told by their names
+     "error: render_jitter_seconds must be at least 0 and less than render_seconds"),
 ])
 def test_bad_simulate_options_exit_2_without_a_traceback(tmp_path: Path, args: list[str],
                                                          message: str) -> None:
