@@ -41,7 +41,7 @@ from runner.lock import FolderLock, process_alive
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
-from runner.render import plural, videos_gone
+from runner.render import jobs_left, plural, videos_gone
 from runner.rows import JobRow
 from runner.state import Journal
 
@@ -310,9 +310,9 @@ def left_unfinished(folder: dict[str, Any]) -> str:
     `unfinished_folders`), and the command that finishes it."""
     out = folder["out"]
     run = "--simulate --out" if out.endswith(SIMULATED_SUFFIX) else "--out"
-    return (f"{out}, an earlier start's folder, still holds {plural(folder['in_flight'], 'job')} "
-            f"in flight (paid, not yet downloaded) and {folder['waiting']} not yet sent; this "
-            f"start does not resume them: run with {run} {out} to finish them")
+    return (f"{out}, an earlier start's folder, still holds "
+            f"{jobs_left(folder['in_flight'], folder['waiting'])}; this start does not resume "
+            f"them: run with {run} {out} to finish them")
 
 
 def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logged: bool) -> None:

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from runner.render import estimated_part, plan_counts, unplanned_line
+from runner.render import estimated_part, plan_counts, unfinished_line, unplanned_line
 
 
 TIMEOUT_SECONDS = 10.0
@@ -26,11 +26,11 @@ def headline(summary: dict[str, Any]) -> str:
                 f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
     counts = plan_counts(summary)
     done, failed = counts.get("downloaded", 0), counts.get("failed", 0)
-    earlier = unplanned_line(summary)
+    notes = [note for note in (unplanned_line(summary), unfinished_line(summary)) if note]
     return (f"hailuo-batch {summary.get('name')}: {done}/{sum(counts.values())} downloaded, "
             f"{failed} failed, {spent(summary)}, "
             f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})"
-            + (f"; {earlier}" if earlier else ""))
+            + "".join(f"; {note}" for note in notes))
 
 
 def spent(summary: dict[str, Any]) -> str:

@@ -45,6 +45,24 @@ def unplanned_line(summary: dict[str, Any]) -> str | None:
     return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
 
 
+def jobs_left(in_flight: int, waiting: int) -> str:
+    """What a folder left unfinished holds: `3 jobs in flight (paid, not yet downloaded) and
+    1 not yet sent`."""
+    return f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded) and {waiting} not yet sent"
+
+
+def unfinished_line(summary: dict[str, Any]) -> str | None:
+    """What a summary says of the earlier starts' folders left unfinished (`unfinished_folders`),
+    if any: `2 earlier folders left unfinished, with 3 jobs in flight (paid, not yet downloaded)
+    and 1 not yet sent`."""
+    folders = summary.get("unfinished_folders") or []
+    if not folders:
+        return None
+    held = jobs_left(sum(folder["in_flight"] for folder in folders),
+                     sum(folder["waiting"] for folder in folders))
+    return f"{plural(len(folders), 'earlier folder')} left unfinished, with {held}"
+
+
 ESTIMATED_PART = "{amount} of it estimated"
 """The words of `estimated_part`, which the gallery's script also says its sums with."""
 

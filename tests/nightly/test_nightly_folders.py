@@ -78,7 +78,7 @@ def test_an_earlier_folder_whose_paid_jobs_failed_for_now_is_warned_of(tmp_path:
 def test_the_end_of_a_start_in_a_new_folder_names_the_earlier_ones_left_unfinished(
         tmp_path: Path) -> None:
     """Cron mails standard output and a webhook gets the summary: both name a folder whose paid
-    jobs this start does not resume, as its log does."""
+    jobs this start does not resume, as its log does, and the webhook's one-line text counts them."""
     manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}", repeat=1,
                               run={"timeout": "0.3s", "budget_usd": 0.6})
     nights = tmp_path / "out" / "nightly"
@@ -94,6 +94,10 @@ def test_the_end_of_a_start_in_a_new_folder_names_the_earlier_ones_left_unfinish
     unfinished = [{"out": "out/nightly/night-6", "in_flight": 2, "waiting": 2}]
     assert summary(nights / "night-7")["unfinished_folders"] == unfinished
     assert [body["summary"]["unfinished_folders"] for body in hook.received] == [[], unfinished]
+    first_text, next_text = (body["text"] for body in hook.received)
+    assert "earlier folder" not in first_text and next_text.endswith(
+        "; 1 earlier folder left unfinished, with 2 jobs in flight (paid, not yet downloaded) "
+        "and 2 not yet sent")
 
 
 def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_path: Path) -> None:
