@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from runner import catalog
-from runner.api import Created, LeonardoClient
+from runner.api import Created, Generation, LeonardoClient
 from runner.control import EXIT_RESUMABLE, Clock, Stop, Tracker
 from runner.errors import (
     AuthError,
@@ -36,6 +36,7 @@ from runner.schedule import Backoff, RateMeter
 from runner.state import JobRow, Journal, Move
 
 T = TypeVar("T")
+LISTED_TO = 0.001  # the account lists when a generation was made to the millisecond
 Random = Callable[[], float]
 
 
@@ -271,25 +272,31 @@ class Submitter:
         return await self._record(row, Created(found, None, None))
 
     async def _find(self, row: JobRow) -> str | None:
+        """The generation an unsettled create most likely made, if the account lists one:
+        among the unclaimed ones of its prompt and size made no earlier than `skew` before the
+        create was sent, the first made from its sending on, else the last made before it (see
+        `_nearness`). So a generation of the same prompt and size that another folder made
+        before this create was sent is never taken when the create's own is listed. The list,
+        newest first, is read until it reaches that time."""
         prompt, width, height = _signature(row.request)
-        since = (row.create_sent_at or self.ctx.clock.wall()) - self.skew
+        sent = row.create_sent_at or self.ctx.clock.wall()
+        since = sent - self.skew
         user_id = await self._account()
+        matches: list[Generation] = []
         for page in range(self.pages):
             listed = await self.retrying(partial(self.ctx.client.generations, user_id,
                                                  offset=page * self.page_size,
                                                  limit=self.page_size))
-            matches = [g for g in listed if g.prompt == prompt
-                       and (not width or g.width in (None, width))
-                       and (not height or g.height in (None, height))
-                       and (g.created_at is None or g.created_at >= since)]
-            claimed = self.ctx.store.claimed(g.id for g in matches)
-            free = [g for g in matches if g.id not in claimed]
-            if free:
-                return min(free, key=lambda g: g.created_at or 0.0).id
+            matches += [g for g in listed if g.prompt == prompt
+                        and (not width or g.width in (None, width))
+                        and (not height or g.height in (None, height))
+                        and (g.created_at is None or g.created_at >= since)]
             if len(listed) < self.page_size or all(
                     g.created_at is not None and g.created_at < since for g in listed):
-                return None
-        return None
+                break
+        claimed = self.ctx.store.claimed(g.id for g in matches)
+        free = [g for g in matches if g.id not in claimed]
+        return min(free, key=partial(_nearness, sent)).id if free else None
 
     async def _account(self) -> str:
         if self._user_id is None:
@@ -349,6 +356,17 @@ class Submitter:
         image_id = self._image_ids.get(upload.sha256) or self.ctx.store.upload_id(
             upload.sha256, api=self.ctx.client.api, account=self._user_id) or ""
         return row.as_job().wire({upload.sha256: image_id})
+
+
+def _nearness(sent: float, generation: Generation) -> tuple[int, float]:
+    """How likely `generation` is the one a create sent at `sent` made, the likeliest least:
+    made from the sending on, the earliest first; then made before it (by a server whose clock
+    is behind ours, or by another folder or tool), the latest first; then those whose time is
+    not listed."""
+    made = generation.created_at
+    if made is None:
+        return 2, 0.0
+    return (0, made) if made > sent - LISTED_TO else (1, -made)
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:

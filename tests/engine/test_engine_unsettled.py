@@ -91,3 +91,25 @@ def test_a_job_created_again_after_its_lost_create_pays_into_the_budget(tmp_path
         creates = sim.books.creates_accepted
     assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
     assert creates == 0 and row_of(out, key)["state"] == "pending"
+
+
+def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_made(
+        tmp_path: Path) -> None:
+    """Another folder on the account made the same prompt and size just before: the lost
+    create's own generation, made after it was sent, is the one taken, and the other folder's
+    stays its own (the simulator's clock kept to the real one, as the API's is)."""
+    settings = sim_settings(time_scale=1.0, render_seconds=0.05, render_jitter_seconds=0.0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ours = write_manifest(tmp_path / "a", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    theirs = write_manifest(tmp_path / "b", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "a" / "out"
+    with run_in_thread(settings) as sim:
+        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
+        [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
+        key = left_submitting(ours, out, PROMPTS[0])
+        made = create(sim, json.loads(row_of(out, key)["request"]))
+        report = run(ours, out, sim)
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 2
+    assert row_of(out, key)["generation_id"] == made != other
