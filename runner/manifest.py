@@ -271,6 +271,24 @@ def _read_text(path: Path, file: str, what: str) -> str:
         raise ManifestError([Issue(file, line, 1, "$", "the file is not UTF-8 text")]) from exc
 
 
+_QUOTE_HINT = "put the text in quotes (\"...\"): unquoted, a ': ' in it makes YAML read a key"
+_INDENT_HINT = ("check this line's indentation against the line above: the keys of one mapping "
+                "start in the same column")
+# What the parser says when a line stands in a column its mapping or list does not have.
+_MISPLACED = ("mapping values are not allowed", "did not find expected key",
+              "did not find expected '-' indicator", "expected <block end>")
+
+
+def _syntax_hint(problem: str, before: str, *, tabbed: bool) -> str:
+    """What likely went wrong where YAML stopped reading, from the line up to that place: a tab,
+    a ': ' in unquoted text (a key already stands earlier on the line), or an indentation."""
+    if tabbed:
+        return "indent with spaces, not tabs"
+    if problem.startswith("mapping values are not allowed") and re.search(r":\s", before):
+        return _QUOTE_HINT
+    return _INDENT_HINT if problem.startswith(_MISPLACED) else ""
+
+
 def load_document(path: Path | str, *, what: str = "manifest") -> Document:
     """Read and parse a manifest (or another document of `what`) safely; YAML errors come back
     as located issues."""
@@ -299,8 +317,8 @@ def load_document(path: Path | str, *, what: str = "manifest") -> Document:
             context = f"{context} (begun at line {begun.line + 1}, column {begun.column + 1})"
         message = " ".join(str(p) for p in (context, exc.problem) if p)
         lines = text.splitlines()
-        tabbed = 0 < line <= len(lines) and "\t" in lines[line - 1]
-        hint = "indent with spaces, not tabs" if tabbed else ""
+        written = lines[line - 1] if 0 < line <= len(lines) else ""
+        hint = _syntax_hint(str(exc.problem), written[:column - 1], tabbed="\t" in written)
         raise ManifestError([Issue(file, line, column, "$", f"YAML syntax: {message}", hint)]) from exc
     except yaml.YAMLError as exc:
         raise ManifestError([Issue(file, 1, 1, "$", f"YAML: {exc}")]) from exc
@@ -436,8 +454,11 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in known]
-        return [doc.issue(path + (k,), f"unknown key {k!r}", did_you_mean(k, known)
-                          or f"allowed here: {', '.join(known)}", key=True) for k in extra]
+        return [doc.issue(path + (k,), f"unknown key {k!r}", _owner_hint(error, k)
+                          or did_you_mean(k, known) or f"allowed here: {', '.join(known)}", key=True)
+                for k in extra]
+    if key := _key_in_text(error):
+        return [doc.issue(path, f"YAML read this text as the key {key!r} and its value", _QUOTE_HINT)]
     if error.validator == "required":
         return [doc.issue(path, error.message.replace("is a required property",
                                                       "is required here"))]
@@ -462,13 +483,45 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     return [doc.issue(path, error.message)]
 
 
+def _owner_hint(error: jsonschema.ValidationError, key: str) -> str:
+    """For an unknown key that belongs to an empty section written above it (`run:` and, not
+    indented under it, `concurrency: 3`): indent it."""
+    keys = list(error.instance)
+    for owner in keys[:keys.index(key)]:
+        rule = error.schema.get("properties", {}).get(owner, {})
+        if error.instance[owner] is None and key in rule.get("properties", {}):
+            return f"indent it under {owner}:, whose key it is"
+    return ""
+
+
+def _key_in_text(error: jsonschema.ValidationError) -> str:
+    """The key YAML read in text whose ': ' was not quoted (`- A shot: rain at night` is a
+    mapping), in a place that takes text or an object whose keys it is not (a prompt): "" for
+    any other error."""
+    value = error.instance
+    if error.validator not in ("anyOf", "oneOf") or not (isinstance(value, dict) and len(value) == 1):
+        return ""
+    [(key, item)] = value.items()
+    takes_text = any(sub.validator == "type" and "string" in sub.validator_value
+                     and not sub.relative_path for sub in error.context)
+    known = {name for sub in error.context if isinstance(sub.schema, dict)
+             for name in sub.schema.get("properties", {})}
+    scalar = item is not None and not isinstance(item, dict | list)
+    return key if takes_text and scalar and key not in known else ""
+
+
 def _spelling_hint(error: jsonschema.ValidationError) -> str:
-    """The hint for a value of the wrong kind: a number where text belongs (`name: 2024`), or
-    text the loader kept as it was written (see _TEXT_WHEN) where a number or a boolean does."""
+    """The hint for a value of the wrong kind: a number where text belongs (`name: 2024`), text
+    the loader kept as it was written (see _TEXT_WHEN) where a number or a boolean does, a list
+    written without its '- ', or a section left empty, its keys not indented under it."""
     value = error.instance
     wanted = error.validator_value if error.validator == "type" else None
     if isinstance(value, int | float) and wanted in ("string", ["string"]):
         return f"write it in quotes: \"{value}\""
+    if wanted == "array" and isinstance(value, dict | str):
+        return "start each item of the list on a line of its own with '- '"
+    if wanted == "object" and value is None and error.absolute_path:
+        return f"indent its keys under {error.absolute_path[-1]}:, or leave it out"
     tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) if isinstance(value, str) else ""
     if tag in (_INT_TAG, _FLOAT_TAG):
         return "write it as a plain number: no quotes, no leading 0, 0x, + or _, at most 15 digits"
