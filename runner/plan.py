@@ -179,6 +179,8 @@ _JPEG = re.compile(b"\xff\xd8\xff[\xc0-\xfe].{2}", re.DOTALL)
 _IMAGE_MAGIC = {"png": _PNG, "jpg": _JPEG, "jpeg": _JPEG,
                 "webp": re.compile(b"RIFF.{4}WEBPVP8[ LX]", re.DOTALL)}
 _MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_RELATIVE_HINT = "paths are relative to the manifest"
+_EXPORT_HINT = "export it again as a PNG, JPEG or WebP image"
 _GRACE_ALONE = "grace goes with a max runtime"
 _CHECK_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -395,10 +397,9 @@ class _Planner:
         if file in self.uploads:
             return self.uploads[file]
         extension = file.suffix.lower().lstrip(".")
-        problem, content = _image(file, written, extension)
+        problem, hint, content = _image(file, written, extension)
         if problem:
-            self.issues.append(self.doc.issue(where + ("path",), problem,
-                                              "paths are relative to the manifest"))
+            self.issues.append(self.doc.issue(where + ("path",), problem, hint))
             return None
         upload = Upload(file, hashlib.sha256(content).hexdigest(), extension)
         self.uploads[file] = upload
@@ -527,27 +528,40 @@ class _Planner:
         return safe_filename(self.template.format_map(values))
 
 
-def _image(file: Path, written: str, extension: str) -> tuple[str, bytes]:
-    """Why the start frame written as `written` (found at `file`) cannot be sent, or "" and its
-    content. Only a regular file is read: a pipe would never end."""
+def _image(file: Path, written: str, extension: str) -> tuple[str, str, bytes]:
+    """Why the start frame written as `written` (found at `file`) cannot be sent and a hint, or
+    "", "" and its content. Only a regular file is read: a pipe would never end."""
     if extension not in _IMAGE_MAGIC:
-        return f"{written} is not a png, jpg, jpeg or webp file", b""
+        return f"{written} is not a png, jpg, jpeg or webp file", _EXPORT_HINT, b""
     try:
         found = file.stat()
         if stat.S_ISDIR(found.st_mode):
-            return f"start frame {written} is a folder, not a file", b""
+            return f"start frame {written} is a folder, not a file", _RELATIVE_HINT, b""
         if not stat.S_ISREG(found.st_mode):
-            return f"start frame {written} is not a regular file (a pipe or a device?)", b""
+            return (f"start frame {written} is not a regular file (a pipe or a device?)",
+                    _RELATIVE_HINT, b"")
         if found.st_size > _MAX_IMAGE_BYTES:
-            return f"start frame {written} is larger than 20 MiB", b""
+            return f"start frame {written} is larger than 20 MiB", _RELATIVE_HINT, b""
         content = file.read_bytes()
     except FileNotFoundError:
-        return f"start frame {written} does not exist (looked in {file.parent})", b""
+        return f"start frame {written} does not exist (looked in {file.parent})", _RELATIVE_HINT, b""
     except OSError as exc:  # a symlink loop, a name too long, no permission
-        return f"start frame {written} cannot be read: {exc.strerror}", b""
+        return f"start frame {written} cannot be read: {exc.strerror}", _RELATIVE_HINT, b""
     if not _IMAGE_MAGIC[extension].match(content):
-        return f"start frame {written} is not a {extension} image", b""
-    return "", content
+        return f"start frame {written} is not a {extension} image", _found_hint(content), b""
+    return "", "", content
+
+
+def _found_hint(content: bytes) -> str:
+    """What a start frame that is not the image its name says holds, and what to do about it."""
+    kind = next((kind for kind, magic in _IMAGE_MAGIC.items() if magic.match(content)), None)
+    if kind:
+        return f"it holds a {kind} image: give it a .{kind} name"
+    if not content:
+        return f"the file is empty: {_EXPORT_HINT}"
+    if content[:512].isascii() and all(byte >= 32 or byte in b"\t\n\r" for byte in content[:512]):
+        return f"it holds text, not an image: {_EXPORT_HINT}"
+    return f"it holds another format, or an image cut short: {_EXPORT_HINT}"
 
 
 @functools.lru_cache(maxsize=4096, typed=True)

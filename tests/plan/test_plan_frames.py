@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from runner.cli import main
 
 HINT = " (hint: paths are relative to the manifest)"
+EXPORT = "export it again as a PNG, JPEG or WebP image)"
+CUT_SHORT = " (hint: it holds another format, or an image cut short: " + EXPORT
 LONG = "img/" + "a" * 300 + ".png"
 
 
@@ -39,14 +41,24 @@ CASES: dict[str, tuple[str, Callable[[Path], object], str]] = {
     "pipe": ("img/still.png", lambda img: os.mkfifo(img / "still.png"),
              "start frame img/still.png is not a regular file (a pipe or a device?)" + HINT),
     "png-signature-only": ("img/still.png", lambda img: (img / "still.png").write_bytes(
-        b"\x89PNG\r\n\x1a\n"), "start frame img/still.png is not a png image" + HINT),
+        b"\x89PNG\r\n\x1a\n"), "start frame img/still.png is not a png image" + CUT_SHORT),
     "png-header-cut-short": ("img/still.png", lambda img: (img / "still.png").write_bytes(
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x02"),
-        "start frame img/still.png is not a png image" + HINT),
+        "start frame img/still.png is not a png image" + CUT_SHORT),
     "jpeg-start-marker-only": ("img/still.jpg", lambda img: (img / "still.jpg").write_bytes(
-        b"\xff\xd8\xff"), "start frame img/still.jpg is not a jpg image" + HINT),
+        b"\xff\xd8\xff"), "start frame img/still.jpg is not a jpg image" + CUT_SHORT),
     "webp-without-chunk": ("img/still.webp", lambda img: (img / "still.webp").write_bytes(
-        b"RIFF\x04\x00\x00\x00WEBP"), "start frame img/still.webp is not a webp image" + HINT),
+        b"RIFF\x04\x00\x00\x00WEBP"), "start frame img/still.webp is not a webp image" + CUT_SHORT),
+    # Found where the manifest says, but not the image its name says: the hint tells what it holds.
+    "jpeg-named-png": ("img/still.png", lambda img: (img / "still.png").write_bytes(
+        b"\xff\xd8\xff\xe0\x00\x10JFIF"),
+        "start frame img/still.png is not a png image (hint: it holds a jpg image: give it a .jpg name)"),
+    "empty": ("img/still.png", lambda img: (img / "still.png").write_bytes(b""),
+              "start frame img/still.png is not a png image (hint: the file is empty: " + EXPORT),
+    "text": ("img/still.webp", lambda img: (img / "still.webp").write_text("not an image\n"),
+             "start frame img/still.webp is not a webp image (hint: it holds text, not an image: " + EXPORT),
+    "other-extension": ("img/still.gif", lambda img: (img / "still.gif").write_bytes(b"GIF89a"),
+                        "img/still.gif is not a png, jpg, jpeg or webp file (hint: " + EXPORT),
 }
 
 
