@@ -444,9 +444,9 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
     counts = render.plan_counts(summary)
     click.echo(f"{done.outcome.reason}: {counts.get('downloaded', 0)}/{sum(counts.values())} "
                f"downloaded{gone}, {notify.spent(summary)}")
-    earlier = render.unplanned_line(summary)
-    if earlier:
-        click.echo(earlier)
+    for note in (render.unplanned_line(summary), render.retry_failed_line(summary)):
+        if note:
+            click.echo(note)
     if (done.out_dir / results.SUMMARY).exists():  # a first run refused before it began wrote none
         click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     for unfinished in summary["unfinished_folders"]:  # a cron mail, unlike the log, is read

@@ -35,6 +35,16 @@ def plan_counts(summary: dict[str, Any]) -> dict[str, int]:
     return {state: count for state, count in counts.items() if count}
 
 
+def retry_failed_line(summary: dict[str, Any]) -> str | None:
+    """What a summary says of its failed jobs that no run takes up again by itself, if any:
+    `2 failed jobs are tried again only by a run with --retry-failed`."""
+    held = summary.get("failed_for_retry") or 0
+    if not held:
+        return None
+    verb = "is" if held == 1 else "are"
+    return f"{plural(held, 'failed job')} {verb} tried again only by a run with --retry-failed"
+
+
 def unplanned_line(summary: dict[str, Any]) -> str | None:
     """What a summary says of the jobs kept from earlier versions of the manifest, if any:
     `12 jobs no longer in the manifest: 3 downloaded, 9 failed`."""

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
-from runner.render import plan_counts, plural, spent_amount, unplanned_line, videos_gone
+from runner.render import (plan_counts, plural, retry_failed_line, spent_amount, unplanned_line,
+                           videos_gone)
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -76,6 +77,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
     spent = reserved = by_run = at_estimates = 0.0
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
+    held = 0  # the failed jobs only --retry-failed takes up again
     run = journal.run(run_id)
     for row in journal.reported():  # every job that holds or spent money is among them
         records.append(record(row))
@@ -88,6 +90,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
             by_run += row.generation_usd
         if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
             missing.append(row.file)
+        held += row.waits_for_retry_failed
     ended = run.ended_at if run else None
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
@@ -97,7 +100,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         "run_spent_usd": round(by_run, 4),
         "reserved_usd": round(reserved, 4),
         "estimated_usd": round(report.estimate(records), 4),
-        "missing_videos": missing,
+        "missing_videos": missing, "failed_for_retry": held,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
@@ -150,6 +153,9 @@ def status_lines(results: report.RunResults) -> list[str]:
     if summary["missing_videos"]:
         lines.append(videos_gone(len(summary["missing_videos"])))
         lines.extend(f"gone {file}" for file in summary["missing_videos"])
+    held = retry_failed_line(summary)
+    if held:
+        lines.append(held)
     for failure in results.failures:  # the current plan's first
         gone = "" if report.planned(failure) else " (no longer in the manifest)"
         lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "

@@ -97,6 +97,12 @@ class JobRow:
         rather than creates it anew."""
         return bool(self.generation_id) and self.error_kind in POLL_AGAIN
 
+    @property
+    def waits_for_retry_failed(self) -> bool:
+        """Whether this is a failed job of the plan that only a run with --retry-failed takes up
+        again (refused for its content, a FAILED render: see PASSING_FAILURES)."""
+        return self.state == "failed" and self.planned and self.error_kind not in PASSING_FAILURES
+
     def as_job(self) -> Job:
         """The planned job this row records (its wire body, file name and axes)."""
         return Job(key=self.key, index=self.index, axes=self.axes, styles=self.styles,

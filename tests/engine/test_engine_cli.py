@@ -203,6 +203,26 @@ def test_a_dry_run_and_the_run_count_the_failed_jobs_a_run_would_create_again(tm
     assert started[1].endswith("0 already downloaded, 1 to create")
 
 
+def test_the_run_and_status_say_which_failed_jobs_wait_for_retry_failed(tmp_path: Path) -> None:
+    refused = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                             repeat=1, styles={"vibe": ["none"]}, name="refused")
+    timed_out = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]},
+                               run={"timeout": "0.3s"}, name="timed-out")
+    hint = "1 failed job is tried again only by a run with --retry-failed"
+    with run_in_thread(sim_settings()) as sim:
+        first, again = (invoke_run(refused, tmp_path / "out", sim) for _ in range(2))
+    with run_in_thread(sim_settings(render_seconds=400.0, render_jitter_seconds=0.0)) as slow:
+        passing = invoke_run(timed_out, tmp_path / "out-timed-out", slow)
+    assert first[0] == again[0] == 1
+    assert first[1].splitlines()[1] == again[1].splitlines()[1] == hint
+    assert f"{hint}\nfailed " in invoke("status", str(tmp_path / "out"))[1]
+    assert json.loads(invoke("status", str(tmp_path / "out"), "--format", "json")[1])[
+        "summary"]["failed_for_retry"] == 1
+    # a job that timed out is taken up again by the next run on its own: no word of the flag
+    assert "failed for now" in passing[1] and "--retry-failed" not in passing[1]
+    assert "--retry-failed" not in invoke("status", str(tmp_path / "out-timed-out"))[1]
+
+
 @pytest.mark.parametrize("left", [{"max_runtime": "0.5s", "grace": "0.1s"}, {"timeout": "0.3s"}],
                          ids=["in flight", "timed out"])
 def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetches(
