@@ -98,6 +98,8 @@ class PlanDiff:
     # in flight, and those failed whose paid generation is polled again.
     unplanned: tuple[str, ...] = ()
     files: dict[str, str] = field(default_factory=dict)  # the planned jobs' videos, where they were put
+    # The planned failed jobs a run fetches, paying nothing more: paid, their generation polled again.
+    to_fetch: tuple[str, ...] = ()
 
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done (or, its video gone from
@@ -136,6 +138,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     again: set[str] = set()  # failed jobs the run would create anew
     missing: tuple[str, ...] = ()
     unplanned: tuple[str, ...] = ()
+    to_fetch: tuple[str, ...] = ()
     files: dict[str, str] = {}
     if out_dir.exists() and not out_dir.is_dir():
         raise not_a_folder(out_dir)
@@ -148,6 +151,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
             again = {row.key for row in retried if not row.polled_again}
             unplanned = tuple(row.key for row in (*journal.in_states(IN_FLIGHT), *retried)
                               if row.key not in keys)
+            to_fetch = tuple(row.key for row in retried if row.polled_again and row.key in keys)
             missing = tuple(row.key for row in journal.missing_videos())
             files = {key: file for file, key in journal.file_owners().items() if key in keys}
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
@@ -159,7 +163,8 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
                               or states.get(job.key, "pending") == "pending")
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
-                    to_create_usd=to_create, missing=missing, unplanned=unplanned, files=files)
+                    to_create_usd=to_create, missing=missing, unplanned=unplanned, files=files,
+                    to_fetch=to_fetch)
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,

@@ -146,7 +146,7 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
     videos = found.files if found else None
     if fmt == "json":
         click.echo(render.plan_json(planned, states, to_create, found.unplanned if found else None,
-                                    videos))
+                                    videos, found.to_fetch if found else None))
     elif fmt == "jsonl":
         for line in render.plan_jsonl(planned, states, videos):
             click.echo(line)
@@ -485,8 +485,10 @@ def _diff_line(state: batch.PlanDiff) -> str:
     dropped = (f"; {render.plural(len(state.unplanned), 'job')} the manifest no longer has, still "
                "to fetch (nothing more is paid)") if state.unplanned else ""
     gone = f"; {render.plural(len(state.missing), 'video')} gone from the folder" if state.missing else ""
+    paid = (f" ({len(state.to_fetch)} of them paid, to fetch with nothing more to pay)"
+            if state.to_fetch else "")
     return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
-            f"{len(state.done)} done, {len(state.failed)} failed{dropped}{gone}")
+            f"{len(state.done)} done, {len(state.failed)} failed{paid}{dropped}{gone}")
 
 
 @main.command()

@@ -248,6 +248,24 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
         "2 jobs no longer in the manifest: 2 downloaded"]
 
 
+def test_a_dry_run_and_plan_tell_the_paid_jobs_that_timed_out_from_those_failed_for_good(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A quiet harbor at dawn, moderate-me"],
+                              repeat=1)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=400.0, render_jitter_seconds=0.0)) as sim:
+        first = run(manifest, out, sim, timeout="0.3s")  # 2 paid and timed out, 2 refused
+        _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
+        _, listed, _ = invoke("plan", str(manifest), "--out", str(out), "--format", "json")
+    assert first.outcome.exit_code == 1
+    said = "0 new, 0 in flight, 0 done, 4 failed (2 of them paid, to fetch with nothing more to pay)"
+    assert f"{said}; nothing was sent" in dry and said in planned
+    with Journal.open(out, create=False) as journal:
+        timed_out = {row.key for row in journal.in_states(("failed",)) if row.error_kind == "timeout"}
+    assert len(timed_out) == 2 and set(json.loads(listed)["summary"]["failed_to_fetch"]) == timed_out
+
+
 def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_them_back(
         tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
