@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import tqdm
@@ -274,10 +274,11 @@ class Progress:
     """The run's events drawn as a tqdm bar on a terminal, or as progress records of the run's
     log at a steady interval when the output is not one (cron mail, a log file)."""
 
-    def __init__(self, *, quiet: bool, every: float = 10.0) -> None:
+    def __init__(self, *, quiet: bool, every: float = 10.0, screen: TextIO | None = None) -> None:
         self.quiet = quiet
         self.every = every
-        self.terminal = sys.stderr.isatty()
+        self.screen = screen or sys.stderr  # where the bar is drawn
+        self.terminal = self.screen.isatty()
         self.bar: tqdm.tqdm | None = None
         self.last_line: float | None = None
 
@@ -294,17 +295,20 @@ class Progress:
             return
         if self.bar is None:
             self.bar = tqdm.tqdm(total=snap.total, initial=snap.finished, unit="job",
-                                 dynamic_ncols=True, file=sys.stderr)
+                                 dynamic_ncols=True, file=self.screen)
+        # The figures first, so that the frame the count's update draws shows them too.
         self.bar.total = snap.total
-        self.bar.update(snap.finished - self.bar.n)
         self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
                                  f"{render.spent_amount(dataclasses.asdict(snap))} this run",
                                  refresh=False)
+        self.bar.update(snap.finished - self.bar.n)
+        if event.kind == "stop":  # its last frame, above the lines that tell the run's end
+            self.bar.close()
 
     @contextmanager
     def drawing(self) -> Iterator[None]:
         """While the run lasts, its log lines on the terminal are written above the bar, never
-        into it; the bar is closed at the end."""
+        into it; the bar is closed when the run stops, else (the run broken off) at the end."""
         try:
             if self.terminal and not self.quiet:
                 with logging_redirect_tqdm(loggers=[logging.getLogger(logs.LOGGER)]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import os
 import pty
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 from enginekit import PROMPTS, down_url, invoke, invoke_run, run, sim_settings, step, write_manifest
 
+from runner.cli import Progress
 from runner.config import RunSettings, parse_duration
+from runner.control import Event
 from runner.notify import headline
 from runner.plan import make_plan
 from runner.simulator import run_in_thread
@@ -126,6 +129,32 @@ def test_on_a_terminal_the_bar_shows_the_run_and_log_lines_stay_off_it(tmp_path:
     assert re.search(r"8/8 .*in flight 0, failed 0, \$2\.16 this run", screen), screen
     for said in ("run started", "run ended"):  # each on a line of its own, not after the bar
         assert re.search(rf"(^|[\r\n])\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d INFO {said}: ", screen), screen
+
+
+class Screen(io.StringIO):
+    """What a terminal would show, kept as text."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_each_frame_of_the_bar_shows_its_count_with_its_own_figures_and_none_after_the_stop(
+        tmp_path: Path) -> None:
+    screen = Screen()
+    progress = Progress(quiet=False, screen=screen)
+
+    def every_step_drawn(event: Event) -> None:
+        progress(event)
+        if progress.bar is not None:  # a frame for each count, not one a tenth of a second
+            progress.bar.mininterval = 0
+    with run_in_thread(sim_settings()) as sim, progress.drawing():
+        run(write_manifest(tmp_path), tmp_path / "out", sim, sink=every_step_drawn)
+        drawn = screen.getvalue()
+    frames = [(int(done), int(flying)) for done, flying in
+              re.findall(r"(\d+)/8 [^\r\n]*in flight (\d+),", drawn)]
+    assert len(frames) > 8 and frames[-1] == (8, 0)
+    assert [frame for frame in frames if sum(frame) > 8] == []  # a job counted both ways
+    assert screen.getvalue() == drawn  # closed at the stop, not drawn again after the run's end
 
 
 def on_terminal(command: list[str], *, key: str) -> tuple[str, int]:
