@@ -325,6 +325,9 @@ def _api_key(key_file: Path | None) -> str | None:
     line of printable text: anything else would go into a request header as it is."""
     if key_file is None:
         key, source = os.environ.get("LEONARDO_API_KEY", "").strip(), "LEONARDO_API_KEY"
+        if not key and source in os.environ:
+            raise AuthError(f"{source} is set but empty: put the API key in it, or pass "
+                            "--api-key-file")
     else:
         source = f"--api-key-file {key_file}"
         try:
@@ -496,10 +499,14 @@ def _diff_line(state: batch.PlanDiff) -> str:
 
 
 @main.command()
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def status(out: Path, fmt: str) -> None:
     """What the output folder OUT holds: jobs by state, money spent and reserved, failures."""
+    if out.is_file():
+        raise UsageError(f"{out} is a file: status takes a run's output folder (the one holding "
+                         f"its videos and {JOURNAL_NAME}); for a manifest, `hailuo-batch plan "
+                         "FILE --out DIR` shows its jobs against a folder")
     found = results.collect(out)
     if fmt == "json":
         click.echo(json.dumps({"summary": found.summary, "failures": found.failures}, indent=2))

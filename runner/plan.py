@@ -13,7 +13,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner import catalog
@@ -317,6 +317,7 @@ class _Planner:
         jobs = self._jobs(cells)
         self._check_lengths(jobs)
         self._warn_unnamed_vars(jobs)
+        self._warn_extension(jobs)
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
                                  f"{expansion.excluded}, skipped as invalid: {skipped})")
@@ -350,6 +351,17 @@ class _Planner:
                     f"output.filename names the var {{{name}}}, which these prompts do not: "
                     f"{shown}; their files have 'none' there (a var multiplies only the prompts "
                     "that name it)")
+
+    def _warn_extension(self, jobs: list[Job]) -> None:
+        """Every video is an MP4 file, whatever output.filename ends with: `.mp4` is added to a
+        name that ends otherwise, so say so when the template writes another extension."""
+        suffix = PurePosixPath(self.template.replace("\\", "/")).suffix
+        if jobs and suffix and "{" not in suffix and suffix.lower() != ".mp4":
+            end = len(self.template)
+            self.warnings.append(self.doc.issue(
+                ("output", "filename"), f"the videos are MP4 files, not {suffix}: .mp4 is added to "
+                f"every name, as in {jobs[0].filename}", "end output.filename with .mp4",
+                part=(end - len(suffix), end)))
 
     def _check_placeholders(self, field: str, template: str, known: list[str]) -> None:
         path = ("output", field)

@@ -112,7 +112,7 @@ def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
     """`hailuo-batch ARGS` through click, with `key` (or none) as LEONARDO_API_KEY: the exit code,
     standard output and standard error. An exception the command does not turn into an exit
     code is raised here, so a traceback fails the test."""
-    result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key or ""},
+    result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key},
                                 catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 

@@ -53,7 +53,15 @@ def test_a_bad_manifest_exits_2_and_sends_nothing(tmp_path: Path) -> None:
 
 def test_a_missing_key_exits_4_with_a_clear_message(tmp_path: Path) -> None:
     code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "o"))
-    assert code == 4 and "LEONARDO_API_KEY" in stderr
+    assert code == 4 and "no API key: set LEONARDO_API_KEY or pass --api-key-file" in stderr
+
+
+@pytest.mark.parametrize("key", ["", " \n"], ids=["empty", "blank"])
+def test_an_empty_key_in_the_environment_is_said_to_be_empty_not_unset(tmp_path: Path, key: str) -> None:
+    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "o"),
+                             key=key)
+    assert code == 4 and ("LEONARDO_API_KEY is set but empty: put the API key in it, or pass "
+                          "--api-key-file") in stderr
 
 
 def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
@@ -69,6 +77,15 @@ def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
 def test_status_of_a_folder_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     code, _, stderr = invoke("status", str(tmp_path))
     assert code == 2 and "no journal here" in stderr and "Traceback" not in stderr
+
+
+def test_status_of_a_manifest_says_it_takes_the_output_folder_and_points_at_plan(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    code, _, stderr = invoke("status", str(manifest))
+    assert code == 2 and stderr == (
+        f"error: {manifest} is a file: status takes a run's output folder (the one holding its "
+        "videos and journal.sqlite); for a manifest, `hailuo-batch plan FILE --out DIR` shows its "
+        "jobs against a folder\n")
 
 
 def test_a_time_scale_without_simulate_is_a_usage_error(tmp_path: Path) -> None:

@@ -179,6 +179,22 @@ def test_colliding_names_are_warned_of(tmp_path: Path) -> None:
     assert make_plan(manifest).warnings == ()
 
 
+@pytest.mark.parametrize(("template", "warned"), [
+    ("{prompt}.mov", (5, 22, ".mov", "a.mov.mp4")), ("{prompt}/{n}.MP4", None),
+    ("{prompt}_{n}", None), ("{prompt}.{n}", None), ("v1.2/{prompt}", None)])
+def test_a_file_name_ending_in_another_extension_is_warned_of_at_its_place(
+        write_manifest: WriteManifest, template: str, warned: tuple[int, int, str, str] | None) -> None:
+    manifest = write_manifest(f'version: 1\nname: x\nprompts: ["a"]\noutput:\n  filename: "{template}"\n')
+    warnings = make_plan(manifest).warnings_for()
+    if warned is None:
+        assert warnings == ()
+    else:
+        line, column, suffix, example = warned
+        assert warnings == (f"{manifest}:{line}:{column}: $.output.filename: the videos are MP4 "
+                            f"files, not {suffix}: .mp4 is added to every name, as in {example} "
+                            "(hint: end output.filename with .mp4)",)
+
+
 CONTROL = "a path holds no control characters (a NUL, a tab, a line break), not "
 
 
