@@ -26,6 +26,15 @@ def not_a_folder(folder: Path) -> StateError:
     return StateError(f"output folder {folder} is unusable: it is a file, not a folder")
 
 
+def file_in_the_way(path: Path) -> str | None:
+    """`x is a file, not a folder` when `x`, one of the folders on the way to `path`, is a file,
+    else None. The system says only "File exists" or "Not a directory", which reads as if the
+    trouble were `path` itself (a log that may not be appended to, say)."""
+    part = next((p for p in reversed(path.parents) if os.path.exists(p) and not os.path.isdir(p)),
+                None)
+    return None if part is None else f"{part} is a file, not a folder"
+
+
 @dataclass
 class FolderLock:
     """Held for the life of a run: `with FolderLock.acquire(out) as lock: ...` (or of a

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.errors import UsageError
+from runner.lock import file_in_the_way
 
 LOGGER = "hailuo"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -71,7 +72,9 @@ def configure(*, log_file: Path | None, fmt: str, stream: TextIO | None = None,
             log_file.parent.mkdir(parents=True, exist_ok=True)
             handler: logging.Handler = LogFile(log_file)
         except OSError as exc:
-            raise UsageError(f"--log-file {log_file}: cannot write it ({exc.strerror})") from exc
+            problem = file_in_the_way(log_file)
+            raise UsageError(f"--log-file {log_file}: {problem}" if problem else
+                             f"--log-file {log_file}: cannot write it ({exc.strerror})") from exc
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

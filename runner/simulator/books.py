@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from runner.errors import UsageError
+from runner.lock import file_in_the_way
 from runner.plan import canonical_json
 from runner.simulator.limits import RateWindow
 from runner.simulator.render import Generation
@@ -86,7 +87,8 @@ class Books:
                 # Open for the simulator's whole life, one line a call; `close` ends it.
                 self._log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
             except OSError as exc:
-                raise UsageError(f"{log_path}: cannot write the request log: {exc.strerror}") from exc
+                problem = file_in_the_way(log_path) or exc.strerror
+                raise UsageError(f"{log_path}: cannot write the request log: {problem}") from exc
         self._requests: Counter[tuple[str, int]] = Counter()
         self._faults: Counter[str] = Counter()
         self._bodies: set[bytes] = set()

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import files
-from runner.errors import StateError, UsageError
-from runner.lock import FolderLock
+from runner.errors import HailuoError, StateError, UsageError
+from runner.lock import FolderLock, file_in_the_way
 from runner.simulator.limits import SimClock
 from runner.simulator.render import Generation
 
@@ -134,8 +134,12 @@ def lock_name(name: str) -> str:
     return f".{name}.lock"
 
 
-def _unwritable(path: Path, exc: OSError) -> StateError:
-    """A state file the disk refuses (full, read-only): the run cannot go on, as with its journal."""
+def _unwritable(path: Path, exc: OSError) -> HailuoError:
+    """A state file the disk refuses (full, read-only): the run cannot go on, as with its journal;
+    a path through a file is the mistake of the path given, told as such."""
+    problem = file_in_the_way(path)
+    if problem is not None:
+        return UsageError(f"{path}: cannot write the simulator state: {problem}")
     return StateError(f"{path}: cannot write the simulator state: {exc.strerror or exc}")
 
 

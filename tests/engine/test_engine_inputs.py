@@ -13,7 +13,7 @@ import pytest
 from enginekit import invoke, sim_settings, write_manifest
 
 from runner.batch import RunConfig, run_batch
-from runner.errors import StateError
+from runner.errors import UsageError
 from runner.results import collect
 from runner.simulator import SimSettings, run_in_thread
 
@@ -127,19 +127,20 @@ def test_a_price_table_that_cannot_be_read_is_a_located_error(
     assert code == 2 and message in stderr
 
 
-def test_a_simulated_account_that_cannot_be_kept_exits_4_and_says_so(
+def test_a_simulated_account_kept_through_a_file_exits_2_and_names_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, state = tmp_path / "out", Path("notes", "simulator-state.jsonl")
     monkeypatch.chdir(tmp_path)
     state.parent.write_text("a file where the state's folder would be", encoding="utf-8")
     config = RunConfig(manifest=write_manifest(tmp_path), out=out,
                        simulate=SimSettings(state_path=state))
-    with pytest.raises(StateError) as refused:
+    with pytest.raises(UsageError) as refused:
         run_batch(config)
-    assert refused.value.exit_code == 4  # the file named as it was given
-    assert str(refused.value).startswith("notes/simulator-state.jsonl: cannot write the simulator state")
+    assert refused.value.exit_code == 2  # the paths named as they were given
+    assert str(refused.value) == ("notes/simulator-state.jsonl: cannot write the simulator state: "
+                                  "notes is a file, not a folder")
     summary = collect(out).summary  # the journal's, as `status` shows it: the run never began,
-    assert summary["exit_code"] == 4 and summary["counts"] == {}  # and left no plan behind
+    assert summary["exit_code"] == 2 and summary["counts"] == {}  # and left no plan behind
 
 
 @pytest.mark.parametrize("command, more", [("run", ["--simulate"]), ("plan", [])])

@@ -101,7 +101,8 @@ def test_a_simulated_runs_folder_is_named_beside_the_real_one(
     ("--notify-url", "ftp://127.0.0.1/x", "give an http:// or https:// URL"),
     ("--notify-url", "https://exa mple.com/hook", "give an http:// or https:// URL"),
     ("--notify-url", "https://example.com/\nhook", "give an http:// or https:// URL"),
-    ("--log-file", "/proc/version/x", "--log-file /proc/version/x: cannot write it"),
+    ("--log-file", "/proc/x.log", "--log-file /proc/x.log: cannot write it"),
+    ("--log-file", "/proc/version/x", "--log-file /proc/version/x: /proc/version is a file, not a folder"),
 ])
 def test_an_unusable_notify_url_or_log_file_is_refused_before_anything_is_sent(
         tmp_path: Path, option: str, value: str, message: str) -> None:

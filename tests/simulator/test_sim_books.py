@@ -44,6 +44,14 @@ def test_an_unwritable_log_path_is_a_usage_error(tmp_path: Path) -> None:
         run(lambda c: c.call("GET", "/v1/me"), SimSettings(log_path=tmp_path / "missing" / "log.jsonl"))
 
 
+def test_a_log_path_through_a_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("the user's notes", encoding="utf-8")
+    with pytest.raises(UsageError) as refused:
+        run(lambda c: c.call("GET", "/v1/me"), SimSettings(log_path=tmp_path / "notes" / "log.jsonl"))
+    assert str(refused.value) == (f"{tmp_path}/notes/log.jsonl: cannot write the request log: "
+                                  f"{tmp_path}/notes is a file, not a folder")
+
+
 def test_duplicates_are_identical_bodies_whatever_their_key_order() -> None:
     async def scenario(c: Caller) -> None:
         body = wire()

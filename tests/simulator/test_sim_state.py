@@ -181,6 +181,14 @@ def test_a_line_cut_short_is_dropped_and_a_damaged_file_is_a_located_error(tmp_p
     assert "Traceback" not in result.stderr
 
 
+def test_a_state_file_through_a_file_is_a_usage_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("the user's notes", encoding="utf-8")
+    result = CliRunner().invoke(main, ["simulate", "--state", str(tmp_path / "notes" / "a" / "s.jsonl")])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: {tmp_path}/notes/a/s.jsonl: cannot write the simulator state: "
+                             f"{tmp_path}/notes is a file, not a folder\n")
+
+
 def test_the_key_follows_the_user_id_unless_one_is_given() -> None:
     settings = SimSettings(user_id="8d1f6c2e-3b7a-4e59-a0c4-5f2d9e8b1a37")
     assert settings.api_key == account_key(settings.user_id) and uuid.UUID(settings.api_key)
