@@ -21,7 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from runner import batch, catalog, logs, nightly, notify, render, results
 from runner import report as run_report
 from runner.api import Timeouts
-from runner.config import http_url_problem, parse_duration, shown_url, told_under
+from runner.config import api_key_problem, http_url_problem, parse_duration, shown_url, told_under
 from runner.control import Event
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError, count_problems
 from runner.manifest import load_prices, schema
@@ -321,8 +321,8 @@ class Progress:
 
 
 def _api_key(key_file: Path | None) -> str | None:
-    """The key from --api-key-file, else LEONARDO_API_KEY; never echoed anywhere. A key is one
-    line of printable text: anything else would go into a request header as it is."""
+    """The key from --api-key-file, else LEONARDO_API_KEY; never echoed anywhere, and refused
+    before anything is sent when it is not shaped as a key (see api_key_problem)."""
     if key_file is None:
         key, source = os.environ.get("LEONARDO_API_KEY", "").strip(), "LEONARDO_API_KEY"
         if not key and source in os.environ:
@@ -342,9 +342,9 @@ def _api_key(key_file: Path | None) -> str | None:
         if shared:
             logging.getLogger(logs.LOGGER).warning(
                 "%s: users other than its owner may read it: `chmod 600` it", source)
-    if not key.isprintable():
-        raise AuthError(f"{source}: not an API key: it holds a line break or another control "
-                        "character (a key is one line)")
+    problem = api_key_problem(key)
+    if problem is not None:
+        raise AuthError(f"{source}: not an API key: {problem}")
     return key or None
 
 

@@ -61,6 +61,31 @@ def http_url_problem(url: str) -> str | None:
     return None
 
 
+# A line copied from a .env file or a shell profile: `NAME=value`, `export NAME=value`. The value
+# must not start with `=`: a key ending in base64's padding (`abc==`) is no such line.
+_ASSIGNMENT_RE = re.compile(r"(?:export\s+)?[A-Za-z_]\w*\s*=\s*[^=\s]")
+# Straight quote marks, and those a document or a chat puts around a pasted key.
+_QUOTES = tuple("\"'`\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb")
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why `key` cannot be an API key as written, or None for one line of printable text with no
+    space in it, which is sent as it is. The shapes a key pasted with its surroundings takes are
+    named, so that the user is not left with the API's refusal (a 500 for a key it cannot read);
+    what is said never holds any of the key's text."""
+    if not key.isprintable():  # it would go into a request header as it is
+        return "it holds a line break or another control character (a key is one line)"
+    if key[:7].lower() == "bearer ":
+        return "it starts with 'Bearer ': keep only the key (the runner sends 'Bearer ' itself)"
+    if _ASSIGNMENT_RE.match(key):
+        return "it reads as a NAME=value line, as in a .env file: keep only the value"
+    if key.startswith(_QUOTES) or key.endswith(_QUOTES):
+        return "it is in quote marks: keep only the key, without them"
+    if " " in key:
+        return "it holds a space: a key is one word"
+    return None
+
+
 def shown_url(url: str) -> str:
     """`url` as messages show it: all between its scheme (if it starts with one) and its last
     `@` (a user and a password, whatever they hold) replaced by `***`."""

@@ -13,6 +13,7 @@ import pytest
 from enginekit import invoke, sim_settings, write_manifest
 
 from runner.batch import RunConfig, run_batch
+from runner.config import api_key_problem
 from runner.errors import UsageError
 from runner.results import collect
 from runner.simulator import SimSettings, run_in_thread
@@ -83,6 +84,33 @@ def test_a_key_with_a_line_break_in_the_environment_exits_4(tmp_path: Path) -> N
                           "--base-url", UNUSED_ROOT, key="0c3d2b8e\nsecret-second-line")
     assert code == 4 and "LEONARDO_API_KEY: not an API key" in stderr
     assert "secret-second-line" not in stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ("LEONARDO_API_KEY=sample0key0text", "it reads as a NAME=value line, as in a .env file"),
+    ("export LEONARDO_API_KEY='sample0key0text'", "it reads as a NAME=value line"),
+    ("Bearer sample0key0text", "it starts with 'Bearer ': keep only the key"),
+    ('"sample0key0text"', "it is in quote marks: keep only the key, without them"),
+    ("\u201csample0key0text\u201d", "it is in quote marks"),
+    ("sample0key 0text", "it holds a space: a key is one word"),
+], ids=["dotenv line", "export line", "bearer", "quotes", "smart quotes", "space"])
+@pytest.mark.parametrize("given", ["file", "environment"])
+def test_a_key_pasted_with_its_surroundings_exits_4_naming_them_not_the_key(
+        tmp_path: Path, written: str, said: str, given: str) -> None:
+    key_file, out = tmp_path / "key", tmp_path / "out"
+    key_file.write_text(written + "\n", encoding="utf-8")
+    source, more, key = ((f"--api-key-file {key_file}", ["--api-key-file", str(key_file)], None)
+                         if given == "file" else ("LEONARDO_API_KEY", [], written))
+    code, stdout, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(out),
+                                  "--base-url", UNUSED_ROOT, *more, key=key)
+    assert code == 4 and f"error: {source}: not an API key: {said}" in stderr
+    assert "sample0" not in stdout + stderr and "0text" not in stdout + stderr
+    assert not out.exists()
+
+
+def test_a_key_of_ordinary_characters_is_taken_as_written() -> None:
+    for key in ("0c3d2b8e-51f4-4a43-9bd6-9a0f0f0e0a11", "c2FtcGxlIGtleQ==", "sk_live.AbC-123"):
+        assert api_key_problem(key) is None
 
 
 @pytest.mark.parametrize(("url", "said"), [
