@@ -54,6 +54,7 @@ MAX_CELLS = 2_000_000
 MAX_NAME_BYTES = 3900
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
+_VARIABLE_RE = re.compile(r"\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})")  # $HOME, ${VIDEOS}
 
 
 def canonical_json(value: Any) -> str:
@@ -300,7 +301,8 @@ class _Planner:
         if self.checked.ok("output") and names is not None:
             self._check_placeholders("filename", self.template, [
                 *BUILTIN_NAMES, *names, *self.catalog.categories])
-            self._check_placeholders("dir", self.output_dir, list(OUTPUT_DIR_PLACEHOLDERS))
+            if not self._check_variables():
+                self._check_placeholders("dir", self.output_dir, list(OUTPUT_DIR_PLACEHOLDERS))
         if self.checked.ok("notify") and "notify" in self.data:
             self._check_notify(self.data["notify"])
         frames = {path: self._frame(frame, path) for path, frame in self._frame_places()}
@@ -376,6 +378,18 @@ class _Planner:
                                                   did_you_mean(name, known)
                                                   or f"placeholders: {', '.join(known)}",
                                                   part=field_part(template, f"{{{name}}}")))
+
+    def _check_variables(self) -> bool:
+        """Whether output.dir names an environment variable (`$HOME`, `${VIDEOS}`), said at its
+        place: it would be a folder of that very name in the folder run from, where only `~` is
+        expanded; its `{VIDEOS}` is then no placeholder to tell of as well."""
+        found = _VARIABLE_RE.search(self.output_dir)
+        if found is not None:
+            self.issues.append(self.doc.issue(
+                ("output", "dir"), f"{found[0]} would be a folder named {found[0]} in the folder "
+                "you run from", "environment variables are not expanded; use ~ or a relative path",
+                part=found.span()))
+        return found is not None
 
     def _check_notify(self, url: str) -> None:
         """The manifest's webhook, held to the test --notify-url is: the schema only sees that it
