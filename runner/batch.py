@@ -200,10 +200,12 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             needed_usd = nightly.cost_to_create(to_create, settings.run.budget_usd)
             if config.out is None:
                 unfinished = nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
+            rerun = nightly.Rerun(out_dir, None if config.out else planned.output_dir, planned.name,
+                                  config.run_id, simulated=config.simulate is not None)
             del planned, to_create
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random(), begin,
-                                         needed_usd))
+                                         needed_usd, rerun))
         except BaseException as exc:
             outcome, broken = _broke_off(exc), exc
             raise
@@ -338,11 +340,12 @@ class _Begin:
 
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
-                 rand: random.Random, begin: Callable[[], None], needed_usd: float) -> Outcome:
+                 rand: random.Random, begin: Callable[[], None], needed_usd: float,
+                 rerun: nightly.Rerun) -> Outcome:
     """The run against the API: its account read and checked first (and its balance against
     `needed_usd`, what the jobs to create cost within the budget), then `begin` (the run's own
-    changes to the journal), then the engine."""
-    stop = Stop()
+    changes to the journal), then the engine; a stop tells how to resume it as `rerun` says."""
+    stop = Stop(how_to_resume=lambda: rerun.how_to_resume(clock.wall()))
     async with _api(config, settings, journal) as client:
         with _signals(stop):
             reading = asyncio.ensure_future(nightly.read_account(

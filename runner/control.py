@@ -53,9 +53,12 @@ class Outcome:
 class Stop:
     """The run's stop conditions. `halt` stops submitting and lets work in flight finish (budget,
     quota, a runtime limit); `abort` ends everything at once (a signal, a rejected key). The
-    first reason given is the one reported."""
+    first reason given is the one reported. `how_to_resume()` tells, in a reason, how the run is
+    resumed: asked when the reason is made, since a folder named by the date is named anew the
+    next day."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, how_to_resume: Callable[[], str]) -> None:
+        self.how_to_resume = how_to_resume
         self.halted: Outcome | None = None
         self.aborted: Outcome | None = None
         self._abort = asyncio.Event()

@@ -105,7 +105,8 @@ class Engine:
         if stop.halted is not None and (unfinished or stop.halted.exit_code == EXIT_CANNOT_RUN):
             return stop.halted
         if unfinished:
-            return Outcome(EXIT_RESUMABLE, f"{plural(unfinished, 'job')} not finished: run again to resume")
+            return Outcome(EXIT_RESUMABLE,
+                           f"{plural(unfinished, 'job')} not finished: {stop.how_to_resume()}")
         failed = tracker.counts["failed"]
         if failed and failed == self.submitter.failed_for_now:
             return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now (see "
@@ -156,7 +157,7 @@ class Engine:
                              {"unreachable_since": iso(since), "stops_at": iso(stops)})
         elif now - self._unreachable_since >= self.settings.outage:
             ctx.stop.abort(EXIT_RESUMABLE, f"the API could not be reached for "
-                           f"{now - self._unreachable_since:.0f} s: run again to resume")
+                           f"{now - self._unreachable_since:.0f} s: {ctx.stop.how_to_resume()}")
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
         """Resume what was in flight, then submit the pending jobs in plan order. A job whose

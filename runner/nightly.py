@@ -11,6 +11,7 @@ the log and the webhook carry the same one-line headline a person reads first.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import glob
 import logging
 import os
@@ -25,7 +26,7 @@ from typing import Any
 
 from runner import catalog, notify, state
 from runner.api import Account, LeonardoClient
-from runner.config import SIMULATED_SUFFIX
+from runner.config import SIMULATED_SUFFIX, output_folder
 from runner.control import (
     EXIT_CANNOT_RUN,
     EXIT_RESUMABLE,
@@ -162,7 +163,7 @@ async def watch_runtime(runtime: Runtime, *, stop: Stop, clock: Clock, tracker: 
         return
     await clock.sleep(left)
     limit = runtime.reached
-    stop.halt(EXIT_RESUMABLE, f"{limit}: run again to resume")
+    stop.halt(EXIT_RESUMABLE, f"{limit}: {stop.how_to_resume()}")
     in_flight = tracker.snapshot().in_flight
     log.warning("%s: submitting stopped, with %s in flight and %g s of grace to finish", limit,
                 plural(in_flight, "job"), runtime.grace,
@@ -172,7 +173,7 @@ async def watch_runtime(runtime: Runtime, *, stop: Stop, clock: Clock, tracker: 
     log.warning("the grace period is over with %s in flight: stopping", plural(left, "job"),
                 extra={"in_flight": left})
     stop.abort(EXIT_RESUMABLE, f"{limit} and its grace of {runtime.grace:g} s is over with "
-                               f"{plural(left, 'job')} in flight: run again to resume")
+                               f"{plural(left, 'job')} in flight: {stop.how_to_resume()}")
 
 
 @asynccontextmanager
@@ -309,10 +310,43 @@ def left_unfinished(folder: dict[str, Any]) -> str:
     """What to say of an earlier start's folder left unfinished (an entry of the summary's
     `unfinished_folders`), and the command that finishes it."""
     out = folder["out"]
-    run = "--simulate --out" if out.endswith(SIMULATED_SUFFIX) else "--out"
     return (f"{out}, an earlier start's folder, still holds "
             f"{jobs_left(folder['in_flight'], folder['waiting'])}; this start does not resume "
-            f"them: run with {run} {out} to finish them")
+            f"them: run with {out_flags(out)} to finish them")
+
+
+def out_flags(out: str) -> str:
+    """The flags of a run into the folder `out`: `--out OUT`, after --simulate for a simulated
+    run's folder."""
+    return f"{'--simulate --out' if out.endswith(SIMULATED_SUFFIX) else '--out'} {out}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rerun:
+    """How a run stopped early is resumed. Running the same command again resumes it when the
+    next start names the same folder: one given by --out, or by `output.dir` with {name},
+    {date} on the same day, or {run_id} given by --run-id. A folder stamped with the start's
+    {time} or default {run_id} (or a {date} now past) is never named again: its run is resumed
+    by naming it with --out, and running again would pay anew for every job it holds."""
+
+    out_dir: Path
+    template: str | None  # the `output.dir` that named the folder; None when --out named it
+    name: str
+    run_id: str | None
+    simulated: bool
+
+    def how_to_resume(self, wall: float) -> str:
+        """How to resume the run, said at the time `wall` (epoch seconds)."""
+        if self.template is not None and not self._named_again(self.template, wall):
+            return f"run again with {out_flags(str(self.out_dir))} to resume"
+        return "run again to resume"
+
+    def _named_again(self, template: str, wall: float) -> bool:
+        if "{time}" in template or ("{run_id}" in template and self.run_id is None):
+            return False
+        now = datetime.datetime.fromtimestamp(wall, datetime.UTC)
+        return output_folder(template, name=self.name, now=now, run_id=self.run_id,
+                             simulated=self.simulated) == self.out_dir
 
 
 def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logged: bool) -> None:

@@ -168,3 +168,48 @@ def test_a_run_id_with_no_place_in_the_folder_is_a_usage_error(tmp_path: Path, o
     assert done.returncode == 2 and "error: --run-id fills {run_id} in output.dir" in done.stderr
     assert f"and the folder here is {out or output_dir!r}: give" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_stop_in_a_folder_no_start_names_again_tells_the_out_that_resumes_it(
+        tmp_path: Path) -> None:
+    """The folder is stamped with the start's default {run_id}: the end's line, the log and the
+    notification name its --out, and a run given it resumes the jobs in flight, paying nothing
+    again."""
+    manifest = write_manifest(tmp_path, output_dir="out/{name}/{run_id}")
+    log = tmp_path / "nightly.log"
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim, \
+            receiver() as hook:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim), "--max-runtime", "0.5s", "--grace", "0.3s")
+        stopped = run_cli(*args, "--notify-url", hook.url, "--log-file", log, cwd=tmp_path)
+        (night,) = (tmp_path / "out" / "nightly").iterdir()
+        resumed = run_cli(*args, "--out", f"out/nightly/{night.name}", cwd=tmp_path)
+        assert sim.books.creates_accepted == 4  # the second run created none of them again
+    resume = f"4 jobs in flight: run again with --out out/nightly/{night.name} to resume"
+    assert stopped.returncode == resumed.returncode == 3
+    assert resume in stopped.stdout.splitlines()[0]
+    assert (f"WARNING run stopped: the max runtime of 0.5 s is reached and its grace of 0.3 s is "
+            f"over with {resume}") in log.read_text("utf-8")
+    assert resume in hook.received[0]["text"]
+    assert "4 jobs in flight: run again to resume" in resumed.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize(("output_dir", "flags", "resume"), [
+    ("out/{name}/{time}", [], "run again with --out {out} to resume"),
+    ("out/{run_id}/clips", ["--simulate", "--time-scale", "1"],
+     "run again with --simulate --out {out} to resume"),
+    ("out/{name}/{run_id}", ["--run-id", "night-7"], "run again to resume"),
+    ("out/{name}/{date}", [], "run again to resume"),
+    ("out/{name}", [], "run again to resume")])
+def test_run_again_is_told_only_when_the_next_start_names_the_same_folder(
+        tmp_path: Path, output_dir: str, flags: list[str], resume: str) -> None:
+    manifest = write_manifest(tmp_path, output_dir=output_dir)
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim:
+        api = [] if "--simulate" in flags else ["--base-url", sim.base_url, "--api-key-file",
+                                                key_file(tmp_path, sim)]
+        stopped = run_cli("run", manifest, *api, *flags, "--max-runtime", "0.5s", "--grace", "0.3s",
+                          cwd=tmp_path)
+    assert stopped.returncode == 3, stopped.stderr
+    (journal,) = tmp_path.glob("out/**/journal.sqlite")
+    shown = resume.format(out=journal.parent.relative_to(tmp_path))
+    assert f"4 jobs in flight: {shown}: 0/8 downloaded" in stopped.stdout.splitlines()[0]

@@ -25,12 +25,13 @@ SCALE = 100.0
 RUN = {"concurrency": 2, "poll_interval": "2s", "timeout": "600s", "max_runtime": "90s"}
 
 
-def scaled_run(manifest: Path, out: Path, sim: ThreadedSimulator, **overrides: Any) -> RunReport:
+def scaled_run(manifest: Path, out: Path | None, sim: ThreadedSimulator, *,
+               clock: ScaledClock | None = None, **overrides: Any) -> RunReport:
     config = RunConfig(manifest=manifest, out=out, overrides=overrides, base_url=sim.base_url,
                        api_key=sim.api_key, timeouts=Timeouts(connect=2.0, call=2.0, download=5.0),
                        backoff=Backoff(base=0.5, cap=2.0, attempts=10),
                        engine={"tick": 0.05, "settle": 1.0})
-    return run_batch(config, clock=ScaledClock(SCALE))
+    return run_batch(config, clock=clock or ScaledClock(SCALE))
 
 
 def column(out: Path, name: str) -> list[Any]:
@@ -102,6 +103,24 @@ def test_a_deadline_with_nothing_in_flight_ends_the_run_at_once_not_after_the_gr
         assert sim.books.creates_accepted == 1
     assert report.outcome.reason == "the max runtime of 60 s is reached: run again to resume"
     assert states(tmp_path / "out") == {"downloaded": 1, "pending": 7}
+
+
+class NextDay(ScaledClock):
+    """The clock of a run that began the day before: past midnight, a start names the folder
+    of another {date}."""
+
+    def wall(self) -> float:
+        return super().wall() + 86400.0
+
+
+def test_a_stop_past_midnight_names_the_out_of_the_days_folder(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, output_dir=f"{tmp_path}/out/{{date}}",
+                              run={**SLOW_SUBMITS, "max_runtime": "60s", "grace": "300s"})
+    with run_in_thread(sim_settings(time_scale=SCALE)) as sim:
+        report = scaled_run(manifest, None, sim, clock=NextDay(SCALE))
+    assert report.outcome.reason == ("the max runtime of 60 s is reached: run again with --out "
+                                     f"{report.out_dir} to resume")
+    assert states(report.out_dir) == {"downloaded": 1, "pending": 7}
 
 
 def test_a_budget_stop_ends_the_run_without_waiting_for_the_submit_rate(tmp_path: Path) -> None:
