@@ -14,8 +14,6 @@ import asyncio
 import datetime
 import os
 import random
-import signal
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
@@ -27,10 +25,10 @@ from runner.api import DEFAULT_BASE_URL, LeonardoClient, Timeouts, open_client
 from runner.config import output_folder
 from runner.control import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_RESUMABLE,
     Clock,
     EventSink,
+    Interrupts,
     Outcome,
     Stop,
     SystemClock,
@@ -168,8 +166,13 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,
-              rand: random.Random | None = None) -> RunReport:
-    """Run the manifest to the end (or to a stop) and write its results; see the module doc."""
+              rand: random.Random | None = None, interrupts: Interrupts | None = None) -> RunReport:
+    """Run the manifest to the end (or to a stop) and write its results; see the module doc.
+    SIGINT and SIGTERM act on the run through `interrupts` (a block of the caller's, kept until
+    the process ends with the run's code), else through a block of its own."""
+    if interrupts is None:
+        with Interrupts() as interrupts:
+            return run_batch(config, sink=sink, clock=clock, rand=rand, interrupts=interrupts)
     planned, out_dir = plan_for(config)
     if config.simulate is None and not config.api_key:
         raise AuthError("no API key: set LEONARDO_API_KEY or pass --api-key-file")
@@ -181,6 +184,10 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         folder = files.Folder(out_dir, reserved=RUN_FILES)
         before = journal.run()
         stale = before is not None and before.ended_at is None  # killed before it wrote results
+        rerun = nightly.Rerun(out_dir, None if config.out else planned.output_dir, planned.name,
+                              config.run_id, simulated=config.simulate is not None)
+        stop = Stop(how_to_resume=lambda: rerun.how_to_resume(clock.wall()))
+        interrupts.abort_with(stop)  # a run recorded as begun is one a signal stops, never kills
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())
         # Failed jobs are taken up again, and gone videos fetched, once the account is known to
@@ -200,37 +207,34 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             needed_usd = nightly.cost_to_create(to_create, settings.run.budget_usd)
             if config.out is None:
                 unfinished = nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
-            rerun = nightly.Rerun(out_dir, None if config.out else planned.output_dir, planned.name,
-                                  config.run_id, simulated=config.simulate is not None)
             del planned, to_create
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random(), begin,
-                                         needed_usd, rerun))
+                                         needed_usd, stop))
         except BaseException as exc:
             outcome, broken = _broke_off(exc), exc
             raise
-        finally:
-            with _signals_held():
-                journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
-                                at=clock.wall())
-                try:
-                    # A run that never began (refused, its account unread, interrupted while
-                    # reading it) tells of its plan, then leaves the journal's plan and the
-                    # folder's results as the run before left them (writing that run's results
-                    # when it died before it could).
-                    if begin.called:
-                        results = _write_end(journal, run_id, out_dir, folder, unfinished)
-                    else:
-                        results = compute(journal, out_dir, run_id, unfinished_folders=unfinished)
-                        journal.restore_plan()
-                        if stale:
-                            _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
-                except StateError as exc:  # the run's row says so too, as `status` shows it
-                    journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
-                    raise
-                nightly.run_ended(results.summary, notify_url)
-                if isinstance(broken, HailuoError):
-                    broken.announced = True
+        finally:  # a signal from here on finds the outcome decided
+            journal.end_run(run_id, exit_code=outcome.exit_code, reason=outcome.reason,
+                            at=clock.wall())
+            try:
+                # A run that never began (refused, its account unread, interrupted while
+                # reading it) tells of its plan, then leaves the journal's plan and the
+                # folder's results as the run before left them (writing that run's results
+                # when it died before it could).
+                if begin.called:
+                    results = _write_end(journal, run_id, out_dir, folder, unfinished)
+                else:
+                    results = compute(journal, out_dir, run_id, unfinished_folders=unfinished)
+                    journal.restore_plan()
+                    if stale:
+                        _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
+            except StateError as exc:  # the run's row says so too, as `status` shows it
+                journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
+                raise
+            nightly.run_ended(results.summary, notify_url)
+            if isinstance(broken, HailuoError):
+                broken.announced = True
     return RunReport(out_dir, outcome, results)
 
 
@@ -282,26 +286,8 @@ def journal_kept(out_dir: Path, *, locked: bool = False) -> None:
                          "journal, or use another --out (or delete the folder to start over)")
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait while a run's end is written and announced (the notification has
-    a deadline of its own): the outcome is decided by then, and the process ends with it."""
-    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
-        yield
-        return
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(number, signal.SIG_IGN) for number in stops]
-    try:
-        yield
-    finally:
-        for number, handler in zip(stops, previous, strict=True):
-            signal.signal(number, handler)
-
-
 def _broke_off(exc: BaseException) -> Outcome:
     """How a run that an exception ended is recorded: with the exit code the process ends with."""
-    if isinstance(exc, KeyboardInterrupt):
-        return Outcome(EXIT_INTERRUPTED, "interrupted")
     if isinstance(exc, HailuoError):
         return Outcome(exc.exit_code, str(exc))
     return Outcome(EXIT_FAILED, f"the run broke off on an error ({type(exc).__name__}): see its traceback")
@@ -341,49 +327,48 @@ class _Begin:
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
                  rand: random.Random, begin: Callable[[], None], needed_usd: float,
-                 rerun: nightly.Rerun) -> Outcome:
+                 stop: Stop) -> Outcome:
     """The run against the API: its account read and checked first (and its balance against
     `needed_usd`, what the jobs to create cost within the budget), then `begin` (the run's own
-    changes to the journal), then the engine; a stop tells how to resume it as `rerun` says."""
-    stop = Stop(how_to_resume=lambda: rerun.how_to_resume(clock.wall()))
+    changes to the journal), then the engine; `stop` is aborted by a signal, maybe before, and
+    tells how to resume the run in its reasons."""
     async with _api(config, settings, journal) as client:
-        with _signals(stop):
-            reading = asyncio.ensure_future(nightly.read_account(
-                client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
-            waits = [reading, asyncio.ensure_future(stop.wait_abort())]
-            left = runtime.left(clock.now())
-            if left is not None:
-                waits.append(asyncio.ensure_future(clock.sleep(left)))
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits[1:]:
-                waiting.cancel()
-            if stop.aborted is not None:  # a signal stops the reading at once
-                reading.cancel()
-                return stop.aborted
-            if not reading.done():  # and so does the max runtime
-                reading.cancel()
-                return Outcome(EXIT_RESUMABLE, f"{runtime.reached} while the account was being "
-                                               "read: nothing was sent; run again")
-            account = reading.result()
-            if isinstance(account, Outcome):
-                return account
-            refused = nightly.check_owner(journal, account, folder.given)
-            if refused is not None:
-                return refused
-            journal.record_account(run_id, account.user_id)
-            begin()
-            # Credit short of the jobs to create stops creates, not the fetching of videos
-            # already paid for.
-            short = nightly.check_balance(account, needed_usd)
-            if short is not None:
-                stop.halt(short.exit_code, short.reason)
-            tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock,
-                              budget_usd=settings.run.budget_usd)
-            ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client,
-                          clock=clock, tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
-                          backoff=config.backoff, timeout=settings.run.timeout)
-            async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
-                return await Engine(ctx, settings, folder).run()
+        reading = asyncio.ensure_future(nightly.read_account(
+            client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
+        waits = [reading, asyncio.ensure_future(stop.wait_abort())]
+        left = runtime.left(clock.now())
+        if left is not None:
+            waits.append(asyncio.ensure_future(clock.sleep(left)))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits[1:]:
+            waiting.cancel()
+        if stop.aborted is not None:  # a signal stops the reading at once
+            reading.cancel()
+            return stop.aborted
+        if not reading.done():  # and so does the max runtime
+            reading.cancel()
+            return Outcome(EXIT_RESUMABLE, f"{runtime.reached} while the account was being "
+                                           "read: nothing was sent; run again")
+        account = reading.result()
+        if isinstance(account, Outcome):
+            return account
+        refused = nightly.check_owner(journal, account, folder.given)
+        if refused is not None:
+            return refused
+        journal.record_account(run_id, account.user_id)
+        begin()
+        # Credit short of the jobs to create stops creates, not the fetching of videos
+        # already paid for.
+        short = nightly.check_balance(account, needed_usd)
+        if short is not None:
+            stop.halt(short.exit_code, short.reason)
+        tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock,
+                          budget_usd=settings.run.budget_usd)
+        ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client,
+                      clock=clock, tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
+                      backoff=config.backoff, timeout=settings.run.timeout)
+        async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
+            return await Engine(ctx, settings, folder).run()
 
 
 @asynccontextmanager
@@ -419,22 +404,3 @@ async def _api(config: RunConfig, settings: EngineSettings,
             for path in made:
                 with suppress(FileNotFoundError, NotADirectoryError):  # never made
                     path.unlink()
-
-
-class _signals:
-    """SIGINT and SIGTERM abort the run (exit 130) while it is inside this block."""
-
-    def __init__(self, stop: Stop) -> None:
-        self.stop = stop
-        self.loop = asyncio.get_running_loop()
-
-    def __enter__(self) -> None:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self.loop.add_signal_handler(number, self.stop.abort, EXIT_INTERRUPTED,
-                                         f"interrupted by {signal.Signals(number).name}")
-
-    def __exit__(self, *exc: object) -> None:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self.loop.remove_signal_handler(number)
-
-

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import FrameType, TracebackType
 from typing import Any, Protocol
 
 from runner.render import spent_amount
@@ -94,6 +97,48 @@ class Stop:
             sleeping.cancel()
         if sleeping.done():
             sleeping.result()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM, the one as the other (Ctrl-C sends SIGINT; `systemctl stop` and a
+    shutdown send SIGTERM), by one handler for as long as this block lasts: neither has its
+    default action meanwhile, which for SIGTERM kills a run with its start recorded and its end
+    never written. Until a run's `Stop` is given (`abort_with`), a signal interrupts at once
+    (KeyboardInterrupt: nothing is recorded yet); from then on it aborts the run (exit 130),
+    however far the run has got, and once the run's end is recorded it changes nothing: the
+    process ends with the code the run recorded. Only the main thread can set handlers; in
+    another, signals are left as they are."""
+
+    STOPS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._stop: Stop | None = None
+        self._previous: list[Any] = []
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = [signal.signal(number, self._handle) for number in self.STOPS]
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for number, handler in zip(self.STOPS, self._previous, strict=False):
+            signal.signal(number, handler)
+
+    def abort_with(self, stop: Stop) -> None:
+        """From now on a signal aborts `stop` rather than interrupting."""
+        self._stop = stop
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self._stop is None:
+            raise KeyboardInterrupt
+        reason = f"interrupted by {signal.Signals(number).name}"
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside the engine's loop: the run finds the stop when it gets there
+            self._stop.abort(EXIT_INTERRUPTED, reason)
+        else:  # the loop may be waiting in its selector: wake it
+            loop.call_soon_threadsafe(self._stop.abort, EXIT_INTERRUPTED, reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -218,12 +219,17 @@ def transitions(out: Path) -> int:
         return 0
 
 
-def wait_for_transitions(process: subprocess.Popen[str], out: Path, count: int) -> bool:
-    """True once the journal holds `count` transitions; False if the process ended first."""
-    while transitions(out) < count:
+def wait_until(process: subprocess.Popen[str], ready: Callable[[], bool]) -> bool:
+    """True once `ready()` is; False if the process ended first."""
+    while not ready():
         try:
             process.wait(timeout=0.005)
             return False
         except subprocess.TimeoutExpired:
             continue
     return True
+
+
+def wait_for_transitions(process: subprocess.Popen[str], out: Path, count: int) -> bool:
+    """True once the journal holds `count` transitions; False if the process ended first."""
+    return wait_until(process, lambda: transitions(out) >= count)

@@ -2,7 +2,8 @@
 
 "Random" is a seeded source choosing how many journal transitions to let happen before the kill,
 and the test waits for those transitions by reading the journal (waiting on the process, which
-returns early if it ends), never by sleeping a guessed time.
+returns early if it ends), never by sleeping a guessed time. A signal at a set point of the run
+is sent while the process waits to write into a full pipe, which holds it there.
 """
 
 from __future__ import annotations
@@ -14,27 +15,70 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from contextlib import suppress
 from pathlib import Path
 
 from enginekit import (
     audit,
+    invoke,
     sim_settings,
     transitions,
     wait_for_transitions,
+    wait_until,
     write_manifest,
 )
 
+from runner.lock import FolderLock
 from runner.simulator import ThreadedSimulator, run_in_thread
 
 
-def start(manifest: Path, out: Path, sim: ThreadedSimulator, *extra: str,
-          key: str | None = None) -> subprocess.Popen[str]:
+def start(manifest: Path, out: Path, sim: ThreadedSimulator, *extra: str, key: str | None = None,
+          stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
     env = {**os.environ, "LEONARDO_API_KEY": key or sim.api_key}
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "run", str(manifest), "--out", str(out),
          "--base-url", sim.base_url, "--submit-per-minute", "60000", "--request-timeout", "2s",
          *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe (reading end, writing end) with no room left: a process writing into it waits at
+    its first write until the test reads."""
+    reading, writing = os.pipe()
+    os.set_blocking(writing, False)
+    for size in (4096, 1):
+        with suppress(BlockingIOError):
+            while True:
+                os.write(writing, b"\n" * size)
+    os.set_blocking(writing, True)
+    return reading, writing
+
+
+def runs(out: Path) -> list[tuple[float | None, int | None]]:
+    """Each run's end (None while it has none) and exit code, as the journal has them now."""
+    try:
+        conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT ended_at, exit_code FROM runs ORDER BY id").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return []
+
+
+def ended(out: Path) -> int | None:
+    """The exit code of the folder's last run once its end is recorded; None before."""
+    found = runs(out)
+    return found[-1][1] if found and found[-1][0] is not None else None
+
+
+def drained(process: subprocess.Popen[str], reading: int) -> str:
+    """What the process wrote into the pipe `reading` reads from, once it has ended."""
+    with open(reading, encoding="utf-8") as pipe:
+        text = pipe.read()
+    process.communicate(timeout=30)
+    return text
 
 
 def test_killed_at_random_moments_every_job_is_created_and_downloaded_once(tmp_path: Path) -> None:
@@ -81,6 +125,26 @@ def test_sigterm_stops_at_once_writes_results_and_exits_130(tmp_path: Path) -> N
     assert process.returncode == 130, err
     assert '"exit_code": 130' in summary and "SIGTERM" in summary
     assert resumed.returncode == 0
+
+
+def test_sigterm_after_the_run_is_recorded_as_begun_ends_it_as_ctrl_c_does(tmp_path: Path) -> None:
+    """Between the run's start in the journal and its engine (the plan brought in line, the
+    account not yet read), SIGTERM ends the run as SIGINT does: its end recorded and announced,
+    exit 130, the folder's lock let go."""
+    manifest = write_manifest(tmp_path)
+    out = tmp_path / "out"
+    reading, writing = full_pipe()
+    with run_in_thread(sim_settings()) as sim:
+        process = start(manifest, out, sim, stderr=writing)  # held at its log's first line
+        os.close(writing)
+        assert wait_until(process, lambda: bool(runs(out)))
+        process.send_signal(signal.SIGTERM)
+        logged = drained(process, reading)
+    assert process.returncode == 130, logged
+    assert "run started: " in logged and "run ended: " in logged
+    assert len(runs(out)) == 1 and ended(out) == 130 and FolderLock.holder(out) is None
+    code, shown, _ = invoke("status", str(out))
+    assert code == 0 and "exit 130 (interrupted by SIGTERM)" in shown
 
 
 def test_the_key_appears_in_no_output_and_no_file(tmp_path: Path) -> None:
