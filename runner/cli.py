@@ -22,7 +22,7 @@ from runner import batch, catalog, logs, nightly, notify, render, results
 from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import api_key_problem, http_url_problem, parse_duration, shown_url, told_under
-from runner.control import Event
+from runner.control import Event, Interrupts
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError, count_problems
 from runner.manifest import load_prices, schema
 from runner.plan import Plan, make_plan
@@ -436,8 +436,12 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
                 click.echo(f"warning: {warning}")
             return
         progress = Progress(quiet=quiet, every=60.0)
-        with progress.drawing():
-            done = batch.run_batch(config, sink=progress)
+        # The signals stay the run's until the process exits: one that comes once the run's end
+        # is recorded changes neither the lines told of it nor the exit code it recorded.
+        with Interrupts() as interrupts:
+            with progress.drawing():
+                done = batch.run_batch(config, sink=progress, interrupts=interrupts)
+            sys.exit(_told(done))
     except HailuoError as exc:
         if not dry_run and not exc.announced:
             nightly.refused(manifest, exc, hook, logged=log_file is not None)
@@ -445,6 +449,11 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+
+
+def _told(done: batch.RunReport) -> int:
+    """Print how the run ended, where its files are and the folders earlier starts left
+    unfinished; the run's exit code."""
     summary = done.results.summary
     missing = len(summary["missing_videos"])
     gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
@@ -458,7 +467,7 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
         click.echo(f"videos and results in {done.out_dir} (results.jsonl, report.html)")
     for unfinished in summary["unfinished_folders"]:  # a cron mail, unlike the log, is read
         click.echo(nightly.left_unfinished(unfinished))
-    sys.exit(done.outcome.exit_code)
+    return done.outcome.exit_code
 
 
 def _typed(*names: str) -> list[str]:

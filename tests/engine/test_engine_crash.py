@@ -18,6 +18,7 @@ from collections import Counter
 from contextlib import suppress
 from pathlib import Path
 
+import pytest
 from enginekit import (
     audit,
     invoke,
@@ -33,13 +34,13 @@ from runner.simulator import ThreadedSimulator, run_in_thread
 
 
 def start(manifest: Path, out: Path, sim: ThreadedSimulator, *extra: str, key: str | None = None,
-          stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+          stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
     env = {**os.environ, "LEONARDO_API_KEY": key or sim.api_key}
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "run", str(manifest), "--out", str(out),
          "--base-url", sim.base_url, "--submit-per-minute", "60000", "--request-timeout", "2s",
          *extra],
-        env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        env=env, stdout=stdout, stderr=stderr, text=True)
 
 
 def full_pipe() -> tuple[int, int]:
@@ -145,6 +146,25 @@ def test_sigterm_after_the_run_is_recorded_as_begun_ends_it_as_ctrl_c_does(tmp_p
     assert len(runs(out)) == 1 and ended(out) == 130 and FolderLock.holder(out) is None
     code, shown, _ = invoke("status", str(out))
     assert code == 0 and "exit 130 (interrupted by SIGTERM)" in shown
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_once_the_run_has_ended_changes_neither_its_lines_nor_its_exit_code(
+        tmp_path: Path, stop: signal.Signals) -> None:
+    """Signalled while it prints how the run ended, the command still prints it all and exits
+    with the code the journal, summary and notification have."""
+    manifest = write_manifest(tmp_path)
+    out = tmp_path / "out"
+    reading, writing = full_pipe()
+    with run_in_thread(sim_settings()) as sim:
+        process = start(manifest, out, sim, "--quiet", stdout=writing)  # held at its last lines
+        os.close(writing)
+        # Its end recorded and the folder let go: the run is over, its lines not yet printed.
+        assert wait_until(process, lambda: ended(out) is not None and FolderLock.holder(out) is None)
+        process.send_signal(stop)
+        shown = drained(process, reading)
+    assert ended(out) == 0 and process.returncode == 0, shown
+    assert "every job downloaded: 8/8 downloaded" in shown and f"videos and results in {out}" in shown
 
 
 def test_the_key_appears_in_no_output_and_no_file(tmp_path: Path) -> None:
