@@ -198,6 +198,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         try:
             journal.keep_plan()  # put back if the run ends before it begins
             journal.sync_plan(planned.jobs)
+            journal.unsent_retries(run_id=run_id, at=clock.wall())  # a killed run's
             engine = {"settle": config.timeouts.call, **config.engine}
             settings = EngineSettings(run=planned.settings, **engine)
             # The jobs to create, the failed ones `begin` takes up again among them, read once.
@@ -223,6 +224,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 # folder's results as the run before left them (writing that run's results
                 # when it died before it could).
                 if begin.called:
+                    journal.unsent_retries(run_id=run_id, at=clock.wall())
                     results = _write_end(journal, run_id, out_dir, folder, unfinished)
                 else:
                     results = compute(journal, out_dir, run_id, unfinished_folders=unfinished)

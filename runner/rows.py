@@ -127,8 +127,11 @@ class JobRow:
 
     def submitted(self, *, run_id: int, at: float, generation_id: str, cost_usd: float | None,
                   cost_credits: float | None) -> Move:
+        """A generation is booked to the job: a failure it was taken up again after (`retried`)
+        is behind it."""
         return self._move(("submitting",), "submitted", run_id, at,
-                          {"reserved_usd": 0.0, "generation_id": generation_id,
+                          {"reserved_usd": 0.0, "reason": None, "error_kind": None,
+                           "generation_id": generation_id,
                            "cost_usd": cost_usd, "cost_credits": cost_credits,
                            "submitted_at": at}, detail=generation_id)
 
@@ -162,9 +165,12 @@ class JobRow:
     def retried(self, *, run_id: int, at: float) -> Move:
         """Back to work: its generation polled again when it may still deliver (POLL_AGAIN),
         else pending, a dead generation's cost kept in `spent_before_usd` (its estimate, when
-        no answer named its price, in `spent_before_estimated_usd` too)."""
-        changes: dict[str, Any] = {"reason": None, "error_kind": None}
+        no answer named its price, in `spent_before_estimated_usd` too). A pending one keeps
+        the reason and kind it failed with until a generation is booked to it (`submitted`),
+        so that it goes back to failed as it was if no run sends it (`unsent_retry`)."""
+        changes: dict[str, Any] = {}
         if self.polled_again:
+            changes.update(reason=None, error_kind=None)
             return self._move(("failed",), "submitted", run_id, at, changes, detail="retry")
         if self.generation_id:
             changes.update(spent_before_usd=self.spent_usd,
@@ -173,6 +179,11 @@ class JobRow:
                            create_sent_at=None, submitted_at=None, completed_at=None,
                            video_url=None, poster_url=None, render_seconds=None)
         return self._move(("failed",), "pending", run_id, at, changes, detail="retry")
+
+    def unsent_retry(self, *, run_id: int, at: float) -> Move:
+        """Taken up again (`retried`) but never sent: failed once more, with the reason and kind
+        it kept."""
+        return self._move(("pending",), "failed", run_id, at, {}, detail=f"not sent: {self.reason}")
 
     def _move(self, sources: tuple[str, ...], target: str, run_id: int, at: float,
               changes: dict[str, Any], *, detail: str | None = None,

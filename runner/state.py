@@ -11,6 +11,8 @@ finds each job in a state that says exactly what is still to do and never pays t
 
 A downloaded job whose video has gone from the folder goes back to `submitted` when a run is
 asked to fetch it again (`run --fetch-missing`): its generation is polled and downloaded once more.
+A failed job taken up again waits in `pending` with the reason it failed for, and goes back to
+`failed` with it when its run ends with no generation booked to it (`unsent_retries`).
 
 The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
 to n + 1, so an old file is upgraded in place when a run opens it. The commands that only read a
@@ -328,10 +330,19 @@ class Journal:
 
     def retry_failed(self, *, run_id: int, at: float, kinds: frozenset[str] | None = None) -> int:
         """Failed jobs (of `kinds`, or all) go back to work: polled again when a generation
-        exists, else pending."""
+        exists, else pending, their reason kept until one is booked (`unsent_retries`)."""
         failed = self.to_retry(kinds)
         self.apply([row.retried(run_id=run_id, at=at) for row in failed])
         return len(failed)
+
+    def unsent_retries(self, *, run_id: int, at: float) -> None:
+        """Jobs taken up again (`retry_failed`) that no generation has been booked to since, and
+        that wait unsent, go back to failed with the reason and kind they kept: a run stopped
+        before it sent them (its budget, a signal, an outage), or killed, leaves them as it
+        found them, and a later run takes them up only as it takes up any failed job. Called
+        at a run's start (for a killed one's) and at its end."""
+        rows = self.conn.execute(f"{_SELECT} WHERE state = 'pending' AND error_kind IS NOT NULL")
+        self.apply([row.unsent_retry(run_id=run_id, at=at) for row in self._rows(rows)])
 
     def to_retry(self, kinds: frozenset[str] | None = None, *,
                  plan: Collection[str] | None = None) -> list[JobRow]:

@@ -227,14 +227,14 @@ def test_a_job_that_cost_money_stays_in_the_results_when_it_leaves_the_manifest(
     both = write_manifest(tmp_path, prompts=PROMPTS, repeat=1, styles={"vibe": ["none"]})
     with run_in_thread(sim_settings(fault_failed=1.0)) as sim:
         run(both, out, sim)  # both renders FAILED, and paid for
-        run(both, out, sim, retry_failed=True, budget_usd=0.01)  # back to pending, nothing sent
+        run(both, out, sim, retry_failed=True, budget_usd=0.01)  # nothing sent: still failed
         last = run(write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1,
                                   styles={"vibe": ["none"]}), out, sim)
         billed = sim.books.credits_spent * 0.0015
     records = results_lines(out)
     assert len(records) == 2 and {r["planned"] for r in records} == {True, False}
     assert sum(r["spent_usd"] for r in records) == pytest.approx(last.results.summary["spent_usd"])
-    assert last.results.summary["spent_usd"] == pytest.approx(billed) == pytest.approx(0.81)
+    assert last.results.summary["spent_usd"] == pytest.approx(billed) == pytest.approx(0.54)
 
 
 def test_a_generation_given_up_on_stays_counted_as_an_estimate_when_no_answer_named_its_cost(
@@ -524,6 +524,31 @@ def test_an_api_down_at_the_start_sends_nothing_then_moderated_jobs_wait(tmp_pat
     assert {state for prompt, state in states if "moderate" not in prompt} == {"downloaded"}
     moderated = [r for r in results_lines(out) if r["state"] == "failed"]
     assert len(moderated) == 2 and all("moderat" in r["reason"] for r in moderated)
+
+
+def test_a_refused_job_retry_failed_never_sent_stays_failed_for_the_next_plain_run(
+        tmp_path: Path) -> None:
+    """Stopped by its budget, or killed, before it sends them, a --retry-failed run leaves the
+    jobs it took up as it found them: failed with their reason, not sent by a run without the
+    flag."""
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                              repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        assert run(manifest, out, sim).outcome.exit_code == 1  # refused at create
+        (refused,) = [r for r in results_lines(out) if r["state"] == "failed"]
+        stopped = run(manifest, out, sim, retry_failed=True, budget_usd=0.01)
+        after_stop = [r for r in results_lines(out) if r["key"] == refused["key"]]
+        with Journal.open(out) as journal:  # a --retry-failed run killed before it sent it
+            killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=0.0)
+            journal.retry_failed(run_id=killed, at=0.0)
+            assert journal.job(refused["key"]).state == "pending"
+        plain = run(manifest, out, sim)
+        refusals = sim.books.requests["create"].get(400)
+    assert stopped.outcome.exit_code == 3 and stopped.results.summary["failed_for_retry"] == 1
+    assert after_stop == [refused]
+    assert plain.outcome.exit_code == 1 and refusals == 1  # refused once, never sent again
+    assert [r for r in results_lines(out) if r["key"] == refused["key"]] == [refused]
 
 
 def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
