@@ -68,10 +68,11 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     """The folder's records, and its summary as of the run `run_id` (else the latest); a run's
     own summary also lists the earlier starts' folders it found unfinished
     (`nightly.earlier_folders`), which the journal does not know of. `spent_usd` is the
-    folder's over all its runs, `run_spent_usd` that run's: the generations its creates made
-    (one a later run found on the account after the create's answer was lost included);
-    `spent_estimated_usd` is the part of `spent_usd` booked at estimates (such a generation's
-    price was named by no answer)."""
+    folder's over all its runs, `run_spent_usd` that run's: the generations it booked to jobs,
+    as its creates' answers named them or as it found them on the account after a create's
+    answer was lost (one an earlier run sent included), so that the runs' figures add up to the
+    folder's; `spent_estimated_usd` is the part of `spent_usd` booked at estimates (such a
+    generation's price was named by no answer)."""
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
@@ -79,6 +80,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
     held = 0  # the failed jobs only --retry-failed takes up again
     run = journal.run(run_id)
+    booked = journal.booked(run.id) if run else set()
     for row in journal.reported():  # every job that holds or spent money is among them
         records.append(record(row))
         counts[row.state] += 1
@@ -86,7 +88,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
             unplanned[row.state] += 1
         spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
         at_estimates += row.spent_estimated_usd
-        if run and row.run_id == run.id:  # the run sent the create that made its generation
+        if row.generation_id in booked:
             by_run += row.generation_usd
         if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
             missing.append(row.file)

@@ -282,6 +282,14 @@ class Journal:
         rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {_COUNTED[jobs]} GROUP BY state")
         return {state: count for state, count in rows}
 
+    def booked(self, run_id: int) -> set[str]:
+        """The generations the run `run_id` booked to jobs: those its creates' answers named, and
+        those it found on the account for creates whose answer was lost, its own or an earlier
+        run's."""
+        rows = self.conn.execute("SELECT detail FROM transitions WHERE run_id = ? AND "
+                                 "from_state = 'submitting' AND to_state = 'submitted'", (run_id,))
+        return {row[0] for row in rows}
+
     def claimed(self, generation_ids: Iterable[str]) -> set[str]:
         """Those of `generation_ids` that belong, or once belonged, to a job (a generation a
         retry gave up on must never be taken for another create's)."""
