@@ -13,7 +13,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from runner import catalog
@@ -55,6 +55,9 @@ MAX_NAME_BYTES = 3900
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
 _VARIABLE_RE = re.compile(r"\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})")  # $HOME, ${VIDEOS}
+# An extension a name ends with: a dot, then 2 to 4 letters and digits starting with a letter
+# (.mov, .webm, .m4v); the dot of a version or a decimal (_v2.5, 1.5x speed) starts none.
+_EXTENSION_RE = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,3}\Z")
 
 
 def canonical_json(value: Any) -> str:
@@ -357,13 +360,12 @@ class _Planner:
     def _warn_extension(self, jobs: list[Job]) -> None:
         """Every video is an MP4 file, whatever output.filename ends with: `.mp4` is added to a
         name that ends otherwise, so say so when the template writes another extension."""
-        suffix = PurePosixPath(self.template.replace("\\", "/")).suffix
-        if jobs and suffix and "{" not in suffix and suffix.lower() != ".mp4":
-            end = len(self.template)
+        found = _EXTENSION_RE.search(self.template)
+        if jobs and found is not None and found[0].lower() != ".mp4":
             self.warnings.append(self.doc.issue(
-                ("output", "filename"), f"the videos are MP4 files, not {suffix}: .mp4 is added to "
-                f"every name, as in {jobs[0].filename}", "end output.filename with .mp4",
-                part=(end - len(suffix), end)))
+                ("output", "filename"), f"the videos are MP4 files, not {found[0]}: .mp4 is added "
+                f"to every name, as in {jobs[0].filename}", "end output.filename with .mp4",
+                part=found.span()))
 
     def _check_placeholders(self, field: str, template: str, known: list[str]) -> None:
         path = ("output", field)

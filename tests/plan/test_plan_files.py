@@ -180,8 +180,11 @@ def test_colliding_names_are_warned_of(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("template", "warned"), [
-    ("{prompt}.mov", (5, 22, ".mov", "a.mov.mp4")), ("{prompt}/{n}.MP4", None),
-    ("{prompt}_{n}", None), ("{prompt}.{n}", None), ("v1.2/{prompt}", None)])
+    ("{prompt}.mov", (5, 22, ".mov", "a.mov.mp4")), ("{prompt}.m4v", (5, 22, ".m4v", "a.m4v.mp4")),
+    ("{prompt}_v2.webm", (5, 25, ".webm", "a_v2.webm.mp4")),
+    ("{prompt}.mp4.bak", (5, 26, ".bak", "a.mp4.bak.mp4")), ("{prompt}/{n}.MP4", None),
+    ("{prompt}_{n}", None), ("{prompt}.{n}", None), ("v1.2/{prompt}", None),
+    ("{prompt}_v2.5", None), ("{prompt} 1.5x speed", None), ("{prompt}_take.a", None)])
 def test_a_file_name_ending_in_another_extension_is_warned_of_at_its_place(
         write_manifest: WriteManifest, template: str, warned: tuple[int, int, str, str] | None) -> None:
     manifest = write_manifest(f'version: 1\nname: x\nprompts: ["a"]\noutput:\n  filename: "{template}"\n')
