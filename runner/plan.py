@@ -54,7 +54,9 @@ MAX_CELLS = 2_000_000
 MAX_NAME_BYTES = 3900
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
-_VARIABLE_RE = re.compile(r"\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})")  # $HOME, ${VIDEOS}
+# An environment variable as a shell would expand it, at the start of a folder's name: $HOME/x,
+# out/${USER}; a `$` further in (a$b, price$5) is a plain character of the name.
+_VARIABLE_RE = re.compile(r"(?:^|(?<=/))\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})")
 # An extension a name ends with: a dot, then 2 to 4 letters and digits starting with a letter
 # (.mov, .webm, .m4v); the dot of a version or a decimal (_v2.5, 1.5x speed) starts none.
 _EXTENSION_RE = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,3}\Z")
@@ -383,13 +385,14 @@ class _Planner:
 
     def _check_variables(self) -> bool:
         """Whether output.dir names an environment variable (`$HOME`, `${VIDEOS}`), said at its
-        place: it would be a folder of that very name in the folder run from, where only `~` is
-        expanded; its `{VIDEOS}` is then no placeholder to tell of as well."""
+        place: it would be a folder of that very name, where only `~` is expanded; its
+        `{VIDEOS}` is then no placeholder to tell of as well."""
         found = _VARIABLE_RE.search(self.output_dir)
         if found is not None:
+            where = self.output_dir[:found.start()] or "the folder you run from"
             self.issues.append(self.doc.issue(
-                ("output", "dir"), f"{found[0]} would be a folder named {found[0]} in the folder "
-                "you run from", "environment variables are not expanded; use ~ or a relative path",
+                ("output", "dir"), f"{found[0]} would be a folder named {found[0]} in {where}",
+                "environment variables are not expanded; use ~ or a relative path",
                 part=found.span()))
         return found is not None
 
