@@ -277,16 +277,36 @@ _INDENT_HINT = ("check this line's indentation against the line above: the keys 
 # What the parser says when a line stands in a column its mapping or list does not have.
 _MISPLACED = ("mapping values are not allowed", "did not find expected key",
               "did not find expected '-' indicator", "expected <block end>")
+# A quote, the other kind of quotes, and how the quote is written inside text in its own kind.
+_QUOTES = {"'": ("\"...\"", "''"), '"': ("'...'", '\\"')}
+# What a plain value opening with the bracket that a closing one ends is read as.
+_FLOWS = {"]": "[ is a list", "}": "{ is a mapping"}
 
 
-def _syntax_hint(problem: str, before: str, *, tabbed: bool) -> str:
-    """What likely went wrong where YAML stopped reading, from the line up to that place: a tab,
-    a ': ' in unquoted text (a key already stands earlier on the line), or an indentation."""
-    if tabbed:
+def _syntax_hint(problem: str, written: str, column: int) -> str:
+    """What likely went wrong where YAML stopped reading, at `column` of the line `written`: a
+    tab, a ': ' in unquoted text (a key already stands earlier on the line), text after the
+    quote or the bracket that ended a value (`- 'It's a lake'`, `- [draft] A lake`), or an
+    indentation."""
+    before, after = written[:column - 1], written[column - 1:]
+    if "\t" in written:
         return "indent with spaces, not tabs"
     if problem.startswith("mapping values are not allowed") and re.search(r":\s", before):
         return _QUOTE_HINT
-    return _INDENT_HINT if problem.startswith(_MISPLACED) else ""
+    if not problem.startswith(_MISPLACED):
+        return ""
+    ended = before.rstrip()[-1:]
+    if ended in _QUOTES:
+        around, inside = _QUOTES[ended]
+        if before.count(ended) % 2:  # the quote closes one opened on a line above
+            return (f"the text quoted from a line above ends at the {ended} before this place: "
+                    f"close its quote where the text ends, or write each {ended} inside it as {inside}")
+        return (f"the quoted text ends at the {ended} before this place: put the whole text in "
+                f"{around}, or write each {ended} inside it as {inside}")
+    if ended in _FLOWS:
+        return "" if after[:1] in ",]}" else (f"a value that starts with {_FLOWS[ended]} in YAML: "
+                                              "put the whole text in quotes (\"...\")")
+    return _INDENT_HINT
 
 
 def load_document(path: Path | str, *, what: str = "manifest") -> Document:
@@ -318,7 +338,7 @@ def load_document(path: Path | str, *, what: str = "manifest") -> Document:
         message = " ".join(str(p) for p in (context, exc.problem) if p)
         lines = text.splitlines()
         written = lines[line - 1] if 0 < line <= len(lines) else ""
-        hint = _syntax_hint(str(exc.problem), written[:column - 1], tabbed="\t" in written)
+        hint = _syntax_hint(str(exc.problem), written, column)
         raise ManifestError([Issue(file, line, column, "$", f"YAML syntax: {message}", hint)]) from exc
     except yaml.YAMLError as exc:
         raise ManifestError([Issue(file, 1, 1, "$", f"YAML: {exc}")]) from exc
