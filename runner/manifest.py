@@ -477,7 +477,7 @@ def _explain(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         return [doc.issue(path + (k,), f"unknown key {k!r}", _owner_hint(error, k)
                           or did_you_mean(k, known) or f"allowed here: {', '.join(known)}", key=True)
                 for k in extra]
-    if key := _key_in_text(error):
+    if key := _key_in_text(doc, error):
         return [doc.issue(path, f"YAML read this text as the key {key!r} and its value", _QUOTE_HINT)]
     if error.validator == "required":
         return [doc.issue(path, error.message.replace("is a required property",
@@ -514,20 +514,24 @@ def _owner_hint(error: jsonschema.ValidationError, key: str) -> str:
     return ""
 
 
-def _key_in_text(error: jsonschema.ValidationError) -> str:
+def _key_in_text(doc: Document, error: jsonschema.ValidationError) -> str:
     """The key YAML read in text whose ': ' was not quoted (`- A shot: rain at night` is a
     mapping), in a place that takes text or an object whose keys it is not (a prompt): "" for
-    any other error."""
+    any other error. A key of one word or near a known key, or a value written in quotes or as a
+    block, is a key meant as one (`- txt: "A calm lake"`, `- prompt: A calm lake`): told as an
+    unknown key with the keys it may be, since quoting the whole would send the key in the prompt."""
     value = error.instance
     if error.validator not in ("anyOf", "oneOf") or not (isinstance(value, dict) and len(value) == 1):
         return ""
-    [(key, item)] = value.items()
+    [key] = value
     takes_text = any(sub.validator == "type" and "string" in sub.validator_value
                      and not sub.relative_path for sub in error.context)
     known = {name for sub in error.context if isinstance(sub.schema, dict)
              for name in sub.schema.get("properties", {})}
-    scalar = item is not None and not isinstance(item, dict | list)
-    return key if takes_text and scalar and key not in known else ""
+    wordy = len(key.split()) > 1 and not did_you_mean(key, known)
+    written = doc.extents.get(tuple(error.absolute_path) + (key,))
+    plain = written is not None and doc.text[written[0]] not in "'\"|>"
+    return key if takes_text and wordy and plain else ""
 
 
 def _spelling_hint(error: jsonschema.ValidationError) -> str:
