@@ -221,8 +221,10 @@ class Tracker:
         self.reserved_usd += estimate
 
     def settle(self, estimate: float, spent: float, *, at_estimate: bool = False) -> None:
-        """A reservation ends: `spent` is what the create cost (0 when nothing was created),
-        the estimate itself when its answer, with the price, was lost (`at_estimate`)."""
+        """A reservation of `estimate` ends (0: the run reserved nothing, as for an earlier
+        run's create found on the account): `spent` is what the create cost (0 when nothing
+        was created), the estimate itself when its answer, with the price, was lost
+        (`at_estimate`)."""
         self.reserved_usd = max(0.0, self.reserved_usd - estimate)
         self.spent_usd += spent
         if at_estimate:

@@ -212,9 +212,12 @@ class Submitter:
         return True
 
     def _settle(self, row: JobRow, spent: float, *, at_estimate: bool = False) -> None:
-        if row.key in self._reserved:
-            self._reserved.discard(row.key)
-            self.ctx.tracker.settle(row.estimated_cost, spent, at_estimate=at_estimate)
+        """The job's reservation, if this run made one, ends with `spent`. A generation this run
+        books to a job it reserved nothing for (an earlier run's create, found on the account)
+        is spent by this run all the same: in its budget and progress, as in its summary."""
+        estimate = row.estimated_cost if row.key in self._reserved else 0.0
+        self._reserved.discard(row.key)
+        self.ctx.tracker.settle(estimate, spent, at_estimate=at_estimate)
 
     async def _record(self, row: JobRow, created: Created) -> JobRow:
         """The job submitted with its generation and its cost: in USD as the answer named it, or

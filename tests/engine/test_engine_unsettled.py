@@ -15,6 +15,7 @@ from enginekit import FRAME_PROMPTS as PROMPTS
 
 from runner.api import open_client
 from runner.batch import RunConfig, plan_for
+from runner.control import Event
 from runner.notify import headline
 from runner.simulator import run_in_thread
 from runner.state import Journal
@@ -118,17 +119,20 @@ def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_
 
 def test_a_lost_create_found_by_a_later_run_counts_in_that_runs_spending(tmp_path: Path) -> None:
     """The run that sent the create died before its answer; the one that found the generation
-    booked it, and counts it, so that the runs' spending adds up to the folder's."""
+    booked it, and counts it, in its progress (and so its budget) as in its summary, so that
+    the runs' spending adds up to the folder's."""
     manifest = write_manifest(tmp_path, prompts=PROMPTS, repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
+    events: list[Event] = []
     with run_in_thread(sim_settings()) as sim:
         key = left_submitting(manifest, out, PROMPTS[0])
         create(sim, json.loads(row_of(out, key)["request"]))
-        report = run(manifest, out, sim)
+        report = run(manifest, out, sim, sink=events.append)
         creates = sim.books.creates_accepted
-    summary = report.results.summary
+    summary, progress = report.results.summary, events[-1].snapshot
     assert report.outcome.exit_code == 0 and creates == 2
     assert (summary["spent_usd"], summary["spent_estimated_usd"], summary["run_spent_usd"]) == (
         0.54, 0.27, 0.54)
+    assert (progress.spent_usd, progress.spent_estimated_usd) == (0.54, 0.27)
     assert headline(summary).startswith("hailuo-batch sweep: 2/2 downloaded, 0 failed, "
                                         "$0.54 spent ($0.27 of it estimated), exit 0")
