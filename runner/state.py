@@ -16,7 +16,8 @@ A failed job taken up again waits in `pending` with the reason it failed for, an
 
 The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
 to n + 1, so an old file is upgraded in place when a run opens it. The commands that only read a
-folder never write its journal: they read an old file through an upgraded copy in memory.
+folder never write its journal: they read an old file through an upgraded copy in memory, and
+see a job taken up again that no run sent as the failed job the next run's start makes it.
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ _REPORTED = "planned = 1 OR state != 'pending' OR spent_before_usd > 0"
 # ones still in flight, which it carries on with.
 _ANSWERED = f"planned = 1 OR state IN {IN_FLIGHT}"
 _COUNTED = {"reported": _REPORTED, "planned": "planned = 1", "answered": _ANSWERED}
+# A failed job taken up again (`retry_failed`) that no generation has been booked to yet: failed
+# once more, with its reason, when its run ends or, the run killed, when the next one starts.
+_UNSENT_RETRY = "state = 'pending' AND error_kind IS NOT NULL"
+# The jobs as the commands that only read a folder see them: such a job as the failed one the
+# next run finds, not a new one to pay for. In the connection's temp schema, where a name is
+# looked for before the file's.
+_JOBS_AS_FOUND = ("CREATE TEMP VIEW jobs AS SELECT " + ", ".join(
+    f"CASE WHEN {_UNSENT_RETRY} THEN 'failed' ELSE state END AS state" if column == "state"
+    else column for column in ROW_COLUMNS) + " FROM main.jobs")
 # A job in a state the runner does not know, found in the index of states alone.
 _UNKNOWN_STATE = (f"SELECT key, state FROM jobs WHERE state = (SELECT state FROM jobs "
                   f"WHERE state NOT IN {STATES} LIMIT 1) LIMIT 1")
@@ -349,7 +359,7 @@ class Journal:
         before it sent them (its budget, a signal, an outage), or killed, leaves them as it
         found them, and a later run takes them up only as it takes up any failed job. Called
         at a run's start (for a killed one's) and at its end."""
-        rows = self.conn.execute(f"{_SELECT} WHERE state = 'pending' AND error_kind IS NOT NULL")
+        rows = self.conn.execute(f"{_SELECT} WHERE {_UNSENT_RETRY}")
         self.apply([row.unsent_retry(run_id=run_id, at=at) for row in self._rows(rows)])
 
     def to_retry(self, kinds: frozenset[str] | None = None, *,
@@ -459,7 +469,8 @@ def _writable(path: Path) -> sqlite3.Connection:
 def _read_only(path: Path) -> sqlite3.Connection:
     """The journal at `path` opened never to be written: read only, or immutable where SQLite
     cannot make the files of its WAL beside it (a read-only folder or mount); a file of an older
-    version is read through a copy in memory, upgraded, so the file stays as it is."""
+    version is read through a copy in memory, upgraded, so the file stays as it is. Its jobs
+    are read as a run would find them (`_JOBS_AS_FOUND`)."""
     if path.stat().st_size == 0:
         raise StateError(f"{path.parent}: {JOURNAL_NAME} is empty: {RESTORE_HINT}")
     address = f"{path.resolve().as_uri()}?mode=ro"
@@ -483,6 +494,7 @@ def _read_only(path: Path) -> sqlite3.Connection:
         conn.close()
         conn = copy
     migrate(conn)
+    conn.execute(_JOBS_AS_FOUND)
     return conn
 
 

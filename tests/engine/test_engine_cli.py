@@ -269,6 +269,31 @@ def test_the_run_and_status_say_which_failed_jobs_wait_for_retry_failed(tmp_path
     assert "--retry-failed" not in invoke("status", str(tmp_path / "out-timed-out"))[1]
 
 
+def test_a_refused_job_a_killed_retry_failed_run_never_sent_is_shown_failed_not_new(
+        tmp_path: Path) -> None:
+    """The next run puts such a job back to failed and sends nothing: status, plan --out and a
+    dry run say so too, as they did before that run took it up."""
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                              repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+
+    def views() -> tuple[list[str], str, str]:
+        status = invoke("status", str(out))[1].splitlines()[2:]  # after the last run's line
+        return (status, invoke("plan", str(manifest), "--out", str(out))[1],
+                invoke("run", str(manifest), "--out", str(out), "--dry-run")[1])
+
+    with run_in_thread(sim_settings()) as sim:
+        assert invoke_run(manifest, out, sim)[0] == 1  # refused at create
+    before = views()
+    with Journal.open(out) as journal:  # a --retry-failed run killed before it sent the job
+        killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=0.0)
+        journal.retry_failed(run_id=killed, at=0.0)
+    status, planned, dry = views()
+    assert (status, planned, dry) == before
+    assert status[0] == "downloaded 1  failed 1" and "refused by content moderation" in status[-1]
+    assert "to create in the output folder: $0.00" in planned and "$0.00 of it to create" in dry
+
+
 @pytest.mark.parametrize("left", [{"max_runtime": "0.5s", "grace": "0.1s"}, {"timeout": "0.3s"}],
                          ids=["in flight", "timed out"])
 def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetches(

@@ -181,7 +181,7 @@ def test_a_reader_opens_the_journal_read_only_and_leaves_the_file_as_it_was(tmp_
     with Journal.open(tmp_path, create=False) as journal:
         assert journal.counts() == {"pending": 2}
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            journal.conn.execute("UPDATE jobs SET planned = 0")
+            journal.conn.execute("UPDATE main.jobs SET planned = 0")  # `jobs` is a view there
     assert path.read_bytes() == before
 
 
