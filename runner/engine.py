@@ -161,11 +161,12 @@ class Engine:
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
         """Resume what was in flight, then submit the pending jobs in plan order. A job whose
-        render is over (seen complete by an earlier run) holds no slot: it renders no more."""
+        render is over (seen complete by an earlier run) holds no slot: it renders no more (a
+        job `submitting` holds only a generation given up on, whose render says nothing)."""
         store = self.ctx.store
         rendering = []
         for row in store.in_states(IN_FLIGHT):
-            if row.state == "complete" or row.completed_at is not None:
+            if row.state == "complete" or (row.state == "submitted" and row.completed_at is not None):
                 self._spawn(group, self._collect(row))
             else:
                 rendering.append(row)

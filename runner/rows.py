@@ -128,10 +128,10 @@ class JobRow:
     def submitted(self, *, run_id: int, at: float, generation_id: str, cost_usd: float | None,
                   cost_credits: float | None) -> Move:
         """A generation is booked to the job: a failure it was taken up again after (`retried`)
-        is behind it."""
+        is behind it, and so is that failure's generation (`_given_up`)."""
         return self._move(("submitting",), "submitted", run_id, at,
-                          {"reserved_usd": 0.0, "reason": None, "error_kind": None,
-                           "generation_id": generation_id,
+                          {**self._given_up(), "reserved_usd": 0.0, "reason": None,
+                           "error_kind": None, "generation_id": generation_id,
                            "cost_usd": cost_usd, "cost_credits": cost_credits,
                            "submitted_at": at}, detail=generation_id)
 
@@ -158,32 +158,38 @@ class JobRow:
                           detail="the video was missing from the folder")
 
     def failed(self, *, run_id: int, at: float, reason: str, kind: str) -> Move:
+        """The job failed for `reason`; one taken up again fails for its own reason, the
+        generation of the failure before given up (`_given_up`)."""
         return self._move(("pending", "submitting", "submitted", "complete"), "failed", run_id,
-                          at, {"reserved_usd": 0.0, "reason": reason, "error_kind": kind},
-                          detail=reason)
+                          at, {**self._given_up(), "reserved_usd": 0.0, "reason": reason,
+                               "error_kind": kind}, detail=reason)
 
     def retried(self, *, run_id: int, at: float) -> Move:
         """Back to work: its generation polled again when it may still deliver (POLL_AGAIN),
-        else pending, a dead generation's cost kept in `spent_before_usd` (its estimate, when
-        no answer named its price, in `spent_before_estimated_usd` too). A pending one keeps
-        the reason and kind it failed with until a generation is booked to it (`submitted`),
-        so that it goes back to failed as it was if no run sends it (`unsent_retry`)."""
-        changes: dict[str, Any] = {}
+        else pending. A pending one keeps the reason and kind it failed with, and a dead
+        generation, until a generation is booked to it (`submitted`) or it fails anew, so that
+        it goes back to failed as it was if no run sends it (`unsent_retry`)."""
         if self.polled_again:
-            changes.update(reason=None, error_kind=None)
-            return self._move(("failed",), "submitted", run_id, at, changes, detail="retry")
-        if self.generation_id:
-            changes.update(spent_before_usd=self.spent_usd,
-                           spent_before_estimated_usd=self.spent_estimated_usd,
-                           generation_id=None, cost_usd=None, cost_credits=None,
-                           create_sent_at=None, submitted_at=None, completed_at=None,
-                           video_url=None, poster_url=None, render_seconds=None)
-        return self._move(("failed",), "pending", run_id, at, changes, detail="retry")
+            return self._move(("failed",), "submitted", run_id, at,
+                              {"reason": None, "error_kind": None}, detail="retry")
+        return self._move(("failed",), "pending", run_id, at, {}, detail="retry")
 
     def unsent_retry(self, *, run_id: int, at: float) -> Move:
-        """Taken up again (`retried`) but never sent: failed once more, with the reason and kind
-        it kept."""
+        """Taken up again (`retried`) but never sent: failed once more, with the reason, kind and
+        generation it kept."""
         return self._move(("pending",), "failed", run_id, at, {}, detail=f"not sent: {self.reason}")
+
+    def _given_up(self) -> dict[str, Any]:
+        """The columns that give up the dead generation a job taken up again kept (`retried`; no
+        other job waiting or being sent has one): its cost kept in `spent_before_usd` (its
+        estimate, when no answer named its price, in `spent_before_estimated_usd` too)."""
+        if self.state not in ("pending", "submitting") or not self.generation_id:
+            return {}
+        return {"spent_before_usd": self.spent_usd,
+                "spent_before_estimated_usd": self.spent_estimated_usd, "generation_id": None,
+                "cost_usd": None, "cost_credits": None, "submitted_at": None,
+                "completed_at": None, "video_url": None, "poster_url": None,
+                "render_seconds": None}
 
     def _move(self, sources: tuple[str, ...], target: str, run_id: int, at: float,
               changes: dict[str, Any], *, detail: str | None = None,

@@ -11,8 +11,9 @@ finds each job in a state that says exactly what is still to do and never pays t
 
 A downloaded job whose video has gone from the folder goes back to `submitted` when a run is
 asked to fetch it again (`run --fetch-missing`): its generation is polled and downloaded once more.
-A failed job taken up again waits in `pending` with the reason it failed for, and goes back to
-`failed` with it when its run ends with no generation booked to it (`unsent_retries`).
+A failed job taken up again waits in `pending` with the reason it failed for (and the generation
+that failed, if any), and goes back to `failed` with them when its run ends with no generation
+booked to it (`unsent_retries`).
 
 The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
 to n + 1, so an old file is upgraded in place when a run opens it. The commands that only read a
@@ -106,8 +107,8 @@ MIGRATIONS: tuple[str, ...] = (
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
 # The jobs the results speak of: the planned ones, any older one that was sent, and any older
-# one that cost money (a retry left pending gave up a paid generation).
-_REPORTED = "planned = 1 OR state != 'pending' OR spent_before_usd > 0"
+# one that cost money (a job taken up again waits pending with what its generations cost).
+_REPORTED = "planned = 1 OR state != 'pending' OR spent_before_usd > 0 OR generation_id IS NOT NULL"
 # The jobs a run answers for, in its progress and its exit code: the planned ones, and older
 # ones still in flight, which it carries on with.
 _ANSWERED = f"planned = 1 OR state IN {IN_FLIGHT}"

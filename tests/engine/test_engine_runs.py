@@ -551,6 +551,30 @@ def test_a_refused_job_retry_failed_never_sent_stays_failed_for_the_next_plain_r
     assert [r for r in results_lines(out) if r["key"] == refused["key"]] == [refused]
 
 
+def test_a_failed_render_retry_failed_never_sent_keeps_its_generation_and_cost(
+        tmp_path: Path) -> None:
+    """Stopped by its budget, or killed, before it sends the job, a --retry-failed run leaves
+    the results telling of the FAILED render as they did: its generation (the one to quote to
+    the provider) and what it cost."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(fault_failed=1.0)) as sim:
+        assert run(manifest, out, sim).outcome.exit_code == 1
+        before = results_lines(out), results_lines(out, "errors.jsonl")
+        stopped = run(manifest, out, sim, retry_failed=True, budget_usd=0.01)
+        after_stop = results_lines(out), results_lines(out, "errors.jsonl")
+        with Journal.open(out) as journal:  # a --retry-failed run killed before it sent the job
+            killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=0.0)
+            journal.retry_failed(run_id=killed, at=0.0)
+        assert run(manifest, out, sim).outcome.exit_code == 1
+        creates = sim.books.creates_accepted
+    (failed,) = before[1]
+    assert failed["generation_id"] and failed["cost_usd"] == 0.27 == failed["spent_usd"]
+    assert stopped.outcome.exit_code == 3 and creates == 1
+    assert after_stop == before
+    assert (results_lines(out), results_lines(out, "errors.jsonl")) == before
+
+
 def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
         tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, repeat=1)

@@ -84,6 +84,32 @@ def test_a_job_gone_from_the_manifest_is_looked_for_but_never_created(tmp_path: 
     assert gone["state"] == "pending" and gone["planned"] == 0 and gone["reserved_usd"] == 0
 
 
+def test_a_retried_job_left_submitting_is_created_not_taken_for_its_old_finished_render(
+        tmp_path: Path) -> None:
+    """Its generation seen complete, then lost to the account, the job was taken up again by a
+    --retry-failed run killed after sending its create: the next run looks for that create's
+    generation and renders it, not the old one's."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    key = left_submitting(manifest, out, PROMPTS[0])
+    with Journal.open(out) as journal:
+        run_id = journal.begin_run(name="killed", manifest=str(manifest), settings={}, at=1.0)
+        step(journal, key, "submitted", run_id=run_id, at=2.0, generation_id="gone", cost_usd=0.27,
+             cost_credits=None)
+        step(journal, key, "complete", run_id=run_id, at=3.0, video_url="http://127.0.0.1:9/v.mp4",
+             poster_url=None, render_seconds=1.0)
+        step(journal, key, "failed", run_id=run_id, at=4.0, reason="gone", kind="lost")
+        journal.retry_failed(run_id=run_id, at=5.0)
+        step(journal, key, "submitting", run_id=run_id, at=time.time())
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+        creates = sim.books.creates_accepted
+    done = row_of(out, key)
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert done["state"] == "downloaded" and done["generation_id"] != "gone"
+    assert done["spent_before_usd"] == 0.27
+
+
 def test_a_job_created_again_after_its_lost_create_pays_into_the_budget(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"

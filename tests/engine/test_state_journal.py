@@ -131,22 +131,31 @@ def test_retry_failed_polls_again_what_was_created_and_resubmits_the_rest(tmp_pa
 
 
 def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Path) -> None:
+    """The FAILED generation stays the job's until a new one is booked, or the job fails anew:
+    then it is given up, its cost kept."""
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
-        journal.sync_plan([job(1)])
-        step(journal, job(1).key, "submitting", run_id=run, at=2.0)
-        step(journal, job(1).key, "submitted", run_id=run, at=3.0, generation_id="dead", cost_usd=0.3,
-             cost_credits=None)
-        step(journal, job(1).key, "failed", run_id=run, at=4.0, reason="the generation FAILED", kind="render")
-        assert journal.retry_failed(run_id=run, at=5.0) == 1
+        journal.sync_plan([job(1), job(2)])
+        for number in (1, 2):
+            step(journal, job(number).key, "submitting", run_id=run, at=2.0)
+            step(journal, job(number).key, "submitted", run_id=run, at=3.0,
+                 generation_id=f"dead{number}", cost_usd=0.3, cost_credits=None)
+            step(journal, job(number).key, "failed", run_id=run, at=4.0,
+                 reason="the generation FAILED", kind="render")
+        assert journal.retry_failed(run_id=run, at=5.0) == 2
         row = journal.job(job(1).key)
-        assert (row.state, row.generation_id, row.spent_usd) == ("pending", None, 0.3)
-        assert journal.claimed(["dead", "other"]) == {"dead"}
+        assert (row.state, row.generation_id, row.spent_usd) == ("pending", "dead1", 0.3)
+        assert journal.claimed(["dead1", "other"]) == {"dead1"}
         step(journal, job(1).key, "submitting", run_id=run, at=6.0)
         step(journal, job(1).key, "submitted", run_id=run, at=7.0, generation_id="new", cost_usd=0.25,
              cost_credits=None)
+        step(journal, job(2).key, "submitting", run_id=run, at=6.0)
+        failed = step(journal, job(2).key, "failed", run_id=run, at=7.0,
+                      reason="no create went through in 30 s", kind="timeout")
         assert journal.job(job(1).key).spent_usd == pytest.approx(0.55)
-        assert compute(journal, tmp_path).summary["spent_usd"] == pytest.approx(0.55)
+        assert (failed.generation_id, failed.spent_usd, failed.polled_again) == (None, 0.3, False)
+        assert journal.claimed(["dead1", "dead2"]) == {"dead1", "dead2"}
+        assert compute(journal, tmp_path).summary["spent_usd"] == pytest.approx(0.85)
 
 
 def test_a_write_the_file_refuses_is_a_state_error_and_leaves_nothing_half_written(
