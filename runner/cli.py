@@ -53,6 +53,15 @@ def main() -> None:
     """Generate videos in bulk with Leonardo.AI's Hailuo 2.3 models, from a YAML manifest."""
 
 
+OWN_PROCESS = "own process"  # `main`'s obj when the process ends with the command
+
+
+def command() -> None:
+    """`hailuo-batch` and `python -m runner`: the command in a process of its own, which ends
+    when the command does (one run in-process, as by click's CliRunner, leaves it going on)."""
+    main(obj=OWN_PROCESS)
+
+
 def _given(value: str | None, option: str) -> Path | None:
     """A path option's value. An empty one (a variable left unset in a crontab, say) is refused,
     not taken for the current folder or for no file at all; inside the command, so that `run`
@@ -438,7 +447,8 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
         progress = Progress(quiet=quiet, every=60.0)
         # The signals stay the run's until the process exits: one that comes once the run's end
         # is recorded changes neither the lines told of it nor the exit code it recorded.
-        with Interrupts() as interrupts:
+        own = click.get_current_context().obj == OWN_PROCESS
+        with Interrupts(ends_process=own) as interrupts:
             with progress.drawing():
                 done = batch.run_batch(config, sink=progress, interrupts=interrupts)
             sys.exit(_told(done))

@@ -106,12 +106,16 @@ class Interrupts:
     never written. Until a run's `Stop` is given (`abort_with`), a signal interrupts at once
     (KeyboardInterrupt: nothing is recorded yet); from then on it aborts the run (exit 130),
     however far the run has got, and once the run's end is recorded it changes nothing: the
-    process ends with the code the run recorded. Only the main thread can set handlers; in
-    another, signals are left as they are."""
+    process ends with the code the run recorded. Leaving the block gives the previous handlers
+    back, but in the process of the command itself (`ends_process`), leaving it by the command's
+    exit (SystemExit) ignores both signals instead, until the process is gone: the default action
+    would otherwise still end it, 143 or 130, in the moments it takes to exit. Only the main
+    thread can set handlers; in another, signals are left as they are."""
 
     STOPS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, *, ends_process: bool = False) -> None:
+        self._ends_process = ends_process
         self._stop: Stop | None = None
         self._previous: list[Any] = []
 
@@ -122,8 +126,9 @@ class Interrupts:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        exiting = self._ends_process and kind is not None and issubclass(kind, SystemExit)
         for number, handler in zip(self.STOPS, self._previous, strict=False):
-            signal.signal(number, handler)
+            signal.signal(number, signal.SIG_IGN if exiting else handler)
 
     def abort_with(self, stop: Stop) -> None:
         """From now on a signal aborts `stop` rather than interrupting."""

@@ -22,6 +22,7 @@ import pytest
 from enginekit import (
     audit,
     invoke,
+    invoke_run,
     sim_settings,
     transitions,
     wait_for_transitions,
@@ -34,13 +35,22 @@ from runner.simulator import ThreadedSimulator, run_in_thread
 
 
 def start(manifest: Path, out: Path, sim: ThreadedSimulator, *extra: str, key: str | None = None,
-          stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+          stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE,
+          program: tuple[str, ...] = ("-m", "runner"),
+          pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
     env = {**os.environ, "LEONARDO_API_KEY": key or sim.api_key}
     return subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(manifest), "--out", str(out),
+        [sys.executable, *program, "run", str(manifest), "--out", str(out),
          "--base-url", sim.base_url, "--submit-per-minute", "60000", "--request-timeout", "2s",
          *extra],
-        env=env, stdout=stdout, stderr=stderr, text=True)
+        env=env, stdout=stdout, stderr=stderr, text=True, pass_fds=pass_fds)
+
+
+def held_at_exit(hold: int) -> tuple[str, ...]:
+    """`python -m runner` that, once the command is over, prints `exiting` and then waits to
+    write into the pipe `hold`: held in the moments between the command's end and the process's."""
+    return ("-c", "import os\nfrom runner.cli import command\ntry:\n    command()\nfinally:\n"
+                  f"    print('exiting', flush=True)\n    os.write({hold}, b'.')\n")
 
 
 def full_pipe() -> tuple[int, int]:
@@ -165,6 +175,41 @@ def test_a_signal_once_the_run_has_ended_changes_neither_its_lines_nor_its_exit_
         shown = drained(process, reading)
     assert ended(out) == 0 and process.returncode == 0, shown
     assert "every job downloaded: 8/8 downloaded" in shown and f"videos and results in {out}" in shown
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_last_line_leaves_the_exit_code_the_runs(
+        tmp_path: Path, stop: signal.Signals) -> None:
+    """Signalled once the command has printed all and is over, as the process exits, it still
+    exits with the code the journal has."""
+    manifest = write_manifest(tmp_path)
+    out = tmp_path / "out"
+    reading, writing = full_pipe()
+    shown = []
+    with run_in_thread(sim_settings()) as sim:
+        process = start(manifest, out, sim, "--quiet", program=held_at_exit(writing),
+                        pass_fds=(writing,))
+        os.close(writing)
+        assert process.stdout is not None
+        for line in process.stdout:  # to the command's end, or the process's if it ends first
+            if line == "exiting\n":
+                break
+            shown.append(line)
+        process.send_signal(stop)
+        drained(process, reading)
+    assert ended(out) == 0 and process.returncode == 0, shown
+    assert shown[-1] == f"videos and results in {out} (results.jsonl, report.html)\n"
+
+
+def test_a_run_in_a_process_that_goes_on_gives_its_signals_back(tmp_path: Path) -> None:
+    """Run in-process (a test's CliRunner, a script's), the command leaves the handlers it found:
+    Ctrl-C still interrupts the process after it."""
+    manifest = write_manifest(tmp_path)
+    before = [signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)]
+    with run_in_thread(sim_settings()) as sim:
+        code, _, err = invoke_run(manifest, tmp_path / "out", sim)
+    assert code == 0, err
+    assert [signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)] == before
 
 
 def test_the_key_appears_in_no_output_and_no_file(tmp_path: Path) -> None:
