@@ -186,7 +186,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         stale = before is not None and before.ended_at is None  # killed before it wrote results
         rerun = nightly.Rerun(out_dir, None if config.out else planned.output_dir, planned.name,
                               config.run_id, simulated=config.simulate is not None)
-        stop = Stop(how_to_resume=lambda: rerun.how_to_resume(clock.wall()))
+        stop = Stop(out_hint=lambda: rerun.out_hint(clock.wall()))
         interrupts.abort_with(stop)  # a run recorded as begun is one a signal stops, never kills
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
                                    settings=asdict(planned.settings), at=clock.wall())

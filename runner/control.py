@@ -56,16 +56,26 @@ class Outcome:
 class Stop:
     """The run's stop conditions. `halt` stops submitting and lets work in flight finish (budget,
     quota, a runtime limit); `abort` ends everything at once (a signal, a rejected key). The
-    first reason given is the one reported. `how_to_resume()` tells, in a reason, how the run is
-    resumed: asked when the reason is made, since a folder named by the date is named anew the
-    next day."""
+    first reason given is the one reported. `out_hint()` is the `--out` that resumes the run when
+    the next start names another folder, None when running again resumes it: asked when a reason
+    is made, since a folder named by the date is named anew the next day."""
 
-    def __init__(self, *, how_to_resume: Callable[[], str]) -> None:
-        self.how_to_resume = how_to_resume
+    def __init__(self, *, out_hint: Callable[[], str | None]) -> None:
+        self._out_hint = out_hint
         self.halted: Outcome | None = None
         self.aborted: Outcome | None = None
         self._abort = asyncio.Event()
         self._no_submits = asyncio.Event()
+
+    def how_to_resume(self) -> str:
+        """How the run is resumed: `run again to resume`, or the `--out` that resumes it."""
+        return self._out_hint() or "run again to resume"
+
+    def resumable(self, reason: str) -> str:
+        """`reason` for a stop running again resumes, with the `--out` that resumes it in a
+        folder the next start does not name again."""
+        hint = self._out_hint()
+        return f"{reason}: {hint}" if hint else reason
 
     @property
     def submitting(self) -> bool:
@@ -137,7 +147,7 @@ class Interrupts:
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self._stop is None:
             raise KeyboardInterrupt
-        reason = f"interrupted by {signal.Signals(number).name}"
+        reason = self._stop.resumable(f"interrupted by {signal.Signals(number).name}")
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # outside the engine's loop: the run finds the stop when it gets there

@@ -90,7 +90,7 @@ class Engine:
         except* (AuthError, StateError) as group:  # a rejected key; a journal that takes no writes
             stop.abort(EXIT_CANNOT_RUN, str(group.exceptions[0]))
         except* QuotaError as group:  # out of credit, said by a call other than a create
-            stop.abort(EXIT_RESUMABLE, str(group.exceptions[0]))
+            stop.abort(EXIT_RESUMABLE, stop.resumable(str(group.exceptions[0])))
         self.ctx.tracker.emit("stop", None, (stop.aborted or stop.halted or Outcome(0, "")).reason)
         return self.outcome()
 

@@ -335,11 +335,12 @@ class Rerun:
     run_id: str | None
     simulated: bool
 
-    def how_to_resume(self, wall: float) -> str:
-        """How to resume the run, said at the time `wall` (epoch seconds)."""
+    def out_hint(self, wall: float) -> str | None:
+        """At the time `wall` (epoch seconds), the `--out` that resumes the run when the next
+        start names another folder; None when running again resumes it."""
         if self.template is not None and not self._named_again(self.template, wall):
             return f"run again with {out_flags(str(self.out_dir))} to resume"
-        return "run again to resume"
+        return None
 
     def _named_again(self, template: str, wall: float) -> bool:
         if "{time}" in template or ("{run_id}" in template and self.run_id is None):

@@ -175,7 +175,7 @@ class Submitter:
                 return None
             except QuotaError as exc:
                 await self._put_back(row, str(exc))
-                ctx.stop.halt(EXIT_RESUMABLE, str(exc))
+                ctx.stop.halt(EXIT_RESUMABLE, ctx.stop.resumable(str(exc)))
                 return None
             except AuthError:
                 await self._put_back(row, "the API key was rejected")
@@ -205,7 +205,8 @@ class Submitter:
         if row.key in self._reserved:
             return True
         if not tracker.fits(row.estimated_cost):
-            self.ctx.stop.halt(EXIT_RESUMABLE, f"the budget of ${tracker.budget_usd:g} is reached")
+            self.ctx.stop.halt(EXIT_RESUMABLE, self.ctx.stop.resumable(
+                f"the budget of ${tracker.budget_usd:g} is reached"))
             return False
         tracker.reserve(row.estimated_cost)
         self._reserved.add(row.key)

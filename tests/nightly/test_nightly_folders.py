@@ -4,11 +4,22 @@ its folder."""
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
-from nightlykit import ROOT, key_file, receiver, run_cli, sim_settings, summary, write_manifest
+from nightlykit import (
+    ROOT,
+    key_file,
+    receiver,
+    run_cli,
+    sim_settings,
+    started,
+    summary,
+    write_manifest,
+)
 
 from runner.batch import RunConfig, run_batch
 from runner.schedule import Backoff
@@ -213,3 +224,36 @@ def test_run_again_is_told_only_when_the_next_start_names_the_same_folder(
     (journal,) = tmp_path.glob("out/**/journal.sqlite")
     shown = resume.format(out=journal.parent.relative_to(tmp_path))
     assert f"4 jobs in flight: {shown}: 0/8 downloaded" in stopped.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize(("output_dir", "resume"), [
+    ("out/{name}/{time}", ": run again with --out {out} to resume"),
+    ("out/{name}", "")])
+def test_a_budget_credit_or_signal_stop_names_the_out_only_of_a_folder_not_named_again(
+        tmp_path: Path, output_dir: str, resume: str) -> None:
+    """Stopped by its budget or the account's credit (exit 3) or by SIGTERM (130), a run in a
+    folder the next start does not name again tells the --out that resumes it; in one it names
+    again, the reason is as bare as ever."""
+    manifest = write_manifest(tmp_path, output_dir=output_dir)
+    (tmp_path / "low").mkdir()  # priced at $0.05 a job, $0.27 when made: credit for two
+    cheap = write_manifest(tmp_path / "low", output_dir=output_dir,
+                           prices={"hailuo-2_3": {"768p": {"6": 0.05}}})
+    with run_in_thread(sim_settings(balance_credits=400)) as sim:
+        quota = run_cli("run", cheap, "--base-url", sim.base_url, "--api-key-file",
+                        key_file(tmp_path, sim), cwd=tmp_path / "low")
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0,
+                                    balance_credits=100_000)) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim))
+        budget = run_cli(*args, "--budget-usd", "0.2", cwd=tmp_path)  # fits no job
+        with started(*args, cwd=tmp_path, until=" covers the estimated ") as child:
+            child.send_signal(signal.SIGTERM)
+            signalled, _ = child.communicate(timeout=30)
+    assert (quota.returncode, budget.returncode, child.returncode) == (3, 3, 130), quota.stderr
+    out_of_credit = ("the account is out of credit (402 not enough API credits: this generation "
+                     "costs 180, 40 left)")
+    for shown, reason in ((quota.stdout, out_of_credit),
+                          (budget.stdout, "the budget of $0.2 is reached"),
+                          (signalled, "interrupted by SIGTERM")):
+        (out,) = re.findall(r"^videos and results in (\S+) ", shown, re.MULTILINE)
+        assert shown.startswith(f"{reason}{resume.format(out=out)}: "), shown
