@@ -11,7 +11,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from runner.catalog import Violation
-from runner.simulator.limits import SimClock
+from runner.simulator.limits import SimClock, iso_time
 from runner.simulator.render import COMPLETE, FAILED, Generation
 from runner.simulator.settings import SimSettings
 
@@ -80,7 +80,7 @@ def generation_json(generation: Generation, *, origin: str, user_id: str,
     answer = {"id": generation.id, "status": generation.status, "prompt": params["prompt"],
               "imageWidth": params["width"], "imageHeight": params["height"],
               "public": generation.request.get("public", False),
-              "createdAt": clock.iso(generation.created_at), "generated_images": images}
+              "createdAt": _made(generation, clock), "generated_images": images}
     if generation.moderated and generation.status == FAILED:
         answer["prompt_moderations"] = [{"moderationClassification": ["content moderation filter"]}]
     return answer
@@ -98,3 +98,11 @@ def s3_refusal(status: int, code: str, message: str) -> Refusal:
     """The refusal S3 answers a refused form upload or a missing object with: an XML body."""
     return Refusal(status, f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(code)}</Code>'
                            f"<Message>{escape(message)}</Message></Error>", content_type="application/xml")
+
+
+def _made(generation: Generation, clock: SimClock) -> str:
+    """When the generation was made, as `createdAt` says it: the real time its create was
+    accepted (the simulated instant, for one kept by a state file of before)."""
+    if generation.made_at is None:
+        return clock.iso(generation.created_at)
+    return iso_time(generation.made_at)

@@ -123,7 +123,8 @@ class Backend:
             id=str(uuid.uuid4()), request=body, created_at=now,
             render_seconds=self.settings.render_seconds + self._rng.uniform(-jitter, jitter),
             outcome=FAILED if failed else COMPLETE, clip=self.pick_clip(params),
-            cost_credits=credits, image_id=str(uuid.uuid4()), moderated=moderated)
+            cost_credits=credits, image_id=str(uuid.uuid4()), moderated=moderated,
+            made_at=self.clock.wall())
         self.renderer.submit(generation, now)
         self.generations[generation.id] = generation
         if self.balance is not None:

@@ -47,9 +47,14 @@ class SimClock:
         return simulated / self.scale
 
     def iso(self, simulated: float) -> str:
-        """A simulated instant as the API writes `createdAt`: UTC, milliseconds, a Z."""
-        moment = datetime.fromtimestamp(self.epoch + simulated, UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        """A simulated instant as the API writes its times (`expiration`)."""
+        return iso_time(self.epoch + simulated)
+
+
+def iso_time(epoch: float) -> str:
+    """A time (seconds since 1970) as the API writes `createdAt`: UTC, milliseconds, a Z."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RateWindow:

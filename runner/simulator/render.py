@@ -20,7 +20,11 @@ PENDING, COMPLETE, FAILED = "PENDING", "COMPLETE", "FAILED"
 
 @dataclass(slots=True, eq=False)
 class Generation:
-    """One accepted create. `outcome` is decided when it is accepted; `status` shows it once done."""
+    """One accepted create. `outcome` is decided when it is accepted; `status` shows it once done.
+    `created_at` is the simulated instant it was accepted, `made_at` the real one (seconds since
+    1970), which `createdAt` shows, as the API's own clock would: at any time scale a client can
+    compare it with the real time it sent its create (None in a state file written before it
+    was kept: `createdAt` is then read off the simulated clock)."""
 
     id: str
     request: dict[str, Any]
@@ -35,6 +39,7 @@ class Generation:
     started_at: float | None = None
     finished_at: float | None = None
     deleted: bool = False
+    made_at: float | None = None
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -16,9 +16,11 @@ instant it knows of with the real time it was written, and a process reading it 
 on from there plus the real time the simulator was stopped, at the time scale of the process that
 wrote it. So renders go on while the simulator is stopped, as the live API's go on while a client
 is down: an unfinished render keeps the real time it had left when it was saved, and is finished
-at load if that time has passed. The epoch is kept as well, so a generation shows the same
-`createdAt` after a restart, and new ones never show a time earlier than the real one (at a time
-scale of 1 or more), which a client looking for its creates by time relies on.
+at load if that time has passed. A generation's `createdAt` is the real time its create was
+accepted (`made_at`), kept in the file, so it shows the same after a restart and at any time
+scale is what a client that looks for its creates by time compares with the real time it sent
+them. The epoch is kept as well, for the times read off the simulated clock (an upload's expiry,
+and `createdAt` of the generations a file written before `made_at` was kept holds).
 
 The key is not in the file: it is derived from the user id (`settings.account_key`). One
 simulator at a time uses a state file: a lock beside it (`.NAME.lock`) is taken before the file

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from enginekit import FRAME, copy_frames, journal_rows, run, sim_settings, step, write_manifest
 from enginekit import FRAME_PROMPTS as PROMPTS
 
@@ -121,12 +123,14 @@ def test_a_job_created_again_after_its_lost_create_pays_into_the_budget(tmp_path
     assert creates == 0 and row_of(out, key)["state"] == "pending"
 
 
+@pytest.mark.parametrize("scale", [1.0, 40.0])
 def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_made(
-        tmp_path: Path) -> None:
+        tmp_path: Path, scale: float) -> None:
     """Another folder on the account made the same prompt and size just before: the lost
     create's own generation, made after it was sent, is the one taken, and the other folder's
-    stays its own (the simulator's clock kept to the real one, as the API's is)."""
-    settings = sim_settings(time_scale=1.0, render_seconds=0.05, render_jitter_seconds=0.0)
+    stays its own; at any time scale, the simulator's `createdAt` being real time, as the
+    API's is."""
+    settings = sim_settings(time_scale=scale, render_seconds=0.05 * scale, render_jitter_seconds=0.0)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     ours = write_manifest(tmp_path / "a", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from datetime import datetime
 
 import pytest
 from simkit import GOLDEN_HOUR, TEXT_TO_VIDEO, Caller, run, wire
@@ -38,6 +40,20 @@ def test_create_answer_shape_is_a_setting(shape: str, cost: bool, expected_keys:
         if shape == "nested":
             assert set(reply.data["generate"]) == {"generationId"}
     run(scenario, SimSettings(create_answer=shape, answer_cost=cost))
+
+
+def test_created_at_is_the_real_time_the_create_was_accepted_at_any_time_scale() -> None:
+    """`createdAt` is read off the real clock, as the API's: a client looking for a create whose
+    answer it lost compares it with the real time it sent it, however fast renders go here."""
+    async def scenario(c: Caller) -> None:
+        sent = time.time()
+        generation_id = await c.created_id()
+        answered = time.time()
+        c.sim.clock.advance(600)
+        shown = (await c.poll(generation_id)).data["generations_by_pk"]["createdAt"]
+        made = datetime.fromisoformat(shown.replace("Z", "+00:00")).timestamp()
+        assert sent - 0.001 <= made <= answered
+    run(scenario, SimSettings(time_scale=40))
 
 
 def test_poll_is_pending_without_images_then_complete_with_poster_and_video() -> None:
