@@ -308,8 +308,7 @@ class Progress:
         # The figures first, so that the frame the count's update draws shows them too.
         self.bar.total = snap.total
         self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
-                                 f"{render.spent_amount(dataclasses.asdict(snap))} this run",
-                                 refresh=False)
+                                 f"{snap.spent} this run", refresh=False)
         self.bar.update(snap.finished - self.bar.n)
         if event.kind == "stop":  # its last frame, above the lines that tell the run's end
             self.bar.close()

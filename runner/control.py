@@ -8,7 +8,6 @@ from the same events a test counts.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import threading
 import time
@@ -175,12 +174,18 @@ class Snapshot:
     def finished(self) -> int:
         return self.downloaded + self.failed
 
+    @property
+    def spent(self) -> str:
+        """The money this run spent, with its part at estimates: `$1.08 ($0.27 of it estimated)`."""
+        return spent_amount({"spent_usd": self.spent_usd,
+                             "spent_estimated_usd": self.spent_estimated_usd})
+
     def describe(self) -> str:
         """One line for a log: counts, money, and the time left at the pace so far."""
         eta = "" if self.eta is None else f", about {_duration(self.eta)} left"
         return (f"{self.finished}/{self.total} finished ({self.failed} failed), "
                 f"{self.in_flight} in flight, {self.pending} waiting, "
-                f"{spent_amount(dataclasses.asdict(self))} spent by this run{eta}")
+                f"{self.spent} spent by this run{eta}")
 
 
 def _duration(seconds: float) -> str:

@@ -80,7 +80,7 @@ class JobRow:
     @property
     def generation_usd(self) -> float:
         """What its current generation cost (nothing without one): the price its create answer
-        named, else the estimate. The create was sent by the run `run_id`."""
+        named, else the estimate."""
         if self.generation_id is None:
             return 0.0
         return self.cost_usd if self.cost_usd else self.estimated_cost
