@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -208,25 +209,59 @@ def step(journal: Journal, key: str, move: str, **values: Any) -> JobRow:
     return journal.apply([getattr(journal.job(key), move)(**values)])[0]
 
 
-def transitions(out: Path) -> int:
+def journal_rows_now(out: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows `sql` reads from the folder's journal as it is now, from outside the process
+    writing it; none while it has no journal yet."""
     try:
         conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
         try:
-            return conn.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
+            return conn.execute(sql).fetchall()
         finally:
             conn.close()
     except sqlite3.OperationalError:
-        return 0
+        return []
+
+
+def transitions(out: Path) -> int:
+    found = journal_rows_now(out, "SELECT COUNT(*) FROM transitions")
+    return found[0][0] if found else 0
+
+
+def runs(out: Path) -> list[tuple[float | None, int | None]]:
+    """Each run's end (None while it has none) and exit code, as the journal has them now."""
+    return journal_rows_now(out, "SELECT ended_at, exit_code FROM runs ORDER BY id")
+
+
+def ended(out: Path) -> int | None:
+    """The exit code of the folder's last run once its end is recorded; None before."""
+    found = runs(out)
+    return found[-1][1] if found and found[-1][0] is not None else None
+
+
+def killed_retry_run(out: Path, manifest: Path) -> None:
+    """What a run with --retry-failed leaves when it is killed after taking the failed jobs up
+    again and before sending any: its start recorded, the jobs pending with their reasons. (A
+    real kill cannot be pinned between those two steps: the run logs nothing in between.)"""
+    with Journal.open(out) as journal:
+        killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={},
+                                   at=time.time())
+        journal.retry_failed(run_id=killed, at=time.time())
+
+
+WAIT_LIMIT = 60.0  # seconds a test waits for a process to reach a point before it fails
 
 
 def wait_until(process: subprocess.Popen[str], ready: Callable[[], bool]) -> bool:
-    """True once `ready()` is; False if the process ended first."""
+    """True once `ready()` is; False if the process ended first. A process that never gets
+    there in WAIT_LIMIT seconds (held on a pipe it filled too early, say) fails the test."""
+    deadline = time.monotonic() + WAIT_LIMIT
     while not ready():
         try:
             process.wait(timeout=0.005)
             return False
         except subprocess.TimeoutExpired:
-            continue
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the process did not get there in {WAIT_LIMIT:g} s") from None
     return True
 
 

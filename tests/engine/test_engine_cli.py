@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from enginekit import PROMPTS, down_url, invoke, invoke_run, run, sim_settings, step, write_manifest
+from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, run, sim_settings, step,
+                       write_manifest)
 
 from runner.cli import Progress
 from runner.config import RunSettings, parse_duration
@@ -285,9 +286,7 @@ def test_a_refused_job_a_killed_retry_failed_run_never_sent_is_shown_failed_not_
     with run_in_thread(sim_settings()) as sim:
         assert invoke_run(manifest, out, sim)[0] == 1  # refused at create
     before = views()
-    with Journal.open(out) as journal:  # a --retry-failed run killed before it sent the job
-        killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=0.0)
-        journal.retry_failed(run_id=killed, at=0.0)
+    killed_retry_run(out, manifest)
     status, planned, dry = views()
     assert (status, planned, dry) == before
     assert status[0] == "downloaded 1  failed 1" and "refused by content moderation" in status[-1]

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from enginekit import (
     audit,
+    ended,
     invoke,
     invoke_run,
+    runs,
     sim_settings,
     transitions,
     wait_for_transitions,
@@ -64,24 +66,6 @@ def full_pipe() -> tuple[int, int]:
                 os.write(writing, b"\n" * size)
     os.set_blocking(writing, True)
     return reading, writing
-
-
-def runs(out: Path) -> list[tuple[float | None, int | None]]:
-    """Each run's end (None while it has none) and exit code, as the journal has them now."""
-    try:
-        conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT ended_at, exit_code FROM runs ORDER BY id").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return []
-
-
-def ended(out: Path) -> int | None:
-    """The exit code of the folder's last run once its end is recorded; None before."""
-    found = runs(out)
-    return found[-1][1] if found and found[-1][0] is not None else None
 
 
 def drained(process: subprocess.Popen[str], reading: int) -> str:

@@ -25,6 +25,7 @@ from enginekit import (
     down_url,
     invoke,
     journal_rows,
+    killed_retry_run,
     results_files,
     results_lines,
     run,
@@ -539,9 +540,8 @@ def test_a_refused_job_retry_failed_never_sent_stays_failed_for_the_next_plain_r
         (refused,) = [r for r in results_lines(out) if r["state"] == "failed"]
         stopped = run(manifest, out, sim, retry_failed=True, budget_usd=0.01)
         after_stop = [r for r in results_lines(out) if r["key"] == refused["key"]]
-        with Journal.open(out) as journal:  # a --retry-failed run killed before it sent it
-            killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=0.0)
-            journal.retry_failed(run_id=killed, at=0.0)
+        killed_retry_run(out, manifest)
+        with Journal.open(out) as journal:
             assert journal.job(refused["key"]).state == "pending"
         plain = run(manifest, out, sim)
         refusals = sim.books.requests["create"].get(400)
@@ -563,9 +563,7 @@ def test_a_failed_render_retry_failed_never_sent_keeps_its_generation_and_cost(
         before = results_lines(out), results_lines(out, "errors.jsonl")
         stopped = run(manifest, out, sim, retry_failed=True, budget_usd=0.01)
         after_stop = results_lines(out), results_lines(out, "errors.jsonl")
-        with Journal.open(out) as journal:  # a --retry-failed run killed before it sent the job
-            killed = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=0.0)
-            journal.retry_failed(run_id=killed, at=0.0)
+        killed_retry_run(out, manifest)
         assert run(manifest, out, sim).outcome.exit_code == 1
         creates = sim.books.creates_accepted
     (failed,) = before[1]
