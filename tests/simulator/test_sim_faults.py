@@ -76,6 +76,9 @@ def test_fault_slow_delays_the_answer_by_the_scaled_delay() -> None:
 
 def test_a_connection_error_of_the_simulators_own_still_shows_its_traceback(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The simulator books a call whose client hung up (499) without a traceback; an error of
+    its own while the client still listens keeps its traceback. No fault of the simulator
+    raises one, so a handler is made to: this guards the quiet 499s from hiding real bugs."""
     def broken(backend: Backend) -> None:
         raise ConnectionResetError("a bug of the simulator's, its client still listening")
     monkeypatch.setattr(Backend, "me", broken)
