@@ -18,7 +18,7 @@ import tqdm
 from click.core import ParameterSource
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from runner import batch, catalog, logs, nightly, notify, render, results
+from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import api_key_problem, http_url_problem, parse_duration, shown_url, told_under
@@ -468,7 +468,7 @@ def _told(done: batch.RunReport) -> int:
     gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
     counts = render.plan_counts(summary)
     click.echo(f"{done.outcome.reason}: {counts.get('downloaded', 0)}/{sum(counts.values())} "
-               f"downloaded{gone}, {notify.spent(summary)}")
+               f"downloaded{gone}, {render.run_spent(summary)}")
     for note in (render.unplanned_line(summary), render.retry_failed_line(summary)):
         if note:
             click.echo(note)

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from runner.render import estimated_part, plan_counts, unfinished_line, unplanned_line
+from runner.render import plan_counts, run_spent, unfinished_line, unplanned_line
 
 
 TIMEOUT_SECONDS = 10.0
@@ -28,20 +28,9 @@ def headline(summary: dict[str, Any]) -> str:
     done, failed = counts.get("downloaded", 0), counts.get("failed", 0)
     notes = [note for note in (unplanned_line(summary), unfinished_line(summary)) if note]
     return (f"hailuo-batch {summary.get('name')}: {done}/{sum(counts.values())} downloaded, "
-            f"{failed} failed, {spent(summary)}, "
+            f"{failed} failed, {run_spent(summary)}, "
             f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})"
             + "".join(f"; {note}" for note in notes))
-
-
-def spent(summary: dict[str, Any]) -> str:
-    """The money of a run's end: the folder's total over all its runs, how much of it is
-    estimates, and what this run spent when that differs (a resumed night, a budget stop the
-    night before), so that a budget never looks overrun by what earlier runs paid."""
-    total = f"${summary.get('spent_usd', 0):.2f}"
-    by_run = f"${summary.get('run_spent_usd', summary.get('spent_usd', 0)):.2f}"
-    notes = [note for note in (estimated_part(summary),
-                               None if by_run == total else f"{by_run} by this run") if note]
-    return f"{total} spent ({'; '.join(notes)})" if notes else f"{total} spent"
 
 
 def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str | None:

@@ -92,6 +92,17 @@ def spent_amount(figures: dict[str, Any]) -> str:
     return f"${figures.get('spent_usd') or 0:.2f}" + (f" ({of_it})" if of_it else "")
 
 
+def run_spent(summary: dict[str, Any]) -> str:
+    """The money of a run's end: the folder's total over all its runs, how much of it is
+    estimates, and what this run spent when that differs (a resumed night, a budget stop the
+    night before), so that a budget never looks overrun by what earlier runs paid."""
+    total = f"${summary.get('spent_usd', 0):.2f}"
+    by_run = f"${summary.get('run_spent_usd', summary.get('spent_usd', 0)):.2f}"
+    notes = [note for note in (estimated_part(summary),
+                               None if by_run == total else f"{by_run} by this run") if note]
+    return f"{total} spent ({'; '.join(notes)})" if notes else f"{total} spent"
+
+
 def job_record(job: Job, states: dict[str, str] | None = None,
                files: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything about one planned job, its wire request exactly as it will be sent included;
