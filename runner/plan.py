@@ -430,7 +430,7 @@ class _Planner:
         extension = file.suffix.lower().lstrip(".")
         problem, hint, content = _image(file, written, extension)
         if problem:
-            self.issues.append(self.doc.issue(where + ("path",), problem, hint))
+            self.issues.append(self.doc.issue(where + ("path",), problem, hint or _RELATIVE_HINT))
             return None
         upload = Upload(file, hashlib.sha256(content).hexdigest(), extension)
         self.uploads[file] = upload
@@ -560,24 +560,24 @@ class _Planner:
 
 
 def _image(file: Path, written: str, extension: str) -> tuple[str, str, bytes]:
-    """Why the start frame written as `written` (found at `file`) cannot be sent and a hint, or
-    "", "" and its content. Only a regular file is read: a pipe would never end."""
+    """Why the start frame written as `written` (found at `file`) cannot be sent and a hint (""
+    where the place it was looked for is the likely fault), or "", "" and its content. Only a
+    regular file is read: a pipe would never end."""
     if extension not in _IMAGE_MAGIC:
         return f"{written} is not a png, jpg, jpeg or webp file", _EXPORT_HINT, b""
     try:
         found = file.stat()
         if stat.S_ISDIR(found.st_mode):
-            return f"start frame {written} is a folder, not a file", _RELATIVE_HINT, b""
+            return f"start frame {written} is a folder, not a file", "", b""
         if not stat.S_ISREG(found.st_mode):
-            return (f"start frame {written} is not a regular file (a pipe or a device?)",
-                    _RELATIVE_HINT, b"")
+            return f"start frame {written} is not a regular file (a pipe or a device?)", "", b""
         if found.st_size > _MAX_IMAGE_BYTES:
-            return f"start frame {written} is larger than 20 MiB", _RELATIVE_HINT, b""
+            return f"start frame {written} is larger than 20 MiB", "", b""
         content = file.read_bytes()
     except FileNotFoundError:
-        return f"start frame {written} does not exist (looked in {file.parent})", _RELATIVE_HINT, b""
+        return f"start frame {written} does not exist (looked in {file.parent})", "", b""
     except OSError as exc:  # a symlink loop, a name too long, no permission
-        return f"start frame {written} cannot be read: {exc.strerror}", _RELATIVE_HINT, b""
+        return f"start frame {written} cannot be read: {exc.strerror}", "", b""
     if not _IMAGE_MAGIC[extension].match(content):
         return f"start frame {written} is not a {extension} image", _found_hint(content), b""
     return "", "", content
