@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,7 +43,7 @@ from runner.errors import (
     UnknownOutcome,
     Unreachable,
 )
-from runner.schedule import parse_retry_after
+from runner.schedule import http_time, parse_retry_after
 
 DEFAULT_BASE_URL = "https://cloud.leonardo.ai/api/rest"
 # What an out-of-credit refusal names, whatever its status (a 429 about slots or a 403 about
@@ -89,6 +90,40 @@ class Generation:
     @property
     def done(self) -> bool:
         return self.status in ("COMPLETE", "FAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A page of the account's generations, newest first, and when the API stamped its answer
+    (its Date header: whole seconds, by the API's clock; None without one)."""
+
+    generations: list[Generation]
+    stamped: float | None
+
+
+class ServerClock:
+    """How far the API's clock is ahead of this machine's (behind: below zero), within the
+    bounds its answers' Date headers set: each was stamped, in whole seconds of the API's
+    clock, between the request's sending and the answer's arrival by this machine's. `ahead` is
+    the offset within those bounds nearest zero: clocks that agree to within about a second are
+    taken to agree, and one far off is read to within a second and a round trip. An answer
+    that contradicts the bounds so far (a clock set since) starts them afresh."""
+
+    def __init__(self) -> None:
+        self.low, self.high = -math.inf, math.inf
+
+    def note(self, stamped: float | None, *, asked: float, answered: float) -> None:
+        if stamped is None:
+            return
+        low, high = stamped - answered, stamped + 1.0 - asked
+        if low > self.high or high < self.low:
+            self.low, self.high = low, high
+        else:
+            self.low, self.high = max(self.low, low), min(self.high, high)
+
+    @property
+    def ahead(self) -> float:
+        return min(max(0.0, self.low), self.high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +193,15 @@ class LeonardoClient:
         return Account(str(user_id), details.get("apiConcurrencySlots"),
                        float(paid) if type(paid) in (int, float) else None)
 
-    async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
+    async def generations(self, user_id: str, *, offset: int, limit: int) -> Listing:
         """A page of the account's generations, newest first."""
-        answer = await self._call("GET", f"/v1/generations/user/{user_id}?offset={offset}&limit={limit}")
+        answer, headers = await self._exchange(
+            "GET", f"/v1/generations/user/{user_id}?offset={offset}&limit={limit}")
         listed = answer.get("generations") if isinstance(answer, dict) else None
         if not isinstance(listed, list):
             raise TransientError("the generations list answer has no generations")
-        return [_generation(item) for item in listed if isinstance(item, dict)]
+        return Listing([_generation(item) for item in listed if isinstance(item, dict)],
+                       http_time(headers.get("Date")))
 
     async def upload(self, content: bytes, name: str, extension: str) -> str:
         """Upload a start frame (`content`, from a file called `name`) through the presigned
@@ -219,6 +256,11 @@ class LeonardoClient:
 
     async def _call(self, method: str, path: str, body: Any = None, *, create: bool = False) -> Any:
         """One API call: the parsed JSON of a 2xx answer, or the domain error it amounts to."""
+        return (await self._exchange(method, path, body, create=create))[0]
+
+    async def _exchange(self, method: str, path: str, body: Any = None, *,
+                        create: bool = False) -> tuple[Any, Any]:
+        """`_call`'s answer, with the answer's headers."""
         try:
             async with self._session.request(method, self._root + path, json=body,
                                              headers=self._headers,
@@ -238,7 +280,7 @@ class LeonardoClient:
         if not 200 <= status < 300:
             raise _status_error(status, raw, headers, create=create)
         try:
-            return json.loads(raw)
+            return json.loads(raw), headers
         except ValueError as exc:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: the answer is not JSON",
@@ -367,3 +409,4 @@ def _epoch(value: Any) -> float | None:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
         return None
+

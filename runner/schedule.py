@@ -45,6 +45,15 @@ class Backoff:
         return max(delay, retry_after) if retry_after is not None else delay
 
 
+def http_time(value: str | None) -> float | None:
+    """An HTTP date (`Tue, 24 Nov 2026 21:50:04 GMT`) as seconds since 1970; None if it is not one."""
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip()) if value else None
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() if when is not None and when.tzinfo is not None else None
+
+
 def parse_retry_after(value: str | None, *, now_epoch: float) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if value is None or not value.strip():
@@ -53,13 +62,10 @@ def parse_retry_after(value: str | None, *, now_epoch: float) -> float | None:
     try:
         seconds = float(text)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
+        when = http_time(text)
+        if when is None:
             return None
-        if when is None or when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now_epoch
+        seconds = when - now_epoch
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)

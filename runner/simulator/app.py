@@ -15,6 +15,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -121,6 +122,8 @@ def _guard(backend: Backend) -> Callable[[web.Request, Handler], Awaitable[web.S
             response = web.Response(status=HUNG_UP)  # nobody is left to read it
         finally:
             answering.discard(request.task)
+        if backend.settings.clock_ahead and not response.prepared:
+            response.headers["Date"] = formatdate(backend.server_time(), usegmt=True)
         endpoint = request.match_info.route.name or "unknown"
         hung_up = request.transport is None
         backend.books.record_call(

@@ -59,6 +59,10 @@ class Backend:
         word = settings.moderation_word
         self._marker = re.compile(rf"(?i)(?<!\w){re.escape(word)}(?!\w)") if word else None
 
+    def server_time(self) -> float:
+        """Real time by the simulated API's clock, `clock_ahead` seconds off this machine's."""
+        return self.clock.wall() + self.settings.clock_ahead
+
     def hit(self, fault: str) -> bool:
         """Whether this call meets the fault (named as in settings.FAULTS), by its rate."""
         rate = self._rates[fault]
@@ -124,7 +128,7 @@ class Backend:
             render_seconds=self.settings.render_seconds + self._rng.uniform(-jitter, jitter),
             outcome=FAILED if failed else COMPLETE, clip=self.pick_clip(params),
             cost_credits=credits, image_id=str(uuid.uuid4()), moderated=moderated,
-            made_at=self.clock.wall())
+            made_at=self.server_time())
         self.renderer.submit(generation, now)
         self.generations[generation.id] = generation
         if self.balance is not None:

@@ -40,6 +40,10 @@ Limits
                           when scaled. The live API's 429 is undocumented; turn it off to test
                           a client without the header.
     upload_expiry_seconds 120: the presigned upload form expires after 2 minutes.
+    clock_ahead           0: real seconds the simulated API's clock is ahead of this machine's
+                          (below 0: behind), read by the `createdAt` of the generations it
+                          makes and by the Date header of every answer, as a server's clock
+                          set apart from the client's would be.
 
 Faults, each a probability from 0 to 1, drawn from one random source seeded by `seed`
     fault_500             any call (API, CDN, upload form) answers 500 before doing anything.
@@ -134,6 +138,7 @@ class SimSettings:
     retry_after: bool = True
     upload_expiry_seconds: float = 120.0
     time_scale: float = 1.0
+    clock_ahead: float = 0.0
     seed: int | None = None
     fault_500: float = 0.0
     fault_create_500: float = 0.0
@@ -167,6 +172,8 @@ class SimSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise UsageError(f"{name} must be a finite number more than 0, not {value}")
+        if not math.isfinite(self.clock_ahead):
+            raise UsageError(f"clock_ahead must be a finite number, not {self.clock_ahead}")
         if not 0 <= self.render_jitter_seconds < self.render_seconds:
             raise UsageError("render_jitter_seconds must be at least 0 and less than render_seconds")
         for name in ("slots", "requests_per_minute", "creates_per_minute"):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,8 +83,9 @@ def test_poll_list_me_and_download_a_finished_generation() -> None:
     pending, done, account, listed, size, data = with_client(scenario)
     assert (pending.status, pending.video_url, pending.done) == ("PENDING", None, False)
     assert done.status == "COMPLETE" and done.video_url.endswith(".mp4") and done.poster_url
-    assert account.slots == 10 and [g.id for g in listed] == [done.id]
-    assert listed[0].prompt == BODY["parameters"]["prompt"] and listed[0].created_at
+    assert account.slots == 10 and [g.id for g in listed.generations] == [done.id]
+    assert listed.stamped is not None and abs(listed.stamped - time.time()) < 5
+    assert listed.generations[0].prompt == BODY["parameters"]["prompt"] and listed.generations[0].created_at
     assert size == len(data) and data[4:8] == b"ftyp"
 
 

@@ -147,6 +147,45 @@ def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_
     assert row_of(out, key)["generation_id"] == made != other
 
 
+def test_a_lost_create_is_found_with_the_apis_clock_ten_minutes_behind_this_machines(
+        tmp_path: Path) -> None:
+    """Its generation's `createdAt` reads ten minutes before the create was sent by this
+    machine's clock: the search reads the sending on the API's clock, as its Date headers tell
+    it, and finds the generation instead of paying for it again."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(clock_ahead=-600.0)) as sim:
+        key = left_submitting(manifest, out, PROMPTS[0])
+        made = create(sim, json.loads(row_of(out, key)["request"]))
+        report = run(manifest, out, sim)
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert row_of(out, key)["generation_id"] == made
+
+
+def test_a_lost_create_tells_its_own_from_another_folders_with_the_apis_clock_ahead(
+        tmp_path: Path) -> None:
+    """The API's clock ten minutes ahead of this machine's, another folder's generation of the
+    same prompt and size, made a minute before the lost create by that clock, reads as made
+    after the create was sent by this machine's: the create's own is taken all the same."""
+    state = tmp_path / "account.jsonl"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ours = write_manifest(tmp_path / "a", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    theirs = write_manifest(tmp_path / "b", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "a" / "out"
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=540.0)) as sim:
+        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
+    [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=600.0)) as sim:
+        key = left_submitting(ours, out, PROMPTS[0])
+        made = create(sim, json.loads(row_of(out, key)["request"]))
+        report = run(ours, out, sim)
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert row_of(out, key)["generation_id"] == made != other
+
+
 def test_a_lost_create_found_by_a_later_run_counts_in_that_runs_spending(tmp_path: Path) -> None:
     """The run that sent the create died before its answer; the one that found the generation
     booked it, and counts it, in its progress (and so its budget) as in its summary, so that

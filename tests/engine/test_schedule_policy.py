@@ -13,8 +13,10 @@ from runner.schedule import (
     PollPolicy,
     PollSchedule,
     RateMeter,
+    http_time,
     parse_retry_after,
 )
+from runner.api import ServerClock
 from runner.simulator.limits import RateWindow
 
 
@@ -44,6 +46,27 @@ def test_retry_after_http_date() -> None:
     now = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
     later = format_datetime(datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC), usegmt=True)
     assert parse_retry_after(later, now_epoch=now.timestamp()) == 30.0
+
+
+@pytest.mark.parametrize("value", ["Sat, 01 Mar 2025 12:00:30 -0000", "yesterday", "", None])
+def test_a_date_without_its_zone_or_no_date_is_no_time(value: str | None) -> None:
+    assert http_time(value) is None
+    assert http_time("Sat, 01 Mar 2025 12:00:30 GMT") == datetime(2025, 3, 1, 12, 0, 30,
+                                                                  tzinfo=UTC).timestamp()
+
+
+def test_the_apis_clock_is_read_from_its_answers_dates_to_the_offset_nearest_agreement() -> None:
+    clock = ServerClock()
+    assert clock.ahead == 0.0  # nothing known: the clocks are taken to agree
+    clock.note(1000.0, asked=1000.2, answered=1000.4)  # stamped in the second from 1000
+    assert clock.ahead == 0.0  # that allows agreement
+    clock.note(None, asked=1000.5, answered=1000.6)  # an answer without a Date says nothing
+    clock.note(1600.0, asked=1001.0, answered=1001.3)  # ten minutes ahead: the bounds jump
+    assert (clock.low, clock.high, clock.ahead) == pytest.approx((598.7, 600.0, 598.7))
+    clock.note(1602.0, asked=1002.5, answered=1002.6)
+    assert (clock.low, clock.high, clock.ahead) == pytest.approx((599.4, 600.0, 599.4))
+    clock.note(400.0, asked=1003.0, answered=1003.1)  # set ten minutes behind since
+    assert clock.ahead == pytest.approx(-602.0)
 
 
 def test_the_meter_spaces_creates_evenly_at_its_rate() -> None:
