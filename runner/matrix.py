@@ -170,6 +170,20 @@ def placeholders(template: str) -> list[str]:
     return names
 
 
+def template_issues(doc: Document, path: Path_, template: str, known: list[str], *, noun: str,
+                    otherwise: str) -> tuple[list[str] | None, list[Issue]]:
+    """The placeholder names of a template at `path`, each once (None when its braces are
+    wrong), and the issues of its braces and of each name not `known`, told as an unknown
+    `noun` with the known name it most likely means, else `otherwise`."""
+    try:
+        names = list(dict.fromkeys(placeholders(template)))
+    except BracesError as exc:
+        return None, [doc.issue(path, str(exc), BRACES_HINT, part=exc.part)]
+    return names, [doc.issue(path, f"unknown {noun} {{{name}}}", did_you_mean(name, known) or otherwise,
+                             part=field_part(template, f"{{{name}}}"))
+                   for name in names if name not in known]
+
+
 def var_names(data: Any, checked: SchemaResult) -> list[str] | None:
     """The vars' names, known once vars: is a mapping, whatever its values: the placeholders
     of prompts and file names are checked against them while a value is still wrong. None
@@ -312,17 +326,12 @@ class Expander:
                            "samples)" if twice else "give each prompt its own id")
             seen[pid] = i
             self._check_text(text_path, entry["text"])
-            try:
-                names = placeholders(entry["text"])
-            except BracesError as exc:
-                self.issue(text_path, str(exc), BRACES_HINT, part=exc.part)
+            names, issues = template_issues(self.doc, text_path, entry["text"], self.var_names,
+                                            noun="variable", otherwise="define it under vars:")
+            self.result.issues += issues
+            if names is None:
                 continue
-            for name in dict.fromkeys(names):
-                if name not in self.var_names:
-                    self.issue(text_path, f"unknown variable {{{name}}}",
-                               did_you_mean(name, self.var_names) or "define it under vars:",
-                               part=field_part(entry["text"], f"{{{name}}}"))
-            prompts.append(Prompt(pid, entry["text"], text_path, tuple(dict.fromkeys(names)),
+            prompts.append(Prompt(pid, entry["text"], text_path, tuple(names),
                                   entry.get("start_frame"), path + ("start_frame",),
                                   "start_frame" in entry))
         return prompts

@@ -27,20 +27,17 @@ from runner.manifest import (
     SchemaResult,
     check_prices,
     check_schema,
-    did_you_mean,
     load_document,
     whole_number,
 )
 from runner.matrix import (
-    BRACES_HINT,
-    BracesError,
     BUILTIN_NAMES,
     Cell,
     Expansion,
     expand,
-    field_part,
     merged_warning,
     placeholders,
+    template_issues,
     value_text,
     var_names,
 )
@@ -370,18 +367,8 @@ class _Planner:
                 part=found.span()))
 
     def _check_placeholders(self, field: str, template: str, known: list[str]) -> None:
-        path = ("output", field)
-        try:
-            names = placeholders(template)
-        except BracesError as exc:
-            self.issues.append(self.doc.issue(path, str(exc), BRACES_HINT, part=exc.part))
-            return
-        for name in names:
-            if name not in known:
-                self.issues.append(self.doc.issue(path, f"unknown placeholder {{{name}}}",
-                                                  did_you_mean(name, known)
-                                                  or f"placeholders: {', '.join(known)}",
-                                                  part=field_part(template, f"{{{name}}}")))
+        self.issues += template_issues(self.doc, ("output", field), template, known, noun="placeholder",
+                                       otherwise=f"placeholders: {', '.join(known)}")[1]
 
     def _check_variables(self) -> bool:
         """Whether output.dir names an environment variable (`$HOME`, `${VIDEOS}`), said at its
