@@ -53,3 +53,17 @@ def test_python_dash_m_runner(tmp_path: Path) -> None:
     assert "Usage:" in result.stdout
     for command in ("validate", "plan", "styles", "schema"):
         assert command in result.stdout
+
+
+def test_ctrl_c_while_the_command_loads_ends_it_with_130_and_no_traceback(tmp_path: Path) -> None:
+    """The SIGINT lands as the command's modules load (as click is first imported)."""
+    load = ("import os, runpy, signal, sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'click':\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "sys.argv = ['hailuo-batch', 'styles']\n"
+            "runpy.run_module('runner', run_name='__main__')\n")
+    result = run([sys.executable, "-c", load], tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "")
