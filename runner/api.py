@@ -319,7 +319,9 @@ def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> Api
     if status == 402 or (400 <= status < 500 and any(w in folded for w in _QUOTA_WORDS)):
         return QuotaError(f"the account is out of credit ({said})", status=status)
     if status == 429:
-        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch=time.time())
+        # A date is read against the answer's own Date, the API's clock, not against this machine's.
+        now = http_time(headers.get("Date")) or time.time()
+        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch=now)
         return RateLimited(f"rate limited ({said})", retry_after=retry_after)
     if status >= 500:
         kind = UnknownOutcome if create else TransientError

@@ -158,6 +158,14 @@ def test_a_429_carries_its_retry_after_when_given(retry_after: bool) -> None:
     assert error.retry_after is None or 0 < error.retry_after <= 60
 
 
+def test_a_429_retry_after_date_is_read_on_the_apis_clock() -> None:
+    """A Retry-After given as a date is a wait from the answer's own Date, however far this
+    machine's clock is from the API's."""
+    headers = {"Retry-After": "Mon, 01 Dec 2031 12:00:30 GMT", "Date": "Mon, 01 Dec 2031 12:00:00 GMT"}
+    error = _status_error(429, b"{}", headers, create=True)
+    assert isinstance(error, RateLimited) and error.retry_after == 30.0
+
+
 @pytest.mark.parametrize("fault", ["fault_500", "fault_reset", "fault_not_json"])
 def test_poll_errors_are_transient(fault: str) -> None:
     async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
