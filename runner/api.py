@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -405,10 +405,13 @@ def _rest_from(response: aiohttp.ClientResponse, offset: int) -> bool:
 
 
 def _epoch(value: Any) -> float | None:
+    """An ISO time of the API as seconds since 1970; one without a zone is UTC, as the API's
+    times are, whatever this machine's zone."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value).timestamp()
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 

@@ -8,6 +8,7 @@ import io
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from enginekit import down_url
 
 from runner import files
-from runner.api import LeonardoClient, Timeouts, _status_error, open_client
+from runner.api import LeonardoClient, Timeouts, _generation, _status_error, open_client
 from runner.errors import (
     AuthError,
     ModerationError,
@@ -270,3 +271,17 @@ def test_an_answer_stops_the_run_for_credit_only_when_it_speaks_of_credit(
         status: int, message: str, kind: type) -> None:
     error = _status_error(status, json.dumps({"error": message}).encode(), {}, create=True)
     assert type(error) is kind, error
+
+
+@pytest.mark.parametrize("written", ["2026-11-24T21:50:04.123", "2026-11-24T21:50:04.123Z",
+                                     "2026-11-24T16:50:04.123-05:00"])
+def test_a_generations_time_without_a_zone_is_utc_in_any_zone_of_this_machine(
+        written: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "EST5")  # five hours behind UTC, as POSIX writes it
+    time.tzset()
+    try:
+        made = _generation({"id": "g", "createdAt": written}).created_at
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert made == datetime(2026, 11, 24, 21, 50, 4, 123000, tzinfo=UTC).timestamp()
