@@ -38,7 +38,7 @@ from runner.control import (
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
-from runner.lock import LOCK_NAME, FolderLock, not_a_folder
+from runner.lock import LOCK_NAME, FolderLock, unusable
 from runner.plan import Plan, estimated_usd, make_plan
 from runner.rows import PASSING_FAILURES
 from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
@@ -138,8 +138,9 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     unplanned: tuple[str, ...] = ()
     to_fetch: tuple[str, ...] = ()
     files: dict[str, str] = {}
-    if out_dir.exists() and not out_dir.is_dir():
-        raise not_a_folder(out_dir)
+    refused = unusable(out_dir)
+    if refused is not None:
+        raise refused
     journal_kept(out_dir)
     if (out_dir / JOURNAL_NAME).exists():
         keys = {job.key for job in planned.jobs}

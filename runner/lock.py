@@ -22,8 +22,13 @@ from runner.errors import LockedError, StateError
 LOCK_NAME = ".hailuo.lock"
 
 
-def not_a_folder(folder: Path) -> StateError:
-    return StateError(f"output folder {folder} is unusable: it is a file, not a folder")
+def unusable(folder: Path) -> StateError | None:
+    """Why `folder` cannot be an output folder, if it is a file or lies below one."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        problem: str | None = "it is a file, not a folder"
+    else:
+        problem = file_in_the_way(folder / LOCK_NAME)
+    return None if problem is None else StateError(f"output folder {folder} is unusable: {problem}")
 
 
 def file_in_the_way(path: Path) -> str | None:
@@ -48,10 +53,11 @@ class FolderLock:
     def acquire(cls, folder: Path) -> FolderLock:
         """Take the folder's lock or raise LockedError naming the live process that holds it."""
         what = f"output folder {folder}"
+        refused = unusable(folder)
+        if refused is not None:
+            raise refused
         try:
             folder.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as exc:
-            raise not_a_folder(folder) from exc
         except OSError as exc:
             raise StateError(f"{what} is unusable: {exc.strerror}") from exc
         return cls.take(folder / LOCK_NAME, what=what, user="run",

@@ -134,11 +134,15 @@ def test_an_api_root_that_is_no_http_url_exits_2(tmp_path: Path, url: str, said:
 
 
 @pytest.mark.parametrize("how", ["--simulate", "--dry-run"])
-def test_an_output_folder_that_is_a_file_exits_4(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize(("out", "said"), [("notes", "it is a file, not a folder"),
+                                           ("notes/videos", "notes is a file, not a folder")])
+def test_an_output_folder_that_is_a_file_or_below_one_exits_4(
+        tmp_path: Path, how: str, out: str, said: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "notes").write_text("the user's notes", encoding="utf-8")
-    code, _, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", str(tmp_path / "notes"),
-                             how)
-    assert code == 4 and "is unusable: it is a file, not a folder" in stderr
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = invoke("run", str(write_manifest(tmp_path)), "--out", out, how)
+    assert code == 4 and f"error: output folder {out} is unusable: {said}\n" in stderr
+    assert "new" not in stdout
     assert (tmp_path / "notes").read_text(encoding="utf-8") == "the user's notes"
 
 
