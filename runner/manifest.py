@@ -8,6 +8,7 @@ can cost time or memory: files too large, nesting too deep, aliases that expand 
 from __future__ import annotations
 
 import datetime
+import decimal
 import difflib
 import json
 import math
@@ -44,6 +45,8 @@ _TEXT_WHEN = {_INT_TAG: lambda text: not _WHOLE.fullmatch(text),
               _BOOL_TAG: lambda text: text.lower() not in ("true", "false"),
               "tag:yaml.org,2002:timestamp": lambda text: True}
 _RESOLVER = yaml.resolver.Resolver()
+# A number with an exponent that YAML 1.1 reads as text: no point, or no sign after the e (1e3).
+_EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]{1,3}")
 # What YAML counts as a line break, as the parser counts the lines of the places it gives.
 _BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
@@ -551,6 +554,8 @@ def _spelling_hint(error: jsonschema.ValidationError) -> str:
         return "write it as a plain number: no quotes, no leading 0, 0x, + or _, at most 15 digits"
     if tag == _BOOL_TAG:
         return "only true and false are booleans; yes, no, on and off are text"
+    if wanted in ("number", "integer") and isinstance(value, str) and _EXPONENT.fullmatch(value):
+        return f"YAML reads {value} as text: write it as {decimal.Decimal(value):f}"
     return ""
 
 
