@@ -447,8 +447,10 @@ class _Planner:
     def _unique_cells(self, expansion: Expansion, frames: dict[Path_, Upload | None]):
         """Cells with identical requests merged, each checked against the model rules, in one
         pass that stops as soon as the plan is known to have more than max_jobs jobs: a small
-        manifest can describe a matrix of millions of cells."""
-        seen: dict[str, Cell] = {}
+        manifest can describe a matrix of millions of cells. Each request is remembered by its
+        digest, with its cell only when kept, so a matrix that on_invalid: skip drops holds
+        little (a cell merged into a dropped one is counted, its twin untold: it runs neither)."""
+        seen: dict[int, Cell | None] = {}
         kept = []
         merged = 0
         twins: dict[Path_, tuple[str, Cell]] = {}  # by a value merged away: its axis, and its twin
@@ -459,16 +461,19 @@ class _Planner:
             upload = frames.get(cell.sources["start_frame"]) if cell.start_frame else None
             request = self._request(cell, upload)
             text = canonical_json(request)
-            if text in seen:
+            digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest())
+            if digest in seen:
                 merged += 1
-                axis = cell.twin_axis(seen[text])
+                twin = seen[digest]
+                axis = None if twin is None else cell.twin_axis(twin)
                 if axis is not None:
-                    twins.setdefault(cell.sources[axis], (axis, seen[text]))
+                    twins.setdefault(cell.sources[axis], (axis, twin))
                 continue
-            seen[text] = cell
+            seen[digest] = None
             checked = json.loads(text.replace(upload.placeholder, _CHECK_ID)) if upload else request
             violations = self.catalog.check_request(checked)
             if not violations:
+                seen[digest] = cell
                 kept.append((cell, request, upload, text))
                 if len(kept) * self.repeat > self.settings.max_jobs:
                     self.issues.append(self._too_many(expansion.bound * self.repeat))
