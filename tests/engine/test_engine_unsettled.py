@@ -47,6 +47,27 @@ def row_of(out: Path, key: str) -> dict[str, Any]:
     return next(row for row in journal_rows(out) if row["key"] == key)
 
 
+def two_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """The same one-prompt manifest in folders a and b: ours, and another folder's on the
+    same account."""
+    manifests = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        manifests.append(write_manifest(tmp_path / name, prompts=PROMPTS[:1], repeat=1,
+                                        styles={"vibe": ["none"]}))
+    return manifests[0], manifests[1]
+
+
+def resumed_after_a_lost_create(sim: Any, manifest: Path, out: Path) -> tuple[Any, str, str, int]:
+    """A run of `manifest` (one job) into `out` after its create went through and its answer
+    was lost: the run's report, the job's key, the generation the create made, and the creates
+    the account accepted in all."""
+    key = left_submitting(manifest, out, PROMPTS[0])
+    made = create(sim, json.loads(row_of(out, key)["request"]))
+    report = run(manifest, out, sim)
+    return report, key, made, sim.books.creates_accepted
+
+
 def test_a_start_frame_step_that_fails_leaves_the_job_unsettled_not_failed(tmp_path: Path) -> None:
     """With the account unreachable the job can neither be found nor given up on: it waits, and
     the next run finds the generation its create made instead of paying for another."""
@@ -131,18 +152,12 @@ def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_
     stays its own; at any time scale, the simulator's `createdAt` being real time, as the
     API's is."""
     settings = sim_settings(time_scale=scale, render_seconds=0.05 * scale, render_jitter_seconds=0.0)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    ours = write_manifest(tmp_path / "a", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
-    theirs = write_manifest(tmp_path / "b", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    ours, theirs = two_folders(tmp_path)
     out = tmp_path / "a" / "out"
     with run_in_thread(settings) as sim:
         assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
         [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
-        key = left_submitting(ours, out, PROMPTS[0])
-        made = create(sim, json.loads(row_of(out, key)["request"]))
-        report = run(ours, out, sim)
-        creates = sim.books.creates_accepted
+        report, key, made, creates = resumed_after_a_lost_create(sim, ours, out)
     assert report.outcome.exit_code == 0 and creates == 2
     assert row_of(out, key)["generation_id"] == made != other
 
@@ -155,10 +170,7 @@ def test_a_lost_create_is_found_with_the_apis_clock_ten_minutes_behind_this_mach
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
     with run_in_thread(sim_settings(clock_ahead=-600.0)) as sim:
-        key = left_submitting(manifest, out, PROMPTS[0])
-        made = create(sim, json.loads(row_of(out, key)["request"]))
-        report = run(manifest, out, sim)
-        creates = sim.books.creates_accepted
+        report, key, made, creates = resumed_after_a_lost_create(sim, manifest, out)
     assert report.outcome.exit_code == 0 and creates == 1
     assert row_of(out, key)["generation_id"] == made
 
@@ -169,19 +181,13 @@ def test_a_lost_create_tells_its_own_from_another_folders_with_the_apis_clock_ah
     same prompt and size, made a minute before the lost create by that clock, reads as made
     after the create was sent by this machine's: the create's own is taken all the same."""
     state = tmp_path / "account.jsonl"
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    ours = write_manifest(tmp_path / "a", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
-    theirs = write_manifest(tmp_path / "b", prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    ours, theirs = two_folders(tmp_path)
     out = tmp_path / "a" / "out"
     with run_in_thread(sim_settings(state_path=state, clock_ahead=540.0)) as sim:
         assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
     [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
     with run_in_thread(sim_settings(state_path=state, clock_ahead=600.0)) as sim:
-        key = left_submitting(ours, out, PROMPTS[0])
-        made = create(sim, json.loads(row_of(out, key)["request"]))
-        report = run(ours, out, sim)
-        creates = sim.books.creates_accepted
+        report, key, made, creates = resumed_after_a_lost_create(sim, ours, out)
     assert report.outcome.exit_code == 0 and creates == 1
     assert row_of(out, key)["generation_id"] == made != other
 
