@@ -92,22 +92,14 @@ class Generation:
         return self.status in ("COMPLETE", "FAILED")
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """A page of the account's generations, newest first, and when the API stamped its answer
-    (its Date header: whole seconds, by the API's clock; None without one)."""
-
-    generations: list[Generation]
-    stamped: float | None
-
-
 class ServerClock:
     """How far the API's clock is ahead of this machine's (behind: below zero), within the
     bounds its answers' Date headers set: each was stamped, in whole seconds of the API's
     clock, between the request's sending and the answer's arrival by this machine's. `ahead` is
     the offset within those bounds nearest zero: clocks that agree to within about a second are
     taken to agree, and one far off is read to within a second and a round trip. An answer
-    that contradicts the bounds so far (a clock set since) starts them afresh."""
+    that contradicts the bounds so far (a clock set since) starts them afresh. The answers
+    read are those of `/v1/me` (every run's first call) and of the generations list."""
 
     def __init__(self) -> None:
         self.low, self.high = -math.inf, math.inf
@@ -157,6 +149,7 @@ class LeonardoClient:
         self._call_timeout = aiohttp.ClientTimeout(total=timeouts.call, connect=timeouts.connect)
         self._download_timeout = aiohttp.ClientTimeout(total=timeouts.download,
                                                        connect=timeouts.connect)
+        self.server_clock = ServerClock()
         self.answers = 0  # API calls answered (whatever the status)
         self.refusals = 0  # API calls that could not connect at all
 
@@ -181,7 +174,7 @@ class LeonardoClient:
         return _generation(answer["generations_by_pk"])
 
     async def me(self) -> Account:
-        answer = await self._call("GET", "/v1/me")
+        answer = await self._dated("/v1/me")
         try:
             details = answer["user_details"][0]
             user_id = details["user"]["id"]
@@ -193,15 +186,13 @@ class LeonardoClient:
         return Account(str(user_id), details.get("apiConcurrencySlots"),
                        float(paid) if type(paid) in (int, float) else None)
 
-    async def generations(self, user_id: str, *, offset: int, limit: int) -> Listing:
+    async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
         """A page of the account's generations, newest first."""
-        answer, headers = await self._exchange(
-            "GET", f"/v1/generations/user/{user_id}?offset={offset}&limit={limit}")
+        answer = await self._dated(f"/v1/generations/user/{user_id}?offset={offset}&limit={limit}")
         listed = answer.get("generations") if isinstance(answer, dict) else None
         if not isinstance(listed, list):
             raise TransientError("the generations list answer has no generations")
-        return Listing([_generation(item) for item in listed if isinstance(item, dict)],
-                       http_time(headers.get("Date")))
+        return [_generation(item) for item in listed if isinstance(item, dict)]
 
     async def upload(self, content: bytes, name: str, extension: str) -> str:
         """Upload a start frame (`content`, from a file called `name`) through the presigned
@@ -257,6 +248,13 @@ class LeonardoClient:
     async def _call(self, method: str, path: str, body: Any = None, *, create: bool = False) -> Any:
         """One API call: the parsed JSON of a 2xx answer, or the domain error it amounts to."""
         return (await self._exchange(method, path, body, create=create))[0]
+
+    async def _dated(self, path: str) -> Any:
+        """A GET whose answer's Date is noted on the server clock."""
+        asked = time.time()
+        answer, headers = await self._exchange("GET", path)
+        self.server_clock.note(http_time(headers.get("Date")), asked=asked, answered=time.time())
+        return answer
 
     async def _exchange(self, method: str, path: str, body: Any = None, *,
                         create: bool = False) -> tuple[Any, Any]:

@@ -111,13 +111,14 @@ class JobRow:
 
     # Each transition as a Move: the columns it sets, computed from the row as it is now.
 
-    def submitting(self, *, run_id: int, at: float) -> Move:
-        """Reserve the estimate and note when the create is sent (the first send is kept);
-        durable, since the create goes out as soon as it is written."""
+    def submitting(self, *, run_id: int, at: float, api_at: float | None = None) -> Move:
+        """Reserve the estimate and note when the create is sent (the first send is kept), by
+        the API's clock (`api_at`, the time its generation will be listed with) when it is
+        known; durable, since the create goes out as soon as it is written."""
         first = self.create_sent_at if self.state == "submitting" else None
         return self._move(("pending", "submitting"), "submitting", run_id, at,
                           {"reserved_usd": self.estimated_cost, "run_id": run_id,
-                           "create_sent_at": at if first is None else first,
+                           "create_sent_at": (at if api_at is None else api_at) if first is None else first,
                            "attempts": self.attempts + 1}, durable=True)
 
     def unsent(self, *, run_id: int, at: float, reason: str) -> Move:

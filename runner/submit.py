@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from runner import catalog
-from runner.api import Created, Generation, LeonardoClient, ServerClock
+from runner.api import Created, Generation, LeonardoClient
 from runner.control import EXIT_RESUMABLE, Clock, Stop, Tracker
 from runner.errors import (
     AuthError,
@@ -80,7 +80,6 @@ class Submitter:
         self._uploads_given_up: dict[str, str] = {}  # start frames this run could not upload, and why
         self.failed_for_now = 0  # jobs this run failed for a reason the next run retries
         self._user_id: str | None = None
-        self.server_clock = ServerClock()
 
     async def submit(self, row: JobRow) -> JobRow | None:
         """The job's row once submitted, or None when it failed or was put back (stopped,
@@ -146,7 +145,8 @@ class Submitter:
                 await self.fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
                 return None
             source = row.state
-            row = await ctx.record(row.submitting(run_id=ctx.run_id, at=ctx.clock.wall()))
+            row = await ctx.record(row.submitting(run_id=ctx.run_id, at=ctx.clock.wall(),
+                                                  api_at=self._api_time()))
             ctx.tracker.moved(row.key, source, "submitting")
             deadline = deadline or ctx.clock.wall() + ctx.timeout
             try:
@@ -282,33 +282,31 @@ class Submitter:
         create was sent, the first made from its sending on, else the last made before it (see
         `_nearness`). So a generation of the same prompt and size that another folder made
         before this create was sent is never taken when the create's own is listed. The list,
-        newest first, is read until it reaches that time. The sending is read on the API's
-        clock (`ServerClock`), which the listed times are."""
+        newest first, is read until it reaches that time. The sending is on the API's clock,
+        as the listed times are (`_api_time`)."""
         prompt, width, height = _signature(row.request)
+        sent = row.create_sent_at or self._api_time()
+        since = sent - self.skew
         user_id = await self._account()
-        sent_here = sent = row.create_sent_at or self.ctx.clock.wall()
-        alike: list[Generation] = []
+        matches: list[Generation] = []
         for page in range(self.pages):
-            listed = await self._listed(user_id, page)
-            alike += [g for g in listed if g.prompt == prompt
-                      and (not width or g.width in (None, width))
-                      and (not height or g.height in (None, height))]
-            sent = sent_here + self.server_clock.ahead
+            listed = await self.retrying(partial(self.ctx.client.generations, user_id,
+                                                 offset=page * self.page_size,
+                                                 limit=self.page_size))
+            matches += [g for g in listed if g.prompt == prompt
+                        and (not width or g.width in (None, width))
+                        and (not height or g.height in (None, height))
+                        and (g.created_at is None or g.created_at >= since)]
             if len(listed) < self.page_size or all(
-                    g.created_at is not None and g.created_at < sent - self.skew for g in listed):
+                    g.created_at is not None and g.created_at < since for g in listed):
                 break
-        matches = [g for g in alike if g.created_at is None or g.created_at >= sent - self.skew]
         claimed = self.ctx.store.claimed(g.id for g in matches)
         free = [g for g in matches if g.id not in claimed]
         return min(free, key=partial(_nearness, sent)).id if free else None
 
-    async def _listed(self, user_id: str, page: int) -> list[Generation]:
-        """A page of the account's list, its answer's Date noted on the server clock."""
-        asked = self.ctx.clock.wall()
-        listing = await self.retrying(partial(self.ctx.client.generations, user_id,
-                                              offset=page * self.page_size, limit=self.page_size))
-        self.server_clock.note(listing.stamped, asked=asked, answered=self.ctx.clock.wall())
-        return listing.generations
+    def _api_time(self) -> float:
+        """Now by the API's clock, as far as its answers have told it (`ServerClock`)."""
+        return self.ctx.clock.wall() + self.ctx.client.server_clock.ahead
 
     async def _account(self) -> str:
         if self._user_id is None:

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from enginekit import FRAME, copy_frames, journal_rows, run, sim_settings, step, write_manifest
+from enginekit import (
+    FRAME,
+    copy_frames,
+    journal_rows,
+    journal_rows_now,
+    run,
+    sim_settings,
+    step,
+    write_manifest,
+)
 from enginekit import FRAME_PROMPTS as PROMPTS
 
 from runner.api import open_client
@@ -23,15 +32,15 @@ from runner.simulator import run_in_thread
 from runner.state import Journal
 
 
-def left_submitting(manifest: Path, out: Path, prompt: str) -> str:
+def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float = 0.0) -> str:
     """The job of `prompt` written `submitting`, as a run that died after sending its create
-    leaves it; its key."""
+    leaves it, the API's clock `ahead` of this machine's then; its key."""
     planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
     key = next(job.key for job in planned.jobs if job.request["parameters"]["prompt"] == prompt)
     with Journal.open(out) as journal:
         journal.sync_plan(planned.jobs)
         run_id = journal.begin_run(name="died", manifest=str(manifest), settings={}, at=time.time())
-        step(journal, key, "submitting", run_id=run_id, at=time.time())
+        step(journal, key, "submitting", run_id=run_id, at=time.time(), api_at=time.time() + ahead)
     return key
 
 
@@ -60,9 +69,9 @@ def two_folders(tmp_path: Path) -> tuple[Path, Path]:
 
 def resumed_after_a_lost_create(sim: Any, manifest: Path, out: Path) -> tuple[Any, str, str, int]:
     """A run of `manifest` (one job) into `out` after its create went through and its answer
-    was lost: the run's report, the job's key, the generation the create made, and the creates
-    the account accepted in all."""
-    key = left_submitting(manifest, out, PROMPTS[0])
+    was lost, the API's clock then as `sim`'s is: the run's report, the job's key, the
+    generation the create made, and the creates the account accepted in all."""
+    key = left_submitting(manifest, out, PROMPTS[0], ahead=sim.settings.clock_ahead)
     made = create(sim, json.loads(row_of(out, key)["request"]))
     report = run(manifest, out, sim)
     return report, key, made, sim.books.creates_accepted
@@ -162,16 +171,37 @@ def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_
     assert row_of(out, key)["generation_id"] == made != other
 
 
-def test_a_lost_create_is_found_with_the_apis_clock_ten_minutes_behind_this_machines(
-        tmp_path: Path) -> None:
-    """Its generation's `createdAt` reads ten minutes before the create was sent by this
-    machine's clock: the search reads the sending on the API's clock, as its Date headers tell
-    it, and finds the generation instead of paying for it again."""
+def test_a_creates_sending_is_recorded_on_the_apis_clock(tmp_path: Path) -> None:
+    """The API's clock ten minutes behind this machine's, a create that answers 500 is looked
+    for from its sending as the API's clock read it (from the Date of `/v1/me`, the run's first
+    call), the time its generation is listed with; this machine's is kept in the transitions."""
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
-    with run_in_thread(sim_settings(clock_ahead=-600.0)) as sim:
-        report, key, made, creates = resumed_after_a_lost_create(sim, manifest, out)
-    assert report.outcome.exit_code == 0 and creates == 1
+    with run_in_thread(sim_settings(clock_ahead=-600.0, fault_create_500=1.0)) as sim:
+        report = run(manifest, out, sim)
+        creates = sim.books.creates_accepted
+    [row] = journal_rows(out)
+    [(here,)] = journal_rows_now(out, "SELECT at FROM transitions WHERE to_state = 'submitting'")
+    assert report.outcome.exit_code == 0 and row["state"] == "downloaded" and creates == 1
+    assert abs(row["create_sent_at"] - (here - 600)) < 3
+
+
+@pytest.mark.parametrize(("then", "now"), [(-600.0, -600.0), (-600.0, 0.0), (0.0, 3600.0)],
+                         ids=["ten minutes behind", "clock set between", "an hour apart since"])
+def test_a_lost_create_is_found_however_the_clocks_stood_then_and_now(
+        tmp_path: Path, then: float, now: float) -> None:
+    """The API's clock `then` seconds ahead of this machine's when the create was sent, `now`
+    when the next run looks for it (this machine's clock set in between, by NTP after a reboot,
+    say): the generation is found, not paid for again."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out, state = tmp_path / "out", tmp_path / "account.jsonl"
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=then)) as sim:
+        key = left_submitting(manifest, out, PROMPTS[0], ahead=then)
+        made = create(sim, json.loads(row_of(out, key)["request"]))
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=now)) as sim:
+        report = run(manifest, out, sim)
+        created_again = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and created_again == 0
     assert row_of(out, key)["generation_id"] == made
 
 
