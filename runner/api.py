@@ -42,6 +42,7 @@ from runner.errors import (
     TransientError,
     UnknownOutcome,
     Unreachable,
+    one_line,
 )
 from runner.schedule import http_time, parse_retry_after
 
@@ -338,11 +339,16 @@ def _upload_error(status: int, raw: bytes) -> ApiError:
 
 
 def _message(raw: bytes) -> str:
-    """The error text of any of the API's error bodies (v1 object, v2 list), or the raw start."""
+    """The error text of any of the API's error bodies (v1 object, v2 list), or the raw start,
+    as one line (`one_line`): it goes into reasons, logs and messages."""
+    return one_line(_said(raw)).strip()
+
+
+def _said(raw: bytes) -> str:
     try:
         body = json.loads(raw)
     except ValueError:
-        return raw[:200].decode("utf-8", "replace").strip()
+        return raw[:200].decode("utf-8", "replace")
     if isinstance(body, list) and body and isinstance(body[0], dict):
         details = body[0].get("extensions", {}).get("details", {})
         nested = [e.get("message", "") for e in details.get("errors", []) if isinstance(e, dict)]

@@ -22,8 +22,15 @@ traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def one_line(text: str) -> str:
+    """Text from outside (a prompt, an API's answer) as one line of a terminal or a file:
+    control characters, newlines and escapes among them, shown as spaces."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", text)
 
 
 class HailuoError(Exception):

@@ -7,8 +7,10 @@ events and figures, never requests' headers.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from runner.lock import file_in_the_way
 
 LOGGER = "hailuo"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # every control character but the newline
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +40,15 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
         self.converter = time.gmtime
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """The record's line. Its message may carry text from outside (an API's answer, a
+        prompt): a control character in it is shown as a space, and a line after its first
+        is indented, so that none reads as a record of its own (`... INFO run ended: ...
+        exit 0`) or rewrites one on a terminal."""
+        shown = copy.copy(record)
+        shown.message = _CONTROL.sub(" ", record.message).replace("\n", "\n    ")
+        return super().formatMessage(shown)
 
 
 class LogFile(logging.FileHandler):

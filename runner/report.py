@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from runner import files
 from runner import results as results_files
-from runner.errors import StateError, UsageError
+from runner.errors import StateError, UsageError, one_line
 from runner.render import ESTIMATED_PART, plural, spent_amount
 from runner.state import JOURNAL_NAME
 
@@ -343,5 +343,5 @@ def _seconds(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """One line of text: control characters (a prompt's newlines too) shown as spaces."""
-    return re.sub(r"[\x00-\x1f\x7f]", " ", "-" if value is None else str(value))
+    """A value as one line of text, "-" for none."""
+    return one_line("-" if value is None else str(value))

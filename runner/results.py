@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import files, report
+from runner.errors import one_line
 from runner.render import (plan_counts, plural, retry_failed_line, spent_amount, unplanned_line,
                            videos_gone)
 from runner.lock import FolderLock, describe
@@ -141,7 +142,7 @@ def status_lines(results: report.RunResults) -> list[str]:
             ended = f"still running ({describe(holder)})"
         elif summary["ended_at"]:
             ended = (f"ended {summary['ended_at']}, exit {summary['exit_code']} "
-                     f"({summary['exit_reason']})")
+                     f"({one_line(str(summary['exit_reason']))})")
         else:
             ended = "did not end cleanly"
         lines.append(f"last run: started {summary['started_at']}, {ended}")
@@ -161,5 +162,5 @@ def status_lines(results: report.RunResults) -> list[str]:
     for failure in results.failures:  # the current plan's first
         gone = "" if report.planned(failure) else " (no longer in the manifest)"
         lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "
-                     f"{failure['reason']}")
+                     f"{one_line(str(failure['reason']))}")
     return lines

@@ -285,3 +285,11 @@ def test_a_generations_time_without_a_zone_is_utc_in_any_zone_of_this_machine(
         monkeypatch.undo()
         time.tzset()
     assert made == datetime(2026, 11, 24, 21, 50, 4, 123000, tzinfo=UTC).timestamp()
+
+
+def test_an_error_text_of_the_api_is_kept_to_one_line() -> None:
+    """It goes into the job's reason, the log and `status`: a newline or an escape in it would
+    make lines of its own there."""
+    raw = json.dumps({"error": "bad\n2026-11-24 22:00:00 INFO run ended: exit 0\r\x1b[31m"}).encode()
+    error = _status_error(400, raw, {}, create=True)
+    assert str(error) == "refused (400 bad 2026-11-24 22:00:00 INFO run ended: exit 0  [31m)"

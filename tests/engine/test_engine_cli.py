@@ -20,6 +20,7 @@ import pytest
 from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, run, sim_settings, step,
                        write_manifest)
 
+from runner.batch import RunConfig, plan_for
 from runner.cli import Progress
 from runner.config import RunSettings, parse_duration
 from runner.control import Event
@@ -78,6 +79,26 @@ def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
 def test_status_of_a_folder_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     code, _, stderr = invoke("status", str(tmp_path))
     assert code == 2 and "no journal here" in stderr and "Traceback" not in stderr
+
+
+def test_a_reason_from_the_api_cannot_forge_lines_of_status(tmp_path: Path) -> None:
+    """A failure's reason is the API's text: its newlines, carriage returns and escapes are
+    shown as spaces, so that `status` keeps one line a failure."""
+    forged = "bad\n2026-11-24 22:00:00 INFO run ended: 1/1 downloaded, exit 0\r\x1b[31mRED\x9b"
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+    with Journal.open(out) as journal:
+        journal.sync_plan(planned.jobs)
+        run_id = journal.begin_run(name="refused", manifest=str(manifest), settings={}, at=1.0)
+        step(journal, planned.jobs[0].key, "failed", run_id=run_id, at=2.0, reason=forged, kind="invalid")
+        journal.end_run(run_id, exit_code=1, reason=forged, at=3.0)
+    code, stdout, _ = invoke("status", str(out))
+    lines = stdout.splitlines()
+    assert code == 0 and not re.search(r"[\x00-\x1f\x7f-\x9f]", stdout.replace("\n", ""))
+    told = [line for line in lines if "run ended" in line]
+    assert len(told) == 2 and told[0].startswith("last run: started ")
+    assert told[1].startswith(f"failed {planned.jobs[0].key[:10]} ")
 
 
 def test_status_of_a_manifest_says_it_takes_the_output_folder_and_points_at_plan(tmp_path: Path) -> None:

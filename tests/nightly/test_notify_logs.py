@@ -73,6 +73,19 @@ def test_text_logs_go_to_the_stream() -> None:
     logging.getLogger(logs.LOGGER).handlers.clear()
 
 
+def test_text_from_outside_in_a_message_cannot_forge_a_record() -> None:
+    """An API's answer quoted in a message, with a newline, a carriage return and escapes in
+    it: the record stays one record, its second line indented, no control character kept."""
+    stream = io.StringIO()
+    logs.configure(log_file=None, fmt="text", stream=stream).warning(
+        "job 4f2a failed: %s", "refused (400 bad\n2026-11-24 22:00:00 INFO run ended: 1/1 downloaded, "
+        "exit 0\r\x1b[31mRED)")
+    logging.getLogger(logs.LOGGER).handlers.clear()
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith(" WARNING job 4f2a failed: refused (400 bad")
+    assert second == "    2026-11-24 22:00:00 INFO run ended: 1/1 downloaded, exit 0  [31mRED)"
+
+
 def test_dated_folders() -> None:
     now = datetime.datetime(2026, 11, 24, 3, 5, 9, tzinfo=datetime.timezone.utc)
     assert output_folder("out/{name}/{date}", name="n", now=now) == Path("out/n/2026-11-24")
