@@ -24,6 +24,7 @@ import asyncio
 import json
 import math
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ class LeonardoClient:
         return Created(generation_id, *_cost(found))
 
     async def generation(self, generation_id: str) -> Generation:
-        answer = await self._call("GET", f"/v1/generations/{generation_id}")
+        answer = await self._call("GET", f"/v1/generations/{_segment(generation_id)}")
         if not isinstance(answer, dict) or "generations_by_pk" not in answer:
             raise TransientError("the poll answer has no generations_by_pk")
         if answer["generations_by_pk"] is None:
@@ -189,7 +190,8 @@ class LeonardoClient:
 
     async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
         """A page of the account's generations, newest first."""
-        answer = await self._dated(f"/v1/generations/user/{user_id}?offset={offset}&limit={limit}")
+        answer = await self._dated(
+            f"/v1/generations/user/{_segment(user_id)}?offset={offset}&limit={limit}")
         listed = answer.get("generations") if isinstance(answer, dict) else None
         if not isinstance(listed, list):
             raise TransientError("the generations list answer has no generations")
@@ -357,6 +359,11 @@ def _said(raw: bytes) -> str:
     if isinstance(body, dict):
         return str(body.get("error") or body.get("message") or "")
     return ""
+
+
+def _segment(value: str) -> str:
+    """An id the API gave, as one segment of a path: a `/`, `..`, `?` or `#` in it stays in it."""
+    return urllib.parse.quote(value, safe="")
 
 
 def _describe(exc: BaseException) -> str:

@@ -293,3 +293,14 @@ def test_an_error_text_of_the_api_is_kept_to_one_line() -> None:
     raw = json.dumps({"error": "bad\n2026-11-24 22:00:00 INFO run ended: exit 0\r\x1b[31m"}).encode()
     error = _status_error(400, raw, {}, create=True)
     assert str(error) == "refused (400 bad 2026-11-24 22:00:00 INFO run ended: exit 0  [31m)"
+
+
+def test_an_id_from_the_api_is_one_segment_of_the_path_it_is_polled_at() -> None:
+    """A generation id holding `../` (a broken or hostile answer) is polled as that id, not at
+    the path it would climb to (`/v1/me` here)."""
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        with pytest.raises(PermanentError, match="was not found"):
+            await client.generation("../../v1/me")
+        return dict(sim.books.requests)
+    requests = with_client(scenario)
+    assert requests.get("poll") == {200: 1} and "me" not in requests
