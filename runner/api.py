@@ -101,7 +101,8 @@ class ServerClock:
     the offset within those bounds nearest zero: clocks that agree to within about a second are
     taken to agree, and one far off is read to within a second and a round trip. An answer
     that contradicts the bounds so far (a clock set since) starts them afresh. The answers
-    read are those of `/v1/me` (every run's first call) and of the generations list."""
+    read are those of `/v1/me` (every run's first call), of creates and of the generations
+    list."""
 
     def __init__(self) -> None:
         self.low, self.high = -math.inf, math.inf
@@ -159,7 +160,7 @@ class LeonardoClient:
         return f"LeonardoClient({self._root!r})"
 
     async def create(self, body: dict[str, Any]) -> Created:
-        answer = await self._call("POST", "/v2/generations", body, create=True)
+        answer = await self._call("POST", "/v2/generations", body, create=True, dated=True)
         found = answer.get("generate") if isinstance(answer, dict) else None
         found = found if isinstance(found, dict) else answer
         generation_id = found.get("generationId") if isinstance(found, dict) else None
@@ -176,7 +177,7 @@ class LeonardoClient:
         return _generation(answer["generations_by_pk"])
 
     async def me(self) -> Account:
-        answer = await self._dated("/v1/me")
+        answer = await self._call("GET", "/v1/me", dated=True)
         try:
             details = answer["user_details"][0]
             user_id = details["user"]["id"]
@@ -190,8 +191,8 @@ class LeonardoClient:
 
     async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
         """A page of the account's generations, newest first."""
-        answer = await self._dated(
-            f"/v1/generations/user/{_segment(user_id)}?offset={offset}&limit={limit}")
+        answer = await self._call(
+            "GET", f"/v1/generations/user/{_segment(user_id)}?offset={offset}&limit={limit}", dated=True)
         listed = answer.get("generations") if isinstance(answer, dict) else None
         if not isinstance(listed, list):
             raise TransientError("the generations list answer has no generations")
@@ -248,20 +249,11 @@ class LeonardoClient:
             raise TransientError(f"the download stopped at {count} of {expected} bytes")
         return count
 
-    async def _call(self, method: str, path: str, body: Any = None, *, create: bool = False) -> Any:
-        """One API call: the parsed JSON of a 2xx answer, or the domain error it amounts to."""
-        return (await self._exchange(method, path, body, create=create))[0]
-
-    async def _dated(self, path: str) -> Any:
-        """A GET whose answer's Date is noted on the server clock."""
+    async def _call(self, method: str, path: str, body: Any = None, *, create: bool = False,
+                    dated: bool = False) -> Any:
+        """One API call: the parsed JSON of a 2xx answer, or the domain error it amounts to;
+        `dated`, the answer's Date is noted on the server clock."""
         asked = time.time()
-        answer, headers = await self._exchange("GET", path)
-        self.server_clock.note(http_time(headers.get("Date")), asked=asked, answered=time.time())
-        return answer
-
-    async def _exchange(self, method: str, path: str, body: Any = None, *,
-                        create: bool = False) -> tuple[Any, Any]:
-        """`_call`'s answer, with the answer's headers."""
         try:
             async with self._session.request(method, self._root + path, json=body,
                                              headers=self._headers,
@@ -278,10 +270,12 @@ class LeonardoClient:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: {_describe(exc)}") from exc
         self.answers += 1
+        if dated:
+            self.server_clock.note(http_time(headers.get("Date")), asked=asked, answered=time.time())
         if not 200 <= status < 300:
             raise _status_error(status, raw, headers, create=create)
         try:
-            return json.loads(raw), headers
+            return json.loads(raw)
         except ValueError as exc:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: the answer is not JSON",

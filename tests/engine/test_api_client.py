@@ -304,3 +304,14 @@ def test_an_id_from_the_api_is_one_segment_of_the_path_it_is_polled_at() -> None
         return dict(sim.books.requests)
     requests = with_client(scenario)
     assert requests.get("poll") == {200: 1} and "me" not in requests
+
+
+def test_a_creates_answer_tells_the_apis_clock_even_when_it_refuses() -> None:
+    """A create's answer, a 500 included, bounds the API's clock at the moment of the sending:
+    the clock a lost create is looked for by."""
+    async def scenario(client: LeonardoClient, sim: Simulator) -> Any:
+        with pytest.raises(UnknownOutcome):
+            await client.create(body())
+        return client.server_clock
+    server_clock = with_client(scenario, fault_create_500=1.0, clock_ahead=-600.0)
+    assert -602 < server_clock.low <= server_clock.ahead <= server_clock.high < -598

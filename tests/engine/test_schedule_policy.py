@@ -65,6 +65,8 @@ def test_the_apis_clock_is_read_from_its_answers_dates_to_the_offset_nearest_agr
     assert (clock.low, clock.high, clock.ahead) == pytest.approx((598.7, 600.0, 598.7))
     clock.note(1602.0, asked=1002.5, answered=1002.6)
     assert (clock.low, clock.high, clock.ahead) == pytest.approx((599.4, 600.0, 599.4))
+    clock.note(1630.0, asked=1000.0, answered=1035.0)  # an answer 35 s late narrows nothing
+    assert (clock.low, clock.high) == pytest.approx((599.4, 600.0))
     clock.note(400.0, asked=1003.0, answered=1003.1)  # set ten minutes behind since
     assert clock.ahead == pytest.approx(-602.0)
 
