@@ -97,9 +97,7 @@ class Generation:
 class ServerClock:
     """How far the API's clock is ahead of this machine's (behind: below zero), within the
     bounds its answers' Date headers set: each was stamped, in whole seconds of the API's
-    clock, between the request's sending and the answer's arrival by this machine's. `ahead` is
-    the offset within those bounds nearest zero: clocks that agree to within about a second are
-    taken to agree, and one far off is read to within a second and a round trip. An answer
+    clock, between the request's sending and the answer's arrival by this machine's. An answer
     that contradicts the bounds so far (a clock set since) starts them afresh. The answers
     read are those of `/v1/me` (every run's first call), of creates and of the generations
     list."""
@@ -118,7 +116,11 @@ class ServerClock:
 
     @property
     def ahead(self) -> float:
-        return min(max(0.0, self.low), self.high)
+        """The least offset the answers allow (0 before any): a moment of this machine's read
+        on the API's clock by it is never later than the API's own reading of it, and at most
+        a second and a round trip earlier. So a create's generation, made after its sending,
+        never reads as made before it, where another's made since would be taken first."""
+        return self.low if self.low > -math.inf else 0.0
 
 
 @dataclass(frozen=True, slots=True)

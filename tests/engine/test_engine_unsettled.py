@@ -171,18 +171,31 @@ def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_
     assert row_of(out, key)["generation_id"] == made != other
 
 
+def made_at(sim: Any, generation_id: str) -> float | None:
+    """When the account lists the generation as made (its `createdAt`)."""
+    async def look() -> float | None:
+        async with open_client(base_url=sim.base_url, api_key=sim.api_key) as client:
+            user_id = (await client.me()).user_id
+            listed = await client.generations(user_id, offset=0, limit=50)
+        return next(g.created_at for g in listed if g.id == generation_id)
+    return asyncio.run(look())
+
+
 def test_a_creates_sending_is_recorded_on_the_apis_clock(tmp_path: Path) -> None:
     """The API's clock ten minutes behind this machine's, a create that answers 500 is looked
     for from its sending as the API's clock read it (from the Date of `/v1/me`, the run's first
-    call), the time its generation is listed with; this machine's is kept in the transitions."""
+    call), never later than the API's own reading: its generation is listed as made after it.
+    This machine's time is kept in the transitions."""
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
     with run_in_thread(sim_settings(clock_ahead=-600.0, fault_create_500=1.0)) as sim:
         report = run(manifest, out, sim)
         creates = sim.books.creates_accepted
-    [row] = journal_rows(out)
+        [row] = journal_rows(out)
+        made = made_at(sim, row["generation_id"])
     [(here,)] = journal_rows_now(out, "SELECT at FROM transitions WHERE to_state = 'submitting'")
     assert report.outcome.exit_code == 0 and row["state"] == "downloaded" and creates == 1
+    assert made is not None and row["create_sent_at"] <= made < row["create_sent_at"] + 3
     assert abs(row["create_sent_at"] - (here - 600)) < 3
 
 
