@@ -22,7 +22,7 @@ from runner import batch, catalog, logs, nightly, render, results
 from runner import report as run_report
 from runner.api import Timeouts
 from runner.config import api_key_problem, http_url_problem, parse_duration, shown_url, told_under
-from runner.control import Event, Interrupts
+from runner.control import EXIT_INTERRUPTED, Event, Interrupts
 from runner.errors import AuthError, HailuoError, ManifestError, UsageError, count_problems
 from runner.manifest import load_prices, schema
 from runner.plan import Plan, make_plan
@@ -32,11 +32,15 @@ from runner.state import JOURNAL_NAME
 
 
 class Group(click.Group):
-    """Errors of the runner's own tree end the command with their exit code, never a traceback."""
+    """Errors of the runner's own tree end the command with their exit code, never a traceback;
+    a Ctrl-C ends it with 130, as it ends a run (click would say "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except ManifestError as exc:
             for issue in exc.issues:
                 click.echo(issue.render(), err=True)
@@ -457,7 +461,7 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
         raise
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _told(done: batch.RunReport) -> int:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "hailuo-batch"
 
@@ -67,3 +69,19 @@ def test_ctrl_c_while_the_command_loads_ends_it_with_130_and_no_traceback(tmp_pa
             "runpy.run_module('runner', run_name='__main__')\n")
     result = run([sys.executable, "-c", load], tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "")
+
+
+@pytest.mark.parametrize("command", [["validate", "jobs/single.yaml"], ["plan", "jobs/single.yaml"]])
+def test_ctrl_c_while_a_manifest_is_checked_ends_the_command_with_130(command: list[str]) -> None:
+    """The SIGINT lands as the manifest is read: exit 130, as for a run, not click's 1."""
+    check = ("import os, signal, sys\n"
+             "from runner import cli, plan\n"
+             "load = plan.load_document\n"
+             "def interrupted(*args, **kwargs):\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "    return load(*args, **kwargs)\n"
+             "plan.load_document = interrupted\n"
+             f"sys.argv = ['hailuo-batch', *{command!r}]\n"
+             "cli.command()\n")
+    result = run([sys.executable, "-c", check], ROOT)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
