@@ -43,7 +43,7 @@ class EngineSettings:
     poll_requests: int = 64
     downloads: int = 32
     settle: float = 30.0
-    reconcile_skew: float = 300.0
+    reconcile_skew: float = 2.0  # how long before a lost create's sending its own may be listed
     tick: float = 1.0
     outage: float = 300.0  # how long the API may refuse every connection before the run stops
 

@@ -281,9 +281,10 @@ class Submitter:
         among the unclaimed ones of its prompt and size made no earlier than `skew` before the
         create was sent, the first made from its sending on, else the last made before it (see
         `_nearness`). So a generation of the same prompt and size that another folder made
-        before this create was sent is never taken when the create's own is listed. The list,
-        newest first, is read until it reaches that time. The sending is on the API's clock,
-        as the listed times are (`_api_time`)."""
+        before this create was sent is never taken when the create's own is listed, nor, when
+        the create made none, one made more than `skew` (a couple of seconds, for the clocks of
+        the API's own servers) before it. The list, newest first, is read until it reaches that
+        time. The sending is on the API's clock, as the listed times are (`_api_time`)."""
         prompt, width, height = _signature(row.request)
         sent = row.create_sent_at or self._api_time()
         since = sent - self.skew
