@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import struct
 import time
 from collections.abc import Callable
@@ -90,25 +91,32 @@ class Folder:
         return PurePosixPath(*parts)
 
     def _is_file(self, folder: str) -> bool:
-        """Whether something other than a folder is at `folder` (a file, or a link to none)."""
+        """Whether something other than a folder is at `folder`: a file, or a symbolic link,
+        which could take the job's files out of the output folder."""
         found = self._files.get(folder)
         if found is None:
             path = os.path.join(self.root, folder)
-            found = self._files[folder] = os.path.lexists(path) and not os.path.isdir(path)
+            found = self._files[folder] = os.path.islink(path) or (os.path.lexists(path)
+                                                                    and not os.path.isdir(path))
         return found
 
     def _foreign(self, video: str, key: str) -> bool:
-        """Whether a file the journal knows nothing of is already at `video`: someone else's,
-        never to be replaced, unless the sidecar beside it names job `key` (its own video,
-        placed before a crash kept the journal from recording it)."""
-        path = os.path.join(self.root, video)
-        if not os.path.lexists(path):
+        """Whether a file the journal knows nothing of is already at `video`, or at its poster's
+        or sidecar's name: someone else's, never to be replaced, unless the sidecar there, a
+        plain file, names job `key` (its own files, placed before a crash kept the journal from
+        recording them; the sidecar is placed first)."""
+        stem = os.path.join(self.root, video)[:-4]
+        if not any(os.path.lexists(stem + suffix) for suffix in (".mp4", ".jpg", ".json")):
             return False
         try:
-            with open(path[:-4] + ".json", encoding="utf-8") as stream:
-                found = json.load(stream)
-        except (OSError, ValueError):
+            fd = os.open(stem + ".json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
             return True
+        with open(fd, encoding="utf-8") as stream:
+            try:
+                found = json.load(stream) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            except (OSError, ValueError):
+                return True
         return not isinstance(found, dict) or found.get("key") != key
 
     def _inside(self, filename: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from enginekit import (
+    PROMPTS,
     audit,
     journal_rows,
     run,
@@ -59,6 +60,40 @@ def test_a_file_in_the_way_of_a_folder_gives_its_jobs_their_short_key_and_stays(
     assert len(moved) == 4 and all(row["file"].startswith(f"{prompt}_{row['key'][:10]}/")
                                    for row in moved)
     assert (out / prompt).read_text(encoding="utf-8") == "notes the user keeps here"
+
+
+def test_a_link_in_the_way_of_a_folder_takes_no_file_out_of_the_output_folder(tmp_path: Path) -> None:
+    """A symbolic link where a prompt's folder goes (to a folder elsewhere) is treated as a file
+    in the way: its jobs take their short key, and nothing is written through it."""
+    manifest = write_manifest(tmp_path)
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    _, filename = first_job(manifest, out)
+    prompt = filename.split("/")[0]
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / prompt).symlink_to(elsewhere)
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+        books = audit(out, sim)
+    moved = [row for row in books["rows"] if row["file"].startswith(f"{prompt}_")]
+    assert report.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
+    assert len(moved) == 4 and list(elsewhere.iterdir()) == [] and (out / prompt).is_symlink()
+
+
+def test_a_file_of_yours_at_a_videos_poster_or_sidecar_name_is_never_replaced(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    key, filename = first_job(manifest, out)
+    mine = {out / filename.replace(".mp4", ".jpg"): b"a holiday photo",
+            out / filename.replace(".mp4", ".json"): b'{"mine": 1}'}
+    for path, content in mine.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+    [row] = journal_rows(out)
+    assert report.outcome.exit_code == 0 and row["file"] == filename.replace(".mp4", f"_{key[:10]}.mp4")
+    assert all(path.read_bytes() == content for path, content in mine.items())
 
 
 def test_a_template_that_puts_a_folder_where_an_older_video_is_gives_the_new_job_its_key(
