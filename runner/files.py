@@ -31,6 +31,8 @@ Check = Callable[[Read, int], "str | None"]
 # How long a staged text file must have been left alone before a later writer takes its writer
 # for gone (a page of 20,000 jobs is written in about a second).
 ORPHAN_SECONDS = 600
+# Characters JSON leaves as they are that some readers of lines take for line breaks.
+_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +330,10 @@ def write_json(dest: Path, value: Any) -> None:
 
 
 def json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False) + "\n"
+    """`value` as one line of JSON: the characters some readers take for line breaks (U+0085,
+    U+2028, U+2029, as Python's `splitlines` does), which a prompt may hold, escaped too."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text.translate(_BREAKS) + "\n"
 
 
 def check_mp4(read: Read, size: int) -> str | None:

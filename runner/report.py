@@ -155,7 +155,7 @@ def load(out_dir: Path) -> RunResults:
         raise UsageError(f"{out_dir}: no {JOURNAL_NAME} or {results_files.RESULTS} here; "
                          "is this a run's output folder?")
     records = [_read_record(path, number, line)
-               for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+               for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1)
                if line.strip()]
     summary: dict[str, Any] = {}
     summary_path = out_dir / results_files.SUMMARY

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from reportkit import HOSTILE_PROMPT
 
-from runner import report, results
+from runner import files, report, results
 from runner.cli import main
 from runner.errors import StateError, UsageError
 from runner.matrix import BUILTIN_NAMES, RESULT_COLUMNS
@@ -80,6 +80,19 @@ def test_csv_quotes_text_a_spreadsheet_would_run_and_says_what_each_job_spent(tm
     assert [row["prompt"] for row in rows] == ["'=HYPERLINK(\"http://x\",\"y\")", "a cat, -2 dogs"]
     assert [row["mood"] for row in rows] == ["'+calm", "'@home"]
     assert [(row["planned"], row["spent_usd"]) for row in rows] == [("True", "0.27"), ("False", "0.27")]
+
+
+def test_a_prompt_holding_a_line_separator_keeps_one_job_a_line(tmp_path: Path) -> None:
+    """U+2028 and its kin are line breaks to Python's `splitlines` and other readers: written
+    escaped, and read (as an earlier version wrote them, raw) by newlines alone."""
+    records = [{"key": f"{n:064x}", "index": n, "state": "failed", "file": None, "poster": None,
+                "axes": {"prompt": "p", "n": n}, "prompt": f"a lake\u2028at dusk\x85{n}\u2029"}
+               for n in range(3)]
+    written = "".join(map(files.json_text, records))
+    assert len(written.splitlines()) == 3 and [json.loads(line) for line in written.splitlines()] == records
+    raw = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    (tmp_path / "results.jsonl").write_text(raw, encoding="utf-8")
+    assert [r["prompt"] for r in report.load(tmp_path).records] == [r["prompt"] for r in records]
 
 
 def test_the_csv_columns_are_names_no_var_may_take() -> None:
