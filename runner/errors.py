@@ -29,8 +29,12 @@ from dataclasses import dataclass
 
 def one_line(text: str) -> str:
     """Text from outside (a prompt, an API's answer) as one line of a terminal or a file:
-    control characters, newlines and escapes among them, shown as spaces."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", text)
+    control characters (newlines and escapes among them) and the marks that reverse the
+    direction of what follows them shown as spaces."""
+    return _NOT_ONE_LINE.sub(" ", text)
+
+
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class HailuoError(Exception):

@@ -6,7 +6,7 @@ import json
 from typing import Any, Iterator, Sequence
 
 from runner.catalog import Catalog
-from runner.errors import Issue, count_problems
+from runner.errors import Issue, count_problems, one_line
 from runner.plan import Job, Plan, canonical_json
 
 
@@ -175,7 +175,7 @@ def plan_text(plan: Plan, states: dict[str, str] | None = None,
 def _prompt_cell(job: Job) -> str:
     var_values = [str(v) for k, v in job.axes.items()
                   if k not in _FIXED_AXES and v is not None]
-    return "/".join([str(job.axes["prompt"]), *var_values])
+    return one_line("/".join([str(job.axes["prompt"]), *var_values]))
 
 
 _FIXED_AXES = frozenset({"prompt", "vibe", "lighting", "color_theme", "style_set", "model",
