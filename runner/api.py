@@ -48,6 +48,8 @@ from runner.errors import (
 from runner.schedule import http_time, parse_retry_after
 
 DEFAULT_BASE_URL = "https://cloud.leonardo.ai/api/rest"
+# The most an API answer (JSON of a few kB) is read to; one longer is garbled, and not kept.
+ANSWER_LIMIT = 16 << 20
 # What an out-of-credit refusal names, whatever its status (a 429 about slots or a 403 about
 # permissions names none of them).
 _QUOTA_WORDS = ("credit", "balance", "tokens")
@@ -260,7 +262,7 @@ class LeonardoClient:
             async with self._session.request(method, self._root + path, json=body,
                                              headers=self._headers,
                                              timeout=self._call_timeout) as response:
-                raw = await response.read()
+                raw = await _answer_body(response)
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as exc:
             self.refusals += 1
@@ -268,7 +270,7 @@ class LeonardoClient:
         except aiohttp.ConnectionTimeoutError as exc:
             self.refusals += 1
             raise Unreachable("cannot connect to the API: no answer in time") from exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, _TooLarge) as exc:
             kind = UnknownOutcome if create else TransientError
             raise kind(f"{method} {path.split('?')[0]}: {_describe(exc)}") from exc
         self.answers += 1
@@ -362,9 +364,28 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+class _TooLarge(Exception):
+    """An API answer longer than ANSWER_LIMIT."""
+
+
+async def _answer_body(response: aiohttp.ClientResponse) -> bytes:
+    """An API answer's body, read only while it stays under ANSWER_LIMIT."""
+    length = response.content_length
+    if length is not None and length <= ANSWER_LIMIT:
+        return await response.read()
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > ANSWER_LIMIT:
+            raise _TooLarge()
+    return bytes(body)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "no answer in time"
+    if isinstance(exc, _TooLarge):
+        return f"an answer of more than {ANSWER_LIMIT >> 20} MB, which no API answer is"
     return f"{type(exc).__name__}"
 
 

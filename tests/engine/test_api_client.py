@@ -17,7 +17,7 @@ from aiohttp import web
 from enginekit import down_url
 
 from runner import files
-from runner.api import LeonardoClient, Timeouts, _generation, _status_error, open_client
+from runner.api import ANSWER_LIMIT, LeonardoClient, Timeouts, _generation, _status_error, open_client
 from runner.errors import (
     AuthError,
     ModerationError,
@@ -315,3 +315,33 @@ def test_a_creates_answer_tells_the_apis_clock_even_when_it_refuses() -> None:
         return client.server_clock
     server_clock = with_client(scenario, fault_create_500=1.0, clock_ahead=-600.0)
     assert -602 < server_clock.low <= server_clock.ahead <= server_clock.high < -598
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with its length", "chunked"])
+def test_an_answer_larger_than_any_api_answer_is_garbled_and_not_read_whole(chunked: bool) -> None:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = ANSWER_LIMIT + 2
+        await response.prepare(request)
+        await response.write(b'"' + b"x" * ANSWER_LIMIT + b'"')
+        return response
+
+    async def main() -> str:
+        app = web.Application()
+        app.router.add_get("/v1/me", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            async with open_client(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
+                                   api_key="k") as client:
+                with pytest.raises(TransientError) as refused:
+                    await client.me()
+                return str(refused.value)
+        finally:
+            await runner.cleanup()
+    assert asyncio.run(main()) == "GET /v1/me: an answer of more than 16 MB, which no API answer is"
