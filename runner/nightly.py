@@ -145,8 +145,9 @@ def check_balance(account: Account, needed_usd: float) -> Outcome | None:
     short = needed_usd - balance_usd
     reason = (f"the balance is too low: the jobs still to create are estimated at ${needed_usd:.2f}, "
               f"the account has ${balance_usd:.2f} ({credits:.0f} credits), "
-              f"${short:.2f} ({short / usd_per_credit:.0f} credits) short; add credit or set a "
-              "budget, then run again (no job was created)")
+              f"${short:.2f} ({short / usd_per_credit:.0f} credits) short; add credit, or set a "
+              f"budget of at most ${balance_usd:.2f} (--budget-usd), then run again (no job was "
+              "created)")
     log.error("no job is created: %s", reason, extra={"balance_usd": round(balance_usd, 4),
                                                         "needed_usd": round(needed_usd, 4),
                                                         "short_usd": round(short, 4)})

@@ -31,7 +31,8 @@ def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(tmp_pa
     assert set(books.requests) == {"me"}, books.requests
     reason = summary(tmp_path / "out")["exit_reason"]
     assert ("the jobs still to create are estimated at $2.16, the account has $0.81 (540 credits), "
-            "$1.35 (900 credits) short") in reason
+            "$1.35 (900 credits) short; add credit, or set a budget of at most $0.81 (--budget-usd)"
+            ) in reason
     assert reason in done.stdout and "ERROR no job is created: the balance is too low" in done.stderr
 
 
