@@ -168,7 +168,7 @@ class Part:
     def open(self) -> Part:
         """The partial file, empty."""
         self.close()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._fd = _fresh(self.path, os.O_RDWR)
         self.size = 0
         return self
 
@@ -293,6 +293,15 @@ def _staged(dest: str, tag: str) -> str:
     return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{tag}.part")
 
 
+def _fresh(path: str, flags: int) -> int:
+    """A new empty file at the staged name `path`, opened with `flags`. Whatever was there (a
+    partial file a killed run left, or a symbolic link someone put at the predictable name) is
+    removed first, and the file is made anew, so nothing is ever written through a link."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+
+
 def _replace_text(dest: str, text: str, tag: str) -> None:
     """`text` written whole at `dest`, by way of its staged name marked `tag`; an error names
     `dest`, the file the user knows."""
@@ -304,7 +313,7 @@ def _replace_text(dest: str, text: str, tag: str) -> None:
 
 def _stage(staged: str, dest: str, text: str) -> None:
     """`text` written to `staged`, then renamed onto `dest`; `staged` never outlives an error."""
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = _fresh(staged, os.O_WRONLY)
     try:
         try:
             _write_all(fd, text.encode("utf-8"))

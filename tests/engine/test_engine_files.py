@@ -4,6 +4,7 @@ later run downloads it once the folder takes writes again. A folder that refuses
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -96,6 +97,25 @@ def test_a_file_of_yours_at_a_videos_poster_or_sidecar_name_is_never_replaced(tm
     assert all(path.read_bytes() == content for path, content in mine.items())
 
 
+def test_a_link_at_a_files_staged_name_is_never_written_through(tmp_path: Path) -> None:
+    """The partial names a video and its sidecar are written under are predictable (the plan
+    prints the short key): a link someone put there is replaced, its target left alone."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    key, filename = first_job(manifest, out)
+    victim.write_text("someone's data", encoding="utf-8")
+    for suffix in (".mp4", ".json"):
+        staged = out / filename.replace(".mp4", suffix)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        staged.with_name(f".{staged.name}.{key[:10]}.part").symlink_to(victim)
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim)
+    video = out / filename
+    assert report.outcome.exit_code == 0 and victim.read_text(encoding="utf-8") == "someone's data"
+    assert not video.is_symlink() and video.read_bytes()[4:8] == b"ftyp"
+    assert not video.with_suffix(".json").is_symlink()
+
+
 def test_a_template_that_puts_a_folder_where_an_older_video_is_gives_the_new_job_its_key(
         tmp_path: Path) -> None:
     """output.filename edited so that the folder's own video (`p.mp4`, known to the journal)
@@ -120,19 +140,34 @@ def test_a_template_that_puts_a_folder_where_an_older_video_is_gives_the_new_job
     assert (out / "p.mp4").read_bytes() == video
 
 
-def test_a_full_disk_fails_the_download_and_stops_submitting(tmp_path: Path) -> None:
+def fill_up(monkeypatch: pytest.MonkeyPatch, part: Path) -> None:
+    """The disk full for the partial file `part`: every write to it fails with ENOSPC. The file
+    system's refusal is raised where the runner writes the file, as no full file system can be
+    made here without privileges (a link to /dev/full at the partial name is, rightly, never
+    written through)."""
+    write = files.Part.write
+
+    def refused(self: files.Part, chunk: bytes) -> None:
+        if self.path == str(part):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        write(self, chunk)
+    monkeypatch.setattr(files.Part, "write", refused)
+
+
+def test_a_full_disk_fails_the_download_and_stops_submitting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = write_manifest(tmp_path, run={"concurrency": 1})
     out = tmp_path / "out"
     key, filename = first_job(manifest, out)
     video = out / filename
-    video.parent.mkdir(parents=True)
     part = video.parent / f".{video.name}.{key[:10]}.part"
-    os.symlink("/dev/full", part)  # every write to the first video's partial file: ENOSPC
     with run_in_thread(sim_settings()) as sim:
-        full = run(manifest, out, sim)
+        with monkeypatch.context() as disk:
+            fill_up(disk, part)
+            full = run(manifest, out, sim)
         created = sim.books.creates_accepted
         rows = {row["key"]: row for row in journal_rows(out)}
-        left = part.is_symlink()  # the failed transfer's partial file is cleared away
+        left = part.exists()  # the failed transfer's partial file is cleared away
         again = run(manifest, out, sim)
         books = audit(out, sim)
     assert full.outcome.exit_code == 4 and "output folder is unusable" in full.outcome.reason
@@ -340,14 +375,15 @@ def test_a_video_whose_generation_was_deleted_fails_with_the_reason(tmp_path: Pa
     assert failure["reason"] == f"generation {row['generation_id']} was not found (deleted?)"
 
 
-def test_a_fetch_the_disk_refuses_ends_with_4_even_with_no_job_left(tmp_path: Path) -> None:
+def test_a_fetch_the_disk_refuses_ends_with_4_even_with_no_job_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
     key, filename = first_job(manifest, out)
     video = out / filename
     with run_in_thread(sim_settings()) as sim:
         run(manifest, out, sim)
         video.unlink()
-        os.symlink("/dev/full", video.parent / f".{video.name}.{key[:10]}.part")
+        fill_up(monkeypatch, video.parent / f".{video.name}.{key[:10]}.part")
         fetched = run(manifest, out, sim, fetch_missing=True)
     assert fetched.outcome.exit_code == 4 and "output folder is unusable" in fetched.outcome.reason
     assert fetched.results.summary["counts"] == {"downloaded": 3, "failed": 1}
