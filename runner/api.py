@@ -400,11 +400,12 @@ def _cost(found: dict[str, Any]) -> tuple[float | None, float | None]:
 
 
 def _number(value: Any) -> float | None:
+    """A cost the API named: a finite number above 0, else None (none named)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if 0 < number < math.inf else None
 
 
 def _generation(item: dict[str, Any]) -> Generation:
@@ -414,9 +415,18 @@ def _generation(item: dict[str, Any]) -> Generation:
     return Generation(
         id=str(item.get("id", "")), status=str(item.get("status", "PENDING")).upper(),
         prompt=str(item.get("prompt") or ""), created_at=_epoch(item.get("createdAt")),
-        width=item.get("imageWidth"), height=item.get("imageHeight"),
-        video_url=first.get("motionMP4URL") or None, poster_url=first.get("url") or None,
+        width=_whole(item.get("imageWidth")), height=_whole(item.get("imageHeight")),
+        video_url=_url(first.get("motionMP4URL")), poster_url=_url(first.get("url")),
         moderation=json.dumps(moderations) if moderations else None)
+
+
+def _whole(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _url(value: Any) -> str | None:
+    """A URL the answer gives, if it gives one as text (anything else is none given)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _rest_from(response: aiohttp.ClientResponse, offset: int) -> bool:

@@ -17,7 +17,15 @@ from aiohttp import web
 from enginekit import down_url
 
 from runner import files
-from runner.api import ANSWER_LIMIT, LeonardoClient, Timeouts, _generation, _status_error, open_client
+from runner.api import (
+    ANSWER_LIMIT,
+    LeonardoClient,
+    Timeouts,
+    _cost,
+    _generation,
+    _status_error,
+    open_client,
+)
 from runner.errors import (
     AuthError,
     ModerationError,
@@ -345,3 +353,13 @@ def test_an_answer_larger_than_any_api_answer_is_garbled_and_not_read_whole(chun
         finally:
             await runner.cleanup()
     assert asyncio.run(main()) == "GET /v1/me: an answer of more than 16 MB, which no API answer is"
+
+
+def test_values_of_the_wrong_kind_in_an_answer_are_taken_for_none_given() -> None:
+    """A cost of Infinity would make the results no JSON; a URL that is a list, a size that is
+    text, would reach the journal: each is read as not given."""
+    assert _cost({"cost": {"amount": "Infinity", "unit": "DOLLARS"}}) == (None, None)
+    assert _cost({"apiCreditCost": float("inf")}) == (None, None)
+    found = _generation({"id": "g", "status": "COMPLETE", "imageWidth": "1376", "imageHeight": 768,
+                         "generated_images": [{"motionMP4URL": 5, "url": ["a"]}]})
+    assert (found.width, found.height, found.video_url, found.poster_url) == (None, 768, None, None)
