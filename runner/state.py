@@ -301,6 +301,12 @@ class Journal:
                                  "from_state = 'submitting' AND to_state = 'submitted'", (run_id,))
         return {row[0] for row in rows}
 
+    def holder(self, generation_id: str) -> str | None:
+        """The key of the job that has `generation_id` now, if one has."""
+        row = self.conn.execute("SELECT key FROM jobs WHERE generation_id = ?",
+                                (generation_id,)).fetchone()
+        return row[0] if row else None
+
     def claimed(self, generation_ids: Iterable[str]) -> set[str]:
         """Those of `generation_ids` that belong, or once belonged, to a job (a generation a
         retry gave up on must never be taken for another create's)."""

@@ -151,6 +151,10 @@ class Submitter:
             deadline = deadline or ctx.clock.wall() + ctx.timeout
             try:
                 created = await ctx.client.create(body)
+                holder = ctx.store.holder(created.generation_id)
+                if holder is not None:  # a garbled answer: its create may still have made one
+                    raise UnknownOutcome(f"the create answered generation {created.generation_id}, "
+                                         f"which job {holder[:10]} already has")
             except RateLimited as exc:
                 self.meter.limited(now=ctx.clock.now(), sent_at=sent_at, retry_after=exc.retry_after,
                                    pause=ctx.backoff.delay(1, ctx.rand))

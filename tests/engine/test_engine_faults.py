@@ -6,13 +6,15 @@ books must show no job created twice (`enginekit.audit`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
-from enginekit import audit, results_lines, run, sim_settings, write_manifest
+from enginekit import PROMPTS, audit, journal_rows, results_lines, run, sim_settings, write_manifest
 
 from runner.api import Timeouts
-from runner.simulator import run_in_thread
+from runner.simulator import answers, run_in_thread
 
 
 @pytest.mark.parametrize("fault", ["500", "reset", "not_json", "create_500"])
@@ -121,3 +123,26 @@ def test_a_page_served_in_place_of_a_video_is_fetched_again_from_its_start(tmp_p
         books = audit(tmp_path / "out", sim)
     assert report.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
     assert books["books"].faults["not_video"] > 0 and 206 not in books["books"].requests["cdn"]
+
+
+def test_a_create_answered_with_another_jobs_generation_is_looked_for_not_booked_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A garbled answer names the generation an earlier create made: the journal cannot give it
+    to a second job, and the run goes on, looking for what the create made, where it stopped
+    with exit 4 ("cannot write the journal")."""
+    first: list[str] = []
+    answer = answers.created
+
+    def garbled(generation: Any, *args: Any) -> dict[str, Any]:
+        first.append(first[0] if first else generation.id)
+        return answer(dataclasses.replace(generation, id=first[0]), *args)
+    monkeypatch.setattr(answers, "created", garbled)
+    manifest = write_manifest(tmp_path, prompts=PROMPTS, repeat=1, styles={"vibe": ["none"]},
+                              run={"concurrency": 1})
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, tmp_path / "out", sim)
+        made = sim.books.creates_accepted
+    rows = sorted(journal_rows(tmp_path / "out"), key=lambda row: row["idx"])
+    assert report.outcome.exit_code == 0 and made == 2
+    assert [row["state"] for row in rows] == ["downloaded", "downloaded"]
+    assert rows[0]["generation_id"] == first[0] != rows[1]["generation_id"]
