@@ -151,6 +151,11 @@ class Journal:
         Without `create` it is only read (`_read_only`). A job in a state this runner does not
         know is refused: a run would neither carry it on nor count it as failed."""
         path = folder / JOURNAL_NAME
+        linked = next((p.name for p in (path, path.with_name(f"{path.name}-wal")) if p.is_symlink()),
+                      None)
+        if linked is not None:  # it would be another folder's, or written outside this one
+            raise StateError(f"{folder}: {linked} is a symbolic link; the journal must be the "
+                             "folder's own file: remove the link")
         if not create and not path.exists():
             raise UsageError(f"{folder}: no journal here ({JOURNAL_NAME} is missing); "
                              "is this a run's output folder?")

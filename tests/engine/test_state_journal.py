@@ -298,3 +298,18 @@ def test_a_runs_summary_describes_that_run_even_when_a_later_one_began(tmp_path:
         latest = journal.run()
     assert (summary["started_at"], summary["exit_code"]) == ("1970-01-01T00:00:01.000Z", 0)
     assert latest is not None and latest.id == first + 1
+
+
+@pytest.mark.parametrize("name", [JOURNAL_NAME, f"{JOURNAL_NAME}-wal"])
+def test_a_journal_that_is_a_symbolic_link_is_refused_and_nothing_written_through_it(
+        tmp_path: Path, name: str) -> None:
+    """As a link where the lock file goes is: it would be another folder's journal, or be
+    written outside the folder."""
+    folder, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / name).symlink_to(elsewhere / name)
+    for create in (True, False):
+        with pytest.raises(StateError, match=f"{name} is a symbolic link; the journal must be"):
+            Journal.open(folder, create=create)
+    assert list(elsewhere.iterdir()) == []
