@@ -152,6 +152,7 @@ class LeonardoClient:
         self._session = session
         self._root = base_url.rstrip("/")
         self.api = api or self._root
+        self._key = api_key  # kept out of every message made of an answer (`_message`)
         self._headers = {"authorization": f"Bearer {api_key}", "accept": "application/json"}
         self._call_timeout = aiohttp.ClientTimeout(total=timeouts.call, connect=timeouts.connect)
         self._download_timeout = aiohttp.ClientTimeout(total=timeouts.download,
@@ -221,7 +222,7 @@ class LeonardoClient:
         async with self._request("POST", url, data=data, timeout=self._call_timeout) as response:
             body = await response.read()
             if not 200 <= response.status < 300:
-                raise _upload_error(response.status, body)
+                raise _upload_error(response.status, body, secret=self._key)
         return image_id
 
     async def download(self, url: str, sink: Sink, *, offset: int = 0) -> int:
@@ -238,6 +239,7 @@ class LeonardoClient:
                                          "download starts over")
             elif response.status != 200:
                 raise _status_error(response.status, await response.read(), response.headers,
+                                    secret=self._key,
                                     create=False)
             elif offset:
                 sink.restart()
@@ -277,7 +279,7 @@ class LeonardoClient:
         if dated:
             self.server_clock.note(http_time(headers.get("Date")), asked=asked, answered=time.time())
         if not 200 <= status < 300:
-            raise _status_error(status, raw, headers, create=create)
+            raise _status_error(status, raw, headers, secret=self._key, create=create)
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -305,8 +307,8 @@ async def open_client(*, base_url: str, api_key: str, timeouts: Timeouts = Timeo
                              api=api)
 
 
-def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> ApiError:
-    message = _message(raw)
+def _status_error(status: int, raw: bytes, headers: Any, *, secret: str, create: bool) -> ApiError:
+    message = _message(raw, secret)
     folded = message.casefold()
     said = f"{status} {message}".strip()
     if status == 401 or "authorization hook" in folded:
@@ -330,32 +332,36 @@ def _status_error(status: int, raw: bytes, headers: Any, *, create: bool) -> Api
     return PermanentError(f"refused ({said})", status=status)
 
 
-def _upload_error(status: int, raw: bytes) -> ApiError:
+def _upload_error(status: int, raw: bytes, *, secret: str) -> ApiError:
     """The presigned form's answer: 403 means it expired (start over), 5xx is transient."""
     if status == 403 or status >= 500:
         return TransientError(f"the start frame upload form answered {status}", status=status)
-    return PermanentError(f"the start frame upload was refused ({status} {_message(raw)})".strip(),
+    return PermanentError(f"the start frame upload was refused ({status} {_message(raw, secret)})".strip(),
                           status=status)
 
 
-def _message(raw: bytes) -> str:
+def _message(raw: bytes, secret: str) -> str:
     """The error text of any of the API's error bodies (v1 object, v2 list), or the raw start,
-    as one line (`one_line`): it goes into reasons, logs and messages."""
-    return one_line(_said(raw)).strip()
+    as one line (`one_line`): it goes into reasons, logs and messages. So the key (`secret`),
+    which an API or a gateway may quote in refusing it, is never in it."""
+    return one_line(_said(raw, secret)).strip()
 
 
-def _said(raw: bytes) -> str:
+def _said(raw: bytes, secret: str) -> str:
+    def hidden(text: str) -> str:
+        return text.replace(secret, "***") if secret else text
     try:
         body = json.loads(raw)
     except ValueError:
-        return raw[:200].decode("utf-8", "replace")
+        return hidden(raw[:200 + len(secret)].decode("utf-8", "replace"))[:200]
     if isinstance(body, list) and body and isinstance(body[0], dict):
         details = body[0].get("extensions", {}).get("details", {})
         nested = [e.get("message", "") for e in details.get("errors", []) if isinstance(e, dict)]
         parts = [details.get("message") or body[0].get("message", ""), *nested]
-        return "; ".join(dict.fromkeys(str(p) for p in parts if p))  # the first is often one of the rest
+        # the first is often one of the rest
+        return hidden("; ".join(dict.fromkeys(str(p) for p in parts if p)))
     if isinstance(body, dict):
-        return str(body.get("error") or body.get("message") or "")
+        return hidden(str(body.get("error") or body.get("message") or ""))
     return ""
 
 

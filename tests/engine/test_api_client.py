@@ -171,7 +171,7 @@ def test_a_429_retry_after_date_is_read_on_the_apis_clock() -> None:
     """A Retry-After given as a date is a wait from the answer's own Date, however far this
     machine's clock is from the API's."""
     headers = {"Retry-After": "Mon, 01 Dec 2031 12:00:30 GMT", "Date": "Mon, 01 Dec 2031 12:00:00 GMT"}
-    error = _status_error(429, b"{}", headers, create=True)
+    error = _status_error(429, b"{}", headers, secret="k", create=True)
     assert isinstance(error, RateLimited) and error.retry_after == 30.0
 
 
@@ -277,7 +277,8 @@ def test_a_truncated_download_is_transient() -> None:
 ])
 def test_an_answer_stops_the_run_for_credit_only_when_it_speaks_of_credit(
         status: int, message: str, kind: type) -> None:
-    error = _status_error(status, json.dumps({"error": message}).encode(), {}, create=True)
+    error = _status_error(status, json.dumps({"error": message}).encode(), {}, secret="k",
+                          create=True)
     assert type(error) is kind, error
 
 
@@ -299,7 +300,7 @@ def test_an_error_text_of_the_api_is_kept_to_one_line() -> None:
     """It goes into the job's reason, the log and `status`: a newline or an escape in it would
     make lines of its own there."""
     raw = json.dumps({"error": "bad\n2026-11-24 22:00:00 INFO run ended: exit 0\r\x1b[31m"}).encode()
-    error = _status_error(400, raw, {}, create=True)
+    error = _status_error(400, raw, {}, secret="k", create=True)
     assert str(error) == "refused (400 bad 2026-11-24 22:00:00 INFO run ended: exit 0  [31m)"
 
 

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from nightlykit import closed_port_url, receiver, trickling
+from aiohttp import web
+from nightlykit import closed_port_url, key_file, receiver, run_cli, sim_settings, trickling, write_manifest
 
 from runner import logs, notify
 from runner.cli import main
 from runner.config import output_folder
 from runner.errors import UsageError
+from runner.simulator import run_in_thread
+from runner.simulator.answers import Refusal
+from runner.simulator.app import Api
 
 SUMMARY = {"name": "nightly", "jobs": 3, "counts": {"downloaded": 2, "failed": 1},
            "spent_usd": 0.54, "exit_code": 1, "exit_reason": "some jobs failed"}
@@ -126,3 +130,23 @@ def test_an_unusable_notify_url_or_log_file_is_refused_before_anything_is_sent(
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out" / "journal.sqlite").exists()
+
+
+def test_a_key_the_api_quotes_in_refusing_it_appears_in_no_output_and_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some APIs and gateways quote the key they refuse (here at the first create): it goes into
+    no reason, log, result, gallery or notification all the same."""
+    async def quoting(self: Api, request: web.Request) -> web.Response:
+        raise Refusal(401, {"error": f"Invalid API key: {request.headers['Authorization'][7:]}"})
+    monkeypatch.setattr(Api, "create", quoting)
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim, receiver() as hook:
+        told = run_cli("run", write_manifest(tmp_path), "--out", out, "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), "--log-file", tmp_path / "run.log",
+                       "--notify-url", hook.url, cwd=tmp_path)
+        key, sent = sim.api_key, json.dumps(hook.received)
+    captured = told.stdout + told.stderr
+    assert told.returncode == 4 and "Invalid API key: ***" in captured and "***" in sent
+    files = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "api-key"]
+    assert {out / "summary.json", out / "report.html", tmp_path / "run.log"} <= set(files)
+    assert key not in captured + sent and not [path for path in files if key.encode() in path.read_bytes()]
