@@ -163,10 +163,12 @@ def output_folder(template: str, *, name: str, now: datetime.datetime,
     values = {"name": name, "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H%M%S"),
               "run_id": run_id or now.strftime("%Y%m%d-%H%M%S")}
     try:
-        folder = Path(template.format_map(values)).expanduser()
+        folder = Path(template.format_map(values))
     except (KeyError, ValueError, IndexError) as exc:
         raise UsageError(f"output.dir {template!r}: placeholders are "
                          f"{', '.join('{' + p + '}' for p in OUTPUT_DIR_PLACEHOLDERS)}") from exc
+    if folder.parts[:1] == ("~",):  # your home folder; `~name` (another's) the manifest refuses
+        folder = Path.home().joinpath(*folder.parts[1:])
     if not simulated:
         return folder
     if folder.name in ("", ".."):  # `.` or `out/..` name no folder to add the suffix to

@@ -53,6 +53,7 @@ CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the res
 UPLOAD_PREFIX = "upload:sha256:"
 # An environment variable as a shell would expand it, at the start of a folder's name: $HOME/x,
 # out/${USER}; a `$` further in (a$b, price$5) is a plain character of the name.
+_TILDE_RE = re.compile(r"~[^/]+")  # `~name`: another user's home, to a shell
 _VARIABLE_RE = re.compile(r"(?:^|(?<=/))\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})")
 # An extension a name ends with: a dot, then 2 to 4 letters and digits starting with a letter
 # (.mov, .webm, .m4v); the dot of a version or a decimal (_v2.5, 1.5x speed) starts none.
@@ -371,9 +372,16 @@ class _Planner:
                                        otherwise=f"placeholders: {', '.join(known)}")[1]
 
     def _check_variables(self) -> bool:
-        """Whether output.dir names an environment variable (`$HOME`, `${VIDEOS}`), said at its
-        place: it would be a folder of that very name, where only `~` is expanded; its
-        `{VIDEOS}` is then no placeholder to tell of as well."""
+        """Whether output.dir names an environment variable (`$HOME`, `${VIDEOS}`) or another
+        user's home (`~name`), said at its place: only `~` (alone, or as `~/`) is expanded, to
+        your home folder; a variable's `{VIDEOS}` is then no placeholder to tell of as well."""
+        tilde = _TILDE_RE.match(self.output_dir)
+        if tilde is not None:
+            self.issues.append(self.doc.issue(
+                ("output", "dir"), f"{tilde[0]} would be a user's home folder: only ~ alone or ~/ "
+                "(yours) is expanded", f"write ~/ for yours, or ./{tilde[0]} for a folder of that name",
+                part=tilde.span()))
+            return True
         found = _VARIABLE_RE.search(self.output_dir)
         if found is not None:
             where = self.output_dir[:found.start()] or "the folder you run from"
