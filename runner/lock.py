@@ -130,12 +130,36 @@ def _plain_file(fd: int) -> bool:
 
 
 def _read_holder(fd: int) -> dict[str, object]:
-    """The holder the lock file names; {} for anything but a JSON object (garbage, a bare pid)."""
+    """The holder the lock file names; {} for anything but a JSON object (garbage, a bare pid).
+    A field that is not of its kind (a hand edit, another tool's file: a pid that is text, a
+    start time past any date) is None, as if unknown, so that no message shows what it holds."""
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested a thousand deep
         return {}
-    return holder if isinstance(holder, dict) else {}
+    if not isinstance(holder, dict):
+        return {}
+    return {field: holder[field] if fits(holder[field]) else None
+            for field, fits in _HOLDER_FIELDS.items() if field in holder}
+
+
+def _a_pid(value: object) -> bool:
+    return type(value) is int
+
+
+def _a_host(value: object) -> bool:
+    """One line of printable text: no line break, escape or reversal of the text after it."""
+    return isinstance(value, str) and value.isprintable() and bool(value)
+
+
+def _a_time(value: object) -> bool:
+    """An epoch time from 1970 up to the year 9999, as `time.gmtime` can show it."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 <= value < _YEAR_10000)
+
+
+_YEAR_10000 = 253402300800
+_HOLDER_FIELDS = {"pid": _a_pid, "host": _a_host, "started": _a_time}
 
 
 def process_alive(pid: int) -> bool:
@@ -153,7 +177,19 @@ def process_alive(pid: int) -> bool:
 
 
 def describe(holder: dict[str, object]) -> str:
+    """The holder a lock file names, as messages show it: `process 4242 on host-1, started
+    2026-11-24 22:00:00 UTC`, what it does not tell said to be unknown."""
     if not holder:
         return "a process that has not written its name yet"
-    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(holder.get("started", 0))))
-    return f"process {holder.get('pid')} on {holder.get('host')}, started {started}"
+    started = holder.get("started")
+    when = (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+            if isinstance(started, int | float) else "at an unknown time")
+    return f"{who(holder)}, started {when}"
+
+
+def who(holder: dict[str, object]) -> str:
+    """`process 4242 on host-1`, the holder's process and host, either said to be unknown when
+    the lock file does not tell it."""
+    pid, host = holder.get("pid"), holder.get("host")
+    return (f"{'a process of unknown number' if pid is None else f'process {pid}'} on "
+            f"{'an unknown host' if host is None else host}")

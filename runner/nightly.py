@@ -38,7 +38,7 @@ from runner.control import (
     Tracker,
 )
 from runner.errors import ApiError, AuthError, HailuoError, ManifestError, PermanentError, UsageError
-from runner.lock import FolderLock, process_alive
+from runner.lock import FolderLock, process_alive, who
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
@@ -218,8 +218,8 @@ def took_over(lock: FolderLock) -> None:
                 and isinstance(started, int | float) and started > _booted()):
             fate = ("no longer holds it, though a process of that number runs: if it is that run "
                     "and this folder a copy of its own, both would send the jobs not yet sent")
-        log.warning("took over the lock of %s: process %s on %s %s; resuming its work",
-                    lock.path.parent, pid, host, fate,
+        log.warning("took over the lock of %s: %s %s; resuming its work",
+                    lock.path.parent, who(holder), fate,
                     extra={"previous_pid": pid, "previous_host": host})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
+from nightlykit import run_cli, write_manifest
 
 from runner.cli import main
 from runner.errors import LockedError, StateError
@@ -84,7 +86,7 @@ def test_a_lock_file_that_is_a_link_or_no_plain_file_is_refused_and_left_alone(
     assert precious.read_text(encoding="utf-8") == "the user's notes"
 
 
-@pytest.mark.parametrize("content", ["12345", '"held"', "true", "[1, 2]"])
+@pytest.mark.parametrize("content", ["12345", '"held"', "true", "[1, 2]", "[" * 4000])
 def test_a_lock_file_naming_no_holder_is_taken_over_as_a_free_one(tmp_path: Path, content: str) -> None:
     (tmp_path / LOCK_NAME).write_text(content, encoding="utf-8")
     with FolderLock.acquire(tmp_path) as lock:
@@ -119,3 +121,35 @@ def test_status_says_a_run_is_still_going_while_its_process_holds_the_folder(tmp
     assert (tmp_path / LOCK_NAME).read_text() == held
     assert FolderLock.holder(tmp_path) is None
     assert last_run().endswith("did not end cleanly")
+
+
+ODD_HOLDERS = {
+    "a pid forging a log line, a start time of text": (
+        json.dumps({"pid": "1\n2026-11-24 22:00:00 INFO run ended: exit 0", "host": "h",
+                    "started": "abc"}),
+        "a process of unknown number on h, started at an unknown time"),
+    "a host that is a list, a start time past any date": (
+        json.dumps({"pid": 7, "host": ["h"], "started": 1e300}),
+        "process 7 on an unknown host, started at an unknown time"),
+    "a host with an escape, a start time not a number": (
+        json.dumps({"pid": 7, "host": "h\x1b[31m\u202e", "started": float("nan")}),
+        "process 7 on an unknown host, started at an unknown time"),
+    "arrays nested too deep to read": ("[" * 4000, "a process that has not written its name yet"),
+}
+
+
+@pytest.mark.parametrize(("content", "said"), ODD_HOLDERS.values(), ids=ODD_HOLDERS)
+def test_a_holder_named_oddly_is_refused_with_what_its_lock_file_does_not_tell_said_unknown(
+        tmp_path: Path, content: str, said: str) -> None:
+    manifest, out = write_manifest(tmp_path, repeat=1), tmp_path / "out"
+    with Journal.open(out) as journal:
+        journal.begin_run(name="nightly", manifest=str(manifest), settings={}, at=1.0)
+    with hold(out):
+        (out / LOCK_NAME).write_text(content, encoding="utf-8")  # another tool's, or a hand edit
+        refused = run_cli("run", manifest, "--simulate", "--out", out, cwd=tmp_path)
+        status = CliRunner().invoke(main, ["status", str(out)], catch_exceptions=False)
+    assert refused.returncode == 4
+    assert refused.stderr == (f"error: output folder {out} is in use by another run: {said}; "
+                              "wait for it to end, or use another --out\n")
+    assert status.exit_code == 0
+    assert f"still running ({said})\n" in status.stdout

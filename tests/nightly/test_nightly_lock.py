@@ -94,3 +94,11 @@ def test_a_lock_naming_no_process_number_is_taken_for_a_gone_holder(
     holder = {"pid": pid, "host": socket.gethostname(), "started": time.time()}  # a hand edit
     assert said_on_taking_over(tmp_path, holder, hailuo_log).endswith(
         f"process {pid} on {socket.gethostname()} is gone; resuming its work")
+
+
+def test_a_holder_named_oddly_is_said_to_be_unknown_on_taking_over(
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
+    holder = {"pid": "1\n2026-11-24 22:00:00 INFO run ended: exit 0", "host": ["h"],
+              "started": "abc"}  # another tool's lock file, or a hand edit
+    assert said_on_taking_over(tmp_path, holder, hailuo_log).endswith(
+        ": a process of unknown number on an unknown host is gone; resuming its work")
