@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import html
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,6 +47,28 @@ CSV_TAIL = ("styles", "cost_usd", "spent_usd", "spent_estimated_usd", "estimated
             "submitted_at", "completed_at", "downloaded_at")
 # A spreadsheet takes a cell that starts so for a formula: such text gets a leading quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+# The kinds of the values a report reads, each with what it is called in a refusal.
+_TEXT = ("a text", lambda value: isinstance(value, str))
+_WHOLE = ("a whole number", lambda value: type(value) is int)
+_NUMBER = ("a number below 10^15",  # any sum of them stays a number JSON has, never Infinity
+           lambda value: type(value) in (int, float) and abs(value) < 1e15)
+_YES_NO = ("true or false", lambda value: type(value) is bool)
+_TEXTS = ("a list of texts",
+          lambda value: type(value) is list and all(isinstance(item, str) for item in value))
+# What the reports read of a record of results.jsonl and of summary.json, when the folder has no
+# journal, and the kind each must be of: null, or missing from results written before the
+# field was there, stands for none.
+RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "key": _TEXT, "short_key": _TEXT, "index": _WHOLE, "state": _TEXT, "planned": _YES_NO,
+    "prompt": _TEXT, "styles": _TEXTS, "generation_id": _TEXT, "estimated_cost_usd": _NUMBER,
+    "cost_usd": _NUMBER, "spent_usd": _NUMBER, "spent_estimated_usd": _NUMBER, "reason": _TEXT,
+    "file": _TEXT, "poster": _TEXT, "submitted_at": _TEXT, "completed_at": _TEXT,
+    "downloaded_at": _TEXT, "render_seconds": _NUMBER, "attempts": _WHOLE}
+SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": _TEXT, "manifest": _TEXT, "started_at": _TEXT, "ended_at": _TEXT,
+    "duration_seconds": _NUMBER, "exit_code": _WHOLE, "exit_reason": _TEXT, "spent_usd": _NUMBER,
+    "spent_estimated_usd": _NUMBER, "estimated_usd": _NUMBER}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +169,8 @@ def load(out_dir: Path) -> RunResults:
     Read from the folder's journal, the source of truth, so a report works after a crash; a
     folder that was copied without its journal is read from its results files.
     A folder with neither is the user's mistake (UsageError, exit 2); results that cannot be
-    read are a damaged folder (StateError, exit 4).
+    read (not JSON, or a field the reports read not of its kind) are a damaged folder
+    (StateError, exit 4), named with the line and the field.
     """
     if (out_dir / JOURNAL_NAME).is_file():
         return results_files.collect(out_dir, begun=True)
@@ -155,26 +179,74 @@ def load(out_dir: Path) -> RunResults:
         raise UsageError(f"{out_dir}: no {JOURNAL_NAME} or {results_files.RESULTS} here; "
                          "is this a run's output folder?")
     records = [_read_record(path, number, line)
-               for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1)
-               if line.strip()]
+               for number, line in enumerate(_read_text(path).split("\n"), 1) if line.strip()]
     summary: dict[str, Any] = {}
     summary_path = out_dir / results_files.SUMMARY
     if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise StateError(f"{summary_path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from exc
+        summary = _read_json(summary_path, _read_text(summary_path))
+        if not isinstance(summary, dict):
+            raise StateError(f"{summary_path}: not a run's summary (no JSON object)")
+        _check_fields(str(summary_path), summary, SUMMARY_FIELDS)
     return RunResults(out_dir=out_dir, summary=summary, records=tuple(records))
 
 
-def _read_record(path: Path, number: int, line: str) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from exc
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{path}: not UTF-8 text (at byte {exc.start + 1})") from exc
+    except OSError as exc:
+        raise StateError(f"{path}: cannot be read: {exc.strerror}") from exc
+
+
+def _read_record(path: Path, number: int, line: str) -> dict[str, Any]:
+    record = _read_json(path, line, number)
     if not isinstance(record, dict) or not isinstance(record.get("axes"), dict):
         raise StateError(f"{path}:{number}: not a job record (no axes)")
+    _check_fields(f"{path}:{number}", record, RECORD_FIELDS)
     return record
+
+
+def _read_json(path: Path, text: str, line: int | None = None) -> Any:
+    """`text`, the file `path` or its line `line`, read as JSON as strictly as the page's script
+    reads it: NaN, Infinity and numbers past a float's range (1e400) are not JSON."""
+    place = str(path) if line is None else f"{path}:{line}"
+    try:
+        return json.loads(text, parse_constant=_no_number, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        at = exc.colno if line is not None else f"{exc.lineno}:{exc.colno}"
+        raise StateError(f"{place}:{at}: not JSON: {exc.msg}") from exc
+    except _OutOfRange as exc:
+        raise StateError(f"{place}: not JSON: {exc}") from exc
+    except ValueError as exc:  # what Python refuses to read as a whole number
+        raise StateError(f"{place}: not JSON: a number of more than 4,300 digits") from exc
+    except RecursionError as exc:  # arrays nested a thousand deep
+        raise StateError(f"{place}: not JSON: nested too deep") from exc
+
+
+class _OutOfRange(ValueError):
+    """A number JSON has no room for, in a results file."""
+
+
+def _no_number(text: str) -> float:
+    raise _OutOfRange(f"{text} is not a number JSON has")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _OutOfRange(f"{text} is past the range of a number")
+    return number
+
+
+def _check_fields(place: str, value: dict[str, Any],
+                  kinds: dict[str, tuple[str, Callable[[Any], bool]]]) -> None:
+    """Refuse `value`, read at `place`, when a field a report reads is not of its kind:
+    `results.jsonl:3: spent_usd is "abc", not a number below 10^15`."""
+    for field, (kind, fits) in kinds.items():
+        found = value.get(field)
+        if found is not None and not fits(found):
+            raise StateError(f"{place}: {field} is {json.dumps(found):.40}, not {kind}")
 
 
 def write_report(out_dir: Path, results: RunResults | None = None) -> Path:

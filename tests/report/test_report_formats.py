@@ -153,6 +153,77 @@ def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_err
         report.render(report.RunResults(tmp_path, {}, ()), "xml", io.StringIO())
 
 
+# A field of the third record of results.jsonl, or of summary.json, set to a raw JSON value: what
+# `report` says of the folder, in every format.
+WRONG_VALUES = {
+    "money as text": ("results.jsonl", "spent_usd", '"abc"',
+                      'results.jsonl:3: spent_usd is "abc", not a number below 10^15'),
+    "money as a list": ("results.jsonl", "spent_usd", "[1]",
+                        "results.jsonl:3: spent_usd is [1], not a number below 10^15"),
+    "money past any sum": ("results.jsonl", "cost_usd", "1e300",
+                           "results.jsonl:3: cost_usd is 1e+300, not a number below 10^15"),
+    "a render time as text": ("results.jsonl", "render_seconds", '"slow"',
+                              'results.jsonl:3: render_seconds is "slow", not a number below 10^15'),
+    "styles not all texts": ("results.jsonl", "styles", "[1, null]",
+                             "results.jsonl:3: styles is [1, null], not a list of texts"),
+    "styles no list": ("results.jsonl", "styles", '"notalist"',
+                       'results.jsonl:3: styles is "notalist", not a list of texts'),
+    "an index not whole": ("results.jsonl", "index", "1.5",
+                           "results.jsonl:3: index is 1.5, not a whole number"),
+    "planned as text": ("results.jsonl", "planned", '"no"',
+                        'results.jsonl:3: planned is "no", not true or false'),
+    "a file as a number": ("results.jsonl", "file", "7", "results.jsonl:3: file is 7, not a text"),
+    "an axis NaN": ("results.jsonl", "axes", '{"prompt": "fox", "v": NaN}',
+                    "results.jsonl:3: not JSON: NaN is not a number JSON has"),
+    "an axis past a float": ("results.jsonl", "axes", '{"prompt": "fox", "v": 1e400}',
+                             "results.jsonl:3: not JSON: 1e400 is past the range of a number"),
+    "the exit reason a number": ("summary.json", "exit_reason", "5",
+                                 "summary.json: exit_reason is 5, not a text"),
+    "the start a number": ("summary.json", "started_at", "5",
+                           "summary.json: started_at is 5, not a text"),
+    "the estimate as text": ("summary.json", "estimated_usd", '"x"',
+                             'summary.json: estimated_usd is "x", not a number below 10^15'),
+}
+
+
+@pytest.mark.parametrize(("name", "field", "raw", "said"), WRONG_VALUES.values(), ids=WRONG_VALUES)
+def test_a_value_of_the_wrong_kind_in_the_results_files_is_a_damaged_folder_named_by_line_and_field(
+        sweep_run, name: str, field: str, raw: str, said: str) -> None:
+    """A folder copied without its journal is read from its results files: a hand edit, a foreign
+    tool or damage there is refused (exit 4), never a traceback or a gallery showing nothing."""
+    out, records = sweep_run
+
+    def damaged(document: dict) -> str:
+        return json.dumps({**document, field: "\0"}).replace('"\\u0000"', raw)
+
+    if name == "results.jsonl":
+        lines = [damaged(record) if number == 3 else json.dumps(record)
+                 for number, record in enumerate(records, 1)]
+        (out / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        (out / name).write_text(damaged(json.loads((out / name).read_text())), encoding="utf-8")
+    for fmt in report.FORMATS:
+        shown = CliRunner().invoke(main, ["report", str(out), "--format", fmt])
+        assert (shown.exit_code, shown.stdout, shown.stderr) == (4, "", f"error: {out}/{said}\n"), fmt
+
+
+WHOLE_FILES = {
+    "a summary no object": ("summary.json", b"[1]", "summary.json: not a run's summary (no JSON object)"),
+    "a summary nested too deep": ("summary.json", b"[" * 5000, "summary.json: not JSON: nested too deep"),
+    "results not UTF-8": ("results.jsonl", b'{"axes": {}}\n\xff\n',
+                          "results.jsonl: not UTF-8 text (at byte 14)"),
+}
+
+
+@pytest.mark.parametrize(("name", "content", "said"), WHOLE_FILES.values(), ids=WHOLE_FILES)
+def test_a_results_file_that_is_no_results_is_a_damaged_folder(
+        sweep_run, name: str, content: bytes, said: str) -> None:
+    out, _ = sweep_run
+    (out / name).write_bytes(content)
+    shown = CliRunner().invoke(main, ["report", str(out), "--format", "text"])
+    assert (shown.exit_code, shown.stderr) == (4, f"error: {out}/{said}\n")
+
+
 def test_the_report_command_writes_the_page_or_prints_a_table(sweep_run, tmp_path: Path) -> None:
     out, records = sweep_run
     runner = CliRunner()
