@@ -91,7 +91,7 @@ class Simulator:
         with ExitStack() as undo:  # whatever fails, nothing stays open or held
             held = statefile.lock(path)
             undo.callback(held.release)
-            saved = statefile.read(path)
+            saved = statefile.read(path, clips=clips)
             if saved is not None:
                 self.settings = self.settings.with_account(saved.user_id, saved.username)
                 self.clock.resume(saved.resume_at(self.clock.wall()), epoch=saved.epoch)

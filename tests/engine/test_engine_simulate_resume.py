@@ -1,14 +1,20 @@
 """`run --simulate` interrupted and run again resumes against the same simulated account: the
-generations in flight are polled and the uploaded start frame is used, never made again."""
+generations in flight are polled and the uploaded start frame is used, never made again. An
+account whose file holds an odd value is refused before anything is sent."""
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
+from typing import Any
 
+import pytest
 from enginekit import (
     FRAME,
+    FRAME_PROMPTS,
     copy_frames,
+    invoke,
     journal_rows,
     simulated_process,
     wait_for_transitions,
@@ -16,6 +22,7 @@ from enginekit import (
 )
 
 from runner.simulator import statefile
+from runner.simulator.media import load_clips
 from runner.simulator.settings import account_key
 
 
@@ -37,7 +44,7 @@ def test_an_interrupted_simulated_run_resumes_against_the_same_account(tmp_path:
     assert first.returncode == 130 and resumed.returncode == 0, outputs
     assert {"submitted", "pending"} <= at_interrupt  # some in flight, some still to create
     rows = journal_rows(out)
-    account = statefile.read(out / "simulator-state.jsonl")
+    account = statefile.read(out / "simulator-state.jsonl", clips=len(load_clips()))
     assert account is not None
     assert all(row["state"] == "downloaded" for row in rows) and len(rows) == 6
     assert sorted(row["generation_id"] for row in rows) == sorted(account.generations)
@@ -46,3 +53,54 @@ def test_an_interrupted_simulated_run_resumes_against_the_same_account(tmp_path:
     assert not any(key in text for pair in outputs for text in pair)
     for path in out.rglob("*"):
         assert not path.is_file() or key.encode() not in path.read_bytes(), path
+
+
+# One field of each kind of line a simulated folder's account holds, made odd: the line's number
+# (1 the account, 2 a generation, 3 a start frame, 4 a create and 5 a delete appended after them,
+# as by a simulator that was killed), the field and its value, and what the refusal says of it.
+ODD_VALUES = [
+    (1, "balance", -5, "balance: -5 is not a whole number of credits, 0 or more, or null"),
+    (1, "scale", 0, "scale: 0 is not a time scale more than 0"),
+    (2, "generation.clip", 99, f"generation.clip: 99 is not a clip number from 0 to {len(load_clips()) - 1}"),
+    (2, "generation.request", None, "generation.request: null is not a create's body (model, "
+                                    "parameters with prompt, width and height)"),
+    (2, "generation.render_seconds", "slow", 'generation.render_seconds: "slow" is not a number of '
+                                             "seconds more than 0"),
+    (2, "generation.made_at", 1e300, "generation.made_at: 1e+300 is not a time in seconds since 1970, "
+                                     "from 0 to 1e11, or null"),
+    (2, "generation.status", "DONE", 'generation.status: "DONE" is not PENDING, COMPLETE or FAILED'),
+    (3, "upload", 5, "upload: 5 is not an image id"),
+    (4, "balance", "lots", 'balance: "lots" is not a whole number of credits, 0 or more, or null'),
+    (4, "at", float("nan"), "at: NaN is not a simulated instant in seconds, from 0 to 1e11"),
+    (5, "deleted", "nope", 'deleted: "nope" is not a generation of a line before'),
+    (5, "surprise", 1, "surprise: not a field of this line"),
+]
+
+
+@pytest.mark.parametrize("number, name, value, refusal", ODD_VALUES,
+                         ids=[f"line {case[0]} {case[1]}" for case in ODD_VALUES])
+def test_a_simulated_folder_whose_account_holds_an_odd_value_is_refused_at_start(
+        tmp_path: Path, number: int, name: str, value: Any, refusal: str) -> None:
+    copy_frames(tmp_path)
+    manifest = write_manifest(tmp_path, prompts=FRAME_PROMPTS[:1], defaults=FRAME,
+                              styles={"vibe": ["none"]}, repeat=1)
+    out = tmp_path / "out"
+    simulated = ("run", str(manifest), "--simulate", "--time-scale", "600", "--quiet", "--out", str(out))
+    assert invoke(*simulated)[0] == 0
+    state = out / "simulator-state.jsonl"
+    lines = [json.loads(line) for line in state.read_text("utf-8").splitlines()]
+    made = lines[1]["generation"]
+    lines += [{"at": 90.0, "wall": lines[0]["wall"], "generation": made, "balance": 100},
+              {"at": 95.0, "wall": lines[0]["wall"], "deleted": made["id"]}]
+    record, _, field = name.rpartition(".")
+    (lines[number - 1][record] if record else lines[number - 1])[field] = value
+    state.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
+    odd = state.read_bytes()
+    (video,) = out.rglob("*.mp4")
+    video.unlink()
+
+    code, _, stderr = invoke(*simulated, "--fetch-missing")
+    assert code == 2 and "Traceback" not in stderr
+    assert (f"error: {state}: line {number}: not a simulator state file ({refusal}); "
+            "move it away to start a fresh account\n") in stderr
+    assert state.read_bytes() == odd and not video.exists()  # the account and folder as they were

@@ -4,6 +4,7 @@ knows its key, generations, start frames and balance, and its renders go on whil
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from runner.cli import main
 from runner.errors import LockedError, UsageError
 from runner.simulator import SimSettings, Simulator, statefile
 from runner.simulator.limits import SimClock
+from runner.simulator.media import load_clips
 from runner.simulator.settings import account_key
 
 
@@ -133,7 +135,7 @@ def test_a_killed_simulator_keeps_every_create_it_answered(tmp_path: Path) -> No
     finally:
         process.kill()
         process.communicate()
-    account = statefile.read(path)
+    account = statefile.read(path, clips=len(load_clips()))
     assert account is not None and list(account.generations) == created
     assert account_key(account.user_id) == announced["API key"]
 
@@ -170,15 +172,38 @@ def test_a_line_cut_short_is_dropped_and_a_damaged_file_is_a_located_error(tmp_p
     asyncio.run(scenario())
     whole = path.read_text("utf-8")
     path.write_text(whole + '{"at": 5, "wall": 1, "upload": "cut sho', "utf-8")
-    account = statefile.read(path)
+    account = statefile.read(path, clips=len(load_clips()))
     assert account is not None and len(account.generations) == 1 and not account.uploads
     path.write_text(whole + '{"surprise": 1}\n' + whole.splitlines()[1] + "\n", "utf-8")
     with pytest.raises(UsageError, match=r"state.jsonl: line 3: not a simulator state file"):
-        statefile.read(path)
+        statefile.read(path, clips=len(load_clips()))
     path.write_text(whole.replace('"version": 1', '"version": 9'), "utf-8")
     result = CliRunner().invoke(main, ["simulate", "--state", str(path)])
     assert result.exit_code == 2 and "line 1" in result.stderr and "version 9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_state_file_with_an_odd_value_is_refused_at_start_naming_its_line_and_field(
+        tmp_path: Path) -> None:
+    """Read as it is, a generation without its request would answer each poll and download of it
+    with a server error; `run --simulate` reads its folder's account with the same checks."""
+    path = tmp_path / "state.jsonl"
+
+    async def scenario() -> None:
+        async with serving(path) as first:
+            await first.created_id()
+
+    asyncio.run(scenario())
+    header, generation = path.read_text("utf-8").splitlines()
+    odd = json.loads(generation)
+    odd["generation"]["request"] = None
+    path.write_text(f"{header}\n{json.dumps(odd)}\n", "utf-8")
+    result = subprocess.run([sys.executable, "-m", "runner", "simulate", "--state", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {path}: line 2: not a simulator state file (generation.request: "
+                             "null is not a create's body (model, parameters with prompt, width and "
+                             "height)); move it away to start a fresh account\n")
 
 
 def test_a_state_file_through_a_file_is_a_usage_error_naming_the_file(tmp_path: Path) -> None:
