@@ -40,6 +40,7 @@ from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import LOCK_NAME, FolderLock, unusable
 from runner.plan import Plan, estimated_usd, make_plan
+from runner.render import plural
 from runner.rows import PASSING_FAILURES
 from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
 from runner.schedule import Backoff
@@ -126,7 +127,45 @@ def plan_for(config: RunConfig) -> tuple[Plan, Path]:
     out_dir = config.out or output_folder(planned.output_dir, name=planned.name,
                                           now=datetime.datetime.now(datetime.UTC),
                                           run_id=config.run_id, simulated=config.simulate is not None)
+    _check_lengths(planned, out_dir)
     return planned, out_dir
+
+
+def _check_lengths(planned: Plan, out_dir: Path) -> None:
+    """Refuse (UsageError: nothing is sent) a plan whose files the output folder cannot hold: a
+    path longer than its file system takes, or a part of one longer than a name may be there,
+    each file counted as the staged name it is first written under. Otherwise each such job is
+    paid for and its download fails, run after run."""
+    root = os.path.abspath(out_dir)
+    path_max, name_max = files.name_limits(root)
+    most, base = path_max - 1, len(os.fsencode(root)) + 1  # a path's NUL apart; the folder, its slash
+    too_long, too_wide = [], []  # (bytes over, the path or part, the job) by the limit it passes
+    for job in planned.jobs:
+        longest = os.fsencode(files.longest_name(job.filename, job.short_key))
+        if base + len(longest) > most:
+            too_long.append((base + len(longest) - most, longest, job))
+        widest = max(longest.split(b"/"), key=len) if len(longest) > name_max else longest
+        if len(widest) > name_max:
+            too_wide.append((len(widest) - name_max, widest, job))
+    if too_long:
+        over, longest, job = max(too_long, key=lambda found: found[0])
+        raise UsageError(
+            f"the files of {plural(len(too_long), 'job')} would have paths too long for the output "
+            f"folder {_elided(root)}: job {job.short_key}'s video {_elided(job.filename)} is staged "
+            f"there as {os.path.basename(os.fsdecode(longest))}, a path of {base + len(longest):,} "
+            f"bytes, {over:,} more than the {most:,} a path may have: {files.SHORTER_NAMES}")
+    if too_wide:
+        over, widest, job = max(too_wide, key=lambda found: found[0])
+        raise UsageError(
+            f"the files of {plural(len(too_wide), 'job')} would have names too long for the output "
+            f"folder {_elided(root)}: job {job.short_key}'s video {_elided(job.filename)} is staged "
+            f"with a part of {len(widest):,} bytes ({_elided(os.fsdecode(widest))}), {over:,} more "
+            f"than the {name_max:,} a name may have there: use a shorter output.filename")
+
+
+def _elided(path: str) -> str:
+    """A path of any length as a message shows it: its first and last 40 characters."""
+    return path if len(path) <= 100 else f"{path[:40]}...{path[-40:]}"
 
 
 def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDiff:

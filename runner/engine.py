@@ -52,6 +52,11 @@ class EngineSettings:
 _FOLDER_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
+# What to do for a video whose name the folder cannot take: its generation, paid for, is kept.
+_NAME_HINT = (f"{files.SHORTER_NAMES}, then run with --retry-failed: the video is fetched, "
+              "not paid for again")
+
+
 class _Aborted(Exception):
     """Raised inside the task group to leave it when the run is aborted."""
 
@@ -289,12 +294,15 @@ class Engine:
         worker thread: flushing to disk can be slow), then record the job as done.
 
         A file that cannot be written fails the job, which a later run downloads again (its
-        generation is kept); when the folder itself refuses writes (full, read-only, not
-        ours), nothing more is submitted either, since no further video could be kept."""
+        generation is kept), or, when its name is too long for the folder, a run with
+        --retry-failed once the name is shorter; when the folder itself refuses writes (full,
+        read-only, not ours), nothing more is submitted either, since no further video could
+        be kept."""
         ctx = self.ctx
         async with self._downloads:
             where = self.folder.targets(row.file or row.filename, row.key, self._owners.get)
             self._owners[where.video] = row.key
+            kind = "download"
             try:
                 problem, poster, at = await self._stage(row, where)
             except* OSError as group:  # raised here, or by the poster's task alongside
@@ -305,8 +313,10 @@ class Engine:
                     problem = f"{self.folder.given} was moved or deleted during the run"
                 if error.errno in _FOLDER_REFUSED or moved:
                     ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
+                if error.errno == errno.ENAMETOOLONG and not moved:  # no later run could write it
+                    problem, kind = f"{problem} ({_NAME_HINT})", "name"
             if problem is not None:
-                await self.submitter.fail(row, f"download failed: {problem}", "download")
+                await self.submitter.fail(row, f"download failed: {problem}", kind)
                 return
             await ctx.record(row.downloaded(run_id=ctx.run_id, at=at, file=where.video,
                                             poster=poster, sidecar=where.sidecar))

@@ -33,6 +33,10 @@ Check = Callable[[Read, int], "str | None"]
 ORPHAN_SECONDS = 600
 # Characters JSON leaves as they are that some readers of lines take for line breaks.
 _BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+# The longest path (its closing NUL counted) and the longest name of one of its parts, in bytes,
+# of Linux's own file systems: the limits of a folder whose file system does not tell its own.
+PATH_MAX, NAME_MAX = 4096, 255
+SHORTER_NAMES = "use a shorter --out or output.filename"
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +292,37 @@ def _remove_orphans(dest: str) -> None:
                         os.unlink(entry.path)
 
 
+def name_limits(root: str) -> tuple[int, int]:
+    """The longest path (PATH_MAX, its closing NUL counted) and the longest name of one of its
+    parts (NAME_MAX), in bytes, that the file system of the folder `root` takes, read from the
+    nearest folder on its way that exists (a run makes its output folder)."""
+    folder = root
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return _limit(folder, "PC_PATH_MAX", PATH_MAX), _limit(folder, "PC_NAME_MAX", NAME_MAX)
+
+
+def _limit(folder: str, name: str, default: int) -> int:
+    """The file system's limit `name` (an `os.pathconf` name) at `folder`, else `default`."""
+    try:
+        found = os.pathconf(folder, name)
+    except (OSError, ValueError):  # a system without it, a folder that cannot be read
+        return default
+    return found if found > 0 else default  # -1: the file system tells no limit
+
+
+def longest_name(video: str, tag: str) -> str:
+    """The longest path below the output folder that a job whose video is `video` (a name
+    ending in `.mp4`, as every planned one does) writes: its sidecar's staged name
+    (`.<name>.json.<tag>.part`, a byte longer than its video's)."""
+    return _staged(video[:-4] + ".json", tag)
+
+
 def _staged(dest: str, tag: str) -> str:
-    """The hidden partial name, marked `tag`, that `dest` is written under before it is whole."""
-    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{tag}.part")
+    """The hidden partial name, marked `tag`, that `dest` is written under before it is whole
+    (by partition, not `os.path`: a plan's check names one for each of 100,000 jobs)."""
+    folder, slash, name = dest.rpartition("/")
+    return f"{folder}{slash}.{name}.{tag}.part"
 
 
 def _fresh(path: str, flags: int) -> int:

@@ -21,12 +21,13 @@ ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "re
                "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind",
                "spent_before_usd", "spent_before_estimated_usd")
 # Failures whose generation may still deliver: a poll that ran out of time, a download that broke
-# off. A job retried after one of them polls its generation again; after any other failure (a
-# FAILED render, a deleted generation, moderation) it is created anew.
-POLL_AGAIN = frozenset({"timeout", "download"})
+# off, a video whose name the folder could not take. A job retried after one of them polls its
+# generation again; after any other failure (a FAILED render, a deleted generation, moderation)
+# it is created anew.
+POLL_AGAIN = frozenset({"timeout", "download", "name"})
 # Failures that say nothing final about a job (the API or the network was down, a transfer broke
 # off): the next run takes such jobs up again by itself. The others (moderation, invalid, a
-# FAILED render, a deleted generation) wait for --retry-failed.
+# FAILED render, a deleted generation, a name too long for the folder) wait for --retry-failed.
 PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
 # What to do with a journal a hand edit damaged.
 RESTORE_HINT = "restore the journal from a copy, or use another output folder"

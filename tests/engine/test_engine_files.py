@@ -20,6 +20,8 @@ import pytest
 from enginekit import (
     PROMPTS,
     audit,
+    invoke,
+    invoke_run,
     journal_rows,
     run,
     sim_settings,
@@ -33,6 +35,7 @@ from runner import files
 from runner.batch import RUN_FILES, RunConfig, plan_for
 from runner.control import Event, SystemClock
 from runner.errors import StateError
+from runner.plan import make_plan
 from runner.results import collect
 from runner.simulator import run_in_thread
 from runner.state import Journal
@@ -435,3 +438,88 @@ def test_videos_fetched_again_are_polled_at_once(tmp_path: Path) -> None:
         assert sim.books.creates_accepted == 8
     assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
     assert max(clock.asked, default=0.0) == 0.0  # a render known to be over is never waited for
+
+
+# A name under the 3,900 bytes a manifest may give (47 folders of 80 bytes: 3,812 bytes), whose
+# sidecar is staged as `.x.json.<short key>.part`: 3,830 bytes below the output folder.
+DEEP = {"vars": {"v": "b" * 80}, "output": {"filename": "/".join(["{v}"] * 47) + "/x.mp4"}}
+DEEP_STAGED = 3830
+
+
+def folder_of_length(parent: Path, length: int) -> Path:
+    """A folder below `parent` (not made) whose absolute path is `length` bytes long."""
+    folder = Path(os.path.abspath(parent))
+    while length - len(str(folder)) > 201:
+        folder /= "d" * 150
+    return folder / ("d" * (length - len(str(folder)) - 1))
+
+
+def test_names_too_long_for_the_output_folder_are_refused_before_anything_is_paid(
+        tmp_path: Path) -> None:
+    """Names the manifest may give, below an output folder whose path leaves too little room:
+    refused by the run, its dry run and `plan --out` alike, before anything is sent or made."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={}, **DEEP)
+    fits = folder_of_length(tmp_path, 4095 - 1 - DEEP_STAGED)  # the longest path Linux takes
+    out = folder_of_length(tmp_path, len(str(fits)) + 1)
+    key, _ = first_job(manifest, tmp_path / "out")
+    with run_in_thread(sim_settings()) as sim:
+        refused = [invoke_run(manifest, out, sim),
+                   invoke("run", str(manifest), "--out", str(out), "--dry-run"),
+                   invoke("plan", str(manifest), "--out", str(out))]
+        created = sim.books.creates_accepted
+        kept = run(manifest, fits, sim)
+    shown = f"{str(out)[:40]}...{str(out)[-40:]}"
+    assert [(code, stdout) for code, stdout, _ in refused] == [(2, "")] * 3
+    assert {stderr for _, _, stderr in refused} == {
+        f"error: the files of 1 job would have paths too long for the output folder {shown}: "
+        f"job {key[:10]}'s video {'b' * 40}...{'b' * 34}/x.mp4 is staged there as "
+        f".x.json.{key[:10]}.part, a path of 4,096 bytes, 1 more than the 4,095 a path may "
+        "have: use a shorter --out or output.filename\n"}
+    assert created == 0 and not out.exists()
+    assert kept.outcome.exit_code == 0 and len(videos(fits)) == 1
+
+
+def test_a_name_the_folder_refuses_as_too_long_fails_for_good_and_is_fetched_once_shorter(
+        tmp_path: Path) -> None:
+    """A name that fits as planned, lengthened by the short key a file in the way of its folder
+    adds: its download fails for good with what to do, and a run with --retry-failed fetches
+    the video, paid for once, when the name fits again."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={}, **DEEP)
+    out = folder_of_length(tmp_path, 4095 - 1 - DEEP_STAGED)
+    out.mkdir(parents=True)
+    (out / ("b" * 80)).write_text("in the way", encoding="utf-8")
+    with run_in_thread(sim_settings()) as sim:
+        failed = run(manifest, out, sim)
+        [row] = journal_rows(out)
+        again = run(manifest, out, sim)
+        (out / ("b" * 80)).unlink()
+        retried = run(manifest, out, sim, retry_failed=True)
+        books = audit(out, sim)
+    assert failed.outcome.exit_code == again.outcome.exit_code == 1
+    assert row["error_kind"] == "name" and row["reason"].endswith(
+        ": File name too long (use a shorter --out or output.filename, then run with "
+        "--retry-failed: the video is fetched, not paid for again)")
+    assert failed.results.summary["failed_for_retry"] == 1
+    assert retried.outcome.exit_code == 0 and books["states"] == {"downloaded": 1}
+    assert books["books"].creates_accepted == 1
+
+
+def test_names_too_long_for_the_folders_file_system_are_refused_before_anything_is_paid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that takes names of up to 143 bytes (eCryptfs, an encrypted home folder):
+    two samples of one name, told apart by their short keys, are staged as names of 153 bytes."""
+    taken = os.pathconf
+    monkeypatch.setattr(os, "pathconf", lambda path, name: 143 if name == "PC_NAME_MAX"
+                        else taken(path, name))
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], styles={},
+                              output={"filename": "c" * 120 + ".mp4"})
+    key, out = make_plan(manifest).jobs[0].key, tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        code, _, stderr = invoke_run(manifest, out, sim)
+        created = sim.books.creates_accepted
+    assert code == 2 and created == 0 and not out.exists()
+    assert stderr == (
+        f"error: the files of 2 jobs would have names too long for the output folder {out}: job "
+        f"{key[:10]}'s video {'c' * 40}...{'c' * 25}_{key[:10]}.mp4 is staged with a part of 153 "
+        f"bytes (.{'c' * 39}...{'c' * 8}_{key[:10]}.json.{key[:10]}.part), 10 more than the 143 a "
+        "name may have there: use a shorter output.filename\n")
