@@ -229,8 +229,13 @@ def safe_filename(rendered: str) -> str:
 
 def _safe_part(part: str) -> str:
     """One part of a path made safe, at most 120 bytes of UTF-8; none starts with what makes a
-    spreadsheet read a cell as a formula (`=`, `+`, `-`), so results.csv names it as it is."""
+    spreadsheet read a cell as a formula (`=`, `+`, `-`), so results.csv names it as it is, and
+    none is a Windows device name, which a copy of the folder there could not hold: such a stem
+    gets a `_` (`CON_`, `nul_.txt`)."""
     kept = _UNDERSCORES.sub("_", _dashed(part)).lstrip("-_. =+").rstrip("-_. ")
+    device = _DEVICE.match(kept)
+    if device is not None:
+        kept = f"{device[0]}_{kept[device.end():]}"
     return kept[:120] if kept.isascii() else kept.encode("utf-8")[:120].decode("utf-8", "ignore")
 
 
@@ -245,6 +250,10 @@ def _dashed(text: str) -> str:
 
 
 _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+# The names Windows keeps for its devices, in any case and with any extension after them (up to
+# the first dot): a file or folder of such a name cannot be made there, nor unzipped.
+# https://learn.microsoft.com/windows/win32/fileio/naming-a-file
+_DEVICE = re.compile(r"(?:CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(?=\.|\Z)", re.IGNORECASE)
 _UNDERSCORES = re.compile(r"_{2,}")
 
 

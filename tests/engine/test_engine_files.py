@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -523,3 +524,37 @@ def test_names_too_long_for_the_folders_file_system_are_refused_before_anything_
         f"{key[:10]}'s video {'c' * 40}...{'c' * 25}_{key[:10]}.mp4 is staged with a part of 153 "
         f"bytes (.{'c' * 39}...{'c' * 8}_{key[:10]}.json.{key[:10]}.part), 10 more than the 143 a "
         "name may have there: use a shorter output.filename\n")
+
+
+def test_windows_device_names_get_a_mark_in_new_folders_and_stay_in_older_ones(
+        tmp_path: Path) -> None:
+    """`CON`, `nul.txt`, `COM¹`..., in any case and with any extension, cannot be made on Windows,
+    nor taken from a zip of the folder there: their stem gets a `_`. A folder an earlier version
+    filled keeps the names its journal recorded, a video fetched again included."""
+    devices = ["CON", "nul.txt", "Aux", "com1", "LPT9", "COM¹", "prn", "lpt0"]
+    manifest = write_manifest(tmp_path, prompts=[{"id": "p", "text": "A lake at dawn, {v}"}],
+                              repeat=1, styles={}, vars={"v": [*devices, "console", "com10"]},
+                              output={"filename": "{v}/{v}.mp4"})
+    out = tmp_path / "out"
+    marked = {"CON_", "nul_.txt", "Aux_", "com1_", "LPT9_", "COM¹_", "prn_", "lpt0_"}
+    with run_in_thread(sim_settings()) as sim:
+        ran = run(manifest, out, sim)
+        rows = journal_rows(out)
+        assert ran.outcome.exit_code == 0 and {row["file"] for row in rows} == {
+            *(f"{name}/{name}.mp4" for name in marked), "console/console.mp4", "com10/com10.mp4"}
+        con = next(row for row in rows if row["file"] == "CON_/CON_.mp4")
+        (out / "CON_").rename(out / "CON")  # as an earlier version named it
+        for suffix in ("mp4", "jpg", "json"):
+            (out / "CON" / f"CON_.{suffix}").rename(out / "CON" / f"CON.{suffix}")
+        conn = sqlite3.connect(out / "journal.sqlite")
+        with conn:
+            conn.execute("UPDATE jobs SET file = 'CON/CON.mp4', poster = 'CON/CON.jpg', "
+                         "sidecar = 'CON/CON.json' WHERE key = ?", (con["key"],))
+        conn.close()
+        video = (out / "CON" / "CON.mp4").read_bytes()
+        (out / "CON" / "CON.mp4").unlink()
+        fetched = run(manifest, out, sim, fetch_missing=True)
+        books = audit(out, sim)
+    assert fetched.outcome.exit_code == 0 and books["books"].creates_accepted == 10
+    assert (out / "CON" / "CON.mp4").read_bytes() == video and not (out / "CON_").exists()
+    assert "CON/CON.mp4" in {row["file"] for row in books["rows"]}

@@ -59,6 +59,8 @@ def test_no_name_can_leave_the_output_folder(write_manifest: WriteManifest, tmp_
     ("cafe\u0301/Ünïcode.mp4", "caf\u00e9/Ünïcode.mp4"),
     ("\u202eevil/-.mp4", "evil/video.mp4"),
     ("é" * 100 + ".mp4", "é" * 60 + ".mp4"),
+    ("CON/nul.txt.mp4", "CON_/nul_.txt.mp4"),
+    ("Com¹/lpt0", "Com¹_/lpt0_.mp4"),
 ])
 def test_safe_filename(rendered: str, expected: str) -> None:
     assert safe_filename(rendered) == expected
