@@ -7,7 +7,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +56,22 @@ def with_client(scenario: Callable[[LeonardoClient, Simulator], Awaitable[T]], *
                 timeouts=Timeouts(connect=1.0, call=0.3, download=1.0)) as client:
             return await scenario(client, sim)
     return asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def serving(path: str, answer: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 answering GET `path` with `answer`, for answers the simulator never
+    gives; its root URL."""
+    app = web.Application()
+    app.router.add_get(path, answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def body(prompt: str = BODY["parameters"]["prompt"]) -> dict[str, Any]:
@@ -238,22 +254,12 @@ def test_a_resumed_download_appends_only_the_rest_it_asked_for(
         return web.Response(status=status, body=body, headers=headers)
 
     async def main() -> Received:
-        app = web.Application()
-        app.router.add_get("/clip.mp4", answer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            async with open_client(base_url=f"http://127.0.0.1:{port}", api_key="k") as client:
-                sink = Received(b"the whole")
-                with contextlib.nullcontext() if whole else pytest.raises(
-                        TransientError, match="could not go on from byte 9"):
-                    await client.download(f"http://127.0.0.1:{port}/clip.mp4", sink, offset=9)
-                return sink
-        finally:
-            await runner.cleanup()
+        async with serving("/clip.mp4", answer) as root, open_client(base_url=root, api_key="k") as client:
+            sink = Received(b"the whole")
+            with contextlib.nullcontext() if whole else pytest.raises(
+                    TransientError, match="could not go on from byte 9"):
+                await client.download(f"{root}/clip.mp4", sink, offset=9)
+            return sink
     assert asyncio.run(main()) == (FILE if whole else b"")
 
 
@@ -339,20 +345,10 @@ def test_an_answer_larger_than_any_api_answer_is_garbled_and_not_read_whole(chun
         return response
 
     async def main() -> str:
-        app = web.Application()
-        app.router.add_get("/v1/me", answer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            async with open_client(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
-                                   api_key="k") as client:
-                with pytest.raises(TransientError) as refused:
-                    await client.me()
-                return str(refused.value)
-        finally:
-            await runner.cleanup()
+        async with serving("/v1/me", answer) as root, open_client(base_url=root, api_key="k") as client:
+            with pytest.raises(TransientError) as refused:
+                await client.me()
+            return str(refused.value)
     assert asyncio.run(main()) == "GET /v1/me: an answer of more than 16 MB, which no API answer is"
 
 
