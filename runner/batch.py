@@ -147,20 +147,19 @@ def _check_lengths(planned: Plan, out_dir: Path) -> None:
         widest = max(longest.split(b"/"), key=len) if len(longest) > name_max else longest
         if len(widest) > name_max:
             too_wide.append((len(widest) - name_max, widest, job))
-    if too_long:
-        over, longest, job = max(too_long, key=lambda found: found[0])
-        raise UsageError(
-            f"the files of {plural(len(too_long), 'job')} would have paths too long for the output "
-            f"folder {_elided(root)}: job {job.short_key}'s video {_elided(job.filename)} is staged "
-            f"there as {os.path.basename(os.fsdecode(longest))}, a path of {base + len(longest):,} "
-            f"bytes, {over:,} more than the {most:,} a path may have: {files.SHORTER_NAMES}")
-    if too_wide:
-        over, widest, job = max(too_wide, key=lambda found: found[0])
-        raise UsageError(
-            f"the files of {plural(len(too_wide), 'job')} would have names too long for the output "
-            f"folder {_elided(root)}: job {job.short_key}'s video {_elided(job.filename)} is staged "
-            f"with a part of {len(widest):,} bytes ({_elided(os.fsdecode(widest))}), {over:,} more "
-            f"than the {name_max:,} a name may have there: use a shorter output.filename")
+    for found, what, staged in (
+            (too_long, "paths", lambda over, name: (
+                f"there as {os.path.basename(os.fsdecode(name))}, a path of {base + len(name):,} "
+                f"bytes, {over:,} more than the {most:,} a path may have: {files.SHORTER_NAMES}")),
+            (too_wide, "names", lambda over, name: (
+                f"with a part of {len(name):,} bytes ({_elided(os.fsdecode(name))}), {over:,} more "
+                f"than the {name_max:,} a name may have there: use a shorter output.filename"))):
+        if found:
+            over, name, job = max(found, key=lambda each: each[0])
+            raise UsageError(
+                f"the files of {plural(len(found), 'job')} would have {what} too long for the "
+                f"output folder {_elided(root)}: job {job.short_key}'s video "
+                f"{_elided(job.filename)} is staged {staged(over, name)}")
 
 
 def _elided(path: str) -> str:
