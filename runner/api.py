@@ -117,6 +117,11 @@ class ServerClock:
             self.low, self.high = max(self.low, low), min(self.high, high)
 
     @property
+    def known(self) -> bool:
+        """Whether an answer has told the API's clock yet (one with a Date that could be read)."""
+        return self.low > -math.inf
+
+    @property
     def ahead(self) -> float:
         """The least offset the answers allow (0 before any): a moment of this machine's read
         on the API's clock by it is never later than the API's own reading of it, and at most

@@ -44,6 +44,7 @@ class EngineSettings:
     downloads: int = 32
     settle: float = 30.0
     reconcile_skew: float = 2.0  # how long before a lost create's sending its own may be listed
+    reconcile_unread_skew: float = 300.0  # the same, the sending on this machine's clock alone
     tick: float = 1.0
     outage: float = 300.0  # how long the API may refuse every connection before the run stops
 
@@ -71,7 +72,8 @@ class Engine:
         self._placing = Batcher(files.place_all, in_thread=True)
         self._owners = ctx.store.file_owners()
         self.submitter = Submitter(ctx, submit_per_minute=settings.run.submit_per_minute,
-                                   settle=settings.settle, reconcile_skew=settings.reconcile_skew)
+                                   settle=settings.settle, reconcile_skew=settings.reconcile_skew,
+                                   reconcile_unread_skew=settings.reconcile_unread_skew)
         self.schedule = PollSchedule(PollPolicy(interval=settings.run.poll_interval))
         self._slots = asyncio.Semaphore(settings.run.concurrency)
         self._polls = asyncio.Semaphore(settings.poll_requests)

@@ -113,14 +113,15 @@ class JobRow:
     # Each transition as a Move: the columns it sets, computed from the row as it is now.
 
     def submitting(self, *, run_id: int, at: float, api_at: float | None = None) -> Move:
-        """Reserve the estimate and note when the create is sent (the first send is kept), by
-        the API's clock (`api_at`, the time its generation will be listed with) when it is
-        known; durable, since the create goes out as soon as it is written."""
+        """Reserve the estimate and note when the create is sent (the first send is kept), and,
+        in the move's detail, when by the API's clock (`api_at`, the time its generation will be
+        listed with) if it is known; durable, since the create goes out as soon as it is written."""
         first = self.create_sent_at if self.state == "submitting" else None
         return self._move(("pending", "submitting"), "submitting", run_id, at,
                           {"reserved_usd": self.estimated_cost, "run_id": run_id,
-                           "create_sent_at": (at if api_at is None else api_at) if first is None else first,
-                           "attempts": self.attempts + 1}, durable=True)
+                           "create_sent_at": at if first is None else first,
+                           "attempts": self.attempts + 1},
+                          detail=None if api_at is None else repr(api_at), durable=True)
 
     def unsent(self, *, run_id: int, at: float, reason: str) -> Move:
         """The create is known not to have made a generation: back to pending, reservation freed."""

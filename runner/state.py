@@ -324,6 +324,17 @@ class Journal:
                                  f"AND detail IN ({marks})", ids + ids)
         return {row[0] for row in rows}
 
+    def sent_on_api(self, key: str, at: float) -> float | None:
+        """When the job's create sent at `at` (this machine's clock) was sent by the API's clock,
+        if the run that sent it knew that clock (the move's detail); None if it did not, or was
+        of an earlier version."""
+        row = self.conn.execute("SELECT detail FROM transitions WHERE job_key = ? AND "
+                                "to_state = 'submitting' AND at = ?", (key, at)).fetchone()
+        try:
+            return float(row[0]) if row and row[0] else None
+        except ValueError:
+            return None
+
     def last_sent(self, key: str) -> float | None:
         """When the job's latest create was sent (its latest move into `submitting`)."""
         row = self.conn.execute("SELECT MAX(at) FROM transitions WHERE job_key = ? AND "

@@ -64,12 +64,13 @@ class Submitter:
     """Turns pending (or unsettled) jobs into submitted ones, or records why they failed."""
 
     def __init__(self, ctx: Context, *, submit_per_minute: float, settle: float,
-                 reconcile_skew: float, reconcile_pages: int = 40,
+                 reconcile_skew: float, reconcile_unread_skew: float, reconcile_pages: int = 40,
                  page_size: int = 50) -> None:
         self.ctx = ctx
         self.settle = settle
         self.meter = RateMeter(submit_per_minute)
         self.skew = reconcile_skew
+        self.unread_skew = reconcile_unread_skew
         self.pages = reconcile_pages
         self.page_size = page_size
         self._signatures: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -287,11 +288,15 @@ class Submitter:
         `_nearness`). So a generation of the same prompt and size that another folder made
         before this create was sent is never taken when the create's own is listed, nor, when
         the create made none, one made more than `skew` (a couple of seconds, for the clocks of
-        the API's own servers) before it. The list, newest first, is read until it reaches that
-        time. The sending is on the API's clock, as the listed times are (`_api_time`)."""
+        the API's own servers) before it. The sending is read on the API's clock, as the listed
+        times are, when the run that sent it knew that clock (`_api_time`); else (no answer's
+        Date could be read, or an earlier version sent it) on this machine's, with `unread_skew`
+        (minutes) for how far apart the two may be. The list, newest first, is read until it
+        reaches the window's start."""
         prompt, width, height = _signature(row.request)
-        sent = row.create_sent_at or self._api_time()
-        since = sent - self.skew
+        machine = row.create_sent_at or self.ctx.clock.wall()
+        api = self.ctx.store.sent_on_api(row.key, row.create_sent_at) if row.create_sent_at else None
+        sent, since = (api, api - self.skew) if api is not None else (machine, machine - self.unread_skew)
         user_id = await self._account()
         matches: list[Generation] = []
         for page in range(self.pages):
@@ -309,9 +314,10 @@ class Submitter:
         free = [g for g in matches if g.id not in claimed]
         return min(free, key=partial(_nearness, sent)).id if free else None
 
-    def _api_time(self) -> float:
-        """Now by the API's clock, as far as its answers have told it (`ServerClock`)."""
-        return self.ctx.clock.wall() + self.ctx.client.server_clock.ahead
+    def _api_time(self) -> float | None:
+        """Now by the API's clock, if its answers have told it (`ServerClock`); else None."""
+        server = self.ctx.client.server_clock
+        return self.ctx.clock.wall() + server.ahead if server.known else None
 
     async def _account(self) -> str:
         if self._user_id is None:

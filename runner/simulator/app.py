@@ -122,7 +122,9 @@ def _guard(backend: Backend) -> Callable[[web.Request, Handler], Awaitable[web.S
             response = web.Response(status=HUNG_UP)  # nobody is left to read it
         finally:
             answering.discard(request.task)
-        if backend.settings.clock_ahead and not response.prepared:
+        if not response.prepared and not backend.settings.date_header:
+            response.headers["Date"] = ""
+        elif not response.prepared and backend.settings.clock_ahead:
             response.headers["Date"] = formatdate(backend.server_time(), usegmt=True)
         endpoint = request.match_info.route.name or "unknown"
         hung_up = request.transport is None

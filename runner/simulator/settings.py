@@ -44,6 +44,8 @@ Limits
                           (below 0: behind), read by the `createdAt` of the generations it
                           makes and by the Date header of every answer, as a server's clock
                           set apart from the client's would be.
+    date_header           True; False: every answer's Date is empty, as a server without a
+                          clock may leave it out (RFC 9110): a client cannot tell its clock.
 
 Faults, each a probability from 0 to 1, drawn from one random source seeded by `seed`
     fault_500             any call (API, CDN, upload form) answers 500 before doing anything.
@@ -139,6 +141,7 @@ class SimSettings:
     upload_expiry_seconds: float = 120.0
     time_scale: float = 1.0
     clock_ahead: float = 0.0
+    date_header: bool = True
     seed: int | None = None
     fault_500: float = 0.0
     fault_create_500: float = 0.0

@@ -32,15 +32,17 @@ from runner.simulator import run_in_thread
 from runner.state import Journal
 
 
-def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float = 0.0) -> str:
+def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float | None = 0.0) -> str:
     """The job of `prompt` written `submitting`, as a run that died after sending its create
-    leaves it, the API's clock `ahead` of this machine's then; its key."""
+    leaves it, the API's clock `ahead` of this machine's then (None: that clock unknown to it,
+    or the run of an earlier version, which did not note it); its key."""
     planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
     key = next(job.key for job in planned.jobs if job.request["parameters"]["prompt"] == prompt)
     with Journal.open(out) as journal:
         journal.sync_plan(planned.jobs)
         run_id = journal.begin_run(name="died", manifest=str(manifest), settings={}, at=time.time())
-        step(journal, key, "submitting", run_id=run_id, at=time.time(), api_at=time.time() + ahead)
+        step(journal, key, "submitting", run_id=run_id, at=time.time(),
+             api_at=None if ahead is None else time.time() + ahead)
     return key
 
 
@@ -185,7 +187,7 @@ def test_a_creates_sending_is_recorded_on_the_apis_clock(tmp_path: Path) -> None
     """The API's clock ten minutes behind this machine's, a create that answers 500 is looked
     for from its sending as the API's clock read it (from the Date of `/v1/me`, the run's first
     call), never later than the API's own reading: its generation is listed as made after it.
-    This machine's time is kept in the transitions."""
+    The job keeps this machine's time of it."""
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
     with run_in_thread(sim_settings(clock_ahead=-600.0, fault_create_500=1.0)) as sim:
@@ -193,10 +195,30 @@ def test_a_creates_sending_is_recorded_on_the_apis_clock(tmp_path: Path) -> None
         creates = sim.books.creates_accepted
         [row] = journal_rows(out)
         made = made_at(sim, row["generation_id"])
-    [(here,)] = journal_rows_now(out, "SELECT at FROM transitions WHERE to_state = 'submitting'")
+    [(here, told)] = journal_rows_now(out, "SELECT at, detail FROM transitions "
+                                           "WHERE to_state = 'submitting'")
     assert report.outcome.exit_code == 0 and row["state"] == "downloaded" and creates == 1
-    assert made is not None and row["create_sent_at"] <= made < row["create_sent_at"] + 3
-    assert abs(row["create_sent_at"] - (here - 600)) < 3
+    assert made is not None and float(told) <= made < float(told) + 3
+    assert row["create_sent_at"] == here and abs(float(told) - (here - 600)) < 3
+
+
+@pytest.mark.parametrize("date_header", [True, False], ids=["an earlier version's", "no Date told"])
+def test_a_create_sent_without_the_apis_clock_is_looked_for_minutes_around_this_machines(
+        tmp_path: Path, date_header: bool) -> None:
+    """Its sending noted on this machine's clock alone (by an earlier version, or a run whose
+    answers told no Date), with the API's a minute behind: the search looks minutes before
+    it, finds the generation and pays nothing again."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(clock_ahead=-60.0, date_header=date_header,
+                                    fault_create_500=float(not date_header))) as sim:
+        if date_header:
+            key = left_submitting(manifest, out, PROMPTS[0], ahead=None)
+            create(sim, json.loads(row_of(out, key)["request"]))
+        report = run(manifest, out, sim)
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert [row["state"] for row in journal_rows(out)] == ["downloaded"]
 
 
 @pytest.mark.parametrize(("then", "now"), [(-600.0, -600.0), (-600.0, 0.0), (0.0, 3600.0)],
