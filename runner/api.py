@@ -360,8 +360,10 @@ def _said(raw: bytes, secret: str) -> str:
     except ValueError:
         return hidden(raw[:200 + len(secret)].decode("utf-8", "replace"))[:200]
     if isinstance(body, list) and body and isinstance(body[0], dict):
-        details = body[0].get("extensions", {}).get("details", {})
-        nested = [e.get("message", "") for e in details.get("errors", []) if isinstance(e, dict)]
+        details = _object(_object(body[0].get("extensions")).get("details"))
+        errors = details.get("errors")
+        nested = [e.get("message", "") for e in (errors if isinstance(errors, list) else [])
+                  if isinstance(e, dict)]
         parts = [details.get("message") or body[0].get("message", ""), *nested]
         # the first is often one of the rest
         return hidden("; ".join(dict.fromkeys(str(p) for p in parts if p)))
@@ -390,6 +392,11 @@ async def _answer_body(response: aiohttp.ClientResponse) -> bytes:
         if len(body) > ANSWER_LIMIT:
             raise _TooLarge()
     return bytes(body)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """`value` if an answer gave it as an object, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def _describe(exc: BaseException) -> str:

@@ -360,3 +360,10 @@ def test_values_of_the_wrong_kind_in_an_answer_are_taken_for_none_given() -> Non
     found = _generation({"id": "g", "status": "COMPLETE", "imageWidth": "1376", "imageHeight": 768,
                          "generated_images": [{"motionMP4URL": 5, "url": ["a"]}]})
     assert (found.width, found.height, found.video_url, found.poster_url) == (None, 768, None, None)
+
+
+@pytest.mark.parametrize("raw", [b'[{"message": "bad", "extensions": "x"}]',
+                                 b'[{"message": "bad", "extensions": {"details": [1]}}]',
+                                 b'[{"message": "bad", "extensions": {"details": {"errors": 5}}}]'])
+def test_an_error_answer_of_an_odd_shape_is_told_by_its_message(raw: bytes) -> None:
+    assert str(_status_error(400, raw, {}, secret="k", create=True)) == "refused (400 bad)"
