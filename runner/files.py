@@ -136,9 +136,12 @@ class Folder:
         return Staging(self, tag)
 
     def place(self, relative: str) -> str:
-        """The absolute path of `relative`, its directory made once per run."""
+        """The absolute path of `relative`, its directory made once per run. Each time, a
+        folder on its way that is a symbolic link (put there since the job's name was chosen,
+        even during the run) is refused, never made or written through."""
         path = os.path.join(self.root, relative)
         directory = os.path.dirname(path)
+        self._refuse_links(directory)
         if directory not in self._made:
             if self.moved():  # never make the folder anew where it was
                 raise FileNotFoundError(errno.ENOENT, "the output folder was moved or deleted",
@@ -146,6 +149,16 @@ class Folder:
             os.makedirs(directory, exist_ok=True)
             self._made.add(directory)
         return path
+
+    def _refuse_links(self, directory: str) -> None:
+        step = self.root
+        for part in os.path.relpath(directory, self.root).split(os.sep):
+            step = os.path.join(step, part)
+            try:
+                if stat.S_ISLNK(os.lstat(step).st_mode):
+                    raise OSError(errno.ELOOP, "a folder on its way is a symbolic link", step)
+            except FileNotFoundError:
+                return
 
 
 def _identity(path: str | Path) -> tuple[int, int] | None:

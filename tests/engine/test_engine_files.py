@@ -85,6 +85,25 @@ def test_a_link_in_the_way_of_a_folder_takes_no_file_out_of_the_output_folder(tm
     assert len(moved) == 4 and list(elsewhere.iterdir()) == [] and (out / prompt).is_symlink()
 
 
+def test_a_folder_replaced_by_a_link_during_the_run_is_never_written_through(tmp_path: Path) -> None:
+    """The folder's directories are made once a run, but each file's way is looked at each time:
+    a prompt's folder renamed away and a link put in its place during the run is refused (the
+    job's download fails, to be placed by the next run under its short key), and so is a link
+    below which a folder would be made."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    folder = files.Folder(out)
+    assert folder.place("a/1.mp4") == str(out / "a" / "1.mp4") and (out / "a").is_dir()
+    (out / "a").rename(out / "a.moved")
+    (out / "a").symlink_to(elsewhere)
+    (out / "b").symlink_to(elsewhere)
+    for relative in ("a/2.mp4", "b/c/3.mp4"):
+        with pytest.raises(OSError, match="a folder on its way is a symbolic link"):
+            folder.place(relative)
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_file_of_yours_at_a_videos_poster_or_sidecar_name_is_never_replaced(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
