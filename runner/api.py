@@ -28,6 +28,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -184,7 +185,7 @@ class LeonardoClient:
             raise TransientError("the poll answer has no generations_by_pk")
         if answer["generations_by_pk"] is None:
             raise PermanentError(f"generation {generation_id} was not found (deleted?)", status=200)
-        return _generation(answer["generations_by_pk"])
+        return _generation(answer["generations_by_pk"], self._key)
 
     async def me(self) -> Account:
         answer = await self._call("GET", "/v1/me", dated=True)
@@ -206,7 +207,7 @@ class LeonardoClient:
         listed = answer.get("generations") if isinstance(answer, dict) else None
         if not isinstance(listed, list):
             raise TransientError("the generations list answer has no generations")
-        return [_generation(item) for item in listed if isinstance(item, dict)]
+        return [_generation(item, self._key) for item in listed if isinstance(item, dict)]
 
     async def upload(self, content: bytes, name: str, extension: str) -> str:
         """Upload a start frame (`content`, from a file called `name`) through the presigned
@@ -352,9 +353,13 @@ def _message(raw: bytes, secret: str) -> str:
     return one_line(_said(raw, secret)).strip()
 
 
+def _hidden(text: str, secret: str) -> str:
+    """`text` with the key (`secret`) in it shown as ***."""
+    return text.replace(secret, "***") if secret else text
+
+
 def _said(raw: bytes, secret: str) -> str:
-    def hidden(text: str) -> str:
-        return text.replace(secret, "***") if secret else text
+    hidden = partial(_hidden, secret=secret)
     try:
         body = json.loads(raw)
     except ValueError:
@@ -382,10 +387,8 @@ class _TooLarge(Exception):
 
 
 async def _answer_body(response: aiohttp.ClientResponse) -> bytes:
-    """An API answer's body, read only while it stays under ANSWER_LIMIT."""
-    length = response.content_length
-    if length is not None and length <= ANSWER_LIMIT:
-        return await response.read()
+    """An API answer's body, read only while it stays under ANSWER_LIMIT, as it comes after
+    decompression (a small gzip answer may unpack to gigabytes)."""
     body = bytearray()
     async for chunk in response.content.iter_chunked(1 << 16):
         body += chunk
@@ -426,7 +429,9 @@ def _number(value: Any) -> float | None:
     return number if 0 < number < math.inf else None
 
 
-def _generation(item: dict[str, Any]) -> Generation:
+def _generation(item: dict[str, Any], secret: str) -> Generation:
+    """A generation as an answer shows it; its moderation's text, kept as the job's reason,
+    without the key (`secret`)."""
     images = item.get("generated_images") or []
     first = images[0] if images and isinstance(images[0], dict) else {}
     moderations = item.get("prompt_moderations")
@@ -435,7 +440,7 @@ def _generation(item: dict[str, Any]) -> Generation:
         prompt=str(item.get("prompt") or ""), created_at=_epoch(item.get("createdAt")),
         width=_whole(item.get("imageWidth")), height=_whole(item.get("imageHeight")),
         video_url=_url(first.get("motionMP4URL")), poster_url=_url(first.get("url")),
-        moderation=json.dumps(moderations) if moderations else None)
+        moderation=_hidden(json.dumps(moderations), secret) if moderations else None)
 
 
 def _whole(value: Any) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import io
 import json
 import time
@@ -295,7 +296,7 @@ def test_a_generations_time_without_a_zone_is_utc_in_any_zone_of_this_machine(
     monkeypatch.setenv("TZ", "EST5")  # five hours behind UTC, as POSIX writes it
     time.tzset()
     try:
-        made = _generation({"id": "g", "createdAt": written}).created_at
+        made = _generation({"id": "g", "createdAt": written}, "k").created_at
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -358,7 +359,7 @@ def test_values_of_the_wrong_kind_in_an_answer_are_taken_for_none_given() -> Non
     assert _cost({"cost": {"amount": "Infinity", "unit": "DOLLARS"}}) == (None, None)
     assert _cost({"apiCreditCost": float("inf")}) == (None, None)
     found = _generation({"id": "g", "status": "COMPLETE", "imageWidth": "1376", "imageHeight": 768,
-                         "generated_images": [{"motionMP4URL": 5, "url": ["a"]}]})
+                         "generated_images": [{"motionMP4URL": 5, "url": ["a"]}]}, "k")
     assert (found.width, found.height, found.video_url, found.poster_url) == (None, 768, None, None)
 
 
@@ -367,3 +368,26 @@ def test_values_of_the_wrong_kind_in_an_answer_are_taken_for_none_given() -> Non
                                  b'[{"message": "bad", "extensions": {"details": {"errors": 5}}}]'])
 def test_an_error_answer_of_an_odd_shape_is_told_by_its_message(raw: bytes) -> None:
     assert str(_status_error(400, raw, {}, secret="k", create=True)) == "refused (400 bad)"
+
+
+def test_a_moderations_text_quoting_the_key_keeps_it_out_of_the_reason() -> None:
+    found = _generation({"id": "g", "status": "FAILED", "prompt_moderations": [
+        {"moderationClassification": ["a cat, the key s3cr3t-k3y"]}]}, "s3cr3t-k3y")
+    assert found.moderation == '[{"moderationClassification": ["a cat, the key ***"]}]'
+
+
+def test_an_answer_is_capped_as_it_unpacks_not_as_it_comes() -> None:
+    """A gzip answer of 32 kB that unpacks to 32 MB is garbled, not read whole."""
+    packed = gzip.compress(b'"' + b"x" * (2 * ANSWER_LIMIT) + b'"')
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=packed, headers={"Content-Encoding": "gzip",
+                                                  "Content-Type": "application/json"})
+
+    async def main() -> str:
+        async with serving("/v1/me", answer) as root, open_client(base_url=root, api_key="k") as client:
+            with pytest.raises(TransientError) as refused:
+                await client.me()
+            return str(refused.value)
+    assert len(packed) < 64 << 10
+    assert asyncio.run(main()) == "GET /v1/me: an answer of more than 16 MB, which no API answer is"
