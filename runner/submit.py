@@ -288,15 +288,18 @@ class Submitter:
         `_nearness`). So a generation of the same prompt and size that another folder made
         before this create was sent is never taken when the create's own is listed, nor, when
         the create made none, one made more than `skew` (a couple of seconds, for the clocks of
-        the API's own servers) before it. The sending is read on the API's clock, as the listed
-        times are, when the run that sent it knew that clock (`_api_time`); else (no answer's
-        Date could be read, or an earlier version sent it) on this machine's, with `unread_skew`
-        (minutes) for how far apart the two may be. The list, newest first, is read until it
-        reaches the window's start."""
+        the API's own servers) before it, nor one made after the create could have been carried
+        out (its answer came, or was given up on, within `settle` of the sending, and a server
+        may still carry it out within `settle` of that). The sending is read on the API's
+        clock, as the listed times are, when the run that sent it knew that clock (`_api_time`);
+        else (no answer's Date could be read, or an earlier version sent it) on this machine's,
+        with `unread_skew` (minutes) for how far apart the two may be. The list, newest first,
+        is read until it reaches the window's start."""
         prompt, width, height = _signature(row.request)
         machine = row.create_sent_at or self.ctx.clock.wall()
         api = self.ctx.store.sent_on_api(row.key, row.create_sent_at) if row.create_sent_at else None
-        sent, since = (api, api - self.skew) if api is not None else (machine, machine - self.unread_skew)
+        sent, apart = (api, self.skew) if api is not None else (machine, self.unread_skew)
+        since, until = sent - apart, sent + 2 * self.settle + apart
         user_id = await self._account()
         matches: list[Generation] = []
         for page in range(self.pages):
@@ -306,7 +309,7 @@ class Submitter:
             matches += [g for g in listed if g.prompt == prompt
                         and (not width or g.width in (None, width))
                         and (not height or g.height in (None, height))
-                        and (g.created_at is None or g.created_at >= since)]
+                        and (g.created_at is None or since <= g.created_at <= until)]
             if len(listed) < self.page_size or all(
                     g.created_at is not None and g.created_at < since for g in listed):
                 break

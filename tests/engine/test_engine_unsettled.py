@@ -276,6 +276,25 @@ def test_a_create_that_made_nothing_is_not_taken_for_another_folders_made_a_minu
     assert row_of(out, key)["generation_id"] != other
 
 
+def test_a_create_that_made_nothing_is_not_taken_for_another_folders_made_a_minute_after(
+        tmp_path: Path) -> None:
+    """The lost create made no generation; another folder made one of the same prompt and size
+    a minute after it was sent, by the API's clock, later than the create could have been
+    carried out: the job is created, not given the other folder's video."""
+    state = tmp_path / "account.jsonl"
+    ours, theirs = two_folders(tmp_path)
+    out = tmp_path / "a" / "out"
+    key = left_submitting(ours, out, PROMPTS[0])
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=60.0)) as sim:
+        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
+    [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
+    with run_in_thread(sim_settings(state_path=state)) as sim:
+        report = run(ours, out, sim)
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert row_of(out, key)["generation_id"] != other
+
+
 def test_a_lost_create_found_by_a_later_run_counts_in_that_runs_spending(tmp_path: Path) -> None:
     """The run that sent the create died before its answer; the one that found the generation
     booked it, and counts it, in its progress (and so its budget) as in its summary, so that
