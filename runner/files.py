@@ -141,7 +141,7 @@ class Folder:
         even during the run) is refused, never made or written through."""
         path = os.path.join(self.root, relative)
         directory = os.path.dirname(path)
-        self._refuse_links(directory)
+        self._refuse_links(relative)
         if directory not in self._made:
             if self.moved():  # never make the folder anew where it was
                 raise FileNotFoundError(errno.ENOENT, "the output folder was moved or deleted",
@@ -150,16 +150,16 @@ class Folder:
             self._made.add(directory)
         return path
 
-    def _refuse_links(self, directory: str) -> None:
+    def _refuse_links(self, relative: str) -> None:
         step = self.root
-        for part in os.path.relpath(directory, self.root).split(os.sep):
-            step = os.path.join(step, part)
+        for part in relative.split("/")[:-1]:
+            step = f"{step}/{part}"
             try:
-                if stat.S_ISLNK(os.lstat(step).st_mode):
-                    raise OSError(errno.ELOOP, "a folder on its way is a symbolic link", step)
+                linked = stat.S_ISLNK(os.lstat(step).st_mode)
             except FileNotFoundError:
                 return
-
+            if linked:
+                raise OSError(errno.ELOOP, "a folder on its way is a symbolic link", step)
 
 def _identity(path: str | Path) -> tuple[int, int] | None:
     """The device and inode of what is at `path` (links not followed), or None for nothing."""
