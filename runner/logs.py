@@ -10,18 +10,16 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.errors import UsageError
+from runner.errors import UsageError, one_line
 from runner.lock import file_in_the_way
 
 LOGGER = "hailuo"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # every control character but the newline
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,11 +41,11 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         """The record's line. Its message may carry text from outside (an API's answer, a
-        prompt): a control character in it is shown as a space, and a line after its first
-        is indented, so that none reads as a record of its own (`... INFO run ended: ...
-        exit 0`) or rewrites one on a terminal."""
+        prompt): each of its lines is kept to one (`one_line`), and a line after its first is
+        indented, so that none reads as a record of its own (`... INFO run ended: ... exit 0`)
+        or rewrites one on a terminal."""
         shown = copy.copy(record)
-        shown.message = _CONTROL.sub(" ", record.message).replace("\n", "\n    ")
+        shown.message = "\n    ".join(map(one_line, record.message.split("\n")))
         return super().formatMessage(shown)
 
 
