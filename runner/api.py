@@ -28,7 +28,6 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -347,10 +346,14 @@ def _upload_error(status: int, raw: bytes, *, secret: str) -> ApiError:
 
 
 def _message(raw: bytes, secret: str) -> str:
-    """The error text of any of the API's error bodies (v1 object, v2 list), or the raw start,
-    as one line (`one_line`): it goes into reasons, logs and messages. So the key (`secret`),
-    which an API or a gateway may quote in refusing it, is never in it."""
-    return one_line(_said(raw, secret)).strip()
+    """The error text of any of the API's error bodies (v1 object, v2 list), or the raw start
+    of one that is no JSON, as one line (`one_line`): it goes into reasons, logs and messages.
+    So the key (`secret`), which an API or a gateway may quote in refusing it, is never in it."""
+    try:
+        said, cut = _said(json.loads(raw)), None
+    except ValueError:  # its first 200 characters, cut once the key is hidden
+        said, cut = raw[:200 + len(secret)].decode("utf-8", "replace"), 200
+    return one_line(_hidden(said, secret)[:cut]).strip()
 
 
 def _hidden(text: str, secret: str) -> str:
@@ -358,22 +361,16 @@ def _hidden(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def _said(raw: bytes, secret: str) -> str:
-    hidden = partial(_hidden, secret=secret)
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return hidden(raw[:200 + len(secret)].decode("utf-8", "replace"))[:200]
+def _said(body: Any) -> str:
     if isinstance(body, list) and body and isinstance(body[0], dict):
         details = _object(_object(body[0].get("extensions")).get("details"))
         errors = details.get("errors")
         nested = [e.get("message", "") for e in (errors if isinstance(errors, list) else [])
                   if isinstance(e, dict)]
         parts = [details.get("message") or body[0].get("message", ""), *nested]
-        # the first is often one of the rest
-        return hidden("; ".join(dict.fromkeys(str(p) for p in parts if p)))
+        return "; ".join(dict.fromkeys(str(p) for p in parts if p))  # the first is often one of the rest
     if isinstance(body, dict):
-        return hidden(str(body.get("error") or body.get("message") or ""))
+        return str(body.get("error") or body.get("message") or "")
     return ""
 
 
