@@ -151,6 +151,8 @@ class Folder:
         return path
 
     def _refuse_links(self, relative: str) -> None:
+        """An OSError (ELOOP) when a folder on the way to `relative` is a symbolic link: one
+        `lstat` a folder, up to the first that does not exist yet."""
         step = self.root
         for part in relative.split("/")[:-1]:
             step = f"{step}/{part}"
@@ -160,6 +162,7 @@ class Folder:
                 return
             if linked:
                 raise OSError(errno.ELOOP, "a folder on its way is a symbolic link", step)
+
 
 def _identity(path: str | Path) -> tuple[int, int] | None:
     """The device and inode of what is at `path` (links not followed), or None for nothing."""
