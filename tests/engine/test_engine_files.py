@@ -48,14 +48,27 @@ def first_job(manifest: Path, out: Path) -> tuple[str, str]:
     return planned.jobs[0].key, planned.jobs[0].filename
 
 
-def test_a_file_in_the_way_of_a_folder_gives_its_jobs_their_short_key_and_stays(
-        tmp_path: Path) -> None:
+def staged(path: Path, key: str) -> Path:
+    """The partial name a job's file at `path` is written under (`files.Part`): hidden, marked
+    with the job's short key."""
+    return path.with_name(f".{path.name}.{key[:10]}.part")
+
+
+@pytest.mark.parametrize("in_the_way", ["a file", "a link"])
+def test_a_file_or_link_in_the_way_of_a_folder_gives_its_jobs_their_short_key_and_stays(
+        tmp_path: Path, in_the_way: str) -> None:
+    """Where a prompt's folder goes: the user's notes, or a symbolic link to a folder elsewhere,
+    through which nothing is written. Its jobs take their short key."""
     manifest = write_manifest(tmp_path)  # two prompts, each a folder of four videos
-    out = tmp_path / "out"
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     _, filename = first_job(manifest, out)
     prompt = filename.split("/")[0]
     out.mkdir()
-    (out / prompt).write_text("notes the user keeps here", encoding="utf-8")
+    elsewhere.mkdir()
+    if in_the_way == "a file":
+        (out / prompt).write_text("notes the user keeps here", encoding="utf-8")
+    else:
+        (out / prompt).symlink_to(elsewhere)
     with run_in_thread(sim_settings()) as sim:
         blocked = run(manifest, out, sim)
         books = audit(out, sim)
@@ -64,25 +77,11 @@ def test_a_file_in_the_way_of_a_folder_gives_its_jobs_their_short_key_and_stays(
     moved = [row for row in books["rows"] if row["file"].startswith(f"{prompt}_")]
     assert len(moved) == 4 and all(row["file"].startswith(f"{prompt}_{row['key'][:10]}/")
                                    for row in moved)
-    assert (out / prompt).read_text(encoding="utf-8") == "notes the user keeps here"
-
-
-def test_a_link_in_the_way_of_a_folder_takes_no_file_out_of_the_output_folder(tmp_path: Path) -> None:
-    """A symbolic link where a prompt's folder goes (to a folder elsewhere) is treated as a file
-    in the way: its jobs take their short key, and nothing is written through it."""
-    manifest = write_manifest(tmp_path)
-    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
-    _, filename = first_job(manifest, out)
-    prompt = filename.split("/")[0]
-    out.mkdir()
-    elsewhere.mkdir()
-    (out / prompt).symlink_to(elsewhere)
-    with run_in_thread(sim_settings()) as sim:
-        report = run(manifest, out, sim)
-        books = audit(out, sim)
-    moved = [row for row in books["rows"] if row["file"].startswith(f"{prompt}_")]
-    assert report.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
-    assert len(moved) == 4 and list(elsewhere.iterdir()) == [] and (out / prompt).is_symlink()
+    assert list(elsewhere.iterdir()) == []
+    if in_the_way == "a file":
+        assert (out / prompt).read_text(encoding="utf-8") == "notes the user keeps here"
+    else:
+        assert (out / prompt).is_symlink()
 
 
 def test_a_folder_replaced_by_a_link_during_the_run_is_never_written_through(tmp_path: Path) -> None:
@@ -128,9 +127,9 @@ def test_a_link_at_a_files_staged_name_is_never_written_through(tmp_path: Path) 
     key, filename = first_job(manifest, out)
     victim.write_text("someone's data", encoding="utf-8")
     for suffix in (".mp4", ".json"):
-        staged = out / filename.replace(".mp4", suffix)
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.with_name(f".{staged.name}.{key[:10]}.part").symlink_to(victim)
+        dest = out / filename.replace(".mp4", suffix)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged(dest, key).symlink_to(victim)
     with run_in_thread(sim_settings()) as sim:
         report = run(manifest, out, sim)
     video = out / filename
@@ -183,7 +182,7 @@ def test_a_full_disk_fails_the_download_and_stops_submitting(
     out = tmp_path / "out"
     key, filename = first_job(manifest, out)
     video = out / filename
-    part = video.parent / f".{video.name}.{key[:10]}.part"
+    part = staged(video, key)
     with run_in_thread(sim_settings()) as sim:
         with monkeypatch.context() as disk:
             fill_up(disk, part)
@@ -406,7 +405,7 @@ def test_a_fetch_the_disk_refuses_ends_with_4_even_with_no_job_left(
     with run_in_thread(sim_settings()) as sim:
         run(manifest, out, sim)
         video.unlink()
-        fill_up(monkeypatch, video.parent / f".{video.name}.{key[:10]}.part")
+        fill_up(monkeypatch, staged(video, key))
         fetched = run(manifest, out, sim, fetch_missing=True)
     assert fetched.outcome.exit_code == 4 and "output folder is unusable" in fetched.outcome.reason
     assert fetched.results.summary["counts"] == {"downloaded": 3, "failed": 1}
@@ -533,7 +532,7 @@ def test_names_too_long_for_the_folders_file_system_are_refused_before_anything_
                         else taken(path, name))
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], styles={},
                               output={"filename": "c" * 120 + ".mp4"})
-    key, out = make_plan(manifest).jobs[0].key, tmp_path / "out"
+    key, out = make_plan(manifest).jobs[0].key, tmp_path / "out"  # plan_for would refuse it
     with run_in_thread(sim_settings()) as sim:
         code, _, stderr = invoke_run(manifest, out, sim)
         created = sim.books.creates_accepted

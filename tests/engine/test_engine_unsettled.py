@@ -69,6 +69,14 @@ def two_folders(tmp_path: Path) -> tuple[Path, Path]:
     return manifests[0], manifests[1]
 
 
+def theirs_made(sim: Any, theirs: Path) -> str:
+    """The generation the other folder's one job (of `two_folders`) makes on the account."""
+    out = theirs.parent / "out"
+    assert run(theirs, out, sim).outcome.exit_code == 0
+    [made] = [row["generation_id"] for row in journal_rows(out)]
+    return made
+
+
 def resumed_after_a_lost_create(sim: Any, manifest: Path, out: Path) -> tuple[Any, str, str, int]:
     """A run of `manifest` (one job) into `out` after its create went through and its answer
     was lost, the API's clock then as `sim`'s is: the run's report, the job's key, the
@@ -166,20 +174,21 @@ def test_a_lost_create_takes_its_own_generation_not_an_older_one_another_folder_
     ours, theirs = two_folders(tmp_path)
     out = tmp_path / "a" / "out"
     with run_in_thread(settings) as sim:
-        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
-        [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
+        other = theirs_made(sim, theirs)
         report, key, made, creates = resumed_after_a_lost_create(sim, ours, out)
     assert report.outcome.exit_code == 0 and creates == 2
     assert row_of(out, key)["generation_id"] == made != other
 
 
-def made_at(sim: Any, generation_id: str) -> float | None:
+def made_at(sim: Any, generation_id: str) -> float:
     """When the account lists the generation as made (its `createdAt`)."""
-    async def look() -> float | None:
+    async def look() -> float:
         async with open_client(base_url=sim.base_url, api_key=sim.api_key) as client:
             user_id = (await client.me()).user_id
             listed = await client.generations(user_id, offset=0, limit=50)
-        return next(g.created_at for g in listed if g.id == generation_id)
+        [made] = [g.created_at for g in listed if g.id == generation_id]
+        assert made is not None
+        return made
     return asyncio.run(look())
 
 
@@ -198,7 +207,7 @@ def test_a_creates_sending_is_recorded_on_the_apis_clock(tmp_path: Path) -> None
     [(here, told)] = journal_rows_now(out, "SELECT at, detail FROM transitions "
                                            "WHERE to_state = 'submitting'")
     assert report.outcome.exit_code == 0 and row["state"] == "downloaded" and creates == 1
-    assert made is not None and float(told) <= made < float(told) + 3
+    assert float(told) <= made < float(told) + 3
     assert row["create_sent_at"] == here and abs(float(told) - (here - 600)) < 3
 
 
@@ -249,45 +258,26 @@ def test_a_lost_create_tells_its_own_from_another_folders_with_the_apis_clock_ah
     ours, theirs = two_folders(tmp_path)
     out = tmp_path / "a" / "out"
     with run_in_thread(sim_settings(state_path=state, clock_ahead=540.0)) as sim:
-        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
-    [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
+        other = theirs_made(sim, theirs)
     with run_in_thread(sim_settings(state_path=state, clock_ahead=600.0)) as sim:
         report, key, made, creates = resumed_after_a_lost_create(sim, ours, out)
     assert report.outcome.exit_code == 0 and creates == 1
     assert row_of(out, key)["generation_id"] == made != other
 
 
-def test_a_create_that_made_nothing_is_not_taken_for_another_folders_made_a_minute_before(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("ahead", [-60.0, 60.0], ids=["a minute before", "a minute after"])
+def test_a_create_that_made_nothing_is_not_taken_for_another_folders_made_a_minute_apart(
+        tmp_path: Path, ahead: float) -> None:
     """The lost create made no generation; another folder made one of the same prompt and size
-    (in other styles) a minute before it was sent, by the API's clock: the job is created,
-    not given the other folder's video."""
-    state = tmp_path / "account.jsonl"
-    ours, theirs = two_folders(tmp_path)
-    out = tmp_path / "a" / "out"
-    with run_in_thread(sim_settings(state_path=state, clock_ahead=-60.0)) as sim:
-        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
-    [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
-    with run_in_thread(sim_settings(state_path=state)) as sim:
-        key = left_submitting(ours, out, PROMPTS[0])
-        report = run(ours, out, sim)
-        creates = sim.books.creates_accepted
-    assert report.outcome.exit_code == 0 and creates == 1
-    assert row_of(out, key)["generation_id"] != other
-
-
-def test_a_create_that_made_nothing_is_not_taken_for_another_folders_made_a_minute_after(
-        tmp_path: Path) -> None:
-    """The lost create made no generation; another folder made one of the same prompt and size
-    a minute after it was sent, by the API's clock, later than the create could have been
-    carried out: the job is created, not given the other folder's video."""
+    (in other styles) a minute before it was sent, by the API's clock, or a minute after, later
+    than the create could have been carried out: the job is created, not given the other
+    folder's video."""
     state = tmp_path / "account.jsonl"
     ours, theirs = two_folders(tmp_path)
     out = tmp_path / "a" / "out"
     key = left_submitting(ours, out, PROMPTS[0])
-    with run_in_thread(sim_settings(state_path=state, clock_ahead=60.0)) as sim:
-        assert run(theirs, tmp_path / "b" / "out", sim).outcome.exit_code == 0
-    [other] = [row["generation_id"] for row in journal_rows(tmp_path / "b" / "out")]
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=ahead)) as sim:
+        other = theirs_made(sim, theirs)
     with run_in_thread(sim_settings(state_path=state)) as sim:
         report = run(ours, out, sim)
         creates = sim.books.creates_accepted
