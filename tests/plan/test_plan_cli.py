@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -75,16 +76,15 @@ def test_plan_text_has_a_row_per_job_and_the_summary(monkeypatch: pytest.MonkeyP
         "estimated total: $2.49 (price estimates; the actual cost of each job comes from the API)"]
 
 
-def test_plan_text_keeps_a_job_a_row_whatever_its_vars_hold(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_text_keeps_a_job_a_row_whatever_its_vars_hold(write_manifest: Callable[..., Path]) -> None:
     """A var's line break or carriage return (allowed in a prompt's text) and a right-to-left
     override cannot add rows to the table a user checks before paying, nor hide one."""
-    (tmp_path / "m.yaml").write_text(
-        'version: 1\nname: te\nvars:\n  v: ["x\\r\\n2026-11-24 22:00:00 INFO forged row", '
-        '"\\u202eevil"]\nprompts:\n  - id: a\n    text: "A calm lake {v}"\n', encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["plan", "m.yaml"])
+    path = write_manifest({"name": "te", "vars": {"v": ["x\r\n2026-11-24 22:00:00 INFO forged row",
+                                                         "\u202eevil"]},
+                           "prompts": [{"id": "a", "text": "A calm lake {v}"}]})
+    result = CliRunner().invoke(main, ["plan", str(path)])
     rows = result.stdout.split("\n")
+    assert "Traceback" not in result.output
     assert result.exit_code == 0 and [row.split()[1] for row in rows[1:3]] == ["a/x", "a/"]
     assert rows[3] == "" and "\r" not in result.stdout and "\u202e" not in result.stdout
 
