@@ -87,7 +87,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN spent_before_usd REAL NOT NULL DEFAULT 0;
     """,
     # Version 5: fewer index pages written per transition. Only moves into `submitting` are
-    # looked up by job (when was its create last sent), and files are read all at once.
+    # looked up by job (when its creates were sent), and files are read all at once.
     """
     DROP INDEX transitions_by_job;
     CREATE INDEX transitions_sent ON transitions (job_key, at) WHERE to_state = 'submitting';
@@ -324,22 +324,14 @@ class Journal:
                                  f"AND detail IN ({marks})", ids + ids)
         return {row[0] for row in rows}
 
-    def sent_on_api(self, key: str, at: float) -> float | None:
-        """When the job's create sent at `at` (this machine's clock) was sent by the API's clock,
-        if the run that sent it knew that clock (the move's detail); None if it did not, or was
-        of an earlier version."""
-        row = self.conn.execute("SELECT detail FROM transitions WHERE job_key = ? AND "
-                                "to_state = 'submitting' AND at = ?", (key, at)).fetchone()
-        try:
-            return float(row[0]) if row and row[0] else None
-        except ValueError:
-            return None
-
-    def last_sent(self, key: str) -> float | None:
-        """When the job's latest create was sent (its latest move into `submitting`)."""
-        row = self.conn.execute("SELECT MAX(at) FROM transitions WHERE job_key = ? AND "
-                                "to_state = 'submitting'", (key,)).fetchone()
-        return row[0] if row else None
+    def sendings(self, key: str) -> list[tuple[float, float | None]]:
+        """When each create of the job's current attempt (from its latest move out of `pending`)
+        was sent, in order: by this machine's clock and, if the run that sent it knew the API's
+        clock, by that (the move's detail; None for a run that did not, or of an earlier version)."""
+        rows = self.conn.execute("SELECT at, from_state, detail FROM transitions WHERE job_key = ? "
+                                 "AND to_state = 'submitting' ORDER BY id", (key,)).fetchall()
+        begun = max((n for n, (_, source, _) in enumerate(rows) if source != "submitting"), default=0)
+        return [(at, _number(detail)) for at, _, detail in rows[begun:]]
 
     def missing_videos(self) -> list[JobRow]:
         """The jobs recorded as downloaded whose video is no longer a file in the folder (deleted
@@ -559,3 +551,11 @@ def _upload_json(upload: Upload | None) -> str | None:
         return None
     return json.dumps({"path": str(upload.path), "sha256": upload.sha256,
                        "extension": upload.extension})
+
+
+def _number(detail: str | None) -> float | None:
+    """A move's detail read as a number (a time), None when it is none."""
+    try:
+        return float(detail) if detail else None
+    except ValueError:
+        return None

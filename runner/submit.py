@@ -98,7 +98,8 @@ class Submitter:
         async with self._signature_lock(_signature(row.request)):
             try:
                 if body is None:
-                    found = await self._resolve(row, since=self.ctx.store.last_sent(row.key))
+                    sendings = self.ctx.store.sendings(row.key)
+                    found = await self._resolve(row, since=sendings[-1][0] if sendings else None)
                     if found is not None:
                         return found
                     if not row.planned:
@@ -283,23 +284,27 @@ class Submitter:
 
     async def _find(self, row: JobRow) -> str | None:
         """The generation an unsettled create most likely made, if the account lists one:
-        among the unclaimed ones of its prompt and size made no earlier than `skew` before the
-        create was sent, the first made from its sending on, else the last made before it (see
-        `_nearness`). So a generation of the same prompt and size that another folder made
-        before this create was sent is never taken when the create's own is listed, nor, when
-        the create made none, one made more than `skew` (a couple of seconds, for the clocks of
-        the API's own servers) before it, nor one made after the create could have been carried
-        out (its answer came, or was given up on, within `settle` of the sending, and a server
-        may still carry it out within `settle` of that). The sending is read on the API's
-        clock, as the listed times are, when the run that sent it knew that clock (`_api_time`);
-        else (no answer's Date could be read, or an earlier version sent it) on this machine's,
-        with `unread_skew` (minutes) for how far apart the two may be. The list, newest first,
-        is read until it reaches the window's start."""
+        among the unclaimed ones of its prompt and size made within the window of one of its
+        sendings (a job sent again after answers that told nothing was sent more than once,
+        and any of those creates may be the one carried out), the first made from a sending on,
+        else the last made before one (see `_nearness`). A window runs from `skew` before
+        the sending (a couple of seconds, for the clocks of the API's own servers) to when the
+        create could have been carried out (its answer came, or was given up on, within
+        `settle` of the sending, and a server may still carry it out within `settle` of that).
+        So a generation of the same prompt and size that another folder made before this
+        create was sent is never taken when the create's own is listed, nor, when the create
+        made none, one made outside its windows. The sendings are read on the API's clock, as
+        the listed times are, when the runs that sent them knew that clock (`_api_time`); else
+        (no answer's Date could be read, or an earlier version sent one) on this machine's, with
+        `unread_skew` (minutes) for how far apart the two may be. The list, newest first, is
+        read until it reaches the first window's start."""
         prompt, width, height = _signature(row.request)
-        machine = row.create_sent_at or self.ctx.clock.wall()
-        api = self.ctx.store.sent_on_api(row.key, row.create_sent_at) if row.create_sent_at else None
-        sent, apart = (api, self.skew) if api is not None else (machine, self.unread_skew)
-        since, until = sent - apart, sent + 2 * self.settle + apart
+        sendings = self.ctx.store.sendings(row.key) or [(self.ctx.clock.wall(), None)]
+        on_api = all(api is not None for _, api in sendings)
+        sent = [api if on_api else at for at, api in sendings]
+        apart = self.skew if on_api else self.unread_skew
+        windows = [(at - apart, at, at + 2 * self.settle + apart) for at in sent]
+        since = min(start for start, _, _ in windows)
         user_id = await self._account()
         matches: list[Generation] = []
         for page in range(self.pages):
@@ -309,13 +314,14 @@ class Submitter:
             matches += [g for g in listed if g.prompt == prompt
                         and (not width or g.width in (None, width))
                         and (not height or g.height in (None, height))
-                        and (g.created_at is None or since <= g.created_at <= until)]
+                        and (g.created_at is None or any(start <= g.created_at <= end
+                                                         for start, _, end in windows))]
             if len(listed) < self.page_size or all(
                     g.created_at is not None and g.created_at < since for g in listed):
                 break
         claimed = self.ctx.store.claimed(g.id for g in matches)
         free = [g for g in matches if g.id not in claimed]
-        return min(free, key=partial(_nearness, sent)).id if free else None
+        return min(free, key=partial(_nearness, windows)).id if free else None
 
     def _api_time(self) -> float | None:
         """Now by the API's clock, if its answers have told it (`ServerClock`); else None."""
@@ -382,15 +388,16 @@ class Submitter:
         return row.as_job().wire({upload.sha256: image_id})
 
 
-def _nearness(sent: float, generation: Generation) -> tuple[int, float]:
-    """How likely `generation` is the one a create sent at `sent` made, the likeliest least:
-    made from the sending on, the earliest first; then made before it (by a server whose clock
-    is behind ours, or by another folder or tool), the latest first; then those whose time is
-    not listed."""
+def _nearness(windows: list[tuple[float, float, float]], generation: Generation) -> tuple[int, float]:
+    """How likely `generation` is the one a create made, the likeliest least, by the windows
+    (start, sending, end) of the create's sendings: made from a sending on, within its window,
+    the earliest first; then made before one (by a server whose clock is behind ours, or by
+    another folder or tool), the latest first; then those whose time is not listed."""
     made = generation.created_at
     if made is None:
         return 2, 0.0
-    return (0, made) if made > sent - LISTED_TO else (1, -made)
+    after = any(sent - LISTED_TO < made <= end for _, sent, end in windows)
+    return (0, made) if after else (1, -made)
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:

@@ -32,17 +32,19 @@ from runner.simulator import run_in_thread
 from runner.state import Journal
 
 
-def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float | None = 0.0) -> str:
+def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float | None = 0.0,
+                    ago: float = 0.0) -> str:
     """The job of `prompt` written `submitting`, as a run that died after sending its create
-    leaves it, the API's clock `ahead` of this machine's then (None: that clock unknown to it,
-    or the run of an earlier version, which did not note it); its key."""
+    `ago` seconds ago leaves it, the API's clock `ahead` of this machine's then (None: that
+    clock unknown to it, or the run of an earlier version, which did not note it); its key."""
     planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
     key = next(job.key for job in planned.jobs if job.request["parameters"]["prompt"] == prompt)
     with Journal.open(out) as journal:
         journal.sync_plan(planned.jobs)
         run_id = journal.begin_run(name="died", manifest=str(manifest), settings={}, at=time.time())
-        step(journal, key, "submitting", run_id=run_id, at=time.time(),
-             api_at=None if ahead is None else time.time() + ahead)
+        sent = time.time() - ago
+        step(journal, key, "submitting", run_id=run_id, at=sent,
+             api_at=None if ahead is None else sent + ahead)
     return key
 
 
@@ -228,6 +230,22 @@ def test_a_create_sent_without_the_apis_clock_is_looked_for_minutes_around_this_
         creates = sim.books.creates_accepted
     assert report.outcome.exit_code == 0 and creates == 1
     assert [row["state"] for row in journal_rows(out)] == ["downloaded"]
+
+
+@pytest.mark.parametrize("ahead", [0.0, None], ids=["on the API's clock", "on this machine's"])
+def test_a_create_sent_again_is_looked_for_after_that_sending_not_only_the_first(
+        tmp_path: Path, ahead: float | None) -> None:
+    """The job's first create was lost an hour ago, and made nothing; sent again, its create is
+    carried out but answers 500: it is looked for after each of the job's sendings, the API's
+    clock known to the first run or not, and its generation is found, not paid for again."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    key = left_submitting(manifest, out, PROMPTS[0], ahead=ahead, ago=3600.0)
+    with run_in_thread(sim_settings(fault_create_500=1.0)) as sim:
+        report = run(manifest, out, sim)
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert row_of(out, key)["state"] == "downloaded"
 
 
 @pytest.mark.parametrize(("then", "now"), [(-600.0, -600.0), (-600.0, 0.0), (0.0, 3600.0)],

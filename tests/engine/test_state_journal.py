@@ -48,15 +48,21 @@ def test_a_transition_from_the_wrong_state_is_refused(tmp_path: Path) -> None:
         assert journal.job(job(1).key).state == "pending"
 
 
-def test_retried_creates_keep_the_first_send_time_and_count_attempts(tmp_path: Path) -> None:
+def test_retried_creates_keep_the_first_send_time_count_attempts_and_each_sending(
+        tmp_path: Path) -> None:
+    """Every sending of the job's current attempt is kept, on the API's clock when it was
+    known; a create known not to have gone through ends the attempt."""
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
-        step(journal, job(1).key, "submitting", run_id=run, at=2.0)
+        step(journal, job(1).key, "submitting", run_id=run, at=2.0, api_at=62.0)
         row = step(journal, job(1).key, "submitting", run_id=run, at=5.0)
-        assert (row.create_sent_at, row.attempts, journal.last_sent(job(1).key)) == (2.0, 2, 5.0)
+        assert (row.create_sent_at, row.attempts) == (2.0, 2)
+        assert journal.sendings(job(1).key) == [(2.0, 62.0), (5.0, None)]
         step(journal, job(1).key, "unsent", run_id=run, at=6.0, reason="429")
         assert journal.job(job(1).key).reserved_usd == 0
+        step(journal, job(1).key, "submitting", run_id=run, at=7.0)
+        assert journal.sendings(job(1).key) == [(7.0, None)]
 
 
 def test_sync_keeps_state_and_reports_only_what_matters(tmp_path: Path) -> None:
@@ -88,11 +94,11 @@ def test_an_old_journal_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> No
         row = journal.job("k")
         kept = journal.conn.execute("SELECT api, account, sha256, image_id FROM uploads").fetchall()
         found = journal.upload_id("f00d", api="https://cloud.leonardo.ai/api/rest", account="u1")
-        sent = journal.last_sent("k")
-        plan = journal.conn.execute("EXPLAIN QUERY PLAN SELECT MAX(at) FROM transitions WHERE "
+        sent = journal.sendings("k")
+        plan = journal.conn.execute("EXPLAIN QUERY PLAN SELECT at FROM transitions WHERE "
                                     "job_key = 'k' AND to_state = 'submitting'").fetchall()
     assert version == len(MIGRATIONS) == 7
-    assert sent == 1.5 and "transitions_sent" in str(plan)
+    assert sent == [(1.5, None)] and "transitions_sent" in str(plan)
     assert (row.state, row.generation_id, row.poster, row.error_kind) == ("submitted", "g1", None, None)
     # The old id names no API: kept, but never given to a run, which uploads the frame again.
     assert kept == [("", "", "f00d", "image-1")] and found is None
