@@ -135,6 +135,7 @@ class Account:
     user_id: str
     slots: int | None
     paid_credits: float | None = None  # `apiPaidTokens`; None when the answer has no number
+    subscription_credits: float | None = None  # `apiSubscriptionTokens`: the API plan's, as above
 
 
 class Sink(Protocol):
@@ -191,13 +192,13 @@ class LeonardoClient:
         try:
             details = answer["user_details"][0]
             user_id = details["user"]["id"]
-            paid = details.get("apiPaidTokens")
+            paid, subscription = details.get("apiPaidTokens"), details.get("apiSubscriptionTokens")
         except (KeyError, IndexError, TypeError) as exc:
             raise TransientError("the /v1/me answer has no user") from exc
         if type(user_id) not in (str, int) or str(user_id) == "":  # null, empty: no account named
             raise TransientError("the /v1/me answer names no user")
-        return Account(str(user_id), details.get("apiConcurrencySlots"),
-                       float(paid) if type(paid) in (int, float) else None)
+        return Account(str(user_id), details.get("apiConcurrencySlots"), _credits(paid),
+                       _credits(subscription))
 
     async def generations(self, user_id: str, *, offset: int, limit: int) -> list[Generation]:
         """A page of the account's generations, newest first."""
@@ -424,6 +425,11 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if 0 < number < math.inf else None
+
+
+def _credits(value: Any) -> float | None:
+    """Credits `/v1/me` tells of: a number (true and false are none), else None (none told)."""
+    return float(value) if type(value) in (int, float) else None
 
 
 def _generation(item: dict[str, Any], secret: str) -> Generation:

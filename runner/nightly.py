@@ -126,25 +126,31 @@ def check_owner(journal: Journal, account: Account, out_dir: Path) -> Outcome | 
 
 def check_balance(account: Account, needed_usd: float) -> Outcome | None:
     """Why no job may be created (exit 3) when the account's credits cannot pay for
-    `needed_usd`; None to go on. An unlimited balance, or none shown, skips the check: the quota
-    stop still guards the run."""
+    `needed_usd`; None to go on. The credits are the paid ones and the API plan's together,
+    creates spending both. An unlimited balance, or none shown, skips the check: the quota stop
+    still guards the run."""
     if needed_usd <= 0:
         return None
-    credits = account.paid_credits
-    if credits is None or credits >= UNLIMITED_CREDITS:
+    pools = [credits for credits in (account.paid_credits, account.subscription_credits)
+             if credits is not None]
+    credits = sum(pools)
+    if not pools or credits >= UNLIMITED_CREDITS:
         log.info("balance check skipped: the account shows %s",
-                 "no balance" if credits is None else "an unlimited balance")
+                 "an unlimited balance" if pools else "no balance")
         return None
     usd_per_credit = catalog.load().usd_per_credit
     balance_usd = credits * usd_per_credit
+    held = f"{credits:.0f} credits"
+    if len(pools) == 2:
+        held += f": {account.paid_credits:.0f} paid, {account.subscription_credits:.0f} of the API plan"
     if needed_usd <= balance_usd + 1e-9:
-        log.info("balance $%.2f (%d credits) covers the estimated $%.2f", balance_usd, credits,
+        log.info("balance $%.2f (%s) covers the estimated $%.2f", balance_usd, held,
                  needed_usd, extra={"balance_usd": round(balance_usd, 4),
                                     "needed_usd": round(needed_usd, 4)})
         return None
     short = needed_usd - balance_usd
     reason = (f"the balance is too low: the jobs still to create are estimated at ${needed_usd:.2f}, "
-              f"the account has ${balance_usd:.2f} ({credits:.0f} credits), "
+              f"the account has ${balance_usd:.2f} ({held}), "
               f"${short:.2f} ({short / usd_per_credit:.0f} credits) short; add credit, or set a "
               f"budget of at most ${balance_usd:.2f} (--budget-usd), then run again (no job was "
               "created)")

@@ -91,7 +91,7 @@ def me(settings: SimSettings, balance: int | None) -> dict[str, Any]:
         "user": {"id": settings.user_id, "username": settings.username},
         "apiConcurrencySlots": settings.slots,
         "apiPaidTokens": UNLIMITED_TOKENS if balance is None else balance,
-        "apiSubscriptionTokens": 0, "tokenRenewalDate": None}]}
+        "apiSubscriptionTokens": settings.subscription_credits, "tokenRenewalDate": None}]}
 
 
 def s3_refusal(status: int, code: str, message: str) -> Refusal:

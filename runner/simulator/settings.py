@@ -22,6 +22,9 @@ Account
                           so 180 credits ~ $0.27) and a create that costs more than is left is
                           refused with `out_of_credit_status` (402 by default: the live answer
                           is undocumented, "requests pause until credit is added").
+    subscription_credits  0: the credits of the account's API plan, as `apiSubscriptionTokens`
+                          shows them beside the balance. Shown only: creates are paid from
+                          balance_credits alone.
     port                  0: a free port on 127.0.0.1.
 
 Rendering
@@ -129,6 +132,7 @@ class SimSettings:
     user_id: str = field(default_factory=_new_uuid)
     username: str = "simulator"
     balance_credits: int | None = None
+    subscription_credits: int = 0
     out_of_credit_status: int = 402
     port: int = 0
     render_seconds: float = 90.0
@@ -183,7 +187,7 @@ class SimSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be at least 1, not {value}")
-        for name in ("queue_per_slot", "balance_credits"):
+        for name in ("queue_per_slot", "balance_credits", "subscription_credits"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise UsageError(f"{name} must not be negative, not {value}")

@@ -7,6 +7,8 @@ import asyncio
 import signal
 from pathlib import Path
 
+import pytest
+
 from nightlykit import key_file, run_cli, sim_settings, started, summary, trickling, write_manifest
 
 from runner.api import Account, Timeouts, open_client
@@ -20,9 +22,11 @@ def test_the_credit_rate_matches_the_observed_price_of_a_clip() -> None:
     assert round(180 * catalog.load().usd_per_credit, 4) == 0.27
 
 
-def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("paid, plan", [(540, 0), (240, 300)])
+def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(
+        tmp_path: Path, paid: int, plan: int) -> None:
     manifest = write_manifest(tmp_path)  # 8 jobs x $0.27 = $2.16
-    with run_in_thread(sim_settings(balance_credits=540)) as sim:  # $0.81
+    with run_in_thread(sim_settings(balance_credits=paid, subscription_credits=plan)) as sim:  # $0.81 in all
         done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
                        "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
         books = sim.books
@@ -30,9 +34,9 @@ def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(tmp_pa
     assert books.creates_accepted == 0
     assert set(books.requests) == {"me"}, books.requests
     reason = summary(tmp_path / "out")["exit_reason"]
-    assert ("the jobs still to create are estimated at $2.16, the account has $0.81 (540 credits), "
-            "$1.35 (900 credits) short; add credit, or set a budget of at most $0.81 (--budget-usd)"
-            ) in reason
+    assert (f"the jobs still to create are estimated at $2.16, the account has $0.81 (540 credits: "
+            f"{paid} paid, {plan} of the API plan), $1.35 (900 credits) short; add credit, or set a "
+            "budget of at most $0.81 (--budget-usd)") in reason
     assert reason in done.stdout and "ERROR no job is created: the balance is too low" in done.stderr
 
 
@@ -58,7 +62,8 @@ def test_a_balance_that_covers_the_plan_lets_the_run_through(tmp_path: Path) -> 
                        "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
         assert sim.books.credits_spent == 1440
     assert done.returncode == 0, done.stderr
-    assert "balance $2.16 (1440 credits) covers the estimated $2.16" in done.stderr
+    assert ("balance $2.16 (1440 credits: 1440 paid, 0 of the API plan) covers the estimated $2.16"
+            in done.stderr)
 
 
 def test_the_check_asks_for_no_more_than_the_budget(tmp_path: Path) -> None:
@@ -88,6 +93,18 @@ def check(sim: ThreadedSimulator, *, api_key: str | None = None) -> Outcome | No
             return await read_account(client, pause=lambda attempt: asyncio.sleep(0))
     account = asyncio.run(call())
     return check_balance(account, 100.0) if isinstance(account, Account) else account
+
+
+def test_the_credits_of_the_api_plan_pay_with_the_paid_ones() -> None:
+    with run_in_thread(sim_settings(balance_credits=6_667, subscription_credits=60_000)) as sim:
+        assert check(sim) is None  # $100.00 in all
+
+
+@pytest.mark.parametrize("paid, plan", [(None, 540.0), (540.0, None)])
+def test_a_pool_of_credits_the_account_leaves_out_counts_for_nothing(
+        paid: float | None, plan: float | None) -> None:
+    outcome = check_balance(Account("user", 10, paid, plan), 100.0)
+    assert outcome is not None and "the account has $0.81 (540 credits), $99.19" in outcome.reason
 
 
 def test_an_account_that_cannot_be_read_stops_the_run_resumably_before_anything_is_sent() -> None:

@@ -147,8 +147,8 @@ def test_me_reports_the_account() -> None:
         assert details["user"] == {"id": c.sim.settings.user_id, "username": "simulator"}
         assert details["apiConcurrencySlots"] == 4
         assert details["apiPaidTokens"] == 27830
-        assert details["apiSubscriptionTokens"] == 0 and details["tokenRenewalDate"] is None
-    run(scenario, SimSettings(slots=4, balance_credits=27830))
+        assert details["apiSubscriptionTokens"] == 2000 and details["tokenRenewalDate"] is None
+    run(scenario, SimSettings(slots=4, balance_credits=27830, subscription_credits=2000))
 
 
 def test_init_image_hands_out_a_presigned_form() -> None:
