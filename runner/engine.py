@@ -243,14 +243,14 @@ class Engine:
         kind = f"{row.request.get('model')}/{params.get('mode')}/{params.get('duration')}"
         fresh = row.run_id == ctx.run_id
         started = ctx.clock.now()
-        deadline = ctx.clock.wall() + ctx.timeout
+        deadline = started + ctx.timeout
         polls, failures, pending_at, retry_after = 0, 0, None, None
         while True:
             delay = 0.0 if at_once and not polls else schedule.next_poll(
                 kind, polls if fresh else max(polls, 1), ctx.clock.now() - started)
             if failures:
                 delay = max(delay, ctx.backoff.retry_delay(failures, ctx.rand, retry_after))
-            await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.wall())))
+            await ctx.clock.sleep(min(delay, max(0.0, deadline - ctx.clock.now())))
             try:
                 async with self._polls:
                     generation = await ctx.client.generation(generation_id)
@@ -269,7 +269,7 @@ class Engine:
                         schedule.learn(kind, pending_at=pending_at, complete_at=elapsed)
                     return await self._ended(row, generation, elapsed if fresh else None)
                 pending_at = elapsed
-            if ctx.clock.wall() >= deadline:
+            if ctx.clock.now() >= deadline:
                 await self.submitter.fail(row, f"timed out after {ctx.timeout:g} s "
                                           f"(generation {generation_id})", "timeout")
                 return None

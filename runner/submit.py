@@ -143,14 +143,14 @@ class Submitter:
             if not ctx.stop.submitting or not self._reserve(row):
                 await self._put_back(row, "submitting stopped")
                 return None
-            if deadline is not None and ctx.clock.wall() > deadline:
+            if deadline is not None and ctx.clock.now() > deadline:
                 await self.fail(row, f"no create went through in {ctx.timeout:g} s", "timeout")
                 return None
             source = row.state
             row = await ctx.record(row.submitting(run_id=ctx.run_id, at=ctx.clock.wall(),
                                                   api_at=self._api_time()))
             ctx.tracker.moved(row.key, source, "submitting")
-            deadline = deadline or ctx.clock.wall() + ctx.timeout
+            deadline = deadline or ctx.clock.now() + ctx.timeout
             try:
                 created = await ctx.client.create(body)
                 holder = ctx.store.holder(created.generation_id)

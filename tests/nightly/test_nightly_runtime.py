@@ -123,6 +123,26 @@ def test_a_stop_past_midnight_names_the_out_of_the_days_folder(tmp_path: Path) -
     assert states(report.out_dir) == {"downloaded": 1, "pending": 7}
 
 
+class SteppedAhead(ScaledClock):
+    """The clock of a machine set an hour ahead 45 s into the run, as an NTP step at boot does:
+    its time of day jumps, the time that measures intervals goes on as it went."""
+
+    def wall(self) -> float:
+        return super().wall() + (3600.0 if self.now() > 45 else 0.0)
+
+
+def test_a_step_of_the_machine_clock_fails_no_job_before_its_timeout(tmp_path: Path) -> None:
+    """Renders of 120 s, four creates a minute for eight jobs: at the step jobs render and others
+    wait for their create's next turn; each keeps its whole --timeout, and all download."""
+    manifest = write_manifest(tmp_path, run={"concurrency": 8, "poll_interval": "2s",
+                                             "timeout": "600s"})
+    with run_in_thread(sim_settings(render_seconds=120.0, time_scale=SCALE,
+                                    creates_per_minute=4)) as sim:
+        report = scaled_run(manifest, tmp_path / "out", sim, clock=SteppedAhead(SCALE))
+    assert report.outcome == Outcome(0, "every job downloaded")
+    assert states(tmp_path / "out") == {"downloaded": 8}
+
+
 def test_a_budget_stop_ends_the_run_without_waiting_for_the_submit_rate(tmp_path: Path) -> None:
     # The budget fits no job; the max runtime stands for the submit rate's next turn, at 600 s.
     manifest = write_manifest(tmp_path, run={**SLOW_SUBMITS, "budget_usd": 0.2,
