@@ -127,8 +127,8 @@ def check_owner(journal: Journal, account: Account, out_dir: Path) -> Outcome | 
 def check_balance(account: Account, needed_usd: float) -> Outcome | None:
     """Why no job may be created (exit 3) when the account's credits cannot pay for
     `needed_usd`; None to go on. The credits are the paid ones and the API plan's together,
-    creates spending both. An unlimited balance, or none shown, skips the check: the quota stop
-    still guards the run."""
+    creates spending both (each told apart when the account has some of each). An unlimited
+    balance, or none shown, skips the check: the quota stop still guards the run."""
     if needed_usd <= 0:
         return None
     pools = [credits for credits in (account.paid_credits, account.subscription_credits)
@@ -141,7 +141,7 @@ def check_balance(account: Account, needed_usd: float) -> Outcome | None:
     usd_per_credit = catalog.load().usd_per_credit
     balance_usd = credits * usd_per_credit
     held = f"{credits:.0f} credits"
-    if len(pools) == 2:
+    if len(pools) == 2 and all(pools):  # both in use: what the balance is made of
         held += f": {account.paid_credits:.0f} paid, {account.subscription_credits:.0f} of the API plan"
     if needed_usd <= balance_usd + 1e-9:
         log.info("balance $%.2f (%s) covers the estimated $%.2f", balance_usd, held,
