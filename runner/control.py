@@ -231,21 +231,21 @@ class Tracker:
         self.spent_estimated_usd = 0.0
         self.reserved_usd = 0.0
 
-    def fits(self, estimate: float) -> bool:
-        """Whether reserving `estimate` more keeps spent + reserved within the budget."""
+    def fits(self, price: float) -> bool:
+        """Whether reserving `price` more keeps spent + reserved within the budget."""
         if self.budget_usd is None:
             return True
-        return self.spent_usd + self.reserved_usd + estimate <= self.budget_usd + 1e-9
+        return self.spent_usd + self.reserved_usd + price <= self.budget_usd + 1e-9
 
-    def reserve(self, estimate: float) -> None:
-        self.reserved_usd += estimate
+    def reserve(self, price: float) -> None:
+        self.reserved_usd += price
 
-    def settle(self, estimate: float, spent: float, *, at_estimate: bool = False) -> None:
-        """A reservation of `estimate` ends (0: the run reserved nothing, as for an earlier
+    def settle(self, reserved: float, spent: float, *, at_estimate: bool = False) -> None:
+        """A reservation of `reserved` ends (0: the run reserved nothing, as for an earlier
         run's create found on the account): `spent` is what the create cost (0 when nothing
-        was created), the estimate itself when its answer, with the price, was lost
+        was created), the job's estimate when its answer, with the price, was lost
         (`at_estimate`)."""
-        self.reserved_usd = max(0.0, self.reserved_usd - estimate)
+        self.reserved_usd = max(0.0, self.reserved_usd - reserved)
         self.spent_usd += spent
         if at_estimate:
             self.spent_estimated_usd += spent

@@ -112,13 +112,15 @@ class JobRow:
 
     # Each transition as a Move: the columns it sets, computed from the row as it is now.
 
-    def submitting(self, *, run_id: int, at: float, api_at: float | None = None) -> Move:
-        """Reserve the estimate and note when the create is sent (the first send is kept), and,
+    def submitting(self, *, run_id: int, at: float, reserved_usd: float,
+                   api_at: float | None = None) -> Move:
+        """Note what the run reserved for the create (`reserved_usd`: the estimate, or more when
+        the API has named a higher price) and when it is sent (the first send is kept), and,
         in the move's detail, when by the API's clock (`api_at`, the time its generation will be
         listed with) if it is known; durable, since the create goes out as soon as it is written."""
         first = self.create_sent_at if self.state == "submitting" else None
         return self._move(("pending", "submitting"), "submitting", run_id, at,
-                          {"reserved_usd": self.estimated_cost, "run_id": run_id,
+                          {"reserved_usd": reserved_usd, "run_id": run_id,
                            "create_sent_at": at if first is None else first,
                            "attempts": self.attempts + 1},
                           detail=None if api_at is None else repr(api_at), durable=True)

@@ -324,6 +324,15 @@ class Journal:
                                  f"AND detail IN ({marks})", ids + ids)
         return {row[0] for row in rows}
 
+    def highest_costs(self) -> dict[tuple[Any, ...], float]:
+        """The most a create answer named for a job of each model, mode and duration (the
+        request's), as the engine reserves for a job of that kind."""
+        rows = self.conn.execute(
+            "SELECT json_extract(request, '$.model'), json_extract(request, '$.parameters.mode'), "
+            "json_extract(request, '$.parameters.duration'), MAX(cost_usd) FROM jobs "
+            "WHERE cost_usd > 0 GROUP BY 1, 2, 3")
+        return {(model, mode, duration): cost for model, mode, duration, cost in rows}
+
     def sendings(self, key: str) -> list[tuple[float, float | None]]:
         """When each create of the job's current attempt (from its latest move out of `pending`)
         was sent, in order: by this machine's clock and, if the run that sent it knew the API's

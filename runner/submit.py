@@ -75,7 +75,8 @@ class Submitter:
         self.page_size = page_size
         self._signatures: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._holders: Counter[tuple[Any, ...]] = Counter()
-        self._reserved: set[str] = set()
+        self._reserved: dict[str, float] = {}  # what this run reserved for each job it sends
+        self._prices = ctx.store.highest_costs()  # the most the API has named for each `_kind`
         self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._image_ids: dict[str, str] = {}
         self._uploads_given_up: dict[str, str] = {}  # start frames this run could not upload, and why
@@ -148,6 +149,7 @@ class Submitter:
                 return None
             source = row.state
             row = await ctx.record(row.submitting(run_id=ctx.run_id, at=ctx.clock.wall(),
+                                                  reserved_usd=self._reserved[row.key],
                                                   api_at=self._api_time()))
             ctx.tracker.moved(row.key, source, "submitting")
             deadline = deadline or ctx.clock.now() + ctx.timeout
@@ -206,26 +208,28 @@ class Submitter:
         return at
 
     def _reserve(self, row: JobRow) -> bool:
-        """Reserve the job's estimate once per run, if it fits in the budget: a job resumed from
-        `submitting` whose generation was not found is a new create and pays like one."""
+        """Reserve the job's price once per run, if it fits in the budget: its estimate, or the
+        most the API has named for a job of its model, resolution and duration (in this folder,
+        by this run or an earlier one) when that is more, so that a price table below the
+        API's prices cannot take the run past its budget once a price is known. A job resumed
+        from `submitting` whose generation was not found is a new create and pays like one."""
         tracker = self.ctx.tracker
         if row.key in self._reserved:
             return True
-        if not tracker.fits(row.estimated_cost):
+        price = max(row.estimated_cost, self._prices.get(_kind(row.request), 0.0))
+        if not tracker.fits(price):
             self.ctx.stop.halt(EXIT_RESUMABLE, self.ctx.stop.resumable(
                 f"the budget of ${tracker.budget_usd:g} is reached"))
             return False
-        tracker.reserve(row.estimated_cost)
-        self._reserved.add(row.key)
+        tracker.reserve(price)
+        self._reserved[row.key] = price
         return True
 
     def _settle(self, row: JobRow, spent: float, *, at_estimate: bool = False) -> None:
         """The job's reservation, if this run made one, ends with `spent`. A generation this run
         books to a job it reserved nothing for (an earlier run's create, found on the account)
         is spent by this run all the same: in its budget and progress, as in its summary."""
-        estimate = row.estimated_cost if row.key in self._reserved else 0.0
-        self._reserved.discard(row.key)
-        self.ctx.tracker.settle(estimate, spent, at_estimate=at_estimate)
+        self.ctx.tracker.settle(self._reserved.pop(row.key, 0.0), spent, at_estimate=at_estimate)
 
     async def _record(self, row: JobRow, created: Created) -> JobRow:
         """The job submitted with its generation and its cost: in USD as the answer named it, or
@@ -234,6 +238,9 @@ class Submitter:
         cost_usd = created.cost_usd
         if cost_usd is None and created.cost_credits is not None:
             cost_usd = round(created.cost_credits * catalog.load().usd_per_credit, 6)
+        if cost_usd:
+            kind = _kind(row.request)
+            self._prices[kind] = max(cost_usd, self._prices.get(kind, 0.0))
         row = await ctx.record(row.submitted(run_id=ctx.run_id, at=ctx.clock.wall(),
                                              generation_id=created.generation_id,
                                              cost_usd=cost_usd, cost_credits=created.cost_credits))
@@ -398,6 +405,13 @@ def _nearness(windows: list[tuple[float, float, float]], generation: Generation)
         return 2, 0.0
     after = any(sent - LISTED_TO < made <= end for _, sent, end in windows)
     return (0, made) if after else (1, -made)
+
+
+def _kind(request: dict[str, Any]) -> tuple[Any, ...]:
+    """What a job's price depends on: its model, resolution (mode) and duration, as
+    `Journal.highest_costs` reads them."""
+    params = request.get("parameters", {})
+    return request.get("model"), params.get("mode"), params.get("duration")
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:

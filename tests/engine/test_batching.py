@@ -72,13 +72,14 @@ def test_a_batch_of_moves_is_written_whole_or_not_at_all(tmp_path: Path) -> None
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2)])
         stale = journal.job(job(2).key)
-        step(journal, job(2).key, "submitting", run_id=run, at=2.0)  # the row moved under `stale`
-        moves = [journal.job(job(1).key).submitting(run_id=run, at=3.0),
-                 stale.submitting(run_id=run, at=3.0)]
+        # the row moved under `stale`
+        step(journal, job(2).key, "submitting", reserved_usd=0.27, run_id=run, at=2.0)
+        moves = [journal.job(job(1).key).submitting(reserved_usd=0.27, run_id=run, at=3.0),
+                 stale.submitting(reserved_usd=0.27, run_id=run, at=3.0)]
         with pytest.raises(StateError, match="another run"):
             journal.apply(moves)
         assert journal.job(job(1).key).state == "pending"
-        rows = journal.apply([journal.job(job(1).key).submitting(run_id=run, at=4.0)])
+        rows = journal.apply([journal.job(job(1).key).submitting(reserved_usd=0.27, run_id=run, at=4.0)])
         assert rows == [journal.job(job(1).key)] and rows[0].create_sent_at == 4.0
 
 

@@ -412,7 +412,7 @@ def test_an_unsettled_create_is_looked_for_first_not_counted_as_one_to_create(tm
     with Journal.open(out) as journal:  # a run died with one create sent and not answered
         run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
         journal.sync_plan(jobs)
-        step(journal, jobs[0].key, "submitting", run_id=run_id, at=2.0)
+        step(journal, jobs[0].key, "submitting", reserved_usd=0.27, run_id=run_id, at=2.0)
     _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
     with run_in_thread(sim_settings()) as sim:
         code, _, _ = invoke_run(manifest, out, sim, "--log-file", str(log))

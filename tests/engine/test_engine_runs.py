@@ -25,6 +25,7 @@ from enginekit import (
     down_url,
     invoke,
     journal_rows,
+    journal_rows_now,
     killed_retry_run,
     results_files,
     results_lines,
@@ -136,7 +137,7 @@ def test_a_journal_copied_without_its_write_ahead_log_is_refused(tmp_path: Path)
     with Journal.open(out) as journal:  # open, as a killed run leaves it: its steps in its log
         run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
         journal.sync_plan(jobs)
-        step(journal, jobs[0].key, "submitting", run_id=run_id, at=2.0)
+        step(journal, jobs[0].key, "submitting", reserved_usd=0.27, run_id=run_id, at=2.0)
         step(journal, jobs[0].key, "submitted", run_id=run_id, at=3.0, generation_id="g1",
              cost_usd=0.27, cost_credits=None)
         with FolderLock.acquire(copy):  # the folder copied without journal.sqlite-wal
@@ -195,6 +196,39 @@ def test_a_cost_named_in_credits_counts_in_dollars_in_the_results_and_the_budget
     assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
     assert summary["spent_usd"] == pytest.approx(billed_usd) == pytest.approx(0.54)
     assert {r["cost_usd"] for r in records if r["state"] == "downloaded"} == {0.27}
+
+
+def test_a_price_table_below_the_api_s_prices_reserves_the_price_the_api_named_once_known(
+        tmp_path: Path) -> None:
+    # The table says $0.01 a job; the API names $0.27 for each. Only the first create, sent
+    # before any price of its kind is known, is reserved at the estimate.
+    manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.01}}},
+                              run={"budget_usd": 1.0, "concurrency": 1})
+    out, reserved = tmp_path / "out", []
+
+    def journal_reservation(event: Event) -> None:
+        if event.kind == "submitting":
+            reserved.extend(journal_rows_now(out, "SELECT reserved_usd FROM jobs WHERE key = "
+                                                  f"'{event.key}'")[0])
+
+    with run_in_thread(sim_settings()) as sim:
+        report = run(manifest, out, sim, sink=journal_reservation)
+        created = sim.books.creates_accepted
+    assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
+    assert created == 3 and report.results.summary["spent_usd"] == 0.81  # a fourth: $1.08
+    assert reserved == [0.01, 0.27, 0.27]
+
+
+def test_the_prices_an_earlier_run_was_named_are_reserved_from_a_run_s_first_create(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        assert run(write_manifest(tmp_path, repeat=1), out, sim).outcome.exit_code == 0  # 4 x $0.27
+        cheap = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.01}}})
+        stopped = run(cheap, out, sim, budget_usd=0.2)  # 4 new jobs, $0.01 each by the table
+        created = sim.books.creates_accepted
+    assert stopped.outcome.exit_code == 3 and "budget" in stopped.outcome.reason
+    assert created == 4 and stopped.results.summary["run_spent_usd"] == 0
 
 
 def test_failures_of_jobs_gone_from_the_manifest_stay_reported_but_fail_no_later_run(

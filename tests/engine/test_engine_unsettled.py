@@ -43,7 +43,7 @@ def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float | No
         journal.sync_plan(planned.jobs)
         run_id = journal.begin_run(name="died", manifest=str(manifest), settings={}, at=time.time())
         sent = time.time() - ago
-        step(journal, key, "submitting", run_id=run_id, at=sent,
+        step(journal, key, "submitting", reserved_usd=0.27, run_id=run_id, at=sent,
              api_at=None if ahead is None else sent + ahead)
     return key
 
@@ -144,7 +144,7 @@ def test_a_retried_job_left_submitting_is_created_not_taken_for_its_old_finished
              poster_url=None, render_seconds=1.0)
         step(journal, key, "failed", run_id=run_id, at=4.0, reason="gone", kind="lost")
         journal.retry_failed(run_id=run_id, at=5.0)
-        step(journal, key, "submitting", run_id=run_id, at=time.time())
+        step(journal, key, "submitting", reserved_usd=0.27, run_id=run_id, at=time.time())
     with run_in_thread(sim_settings()) as sim:
         report = run(manifest, out, sim)
         creates = sim.books.creates_accepted

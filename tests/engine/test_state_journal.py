@@ -22,7 +22,7 @@ def test_a_job_walks_from_pending_to_downloaded_with_one_log_line_per_step(tmp_p
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
         key = job(1).key
-        row = step(journal, key, "submitting", run_id=run, at=2.0)
+        row = step(journal, key, "submitting", reserved_usd=0.27, run_id=run, at=2.0)
         assert (row.state, row.reserved_usd, row.attempts, row.create_sent_at) == \
             ("submitting", 0.27, 1, 2.0)
         assert compute(journal, tmp_path).summary["reserved_usd"] == 0.27
@@ -55,13 +55,13 @@ def test_retried_creates_keep_the_first_send_time_count_attempts_and_each_sendin
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1)])
-        step(journal, job(1).key, "submitting", run_id=run, at=2.0, api_at=62.0)
-        row = step(journal, job(1).key, "submitting", run_id=run, at=5.0)
+        step(journal, job(1).key, "submitting", reserved_usd=0.27, run_id=run, at=2.0, api_at=62.0)
+        row = step(journal, job(1).key, "submitting", reserved_usd=0.27, run_id=run, at=5.0)
         assert (row.create_sent_at, row.attempts) == (2.0, 2)
         assert journal.sendings(job(1).key) == [(2.0, 62.0), (5.0, None)]
         step(journal, job(1).key, "unsent", run_id=run, at=6.0, reason="429")
         assert journal.job(job(1).key).reserved_usd == 0
-        step(journal, job(1).key, "submitting", run_id=run, at=7.0)
+        step(journal, job(1).key, "submitting", reserved_usd=0.27, run_id=run, at=7.0)
         assert journal.sendings(job(1).key) == [(7.0, None)]
 
 
@@ -69,7 +69,7 @@ def test_sync_keeps_state_and_reports_only_what_matters(tmp_path: Path) -> None:
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2), job(3)])
-        step(journal, job(1).key, "submitting", run_id=run, at=2.0)
+        step(journal, job(1).key, "submitting", reserved_usd=0.27, run_id=run, at=2.0)
         journal.sync_plan([job(2, prompt="moved"), job(4)])
         assert journal.job(job(1).key).state == "submitting"
         reported = [row.key for row in journal.reported()]
@@ -127,7 +127,7 @@ def test_retry_failed_polls_again_what_was_created_and_resubmits_the_rest(tmp_pa
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2)])
         step(journal, job(1).key, "failed", run_id=run, at=2.0, reason="refused", kind="invalid")
-        step(journal, job(2).key, "submitting", run_id=run, at=2.0)
+        step(journal, job(2).key, "submitting", reserved_usd=0.27, run_id=run, at=2.0)
         step(journal, job(2).key, "submitted", run_id=run, at=3.0, generation_id="g", cost_usd=None,
              cost_credits=None)
         step(journal, job(2).key, "failed", run_id=run, at=4.0, reason="timed out", kind="timeout")
@@ -143,7 +143,7 @@ def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Pat
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan([job(1), job(2)])
         for number in (1, 2):
-            step(journal, job(number).key, "submitting", run_id=run, at=2.0)
+            step(journal, job(number).key, "submitting", reserved_usd=0.27, run_id=run, at=2.0)
             step(journal, job(number).key, "submitted", run_id=run, at=3.0,
                  generation_id=f"dead{number}", cost_usd=0.3, cost_credits=None)
             step(journal, job(number).key, "failed", run_id=run, at=4.0,
@@ -152,10 +152,10 @@ def test_a_failed_render_retried_is_created_anew_and_its_cost_kept(tmp_path: Pat
         row = journal.job(job(1).key)
         assert (row.state, row.generation_id, row.spent_usd) == ("pending", "dead1", 0.3)
         assert journal.claimed(["dead1", "other"]) == {"dead1"}
-        step(journal, job(1).key, "submitting", run_id=run, at=6.0)
+        step(journal, job(1).key, "submitting", reserved_usd=0.27, run_id=run, at=6.0)
         step(journal, job(1).key, "submitted", run_id=run, at=7.0, generation_id="new", cost_usd=0.25,
              cost_credits=None)
-        step(journal, job(2).key, "submitting", run_id=run, at=6.0)
+        step(journal, job(2).key, "submitting", reserved_usd=0.27, run_id=run, at=6.0)
         failed = step(journal, job(2).key, "failed", run_id=run, at=7.0,
                       reason="no create went through in 30 s", kind="timeout")
         assert journal.job(job(1).key).spent_usd == pytest.approx(0.55)
@@ -171,7 +171,7 @@ def test_a_write_the_file_refuses_is_a_state_error_and_leaves_nothing_half_writt
     conn = sqlite3.connect(f"file:{tmp_path / JOURNAL_NAME}?mode=ro", uri=True, isolation_level=None)
     refused = Journal(conn, tmp_path)
     with pytest.raises(StateError, match="cannot write the journal: attempt to write a readonly"):
-        step(refused, job(1).key, "submitting", run_id=1, at=1.0)
+        step(refused, job(1).key, "submitting", reserved_usd=0.27, run_id=1, at=1.0)
     assert not conn.in_transaction and refused.job(job(1).key).state == "pending"
     conn.close()
 

@@ -249,7 +249,7 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan(jobs)
         for job, cost in zip(jobs[:2], (0.3, None)):
-            row = journal.apply([journal.job(job.key).submitting(run_id=run, at=2.0)])[0]
+            row = journal.apply([journal.job(job.key).submitting(reserved_usd=0.27, run_id=run, at=2.0)])[0]
             row = journal.apply([row.submitted(run_id=run, at=3.0, generation_id=f"g{job.index}",
                                                cost_usd=cost, cost_credits=None)])[0]
             row = journal.apply([row.complete(run_id=run, at=4.0, video_url="http://v",
