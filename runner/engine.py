@@ -239,8 +239,7 @@ class Engine:
         once more when the deadline comes before the job is given up on."""
         ctx, schedule = self.ctx, self.schedule
         generation_id = row.generation_id or ""
-        params = row.request.get("parameters", {})
-        kind = f"{row.request.get('model')}/{params.get('mode')}/{params.get('duration')}"
+        kind = row.kind
         fresh = row.run_id == ctx.run_id
         started = ctx.clock.now()
         deadline = started + ctx.timeout

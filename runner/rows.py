@@ -99,6 +99,13 @@ class JobRow:
         return bool(self.generation_id) and self.error_kind in POLL_AGAIN
 
     @property
+    def kind(self) -> tuple[Any, ...]:
+        """What the job's render time and price depend on: its model, resolution (mode) and
+        duration, as its request has them (and `Journal.highest_costs` reads them)."""
+        params = self.request.get("parameters", {})
+        return self.request.get("model"), params.get("mode"), params.get("duration")
+
+    @property
     def waits_for_retry_failed(self) -> bool:
         """Whether this is a failed job of the plan that only a run with --retry-failed takes up
         again (refused for its content, a FAILED render: see PASSING_FAILURES)."""

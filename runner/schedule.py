@@ -11,7 +11,7 @@ import bisect
 import email.utils
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 Random = Callable[[], float]
@@ -177,15 +177,15 @@ class PollSchedule:
 
     def __init__(self, policy: PollPolicy) -> None:
         self.policy = policy
-        self._by_kind: dict[str, _Estimates] = {}
+        self._by_kind: dict[Hashable, _Estimates] = {}
         self._all = _Estimates(deque(maxlen=policy.memory))
 
-    def expected(self, kind: str) -> float | None:
+    def expected(self, kind: Hashable) -> float | None:
         """The render time the first poll aims at, or None before anything finished."""
         known = self._by_kind.get(kind) or (self._all if self._all.ordered else None)
         return known.quantile(self.policy.quantile) if known else None
 
-    def next_poll(self, kind: str, polls: int, elapsed: float) -> float:
+    def next_poll(self, kind: Hashable, polls: int, elapsed: float) -> float:
         """Seconds from now to the next poll, after `polls` polls and `elapsed` since submit."""
         policy = self.policy
         expected = self.expected(kind)
@@ -197,7 +197,7 @@ class PollSchedule:
         first_gap = max(policy.min_gap, expected * policy.gap_fraction)
         return min(policy.interval, first_gap * 2 ** max(0, polls - 1))
 
-    def learn(self, kind: str, *, pending_at: float | None, complete_at: float) -> None:
+    def learn(self, kind: Hashable, *, pending_at: float | None, complete_at: float) -> None:
         """Record a finished job seen complete `complete_at` seconds after submit."""
         if pending_at is not None:
             estimate = (pending_at + complete_at) / 2

@@ -76,7 +76,7 @@ class Submitter:
         self._signatures: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._holders: Counter[tuple[Any, ...]] = Counter()
         self._reserved: dict[str, float] = {}  # what this run reserved for each job it sends
-        self._prices = ctx.store.highest_costs()  # the most the API has named for each `_kind`
+        self._prices = ctx.store.highest_costs()  # the most the API has named for each kind of job
         self._uploads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._image_ids: dict[str, str] = {}
         self._uploads_given_up: dict[str, str] = {}  # start frames this run could not upload, and why
@@ -216,7 +216,7 @@ class Submitter:
         tracker = self.ctx.tracker
         if row.key in self._reserved:
             return True
-        price = max(row.estimated_cost, self._prices.get(_kind(row.request), 0.0))
+        price = max(row.estimated_cost, self._prices.get(row.kind, 0.0))
         if not tracker.fits(price):
             self.ctx.stop.halt(EXIT_RESUMABLE, self.ctx.stop.resumable(
                 f"the budget of ${tracker.budget_usd:g} is reached"))
@@ -239,8 +239,7 @@ class Submitter:
         if cost_usd is None and created.cost_credits is not None:
             cost_usd = round(created.cost_credits * catalog.load().usd_per_credit, 6)
         if cost_usd:
-            kind = _kind(row.request)
-            self._prices[kind] = max(cost_usd, self._prices.get(kind, 0.0))
+            self._prices[row.kind] = max(cost_usd, self._prices.get(row.kind, 0.0))
         row = await ctx.record(row.submitted(run_id=ctx.run_id, at=ctx.clock.wall(),
                                              generation_id=created.generation_id,
                                              cost_usd=cost_usd, cost_credits=created.cost_credits))
@@ -405,13 +404,6 @@ def _nearness(windows: list[tuple[float, float, float]], generation: Generation)
         return 2, 0.0
     after = any(sent - LISTED_TO < made <= end for _, sent, end in windows)
     return (0, made) if after else (1, -made)
-
-
-def _kind(request: dict[str, Any]) -> tuple[Any, ...]:
-    """What a job's price depends on: its model, resolution (mode) and duration, as
-    `Journal.highest_costs` reads them."""
-    params = request.get("parameters", {})
-    return request.get("model"), params.get("mode"), params.get("duration")
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:
