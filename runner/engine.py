@@ -149,10 +149,10 @@ class Engine:
         self._calls_seen = calls
         now = ctx.clock.now()
         if answered and self._unreachable_since is not None:
-            lasted = now - self._unreachable_since
+            lasted = round(now - self._unreachable_since, 1)  # the message says what the field does
             self._unreachable_since = None
             ctx.tracker.emit("reachable", None, f"the API answers again after {lasted:.0f} s",
-                             {"unreachable_seconds": round(lasted, 1)})
+                             {"unreachable_seconds": lasted})
         if answered or not refused:
             return
         if self._unreachable_since is None:
