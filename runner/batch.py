@@ -96,6 +96,8 @@ class PlanDiff:
     # The jobs the manifest no longer has that a run still fetches, paying nothing more: those
     # in flight, and those failed whose paid generation is polled again.
     unplanned: tuple[str, ...] = ()
+    # The jobs the manifest no longer has that the results keep (done, failed or in flight), by state.
+    unplanned_counts: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # the planned jobs' videos, where they were put
     # The planned failed jobs a run fetches, paying nothing more: paid, their generation polled again.
     to_fetch: tuple[str, ...] = ()
@@ -174,6 +176,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     again: set[str] = set()  # failed jobs the run would create anew
     missing: tuple[str, ...] = ()
     unplanned: tuple[str, ...] = ()
+    unplanned_counts: dict[str, int] = {}
     to_fetch: tuple[str, ...] = ()
     files: dict[str, str] = {}
     refused = unusable(out_dir)
@@ -188,6 +191,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
             again = {row.key for row in retried if not row.polled_again}
             unplanned = tuple(row.key for row in (*journal.in_states(IN_FLIGHT), *retried)
                               if row.key not in keys)
+            unplanned_counts = journal.unplanned_counts(keys)
             to_fetch = tuple(row.key for row in retried if row.polled_again and row.key in keys)
             missing = tuple(row.key for row in journal.missing_videos())
             files = {key: file for file, key in journal.file_owners().items() if key in keys}
@@ -200,8 +204,8 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     to_create = estimated_usd(job for job in planned.jobs if job.key in again
                               or states.get(job.key, "pending") == "pending")
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
-                    to_create_usd=to_create, missing=missing, unplanned=unplanned, files=files,
-                    to_fetch=to_fetch)
+                    to_create_usd=to_create, missing=missing, unplanned=unplanned,
+                    unplanned_counts=unplanned_counts, files=files, to_fetch=to_fetch)
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,

@@ -159,7 +159,8 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
     videos = found.files if found else None
     if fmt == "json":
         click.echo(render.plan_json(planned, states, to_create, found.unplanned if found else None,
-                                    videos, found.to_fetch if found else None))
+                                    videos, found.to_fetch if found else None,
+                                    found.unplanned_counts if found else None))
     elif fmt == "jsonl":
         for line in render.plan_jsonl(planned, states, videos):
             click.echo(line)
@@ -511,8 +512,13 @@ def _simulated(simulate: bool, time_scale: float | None, *, typed: list[str]) ->
 
 
 def _diff_line(state: batch.PlanDiff) -> str:
-    dropped = (f"; {render.plural(len(state.unplanned), 'job')} the manifest no longer has, still "
-               "to fetch (nothing more is paid)") if state.unplanned else ""
+    """The plan against the folder in one line: its jobs by what is left to do, then the jobs
+    the manifest no longer has as the run's last lines count them (kept in the results), those
+    of them a run still fetches, and the videos gone from the folder."""
+    kept = render.unplanned_line({"unplanned_counts": state.unplanned_counts})
+    fetched = (f" ({len(state.unplanned)} of them still to fetch, nothing more is paid)"
+               if state.unplanned else "")
+    dropped = f"; {kept}{fetched}" if kept else ""
     gone = f"; {render.plural(len(state.missing), 'video')} gone from the folder" if state.missing else ""
     paid = (f" ({len(state.to_fetch)} of them paid, to fetch with nothing more to pay)"
             if state.to_fetch else "")

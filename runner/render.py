@@ -131,11 +131,14 @@ def plan_summary(plan: Plan, to_create: float | None = None) -> dict[str, Any]:
 
 def plan_json(plan: Plan, states: dict[str, str] | None = None, to_create: float | None = None,
               unplanned: Sequence[str] | None = None, files: dict[str, str] | None = None,
-              to_fetch: Sequence[str] | None = None) -> str:
-    """The plan as JSON; with an output folder's state known, `unplanned` keys the paid jobs the
-    manifest no longer has that a run there still fetches, `to_fetch` the failed ones it has."""
+              to_fetch: Sequence[str] | None = None,
+              unplanned_counts: dict[str, int] | None = None) -> str:
+    """The plan as JSON; with an output folder's state known, `unplanned_counts` counts by state
+    the jobs the manifest no longer has that the folder's results keep, `unplanned` keys those
+    of them a run there still fetches, `to_fetch` the failed ones it has."""
     summary = plan_summary(plan, to_create)
     if states is not None:
+        summary["unplanned_counts"] = dict(unplanned_counts or {})
         summary["unplanned_to_fetch"] = list(unplanned or ())
         summary["failed_to_fetch"] = list(to_fetch or ())
     return json.dumps({"summary": summary, "jobs": [job_record(j, states, files) for j in plan.jobs]},

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -106,9 +107,10 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
-# The jobs the results speak of: the planned ones, any older one that was sent, and any older
-# one that cost money (a job taken up again waits pending with what its generations cost).
-_REPORTED = "planned = 1 OR state != 'pending' OR spent_before_usd > 0 OR generation_id IS NOT NULL"
+# The jobs that were sent or cost money (a job taken up again waits pending with what its
+# generations cost); the results speak of those and of the planned ones.
+_SENT = "state != 'pending' OR spent_before_usd > 0 OR generation_id IS NOT NULL"
+_REPORTED = f"planned = 1 OR {_SENT}"
 # The jobs a run answers for, in its progress and its exit code: the planned ones, and older
 # ones still in flight, which it carries on with.
 _ANSWERED = f"planned = 1 OR state IN {IN_FLIGHT}"
@@ -286,6 +288,12 @@ class Journal:
         """The jobs the results speak of (`_REPORTED`), planned ones first, in plan order."""
         yield from self._rows(self.conn.execute(f"{_SELECT} WHERE {_REPORTED} "
                                                 "ORDER BY planned DESC, idx, key"))
+
+    def unplanned_counts(self, plan: Collection[str]) -> dict[str, int]:
+        """The jobs a plan of the keys `plan` would leave out, by state, as the results count
+        them once it runs (`unplanned_counts`): those that were sent or cost money."""
+        rows = self.conn.execute(f"SELECT key, state FROM jobs WHERE {_SENT}")
+        return dict(sorted(Counter(state for key, state in rows if key not in plan).items()))
 
     def states_of(self, keys: Iterable[str]) -> dict[str, str]:
         """The state of each of `keys` the journal knows."""

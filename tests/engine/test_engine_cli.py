@@ -265,7 +265,8 @@ def test_a_dry_run_and_the_run_count_the_failed_jobs_a_run_would_create_again(tm
         dropped = write_manifest(tmp_path, repeat=1, styles={"vibe": ["none"]})  # without that prompt
         _, elsewhere, _ = invoke("run", str(dropped), "--out", str(out), "--dry-run", "--retry-failed")
     assert "$0.00 of it to create" in waiting and "$0.27 of it to create" in retried
-    assert "2 new, 0 in flight, 0 done, 0 failed; nothing was sent" in elsewhere  # never taken up
+    assert ("2 new, 0 in flight, 0 done, 0 failed; 1 job no longer in the manifest: 1 failed; "
+            "nothing was sent") in elsewhere  # kept, never taken up
     started = [line for line in log.read_text(encoding="utf-8").splitlines() if "run started" in line]
     assert [line.endswith("0 already downloaded, 0 to create") for line in started] == [True, False]
     assert started[1].endswith("0 already downloaded, 1 to create")
@@ -328,8 +329,9 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
         code, shown, _ = invoke_run(manifest, out, sim)
         created = sim.books.creates_accepted
     assert first.outcome.exit_code == 3
-    assert ("2 jobs the manifest no longer has, still to fetch (nothing more is paid)" in dry
-            and "$0.00 of it to create" in dry)
+    state = "failed" if "timeout" in left else "submitted"
+    assert (f"; 2 jobs no longer in the manifest: 2 {state} (2 of them still to fetch, nothing "
+            "more is paid); nothing was sent" in dry and "$0.00 of it to create" in dry)
     paid = {json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()}
     dropped = paid - {job["key"] for job in json.loads(planned)["jobs"]}
     fetching = json.loads(planned)["summary"]["unplanned_to_fetch"]
@@ -337,6 +339,27 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
     assert code == 0 and created == 4 and shown.splitlines()[:2] == [
         "every job downloaded: 2/2 downloaded, $1.08 spent ($0.00 by this run)",
         "2 jobs no longer in the manifest: 2 downloaded"]
+
+
+def test_a_dry_run_and_plan_count_the_done_jobs_an_edit_drops_as_the_run_then_does(
+        tmp_path: Path) -> None:
+    """A prompt dropped from the manifest (by mistake, or a var's value renamed) takes its videos
+    out of the plan: the dry run and `plan --out` say so before anything is sent, in the words
+    of the run's last lines, and the plan's JSON counts them by state as summary.json does."""
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        assert invoke_run(write_manifest(tmp_path), out, sim)[0] == 0  # 8 downloaded
+        manifest = write_manifest(tmp_path, prompts=PROMPTS[:1])  # 4 of them dropped
+        _, dry, _ = invoke("run", str(manifest), "--out", str(out), "--dry-run")
+        _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
+        _, listed, _ = invoke("plan", str(manifest), "--out", str(out), "--format", "json")
+        code, ended, _ = invoke_run(manifest, out, sim)
+    dropped = "4 jobs no longer in the manifest: 4 downloaded"
+    assert f"0 new, 0 in flight, 4 done, 0 failed; {dropped}; nothing was sent" in dry
+    assert planned.splitlines()[-1].endswith(f"0 new, 0 in flight, 4 done, 0 failed; {dropped}")
+    assert json.loads(listed)["summary"]["unplanned_counts"] == {"downloaded": 4}
+    assert code == 0 and ended.splitlines()[1] == dropped
+    assert json.loads((out / "summary.json").read_text())["unplanned_counts"] == {"downloaded": 4}
 
 
 def test_a_dry_run_and_plan_tell_the_paid_jobs_that_timed_out_from_those_failed_for_good(
