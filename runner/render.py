@@ -159,11 +159,14 @@ def _styles_cell(job: Job) -> str:
 
 def plan_text(plan: Plan, states: dict[str, str] | None = None,
               to_create: float | None = None) -> Iterator[str]:
-    """One row per job, then the summary; `states` adds each job's state in an output folder."""
-    header = ["key", "prompt", "styles", "model", "res", "dur", "aspect", "n", "est $"]
+    """One row per job, then the summary; a plan with start frames has a column of each job's,
+    and `states` adds each job's state in an output folder."""
+    frames = any("start_frame" in job.axes for job in plan.jobs)
+    header = ["key", "prompt", "styles", "model", "res", "dur", "aspect",
+              *(["frame"] if frames else []), "n", "est $"]
     rows = [[j.short_key, _prompt_cell(j), _styles_cell(j), j.axes["model"], j.axes["resolution"],
-             f"{j.axes['duration']}s", j.axes["aspect_ratio"], str(j.sample),
-             f"{j.estimated_cost:.2f}"] for j in plan.jobs]
+             f"{j.axes['duration']}s", j.axes["aspect_ratio"], *([_frame_cell(j)] if frames else []),
+             str(j.sample), f"{j.estimated_cost:.2f}"] for j in plan.jobs]
     if states is not None:
         header.append("state")
         for row, job in zip(rows, plan.jobs):
@@ -173,6 +176,11 @@ def plan_text(plan: Plan, states: dict[str, str] | None = None,
         yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
     yield ""
     yield from summary_lines(plan, to_create)
+
+
+def _frame_cell(job: Job) -> str:
+    """The job's start frame as the manifest names it (its path or id), `-` for none."""
+    return one_line(str(job.axes.get("start_frame", "-")))
 
 
 def _prompt_cell(job: Job) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -87,6 +88,28 @@ def test_plan_text_keeps_a_job_a_row_whatever_its_vars_hold(write_manifest: Call
     assert "Traceback" not in result.output
     assert result.exit_code == 0 and [row.split()[1] for row in rows[1:3]] == ["a/x", "a/"]
     assert rows[3] == "" and "\r" not in result.stdout and "\u202e" not in result.stdout
+
+
+def test_plan_text_shows_each_jobs_start_frame_on_its_row(write_manifest: Callable[..., Path],
+                                                          tiny_png: Path, tmp_path: Path) -> None:
+    """A sweep over start frames: rows alike in every other column are told apart by their
+    frame, a prompt without one shows `-`, and a file name's right-to-left override turns no
+    other cell around."""
+    for image, name in (("tiny.png", "a.png"), ("other.png", "b\u202egnp.png")):
+        shutil.copy(tiny_png.with_name(image), tmp_path / name)
+    path = write_manifest({"name": "frames",
+                           "prompts": [{"id": "leaf", "text": "Leaves rustling"},
+                                       {"id": "lake", "text": "A calm lake", "start_frame": None}],
+                           "matrix": {"start_frame": [{"path": "a.png"}, {"path": "b\u202egnp.png"}]}})
+    result = CliRunner().invoke(main, ["plan", str(path)])
+    assert "Traceback" not in result.output and result.exit_code == 0, result.output
+    rows = [[cell.strip() for cell in row.split("  ") if cell.strip()]
+            for row in result.stdout.split("\n")]
+    assert rows[0] == ["key", "prompt", "styles", "model", "res", "dur", "aspect", "frame", "n",
+                       "est $"]
+    assert [(row[1], row[7]) for row in rows[1:4]] == [
+        ("leaf", "a.png"), ("leaf", "b gnp.png"), ("lake", "-")]
+    assert rows[1][2:7] == rows[2][2:7] and rows[4] == []
 
 
 def test_plan_text_names_the_style_set(monkeypatch: pytest.MonkeyPatch) -> None:
