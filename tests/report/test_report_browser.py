@@ -309,3 +309,29 @@ def test_jobs_the_manifest_no_longer_has_are_listed_apart_from_the_comparison(
         assert f"style set{record['axes']['style_set']}" in job["chips"]
         assert job["video"] == (record["state"] == "downloaded")  # the paid video still plays here
     assert seen["errors"] == []
+
+
+def test_the_size_slider_sets_the_cells_width_and_a_vertical_clip_stays_within_the_window(
+        driver: Driver, tmp_path: Path) -> None:
+    # one prompt under two vibes, both 9:16: a sweep far narrower than the window
+    records = make_run(tmp_path, Sweep(prompts=1, vibes=2, lightings=1, failed_every=0))
+    for record in records:
+        record["axes"]["aspect_ratio"] = "9:16"
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    boxes = ("(() => { const s = document.getElementById('cell-size'); s.value = '%s';"
+             " s.dispatchEvent(new Event('input'));"
+             " return {window: innerHeight, cells: [...document.querySelectorAll('.cell')].map((c) => {"
+             " const m = c.querySelector('.media').getBoundingClientRect();"
+             " return [c.getBoundingClientRect().width, m.width, m.height]; })}; })()")
+
+    async def scenario() -> dict[int, dict[str, Any]]:
+        page = await open_report(driver, tmp_path)
+        return {size: await page.evaluate(boxes % size) for size in (160, 280, 560)}
+
+    seen = driver.run(scenario())
+    for size in (160, 280):
+        assert [cell[:2] for cell in seen[size]["cells"]] == [[size, size - 2]] * 2  # 1 px borders
+    for cell, media, height in seen[560]["cells"]:
+        assert cell == 560 and media <= 558
+        assert height < seen[560]["window"] - 100  # the whole clip on screen, with its column's head
+        assert abs(media / height - 9 / 16) < 0.01
