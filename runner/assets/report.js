@@ -49,6 +49,9 @@
   /* The distinct values of an axis, in plan order. */
   const VALUES = Object.fromEntries(AXES.map((axis) => [axis,
     [...new Set(JOBS.map((job) => valueKey(job.axes[axis])))]]));
+  /* What the filters offer: the states the jobs are in, then each varying axis's values. */
+  const FILTERS = [["state", Object.values(STATES).filter((state) => JOBS.some((job) => stateGroup(job) === state))],
+    ...VARYING.map((axis) => [axis, VALUES[axis]])];
 
   const view = {
     row: null, col: null, size: 280, autoplay: true, onlyPicks: false,
@@ -63,16 +66,26 @@
     return { row, col };
   }
 
+  /* The view lives in the address, so a reload or a shared link shows the same one:
+   * `#rows=prompt&cols=vibe&hide.vibe=Clay&hide.state=failed`. An axis or a value this run
+   * does not have (a link to an older version of the sweep) is left out. */
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
     const chosen = defaultAxes();
     view.row = AXES.includes(params.get("rows")) ? params.get("rows") : chosen.row;
     view.col = AXES.includes(params.get("cols")) ? params.get("cols") : chosen.col;
     if (view.row === view.col) view.row = chosen.row === view.col ? chosen.col : chosen.row;
+    for (const [axis, values] of FILTERS) {
+      for (const value of params.getAll(`hide.${axis}`)) if (values.includes(value)) view.hidden[axis].add(value);
+    }
   }
 
   function writeHash() {
-    history.replaceState(null, "", `#rows=${encodeURIComponent(view.row)}&cols=${encodeURIComponent(view.col)}`);
+    const params = new URLSearchParams({ rows: view.row, cols: view.col });
+    for (const [axis, values] of FILTERS) {
+      for (const value of values) if (view.hidden[axis].has(value)) params.append(`hide.${axis}`, value);
+    }
+    history.replaceState(null, "", `#${params}`);
   }
 
   /* Picks live in this browser's localStorage, one list per run (name and output folder);
@@ -339,19 +352,18 @@
   }
 
   function filters() {
-    const groups = [["state", Object.values(STATES).filter((state) => JOBS.some((job) => stateGroup(job) === state))],
-      ...VARYING.map((axis) => [axis, VALUES[axis]])];
     const box = $("filters");
-    for (const [axis, values] of groups) {
+    for (const [axis, values] of FILTERS) {
       const group = el("div", { class: "filter", "data-axis": axis }, el("span", { class: "filter-axis", text: LABELS[axis] || axis }));
       for (const value of values) {
         group.append(el("button", {
-          type: "button", class: "value", "aria-pressed": "true", "data-value": value, text: value,
+          type: "button", class: "value", "aria-pressed": String(!view.hidden[axis].has(value)),
+          "data-value": value, text: value,
           onclick: (event) => {
             const hidden = view.hidden[axis];
             if (hidden.has(value)) hidden.delete(value); else hidden.add(value);
             event.currentTarget.setAttribute("aria-pressed", String(!hidden.has(value)));
-            layout();
+            writeHash(); layout();
           },
         }));
       }

@@ -52,11 +52,12 @@ addEventListener("error", (e) => pageErrors.push(String(e.message || e.target.sr
 addEventListener("unhandledrejection", (e) => pageErrors.push(String(e.reason)));"""
 
 
-async def open_report(driver: Driver, out: Path) -> Page:
-    """Write the folder's report and open it from file:// in a new tab that records errors."""
+async def open_report(driver: Driver, out: Path, view: str = "") -> Page:
+    """Write the folder's report and open it from file:// in a new tab that records errors; `view`
+    is the address's hash, such as `#rows=vibe`."""
     page = await driver.browser.new_page()
     await page.send("Page.addScriptToEvaluateOnNewDocument", source=CATCH_ERRORS)
-    await page.goto(write_report(out).as_uri())
+    await page.goto(write_report(out).as_uri() + view)
     assert await page.evaluate("document.documentElement.dataset.ready") == "true"
     return page
 

@@ -335,3 +335,35 @@ def test_the_size_slider_sets_the_cells_width_and_a_vertical_clip_stays_within_t
         assert cell == 560 and media <= 558
         assert height < seen[560]["window"] - 100  # the whole clip on screen, with its column's head
         assert abs(media / height - 9 / 16) < 0.01
+
+
+def test_the_filters_are_kept_in_the_address_with_the_rows_and_columns(driver: Driver,
+                                                                        simulated_run) -> None:
+    out, records, _ = simulated_run
+    snapshot = ("({hash: location.hash, rows: document.getElementById('row-axis').value,"
+                " cells: document.querySelectorAll('#grid .cell').length, errors: pageErrors,"
+                " hidden: [...document.querySelectorAll('.filter .value[aria-pressed=false]')]"
+                ".map((b) => [b.closest('.filter').dataset.axis, b.dataset.value])})")
+    # an address naming what this run does not have: an unknown axis, an unknown value, a filter
+    # of an axis of one value (no button would undo it), a filter without a value
+    odd_view = "#rows=nope&hide.vibe=Nope&hide.vibe=Clay&hide.model=hailuo-2_3&hide.bogus=1&hide.state"
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, out)
+        await page.evaluate("(() => { const s = document.getElementById('row-axis');"
+                            " s.value = 'lighting'; s.dispatchEvent(new Event('change')); })()")
+        await page.click(".filter[data-axis='vibe'] .value[data-value='Sci-Fi']")
+        await page.click(".filter[data-axis='state'] .value[data-value='failed']")
+        chosen = await page.evaluate(snapshot)
+        again = await open_report(driver, out, chosen["hash"])  # a reload, a shared link
+        odd = await open_report(driver, out, odd_view)
+        return [chosen, await again.evaluate(snapshot), await odd.evaluate(snapshot)]
+
+    chosen, again, odd = driver.run(scenario())
+    assert chosen["hash"] == "#rows=lighting&cols=vibe&hide.state=failed&hide.vibe=Sci-Fi"
+    assert chosen["cells"] == sum(1 for r in records
+                                  if r["state"] != "failed" and r["axes"]["vibe"] != "Sci-Fi")
+    assert again == chosen
+    assert odd == {"hash": odd_view, "rows": "prompt",
+                   "cells": sum(1 for r in records if r["axes"]["vibe"] != "Clay"),
+                   "errors": [], "hidden": [["vibe", "Clay"]]}
