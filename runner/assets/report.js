@@ -267,12 +267,12 @@
     }
     const columns = VALUES[view.col].filter((value) => shown.some((job) => valueKey(job.axes[view.col]) === value));
     const others = VARYING.filter((axis) => axis !== view.row && axis !== view.col);
-    grid.style.setProperty("--columns", String(Math.max(columns.length, 1)));
-    grid.style.setProperty("--cell", `${view.size}px`);
-    const fragment = document.createDocumentFragment();
+    $("board").style.setProperty("--columns", String(Math.max(columns.length, 1)));
+    $("board").style.setProperty("--cell", `${view.size}px`);
     const head = el("div", { class: "row head" }, el("div", { class: "label corner", text: `${LABELS[view.row]} ↓  ${LABELS[view.col]} →` }));
     for (const value of columns) head.append(el("div", { class: "col-head", text: value }));
-    fragment.append(head);
+    $("grid-head").replaceChildren(head);
+    const fragment = document.createDocumentFragment();
     const sections = new Map();
     for (const job of shown) {
       const sectionKey = valueKey(job.axes[view.row]);
@@ -384,7 +384,9 @@
     $("row-axis").addEventListener("change", (e) => relayout(e.target.value, e.target.value === view.col ? view.row : view.col));
     $("col-axis").addEventListener("change", (e) => relayout(e.target.value === view.row ? view.col : view.row, e.target.value));
     $("swap-axes").addEventListener("click", () => relayout(view.col, view.row));
-    $("cell-size").addEventListener("input", (e) => { view.size = Number(e.target.value); $("grid").style.setProperty("--cell", `${view.size}px`); });
+    $("cell-size").addEventListener("input", (e) => { view.size = Number(e.target.value); $("board").style.setProperty("--cell", `${view.size}px`); });
+    // the column heads, which stick under the toolbar, follow the grid scrolled sideways
+    $("grid").addEventListener("scroll", () => { $("grid-head").scrollLeft = $("grid").scrollLeft; });
     $("autoplay").addEventListener("change", (e) => {
       view.autoplay = e.target.checked;
       for (const video of $("grid").querySelectorAll("video")) video.pause();

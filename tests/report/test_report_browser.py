@@ -367,3 +367,40 @@ def test_the_filters_are_kept_in_the_address_with_the_rows_and_columns(driver: D
     assert odd == {"hash": odd_view, "rows": "prompt",
                    "cells": sum(1 for r in records if r["axes"]["vibe"] != "Clay"),
                    "errors": [], "hidden": [["vibe", "Clay"]]}
+
+
+def test_on_a_narrow_window_the_grid_scrolls_sideways_in_its_own_box_with_its_labels_in_view(
+        driver: Driver, simulated_run, artifacts: Path) -> None:
+    out, _, _ = simulated_run
+    # where the first row's label, a column's head and its cell are, and what is seen at the label
+    where = ("(() => { const grid = document.getElementById('grid'), row = grid.querySelector('.block .row');"
+             " const label = row.querySelector('.label').getBoundingClientRect();"
+             " const left = (e) => Math.round(e.getBoundingClientRect().left);"
+             " return {page: [document.documentElement.scrollWidth, innerWidth],"
+             " grid: [grid.scrollLeft, grid.scrollWidth > grid.clientWidth],"
+             " toolbar: document.querySelector('.toolbar').getBoundingClientRect().left,"
+             " label: label.left, covered: document.elementFromPoint(label.left + 5,"
+             " label.top + label.height / 2).closest('.label') !== null,"
+             " heads: [...document.querySelectorAll('.col-head')].map(left),"
+             " slots: [...row.querySelectorAll('.slot')].map(left)}; })()")
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, out)
+        await page.send("Emulation.setDeviceMetricsOverride", width=390, height=844,
+                        deviceScaleFactor=1, mobile=False)
+        before = await page.evaluate(where)
+        # scrolled to its right end, then two frames: the scroll's event has been handled
+        await page.evaluate("new Promise((done) => { const grid = document.getElementById('grid');"
+                            " grid.scrollLeft = grid.scrollWidth;"
+                            " requestAnimationFrame(() => requestAnimationFrame(done)); })")
+        after = await page.evaluate(where)
+        await page.screenshot(artifacts / "report-narrow.png")
+        return [before, after]
+
+    before, after = driver.run(scenario())
+    for seen in (before, after):
+        assert seen["page"] == [390, 390]  # the page itself never scrolls sideways
+        assert seen["toolbar"] == 0 and seen["label"] == 20 and seen["covered"]
+        assert seen["heads"] == seen["slots"]  # each column's head above its cells
+    assert before["grid"] == [0, True]
+    assert after["grid"][0] > 0 and after["slots"][0] < before["slots"][0]
