@@ -27,6 +27,12 @@
    * the words the run's other reports use: `$2.80 ($0.84 of it estimated)`. */
   const spentText = (spent, estimated) => (Math.round(Number(estimated || 0) * 100)
     ? `${money(spent)} (${DATA.estimated_part.replace("{amount}", money(estimated))})` : money(spent));
+  const jobCount = (count) => `${count} ${count === 1 ? "job" : "jobs"}`;
+  /* The prompt text the jobs share, or null: a prompt whose vars vary has a text on each cell. */
+  const sharedPrompt = (jobs) => {
+    const texts = new Set(jobs.map((job) => job.prompt || ""));
+    return texts.size === 1 ? [...texts][0] : null;
+  };
   const seconds = (value) => {
     if (value === null || value === undefined) return "—";
     const s = Math.round(Number(value));
@@ -270,7 +276,12 @@
     $("board").style.setProperty("--columns", String(Math.max(columns.length, 1)));
     $("board").style.setProperty("--cell", `${view.size}px`);
     const head = el("div", { class: "row head" }, el("div", { class: "label corner", text: `${LABELS[view.row]} ↓  ${LABELS[view.col]} →` }));
-    for (const value of columns) head.append(el("div", { class: "col-head", text: value }));
+    for (const value of columns) {
+      // prompts as columns: each one's text under its id, cut short, whole on hover
+      const text = view.col === "prompt" && sharedPrompt(shown.filter((job) => valueKey(job.axes.prompt) === value));
+      head.append(el("div", { class: "col-head" }, el("span", { text: value }),
+        text && el("p", { class: "col-prompt", title: text, text })));
+    }
     $("grid-head").replaceChildren(head);
     const fragment = document.createDocumentFragment();
     const sections = new Map();
@@ -297,12 +308,9 @@
     const title = el("div", { class: "section-head" },
       el("span", { class: "section-axis", text: LABELS[view.row] }),
       el("span", { class: "section-value", text: value }),
-      el("span", { class: "muted", text: `${jobs.length} jobs · ${done} done · ${spent}` }));
-    const prompts = new Set(jobs.map((job) => job.prompt || ""));
-    if (view.row === "prompt" && view.col !== "prompt" && prompts.size === 1) {
-      // one text for the section; a prompt whose vars vary shows each text on its cells instead
-      title.append(el("span", { class: "section-prompt", text: jobs[0].prompt || "" }));
-    }
+      el("span", { class: "muted", text: `${jobCount(jobs.length)} · ${done} done · ${spent}` }));
+    const text = view.row === "prompt" && view.col !== "prompt" && sharedPrompt(jobs);
+    if (text) title.append(el("span", { class: "section-prompt", text }));
     const block = el("section", { class: "block", "data-value": value }, title);
     for (const line of lines.values()) {
       const row = el("div", { class: "row" });
@@ -333,7 +341,7 @@
     if (!EARLIER.length) return;
     const groups = Object.values(STATES).map((state) => [state, EARLIER.filter((job) => stateGroup(job) === state).length])
       .filter(([, count]) => count).map(([state, count]) => `${count} ${state}`);
-    $("earlier-count").textContent = `${EARLIER.length} ${EARLIER.length === 1 ? "job" : "jobs"} no longer in the manifest: ${groups.join(", ")}`;
+    $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer in the manifest: ${groups.join(", ")}`;
     $("earlier-jobs").replaceChildren(...EARLIER.map((job) => el("div", { class: "earlier-job" },
       el("div", { class: "chips" }, ...Object.keys(LABELS).filter((axis) => axis in job.axes)
         .map((axis) => chip(valueKey(job.axes[axis]), LABELS[axis]))),

@@ -404,3 +404,27 @@ def test_on_a_narrow_window_the_grid_scrolls_sideways_in_its_own_box_with_its_la
         assert seen["heads"] == seen["slots"]  # each column's head above its cells
     assert before["grid"] == [0, True]
     assert after["grid"][0] > 0 and after["slots"][0] < before["slots"][0]
+
+
+def test_prompts_as_the_only_axis_show_their_text_under_their_column_heads(driver: Driver,
+                                                                           tmp_path: Path) -> None:
+    long_text = "A slow pan over a night market, " * 12
+    make_run(tmp_path, Sweep(prompts=2, vibes=1, lightings=1, failed_every=0),
+             prompt_texts={"rain-street": PROMPTS["rain-street"], "market": long_text})
+    seen = ("({columns: [...document.querySelectorAll('.col-head')].map((h) => {"
+            " const p = h.querySelector('.col-prompt');"
+            " return p && [p.textContent, p.title, p.scrollHeight > p.clientHeight]; }),"
+            f" counts: {texts('.section-head .muted')}, errors: pageErrors}})")
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, tmp_path)
+        everything = await page.evaluate(seen)
+        await page.click(".filter[data-axis='prompt'] .value[data-value='market']")
+        return [everything, await page.evaluate(seen)]
+
+    everything, one = driver.run(scenario())
+    assert everything == {"columns": [[PROMPTS["rain-street"], PROMPTS["rain-street"], False],
+                                      [long_text, long_text, True]],  # cut short, whole on hover
+                          "counts": ["2 jobs · 2 done · $0.56"], "errors": []}
+    assert one == {"columns": [[PROMPTS["rain-street"], PROMPTS["rain-street"], False]],
+                   "counts": ["1 job · 1 done · $0.28"], "errors": []}
