@@ -308,6 +308,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
         job["missing"] = (job["state"] == DONE and bool(job["file"])
                           and files.gone(results.out_dir, job["file"]))
         job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
+        job["reason"] = shown_reason(record)  # what its card says in place of its video
         jobs.append(job)
     # the grid compares the current plan's jobs alone; those kept from earlier versions of the
     # manifest are shown apart, so their axes name them but offer no row or column
@@ -385,7 +386,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
                      _seconds(record.get("render_seconds")),
                      *(_text(record["axes"].get(axis)) for axis in axes),
                      _text(record.get("file") if record.get("state") == DONE
-                           else record.get("reason") or "")])
+                           else shown_reason(record))])
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)]
@@ -395,12 +396,26 @@ def render_text(results: RunResults, stream: TextIO) -> None:
 def shown_cost(record: dict[str, Any]) -> tuple[float | None, bool]:
     """The cost a job is shown with, and whether it is an estimate ("est."): what it spent
     (generations given up on included), its estimate standing in while the API has not named
-    its price (see results.record). A job that failed with no generation (refused at create,
-    say) was billed nothing for it: it shows what it spent, never its estimate."""
+    its price (see results.record). A job with no generation (not sent yet, put back unsent,
+    refused at create) was billed nothing for it: it shows what it spent, `$0.00` most often,
+    never its estimate, which `shown_reason` tells as what it would cost."""
     spent = record.get("spent_usd")
-    if record.get("state") == FAILED and not record.get("generation_id"):
-        return float(spent or 0), False
+    if not record.get("generation_id"):
+        return float(spent or 0), bool(record.get("spent_estimated_usd"))
     return spent or record.get("estimated_cost_usd"), not record.get("cost_usd")
+
+
+def shown_reason(record: dict[str, Any]) -> str | None:
+    """What a job's card and its line of the text report say in place of its video: why it
+    failed, that it was not sent yet (and what it would cost), or that it is not finished yet;
+    None for a downloaded job."""
+    state = record.get("state")
+    if state == DONE:
+        return None
+    if state == "pending":
+        estimate = record.get("estimated_cost_usd")
+        return "not sent yet" + ("" if estimate is None else f" (estimated ${float(estimate):.2f} to make)")
+    return record.get("reason") or "not finished yet"
 
 
 def _cost(record: dict[str, Any]) -> str:

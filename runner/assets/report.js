@@ -171,7 +171,7 @@
       observer.observe(media);
     } else {
       const reason = job.missing ? `the file ${job.file} is missing from the folder`
-        : job.reason || (group === STATES.done ? "no file recorded" : "not finished yet");
+        : job.reason || "no file recorded";
       media.append(el("div", { class: "status" },
         el("span", { class: `badge ${group}`, text: job.state || "unknown" }),
         el("p", { class: "reason", text: reason })));

@@ -225,6 +225,23 @@ def test_the_header_and_each_section_say_how_much_of_the_money_spent_is_estimate
     assert by_lighting == ["6 jobs · 5 done · $1.40", "6 jobs · 5 done · $1.40 ($0.84 of it estimated)"]
 
 
+def test_a_job_not_sent_shows_nothing_spent_apart_from_one_paid_at_its_estimate(
+        driver: Driver, tmp_path: Path) -> None:
+    records = make_run(tmp_path, Sweep(unnamed_every=4))  # job 3's create answer was lost
+    records[1].update(state="pending", generation_id=None, cost_usd=None, spent_usd=0.0,
+                      file=None, poster=None, completed_at=None, downloaded_at=None,
+                      render_seconds=None)  # the run stopped (its budget) before sending it
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    cards = driver.look(tmp_path, (
+        "Object.fromEntries([...document.querySelectorAll('.cell')].map((c) => [c.dataset.key,"
+        " {figure: c.querySelector('.figures').firstChild.className,"
+        " cost: c.querySelector('.figures').firstChild.textContent,"
+        " reason: c.querySelector('.reason')?.textContent ?? null}]))"))
+    assert cards[records[3]["key"]] == {"figure": "estimate", "cost": "est. $0.28", "reason": None}
+    assert cards[records[1]["key"]] == {"figure": "cost", "cost": "$0.00",
+                                        "reason": "not sent yet (estimated $0.28 to make)"}
+
+
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Chromium(executable=str(tmp_path / "chromium")):

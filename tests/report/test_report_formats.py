@@ -272,7 +272,8 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     lines = text.stdout.splitlines()
     assert lines[1].endswith("; spent $0.57 ($0.27 of it estimated) of $0.81 estimated")
     assert [line.split()[3:5] for line in lines[4:]] == [["$0.30", "1s"], ["est.", "$0.27"],
-                                                         ["est.", "$0.27"]]
+                                                         ["$0.00", "-"]]
+    assert lines[-1].endswith(" not sent yet (estimated $0.27 to make)")
 
 
 def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path: Path) -> None:
@@ -284,7 +285,9 @@ def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path
     stream = io.StringIO()
     report.render(report.RunResults(tmp_path, {"spent_usd": 0.9}, (retried, waiting)), "text", stream)
     first, second = stream.getvalue().splitlines()[-2:]
-    assert "$0.90" in first and "$0.45" not in first and "est. $0.45" in second
+    assert "$0.90" in first and "$0.45" not in first
+    assert "est." not in second and "  $0.00  " in second
+    assert second.endswith("not sent yet (estimated $0.45 to make)")
 
 
 def test_a_job_refused_at_create_shows_nothing_spent_never_its_estimate(simulated_run) -> None:
