@@ -29,6 +29,7 @@ from runner.state import JOURNAL_NAME
 REPORT_FILE = "report.html"
 DONE = "downloaded"
 FAILED = "failed"
+FAILED_FOR_NOW = "failed for now"
 FORMATS = ("html", "text", "json", "csv")
 
 # The order axes are offered in; a run's template vars come right after the prompt.
@@ -37,7 +38,7 @@ AXIS_ORDER = ("prompt", "vibe", "lighting", "color_theme", "style_set", "model",
 AXIS_LABELS = {"color_theme": "color theme", "style_set": "style set",
                "aspect_ratio": "aspect ratio", "start_frame": "start frame", "n": "sample"}
 # What the page needs of each record; the rest stays in results.jsonl.
-PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
+PAGE_FIELDS = ("key", "short_key", "index", "state", "failed_for_now", "prompt", "axes", "styles",
                "estimated_cost_usd", "cost_usd", "spent_usd", "spent_estimated_usd", "reason",
                "file", "poster", "render_seconds", "attempts", "completed_at")
 CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
@@ -63,6 +64,7 @@ RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "key": _TEXT, "short_key": _TEXT, "index": _WHOLE, "state": _TEXT, "planned": _YES_NO,
     "prompt": _TEXT, "styles": _TEXTS, "generation_id": _TEXT, "estimated_cost_usd": _NUMBER,
     "cost_usd": _NUMBER, "spent_usd": _NUMBER, "spent_estimated_usd": _NUMBER, "reason": _TEXT,
+    "failed_for_now": _YES_NO,
     "file": _TEXT, "poster": _TEXT, "submitted_at": _TEXT, "completed_at": _TEXT,
     "downloaded_at": _TEXT, "render_seconds": _NUMBER, "attempts": _WHOLE}
 SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -308,6 +310,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
         job["missing"] = (job["state"] == DONE and bool(job["file"])
                           and files.gone(results.out_dir, job["file"]))
         job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
+        job["shown_state"] = shown_state(record)  # its card's badge
         job["reason"] = shown_reason(record)  # what its card says in place of its video
         jobs.append(job)
     # the grid compares the current plan's jobs alone; those kept from earlier versions of the
@@ -381,7 +384,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
     rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
     for record in results.records:
         rows.append([str(record.get("index", "")), str(record.get("short_key") or ""),
-                     str(record.get("state") or "") + ("" if planned(record) else " (no longer planned)"),
+                     shown_state(record) + ("" if planned(record) else " (no longer planned)"),
                      _cost(record),
                      _seconds(record.get("render_seconds")),
                      *(_text(record["axes"].get(axis)) for axis in axes),
@@ -405,17 +408,29 @@ def shown_cost(record: dict[str, Any]) -> tuple[float | None, bool]:
     return spent or record.get("estimated_cost_usd"), not record.get("cost_usd")
 
 
+def shown_state(record: dict[str, Any]) -> str:
+    """A job's state as its card's badge and its line of the text report say it: a failed job
+    the next run takes up again by itself is `failed for now`, apart from one failed for good."""
+    return FAILED_FOR_NOW if record.get("failed_for_now") else str(record.get("state") or "")
+
+
 def shown_reason(record: dict[str, Any]) -> str | None:
     """What a job's card and its line of the text report say in place of its video: why it
-    failed, that it was not sent yet (and what it would cost), or that it is not finished yet;
-    None for a downloaded job."""
+    failed (and, failed for now, what the next run does with it), that it was not sent yet
+    (and what it would cost), or that it is not finished yet; None for a downloaded job."""
     state = record.get("state")
     if state == DONE:
         return None
     if state == "pending":
         estimate = record.get("estimated_cost_usd")
         return "not sent yet" + ("" if estimate is None else f" (estimated ${float(estimate):.2f} to make)")
-    return record.get("reason") or "not finished yet"
+    reason = record.get("reason") or "not finished yet"
+    if not record.get("failed_for_now"):
+        return reason
+    # one with a generation timed out or broke off in download: its generation is polled again
+    if record.get("generation_id"):
+        return f"{reason}; {FAILED_FOR_NOW}: paid, the next run downloads it (nothing is paid again)"
+    return f"{reason}; {FAILED_FOR_NOW}: the next run sends it again"
 
 
 def _cost(record: dict[str, Any]) -> str:

@@ -43,13 +43,15 @@ def record(row: JobRow) -> dict[str, Any]:
     once it has a generation, its estimate, since a job recovered from the account after that
     answer was lost was paid for all the same; plus what generations given up on by a retry
     cost. A cost never named is shown as an estimate ("est. $0.27"), and `spent_estimated_usd`
-    is the part of `spent_usd` so booked.
+    is the part of `spent_usd` so booked. `failed_for_now` says whether it is a failed job the
+    next run takes up again by itself (JobRow.failed_for_now).
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
             "planned": row.planned, "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
             "generation_id": row.generation_id, "estimated_cost_usd": row.estimated_cost,
             "cost_usd": row.cost_usd, "spent_usd": row.spent_usd,
-            "spent_estimated_usd": row.spent_estimated_usd, "reason": row.reason, "file": row.file,
+            "spent_estimated_usd": row.spent_estimated_usd, "reason": row.reason,
+            "failed_for_now": row.failed_for_now, "file": row.file,
             "poster": row.poster, "sidecar": row.sidecar,
             "submitted_at": iso(row.submitted_at), "completed_at": iso(row.completed_at),
             "downloaded_at": iso(row.downloaded_at), "render_seconds": row.render_seconds,

@@ -98,6 +98,20 @@ class JobRow:
         rather than creates it anew."""
         return bool(self.generation_id) and self.error_kind in POLL_AGAIN
 
+    def taken_up(self, kinds: frozenset[str] | None = None, *, planned: bool | None = None) -> bool:
+        """Whether a run that takes up failed jobs of `kinds` (or all) takes up this one again:
+        a failed job of the plan (the journal's, or as `planned` says of a plan not synced
+        yet), or one the manifest no longer has whose paid generation may still deliver
+        (polled again, never created anew)."""
+        return (self.state == "failed" and ((self.planned if planned is None else planned)
+                                            or self.polled_again)
+                and (kinds is None or self.error_kind in kinds))
+
+    @property
+    def failed_for_now(self) -> bool:
+        """Whether this failed job is one the next run takes up again by itself (PASSING_FAILURES)."""
+        return self.taken_up(PASSING_FAILURES)
+
     @property
     def kind(self) -> tuple[Any, ...]:
         """What the job's render time and price depend on: its model, resolution (mode) and

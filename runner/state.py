@@ -396,13 +396,11 @@ class Journal:
 
     def to_retry(self, kinds: frozenset[str] | None = None, *,
                  plan: Collection[str] | None = None) -> list[JobRow]:
-        """The failed jobs (of `kinds`, or all) that a run takes up again: the planned ones, and
-        those the manifest no longer has whose paid generation may still deliver (polled
-        again, never created anew). `plan` holds the keys of a plan not synced yet (what a dry
-        run compares), else the jobs the journal holds as planned count."""
+        """The failed jobs (of `kinds`, or all) that a run takes up again (JobRow.taken_up).
+        `plan` holds the keys of a plan not synced yet (what a dry run compares), else the jobs
+        the journal holds as planned count."""
         return [row for row in self.in_states(("failed",))
-                if ((row.planned if plan is None else row.key in plan) or row.polled_again)
-                and (kinds is None or row.error_kind in kinds)]
+                if row.taken_up(kinds, planned=None if plan is None else row.key in plan)]
 
     def to_create(self, kinds: frozenset[str] | None = None) -> list[JobRow]:
         """The planned jobs a run would create: pending ones, and the failed ones (of `kinds`, or

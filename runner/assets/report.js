@@ -173,7 +173,8 @@
       const reason = job.missing ? `the file ${job.file} is missing from the folder`
         : job.reason || "no file recorded";
       media.append(el("div", { class: "status" },
-        el("span", { class: `badge ${group}`, text: job.state || "unknown" }),
+        el("span", { class: `badge ${job.failed_for_now ? STATES.unfinished : group}`,
+          text: job.shown_state || "unknown" }),
         el("p", { class: "reason", text: reason })));
     }
     media.append(el("button", {

@@ -114,7 +114,8 @@ def test_a_failed_cell_tells_why_though_the_file_it_had_is_gone(driver: Driver,
     (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert record["state"] == "failed" and record["file"] == "1.mp4"
     reason = driver.look(out, "document.querySelector('.cell .reason').textContent")
-    assert reason == record["reason"] and "Is a directory" in reason
+    assert "Is a directory" in record["reason"] and reason == (
+        f"{record['reason']}; failed for now: paid, the next run downloads it (nothing is paid again)")
 
 
 def test_picks_persist_and_export_as_json(driver: Driver, simulated_run, tmp_path: Path) -> None:
@@ -240,6 +241,24 @@ def test_a_job_not_sent_shows_nothing_spent_apart_from_one_paid_at_its_estimate(
     assert cards[records[3]["key"]] == {"figure": "estimate", "cost": "est. $0.28", "reason": None}
     assert cards[records[1]["key"]] == {"figure": "cost", "cost": "$0.00",
                                         "reason": "not sent yet (estimated $0.28 to make)"}
+
+
+def test_a_card_failed_for_now_is_told_from_one_failed_for_good(driver: Driver,
+                                                                 tmp_path: Path) -> None:
+    records = make_run(tmp_path, Sweep())  # jobs 4 and 9 refused by moderation
+    records[4].update(reason="timed out after 1 s (generation gen-00004)", failed_for_now=True,
+                      spent_usd=0.28)
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    cards = driver.look(tmp_path, (
+        "Object.fromEntries([...document.querySelectorAll('.cell.failed')].map((c) => [c.dataset.key,"
+        " {badge: c.querySelector('.badge').textContent, color: getComputedStyle("
+        "c.querySelector('.badge')).color, reason: c.querySelector('.reason').textContent}]))"))
+    for_now, for_good = cards[records[4]["key"]], cards[records[9]["key"]]
+    assert (for_now["badge"], for_good["badge"]) == ("failed for now", "failed")
+    assert for_now["color"] != for_good["color"]
+    assert for_now["reason"] == ("timed out after 1 s (generation gen-00004); failed for now: paid,"
+                                 " the next run downloads it (nothing is paid again)")
+    assert for_good["reason"] == records[9]["reason"]
 
 
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:

@@ -240,11 +240,16 @@ def test_the_report_command_writes_the_page_or_prints_a_table(sweep_run, tmp_pat
     assert "Traceback" not in missing.output
 
 
+def journal_jobs(count: int) -> list[Job]:
+    """`count` jobs of prompts p0, p1, ... at $0.27 each, for a journal written step by step."""
+    return [Job(key=f"{n:064x}", index=n, axes={"prompt": f"p{n}", "n": 1}, styles=(),
+                request={"model": "hailuo-2_3"}, estimated_cost=0.27, filename=f"p/{n}.mp4")
+            for n in range(count)]
+
+
 def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp_path: Path) -> None:
     """A create whose answer was lost, its job recovered from the account: no cost recorded."""
-    jobs = [Job(key=f"{n:064x}", index=n, axes={"prompt": f"p{n}", "n": 1}, styles=(),
-                request={"model": "hailuo-2_3"}, estimated_cost=0.27, filename=f"p/{n}.mp4")
-            for n in range(3)]
+    jobs = journal_jobs(3)
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan(jobs)
@@ -274,6 +279,47 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     assert [line.split()[3:5] for line in lines[4:]] == [["$0.30", "1s"], ["est.", "$0.27"],
                                                          ["$0.00", "-"]]
     assert lines[-1].endswith(" not sent yet (estimated $0.27 to make)")
+
+
+# Each job's failure, its kind, and whether its create went through (a generation, paid).
+FAILURES = [("timed out after 1 s (generation g0)", "timeout", True),
+            ("gave up after 3 failed creates (the last: 503)", "transient", False),
+            ("refused by content moderation: a person", "moderation", False),
+            ("the generation FAILED", "render", True),
+            ("gave up after 3 failed creates (the last: 503)", "transient", False),
+            ("timed out after 1 s (generation g5)", "timeout", True)]
+
+
+def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -> None:
+    """The next run takes up by itself the jobs that timed out (paid: it downloads them, those
+    the manifest dropped too) and those no create went through for; a refused or FAILED one
+    waits for --retry-failed, and one the manifest dropped that never made a generation is
+    taken up by no run."""
+    jobs = journal_jobs(len(FAILURES))
+    with Journal.open(tmp_path) as journal:
+        run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        journal.sync_plan(jobs)
+        for job, (reason, kind, paid) in zip(jobs, FAILURES):
+            row = journal.apply([journal.job(job.key).submitting(run_id=run, at=2.0)])[0]
+            if paid:
+                row = journal.apply([row.submitted(run_id=run, at=3.0, generation_id=f"g{job.index}",
+                                                   cost_usd=0.27, cost_credits=None)])[0]
+            journal.apply([row.failed(run_id=run, at=4.0, reason=reason, kind=kind)])
+        journal.sync_plan(jobs[:4])  # the manifest edited: jobs 4 and 5 dropped
+        journal.end_run(run, exit_code=1, reason="some jobs failed", at=5.0)
+        found = results.write_results(journal, tmp_path, run)
+    assert [r["failed_for_now"] for r in found.records] == [True, True, False, False, False, True]
+    text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
+    head, *lines = text.stdout.splitlines()[3:]
+    states = [line[head.index("state"):head.index("cost")].strip() for line in lines]
+    assert states == ["failed for now", "failed for now", "failed", "failed",
+                      "failed (no longer planned)", "failed for now (no longer planned)"]
+    fetched = "; failed for now: paid, the next run downloads it (nothing is paid again)"
+    sent = "; failed for now: the next run sends it again"
+    for line, (reason, _, _), then in zip(lines, FAILURES, [fetched, sent, "", "", "", fetched]):
+        assert line.endswith(f"  {reason}{then}"), line
+    assert [job["shown_state"] for job in report.page_data(report.load(tmp_path))["jobs"]] == [
+        "failed for now", "failed for now", "failed", "failed", "failed", "failed for now"]
 
 
 def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path: Path) -> None:
