@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError, one_line
-from runner.render import ESTIMATED_PART, plural, spent_amount
+from runner.render import ESTIMATED_PART, plural, spent_amount, videos_gone
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -45,7 +45,7 @@ CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
 CSV_HEAD = ("index", "key", "short_key", "state", "planned", "prompt")
 CSV_TAIL = ("styles", "cost_usd", "spent_usd", "spent_estimated_usd", "estimated_cost_usd",
             "render_seconds", "attempts", "file", "poster", "reason", "generation_id",
-            "submitted_at", "completed_at", "downloaded_at")
+            "submitted_at", "completed_at", "downloaded_at", "video_gone")
 # A spreadsheet takes a cell that starts so for a formula: such text gets a leading quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -306,9 +306,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
         job["planned"] = planned(record)
         job["file"] = relative_path(record.get("file"))
         job["poster"] = relative_path(record.get("poster"))
-        # a failed job keeps the file an earlier download left: its cell tells why it failed
-        job["missing"] = (job["state"] == DONE and bool(job["file"])
-                          and files.gone(results.out_dir, job["file"]))
+        job["missing"] = video_gone(results.out_dir, record)
         job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
         job["shown_state"] = shown_state(record)  # its card's badge
         job["reason"] = shown_reason(record)  # what its card says in place of its video
@@ -344,15 +342,24 @@ def render_json(results: RunResults, stream: TextIO) -> None:
     stream.write("\n")
 
 
+def video_gone(out_dir: Path, record: dict[str, Any]) -> bool:
+    """Whether a downloaded job's video is gone from the folder `out_dir` (deleted or moved by
+    hand); a failed job, which may keep the file an earlier download left, tells why it failed."""
+    file = relative_path(record.get("file"))
+    return record.get("state") == DONE and file is not None and files.gone(out_dir, file)
+
+
 def render_csv(results: RunResults, stream: TextIO) -> None:
-    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `. Text
-    that a spreadsheet would run as a formula (a prompt starting with `=`) is quoted."""
+    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `, and
+    last `video_gone`, true for a downloaded video gone from the folder. Text that a spreadsheet
+    would run as a formula (a prompt starting with `=`) is quoted."""
     axes = results.axes
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow([*CSV_HEAD, *(CSV_AXIS_COLUMNS.get(axis, axis) for axis in axes), *CSV_TAIL])
     for record in results.records:
         values = {field: record.get(field) for field in CSV_TAIL}
         values["styles"] = "; ".join(record.get("styles") or [])
+        values["video_gone"] = video_gone(results.out_dir, record)
         writer.writerow([*(_cell(record.get(field)) for field in CSV_HEAD),
                          *(_cell(record["axes"].get(axis)) for axis in axes),
                          *(_cell(values[field]) for field in CSV_TAIL)])
@@ -367,7 +374,8 @@ def _cell(value: Any) -> Any:
 
 
 def render_text(results: RunResults, stream: TextIO) -> None:
-    """A summary line, the totals, then one line per job with the axes that vary in this run."""
+    """A summary line, the totals (and the downloaded videos gone from the folder), then one
+    line per job with the axes that vary in this run."""
     totals = results.totals
     summary = results.summary
     header = f"{results.name}  {results.out_dir}"
@@ -379,12 +387,17 @@ def render_text(results: RunResults, stream: TextIO) -> None:
                if totals.unplanned else "")
     stream.write(f"{plural(totals.jobs, 'job')}: {totals.done} done, {totals.failed} failed, "
                  f"{totals.unfinished} unfinished{earlier}; spent {spent_amount(totals.as_dict())} "
-                 f"of ${totals.estimated_usd:.2f} estimated\n\n")
+                 f"of ${totals.estimated_usd:.2f} estimated\n")
+    gone = [video_gone(results.out_dir, record) for record in results.records]
+    if any(gone):
+        stream.write(videos_gone(sum(gone)) + "\n")
+    stream.write("\n")
     axes = results.varying_axes
     rows = [["#", "key", "state", "cost", "render", *map(axis_label, axes), "file / reason"]]
-    for record in results.records:
+    for record, missing in zip(results.records, gone):
         rows.append([str(record.get("index", "")), str(record.get("short_key") or ""),
-                     shown_state(record) + ("" if planned(record) else " (no longer planned)"),
+                     ("video gone" if missing else shown_state(record))
+                     + ("" if planned(record) else " (no longer planned)"),
                      _cost(record),
                      _seconds(record.get("render_seconds")),
                      *(_text(record["axes"].get(axis)) for axis in axes),

@@ -143,6 +143,29 @@ def test_text_shows_totals_and_one_line_per_job(sweep_run) -> None:
     assert table[1].endswith("media/clip-0.mp4") and "$0.28" in table[1]
 
 
+def test_text_and_csv_mark_the_downloaded_videos_gone_from_the_folder(sweep_run) -> None:
+    out, records = sweep_run
+    (out / "media" / "clip-1.mp4").unlink()  # by hand, after the run
+    gone = {r["short_key"] for r in records if r["state"] == "downloaded" and r["file"] == "media/clip-1.mp4"}
+    assert len(gone) == 2
+    stream = io.StringIO()
+    report.render(report.load(out), "text", stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[2] == ("2 downloaded videos gone from the folder (deleted or moved by hand): run "
+                        "with --fetch-missing to download them again from their generations "
+                        "(nothing is paid again)")
+    head, *table = lines[4:]
+    states = {line.split()[1]: line[head.index("state"):head.index("cost")].strip() for line in table}
+    assert {key for key, state in states.items() if state == "video gone"} == gone
+    assert all(line.endswith("media/clip-1.mp4") for line in table if line.split()[1] in gone)
+    stream = io.StringIO()
+    report.render(report.load(out), "csv", stream)
+    rows = list(csv.reader(io.StringIO(stream.getvalue())))
+    assert rows[0][-2:] == ["downloaded_at", "video_gone"]  # the earlier columns keep their places
+    assert {row[2] for row in rows[1:] if row[-1] == "True"} == gone
+    assert {row[-1] for row in rows[1:] if row[2] not in gone} == {"False"}
+
+
 def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no journal.sqlite or results.jsonl here"):
         report.load(tmp_path)
@@ -261,6 +284,8 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
                                               poster_url=None, render_seconds=1.0)])[0]
             journal.apply([row.downloaded(run_id=run, at=5.0, file=job.filename, poster=None,
                                           sidecar=f"p/{job.index}.json")])
+            (tmp_path / "p").mkdir(exist_ok=True)
+            (tmp_path / job.filename).touch()  # the video it downloaded
         journal.end_run(run, exit_code=0, reason="done", at=6.0)
         found = results.write_results(journal, tmp_path, run)
     assert (found.summary["spent_usd"], found.summary["spent_estimated_usd"]) == (0.57, 0.27)
