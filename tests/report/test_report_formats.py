@@ -325,7 +325,7 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.sync_plan(jobs)
         for job, (reason, kind, paid) in zip(jobs, FAILURES):
-            row = journal.apply([journal.job(job.key).submitting(run_id=run, at=2.0)])[0]
+            row = journal.apply([journal.job(job.key).submitting(run_id=run, at=2.0, reserved_usd=0.27)])[0]
             if paid:
                 row = journal.apply([row.submitted(run_id=run, at=3.0, generation_id=f"g{job.index}",
                                                    cost_usd=0.27, cost_credits=None)])[0]
