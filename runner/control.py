@@ -200,7 +200,7 @@ class Event:
     """Something that happened: `kind` is a transition's target state, "retry", "rate-limited",
     "unreachable" (no connection to the API can be made), "reachable" (the API answers again),
     "stop" or "tick" (a heartbeat at a steady interval). `detail` holds its figures by name,
-    as a JSON log carries them."""
+    as a JSON log carries them (a "failed" event's kind of failure, `error_kind`, among them)."""
 
     kind: str
     key: str | None
@@ -250,12 +250,13 @@ class Tracker:
         if at_estimate:
             self.spent_estimated_usd += spent
 
-    def moved(self, key: str, source: str, target: str, message: str = "") -> None:
+    def moved(self, key: str, source: str, target: str, message: str = "",
+              detail: Mapping[str, Any] | None = None) -> None:
         if source != target:
             self.counts[source] -= 1
             self.counts[target] += 1
             self.finished_here += target in ("downloaded", "failed")
-        self.emit(target, key, message)
+        self.emit(target, key, message, detail)
 
     def left_plan(self, key: str, source: str, message: str) -> None:
         """A job no longer in the plan went back to pending: the results leave such jobs out,

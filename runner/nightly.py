@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,12 +44,14 @@ from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
 from runner.render import jobs_left, plural, videos_gone
-from runner.rows import JobRow
+from runner.rows import FAILURE_KINDS, JobRow
 from runner.state import Journal
 
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
 # $1.5 million, more than any real balance), so such a figure means: nothing to check.
 UNLIMITED_CREDITS = 1_000_000_000
+# The failed jobs of each kind the log lists one by one; it counts the rest.
+FAILURES_LISTED = 10
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 log = logging.getLogger(LOGGER)
@@ -198,20 +201,44 @@ async def runtime_limit(runtime: Runtime, *, stop: Stop, clock: Clock,
 
 
 def logged(sink: EventSink) -> EventSink:
-    """`sink`, with each failed job, the API's outages and the run's stop written to the log
-    on the way."""
+    """`sink`, with the failed jobs (`failure_logged`), the API's outages and the run's stop
+    written to the log on the way."""
+    failures: Counter[str] = Counter()
+
     def forward(event: Event) -> None:
         if event.kind == "failed":
-            log.warning("job %s failed: %s", (event.key or "")[:10], event.message,
-                        extra={"key": event.key, "reason": event.message})
+            failure_logged(event, failures)
         elif event.kind == "unreachable":
             log.warning("%s", event.message, extra=dict(event.detail))
         elif event.kind == "reachable":
             log.info("%s", event.message, extra=dict(event.detail))
-        elif event.kind == "stop" and event.message:
-            log.warning("run stopped: %s", event.message, extra={"reason": event.message})
+        elif event.kind == "stop":
+            if max(failures.values(), default=0) > FAILURES_LISTED:
+                by_kind = ", ".join(f"{count:,} {FAILURE_KINDS[kind]}"
+                                    for kind, count in failures.most_common())
+                log.warning("%s in this run: %s; errors.jsonl lists every one",
+                            plural(failures.total(), "job") + " failed", by_kind,
+                            extra={"failed_by_kind": dict(failures)})
+            if event.message:
+                log.warning("run stopped: %s", event.message, extra={"reason": event.message})
         sink(event)
     return forward
+
+
+def failure_logged(event: Event, failures: Counter[str]) -> None:
+    """Log a failed job with its reason while its kind has had at most FAILURES_LISTED, counted
+    in `failures`; with the next of that kind, say that further ones are counted, not listed. A
+    big batch's failures share a few reasons: listed whole, hundreds of lines alike would bury
+    the rest of a cron mail or of a terminal, and errors.jsonl holds each one already."""
+    kind = event.detail["error_kind"]
+    failures[kind] += 1
+    if failures[kind] <= FAILURES_LISTED:
+        log.warning("job %s failed: %s", (event.key or "")[:10], event.message,
+                    extra={"key": event.key, "reason": event.message, "error_kind": kind})
+    elif failures[kind] == FAILURES_LISTED + 1:
+        log.warning("further jobs %s are counted, not listed, after the first %d: errors.jsonl "
+                    "lists every one", FAILURE_KINDS[kind], FAILURES_LISTED,
+                    extra={"error_kind": kind, "listed": FAILURES_LISTED})
 
 
 def took_over(lock: FolderLock) -> None:

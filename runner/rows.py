@@ -29,6 +29,19 @@ POLL_AGAIN = frozenset({"timeout", "download", "name"})
 # off): the next run takes such jobs up again by itself. The others (moderation, invalid, a
 # FAILED render, a deleted generation, a name too long for the folder) wait for --retry-failed.
 PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
+# Each kind of failure the journal records (`error_kind`), as the run's log counts jobs of it
+# ("12 refused by content moderation"); PASSING_FAILURES and POLL_AGAIN are among them.
+FAILURE_KINDS = {
+    "moderation": "refused by content moderation",
+    "invalid": "refused as invalid",
+    "render": "whose render failed",
+    "lost": "whose generation could not be polled",
+    "timeout": "that timed out",
+    "transient": "given up on after failed creates",
+    "upload": "whose start frame failed to upload",
+    "download": "whose download failed",
+    "name": "whose file name is too long for the folder",
+}
 # What to do with a journal a hand edit damaged.
 RESTORE_HINT = "restore the journal from a copy, or use another output folder"
 

@@ -268,7 +268,7 @@ class Submitter:
                                     kind=kind))
         self._settle(row, 0.0)
         self.failed_for_now += kind in PASSING_FAILURES
-        ctx.tracker.moved(row.key, row.state, "failed", reason)
+        ctx.tracker.moved(row.key, row.state, "failed", reason, {"error_kind": kind})
 
     async def _resolve(self, row: JobRow, *, since: float | None) -> JobRow | None:
         """Look for the generation an unsettled create may have made; claim it when found.

@@ -31,7 +31,8 @@ def test_json_logs_tell_the_run_from_start_to_end(tmp_path: Path) -> None:
     assert (first["jobs"], first["estimated_usd"], first["out"]) == (8, 2.16, "out")
     failed = [e for e in entries if e["message"].startswith("job ")]
     assert len(failed) == 4 and all(e["level"] == "warning" for e in failed)
-    assert all("content moderation" in e["reason"] and len(e["key"]) == 64 for e in failed)
+    assert all("content moderation" in e["reason"] and len(e["key"]) == 64
+               and e["error_kind"] == "moderation" for e in failed)
     assert any(e["message"].startswith("progress: ") and e["progress"]["total"] == 8
                for e in entries)
     assert last["message"] == ("run ended: hailuo-batch nightly: 4/8 downloaded, 4 failed, "
@@ -56,6 +57,32 @@ def test_without_a_terminal_or_a_log_file_the_output_reads_as_a_cron_mail(tmp_pa
     assert done.stdout.splitlines() == ["every job downloaded: 8/8 downloaded, $2.16 spent",
                                         "videos and results in out (results.jsonl, report.html)"]
     assert sim.api_key not in done.stdout + done.stderr
+
+
+def test_a_cron_mail_lists_ten_failed_jobs_of_each_kind_and_counts_the_rest(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, repeat=6)
+    # The harbor prompt's 12 jobs are refused at their create, the coffee prompt's 12 renders fail.
+    with run_in_thread(sim_settings(moderation_word="harbor", fault_failed=1.0)) as sim:
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert len((tmp_path / "out" / "errors.jsonl").read_text().splitlines()) == 24
+    warnings = [line.split(" WARNING ", 1)[1] for line in done.stderr.splitlines()
+                if " WARNING " in line]
+    listed = [line for line in warnings if line.startswith("job ")]
+    assert sum("failed: refused by content moderation" in line for line in listed) == 10
+    assert sum(line.endswith(" failed: the generation FAILED") for line in listed) == 10
+    rest = [line for line in warnings if not line.startswith("job ")]
+    assert sorted(rest[:2]) == [
+        "further jobs refused by content moderation are counted, not listed, after the first 10: "
+        "errors.jsonl lists every one",
+        "further jobs whose render failed are counted, not listed, after the first 10: "
+        "errors.jsonl lists every one"]
+    assert rest[2].startswith("24 jobs failed in this run: 12 ")
+    assert sorted(rest[2].removeprefix("24 jobs failed in this run: ")
+                  .removesuffix("; errors.jsonl lists every one").split(", ")) == [
+        "12 refused by content moderation", "12 whose render failed"]
+    assert len(rest) == 3, done.stderr
 
 
 def test_progress_says_how_much_of_the_money_this_run_spent_is_estimated(tmp_path: Path) -> None:
