@@ -1,6 +1,7 @@
 """End-of-run notifications: the run's summary POSTed as JSON to a webhook.
 
-The body carries the summary and a one-line `text` (read by Slack, Mattermost, Google Chat and
+The body carries the summary (its `missing_videos` cut to the first few: `missing_videos_count`
+says how many there are) and a one-line `text` (read by Slack, Mattermost, Google Chat and
 most chat webhooks; `content` for Discord). A notification that fails is reported to the caller
 and never changes the run's outcome.
 """
@@ -13,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from runner.render import plan_counts, run_spent, unfinished_line, unplanned_line
+from runner.render import SHOWN, plan_counts, run_spent, unfinished_line, unplanned_line
 
 
 TIMEOUT_SECONDS = 10.0
@@ -38,13 +39,23 @@ def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS)
     gets `timeout` seconds, however slowly the receiver trickles its answer, whose body is never
     read: a run ends on time whatever the receiver does."""
     text = headline(summary)
-    body = json.dumps({"text": text, "content": text, "summary": summary}).encode("utf-8")
+    body = json.dumps({"text": text, "content": text, "summary": _for_webhook(summary)}).encode("utf-8")
     outcome: list[str | None] = []
     worker = threading.Thread(target=lambda: outcome.append(_post(url, body, timeout)),
                               name="notification", daemon=True)
     worker.start()
     worker.join(timeout)
     return outcome[0] if outcome else f"the receiver did not answer within {timeout:g} s"
+
+
+def _for_webhook(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the webhook gets it: the first SHOWN of its videos gone from the folder,
+    not all of them (a clean-up of a big folder would post megabytes to a chat);
+    `missing_videos_count` counts them all, and summary.json and `status --format json` name
+    every one."""
+    if "missing_videos" not in summary:  # a run refused before it began
+        return summary
+    return {**summary, "missing_videos": summary["missing_videos"][:SHOWN]}
 
 
 def _post(url: str, body: bytes, timeout: float) -> str | None:

@@ -10,6 +10,11 @@ from runner.errors import Issue, count_problems, one_line
 from runner.plan import Job, Plan, canonical_json
 
 
+SHOWN = 10
+"""How many of a long list (failed jobs, videos gone from the folder) a summary shows: the first
+ten, the rest counted and left to the file or the JSON that holds them all."""
+
+
 def plural(count: int, noun: str) -> str:
     """`1 job`, `2 jobs`: a count with its noun, for messages people read."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -19,8 +20,8 @@ from typing import Any
 
 from runner import files, report
 from runner.errors import one_line
-from runner.render import (plan_counts, plural, retry_failed_line, spent_amount, unplanned_line,
-                           videos_gone)
+from runner.render import (SHOWN, plan_counts, plural, retry_failed_line, spent_amount,
+                           unplanned_line, videos_gone)
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -105,7 +106,8 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         "run_spent_usd": round(by_run, 4),
         "reserved_usd": round(reserved, 4),
         "estimated_usd": round(report.estimate(records), 4),
-        "missing_videos": missing, "failed_for_retry": held,
+        "missing_videos": missing, "missing_videos_count": len(missing),
+        "failed_for_retry": held,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
@@ -135,7 +137,8 @@ def _lines(records: Iterable[dict[str, Any]]) -> str:
 
 def status_lines(results: report.RunResults) -> list[str]:
     """`hailuo-batch status` as text: the last run (still running while a process holds the
-    folder's lock), counts by state, money, then each failure."""
+    folder's lock), counts by state, money, then the videos gone from the folder and the
+    failures, each named while they are few (`_first_few`)."""
     summary = results.summary
     lines = [f"{summary['name']}: {plural(summary['jobs'], 'job')} in {summary['out']}"]
     if summary["started_at"]:
@@ -155,14 +158,49 @@ def status_lines(results: report.RunResults) -> list[str]:
         lines.append(earlier)
     lines.append(f"spent {spent_amount(summary)}, reserved ${summary['reserved_usd']:.2f}, "
                  f"estimated ${summary['estimated_usd']:.2f}")
-    if summary["missing_videos"]:
-        lines.append(videos_gone(len(summary["missing_videos"])))
-        lines.extend(f"gone {file}" for file in summary["missing_videos"])
+    missing = summary["missing_videos"]
+    if missing:
+        lines.append(videos_gone(len(missing)))
+        lines.extend(_first_few([f"gone {file}" for file in missing], "videos gone",
+                                f"in missing_videos of `{_as_json(summary)}`"))
     held = retry_failed_line(summary)
     if held:
         lines.append(held)
-    for failure in results.failures:  # the current plan's first
-        gone = "" if report.planned(failure) else " (no longer in the manifest)"
-        lines.append(f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "
-                     f"{one_line(str(failure['reason']))}")
+    failures = results.failures  # the current plan's first
+    if len(failures) > SHOWN:
+        lines.extend(_by_reason(failures))
+    lines.extend(_first_few([_failure_line(failure) for failure in failures], "failed jobs",
+                            f"in {Path(summary['out']) / ERRORS} and `{_as_json(summary)}`"))
     return lines
+
+
+def _failure_line(failure: dict[str, Any]) -> str:
+    gone = "" if report.planned(failure) else " (no longer in the manifest)"
+    return (f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "
+            f"{one_line(str(failure['reason']))}")
+
+
+def _by_reason(failures: Sequence[dict[str, Any]]) -> list[str]:
+    """The failed jobs counted by reason, the commonest first: the first SHOWN reasons, then
+    how many jobs the others hold."""
+    reasons = Counter(one_line(str(failure["reason"])) for failure in failures)
+    common = reasons.most_common(SHOWN)
+    lines = [f"{plural(len(failures), 'failed job')} by reason:",
+             *(f"  {count:,} {reason}" for reason, count in common)]
+    if len(reasons) > SHOWN:
+        others = len(failures) - sum(count for _, count in common)
+        lines.append(f"  {others:,} of {plural(len(reasons) - SHOWN, 'other reason')}")
+    return lines
+
+
+def _first_few(lines: list[str], what: str, where: str) -> list[str]:
+    """The first SHOWN of `lines`, then, when there are more, how many more and `where` every
+    one of them is: a folder of thousands keeps its summary on one screen."""
+    if len(lines) <= SHOWN:
+        return lines
+    return [*lines[:SHOWN], f"... and {len(lines) - SHOWN:,} more {what}: every one {where}"]
+
+
+def _as_json(summary: dict[str, Any]) -> str:
+    """The command that shows the folder's status whole, as JSON."""
+    return f"hailuo-batch status {shlex.quote(summary['out'])} --format json"

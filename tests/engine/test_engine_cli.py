@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, run, sim_settings, step,
-                       write_manifest)
+from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, results_lines, run,
+                       sim_settings, step, write_manifest)
 
 from runner.batch import RunConfig, plan_for
 from runner.cli import Progress
@@ -408,6 +408,64 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
     assert fetched[0] == 0 and "4/4 downloaded, $1.08 spent" in fetched[1]
     assert video.read_bytes() == content
     assert "gone" not in invoke("status", str(out))[1]
+
+
+def test_status_of_a_big_folder_counts_failures_by_reason_and_names_the_first_ten_of_each_list(
+        tmp_path: Path) -> None:
+    """Past ten failed jobs or gone videos, `status` names the first ten of each, counts the
+    failures by reason and says where every one is: a folder of thousands keeps its summary on
+    one screen, and the JSON form and errors.jsonl still hold them all."""
+    manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
+                              repeat=10)  # 40 jobs, 20 of them refused at create
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(fault_failed=0.2)) as sim:  # a few renders FAILED too
+        assert invoke_run(manifest, out, sim)[0] == 1
+    gone = sorted(str(video.relative_to(out)) for video in out.rglob("*.mp4"))
+    for video in gone:
+        (out / video).unlink()
+    reasons = Counter(line["reason"] for line in results_lines(out, "errors.jsonl"))
+    failed = sum(reasons.values())
+    assert len(gone) > 10 and failed > 10 and len(reasons) == 2
+    _, text, _ = invoke("status", str(out))
+    _, listed, _ = invoke("status", str(out), "--format", "json")
+    found = json.loads(listed)
+    missing = found["summary"]["missing_videos"]  # in the journal's order
+    assert sorted(missing) == gone and found["summary"]["missing_videos_count"] == len(gone)
+    assert len(found["failures"]) == failed
+    lines = text.splitlines()
+    whole = f"`hailuo-batch status {out} --format json`"
+    shown = lines.index(f"gone {missing[0]}")
+    assert lines[shown:shown + 11] == [*(f"gone {video}" for video in missing[:10]),
+                                       f"... and {len(gone) - 10} more videos gone: every one in "
+                                       f"missing_videos of {whole}"]
+    counted = lines.index(f"{failed} failed jobs by reason:")
+    assert lines[counted + 1:counted + 3] == [f"  {count} {reason}"
+                                              for reason, count in reasons.most_common()]
+    assert [line.startswith("failed ") for line in lines[counted + 3:]] == [True] * 10 + [False]
+    assert lines[-1] == (f"... and {failed - 10} more failed jobs: every one in "
+                         f"{out / 'errors.jsonl'} and {whole}")
+
+
+def test_status_counts_the_ten_commonest_reasons_and_the_jobs_of_the_others(tmp_path: Path) -> None:
+    """A reason may hold its own details (how far a download got), so a folder of thousands of
+    failures can have hundreds of them: the count by reason stays short too."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=13, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+    reasons = ["the generation FAILED"] * 2 + [f"download failed: {size} bytes of 100"
+                                               for size in range(11)]
+    with Journal.open(out) as journal:
+        journal.sync_plan(planned.jobs)
+        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
+        for job, reason in zip(planned.jobs, reasons):
+            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason=reason, kind="render")
+        journal.end_run(run_id, exit_code=1, reason="13 jobs failed", at=3.0)
+    lines = invoke("status", str(out))[1].splitlines()
+    counted = lines.index("13 failed jobs by reason:")
+    assert lines[counted + 1:counted + 12] == [
+        "  2 the generation FAILED", *(f"  1 download failed: {size} bytes of 100" for size in range(9)),
+        "  2 of 2 other reasons"]
+    assert lines[counted + 12].startswith(f"failed {planned.jobs[0].short_key} ")
 
 
 def test_a_simulated_run_without_out_keeps_its_clips_apart_from_paid_videos(
