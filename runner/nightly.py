@@ -43,15 +43,13 @@ from runner.lock import FolderLock, process_alive, who
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import Plan
-from runner.render import jobs_left, plural, videos_gone
+from runner.render import SHOWN, jobs_left, plural, videos_gone
 from runner.rows import FAILURE_KINDS, JobRow
 from runner.state import Journal
 
 # An account without a limit answers a balance of a billion credits (the simulator's "unlimited";
 # $1.5 million, more than any real balance), so such a figure means: nothing to check.
 UNLIMITED_CREDITS = 1_000_000_000
-# The failed jobs of each kind the log lists one by one; it counts the rest.
-FAILURES_LISTED = 10
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 log = logging.getLogger(LOGGER)
@@ -213,7 +211,7 @@ def logged(sink: EventSink) -> EventSink:
         elif event.kind == "reachable":
             log.info("%s", event.message, extra=dict(event.detail))
         elif event.kind == "stop":
-            if max(failures.values(), default=0) > FAILURES_LISTED:
+            if max(failures.values(), default=0) > SHOWN:
                 by_kind = ", ".join(f"{count:,} {FAILURE_KINDS[kind]}"
                                     for kind, count in failures.most_common())
                 log.warning("%s in this run: %s; errors.jsonl lists every one",
@@ -226,19 +224,19 @@ def logged(sink: EventSink) -> EventSink:
 
 
 def failure_logged(event: Event, failures: Counter[str]) -> None:
-    """Log a failed job with its reason while its kind has had at most FAILURES_LISTED, counted
-    in `failures`; with the next of that kind, say that further ones are counted, not listed. A
+    """Log a failed job with its reason while its kind has had at most SHOWN (counted in
+    `failures`); with the next of that kind, say that further ones are counted, not listed. A
     big batch's failures share a few reasons: listed whole, hundreds of lines alike would bury
     the rest of a cron mail or of a terminal, and errors.jsonl holds each one already."""
     kind = event.detail["error_kind"]
     failures[kind] += 1
-    if failures[kind] <= FAILURES_LISTED:
+    if failures[kind] <= SHOWN:
         log.warning("job %s failed: %s", (event.key or "")[:10], event.message,
                     extra={"key": event.key, "reason": event.message, "error_kind": kind})
-    elif failures[kind] == FAILURES_LISTED + 1:
+    elif failures[kind] == SHOWN + 1:
         log.warning("further jobs %s are counted, not listed, after the first %d: errors.jsonl "
-                    "lists every one", FAILURE_KINDS[kind], FAILURES_LISTED,
-                    extra={"error_kind": kind, "listed": FAILURES_LISTED})
+                    "lists every one", FAILURE_KINDS[kind], SHOWN,
+                    extra={"error_kind": kind, "listed": SHOWN})
 
 
 def took_over(lock: FolderLock) -> None:
@@ -410,10 +408,11 @@ def _name_of(manifest: Path) -> str:
 
 
 def run_ended(summary: dict[str, Any], notify_url: str | None) -> None:
-    """Log the summary's headline and send it to the webhook; a failed notification is only
-    logged, so the exit code always says how the run went, not how the receiver did."""
+    """Log the summary's headline (with the summary, its long lists cut) and send it to the
+    webhook; a failed notification is only logged, so the exit code always says how the run
+    went, not how the receiver did."""
     text = notify.headline(summary)
-    log.info("run ended: %s", text, extra={"summary": summary})
+    log.info("run ended: %s", text, extra={"summary": notify.short_summary(summary)})
     if notify_url is not None and _announce(notify_url, summary):
         log.info("notification sent")
 

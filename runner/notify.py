@@ -39,7 +39,7 @@ def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS)
     gets `timeout` seconds, however slowly the receiver trickles its answer, whose body is never
     read: a run ends on time whatever the receiver does."""
     text = headline(summary)
-    body = json.dumps({"text": text, "content": text, "summary": _for_webhook(summary)}).encode("utf-8")
+    body = json.dumps({"text": text, "content": text, "summary": short_summary(summary)}).encode("utf-8")
     outcome: list[str | None] = []
     worker = threading.Thread(target=lambda: outcome.append(_post(url, body, timeout)),
                               name="notification", daemon=True)
@@ -48,9 +48,9 @@ def send(url: str, summary: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS)
     return outcome[0] if outcome else f"the receiver did not answer within {timeout:g} s"
 
 
-def _for_webhook(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary as the webhook gets it: the first SHOWN of its videos gone from the folder,
-    not all of them (a clean-up of a big folder would post megabytes to a chat);
+def short_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the webhook and the log get it: the first SHOWN of its videos gone from
+    the folder, not all of them (a clean-up of a big folder would post megabytes to a chat);
     `missing_videos_count` counts them all, and summary.json and `status --format json` name
     every one."""
     if "missing_videos" not in summary:  # a run refused before it began

@@ -42,7 +42,8 @@ def test_the_receiver_gets_the_summary_and_a_one_line_text(tmp_path: Path) -> No
 
 def test_the_receiver_gets_the_count_of_the_videos_gone_and_only_the_first_ten(tmp_path: Path) -> None:
     """A clean-up of a big folder would otherwise post every path to a chat: megabytes for a
-    folder of 100,000 jobs. summary.json names every one."""
+    folder of 100,000 jobs, and write them on one line of a JSON log. summary.json names every
+    one."""
     manifest = write_manifest(tmp_path, repeat=3)  # 12 jobs
     with run_in_thread(sim_settings()) as sim, receiver() as hook:
         args = ("run", manifest, "--out", "out", "--base-url", sim.base_url, "--api-key-file",
@@ -50,10 +51,12 @@ def test_the_receiver_gets_the_count_of_the_videos_gone_and_only_the_first_ten(t
         assert run_cli(*args, cwd=tmp_path).returncode == 0
         for video in (tmp_path / "out").rglob("*.mp4"):
             video.unlink()
-        done = run_cli(*args, cwd=tmp_path)
+        done = run_cli(*args, "--log-file", "log.jsonl", "--log-format", "json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = summary(tmp_path / "out")
     sent = hook.received[1]["summary"]
+    ended = [r["summary"] for r in json_log(tmp_path / "log.jsonl") if r["message"].startswith("run ended: ")]
+    assert ended == [sent]
     assert len(written["missing_videos"]) == written["missing_videos_count"] == 12
     assert sent["missing_videos"] == written["missing_videos"][:10]
     assert sent["missing_videos_count"] == 12
