@@ -39,7 +39,7 @@ from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
 from runner.errors import AuthError, HailuoError, StateError, UsageError
 from runner.lock import LOCK_NAME, FolderLock, unusable
-from runner.plan import Plan, estimated_usd, make_plan
+from runner.plan import FrameChange, Plan, estimated_usd, make_plan
 from runner.render import plural
 from runner.rows import PASSING_FAILURES
 from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
@@ -101,6 +101,8 @@ class PlanDiff:
     files: dict[str, str] = field(default_factory=dict)  # the planned jobs' videos, where they were put
     # The planned failed jobs a run fetches, paying nothing more: paid, their generation polled again.
     to_fetch: tuple[str, ...] = ()
+    # The start frames whose file changed since the folder's jobs were made from them.
+    changed_frames: tuple[FrameChange, ...] = ()
 
     def states(self) -> dict[str, str]:
         """Each planned job's key with its group: new, in flight, done (or, its video gone from
@@ -179,6 +181,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
     unplanned_counts: dict[str, int] = {}
     to_fetch: tuple[str, ...] = ()
     files: dict[str, str] = {}
+    changed: tuple[FrameChange, ...] = ()
     refused = unusable(out_dir)
     if refused is not None:
         raise refused
@@ -195,6 +198,7 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
             to_fetch = tuple(row.key for row in retried if row.polled_again and row.key in keys)
             missing = tuple(row.key for row in journal.missing_videos())
             files = {key: file for file, key in journal.file_owners().items() if key in keys}
+            changed = tuple(journal.changed_frames(planned.jobs))
     by: dict[str, list[str]] = {"new": [], "in_flight": [], "done": [], "failed": []}
     for job in planned.jobs:
         state = states.get(job.key, "pending")
@@ -205,7 +209,8 @@ def diff(planned: Plan, out_dir: Path, *, retry_failed: bool = False) -> PlanDif
                               or states.get(job.key, "pending") == "pending")
     return PlanDiff(out_dir, *(tuple(by[g]) for g in ("new", "in_flight", "done", "failed")),
                     to_create_usd=to_create, missing=missing, unplanned=unplanned,
-                    unplanned_counts=unplanned_counts, files=files, to_fetch=to_fetch)
+                    unplanned_counts=unplanned_counts, files=files, to_fetch=to_fetch,
+                    changed_frames=changed)
 
 
 def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Clock | None = None,
@@ -247,7 +252,7 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             # The jobs to create, the failed ones `begin` takes up again among them, read once.
             to_create = journal.to_create(_taken_up(config.retry_failed))
             nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
-                                to_create)
+                                to_create, journal.changed_frames(planned.jobs))
             needed_usd = nightly.cost_to_create(to_create, settings.run.budget_usd)
             if config.out is None:
                 unfinished = nightly.earlier_folders(planned.output_dir, planned.name, out_dir)

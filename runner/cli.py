@@ -514,16 +514,19 @@ def _simulated(simulate: bool, time_scale: float | None, *, typed: list[str]) ->
 def _diff_line(state: batch.PlanDiff) -> str:
     """The plan against the folder in one line: its jobs by what is left to do, then the jobs
     the manifest no longer has as the run's last lines count them (kept in the results), those
-    of them a run still fetches, and the videos gone from the folder."""
+    of them a run still fetches, the start frames whose change makes jobs new, and the videos
+    gone from the folder."""
     kept = render.unplanned_line({"unplanned_counts": state.unplanned_counts})
     fetched = (f" ({len(state.unplanned)} of them still to fetch, nothing more is paid)"
                if state.unplanned else "")
     dropped = f"; {kept}{fetched}" if kept else ""
+    frames = render.changed_frames_line(state.changed_frames)
+    changed = f"; {frames}" if frames else ""
     gone = f"; {render.plural(len(state.missing), 'video')} gone from the folder" if state.missing else ""
     paid = (f" ({len(state.to_fetch)} of them paid, to fetch with nothing more to pay)"
             if state.to_fetch else "")
     return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
-            f"{len(state.done)} done, {len(state.failed)} failed{paid}{dropped}{gone}")
+            f"{len(state.done)} done, {len(state.failed)} failed{paid}{dropped}{changed}{gone}")
 
 
 @main.command()

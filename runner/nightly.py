@@ -42,8 +42,8 @@ from runner.errors import ApiError, AuthError, HailuoError, ManifestError, Perma
 from runner.lock import FolderLock, process_alive, who
 from runner.logs import LOGGER
 from runner.manifest import load_document
-from runner.plan import Plan
-from runner.render import SHOWN, jobs_left, plural, videos_gone
+from runner.plan import FrameChange, Plan
+from runner.render import SHOWN, changed_frames_line, jobs_left, plural, videos_gone
 from runner.rows import FAILURE_KINDS, JobRow
 from runner.state import Journal
 
@@ -262,18 +262,21 @@ def _booted() -> float:
 
 
 def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
-                everything: dict[str, int], to_create: Sequence[JobRow]) -> None:
+                everything: dict[str, int], to_create: Sequence[JobRow],
+                changed: Sequence[FrameChange]) -> None:
     """Log the plan's jobs by state (`counts`), the jobs the run would create (`to_create`, the
-    failed ones it takes up again among them) and the unsettled creates it looks for first,
-    its warnings (the budget's against the jobs to create) and, when the folder also holds jobs
-    this plan no longer has (`everything` counts them too), that they are kept and stay in the
-    results."""
+    failed ones it takes up again among them), the unsettled creates it looks for first and the
+    start frames whose change makes jobs new (`changed`), its warnings (the budget's against
+    the jobs to create) and, when the folder also holds jobs this plan no longer has
+    (`everything` counts them too), that they are kept and stay in the results."""
     done, unsettled = counts.get("downloaded", 0), counts.get("submitting", 0)
     looked_for = (f", {plural(unsettled, 'unsettled create')} to look for first (created again "
                   "only when not found)") if unsettled else ""
+    frames = changed_frames_line(changed)
     log.info("run started: %s, %s (estimated $%.2f) into %s; %d already downloaded, "
-             "%d to create%s", planned.name, plural(len(planned.jobs), "job"), planned.estimated_usd,
-             out_dir, done, len(to_create), looked_for,
+             "%d to create%s%s", planned.name, plural(len(planned.jobs), "job"),
+             planned.estimated_usd, out_dir, done, len(to_create), looked_for,
+             f"; {frames}" if frames else "",
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts,
                     "to_create": len(to_create)})

@@ -91,6 +91,17 @@ class Upload:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameChange:
+    """A start frame of the plan whose file changed since jobs in the output folder were made
+    from it: the plan's jobs of it are new ones, paid again, unless the old image is put back."""
+
+    name: str  # as the manifest names it
+    made: dict[str, int]  # the folder's jobs made from its earlier contents, by state
+    new: int  # the plan's jobs of it that are new
+    jobs: int  # the plan's jobs of it
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One generation to make.
 

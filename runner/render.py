@@ -7,7 +7,7 @@ from typing import Any, Iterator, Sequence
 
 from runner.catalog import Catalog
 from runner.errors import Issue, count_problems, one_line
-from runner.plan import Job, Plan, canonical_json
+from runner.plan import FrameChange, Job, Plan, canonical_json
 
 
 SHOWN = 10
@@ -58,6 +58,29 @@ def unplanned_line(summary: dict[str, Any]) -> str | None:
         return None
     states = ", ".join(f"{count} {state}" for state, count in unplanned.items())
     return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
+
+
+def changed_frames_line(changes: Sequence[FrameChange]) -> str | None:
+    """The plan's start frames whose file changed since the folder's jobs were made from them,
+    each with the jobs of it that makes new, if any: `start frame b/frame.png changed since 8
+    jobs were made from it (8 downloaded): its 8 jobs are new`; the first SHOWN frames named,
+    the others counted."""
+    if not changes:
+        return None
+    lines = []
+    for change in changes[:SHOWN]:
+        made = sum(change.made.values())
+        states = ", ".join(f"{count} {state}" for state, count in change.made.items())
+        new = (f"its {plural(change.jobs, 'job')}" if change.new == change.jobs
+               else f"{change.new:,} of its {plural(change.jobs, 'job')}")
+        lines.append(f"start frame {one_line(change.name)} changed since {plural(made, 'job')} "
+                     f"{'was' if made == 1 else 'were'} made from it ({states}): {new} "
+                     f"{'is' if change.new == 1 else 'are'} new")
+    others = changes[SHOWN:]
+    if others:
+        lines.append(f"{plural(len(others), 'other start frame')} changed too, "
+                     f"{plural(sum(change.new for change in others), 'job')} of them new")
+    return "; ".join(lines)
 
 
 def jobs_left(in_flight: int, waiting: int) -> str:

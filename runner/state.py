@@ -34,7 +34,7 @@ from typing import Any, Self
 
 from runner import files
 from runner.errors import StateError, UsageError
-from runner.plan import Job, Upload
+from runner.plan import FrameChange, Job, Upload
 from runner.rows import PASSING_FAILURES, RESTORE_HINT, ROW_COLUMNS, JobRow, Move
 
 JOURNAL_NAME = "journal.sqlite"
@@ -294,6 +294,37 @@ class Journal:
         them once it runs (`unplanned_counts`): those that were sent or cost money."""
         rows = self.conn.execute(f"SELECT key, state FROM jobs WHERE {_SENT}")
         return dict(sorted(Counter(state for key, state in rows if key not in plan).items()))
+
+    def changed_frames(self, jobs: Sequence[Job]) -> list[FrameChange]:
+        """The start frames of the plan `jobs` whose file changed since jobs the folder keeps
+        (sent, or that cost money) were made from it, those the plan still has new jobs of, in
+        plan order: a job is its frame's content, so an image re-saved makes each one new."""
+        frames: dict[str, list[Job]] = {}  # the plan's jobs of each frame's file
+        contents: dict[str, str] = {}  # and the file's content now
+        for job in jobs:
+            if job.upload is not None:
+                frames.setdefault(str(job.upload.path), []).append(job)
+                contents[str(job.upload.path)] = job.upload.sha256
+        if not frames:
+            return []
+        keys = {job.key for job in jobs}
+        made: dict[str, Counter[str]] = {}
+        rows = self.conn.execute("SELECT key, state, json_extract(upload, '$.path'), "
+                                 "json_extract(upload, '$.sha256') FROM jobs "
+                                 f"WHERE upload IS NOT NULL AND ({_SENT})")
+        for key, state, path, sha256 in rows:
+            if key not in keys and path in contents and sha256 != contents[path]:
+                made.setdefault(path, Counter())[state] += 1
+        if not made:
+            return []
+        states = self.states_of(job.key for path in made for job in frames[path])
+        changes = []
+        for path, of_frame in frames.items():
+            new = sum(states.get(job.key, "pending") == "pending" for job in of_frame)
+            if path in made and new:
+                changes.append(FrameChange(str(of_frame[0].axes["start_frame"]),
+                                           dict(sorted(made[path].items())), new, len(of_frame)))
+        return changes
 
     def states_of(self, keys: Iterable[str]) -> dict[str, str]:
         """The state of each of `keys` the journal knows."""

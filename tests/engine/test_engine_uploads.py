@@ -29,10 +29,11 @@ def frame_manifest(folder: Path, prompts: int) -> Path:
                           styles={"vibe": ["none"]}, repeat=1)
 
 
-def simulated_run(manifest: Path, out: Path) -> int:
-    """`run --simulate` through click; renders of 60 to 120 simulated seconds last 0.1 to 0.2 s."""
+def simulated_run(manifest: Path, out: Path, *more: str) -> int:
+    """`run --simulate` through click, with `more` flags; renders of 60 to 120 simulated seconds
+    last 0.1 to 0.2 s."""
     return invoke("run", str(manifest), "--simulate", "--time-scale", "600", "--out", str(out),
-                  "--quiet")[0]
+                  "--quiet", *more)[0]
 
 
 def test_a_second_simulated_run_uses_the_frame_the_account_has(tmp_path: Path) -> None:
@@ -66,6 +67,39 @@ def test_a_run_against_another_api_root_uploads_the_start_frame_again(tmp_path: 
     assert second_uploads == {200: 1} and len(created) == 1
     assert [row["state"] for row in rows] == ["downloaded", "downloaded"]
     assert rows[1]["generation_id"] == created[0]
+
+
+def test_plan_the_dry_run_and_the_run_say_which_changed_start_frame_makes_its_jobs_new(
+        tmp_path: Path) -> None:
+    """An image re-saved is a new content, so its jobs are new ones, paid again: `plan --out`
+    and the dry run name the frame before anything is paid, and the run's start line says it."""
+    copy_frames(tmp_path)
+    images = tmp_path / "images"
+    (images / "dusk.png").write_bytes((images / "sunset.png").read_bytes()[:-16] + bytes(16))
+    manifest = write_manifest(tmp_path, prompts=PROMPTS, styles={"vibe": ["none"]}, repeat=1,
+                              defaults=FRAME,
+                              matrix={"start_frame": [{"path": "images/sunset.png"},
+                                                      {"path": "images/dusk.png"}]})
+    out, log = tmp_path / "out", tmp_path / "run.log"
+    assert simulated_run(manifest, out, "--log-file", str(log)) == 0  # 4 jobs, 2 of each frame
+    with (images / "dusk.png").open("ab") as frame:  # re-saved by an image editor, say
+        frame.write(b"\0")
+    planned = invoke("plan", str(manifest), "--out", str(out))[1].splitlines()[-1]
+    dry = invoke("run", str(manifest), "--simulate", "--out", str(out), "--dry-run")[1]
+    assert simulated_run(manifest, out, "--log-file", str(log), "--budget-usd", "0.3") == 3
+    halfway = invoke("plan", str(manifest), "--out", str(out))[1].splitlines()[-1]  # 1 job made
+    assert simulated_run(manifest, out) == 0
+    after = invoke("plan", str(manifest), "--out", str(out))[1].splitlines()[-1]
+    changed = ("start frame images/dusk.png changed since 2 jobs were made from it "
+               "(2 downloaded): its 2 jobs are new")
+    assert planned.endswith(f"2 new, 0 in flight, 2 done, 0 failed; 2 jobs no longer in the "
+                            f"manifest: 2 downloaded; {changed}")
+    assert f"; {changed}; nothing was sent (dry run)" in dry
+    started = [line for line in log.read_text("utf-8").splitlines() if "run started" in line]
+    assert started[0].endswith("0 already downloaded, 4 to create")
+    assert started[1].endswith(f"2 already downloaded, 2 to create; {changed}")
+    assert halfway.endswith("(2 downloaded): 1 of its 2 jobs is new")
+    assert after.endswith("4 done, 0 failed; 2 jobs no longer in the manifest: 2 downloaded")
 
 
 def test_a_start_frame_changed_after_the_plan_is_never_sent_under_the_old_contents_name(
