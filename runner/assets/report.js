@@ -152,6 +152,119 @@
     return video;
   }
 
+  /* Rows are built only near the viewport, so a grid of 100,000 jobs holds a few hundred cells:
+   * each section's lines come in chunks of a few rows, a chunk an empty placeholder as tall as
+   * its rows would be (the rows built so far tell how tall a row is) until it comes within NEAR
+   * px of the window, and one again, its videos let go, once farther than FAR px. A row as wide
+   * as many windows (hundreds of prompts as columns) fills its slots the same way sideways. */
+  const NEAR = 2400;
+  const FAR = 2 * NEAR;
+  const CHUNK_CELLS = 24;
+  const CHUNK_LINES = 8;
+  const chunks = new Map();  // a chunk's element: its lines
+  const built = new Set();
+  const slotJobs = new WeakMap();  // a slot's element: the jobs it shows
+  let shape = { columns: [], others: [] };  // the columns and the label's axes of the current layout
+  const near = new IntersectionObserver((entries) => {
+    const coming = entries.filter((entry) => entry.isIntersecting && !built.has(entry.target));
+    const columns = across();
+    for (const entry of coming) build(entry.target, columns);
+    if (coming.length) measure();
+  }, { rootMargin: `${NEAR}px 0px` });
+  const far = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting && built.has(entry.target)) {
+        release(entry.target);
+        built.delete(entry.target);
+      }
+    }
+  }, { rootMargin: `${FAR}px 0px` });
+
+  function build(chunk, columns) {
+    chunk.replaceChildren(...chunks.get(chunk).map(makeRow));
+    built.add(chunk);
+    fill(chunk, columns);
+  }
+
+  /* The first and last columns within NEAR px of the grid's visible width, then within FAR px. */
+  function across() {
+    const box = $("grid");
+    const step = view.size + 8;  // a column and the gap after it
+    const index = (margin, end) => Math.floor((box.scrollLeft + margin + (end ? box.clientWidth : 0)) / step);
+    return { near: [index(-NEAR, false), index(NEAR, true)], far: [index(-FAR, false), index(FAR, true)] };
+  }
+
+  /* Fill the slots of a chunk's rows near the grid's visible width; empty those far from it. */
+  function fill(chunk, columns) {
+    const within = ([first, last], index) => index >= first && index <= last;
+    for (const row of chunk.children) {
+      [...row.children].slice(1).forEach((slot, index) => {
+        if (!slot.childElementCount && within(columns.near, index)) {
+          const jobs = slotJobs.get(slot);
+          slot.append(...(jobs.length ? jobs.map(cell) : [el("div", { class: "gap", text: "—" })]));
+        } else if (slot.childElementCount && !within(columns.far, index)) {
+          release(slot);
+        }
+      });
+    }
+  }
+
+  /* Empty a chunk or a slot gone far from the window, its videos let go. */
+  function release(node) {
+    for (const media of node.querySelectorAll(".media[data-src]")) observer.unobserve(media);
+    drop(node);
+    node.replaceChildren();
+  }
+
+  /* A video let go gives back its decoder and buffers at once, not whenever it is collected. */
+  function drop(node) {
+    for (const video of node.querySelectorAll("video")) {
+      video.pause();
+      video.removeAttribute("src");
+      video.load();
+    }
+  }
+
+  /* The placeholders take the mean height of the rows built. */
+  function measure() {
+    let height = 0;
+    let lines = 0;
+    for (const chunk of built) {
+      height += chunk.offsetHeight;
+      lines += chunks.get(chunk).length;
+    }
+    if (lines) $("board").style.setProperty("--row-height", `${height / lines}px`);
+  }
+
+  /* The chunks near the window, built before the layout returns, so what is in view is there at once. */
+  function buildNear() {
+    const columns = across();
+    for (const chunk of chunks.keys()) {
+      const box = chunk.getBoundingClientRect();
+      if (box.top > innerHeight + NEAR) break;
+      if (box.bottom < -NEAR) continue;
+      build(chunk, columns);
+      measure();
+    }
+  }
+
+  /* The slots of every row built, filled or emptied for the grid's sideways scroll and cell size. */
+  function refill() {
+    const columns = across();
+    for (const chunk of built) fill(chunk, columns);
+  }
+
+  /* `jobs` by the value `keyOf` gives each, in the order met. */
+  function groupBy(jobs, keyOf) {
+    const groups = new Map();
+    for (const job of jobs) {
+      const key = keyOf(job);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(job);
+    }
+    return groups;
+  }
+
   const url = (path) => path.split("/").map(encodeURIComponent).join("/");
   const ratio = (job) => ({ "9:16": "9 / 16", "1:1": "1 / 1" })[job.axes.aspect_ratio] || "16 / 9";
 
@@ -261,8 +374,12 @@
   /* Lay the grid out: sections by the row axis, one line per combination of the other varying
    * axes, one column per value of the column axis. */
   function layout() {
-    const grid = $("grid");
     observer.disconnect();
+    near.disconnect();
+    far.disconnect();
+    drop($("grid"));
+    chunks.clear();
+    built.clear();
     const shown = JOBS.filter(visible);
     earlier();
     if (!JOBS.length) {  // no jobs, so no axes to lay out
@@ -272,37 +389,38 @@
       showTotals(shown);
       return;
     }
-    const columns = VALUES[view.col].filter((value) => shown.some((job) => valueKey(job.axes[view.col]) === value));
+    const byColumn = groupBy(shown, (job) => valueKey(job.axes[view.col]));
+    const columns = VALUES[view.col].filter((value) => byColumn.has(value));
     const others = VARYING.filter((axis) => axis !== view.row && axis !== view.col);
+    shape = { columns, others };
     $("board").style.setProperty("--columns", String(Math.max(columns.length, 1)));
     $("board").style.setProperty("--cell", `${view.size}px`);
     const head = el("div", { class: "row head" }, el("div", { class: "label corner", text: `${LABELS[view.row]} ↓  ${LABELS[view.col]} →` }));
     for (const value of columns) {
       // prompts as columns: each one's text under its id, cut short, whole on hover
-      const text = view.col === "prompt" && sharedPrompt(shown.filter((job) => valueKey(job.axes.prompt) === value));
+      const text = view.col === "prompt" && sharedPrompt(byColumn.get(value));
       head.append(el("div", { class: "col-head" }, el("span", { text: value }),
         text && el("p", { class: "col-prompt", title: text, text })));
     }
     $("grid-head").replaceChildren(head);
+    const perChunk = Math.max(1, Math.min(CHUNK_LINES, Math.floor(CHUNK_CELLS / columns.length)));
     const fragment = document.createDocumentFragment();
-    const sections = new Map();
-    for (const job of shown) {
-      const sectionKey = valueKey(job.axes[view.row]);
-      if (!sections.has(sectionKey)) sections.set(sectionKey, new Map());
-      const lineKey = JSON.stringify(others.map((axis) => job.axes[axis]));
-      const lines = sections.get(sectionKey);
-      if (!lines.has(lineKey)) lines.set(lineKey, []);
-      lines.get(lineKey).push(job);
+    for (const [value, jobs] of groupBy(shown, (job) => valueKey(job.axes[view.row]))) {
+      const lines = [...groupBy(jobs, (job) => JSON.stringify(others.map((axis) => job.axes[axis]))).values()];
+      fragment.append(section(value, jobs, lines, perChunk));
     }
-    for (const [value, lines] of sections) fragment.append(section(value, lines, columns, others));
-    grid.replaceChildren(fragment);
+    $("grid").replaceChildren(fragment);
+    buildNear();
+    for (const chunk of chunks.keys()) {
+      near.observe(chunk);
+      far.observe(chunk);
+    }
     $("empty").hidden = shown.length > 0;
     showTotals(shown);
     api.layouts += 1;
   }
 
-  function section(value, lines, columns, others) {
-    const jobs = [...lines.values()].flat();
+  function section(value, jobs, lines, perChunk) {
     const done = jobs.filter((job) => stateGroup(job) === STATES.done).length;
     const sum = (field) => jobs.reduce((total, job) => total + Number(job[field] || 0), 0);
     const spent = spentText(sum("spent_usd"), sum("spent_estimated_usd"));
@@ -313,26 +431,35 @@
     const text = view.row === "prompt" && view.col !== "prompt" && sharedPrompt(jobs);
     if (text) title.append(el("span", { class: "section-prompt", text }));
     const block = el("section", { class: "block", "data-value": value }, title);
-    for (const line of lines.values()) {
-      const row = el("div", { class: "row" });
-      const label = el("div", { class: "label" });
-      const tags = el("div", { class: "chips" });
-      for (const axis of others) tags.append(chip(valueKey(line[0].axes[axis]), LABELS[axis]));
-      label.append(tags);
-      if (view.row !== "prompt" && view.col !== "prompt") {
-        label.append(el("p", { class: "prompt", title: line[0].prompt || "", text: line[0].prompt || "" }));
-      }
-      label.append(rowControls(row));
-      row.append(label);
-      for (const column of columns) {
-        const slot = el("div", { class: "slot" });
-        for (const job of line) if (valueKey(job.axes[view.col]) === column) slot.append(cell(job));
-        if (!slot.childElementCount) slot.append(el("div", { class: "gap", text: "—" }));
-        row.append(slot);
-      }
-      block.append(row);
+    for (let start = 0; start < lines.length; start += perChunk) {
+      const chunk = el("div", { class: "chunk", style: `--lines: ${Math.min(perChunk, lines.length - start)}` });
+      chunks.set(chunk, lines.slice(start, start + perChunk));
+      block.append(chunk);
     }
     return block;
+  }
+
+  /* One line of the grid: its label (the other axes' values, the prompt when neither axis is
+   * the prompt, the row's play controls), then a slot under each column, filled by `fill`. */
+  function makeRow(line) {
+    const { columns, others } = shape;
+    const row = el("div", { class: "row" });
+    const label = el("div", { class: "label" });
+    const tags = el("div", { class: "chips" });
+    for (const axis of others) tags.append(chip(valueKey(line[0].axes[axis]), LABELS[axis]));
+    label.append(tags);
+    if (view.row !== "prompt" && view.col !== "prompt") {
+      label.append(el("p", { class: "prompt", title: line[0].prompt || "", text: line[0].prompt || "" }));
+    }
+    label.append(rowControls(row));
+    row.append(label);
+    const slots = groupBy(line, (job) => valueKey(job.axes[view.col]));
+    for (const column of columns) {
+      const slot = el("div", { class: "slot" });
+      slotJobs.set(slot, slots.get(column) || []);
+      row.append(slot);
+    }
+    return row;
   }
 
   /* The jobs the manifest no longer has, each with its axes and prompt text (an old text may
@@ -393,9 +520,18 @@
     $("row-axis").addEventListener("change", (e) => relayout(e.target.value, e.target.value === view.col ? view.row : view.col));
     $("col-axis").addEventListener("change", (e) => relayout(e.target.value === view.row ? view.col : view.row, e.target.value));
     $("swap-axes").addEventListener("click", () => relayout(view.col, view.row));
-    $("cell-size").addEventListener("input", (e) => { view.size = Number(e.target.value); $("board").style.setProperty("--cell", `${view.size}px`); });
-    // the column heads, which stick under the toolbar, follow the grid scrolled sideways
-    $("grid").addEventListener("scroll", () => { $("grid-head").scrollLeft = $("grid").scrollLeft; });
+    $("cell-size").addEventListener("input", (e) => {
+      view.size = Number(e.target.value);
+      $("board").style.setProperty("--cell", `${view.size}px`);
+      refill();
+      measure();
+    });
+    // the column heads, which stick under the toolbar, follow the grid scrolled sideways, and
+    // the slots coming near the window are filled
+    $("grid").addEventListener("scroll", () => {
+      $("grid-head").scrollLeft = $("grid").scrollLeft;
+      refill();
+    });
     $("autoplay").addEventListener("change", (e) => {
       view.autoplay = e.target.checked;
       for (const video of $("grid").querySelectorAll("video")) video.pause();

@@ -464,3 +464,41 @@ def test_prompts_as_the_only_axis_show_their_text_under_their_column_heads(drive
                           "counts": ["2 jobs · 2 done · $0.56"], "errors": []}
     assert one == {"columns": [[PROMPTS["rain-street"], PROMPTS["rain-street"], False]],
                    "counts": ["1 job · 1 done · $0.28"], "errors": []}
+
+
+def test_a_grid_of_thousands_of_jobs_builds_only_the_rows_near_the_window(driver: Driver,
+                                                                         tmp_path: Path) -> None:
+    # 25 prompts x 8 vibes x 5 lightings x 5 samples: 5,000 jobs, 625 rows of 8 cells
+    records = make_run(tmp_path, Sweep(prompts=25, vibes=8, lightings=5, samples=5, failed_every=0))
+    by_key = {record["key"]: record for record in records}
+    seen = ("({cells: [...document.querySelectorAll('#grid .cell')].map((c) => c.dataset.key),"
+            " videos: document.querySelectorAll('video').length,"
+            f" shown: {texts('.total.shown dd')}, columns: {texts('.col-head')}, errors: pageErrors}})")
+    at_the_end = UNTIL % "() => document.querySelector('#grid .block:last-child .cell')"
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, tmp_path)
+        steps = [await page.evaluate(seen)]
+        await page.click(".filter[data-axis='vibe'] .value[data-value='Clay']")
+        steps.append(await page.evaluate(seen))
+        await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        await page.evaluate(at_the_end)
+        steps.append(await page.evaluate(seen))
+        await page.click("#swap-axes")  # 25 prompts as columns, wider than the window
+        await page.evaluate("(() => { const grid = document.getElementById('grid');"
+                            " grid.scrollLeft = grid.scrollWidth; })()")
+        await page.evaluate(UNTIL % "() => document.querySelector('#grid .row .slot:last-child .cell')")
+        steps.append(await page.evaluate(seen))
+        return steps
+
+    first, filtered, scrolled, sideways = driver.run(scenario())
+    for step in (first, filtered, scrolled, sideways):
+        assert 0 < len(step["cells"]) < 400 and step["videos"] < 100 and step["errors"] == []
+    assert first["shown"] == ["5000"] and filtered["shown"] == ["4375"]
+    assert {by_key[key]["axes"]["prompt"] for key in first["cells"]} == {"rain-street"}
+    assert "Clay" not in filtered["columns"] and len(filtered["columns"]) == 7
+    assert {by_key[key]["axes"]["vibe"] for key in filtered["cells"]} <= set(filtered["columns"])
+    scrolled_prompts = {by_key[key]["axes"]["prompt"] for key in scrolled["cells"]}
+    assert "scene-25" in scrolled_prompts and "rain-street" not in scrolled_prompts  # let go
+    sideways_prompts = {by_key[key]["axes"]["prompt"] for key in sideways["cells"]}
+    assert "scene-25" in sideways_prompts and "rain-street" not in sideways_prompts
