@@ -44,7 +44,7 @@ class Group(click.Group):
         except ManifestError as exc:
             for issue in exc.issues:
                 click.echo(issue.render(), err=True)
-            click.echo(f"{count_problems(exc.issues)} problem(s); nothing was sent", err=True)
+            click.echo(f"{render.figure(count_problems(exc.issues))} problem(s); nothing was sent", err=True)
             ctx.exit(exc.exit_code)
         except HailuoError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -117,12 +117,13 @@ def validate(files: tuple[str, ...], fmt: str, max_jobs: int | None,
                 click.echo(issue.render())
             if plan is not None:
                 click.echo(f"{file}: ok, {render.plural(len(plan.jobs), 'job')}, "
-                           f"estimated ${plan.estimated_usd:.2f}")
+                           f"estimated {render.dollars(plan.estimated_usd)}")
                 for warning in plan.placed_warnings():
                     click.echo(render.file_warning(file, warning))
         if problems:
             bad = sum(1 for _, _, issues in results if issues)
-            click.echo(f"{problems} problem(s) in {bad} of {len(results)} file(s)", err=True)
+            click.echo(f"{render.figure(problems)} problem(s) in {render.figure(bad)} of "
+                       f"{render.figure(len(results))} file(s)", err=True)
     sys.exit(2 if problems else 0)
 
 
@@ -222,7 +223,7 @@ def _announce(simulator: Simulator) -> None:
     if settings.state_path is not None:
         click.echo(f"  account kept in {settings.state_path}")
     click.echo(f"  renders {settings.render_seconds:g} s (+/- {settings.render_jitter_seconds:g}), "
-               f"{settings.slots} slots, time x{settings.time_scale:g}. Ctrl-C to stop.")
+               f"{render.figure(settings.slots)} slots, time x{settings.time_scale:g}. Ctrl-C to stop.")
     sys.stdout.flush()
 
 
@@ -312,7 +313,8 @@ class Progress:
                                  dynamic_ncols=True, file=self.screen)
         # The figures first, so that the frame the count's update draws shows them too.
         self.bar.total = snap.total
-        self.bar.set_postfix_str(f"in flight {snap.in_flight}, failed {snap.failed}, "
+        self.bar.set_postfix_str(f"in flight {render.figure(snap.in_flight)}, "
+                                 f"failed {render.figure(snap.failed)}, "
                                  f"{snap.spent} this run", refresh=False)
         self.bar.update(snap.finished - self.bar.n)
         if event.kind == "stop":  # its last frame, above the lines that tell the run's end
@@ -443,7 +445,8 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
             planned, folder = batch.plan_for(config)
             state = batch.diff(planned, folder, retry_failed=retry_failed)
             click.echo(f"{planned.name}: {render.plural(len(planned.jobs), 'job')}, estimated "
-                       f"${planned.estimated_usd:.2f}, ${state.to_create_usd:.2f} of it to create")
+                       f"{render.dollars(planned.estimated_usd)}, "
+                       f"{render.dollars(state.to_create_usd)} of it to create")
             click.echo(_diff_line(state) + "; nothing was sent (dry run)")
             for warning in planned.warnings_for(state.to_create_usd):
                 click.echo(f"warning: {warning}")
@@ -470,10 +473,11 @@ def _told(done: batch.RunReport) -> int:
     unfinished; the run's exit code."""
     summary = done.results.summary
     missing = len(summary["missing_videos"])
-    gone = f" ({missing} of the videos gone from the folder: see --fetch-missing)" if missing else ""
+    gone = (f" ({render.figure(missing)} of the videos gone from the folder: see --fetch-missing)"
+            if missing else "")
     counts = render.plan_counts(summary)
-    click.echo(f"{done.outcome.reason}: {counts.get('downloaded', 0)}/{sum(counts.values())} "
-               f"downloaded{gone}, {render.run_spent(summary)}")
+    click.echo(f"{done.outcome.reason}: {render.figure(counts.get('downloaded', 0))}/"
+               f"{render.figure(sum(counts.values()))} downloaded{gone}, {render.run_spent(summary)}")
     for note in (render.unplanned_line(summary), render.retry_failed_line(summary)):
         if note:
             click.echo(note)
@@ -517,16 +521,18 @@ def _diff_line(state: batch.PlanDiff) -> str:
     of them a run still fetches, the start frames whose change makes jobs new, and the videos
     gone from the folder."""
     kept = render.unplanned_line({"unplanned_counts": state.unplanned_counts})
-    fetched = (f" ({len(state.unplanned)} of them still to fetch, nothing more is paid)"
+    fetched = (f" ({render.figure(len(state.unplanned))} of them still to fetch, nothing more is paid)"
                if state.unplanned else "")
     dropped = f"; {kept}{fetched}" if kept else ""
     frames = render.changed_frames_line(state.changed_frames)
     changed = f"; {frames}" if frames else ""
     gone = f"; {render.plural(len(state.missing), 'video')} gone from the folder" if state.missing else ""
-    paid = (f" ({len(state.to_fetch)} of them paid, to fetch with nothing more to pay)"
+    paid = (f" ({render.figure(len(state.to_fetch))} of them paid, to fetch with nothing more to pay)"
             if state.to_fetch else "")
-    return (f"in {state.out_dir}: {len(state.new)} new, {len(state.in_flight)} in flight, "
-            f"{len(state.done)} done, {len(state.failed)} failed{paid}{dropped}{changed}{gone}")
+    new, in_flight, done, failed = (render.figure(len(jobs)) for jobs in
+                                    (state.new, state.in_flight, state.done, state.failed))
+    return (f"in {state.out_dir}: {new} new, {in_flight} in flight, {done} done, "
+            f"{failed} failed{paid}{dropped}{changed}{gone}")
 
 
 @main.command()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
-from runner.render import spent_amount
+from runner.render import figure, spent_amount
 from runner.state import IN_FLIGHT
 
 EXIT_OK, EXIT_FAILED, EXIT_RESUMABLE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
@@ -183,8 +183,8 @@ class Snapshot:
     def describe(self) -> str:
         """One line for a log: counts, money, and the time left at the pace so far."""
         eta = "" if self.eta is None else f", about {_duration(self.eta)} left"
-        return (f"{self.finished}/{self.total} finished ({self.failed} failed), "
-                f"{self.in_flight} in flight, {self.pending} waiting, "
+        return (f"{figure(self.finished)}/{figure(self.total)} finished ({figure(self.failed)} failed), "
+                f"{figure(self.in_flight)} in flight, {figure(self.pending)} waiting, "
                 f"{self.spent} spent by this run{eta}")
 
 

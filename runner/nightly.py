@@ -43,7 +43,7 @@ from runner.lock import FolderLock, process_alive, who
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import FrameChange, Plan
-from runner.render import SHOWN, changed_frames_line, jobs_left, plural, videos_gone
+from runner.render import SHOWN, changed_frames_line, dollars, figure, jobs_left, plural, videos_gone
 from runner.rows import FAILURE_KINDS, JobRow
 from runner.state import Journal
 
@@ -141,20 +141,21 @@ def check_balance(account: Account, needed_usd: float) -> Outcome | None:
         return None
     usd_per_credit = catalog.load().usd_per_credit
     balance_usd = credits * usd_per_credit
-    held = f"{credits:.0f} credits"
+    held = f"{figure(round(credits))} credits"
     if len(pools) == 2 and all(pools):  # both in use: what the balance is made of
-        held += f": {account.paid_credits:.0f} paid, {account.subscription_credits:.0f} of the API plan"
+        held += (f": {figure(round(account.paid_credits))} paid, "
+                 f"{figure(round(account.subscription_credits))} of the API plan")
     if needed_usd <= balance_usd + 1e-9:
-        log.info("balance $%.2f (%s) covers the estimated $%.2f", balance_usd, held,
-                 needed_usd, extra={"balance_usd": round(balance_usd, 4),
-                                    "needed_usd": round(needed_usd, 4)})
+        log.info("balance %s (%s) covers the estimated %s", dollars(balance_usd), held,
+                 dollars(needed_usd), extra={"balance_usd": round(balance_usd, 4),
+                                             "needed_usd": round(needed_usd, 4)})
         return None
     short = needed_usd - balance_usd
-    reason = (f"the balance is too low: the jobs still to create are estimated at ${needed_usd:.2f}, "
-              f"the account has ${balance_usd:.2f} ({held}), "
-              f"${short:.2f} ({short / usd_per_credit:.0f} credits) short; add credit, or set a "
-              f"budget of at most ${balance_usd:.2f} (--budget-usd), then run again (no job was "
-              "created)")
+    reason = (f"the balance is too low: the jobs still to create are estimated at "
+              f"{dollars(needed_usd)}, the account has {dollars(balance_usd)} ({held}), "
+              f"{dollars(short)} ({figure(round(short / usd_per_credit))} credits) short; add "
+              f"credit, or set a budget of at most {dollars(balance_usd)} (--budget-usd), then run "
+              "again (no job was created)")
     log.error("no job is created: %s", reason, extra={"balance_usd": round(balance_usd, 4),
                                                         "needed_usd": round(needed_usd, 4),
                                                         "short_usd": round(short, 4)})
@@ -212,7 +213,7 @@ def logged(sink: EventSink) -> EventSink:
             log.info("%s", event.message, extra=dict(event.detail))
         elif event.kind == "stop":
             if max(failures.values(), default=0) > SHOWN:
-                by_kind = ", ".join(f"{count:,} {FAILURE_KINDS[kind]}"
+                by_kind = ", ".join(f"{figure(count)} {FAILURE_KINDS[kind]}"
                                     for kind, count in failures.most_common())
                 log.warning("%s in this run: %s; errors.jsonl lists every one",
                             plural(failures.total(), "job") + " failed", by_kind,
@@ -273,10 +274,10 @@ def run_started(planned: Plan, out_dir: Path, counts: dict[str, int],
     looked_for = (f", {plural(unsettled, 'unsettled create')} to look for first (created again "
                   "only when not found)") if unsettled else ""
     frames = changed_frames_line(changed)
-    log.info("run started: %s, %s (estimated $%.2f) into %s; %d already downloaded, "
-             "%d to create%s%s", planned.name, plural(len(planned.jobs), "job"),
-             planned.estimated_usd, out_dir, done, len(to_create), looked_for,
-             f"; {frames}" if frames else "",
+    log.info("run started: %s, %s (estimated %s) into %s; %s already downloaded, "
+             "%s to create%s%s", planned.name, plural(len(planned.jobs), "job"),
+             dollars(planned.estimated_usd), out_dir, figure(done), figure(len(to_create)),
+             looked_for, f"; {frames}" if frames else "",
              extra={"run_name": planned.name, "out": str(out_dir), "jobs": len(planned.jobs),
                     "estimated_usd": round(planned.estimated_usd, 4), "counts": counts,
                     "to_create": len(to_create)})

@@ -171,8 +171,8 @@ class Plan:
         if budget is None or estimated <= budget:
             return self.warnings
         which = "the jobs" if to_create_usd is None else "the jobs still to create in the folder"
-        return (*self.warnings, f"{which} are estimated at ${estimated:.2f}, above budget_usd "
-                f"(${budget:.2f}): a run stops submitting at the budget (exit 3), and the next run "
+        return (*self.warnings, f"{which} are estimated at ${estimated:,.2f}, above budget_usd "
+                f"(${budget:,.2f}): a run stops submitting at the budget (exit 3), and the next run "
                 "goes on")
 
 
@@ -344,8 +344,8 @@ class _Planner:
         self._warn_unnamed_vars(jobs)
         self._warn_extension(jobs)
         if not jobs:
-            self.warnings.append(f"the plan has no jobs (cells: {expansion.product}, excluded: "
-                                 f"{expansion.excluded}, skipped as invalid: {skipped})")
+            self.warnings.append(f"the plan has no jobs (cells: {expansion.product:,}, excluded: "
+                                 f"{expansion.excluded:,}, skipped as invalid: {skipped:,})")
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
                     output_dir=self.output_dir,
@@ -359,7 +359,7 @@ class _Planner:
         if long:
             size = max(len(job.filename.encode("utf-8")) for job in long)
             raise ManifestError([self.doc.issue(
-                ("output", "filename"), f"the names of {len(long)} job(s) are too long for the "
+                ("output", "filename"), f"the names of {len(long):,} job(s) are too long for the "
                 f"output folder: up to {size:,} bytes, more than {MAX_NAME_BYTES:,}",
                 "use fewer or shorter folders and placeholders")])
 
@@ -524,7 +524,7 @@ class _Planner:
         self.warnings.extend(sorted(told, key=lambda i: (i.line, i.column)))
         if skipped:
             self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
-                f"{rule} ({count})" for rule, count in skipped.most_common()))
+                f"{rule} ({count:,})" for rule, count in skipped.most_common()))
         return kept, merged, skipped.total()
 
     def _too_many(self, most: int) -> Issue:
@@ -562,7 +562,7 @@ class _Planner:
                                 filename=self._filename(cell, job_axes, key), upload=upload))
         jobs, clashing = _unique_filenames(jobs)
         if clashing:
-            self.warnings.append(f"output.filename gives {clashing} jobs a name another job has: "
+            self.warnings.append(f"output.filename gives {clashing:,} jobs a name another job has: "
                                  "their short key was added (put {n} or the axes that differ in "
                                  "the template)")
         return jobs

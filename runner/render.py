@@ -15,9 +15,21 @@ SHOWN = 10
 ten, the rest counted and left to the file or the JSON that holds them all."""
 
 
+def figure(count: int) -> str:
+    """A count as every message, log line and summary shows it, its thousands separated:
+    `18,619`. Files read by programs (JSON, CSV) keep plain numbers."""
+    return f"{count:,}"
+
+
+def dollars(amount: float) -> str:
+    """Money as every message, log line and summary shows it, to the cent and its thousands
+    separated: `$27,000.00`."""
+    return f"${amount:,.2f}"
+
+
 def plural(count: int, noun: str) -> str:
     """`1 job`, `2 jobs`: a count with its noun, for messages people read."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+    return f"{figure(count)} {noun}{'' if count == 1 else 's'}"
 
 
 def videos_gone(count: int, *, fetching: bool = False) -> str:
@@ -56,7 +68,7 @@ def unplanned_line(summary: dict[str, Any]) -> str | None:
     unplanned = summary.get("unplanned_counts") or {}
     if not unplanned:
         return None
-    states = ", ".join(f"{count} {state}" for state, count in unplanned.items())
+    states = ", ".join(f"{figure(count)} {state}" for state, count in unplanned.items())
     return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
 
 
@@ -70,9 +82,9 @@ def changed_frames_line(changes: Sequence[FrameChange]) -> str | None:
     lines = []
     for change in changes[:SHOWN]:
         made = sum(change.made.values())
-        states = ", ".join(f"{count} {state}" for state, count in change.made.items())
+        states = ", ".join(f"{figure(count)} {state}" for state, count in change.made.items())
         new = (f"its {plural(change.jobs, 'job')}" if change.new == change.jobs
-               else f"{change.new:,} of its {plural(change.jobs, 'job')}")
+               else f"{figure(change.new)} of its {plural(change.jobs, 'job')}")
         lines.append(f"start frame {one_line(change.name)} changed since {plural(made, 'job')} "
                      f"{'was' if made == 1 else 'were'} made from it ({states}): {new} "
                      f"{'is' if change.new == 1 else 'are'} new")
@@ -86,7 +98,8 @@ def changed_frames_line(changes: Sequence[FrameChange]) -> str | None:
 def jobs_left(in_flight: int, waiting: int) -> str:
     """What a folder left unfinished holds: `3 jobs in flight (paid, not yet downloaded) and
     1 not yet sent`."""
-    return f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded) and {waiting} not yet sent"
+    return (f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded) and "
+            f"{figure(waiting)} not yet sent")
 
 
 def unfinished_line(summary: dict[str, Any]) -> str | None:
@@ -110,22 +123,22 @@ def estimated_part(summary: dict[str, Any]) -> str | None:
     estimated`, the generations whose create answer, with their price, was lost. The budget
     counts them so too."""
     estimated = summary.get("spent_estimated_usd") or 0
-    return ESTIMATED_PART.format(amount=f"${estimated:.2f}") if round(estimated, 2) else None
+    return ESTIMATED_PART.format(amount=dollars(estimated)) if round(estimated, 2) else None
 
 
 def spent_amount(figures: dict[str, Any]) -> str:
     """Money spent as the results state it: `$1.12`, with `($0.04 of it estimated)` when part
     of it is."""
     of_it = estimated_part(figures)
-    return f"${figures.get('spent_usd') or 0:.2f}" + (f" ({of_it})" if of_it else "")
+    return dollars(figures.get("spent_usd") or 0) + (f" ({of_it})" if of_it else "")
 
 
 def run_spent(summary: dict[str, Any]) -> str:
     """The money of a run's end: the folder's total over all its runs, how much of it is
     estimates, and what this run spent when that differs (a resumed night, a budget stop the
     night before), so that a budget never looks overrun by what earlier runs paid."""
-    total = f"${summary.get('spent_usd', 0):.2f}"
-    by_run = f"${summary.get('run_spent_usd', summary.get('spent_usd', 0)):.2f}"
+    total = dollars(summary.get("spent_usd", 0))
+    by_run = dollars(summary.get("run_spent_usd", summary.get("spent_usd", 0)))
     notes = [note for note in (estimated_part(summary),
                                None if by_run == total else f"{by_run} by this run") if note]
     return f"{total} spent ({'; '.join(notes)})" if notes else f"{total} spent"
@@ -223,13 +236,12 @@ _FIXED_AXES = frozenset({"prompt", "vibe", "lighting", "color_theme", "style_set
 
 def summary_lines(plan: Plan, to_create: float | None = None) -> Iterator[str]:
     yield (f"{plural(len(plan.jobs), 'job')} from {plural(plan.cells, 'cell')}: "
-           f"{plan.excluded} removed by exclude, "
-           f"{plan.included} added by include, {plan.skipped_invalid} skipped as invalid, "
-           f"{plan.merged} merged duplicates")
-    yield (f"estimated total: ${plan.estimated_usd:.2f} (price estimates; the actual cost of each "
-           "job comes from the API)")
+           f"{figure(plan.excluded)} removed by exclude, {figure(plan.included)} added by include, "
+           f"{figure(plan.skipped_invalid)} skipped as invalid, {figure(plan.merged)} merged duplicates")
+    yield (f"estimated total: {dollars(plan.estimated_usd)} (price estimates; the actual cost of "
+           "each job comes from the API)")
     if to_create is not None:
-        yield f"to create in the output folder: ${to_create:.2f}"
+        yield f"to create in the output folder: {dollars(to_create)}"
     for warning in plan.warnings_for(to_create):
         yield f"warning: {warning}"
 

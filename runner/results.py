@@ -20,8 +20,8 @@ from typing import Any
 
 from runner import files, report
 from runner.errors import one_line
-from runner.render import (SHOWN, plan_counts, plural, retry_failed_line, spent_amount,
-                           unplanned_line, videos_gone)
+from runner.render import (SHOWN, dollars, figure, plan_counts, plural, retry_failed_line,
+                           spent_amount, unplanned_line, videos_gone)
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -151,13 +151,13 @@ def status_lines(results: report.RunResults) -> list[str]:
         else:
             ended = "did not end cleanly"
         lines.append(f"last run: started {summary['started_at']}, {ended}")
-    lines.append("  ".join(f"{state} {count}" for state, count in plan_counts(summary).items())
+    lines.append("  ".join(f"{state} {figure(count)}" for state, count in plan_counts(summary).items())
                  or "no jobs")
     earlier = unplanned_line(summary)
     if earlier:
         lines.append(earlier)
-    lines.append(f"spent {spent_amount(summary)}, reserved ${summary['reserved_usd']:.2f}, "
-                 f"estimated ${summary['estimated_usd']:.2f}")
+    lines.append(f"spent {spent_amount(summary)}, reserved {dollars(summary['reserved_usd'])}, "
+                 f"estimated {dollars(summary['estimated_usd'])}")
     missing = summary["missing_videos"]
     if missing:
         lines.append(videos_gone(len(missing)))
@@ -186,10 +186,10 @@ def _by_reason(failures: Sequence[dict[str, Any]]) -> list[str]:
     reasons = Counter(one_line(str(failure["reason"])) for failure in failures)
     common = reasons.most_common(SHOWN)
     lines = [f"{plural(len(failures), 'failed job')} by reason:",
-             *(f"  {count:,} {reason}" for reason, count in common)]
+             *(f"  {figure(count)} {reason}" for reason, count in common)]
     if len(reasons) > SHOWN:
         others = len(failures) - sum(count for _, count in common)
-        lines.append(f"  {others:,} of {plural(len(reasons) - SHOWN, 'other reason')}")
+        lines.append(f"  {figure(others)} of {plural(len(reasons) - SHOWN, 'other reason')}")
     return lines
 
 
@@ -198,7 +198,7 @@ def _first_few(lines: list[str], what: str, where: str) -> list[str]:
     one of them is: a folder of thousands keeps its summary on one screen."""
     if len(lines) <= SHOWN:
         return lines
-    return [*lines[:SHOWN], f"... and {len(lines) - SHOWN:,} more {what}: every one {where}"]
+    return [*lines[:SHOWN], f"... and {figure(len(lines) - SHOWN)} more {what}: every one {where}"]
 
 
 def _as_json(summary: dict[str, Any]) -> str:

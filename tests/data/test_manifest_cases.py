@@ -228,10 +228,10 @@ def test_a_rule_broken_by_many_cells_names_twenty_and_counts_the_rest(
     assert result.exit_code == 2
     assert result.stdout.splitlines() == [
         *named, f"boom.yaml:6:41: $.defaults.duration: 980 more cells: 1080p allows 6 s only, not 10{hint}"]
-    assert result.stderr.splitlines() == ["1000 problem(s) in 1 of 1 file(s)"]  # each cell counted
+    assert result.stderr.splitlines() == ["1,000 problem(s) in 1 of 1 file(s)"]  # each cell counted
     document = json.loads(run(monkeypatch, tmp_path, "validate", "--format", "json", "boom.yaml").stdout)
     assert document["problems"] == 1000 and document["files"][0]["issues"][-1]["problems"] == 980
-    assert "1000 problem(s); nothing was sent" in run(monkeypatch, tmp_path, "plan", "boom.yaml").stderr
+    assert "1,000 problem(s); nothing was sent" in run(monkeypatch, tmp_path, "plan", "boom.yaml").stderr
 
 
 @pytest.mark.parametrize("name", HOSTILE)

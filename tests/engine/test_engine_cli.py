@@ -21,11 +21,15 @@ from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, 
                        sim_settings, step, write_manifest)
 
 from runner.batch import RunConfig, plan_for
+from runner import nightly
 from runner.cli import Progress
 from runner.config import RunSettings, parse_duration
-from runner.control import Event
+from runner.control import Event, Snapshot
 from runner.notify import headline
 from runner.plan import make_plan
+from runner.render import dollars, figure, plural
+from runner.report import RunResults
+from runner.results import status_lines
 from runner.simulator import run_in_thread
 from runner.state import Journal
 
@@ -558,3 +562,54 @@ def test_money_booked_at_estimates_after_lost_create_answers_is_said_to_be_estim
         rows = list(csv.DictReader(table))
     assert Counter((row["cost_usd"], row["spent_usd"], row["spent_estimated_usd"])
                    for row in rows) == {("0.27", "0.27", "0.0"): 4, ("", "0.01", "0.01"): 4}
+
+
+def test_counts_and_money_people_read_have_their_thousands_separated(tmp_path: Path) -> None:
+    """A folder of 20,000 jobs reads `18,619/20,000 downloaded, $5,184.00 spent` in the run's
+    last line, the notification, the progress log line and `status`, as `1,381 jobs` does."""
+    assert (figure(7), figure(18619), figure(1_000_000)) == ("7", "18,619", "1,000,000")
+    assert (dollars(0.27), dollars(5184), dollars(27000.004)) == ("$0.27", "$5,184.00", "$27,000.00")
+    assert (plural(1, "job"), plural(1381, "job")) == ("1 job", "1,381 jobs")
+    summary = {"name": "m20k", "out": str(tmp_path), "jobs": 20000, "started_at": None,
+               "counts": {"downloaded": 18619, "failed": 1381}, "unplanned_counts": {},
+               "spent_usd": 5184.0, "spent_estimated_usd": 0.0, "run_spent_usd": 5184.0,
+               "reserved_usd": 0.0, "estimated_usd": 5400.0, "missing_videos": [],
+               "failed_for_retry": 1381, "exit_code": 1,
+               "exit_reason": "1,381 jobs failed (see errors.jsonl)"}
+    assert headline(summary) == ("hailuo-batch m20k: 18,619/20,000 downloaded, 1,381 failed, "
+                                 "$5,184.00 spent, exit 1 (1,381 jobs failed (see errors.jsonl))")
+    assert status_lines(RunResults(tmp_path, summary, ())) == [
+        f"m20k: 20,000 jobs in {tmp_path}", "downloaded 18,619  failed 1,381",
+        "spent $5,184.00, reserved $0.00, estimated $5,400.00",
+        "1,381 failed jobs are tried again only by a run with --retry-failed"]
+    progress = Snapshot(total=100000, downloaded=51672, failed=3605, in_flight=59, pending=44664,
+                        spent_usd=14929.11, spent_estimated_usd=1250.5, elapsed=147.0, eta=None)
+    assert progress.describe() == ("55,277/100,000 finished (3,605 failed), 59 in flight, "
+                                   "44,664 waiting, $14,929.11 ($1,250.50 of it estimated) spent "
+                                   "by this run")
+
+
+def test_a_dry_run_plan_validate_and_a_runs_start_of_thousands_of_jobs_separate_their_thousands(
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
+    prompts = [f"A lighthouse in a storm, take {take}" for take in range(20)]
+    manifest = write_manifest(tmp_path, prompts=prompts, repeat=100,  # 4,000 jobs at $0.27
+                              run={"budget_usd": 1000, "max_jobs": 4000})
+    out = tmp_path / "out"
+    dry, planned, valid = (invoke("run", str(manifest), "--out", str(out), "--dry-run")[1],
+                           invoke("plan", str(manifest), "--out", str(out))[1],
+                           invoke("validate", str(manifest))[1])
+    over = "are estimated at $1,080.00, above budget_usd ($1,000.00)"
+    assert dry.splitlines()[:2] == [
+        "sweep: 4,000 jobs, estimated $1,080.00, $1,080.00 of it to create",
+        f"in {out}: 4,000 new, 0 in flight, 0 done, 0 failed; nothing was sent (dry run)"]
+    assert planned.splitlines()[-3:-1] == [
+        "4,000 jobs from 40 cells: 0 removed by exclude, 0 added by include, 0 skipped as invalid, "
+        "0 merged duplicates",
+        "estimated total: $1,080.00 (price estimates; the actual cost of each job comes from the API)"]
+    assert over in dry and over in planned.splitlines()[-1]
+    assert valid.splitlines()[0] == f"{manifest}: ok, 4,000 jobs, estimated $1,080.00"
+    nightly.run_started(make_plan(manifest), out, {"downloaded": 1500, "pending": 2500},
+                        {"downloaded": 1500, "pending": 2500}, [])
+    assert hailuo_log.records[0].getMessage() == (
+        f"run started: sweep, 4,000 jobs (estimated $1,080.00) into {out}; 1,500 already "
+        "downloaded, 0 to create")

@@ -63,7 +63,7 @@ def test_a_balance_that_covers_the_plan_lets_the_run_through(tmp_path: Path) -> 
                        "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
         assert sim.books.credits_spent == 1440
     assert done.returncode == 0, done.stderr
-    assert "balance $2.16 (1440 credits) covers the estimated $2.16" in done.stderr
+    assert "balance $2.16 (1,440 credits) covers the estimated $2.16" in done.stderr
 
 
 def test_the_check_asks_for_no_more_than_the_budget(tmp_path: Path) -> None:
