@@ -19,7 +19,7 @@ ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "re
                "cost_credits", "generation_id", "run_id", "attempts", "reason",
                "create_sent_at", "submitted_at", "completed_at", "downloaded_at", "video_url",
                "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind",
-               "spent_before_usd", "spent_before_estimated_usd")
+               "spent_before_usd", "spent_before_estimated_usd", "booked_usd")
 # Failures whose generation may still deliver: a poll that ran out of time, a download that broke
 # off, a video whose name the folder could not take. A job retried after one of them polls its
 # generation again; after any other failure (a FAILED render, a deleted generation, moderation)
@@ -81,6 +81,7 @@ class JobRow:
     error_kind: str | None
     spent_before_usd: float
     spent_before_estimated_usd: float
+    booked_usd: float | None  # the price its generation is booked at when no answer named one
 
     @property
     def short_key(self) -> str:
@@ -94,10 +95,11 @@ class JobRow:
     @property
     def generation_usd(self) -> float:
         """What its current generation cost (nothing without one): the price its create answer
-        named, else the estimate."""
+        named, else the price it was booked at (`booked_usd`: the estimate, or more when the API
+        had named more for a job of its kind), else (booked by an earlier version) the estimate."""
         if self.generation_id is None:
             return 0.0
-        return self.cost_usd if self.cost_usd else self.estimated_cost
+        return self.cost_usd if self.cost_usd else self.booked_usd or self.estimated_cost
 
     @property
     def spent_estimated_usd(self) -> float:
@@ -165,14 +167,15 @@ class JobRow:
                           {"reserved_usd": 0.0, "create_sent_at": None}, detail=reason)
 
     def submitted(self, *, run_id: int, at: float, generation_id: str, cost_usd: float | None,
-                  cost_credits: float | None) -> Move:
-        """A generation is booked to the job: a failure it was taken up again after (`retried`)
-        is behind it, and so is that failure's generation (`_given_up`)."""
+                  cost_credits: float | None, booked_usd: float | None = None) -> Move:
+        """A generation is booked to the job, at `cost_usd` when its answer named it, else at
+        `booked_usd`: a failure it was taken up again after (`retried`) is behind it, and so is
+        that failure's generation (`_given_up`)."""
         return self._move(("submitting",), "submitted", run_id, at,
                           {**self._given_up(), "reserved_usd": 0.0, "reason": None,
                            "error_kind": None, "generation_id": generation_id,
                            "cost_usd": cost_usd, "cost_credits": cost_credits,
-                           "submitted_at": at}, detail=generation_id)
+                           "booked_usd": booked_usd, "submitted_at": at}, detail=generation_id)
 
     def complete(self, *, run_id: int, at: float, video_url: str, poster_url: str | None,
                  render_seconds: float | None) -> Move:
@@ -220,13 +223,13 @@ class JobRow:
 
     def _given_up(self) -> dict[str, Any]:
         """The columns that give up the dead generation a job taken up again kept (`retried`; no
-        other job waiting or being sent has one): its cost kept in `spent_before_usd` (its
-        estimate, when no answer named its price, in `spent_before_estimated_usd` too)."""
+        other job waiting or being sent has one): its cost kept in `spent_before_usd` (the price
+        it was booked at, when no answer named its price, in `spent_before_estimated_usd` too)."""
         if self.state not in ("pending", "submitting") or not self.generation_id:
             return {}
         return {"spent_before_usd": self.spent_usd,
                 "spent_before_estimated_usd": self.spent_estimated_usd, "generation_id": None,
-                "cost_usd": None, "cost_credits": None, "submitted_at": None,
+                "cost_usd": None, "cost_credits": None, "booked_usd": None, "submitted_at": None,
                 "completed_at": None, "video_url": None, "poster_url": None,
                 "render_seconds": None}
 
@@ -322,7 +325,7 @@ _UNREADABLE = (ValueError, TypeError, KeyError)
 _NUMBER_COLUMNS = ("idx", "planned", "estimated_cost", "reserved_usd", "cost_usd", "cost_credits",
                    "run_id", "attempts", "create_sent_at", "submitted_at", "completed_at",
                    "downloaded_at", "render_seconds", "spent_before_usd",
-                   "spent_before_estimated_usd")
+                   "spent_before_estimated_usd", "booked_usd")
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _numbers = operator.itemgetter(*(ROW_COLUMNS.index(column) for column in _NUMBER_COLUMNS))
 _READERS: dict[str, Callable[[Any], object]] = {

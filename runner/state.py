@@ -104,6 +104,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN spent_before_estimated_usd REAL NOT NULL DEFAULT 0;
     """,
+    # Version 8: the price a generation whose create answer named none is booked at (the
+    # estimate, or more when the API had named more for a job of its kind); older files book
+    # such a generation at its estimate, as they did.
+    """
+    ALTER TABLE jobs ADD COLUMN booked_usd REAL;
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"

@@ -216,7 +216,7 @@ class Submitter:
         tracker = self.ctx.tracker
         if row.key in self._reserved:
             return True
-        price = max(row.estimated_cost, self._prices.get(row.kind, 0.0))
+        price = self._price(row)
         if not tracker.fits(price):
             self.ctx.stop.halt(EXIT_RESUMABLE, self.ctx.stop.resumable(
                 f"the budget of ${tracker.budget_usd:g} is reached"))
@@ -224,6 +224,11 @@ class Submitter:
         tracker.reserve(price)
         self._reserved[row.key] = price
         return True
+
+    def _price(self, row: JobRow) -> float:
+        """What a create of the job is taken to cost until its answer names a price: its
+        estimate, or the most the API has named for a job of its kind when that is more."""
+        return max(row.estimated_cost, self._prices.get(row.kind, 0.0))
 
     def _settle(self, row: JobRow, spent: float, *, at_estimate: bool = False) -> None:
         """The job's reservation, if this run made one, ends with `spent`. A generation this run
@@ -233,7 +238,8 @@ class Submitter:
 
     async def _record(self, row: JobRow, created: Created) -> JobRow:
         """The job submitted with its generation and its cost: in USD as the answer named it, or
-        its credits at the account's rate (the published answer names only credits)."""
+        its credits at the account's rate (the published answer names only credits); named
+        neither (a lost create's generation found on the account), booked at `_price`."""
         ctx = self.ctx
         cost_usd = created.cost_usd
         if cost_usd is None and created.cost_credits is not None:
@@ -242,8 +248,9 @@ class Submitter:
             self._prices[row.kind] = max(cost_usd, self._prices.get(row.kind, 0.0))
         row = await ctx.record(row.submitted(run_id=ctx.run_id, at=ctx.clock.wall(),
                                              generation_id=created.generation_id,
-                                             cost_usd=cost_usd, cost_credits=created.cost_credits))
-        self._settle(row, cost_usd or row.estimated_cost, at_estimate=not cost_usd)
+                                             cost_usd=cost_usd, cost_credits=created.cost_credits,
+                                             booked_usd=None if cost_usd else self._price(row)))
+        self._settle(row, row.generation_usd, at_estimate=not cost_usd)
         ctx.tracker.moved(row.key, "submitting", "submitted", created.generation_id)
         return row
 

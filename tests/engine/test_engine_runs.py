@@ -231,6 +231,25 @@ def test_the_prices_an_earlier_run_was_named_are_reserved_from_a_run_s_first_cre
     assert created == 4 and stopped.results.summary["run_spent_usd"] == 0
 
 
+def test_a_lost_creates_generation_is_booked_at_the_price_the_api_named_for_its_kind(
+        tmp_path: Path) -> None:
+    """The table says $0.01 a job, the API named $0.27 for jobs of the kind in an earlier run;
+    each create now goes through but answers 500, its generation found on the account: booked,
+    and counted against the budget, at $0.27, so the budget holds and the folder's spending is
+    what was billed."""
+    out, state = tmp_path / "out", tmp_path / "account.jsonl"
+    with run_in_thread(sim_settings(state_path=state)) as sim:
+        assert run(write_manifest(tmp_path, repeat=1), out, sim).outcome.exit_code == 0  # 4 x $0.27
+    cheap = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.01}}})
+    with run_in_thread(sim_settings(state_path=state, fault_create_500=1.0)) as sim:
+        stopped = run(cheap, out, sim, budget_usd=1.0, concurrency=1)  # 4 new jobs
+        billed = sim.books.creates_accepted
+    summary = stopped.results.summary
+    assert stopped.outcome.exit_code == 3 and "budget" in stopped.outcome.reason
+    assert billed == 3 and summary["run_spent_usd"] == 0.81
+    assert (summary["spent_usd"], summary["spent_estimated_usd"]) == (1.89, 0.81)
+
+
 def test_failures_of_jobs_gone_from_the_manifest_stay_reported_but_fail_no_later_run(
         tmp_path: Path) -> None:
     out = tmp_path / "out"

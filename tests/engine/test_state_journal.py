@@ -97,7 +97,7 @@ def test_an_old_journal_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> No
         sent = journal.sendings("k")
         plan = journal.conn.execute("EXPLAIN QUERY PLAN SELECT at FROM transitions WHERE "
                                     "job_key = 'k' AND to_state = 'submitting'").fetchall()
-    assert version == len(MIGRATIONS) == 7
+    assert version == len(MIGRATIONS) == 8
     assert sent == [(1.5, None)] and "transitions_sent" in str(plan)
     assert (row.state, row.generation_id, row.poster, row.error_kind) == ("submitted", "g1", None, None)
     # The old id names no API: kept, but never given to a run, which uploads the frame again.
