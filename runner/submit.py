@@ -299,18 +299,18 @@ class Submitter:
         """The generation an unsettled create most likely made, if the account lists one:
         among the unclaimed ones of its prompt and size made within the window of one of its
         sendings (a job sent again after answers that told nothing was sent more than once,
-        and any of those creates may be the one carried out), the first made from a sending on,
-        else the last made before one (see `_nearness`). A window runs from `skew` before
-        the sending (a couple of seconds, for the clocks of the API's own servers) to when the
-        create could have been carried out (its answer came, or was given up on, within
-        `settle` of the sending, and a server may still carry it out within `settle` of that).
-        So a generation of the same prompt and size that another folder made before this
-        create was sent is never taken when the create's own is listed, nor, when the create
-        made none, one made outside its windows. The sendings are read on the API's clock, as
-        the listed times are, when the runs that sent them knew that clock (`_api_time`); else
-        (no answer's Date could be read, or an earlier version sent one) on this machine's, with
-        `unread_skew` (minutes) for how far apart the two may be. The list, newest first, is
-        read until it reaches the first window's start."""
+        and any of those creates may be the one carried out), the one `_nearness` ranks first:
+        made from a sending on (in the latest sending's window first), else made before one. A
+        window runs from `skew` before the sending (a couple of seconds, for the clocks of the
+        API's own servers) to when the create could have been carried out (its answer came, or
+        was given up on, within `settle` of the sending, and a server may still carry it out
+        within `settle` of that). So a generation of the same prompt and size that another
+        folder made before this create was sent is never taken when the create's own is
+        listed, nor, when the create made none, one made outside its windows. The sendings are
+        read on the API's clock, as the listed times are, when the runs that sent them knew
+        that clock (`_api_time`); else (no answer's Date could be read, or an earlier version
+        sent one) on this machine's, with `unread_skew` (minutes) for how far apart the two may
+        be. The list, newest first, is read until it reaches the first window's start."""
         prompt, width, height = _signature(row.request)
         sendings = self.ctx.store.sendings(row.key) or [(self.ctx.clock.wall(), None)]
         on_api = all(api is not None for _, api in sendings)
@@ -401,16 +401,20 @@ class Submitter:
         return row.as_job().wire({upload.sha256: image_id})
 
 
-def _nearness(windows: list[tuple[float, float, float]], generation: Generation) -> tuple[int, float]:
+def _nearness(windows: list[tuple[float, float, float]], generation: Generation) -> tuple[int, int, float]:
     """How likely `generation` is the one a create made, the likeliest least, by the windows
-    (start, sending, end) of the create's sendings: made from a sending on, within its window,
-    the earliest first; then made before one (by a server whose clock is behind ours, or by
-    another folder or tool), the latest first; then those whose time is not listed."""
+    (start, sending, end) of the create's sendings, in order: made from a sending on, within its
+    window, before one made before a sending (by a server whose clock is behind ours, or by
+    another folder or tool); among those, in the latest sending's window first (the earlier
+    ones were looked in when their create's answer told nothing, and found empty: what was
+    made there since is likelier another's than a create carried out that late), the earliest
+    made from the sending, the latest before it; then those whose time is not listed."""
     made = generation.created_at
     if made is None:
-        return 2, 0.0
-    after = any(sent - LISTED_TO < made <= end for _, sent, end in windows)
-    return (0, made) if after else (1, -made)
+        return 2, 0, 0.0
+    latest = max(n for n, (start, _, end) in enumerate(windows) if start <= made <= end)
+    sent = windows[latest][1]
+    return (0, -latest, made) if made > sent - LISTED_TO else (1, -latest, -made)
 
 
 def _signature(request: dict[str, Any]) -> tuple[Any, ...]:

@@ -33,18 +33,19 @@ from runner.state import Journal
 
 
 def left_submitting(manifest: Path, out: Path, prompt: str, *, ahead: float | None = 0.0,
-                    ago: float = 0.0) -> str:
+                    ago: tuple[float, ...] = (0.0,)) -> str:
     """The job of `prompt` written `submitting`, as a run that died after sending its create
-    `ago` seconds ago leaves it, the API's clock `ahead` of this machine's then (None: that
-    clock unknown to it, or the run of an earlier version, which did not note it); its key."""
+    (`ago` seconds ago, each time it was sent) leaves it, the API's clock `ahead` of this
+    machine's then (None: that clock unknown to it, or the run of an earlier version, which did
+    not note it); its key."""
     planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
     key = next(job.key for job in planned.jobs if job.request["parameters"]["prompt"] == prompt)
     with Journal.open(out) as journal:
         journal.sync_plan(planned.jobs)
         run_id = journal.begin_run(name="died", manifest=str(manifest), settings={}, at=time.time())
-        sent = time.time() - ago
-        step(journal, key, "submitting", reserved_usd=0.27, run_id=run_id, at=sent,
-             api_at=None if ahead is None else sent + ahead)
+        for sent in (time.time() - seconds for seconds in ago):
+            step(journal, key, "submitting", reserved_usd=0.27, run_id=run_id, at=sent,
+                 api_at=None if ahead is None else sent + ahead)
     return key
 
 
@@ -240,12 +241,31 @@ def test_a_create_sent_again_is_looked_for_after_that_sending_not_only_the_first
     clock known to the first run or not, and its generation is found, not paid for again."""
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
     out = tmp_path / "out"
-    key = left_submitting(manifest, out, PROMPTS[0], ahead=ahead, ago=3600.0)
+    key = left_submitting(manifest, out, PROMPTS[0], ahead=ahead, ago=(3600.0,))
     with run_in_thread(sim_settings(fault_create_500=1.0)) as sim:
         report = run(manifest, out, sim)
         creates = sim.books.creates_accepted
     assert report.outcome.exit_code == 0 and creates == 1
     assert row_of(out, key)["state"] == "downloaded"
+
+
+def test_a_job_sent_again_takes_its_latest_creates_generation_not_one_made_since_in_an_earlier_window(
+        tmp_path: Path) -> None:
+    """The job's create was sent a minute ago and again now, neither answered; another folder
+    made a generation of the same prompt and size in the first sending's window, after that
+    sending: the latest create's own generation is taken, the other folder's left to it."""
+    state = tmp_path / "account.jsonl"
+    ours, theirs = two_folders(tmp_path)
+    out = tmp_path / "a" / "out"
+    key = left_submitting(ours, out, PROMPTS[0], ago=(60.0, 0.0))
+    with run_in_thread(sim_settings(state_path=state, clock_ahead=-59.5)) as sim:
+        other = theirs_made(sim, theirs)  # half a second after the first sending, by the API's clock
+    with run_in_thread(sim_settings(state_path=state)) as sim:
+        made = create(sim, json.loads(row_of(out, key)["request"]))
+        report = run(ours, out, sim, engine={"settle": 1.0})  # windows of 4 s after each sending
+        creates = sim.books.creates_accepted
+    assert report.outcome.exit_code == 0 and creates == 1
+    assert row_of(out, key)["generation_id"] == made != other
 
 
 @pytest.mark.parametrize(("then", "now"), [(-600.0, -600.0), (-600.0, 0.0), (0.0, 3600.0)],
