@@ -159,17 +159,17 @@ def plan(file: str, fmt: str, max_jobs: int | None, out: str | None,
     to_create = found.to_create_usd if found else None
     videos = found.files if found else None
     if fmt == "json":
-        click.echo(render.plan_json(planned, states, to_create, found.unplanned if found else None,
-                                    videos, found.to_fetch if found else None,
-                                    found.unplanned_counts if found else None))
+        lines = render.plan_json(planned, states, to_create, found.unplanned if found else None,
+                                 videos, found.to_fetch if found else None,
+                                 found.unplanned_counts if found else None)
     elif fmt == "jsonl":
-        for line in render.plan_jsonl(planned, states, videos):
-            click.echo(line)
+        lines = render.plan_jsonl(planned, states, videos)
     else:
-        for line in render.plan_text(planned, states, to_create):
-            click.echo(line)
-        if found:
-            click.echo(_diff_line(found))
+        lines = render.plan_text(planned, states, to_create)
+    for line in lines:
+        click.echo(line)
+    if fmt == "text" and found:
+        click.echo(_diff_line(found))
 
 
 @main.command()

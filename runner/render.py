@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from runner.catalog import Catalog
 from runner.errors import Issue, count_problems, one_line
@@ -173,17 +173,43 @@ def plan_summary(plan: Plan, to_create: float | None = None) -> dict[str, Any]:
 def plan_json(plan: Plan, states: dict[str, str] | None = None, to_create: float | None = None,
               unplanned: Sequence[str] | None = None, files: dict[str, str] | None = None,
               to_fetch: Sequence[str] | None = None,
-              unplanned_counts: dict[str, int] | None = None) -> str:
-    """The plan as JSON; with an output folder's state known, `unplanned_counts` counts by state
-    the jobs the manifest no longer has that the folder's results keep, `unplanned` keys those
-    of them a run there still fetches, `to_fetch` the failed ones it has."""
+              unplanned_counts: dict[str, int] | None = None) -> Iterator[str]:
+    """The plan as JSON, line by line (`json_document`); with an output folder's state known,
+    `unplanned_counts` counts by state the jobs the manifest no longer has that the folder's
+    results keep, `unplanned` keys those of them a run there still fetches, `to_fetch` the
+    failed ones it has."""
     summary = plan_summary(plan, to_create)
     if states is not None:
         summary["unplanned_counts"] = dict(unplanned_counts or {})
         summary["unplanned_to_fetch"] = list(unplanned or ())
         summary["failed_to_fetch"] = list(to_fetch or ())
-    return json.dumps({"summary": summary, "jobs": [job_record(j, states, files) for j in plan.jobs]},
-                      indent=2, ensure_ascii=False)
+    return json_document(summary, "jobs", (job_record(job, states, files) for job in plan.jobs))
+
+
+def json_document(summary: dict[str, Any], name: str, items: Iterable[Any], *,
+                  ascii_only: bool = False) -> Iterator[str]:
+    """`{"summary": summary, name: [*items]}` as `json.dumps(..., indent=2)` writes it, given
+    line by line and an item at a time, so that a plan or a folder of a million jobs is printed
+    without its whole text (some gigabytes) held at once; `ascii_only` escapes what is not
+    ASCII, as `json.dumps` does by default."""
+    head = f'{{\n  "summary": {_indented(summary, 1, ascii_only)},\n  "{name}": ['
+    lines = (f"    {_indented(item, 2, ascii_only)}" for item in items)
+    last = next(lines, None)
+    if last is None:
+        yield f"{head}]\n}}"
+        return
+    yield head
+    for line in lines:
+        yield f"{last},"
+        last = line
+    yield last
+    yield "  ]\n}"
+
+
+def _indented(value: Any, depth: int, ascii_only: bool) -> str:
+    """`value` as `json.dumps(..., indent=2)` writes it `depth` levels down a document: a JSON
+    string never holds a raw line break, so each of its line breaks starts an indented line."""
+    return json.dumps(value, indent=2, ensure_ascii=ascii_only).replace("\n", "\n" + "  " * depth)
 
 
 def plan_jsonl(plan: Plan, states: dict[str, str] | None = None,

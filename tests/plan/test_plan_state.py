@@ -8,7 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from runner import render
 from runner.cli import main
+from runner.plan import make_plan
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -45,6 +47,26 @@ def test_plan_against_a_finished_run_shows_only_the_new_cells_as_new(tmp_path: P
     for job in json.loads(listed.output)["jobs"]:
         by_state[job["state"]] = by_state.get(job["state"], 0) + 1
     assert by_state == {"done": 12, "new": 6}
+
+
+def test_plan_json_is_one_indented_document_given_a_job_at_a_time(tmp_path: Path) -> None:
+    """`plan --format json` against a folder: the document `json.dumps(..., indent=2)` makes,
+    its non-ASCII text as written, printed a job at a time; an empty plan's jobs are `[]`."""
+    manifest, out = swept(tmp_path)
+    text = manifest.read_text().replace(
+        "styles:", '  - id: phare\n    text: "Un phare dans la tempête"\n\nstyles:', 1)
+    manifest.write_text(text)
+    listed = CliRunner().invoke(main, ["plan", str(manifest), "--out", str(out), "--format", "json"])
+    document = json.loads(listed.output)
+    assert listed.output == json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    assert {job["state"] for job in document["jobs"]} == {"done", "new"}
+    assert "tempête" in listed.output and document["summary"]["unplanned_counts"] == {}
+    planned = make_plan(manifest)
+    assert len(list(render.plan_json(planned))) == len(planned.jobs) + 2 == 20
+    manifest.write_text(text.replace("styles:", "matrix:\n  exclude:\n    - model: hailuo-2_3\n\nstyles:", 1))
+    empty = CliRunner().invoke(main, ["plan", str(manifest), "--out", str(out), "--format", "json"])
+    assert json.loads(empty.output)["jobs"] == []
+    assert empty.output == json.dumps(json.loads(empty.output), indent=2, ensure_ascii=False) + "\n"
 
 
 def test_plan_without_state_has_no_state_column(tmp_path: Path) -> None:
