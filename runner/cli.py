@@ -544,9 +544,5 @@ def status(out: Path, fmt: str) -> None:
         raise UsageError(f"{out} is a file: status takes a run's output folder (the one holding "
                          f"its videos and {JOURNAL_NAME}); for a manifest, `hailuo-batch plan "
                          "FILE --out DIR` shows its jobs against a folder")
-    found = results.collect(out)
-    if fmt == "json":
-        click.echo(json.dumps({"summary": found.summary, "failures": found.failures}, indent=2))
-    else:
-        for line in results.status_lines(found):
-            click.echo(line)
+    for line in results.status(out, as_json=fmt == "json"):
+        click.echo(line)

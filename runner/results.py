@@ -13,15 +13,15 @@ from __future__ import annotations
 import io
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner import files, report
 from runner.errors import one_line
-from runner.render import (SHOWN, dollars, figure, plan_counts, plural, retry_failed_line,
-                           spent_amount, unplanned_line, videos_gone)
+from runner.render import (SHOWN, dollars, figure, json_document, plan_counts, plural,
+                           retry_failed_line, spent_amount, unplanned_line, videos_gone)
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -69,29 +69,42 @@ def collect(out_dir: Path, *, begun: bool = False) -> report.RunResults:
 
 def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
             unfinished_folders: Sequence[dict[str, Any]] | None = None) -> report.RunResults:
-    """The folder's records, and its summary as of the run `run_id` (else the latest); a run's
-    own summary also lists the earlier starts' folders it found unfinished
-    (`nightly.earlier_folders`), which the journal does not know of. `spent_usd` is the
-    folder's over all its runs, `run_spent_usd` that run's: the generations it booked to jobs,
-    as its creates' answers named them or as it found them on the account after a create's
-    answer was lost (one an earlier run sent included), so that the runs' figures add up to the
-    folder's; `spent_estimated_usd` is the part of `spent_usd` booked at estimates (such a
-    generation's price was named by no answer)."""
+    """The folder's records, and its summary as of the run `run_id` (`summarize`)."""
     records: list[dict[str, Any]] = []
+    summary = summarize(journal, out_dir, run_id, unfinished_folders=unfinished_folders,
+                        keep=records.append)
+    return report.RunResults(out_dir, summary, tuple(records))
+
+
+def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
+              unfinished_folders: Sequence[dict[str, Any]] | None = None,
+              keep: Callable[[dict[str, Any]], object] = lambda record: None) -> dict[str, Any]:
+    """The folder's summary as of the run `run_id` (else the latest), its jobs read a row at a
+    time and each one's record given to `keep` (`compute` keeps them all, `status` none, so
+    that it sums a folder of a million jobs without holding them). A run's own summary also
+    lists the earlier starts' folders it found unfinished (`nightly.earlier_folders`), which
+    the journal does not know of. `spent_usd` is the folder's over all its runs,
+    `run_spent_usd` that run's: the generations it booked to jobs, as its creates' answers
+    named them or as it found them on the account after a create's answer was lost (one an
+    earlier run sent included), so that the runs' figures add up to the folder's;
+    `spent_estimated_usd` is the part of `spent_usd` booked at estimates (such a generation's
+    price was named by no answer)."""
     counts: Counter[str] = Counter()
     unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
-    spent = reserved = by_run = at_estimates = 0.0
+    spent = reserved = by_run = at_estimates = estimated = 0.0
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
     held = 0  # the failed jobs only --retry-failed takes up again
     run = journal.run(run_id)
     booked = journal.booked(run.id) if run else set()
     for row in journal.reported():  # every job that holds or spent money is among them
-        records.append(record(row))
+        line = record(row)
+        keep(line)
         counts[row.state] += 1
         if not row.planned:
             unplanned[row.state] += 1
         spent, reserved = spent + row.spent_usd, reserved + row.reserved_usd
         at_estimates += row.spent_estimated_usd
+        estimated += report.estimate((line,))
         if row.generation_id in booked:
             by_run += row.generation_usd
         if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
@@ -100,12 +113,12 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     ended = run.ended_at if run else None
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
-        "out": str(out_dir), "jobs": len(records), "counts": dict(sorted(counts.items())),
+        "out": str(out_dir), "jobs": counts.total(), "counts": dict(sorted(counts.items())),
         "unplanned_counts": dict(sorted(unplanned.items())),
         "spent_usd": round(spent, 4), "spent_estimated_usd": round(at_estimates, 4),
         "run_spent_usd": round(by_run, 4),
         "reserved_usd": round(reserved, 4),
-        "estimated_usd": round(report.estimate(records), 4),
+        "estimated_usd": round(estimated, 4),
         "missing_videos": missing, "missing_videos_count": len(missing),
         "failed_for_retry": held,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
@@ -114,7 +127,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         "exit_reason": run.exit_reason if run else None}
     if unfinished_folders is not None:
         summary["unfinished_folders"] = list(unfinished_folders)
-    return report.RunResults(out_dir, summary, tuple(records))
+    return summary
 
 
 def write_results(journal: Journal, out_dir: Path, run_id: int, *,
@@ -135,11 +148,23 @@ def _lines(records: Iterable[dict[str, Any]]) -> str:
     return "".join(map(files.json_text, records))
 
 
-def status_lines(results: report.RunResults) -> list[str]:
+def status(out_dir: Path, *, as_json: bool = False) -> Iterator[str]:
+    """`hailuo-batch status` of the output folder `out_dir`, line by line: its summary
+    (`summarize`), then its failed jobs, the current plan's first, read a row at a time (every
+    one's record `as_json`, else the first few: `status_lines`)."""
+    with Journal.open(out_dir, create=False) as journal:
+        summary = summarize(journal, out_dir)
+        failures = map(record, journal.reported("failed"))
+        if as_json:
+            yield from json_document(summary, "failures", failures, ascii_only=True)
+        else:
+            yield from status_lines(summary, failures)
+
+
+def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) -> list[str]:
     """`hailuo-batch status` as text: the last run (still running while a process holds the
     folder's lock), counts by state, money, then the videos gone from the folder and the
-    failures, each named while they are few (`_first_few`)."""
-    summary = results.summary
+    `failures`, each named while they are few (`_first_few`)."""
     lines = [f"{summary['name']}: {plural(summary['jobs'], 'job')} in {summary['out']}"]
     if summary["started_at"]:
         holder = FolderLock.holder(Path(summary["out"]))
@@ -161,15 +186,20 @@ def status_lines(results: report.RunResults) -> list[str]:
     missing = summary["missing_videos"]
     if missing:
         lines.append(videos_gone(len(missing)))
-        lines.extend(_first_few([f"gone {file}" for file in missing], "videos gone",
-                                f"in missing_videos of `{_as_json(summary)}`"))
+        lines.extend(_first_few([f"gone {file}" for file in missing[:SHOWN]], len(missing),
+                                "videos gone", f"in missing_videos of `{_as_json(summary)}`"))
     held = retry_failed_line(summary)
     if held:
         lines.append(held)
-    failures = results.failures  # the current plan's first
-    if len(failures) > SHOWN:
-        lines.extend(_by_reason(failures))
-    lines.extend(_first_few([_failure_line(failure) for failure in failures], "failed jobs",
+    shown: list[str] = []
+    reasons: Counter[str] = Counter()
+    for failure in failures:
+        reasons[one_line(str(failure["reason"]))] += 1
+        if len(shown) < SHOWN:
+            shown.append(_failure_line(failure))
+    if reasons.total() > SHOWN:
+        lines.extend(_by_reason(reasons))
+    lines.extend(_first_few(shown, reasons.total(), "failed jobs",
                             f"in {Path(summary['out']) / ERRORS} and `{_as_json(summary)}`"))
     return lines
 
@@ -180,25 +210,24 @@ def _failure_line(failure: dict[str, Any]) -> str:
             f"{one_line(str(failure['reason']))}")
 
 
-def _by_reason(failures: Sequence[dict[str, Any]]) -> list[str]:
+def _by_reason(reasons: Counter[str]) -> list[str]:
     """The failed jobs counted by reason, the commonest first: the first SHOWN reasons, then
     how many jobs the others hold."""
-    reasons = Counter(one_line(str(failure["reason"])) for failure in failures)
     common = reasons.most_common(SHOWN)
-    lines = [f"{plural(len(failures), 'failed job')} by reason:",
+    lines = [f"{plural(reasons.total(), 'failed job')} by reason:",
              *(f"  {figure(count)} {reason}" for reason, count in common)]
     if len(reasons) > SHOWN:
-        others = len(failures) - sum(count for _, count in common)
+        others = reasons.total() - sum(count for _, count in common)
         lines.append(f"  {figure(others)} of {plural(len(reasons) - SHOWN, 'other reason')}")
     return lines
 
 
-def _first_few(lines: list[str], what: str, where: str) -> list[str]:
-    """The first SHOWN of `lines`, then, when there are more, how many more and `where` every
-    one of them is: a folder of thousands keeps its summary on one screen."""
-    if len(lines) <= SHOWN:
+def _first_few(lines: list[str], count: int, what: str, where: str) -> list[str]:
+    """The first SHOWN `lines` of `count`, then, when there are more, how many more and `where`
+    every one of them is: a folder of thousands keeps its summary on one screen."""
+    if count <= SHOWN:
         return lines
-    return [*lines[:SHOWN], f"... and {figure(len(lines) - SHOWN)} more {what}: every one {where}"]
+    return [*lines[:SHOWN], f"... and {figure(count - SHOWN)} more {what}: every one {where}"]
 
 
 def _as_json(summary: dict[str, Any]) -> str:

@@ -290,10 +290,12 @@ class Journal:
                                  wanted)
         return list(self._rows(rows))
 
-    def reported(self) -> Iterator[JobRow]:
-        """The jobs the results speak of (`_REPORTED`), planned ones first, in plan order."""
-        yield from self._rows(self.conn.execute(f"{_SELECT} WHERE {_REPORTED} "
-                                                "ORDER BY planned DESC, idx, key"))
+    def reported(self, state: str | None = None) -> Iterator[JobRow]:
+        """The jobs the results speak of (`_REPORTED`), or those of them in `state`, planned
+        ones first, in plan order, read a row at a time."""
+        yield from self._rows(self.conn.execute(f"{_SELECT} WHERE ({_REPORTED}) AND state = "
+                                                "COALESCE(?, state) ORDER BY planned DESC, idx, key",
+                                                (state,)))
 
     def unplanned_counts(self, plan: Collection[str]) -> dict[str, int]:
         """The jobs a plan of the keys `plan` would leave out, by state, as the results count

@@ -20,6 +20,7 @@ import pytest
 from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, results_lines, run,
                        sim_settings, step, write_manifest)
 
+from runner import results
 from runner.batch import RunConfig, plan_for
 from runner import nightly
 from runner.cli import Progress
@@ -470,6 +471,32 @@ def test_status_counts_the_ten_commonest_reasons_and_the_jobs_of_the_others(tmp_
         "  2 the generation FAILED", *(f"  1 download failed: {size} bytes of 100" for size in range(9)),
         "  2 of 2 other reasons"]
     assert lines[counted + 12].startswith(f"failed {planned.jobs[0].short_key} ")
+
+
+def test_status_json_is_the_summary_and_every_failure_printed_a_job_at_a_time(tmp_path: Path) -> None:
+    """`status --format json` is the document `json.dumps(..., indent=2)` makes of the folder's
+    summary and its failed jobs' records, the current plan's first, as the results files hold
+    them; it is printed a failed job at a time, the journal read as it goes."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=6, styles={"vibe": ["none"]})
+    out = tmp_path / "out"
+    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+    with Journal.open(out) as journal:
+        journal.sync_plan(planned.jobs)
+        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
+        for job in planned.jobs[:4]:
+            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason="refusé: «modéré»",
+                 kind="moderation")
+        journal.end_run(run_id, exit_code=1, reason="4 jobs failed", at=3.0)
+        journal.sync_plan(planned.jobs[1:])  # the first failed job is no longer in the manifest
+    code, listed, _ = invoke("status", str(out), "--format", "json")
+    found = json.loads(listed)
+    assert code == 0 and listed == json.dumps(found, indent=2) + "\n"
+    kept = results.collect(out)
+    assert found == {"summary": kept.summary, "failures": kept.failures}
+    assert [failure["key"] for failure in found["failures"]] == [
+        job.key for job in [*planned.jobs[1:4], planned.jobs[0]]]
+    assert found["summary"]["counts"] == {"failed": 4, "pending": 2}
+    assert len(list(results.status(out, as_json=True))) == 2 + 4
 
 
 def test_a_simulated_run_without_out_keeps_its_clips_apart_from_paid_videos(

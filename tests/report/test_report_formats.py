@@ -384,4 +384,4 @@ def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
     stream = io.StringIO()
     report.render(single, "text", stream)
     assert stream.getvalue().splitlines()[1].startswith("1 job: 0 done")
-    assert results.status_lines(single)[0] == f"single: 1 job in {tmp_path}"
+    assert results.status_lines(summary, ())[0] == f"single: 1 job in {tmp_path}"
