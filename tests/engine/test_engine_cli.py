@@ -29,7 +29,6 @@ from runner.control import Event, Snapshot
 from runner.notify import headline
 from runner.plan import make_plan
 from runner.render import dollars, figure, plural
-from runner.report import RunResults
 from runner.results import status_lines
 from runner.simulator import run_in_thread
 from runner.state import Journal
@@ -575,20 +574,21 @@ def test_money_booked_at_estimates_after_lost_create_answers_is_said_to_be_estim
         code, ended, _ = invoke_run(write_manifest(tmp_path), out, sim, "--prices", str(prices),
                                     "--request-timeout", "0.5s")
         created = sim.books.creates_accepted
-    assert code == 0 and created == 4  # each found on the account, booked at its $0.01 estimate
-    assert ended.splitlines()[0] == ("every job downloaded: 8/8 downloaded, $1.12 spent "
-                                     "($0.04 of it estimated; $0.04 by this run)")
+    # Each found on the account, booked at the $0.27 the API named for their kind, above the table's.
+    assert code == 0 and created == 4
+    assert ended.splitlines()[0] == ("every job downloaded: 8/8 downloaded, $2.16 spent "
+                                     "($1.08 of it estimated; $1.08 by this run)")
     written = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert (written["spent_usd"], written["spent_estimated_usd"], written["run_spent_usd"]) == (
-        1.12, 0.04, 0.04)
+        2.16, 1.08, 1.08)
     _, text, _ = invoke("status", str(out))
-    assert "spent $1.12 ($0.04 of it estimated), reserved $0.00" in text
+    assert "spent $2.16 ($1.08 of it estimated), reserved $0.00" in text
     _, shown, _ = invoke("status", str(out), "--format", "json")
-    assert json.loads(shown)["summary"]["spent_estimated_usd"] == 0.04
+    assert json.loads(shown)["summary"]["spent_estimated_usd"] == 1.08
     with (out / "results.csv").open(encoding="utf-8", newline="") as table:
         rows = list(csv.DictReader(table))
     assert Counter((row["cost_usd"], row["spent_usd"], row["spent_estimated_usd"])
-                   for row in rows) == {("0.27", "0.27", "0.0"): 4, ("", "0.01", "0.01"): 4}
+                   for row in rows) == {("0.27", "0.27", "0.0"): 4, ("", "0.27", "0.27"): 4}
 
 
 def test_counts_and_money_people_read_have_their_thousands_separated(tmp_path: Path) -> None:
@@ -605,7 +605,7 @@ def test_counts_and_money_people_read_have_their_thousands_separated(tmp_path: P
                "exit_reason": "1,381 jobs failed (see errors.jsonl)"}
     assert headline(summary) == ("hailuo-batch m20k: 18,619/20,000 downloaded, 1,381 failed, "
                                  "$5,184.00 spent, exit 1 (1,381 jobs failed (see errors.jsonl))")
-    assert status_lines(RunResults(tmp_path, summary, ())) == [
+    assert status_lines(summary, ()) == [
         f"m20k: 20,000 jobs in {tmp_path}", "downloaded 18,619  failed 1,381",
         "spent $5,184.00, reserved $0.00, estimated $5,400.00",
         "1,381 failed jobs are tried again only by a run with --retry-failed"]
@@ -636,7 +636,7 @@ def test_a_dry_run_plan_validate_and_a_runs_start_of_thousands_of_jobs_separate_
     assert over in dry and over in planned.splitlines()[-1]
     assert valid.splitlines()[0] == f"{manifest}: ok, 4,000 jobs, estimated $1,080.00"
     nightly.run_started(make_plan(manifest), out, {"downloaded": 1500, "pending": 2500},
-                        {"downloaded": 1500, "pending": 2500}, [])
+                        {"downloaded": 1500, "pending": 2500}, [], [])
     assert hailuo_log.records[0].getMessage() == (
         f"run started: sweep, 4,000 jobs (estimated $1,080.00) into {out}; 1,500 already "
         "downloaded, 0 to create")
