@@ -23,6 +23,7 @@ from runner.errors import one_line
 from runner.render import (SHOWN, dollars, figure, json_document, plan_counts, plural,
                            retry_failed_line, spent_amount, unplanned_line, videos_gone)
 from runner.lock import FolderLock, describe
+from runner.rows import FAILURE_KINDS
 from runner.state import JobRow, Journal
 
 RESULTS, ERRORS, CSV, SUMMARY = "results.jsonl", "errors.jsonl", "results.csv", "summary.json"
@@ -41,18 +42,19 @@ def record(row: JobRow) -> dict[str, Any]:
 
     `spent_usd` is what the job counts in money spent, the one rule of every total (the summary,
     `status`, the report's header, rows and columns): the cost its create's answer named, else,
-    once it has a generation, its estimate, since a job recovered from the account after that
-    answer was lost was paid for all the same; plus what generations given up on by a retry
-    cost. A cost never named is shown as an estimate ("est. $0.27"), and `spent_estimated_usd`
-    is the part of `spent_usd` so booked. `failed_for_now` says whether it is a failed job the
-    next run takes up again by itself (JobRow.failed_for_now).
+    once it has a generation, the price it was booked at (JobRow.generation_usd), since a job
+    recovered from the account after that answer was lost was paid for all the same; plus what
+    generations given up on by a retry cost. A cost never named is shown as an estimate ("est.
+    $0.27"), and `spent_estimated_usd` is the part of `spent_usd` so booked. `error_kind` is a
+    failed job's kind of failure (rows.FAILURE_KINDS), `failed_for_now` whether the next run
+    takes it up again by itself (JobRow.failed_for_now).
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
             "planned": row.planned, "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
             "generation_id": row.generation_id, "estimated_cost_usd": row.estimated_cost,
             "cost_usd": row.cost_usd, "spent_usd": row.spent_usd,
             "spent_estimated_usd": row.spent_estimated_usd, "reason": row.reason,
-            "failed_for_now": row.failed_for_now, "file": row.file,
+            "error_kind": row.error_kind, "failed_for_now": row.failed_for_now, "file": row.file,
             "poster": row.poster, "sidecar": row.sidecar,
             "submitted_at": iso(row.submitted_at), "completed_at": iso(row.completed_at),
             "downloaded_at": iso(row.downloaded_at), "render_seconds": row.render_seconds,
@@ -192,14 +194,16 @@ def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) ->
     if held:
         lines.append(held)
     shown: list[str] = []
-    reasons: Counter[str] = Counter()
+    kinds: Counter[str | None] = Counter()
     for failure in failures:
-        reasons[one_line(str(failure["reason"]))] += 1
+        kinds[failure["error_kind"]] += 1
         if len(shown) < SHOWN:
             shown.append(_failure_line(failure))
-    if reasons.total() > SHOWN:
-        lines.extend(_by_reason(reasons))
-    lines.extend(_first_few(shown, reasons.total(), "failed jobs",
+    if kinds.total() > SHOWN:
+        lines.append(f"{plural(kinds.total(), 'failed job')} by kind:")
+        lines.extend(f"  {figure(count)} {FAILURE_KINDS.get(kind or '', 'of no kind recorded')}"
+                     for kind, count in kinds.most_common())
+    lines.extend(_first_few(shown, kinds.total(), "failed jobs",
                             f"in {Path(summary['out']) / ERRORS} and `{_as_json(summary)}`"))
     return lines
 
@@ -208,18 +212,6 @@ def _failure_line(failure: dict[str, Any]) -> str:
     gone = "" if report.planned(failure) else " (no longer in the manifest)"
     return (f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "
             f"{one_line(str(failure['reason']))}")
-
-
-def _by_reason(reasons: Counter[str]) -> list[str]:
-    """The failed jobs counted by reason, the commonest first: the first SHOWN reasons, then
-    how many jobs the others hold."""
-    common = reasons.most_common(SHOWN)
-    lines = [f"{plural(reasons.total(), 'failed job')} by reason:",
-             *(f"  {figure(count)} {reason}" for reason, count in common)]
-    if len(reasons) > SHOWN:
-        others = reasons.total() - sum(count for _, count in common)
-        lines.append(f"  {figure(others)} of {plural(len(reasons) - SHOWN, 'other reason')}")
-    return lines
 
 
 def _first_few(lines: list[str], count: int, what: str, where: str) -> list[str]:

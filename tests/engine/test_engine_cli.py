@@ -30,6 +30,7 @@ from runner.notify import headline
 from runner.plan import make_plan
 from runner.render import dollars, figure, plural
 from runner.results import status_lines
+from runner.rows import FAILURE_KINDS
 from runner.simulator import run_in_thread
 from runner.state import Journal
 
@@ -414,10 +415,10 @@ def test_status_plan_and_run_say_when_videos_are_gone_and_fetch_missing_brings_t
     assert "gone" not in invoke("status", str(out))[1]
 
 
-def test_status_of_a_big_folder_counts_failures_by_reason_and_names_the_first_ten_of_each_list(
+def test_status_of_a_big_folder_counts_failures_by_kind_and_names_the_first_ten_of_each_list(
         tmp_path: Path) -> None:
     """Past ten failed jobs or gone videos, `status` names the first ten of each, counts the
-    failures by reason and says where every one is: a folder of thousands keeps its summary on
+    failures by kind and says where every one is: a folder of thousands keeps its summary on
     one screen, and the JSON form and errors.jsonl still hold them all."""
     manifest = write_manifest(tmp_path, prompts=[PROMPTS[0], "A street moderate-me at night"],
                               repeat=10)  # 40 jobs, 20 of them refused at create
@@ -427,9 +428,9 @@ def test_status_of_a_big_folder_counts_failures_by_reason_and_names_the_first_te
     gone = sorted(str(video.relative_to(out)) for video in out.rglob("*.mp4"))
     for video in gone:
         (out / video).unlink()
-    reasons = Counter(line["reason"] for line in results_lines(out, "errors.jsonl"))
-    failed = sum(reasons.values())
-    assert len(gone) > 10 and failed > 10 and len(reasons) == 2
+    kinds = Counter(line["error_kind"] for line in results_lines(out, "errors.jsonl"))
+    failed = sum(kinds.values())
+    assert len(gone) > 10 and failed > 10 and set(kinds) == {"moderation", "render"}
     _, text, _ = invoke("status", str(out))
     _, listed, _ = invoke("status", str(out), "--format", "json")
     found = json.loads(listed)
@@ -442,34 +443,35 @@ def test_status_of_a_big_folder_counts_failures_by_reason_and_names_the_first_te
     assert lines[shown:shown + 11] == [*(f"gone {video}" for video in missing[:10]),
                                        f"... and {len(gone) - 10} more videos gone: every one in "
                                        f"missing_videos of {whole}"]
-    counted = lines.index(f"{failed} failed jobs by reason:")
-    assert lines[counted + 1:counted + 3] == [f"  {count} {reason}"
-                                              for reason, count in reasons.most_common()]
+    counted = lines.index(f"{failed} failed jobs by kind:")
+    assert lines[counted + 1:counted + 3] == [f"  {count} {FAILURE_KINDS[kind]}"
+                                              for kind, count in kinds.most_common()]
     assert [line.startswith("failed ") for line in lines[counted + 3:]] == [True] * 10 + [False]
     assert lines[-1] == (f"... and {failed - 10} more failed jobs: every one in "
                          f"{out / 'errors.jsonl'} and {whole}")
 
 
-def test_status_counts_the_ten_commonest_reasons_and_the_jobs_of_the_others(tmp_path: Path) -> None:
-    """A reason may hold its own details (how far a download got), so a folder of thousands of
-    failures can have hundreds of them: the count by reason stays short too."""
+def test_status_counts_failures_by_kind_whatever_details_their_reasons_hold(tmp_path: Path) -> None:
+    """A reason may hold its own details (how far a download got, a generation's id), so a
+    folder of thousands of failures can have thousands of them: counted by kind, the count
+    stays short, and a job an earlier version failed without a kind is counted too."""
     manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=13, styles={"vibe": ["none"]})
     out = tmp_path / "out"
     planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
-    reasons = ["the generation FAILED"] * 2 + [f"download failed: {size} bytes of 100"
-                                               for size in range(11)]
+    failures = [("the generation FAILED", "render")] * 2 + [
+        (f"download failed: {size} bytes of 100", "download") for size in range(10)] + [
+        ("timed out", None)]
     with Journal.open(out) as journal:
         journal.sync_plan(planned.jobs)
         run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
-        for job, reason in zip(planned.jobs, reasons):
-            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason=reason, kind="render")
+        for job, (reason, kind) in zip(planned.jobs, failures):
+            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason=reason, kind=kind)
         journal.end_run(run_id, exit_code=1, reason="13 jobs failed", at=3.0)
     lines = invoke("status", str(out))[1].splitlines()
-    counted = lines.index("13 failed jobs by reason:")
-    assert lines[counted + 1:counted + 12] == [
-        "  2 the generation FAILED", *(f"  1 download failed: {size} bytes of 100" for size in range(9)),
-        "  2 of 2 other reasons"]
-    assert lines[counted + 12].startswith(f"failed {planned.jobs[0].short_key} ")
+    counted = lines.index("13 failed jobs by kind:")
+    assert lines[counted + 1:counted + 4] == ["  10 whose download failed", "  2 whose render failed",
+                                              "  1 of no kind recorded"]
+    assert lines[counted + 4].startswith(f"failed {planned.jobs[0].short_key} ")
 
 
 def test_status_json_is_the_summary_and_every_failure_printed_a_job_at_a_time(tmp_path: Path) -> None:
