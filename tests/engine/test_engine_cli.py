@@ -27,7 +27,7 @@ from runner.cli import Progress
 from runner.config import RunSettings, parse_duration
 from runner.control import Event, Snapshot
 from runner.notify import headline
-from runner.plan import make_plan
+from runner.plan import Job, make_plan
 from runner.render import dollars, figure, plural
 from runner.results import status_lines
 from runner.rows import FAILURE_KINDS
@@ -86,24 +86,34 @@ def test_status_of_a_folder_without_a_journal_is_a_clear_error(tmp_path: Path) -
     assert code == 2 and "no journal here" in stderr and "Traceback" not in stderr
 
 
-def test_a_reason_from_the_api_cannot_forge_lines_of_status(tmp_path: Path) -> None:
-    """A failure's reason is the API's text: its newlines, carriage returns and escapes are
-    shown as spaces, so that `status` keeps one line a failure."""
-    forged = "bad\n2026-11-24 22:00:00 INFO run ended: 1/1 downloaded, exit 0\r\x1b[31mRED\x9b"
-    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+def failed_by_hand(tmp_path: Path, jobs: int, failures: list[tuple[str, str | None]], *,
+                   ended: str = "some jobs failed") -> tuple[Path, list[Job]]:
+    """The folder of a one-prompt manifest of `jobs` jobs whose first ones failed, each with a
+    (reason, kind) of `failures`, written to its journal as a run that ended saying `ended`
+    leaves it: the folder and the planned jobs."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=jobs, styles={"vibe": ["none"]})
     out = tmp_path / "out"
     planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
     with Journal.open(out) as journal:
         journal.sync_plan(planned.jobs)
-        run_id = journal.begin_run(name="refused", manifest=str(manifest), settings={}, at=1.0)
-        step(journal, planned.jobs[0].key, "failed", run_id=run_id, at=2.0, reason=forged, kind="invalid")
-        journal.end_run(run_id, exit_code=1, reason=forged, at=3.0)
+        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
+        for job, (reason, kind) in zip(planned.jobs, failures):
+            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason=reason, kind=kind)
+        journal.end_run(run_id, exit_code=1, reason=ended, at=3.0)
+    return out, planned.jobs
+
+
+def test_a_reason_from_the_api_cannot_forge_lines_of_status(tmp_path: Path) -> None:
+    """A failure's reason is the API's text: its newlines, carriage returns and escapes are
+    shown as spaces, so that `status` keeps one line a failure."""
+    forged = "bad\n2026-11-24 22:00:00 INFO run ended: 1/1 downloaded, exit 0\r\x1b[31mRED\x9b"
+    out, jobs = failed_by_hand(tmp_path, 1, [(forged, "invalid")], ended=forged)
     code, stdout, _ = invoke("status", str(out))
     lines = stdout.splitlines()
     assert code == 0 and not re.search(r"[\x00-\x1f\x7f-\x9f]", stdout.replace("\n", ""))
     told = [line for line in lines if "run ended" in line]
     assert len(told) == 2 and told[0].startswith("last run: started ")
-    assert told[1].startswith(f"failed {planned.jobs[0].key[:10]} ")
+    assert told[1].startswith(f"failed {jobs[0].key[:10]} ")
 
 
 def test_status_of_a_manifest_says_it_takes_the_output_folder_and_points_at_plan(tmp_path: Path) -> None:
@@ -455,47 +465,31 @@ def test_status_counts_failures_by_kind_whatever_details_their_reasons_hold(tmp_
     """A reason may hold its own details (how far a download got, a generation's id), so a
     folder of thousands of failures can have thousands of them: counted by kind, the count
     stays short, and a job an earlier version failed without a kind is counted too."""
-    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=13, styles={"vibe": ["none"]})
-    out = tmp_path / "out"
-    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
     failures = [("the generation FAILED", "render")] * 2 + [
         (f"download failed: {size} bytes of 100", "download") for size in range(10)] + [
         ("timed out", None)]
-    with Journal.open(out) as journal:
-        journal.sync_plan(planned.jobs)
-        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
-        for job, (reason, kind) in zip(planned.jobs, failures):
-            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason=reason, kind=kind)
-        journal.end_run(run_id, exit_code=1, reason="13 jobs failed", at=3.0)
+    out, jobs = failed_by_hand(tmp_path, 13, failures)
     lines = invoke("status", str(out))[1].splitlines()
     counted = lines.index("13 failed jobs by kind:")
     assert lines[counted + 1:counted + 4] == ["  10 whose download failed", "  2 whose render failed",
                                               "  1 of no kind recorded"]
-    assert lines[counted + 4].startswith(f"failed {planned.jobs[0].short_key} ")
+    assert lines[counted + 4].startswith(f"failed {jobs[0].key[:10]} ")
 
 
 def test_status_json_is_the_summary_and_every_failure_printed_a_job_at_a_time(tmp_path: Path) -> None:
     """`status --format json` is the document `json.dumps(..., indent=2)` makes of the folder's
     summary and its failed jobs' records, the current plan's first, as the results files hold
     them; it is printed a failed job at a time, the journal read as it goes."""
-    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=6, styles={"vibe": ["none"]})
-    out = tmp_path / "out"
-    planned, _ = plan_for(RunConfig(manifest=manifest, out=out))
+    out, jobs = failed_by_hand(tmp_path, 6, [("refusé: «modéré»", "moderation")] * 4)
     with Journal.open(out) as journal:
-        journal.sync_plan(planned.jobs)
-        run_id = journal.begin_run(name="sweep", manifest=str(manifest), settings={}, at=1.0)
-        for job in planned.jobs[:4]:
-            step(journal, job.key, "failed", run_id=run_id, at=2.0, reason="refusé: «modéré»",
-                 kind="moderation")
-        journal.end_run(run_id, exit_code=1, reason="4 jobs failed", at=3.0)
-        journal.sync_plan(planned.jobs[1:])  # the first failed job is no longer in the manifest
+        journal.sync_plan(jobs[1:])  # the first failed job is no longer in the manifest
     code, listed, _ = invoke("status", str(out), "--format", "json")
     found = json.loads(listed)
     assert code == 0 and listed == json.dumps(found, indent=2) + "\n"
     kept = results.collect(out)
     assert found == {"summary": kept.summary, "failures": kept.failures}
     assert [failure["key"] for failure in found["failures"]] == [
-        job.key for job in [*planned.jobs[1:4], planned.jobs[0]]]
+        job.key for job in [*jobs[1:4], jobs[0]]]
     assert found["summary"]["counts"] == {"failed": 4, "pending": 2}
     assert len(list(results.status(out, as_json=True))) == 2 + 4
 
