@@ -320,7 +320,9 @@
     savePicks();
   }
 
-  /* Play, pause or step a row's videos together: same time first, then all at once. */
+  /* Play, pause or step a row's videos together: same time first, then all at once. A video
+   * served without byte ranges (`python -m http.server`) seeks only to its start, so there a step
+   * leaves the row where it is and the toolbar's note says why; playing starts the row at 0:00. */
   async function syncRow(row, action) {
     const videos = [...row.querySelectorAll(".media[data-src]")].map(load);
     if (!videos.length) return;
@@ -330,6 +332,10 @@
     await Promise.all(videos.map((video) => ready(video, 1)));
     const now = videos[0].currentTime;
     const to = action === "play" ? now : Math.max(0, now + (action === "next" ? FRAME : -FRAME));
+    if (action !== "play" && videos.some((video) => !video.error && !seekable(video, to))) {
+      $("step-note").hidden = false;
+      return;
+    }
     await Promise.all(videos.map((video) => seek(video, to)));
     if (action === "play") await Promise.all(videos.map((video) => video.play().catch(() => {})));
   }
@@ -343,11 +349,22 @@
     });
   }
 
+  /* The time a seek to `time` lands on: within the clip, a millisecond before its end at most. */
+  const landing = (video, time) => Math.min(time, (video.duration || time + 1) - 0.001);
+
+  /* Whether a seek to `time` lands within the stretches of the video the browser can seek to. */
+  function seekable(video, time) {
+    const at = landing(video, time);
+    const ranges = video.seekable;
+    for (let i = 0; i < ranges.length; i += 1) if (ranges.start(i) <= at && at <= ranges.end(i)) return true;
+    return false;
+  }
+
   function seek(video, time) {
     return new Promise((resolve) => {
       video.addEventListener("seeked", resolve, { once: true });
       video.addEventListener("error", resolve, { once: true });
-      video.currentTime = Math.min(time, (video.duration || time + 1) - 0.001);
+      video.currentTime = landing(video, time);
     });
   }
 

@@ -52,12 +52,14 @@ addEventListener("error", (e) => pageErrors.push(String(e.message || e.target.sr
 addEventListener("unhandledrejection", (e) => pageErrors.push(String(e.reason)));"""
 
 
-async def open_report(driver: Driver, out: Path, view: str = "") -> Page:
-    """Write the folder's report and open it from file:// in a new tab that records errors; `view`
-    is the address's hash, such as `#rows=vibe`."""
+async def open_report(driver: Driver, out: Path, view: str = "", *, served_at: str | None = None) -> Page:
+    """Write the folder's report and open it in a new tab that records errors, from file:// or,
+    given `served_at`, from the address a server serves the folder at; `view` is the address's
+    hash, such as `#rows=vibe`."""
     page = await driver.browser.new_page()
     await page.send("Page.addScriptToEvaluateOnNewDocument", source=CATCH_ERRORS)
-    await page.goto(write_report(out).as_uri() + view)
+    report = write_report(out)
+    await page.goto((f"{served_at}/{report.name}" if served_at else report.as_uri()) + view)
     assert await page.evaluate("document.documentElement.dataset.ready") == "true"
     return page
 

@@ -1,10 +1,14 @@
 """The gallery page of a run made against the simulator, in a real headless Chromium, opened
-from file:// as a user would."""
+from file:// as a user would, or served as a user may serve its folder."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -183,6 +187,68 @@ def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, simulated_run) -> 
         assert min(gap, duration - gap) < 0.25, seen["paused"]
     assert max(seen["stepped"]) - min(seen["stepped"]) < 0.01
     assert abs(seen["stepped"][0] - (first + 1 / 24)) < 0.01
+
+
+class WholeFiles(SimpleHTTPRequestHandler):
+    """A static server as `python -m http.server` is: every file sent whole, a Range header ignored."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        del self.headers["Range"]
+        super().do_GET()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet: the test reads what the page shows instead."""
+
+
+@pytest.fixture
+def served_without_ranges(simulated_run) -> Iterator[str]:
+    """The address of the simulated run's folder, served on 127.0.0.1 without byte ranges."""
+    out, _, _ = simulated_run
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(WholeFiles, directory=str(out)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_row_served_without_byte_ranges_stays_where_it_is_and_the_page_says_why(
+        driver: Driver, simulated_run, served_without_ranges: str) -> None:
+    out, _, _ = simulated_run
+    videos = "[...document.querySelectorAll('.block .row')[0].querySelectorAll('video')]"
+    playing = UNTIL % (f"() => {{ const v = {videos}; return v.length >= 2 && v.every((x) => !x.paused"
+                       " && x.readyState >= 3 && x.currentTime > 0) && v.length; }")
+    note = ("(() => { const n = document.getElementById('step-note');"
+            " return n?.getBoundingClientRect().height > 0 && n.textContent; })()")
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out, served_at=served_without_ranges)
+        await page.click(".block .row .row-play")
+        await page.evaluate(playing)
+        await page.click(".block .row .row-pause")
+        paused = await page.evaluate(f"{videos}.map((v) => v.currentTime)")
+        hidden = await page.evaluate(note)
+        await page.click(".block .row .row-next")
+        # the step taken: the note shown, or the videos moved and their seeks done
+        moved = f"v.some((x, i) => x.currentTime !== {json.dumps(paused)}[i])"
+        await page.evaluate(UNTIL % (f"() => {{ const v = {videos};"
+                                     f" return v.every((x) => !x.seeking) && ({note} || {moved}); }}"))
+        stepped = await page.evaluate(f"{videos}.map((v) => v.currentTime)")
+        shown = await page.evaluate(note)
+        await page.click(".block .row .row-play")
+        return {"paused": paused, "hidden": hidden, "stepped": stepped, "note": shown,
+                "playing": await page.evaluate(playing), "errors": await page.evaluate("pageErrors")}
+
+    seen = driver.run(scenario())
+    assert seen["hidden"] is False  # nothing said before a step is tried
+    assert all(time > 0 for time in seen["paused"])
+    assert seen["stepped"] == seen["paused"]  # not sent back to 0:00
+    assert "byte ranges" in seen["note"] and "playing still works" in seen["note"]
+    assert seen["playing"] == 3
+    assert seen["errors"] == []
 
 
 def test_a_large_run_loads_videos_lazily(driver: Driver, tmp_path: Path) -> None:
