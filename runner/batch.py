@@ -237,7 +237,8 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
         stop = Stop(out_hint=lambda: rerun.out_hint(clock.wall()))
         interrupts.abort_with(stop)  # a run recorded as begun is one a signal stops, never kills
         run_id = journal.begin_run(name=planned.name, manifest=str(config.manifest),
-                                   settings=asdict(planned.settings), at=clock.wall())
+                                   settings=asdict(planned.settings), at=clock.wall(),
+                                   skipped=planned.skipped)
         # Failed jobs are taken up again, and gone videos fetched, once the account is known to
         # be the folder's.
         begin = _Begin(config, journal, run_id, clock)

@@ -150,12 +150,17 @@ class Plan:
     excluded: int = 0
     included: int = 0
     merged: int = 0
-    skipped_invalid: int = 0
+    # the cells on_invalid: skip left out, by the rule each breaks
+    skipped: Mapping[str, int] = field(default_factory=dict)
     warnings: tuple[Issue | str, ...] = field(default=())  # an Issue where it has a place
 
     @property
     def estimated_usd(self) -> float:
         return estimated_usd(self.jobs)
+
+    @property
+    def skipped_invalid(self) -> int:
+        return sum(self.skipped.values())
 
     def warnings_for(self, to_create_usd: float | None = None) -> tuple[str, ...]:
         """The warnings of `placed_warnings` as text, a placed one starting with its place."""
@@ -174,6 +179,14 @@ class Plan:
         return (*self.warnings, f"{which} are estimated at ${estimated:,.2f}, above budget_usd "
                 f"(${budget:,.2f}): a run stops submitting at the budget (exit 3), and the next run "
                 "goes on")
+
+
+def skipped_rules(skipped: Mapping[str, int]) -> str:
+    """The rules cells left out by on_invalid: skip break, the rule of most first, each with how
+    many it left out, as the plan's warning, `status` and the gallery's header name them:
+    `text-to-video is 16:9 only, ... (4); hailuo-2_3-fast needs a start frame ... (2)`."""
+    ranked = sorted(skipped.items(), key=lambda item: -item[1])
+    return "; ".join(f"{rule} ({count:,})" for rule, count in ranked)
 
 
 def estimated_usd(jobs: Iterable[Job]) -> float:
@@ -345,13 +358,13 @@ class _Planner:
         self._warn_extension(jobs)
         if not jobs:
             self.warnings.append(f"the plan has no jobs (cells: {expansion.product:,}, excluded: "
-                                 f"{expansion.excluded:,}, skipped as invalid: {skipped:,})")
+                                 f"{expansion.excluded:,}, skipped as invalid: {skipped.total():,})")
         return Plan(name=self.data["name"], source=Path(self.doc.file), jobs=tuple(jobs),
                     settings=self.settings,
                     output_dir=self.output_dir,
                     notify_url=self.data.get("notify"), cells=expansion.product,
                     excluded=expansion.excluded, included=expansion.included, merged=merged,
-                    skipped_invalid=skipped, warnings=tuple(expansion.warnings + self.warnings))
+                    skipped=skipped, warnings=tuple(expansion.warnings + self.warnings))
 
     def _check_lengths(self, jobs: list[Job]) -> None:
         """A name no file system takes would fail its job's download, after it was paid for."""
@@ -523,9 +536,9 @@ class _Planner:
         told = [merged_warning(self.doc, axis, here, twin) for here, (axis, twin) in twins.items()]
         self.warnings.extend(sorted(told, key=lambda i: (i.line, i.column)))
         if skipped:
-            self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: " + "; ".join(
-                f"{rule} ({count:,})" for rule, count in skipped.most_common()))
-        return kept, merged, skipped.total()
+            self.warnings.append("on_invalid: skip left out cells, by the rule each breaks: "
+                                 + skipped_rules(skipped))
+        return kept, merged, skipped
 
     def _too_many(self, most: int) -> Issue:
         given = self.max_jobs_given

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from runner.catalog import Catalog
 from runner.errors import Issue, count_problems, one_line
-from runner.plan import FrameChange, Job, Plan, canonical_json
+from runner.plan import FrameChange, Job, Plan, canonical_json, skipped_rules
 
 
 SHOWN = 10
@@ -70,6 +70,18 @@ def unplanned_line(summary: dict[str, Any]) -> str | None:
         return None
     states = ", ".join(f"{figure(count)} {state}" for state, count in unplanned.items())
     return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
+
+
+def skipped_line(summary: dict[str, Any]) -> str | None:
+    """What a summary says of the cells its run's plan left out by on_invalid: skip, if any
+    (a summary written before it told of them tells of none), as `status` and the gallery's
+    header show it: `6 cells skipped as invalid (on_invalid: skip), by the rule each breaks:
+    text-to-video is 16:9 only, ... (4); hailuo-2_3-fast needs a start frame ... (2)`."""
+    skipped = summary.get("skipped_invalid_by_rule") or {}
+    if not skipped:
+        return None
+    return (f"{plural(sum(skipped.values()), 'cell')} skipped as invalid (on_invalid: skip), by "
+            f"the rule each breaks: {skipped_rules(skipped)}")
 
 
 def changed_frames_line(changes: Sequence[FrameChange]) -> str | None:

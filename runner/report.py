@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError, one_line
-from runner.render import ESTIMATED_PART, plural, spent_amount, videos_gone
+from runner.render import ESTIMATED_PART, plural, skipped_line, spent_amount, videos_gone
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -57,6 +57,8 @@ _NUMBER = ("a number below 10^15",  # any sum of them stays a number JSON has, n
 _YES_NO = ("true or false", lambda value: type(value) is bool)
 _TEXTS = ("a list of texts",
           lambda value: type(value) is list and all(isinstance(item, str) for item in value))
+_COUNTS = ("an object of whole numbers",
+           lambda value: type(value) is dict and all(type(item) is int for item in value.values()))
 # What the reports read of a record of results.jsonl and of summary.json, when the folder has no
 # journal, and the kind each must be of: null, or missing from results written before the
 # field was there, stands for none.
@@ -70,7 +72,7 @@ RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "name": _TEXT, "manifest": _TEXT, "started_at": _TEXT, "ended_at": _TEXT,
     "duration_seconds": _NUMBER, "exit_code": _WHOLE, "exit_reason": _TEXT, "spent_usd": _NUMBER,
-    "spent_estimated_usd": _NUMBER, "estimated_usd": _NUMBER}
+    "spent_estimated_usd": _NUMBER, "estimated_usd": _NUMBER, "skipped_invalid_by_rule": _COUNTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,16 +277,20 @@ def render(results: RunResults, fmt: str, stream: TextIO) -> None:
 
 
 def render_html(results: RunResults) -> str:
-    """The gallery page: the template with its CSS, script and the run's data inlined."""
+    """The gallery page: the template with its CSS, script and the run's data inlined, and in
+    its header the cells on_invalid: skip left out of the plan, which the grid has no place for."""
     assets = resources.files("runner") / "assets"
+    skipped = skipped_line(results.summary)
     parts = {
         "TITLE": html.escape(f"{results.name} · Hailuo Batch report"),
+        "SKIPPED": f'<p id="run-skipped" class="muted">{html.escape(skipped)}</p>' if skipped else "",
         "CSS": (assets / "report.css").read_text(encoding="utf-8"),
         "JS": (assets / "report.js").read_text(encoding="utf-8"),
         "DATA": script_json(page_data(results)),
     }
     template = (assets / "report.html").read_text(encoding="utf-8")
-    return re.sub(r"\{\{(TITLE|CSS|JS|DATA)\}\}", lambda found: parts[found.group(1)], template)
+    return re.sub(r"\{\{(TITLE|SKIPPED|CSS|JS|DATA)\}\}", lambda found: parts[found.group(1)],
+                  template)
 
 
 def script_json(value: Any) -> str:

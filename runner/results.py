@@ -4,8 +4,9 @@
     errors.jsonl    the failed records
     results.csv     the records flattened, axes as columns
     summary.json    counts, money (the folder's, the part of it at estimates, and its last
-                    run's), durations and the exit code of the last run, and the earlier
-                    folders its start found unfinished
+                    run's), durations and the exit code of the last run, the cells its plan
+                    left out by on_invalid: skip, and the earlier folders its start found
+                    unfinished
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from runner import files, report
 from runner.errors import one_line
 from runner.render import (SHOWN, dollars, figure, json_document, plan_counts, plural,
-                           retry_failed_line, spent_amount, unplanned_line, videos_gone)
+                           retry_failed_line, skipped_line, spent_amount, unplanned_line,
+                           videos_gone)
 from runner.lock import FolderLock, describe
 from runner.rows import FAILURE_KINDS
 from runner.state import JobRow, Journal
@@ -90,7 +92,8 @@ def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     named them or as it found them on the account after a create's answer was lost (one an
     earlier run sent included), so that the runs' figures add up to the folder's;
     `spent_estimated_usd` is the part of `spent_usd` booked at estimates (such a generation's
-    price was named by no answer)."""
+    price was named by no answer). `skipped_invalid` counts the cells that run's plan left out
+    by on_invalid: skip, `skipped_invalid_by_rule` by the rule each breaks."""
     counts: Counter[str] = Counter()
     unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
     spent = reserved = by_run = at_estimates = estimated = 0.0
@@ -113,6 +116,7 @@ def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
             missing.append(row.file)
         held += row.waits_for_retry_failed
     ended = run.ended_at if run else None
+    skipped = run.skipped if run else {}
     summary = {
         "name": run.name if run else out_dir.name, "manifest": run.manifest if run else None,
         "out": str(out_dir), "jobs": counts.total(), "counts": dict(sorted(counts.items())),
@@ -123,6 +127,7 @@ def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         "estimated_usd": round(estimated, 4),
         "missing_videos": missing, "missing_videos_count": len(missing),
         "failed_for_retry": held,
+        "skipped_invalid": sum(skipped.values()), "skipped_invalid_by_rule": skipped,
         "started_at": iso(run.started_at) if run else None, "ended_at": iso(ended),
         "duration_seconds": round(ended - run.started_at, 3) if run and ended else None,
         "exit_code": run.exit_code if run else None,
@@ -165,8 +170,9 @@ def status(out_dir: Path, *, as_json: bool = False) -> Iterator[str]:
 
 def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) -> list[str]:
     """`hailuo-batch status` as text: the last run (still running while a process holds the
-    folder's lock), counts by state, money, then the videos gone from the folder and the
-    `failures`, each named while they are few (`_first_few`)."""
+    folder's lock), counts by state, the cells on_invalid: skip left out of its plan, money,
+    then the videos gone from the folder and the `failures`, each named while they are few
+    (`_first_few`)."""
     lines = [f"{summary['name']}: {plural(summary['jobs'], 'job')} in {summary['out']}"]
     if summary["started_at"]:
         holder = FolderLock.holder(Path(summary["out"]))
@@ -183,6 +189,9 @@ def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) ->
     earlier = unplanned_line(summary)
     if earlier:
         lines.append(earlier)
+    skipped = skipped_line(summary)
+    if skipped:
+        lines.append(skipped)
     lines.append(f"spent {spent_amount(summary)}, reserved {dollars(summary['reserved_usd'])}, "
                  f"estimated {dollars(summary['estimated_usd'])}")
     missing = summary["missing_videos"]

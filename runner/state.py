@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +110,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN booked_usd REAL;
     """,
+    # Version 9: the cells each run's plan left out by on_invalid: skip, by the rule each breaks
+    # (JSON); older files' runs tell of none.
+    """
+    ALTER TABLE runs ADD COLUMN skipped TEXT;
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM jobs"
@@ -144,6 +149,7 @@ class RunRow:
     ended_at: float | None
     exit_code: int | None
     exit_reason: str | None
+    skipped: dict[str, int]  # the cells its plan left out by on_invalid: skip, by rule
 
 
 class Journal:
@@ -192,11 +198,16 @@ class Journal:
 
     # --- runs and plans -------------------------------------------------------------------
 
-    def begin_run(self, *, name: str, manifest: str, settings: dict[str, Any], at: float) -> int:
+    def begin_run(self, *, name: str, manifest: str, settings: dict[str, Any], at: float,
+                  skipped: Mapping[str, int] | None = None) -> int:
+        """Record a run's start, with the cells its plan left out by on_invalid: skip (`skipped`,
+        by rule) if any."""
         with self._transaction():
             cursor = self.conn.execute(
-                "INSERT INTO runs (name, manifest, settings, started_at) VALUES (?, ?, ?, ?)",
-                (name, manifest, json.dumps(settings, sort_keys=True), at))
+                "INSERT INTO runs (name, manifest, settings, started_at, skipped) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, manifest, json.dumps(settings, sort_keys=True), at,
+                 json.dumps(skipped) if skipped else None))
         return int(cursor.lastrowid or 0)
 
     def end_run(self, run_id: int, *, exit_code: int, reason: str, at: float) -> None:
@@ -223,9 +234,9 @@ class Journal:
     def run(self, run_id: int | None = None) -> RunRow | None:
         """The run `run_id`, or the latest one."""
         row = self.conn.execute("SELECT id, name, manifest, started_at, ended_at, exit_code, "
-                                "exit_reason FROM runs WHERE id = COALESCE(?, (SELECT MAX(id) "
-                                "FROM runs))", (run_id,)).fetchone()
-        return None if row is None else RunRow(*row)
+                                "exit_reason, skipped FROM runs WHERE id = COALESCE(?, (SELECT "
+                                "MAX(id) FROM runs))", (run_id,)).fetchone()
+        return None if row is None else RunRow(*row[:-1], skipped=json.loads(row[-1] or "{}"))
 
     def sync_plan(self, jobs: Iterable[Job]) -> None:
         """Make the planned jobs the journal's planned set: new ones pending, known ones refreshed."""

@@ -558,6 +558,39 @@ def test_a_refused_prompt_fixed_under_its_id_is_counted_apart_by_the_run_status_
     assert headline(summary).endswith("; 1 job no longer in the manifest: 1 failed")
 
 
+def test_the_cells_on_invalid_skip_left_out_are_told_by_rule_in_the_summary_status_and_gallery(
+        tmp_path: Path) -> None:
+    """A sweep over models and aspect ratios whose text-to-video cells break two rules: the
+    grid shows 2 of its 8 cells, and the folder says why the 6 others are not there."""
+    manifest = write_manifest(tmp_path, repeat=1, styles={"vibe": ["none"]}, on_invalid="skip",
+                              matrix={"model": ["hailuo-2_3", "hailuo-2_3-fast"],
+                                      "aspect_ratio": ["16:9", "9:16"]})
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings()) as sim:
+        assert invoke_run(manifest, out, sim)[0] == 0
+    ratio = "text-to-video is 16:9 only, not 9:16: add a start frame or use 16:9"
+    fast = "hailuo-2_3-fast needs a start frame (guidances.start_frame)"
+    told = (f"6 cells skipped as invalid (on_invalid: skip), by the rule each breaks: {ratio} (4); "
+            f"{fast} (2)")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jobs"] == 2 and summary["skipped_invalid"] == 6
+    assert summary["skipped_invalid_by_rule"] == {ratio: 4, fast: 2}
+    _, status, _ = invoke("status", str(out))
+    assert status.splitlines()[2:5] == ["downloaded 2", told,
+                                        "spent $0.54, reserved $0.00, estimated $0.54"]
+    header = re.search(r'<header class="top">.*?</header>', (out / "report.html").read_text(),
+                       re.DOTALL)
+    assert header is not None and f'<p id="run-skipped" class="muted">{told}</p>' in header[0]
+    # A folder written before summaries told of such cells reads as one with none left out.
+    for field in ("skipped_invalid", "skipped_invalid_by_rule"):
+        del summary[field]
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "journal.sqlite").unlink()
+    assert invoke("report", str(out))[0] == 0
+    assert 'id="run-skipped"' not in (out / "report.html").read_text()
+    assert told not in status_lines(summary, ())
+
+
 def test_money_booked_at_estimates_after_lost_create_answers_is_said_to_be_estimated(
         tmp_path: Path) -> None:
     out, prices = tmp_path / "out", tmp_path / "prices.yaml"

@@ -84,6 +84,8 @@ def test_an_old_journal_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> No
                  "filename, estimated_cost, generation_id) VALUES ('k', 0, 1, 'submitted', 'p', "
                  "'{}', '[]', '{}', 'a.mp4', 0.27, 'g1')")
     conn.execute("INSERT INTO uploads VALUES ('f00d', 'png', 'image-1', 1.0)")
+    conn.execute("INSERT INTO runs (name, manifest, settings, started_at) VALUES ('n', 'm.yaml', "
+                 "'{}', 1.0)")
     conn.executemany("INSERT INTO transitions (job_key, run_id, at, from_state, to_state) "
                      "VALUES ('k', 1, ?, ?, ?)", [(1.5, "pending", "submitting"),
                                                   (2.5, "submitting", "submitted")])
@@ -95,9 +97,11 @@ def test_an_old_journal_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> No
         kept = journal.conn.execute("SELECT api, account, sha256, image_id FROM uploads").fetchall()
         found = journal.upload_id("f00d", api="https://cloud.leonardo.ai/api/rest", account="u1")
         sent = journal.sendings("k")
+        run = journal.run()
         plan = journal.conn.execute("EXPLAIN QUERY PLAN SELECT at FROM transitions WHERE "
                                     "job_key = 'k' AND to_state = 'submitting'").fetchall()
-    assert version == len(MIGRATIONS) == 8
+    assert version == len(MIGRATIONS) == 9
+    assert run is not None and run.skipped == {}  # its plan's skipped cells never recorded: none
     assert sent == [(1.5, None)] and "transitions_sent" in str(plan)
     assert (row.state, row.generation_id, row.poster, row.error_kind) == ("submitted", "g1", None, None)
     # The old id names no API: kept, but never given to a run, which uploads the frame again.
