@@ -27,6 +27,12 @@ def dollars(amount: float) -> str:
     return f"${amount:,.2f}"
 
 
+def budget(amount: float) -> str:
+    """A budget as the user gives it, to the cent at most and its thousands separated: `$3`,
+    `$0.6`, `$12,345.67`."""
+    return dollars(amount).rstrip("0").rstrip(".")
+
+
 def plural(count: int, noun: str) -> str:
     """`1 job`, `2 jobs`: a count with its noun, for messages people read."""
     return f"{figure(count)} {noun}{'' if count == 1 else 's'}"

@@ -23,7 +23,8 @@ from typing import Any, TextIO
 from runner import files
 from runner import results as results_files
 from runner.errors import StateError, UsageError, one_line
-from runner.render import ESTIMATED_PART, plural, skipped_line, spent_amount, videos_gone
+from runner.render import (ESTIMATED_PART, dollars, figure, plural, skipped_line, spent_amount,
+                           videos_gone)
 from runner.state import JOURNAL_NAME
 
 REPORT_FILE = "report.html"
@@ -391,9 +392,9 @@ def render_text(results: RunResults, stream: TextIO) -> None:
     stream.write(_text(header) + "\n")
     earlier = (f"; {plural(totals.unplanned, 'job')} no longer in the manifest"
                if totals.unplanned else "")
-    stream.write(f"{plural(totals.jobs, 'job')}: {totals.done} done, {totals.failed} failed, "
-                 f"{totals.unfinished} unfinished{earlier}; spent {spent_amount(totals.as_dict())} "
-                 f"of ${totals.estimated_usd:.2f} estimated\n")
+    stream.write(f"{plural(totals.jobs, 'job')}: {figure(totals.done)} done, {figure(totals.failed)} "
+                 f"failed, {figure(totals.unfinished)} unfinished{earlier}; spent "
+                 f"{spent_amount(totals.as_dict())} of {dollars(totals.estimated_usd)} estimated\n")
     gone = [video_gone(results.out_dir, record) for record in results.records]
     if any(gone):
         stream.write(videos_gone(sum(gone)) + "\n")

@@ -158,8 +158,9 @@ def _lines(records: Iterable[dict[str, Any]]) -> str:
 def status(out_dir: Path, *, as_json: bool = False) -> Iterator[str]:
     """`hailuo-batch status` of the output folder `out_dir`, line by line: its summary
     (`summarize`), then its failed jobs, the current plan's first, read a row at a time (every
-    one's record `as_json`, else the first few: `status_lines`)."""
-    with Journal.open(out_dir, create=False) as journal:
+    one's record `as_json`, else the first few: `status_lines`), both as of one moment of the
+    journal, whatever a run writes meanwhile (`Journal.snapshot`)."""
+    with Journal.open(out_dir, create=False) as journal, journal.snapshot():
         summary = summarize(journal, out_dir)
         failures = map(record, journal.reported("failed"))
         if as_json:
@@ -204,16 +205,21 @@ def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) ->
         lines.append(held)
     shown: list[str] = []
     kinds: Counter[str | None] = Counter()
+    unplanned = 0
     for failure in failures:
         kinds[failure["error_kind"]] += 1
+        unplanned += not report.planned(failure)
         if len(shown) < SHOWN:
             shown.append(_failure_line(failure))
     if kinds.total() > SHOWN:
-        lines.append(f"{plural(kinds.total(), 'failed job')} by kind:")
+        dropped = f" ({figure(unplanned)} of them no longer in the manifest)" if unplanned else ""
+        lines.append(f"{plural(kinds.total(), 'failed job')} by kind{dropped}:")
         lines.extend(f"  {figure(count)} {FAILURE_KINDS.get(kind or '', 'of no kind recorded')}"
                      for kind, count in kinds.most_common())
-    lines.extend(_first_few(shown, kinds.total(), "failed jobs",
-                            f"in {Path(summary['out']) / ERRORS} and `{_as_json(summary)}`"))
+    errors = Path(summary["out"]) / ERRORS
+    ended = summary.get("ended_at") and errors.is_file()  # written at a run's end
+    also = f" and {errors} (as the last run left them)" if ended else ""
+    lines.extend(_first_few(shown, kinds.total(), "failed jobs", f"in `{_as_json(summary)}`{also}"))
     return lines
 
 

@@ -190,6 +190,16 @@ class Journal:
     def _transaction(self) -> AbstractContextManager[None]:
         return _transaction(self.conn)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside the block sees the journal as it was at the first one, whatever a
+        run writes to it meanwhile: one read transaction."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
     def __enter__(self) -> Self:
         return self
 

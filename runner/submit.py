@@ -31,6 +31,7 @@ from runner.errors import (
     UnknownOutcome,
     Unreachable,
 )
+from runner.render import budget
 from runner.rows import PASSING_FAILURES
 from runner.schedule import Backoff, RateMeter
 from runner.state import JobRow, Journal, Move
@@ -219,7 +220,7 @@ class Submitter:
         price = self._price(row)
         if not tracker.fits(price):
             self.ctx.stop.halt(EXIT_RESUMABLE, self.ctx.stop.resumable(
-                f"the budget of ${tracker.budget_usd:g} is reached"))
+                f"the budget of {budget(tracker.budget_usd)} is reached"))
             return False
         tracker.reserve(price)
         self._reserved[row.key] = price

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from bench.runs import Sweep, make_run
 from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, results_lines, run,
                        sim_settings, step, write_manifest)
 
@@ -28,7 +29,7 @@ from runner.config import RunSettings, parse_duration
 from runner.control import Event, Snapshot
 from runner.notify import headline
 from runner.plan import Job, make_plan
-from runner.render import dollars, figure, plural
+from runner.render import budget, dollars, figure, plural
 from runner.results import status_lines
 from runner.rows import FAILURE_KINDS
 from runner.simulator import run_in_thread
@@ -457,23 +458,28 @@ def test_status_of_a_big_folder_counts_failures_by_kind_and_names_the_first_ten_
     assert lines[counted + 1:counted + 3] == [f"  {count} {FAILURE_KINDS[kind]}"
                                               for kind, count in kinds.most_common()]
     assert [line.startswith("failed ") for line in lines[counted + 3:]] == [True] * 10 + [False]
-    assert lines[-1] == (f"... and {failed - 10} more failed jobs: every one in "
-                         f"{out / 'errors.jsonl'} and {whole}")
+    assert lines[-1] == (f"... and {failed - 10} more failed jobs: every one in {whole} and "
+                         f"{out / 'errors.jsonl'} (as the last run left them)")
 
 
 def test_status_counts_failures_by_kind_whatever_details_their_reasons_hold(tmp_path: Path) -> None:
     """A reason may hold its own details (how far a download got, a generation's id), so a
     folder of thousands of failures can have thousands of them: counted by kind, the count
-    stays short, and a job an earlier version failed without a kind is counted too."""
+    stays short, and a job an earlier version failed without a kind is counted too, as is one
+    the manifest no longer has, said apart. errors.jsonl, written at a run's end, is not named
+    while no run has written it."""
     failures = [("the generation FAILED", "render")] * 2 + [
         (f"download failed: {size} bytes of 100", "download") for size in range(10)] + [
         ("timed out", None)]
     out, jobs = failed_by_hand(tmp_path, 13, failures)
+    with Journal.open(out) as journal:
+        journal.sync_plan(jobs[1:])
     lines = invoke("status", str(out))[1].splitlines()
-    counted = lines.index("13 failed jobs by kind:")
+    counted = lines.index("13 failed jobs by kind (1 of them no longer in the manifest):")
     assert lines[counted + 1:counted + 4] == ["  10 whose download failed", "  2 whose render failed",
                                               "  1 of no kind recorded"]
-    assert lines[counted + 4].startswith(f"failed {jobs[0].key[:10]} ")
+    assert lines[counted + 4].startswith(f"failed {jobs[1].key[:10]} ")
+    assert lines[-1] == f"... and 3 more failed jobs: every one in `hailuo-batch status {out} --format json`"
 
 
 def test_status_json_is_the_summary_and_every_failure_printed_a_job_at_a_time(tmp_path: Path) -> None:
@@ -626,6 +632,12 @@ def test_counts_and_money_people_read_have_their_thousands_separated(tmp_path: P
     assert (figure(7), figure(18619), figure(1_000_000)) == ("7", "18,619", "1,000,000")
     assert (dollars(0.27), dollars(5184), dollars(27000.004)) == ("$0.27", "$5,184.00", "$27,000.00")
     assert (plural(1, "job"), plural(1381, "job")) == ("1 job", "1,381 jobs")
+    assert (budget(3), budget(0.6), budget(1500), budget(12345.67)) == (
+        "$3", "$0.6", "$1,500", "$12,345.67")
+    make_run(tmp_path / "big", Sweep(prompts=100, vibes=8, lightings=5))  # 4,000 jobs, a fifth failed
+    text = invoke("report", str(tmp_path / "big"), "--format", "text")[1].splitlines()
+    assert text[1].startswith("4,000 jobs: 3,200 done, 800 failed, 0 unfinished; spent $896.00 ")
+    assert text[1].endswith(" of $1,120.00 estimated")
     summary = {"name": "m20k", "out": str(tmp_path), "jobs": 20000, "started_at": None,
                "counts": {"downloaded": 18619, "failed": 1381}, "unplanned_counts": {},
                "spent_usd": 5184.0, "spent_estimated_usd": 0.0, "run_spent_usd": 5184.0,

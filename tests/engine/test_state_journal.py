@@ -65,6 +65,21 @@ def test_retried_creates_keep_the_first_send_time_count_attempts_and_each_sendin
         assert journal.sendings(job(1).key) == [(7.0, None)]
 
 
+def test_a_reader_s_snapshot_sees_the_journal_as_it_was_whatever_a_run_writes_meanwhile(
+        tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as writer:
+        run = writer.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        writer.sync_plan([job(1), job(2)])
+        with Journal.open(tmp_path, create=False) as reader:
+            with reader.snapshot():
+                before = reader.counts()
+                step(writer, job(1).key, "failed", run_id=run, at=2.0, reason="x", kind="render")
+                during = reader.counts(), [row.key for row in reader.reported("failed")]
+            after = reader.counts()
+    assert before == during[0] == {"pending": 2} and during[1] == []
+    assert after == {"pending": 1, "failed": 1}
+
+
 def test_sync_keeps_state_and_reports_only_what_matters(tmp_path: Path) -> None:
     with Journal.open(tmp_path) as journal:
         run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
