@@ -268,8 +268,10 @@
   const url = (path) => path.split("/").map(encodeURIComponent).join("/");
   const ratio = (job) => ({ "9:16": "9 / 16", "1:1": "1 / 1" })[job.axes.aspect_ratio] || "16 / 9";
 
+  /* A job failed for now, which the next run takes up by itself, has an amber card and badge
+   * (the totals and the state filter still count it among the failed jobs). */
   function cell(job) {
-    const group = stateGroup(job);
+    const group = job.failed_for_now ? STATES.unfinished : stateGroup(job);
     const picked = picks.has(job.key);
     const playable = group === STATES.done && job.file && !job.missing;
     const media = el("div", {
@@ -286,8 +288,7 @@
       const reason = job.missing ? `the file ${job.file} is missing from the folder`
         : job.reason || "no file recorded";
       media.append(el("div", { class: "status" },
-        el("span", { class: `badge ${job.failed_for_now ? STATES.unfinished : group}`,
-          text: job.shown_state || "unknown" }),
+        el("span", { class: `badge ${group}`, text: job.shown_state || "unknown" }),
         el("p", { class: "reason", text: reason })));
     }
     media.append(el("button", {

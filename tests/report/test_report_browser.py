@@ -311,17 +311,22 @@ def test_a_job_not_sent_shows_nothing_spent_apart_from_one_paid_at_its_estimate(
 
 def test_a_card_failed_for_now_is_told_from_one_failed_for_good(driver: Driver,
                                                                  tmp_path: Path) -> None:
-    records = make_run(tmp_path, Sweep())  # jobs 4 and 9 refused by moderation
+    # jobs 4 and 9 refused by moderation, 3, 7 and 11 still rendering
+    records = make_run(tmp_path, Sweep(unfinished_every=4))
     records[4].update(reason="timed out after 1 s (generation gen-00004)", failed_for_now=True,
                       spent_usd=0.28)
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     cards = driver.look(tmp_path, (
-        "Object.fromEntries([...document.querySelectorAll('.cell.failed')].map((c) => [c.dataset.key,"
-        " {badge: c.querySelector('.badge').textContent, color: getComputedStyle("
-        "c.querySelector('.badge')).color, reason: c.querySelector('.reason').textContent}]))"))
+        "Object.fromEntries([...document.querySelectorAll('.cell')].map((c) => [c.dataset.key,"
+        " {badge: c.querySelector('.badge')?.textContent, color: getComputedStyle("
+        "c.querySelector('.badge') || c).color, border: getComputedStyle(c).borderTopColor,"
+        " reason: c.querySelector('.reason')?.textContent}]))"))
     for_now, for_good = cards[records[4]["key"]], cards[records[9]["key"]]
+    unfinished = cards[records[3]["key"]]
     assert (for_now["badge"], for_good["badge"]) == ("failed for now", "failed")
     assert for_now["color"] != for_good["color"]
+    # its card amber as its badge, as a job still to be done, not red as one failed for good
+    assert for_now["border"] == unfinished["border"] != for_good["border"]
     assert for_now["reason"] == ("timed out after 1 s (generation gen-00004); failed for now: paid,"
                                  " the next run downloads it (nothing is paid again)")
     assert for_good["reason"] == records[9]["reason"]
