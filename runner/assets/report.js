@@ -173,10 +173,9 @@
   }, { rootMargin: `${NEAR}px 0px` });
   const far = new IntersectionObserver((entries) => {
     for (const entry of entries) {
-      if (!entry.isIntersecting && built.has(entry.target)) {
-        release(entry.target);
-        built.delete(entry.target);
-      }
+      if (entry.isIntersecting) continue;
+      if (built.delete(entry.target)) release(entry.target);
+      else if (!chunks.has(entry.target)) drop(entry.target);  // a job no longer in the manifest: its card stays
     }
   }, { rootMargin: `${FAR}px 0px` });
 
@@ -216,12 +215,15 @@
     node.replaceChildren();
   }
 
-  /* A video let go gives back its decoder and buffers at once, not whenever it is collected. */
+  /* A video let go gives back its decoder and buffers at once, not whenever it is collected (the
+   * browser refuses new videos past a thousand or so held), and leaves its cell, which makes a
+   * new one (`load`) if it comes back into view. */
   function drop(node) {
     for (const video of node.querySelectorAll("video")) {
       video.pause();
       video.removeAttribute("src");
       video.load();
+      video.remove();
     }
   }
 
@@ -392,14 +394,14 @@
   /* Lay the grid out: sections by the row axis, one line per combination of the other varying
    * axes, one column per value of the column axis. */
   function layout() {
-    observer.disconnect();
-    near.disconnect();
-    far.disconnect();
-    drop($("grid"));
+    release($("grid"));
+    for (const chunk of chunks.keys()) {
+      near.unobserve(chunk);
+      far.unobserve(chunk);
+    }
     chunks.clear();
     built.clear();
     const shown = JOBS.filter(visible);
-    earlier();
     if (!JOBS.length) {  // no jobs, so no axes to lay out
       $("empty").textContent = EARLIER.length ? "The manifest has none of this folder's jobs now."
         : "This run has no jobs.";
@@ -481,17 +483,33 @@
   }
 
   /* The jobs the manifest no longer has, each with its axes and prompt text (an old text may
-   * stand under a prompt id the manifest still has). Closed until opened: the count says they are there. */
+   * stand under a prompt id the manifest still has). Closed until opened: the count says they are
+   * there. Opened, they come EARLIER_PAGE at a time, whatever the grid's view, and a video far
+   * from the window is let go as the grid's are, so a big run whose prompts were edited can be
+   * looked through to its end. */
+  const EARLIER_PAGE = 100;
   function earlier() {
     $("earlier").hidden = !EARLIER.length;
     if (!EARLIER.length) return;
     const groups = Object.values(STATES).map((state) => [state, EARLIER.filter((job) => stateGroup(job) === state).length])
       .filter(([, count]) => count).map(([state, count]) => `${count} ${state}`);
     $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer in the manifest: ${groups.join(", ")}`;
-    $("earlier-jobs").replaceChildren(...EARLIER.map((job) => el("div", { class: "earlier-job" },
-      el("div", { class: "chips" }, ...Object.keys(LABELS).filter((axis) => axis in job.axes)
-        .map((axis) => chip(valueKey(job.axes[axis]), LABELS[axis]))),
-      el("p", { class: "prompt", text: job.prompt || "" }), cell(job))));
+    $("earlier").addEventListener("toggle", moreEarlier, { once: true });
+    $("earlier-more").addEventListener("click", moreEarlier);
+  }
+
+  function moreEarlier() {
+    const box = $("earlier-jobs");
+    const page = EARLIER.slice(box.childElementCount, box.childElementCount + EARLIER_PAGE)
+      .map((job) => el("div", { class: "earlier-job" },
+        el("div", { class: "chips" }, ...Object.keys(LABELS).filter((axis) => axis in job.axes)
+          .map((axis) => chip(valueKey(job.axes[axis]), LABELS[axis]))),
+        el("p", { class: "prompt", text: job.prompt || "" }), cell(job)));
+    box.append(...page);
+    for (const job of page) far.observe(job);
+    const left = EARLIER.length - box.childElementCount;
+    $("earlier-more").hidden = !left;
+    $("earlier-more").textContent = `Show ${Math.min(left, EARLIER_PAGE)} more (${left} not shown)`;
   }
 
   function showTotals(shown) {
@@ -587,6 +605,7 @@
   filters();
   controls();
   savePicks();
+  earlier();
   layout();
   api.readyAt = performance.now();
   document.documentElement.dataset.ready = "true";
