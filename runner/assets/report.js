@@ -55,26 +55,34 @@
   /* The distinct values of an axis, in plan order. */
   const VALUES = Object.fromEntries(AXES.map((axis) => [axis,
     [...new Set(JOBS.map((job) => valueKey(job.axes[axis])))]]));
-  /* What the filters offer: the states the jobs are in, then each varying axis's values. */
+  /* What the filters offer: the states the jobs are in, then each varying axis's values, a button
+   * each, or, for an axis of more values than MANY (a prompt per video of a big batch), a text box
+   * that keeps the values holding its text. */
+  const MANY = 40;
   const FILTERS = [["state", Object.values(STATES).filter((state) => JOBS.some((job) => stateGroup(job) === state))],
     ...VARYING.map((axis) => [axis, VALUES[axis]])];
 
   const view = {
     row: null, col: null, size: 280, autoplay: true, onlyPicks: false,
     hidden: Object.fromEntries(["state", ...AXES].map((axis) => [axis, new Set()])),
+    find: {},  // an axis of many values: the text its shown values hold
   };
+  const many = (values) => values.length > MANY;
 
+  /* Styles as columns and prompts as rows when both vary; an axis of many values (a prompt per
+   * video) as rows rather than one row thousands of columns wide. */
   function defaultAxes() {
     const col = STYLE_AXES.find((axis) => VARYING.includes(axis))
       || VARYING.find((axis) => axis !== "prompt" && axis !== "n") || VARYING[0] || AXES[0];
     const row = (col !== "prompt" && AXES.includes("prompt") ? "prompt" : null)
       || VARYING.find((axis) => axis !== col) || AXES.find((axis) => axis !== col) || col;
-    return { row, col };
+    return col && many(VALUES[col]) && !many(VALUES[row]) ? { row: col, col: row } : { row, col };
   }
 
   /* The view lives in the address, so a reload or a shared link shows the same one:
-   * `#rows=prompt&cols=vibe&hide.vibe=Clay&hide.state=failed`. An axis or a value this run
-   * does not have (a link to an older version of the sweep) is left out. */
+   * `#rows=prompt&cols=vibe&hide.vibe=Clay&hide.state=failed`, `find.prompt=scene-12` for an axis of
+   * many values. An axis or a value this run does not have (a link to an older version of the
+   * sweep) is left out. */
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
     const chosen = defaultAxes();
@@ -82,14 +90,16 @@
     view.col = AXES.includes(params.get("cols")) ? params.get("cols") : chosen.col;
     if (view.row === view.col) view.row = chosen.row === view.col ? chosen.col : chosen.row;
     for (const [axis, values] of FILTERS) {
-      for (const value of params.getAll(`hide.${axis}`)) if (values.includes(value)) view.hidden[axis].add(value);
+      if (many(values)) view.find[axis] = params.get(`find.${axis}`) || "";
+      else for (const value of params.getAll(`hide.${axis}`)) if (values.includes(value)) view.hidden[axis].add(value);
     }
   }
 
   function writeHash() {
     const params = new URLSearchParams({ rows: view.row, cols: view.col });
     for (const [axis, values] of FILTERS) {
-      for (const value of values) if (view.hidden[axis].has(value)) params.append(`hide.${axis}`, value);
+      if (many(values)) { if (view.find[axis]) params.append(`find.${axis}`, view.find[axis]); }
+      else for (const value of values) if (view.hidden[axis].has(value)) params.append(`hide.${axis}`, value);
     }
     history.replaceState(null, "", `#${params}`);
   }
@@ -161,7 +171,7 @@
   const FAR = 2 * NEAR;
   const CHUNK_CELLS = 24;
   const CHUNK_LINES = 8;
-  const chunks = new Map();  // a chunk's element: its lines
+  const chunks = new Map();  // a chunk's element: what builds its rows (and its sections' heads)
   const built = new Set();
   const slotJobs = new WeakMap();  // a slot's element: the jobs it shows
   let shape = { columns: [], others: [] };  // the columns and the label's axes of the current layout
@@ -180,7 +190,7 @@
   }, { rootMargin: `${FAR}px 0px` });
 
   function build(chunk, columns) {
-    chunk.replaceChildren(...chunks.get(chunk).map(makeRow));
+    chunk.replaceChildren(...chunks.get(chunk)());
     built.add(chunk);
     fill(chunk, columns);
   }
@@ -196,7 +206,7 @@
   /* Fill the slots of a chunk's rows near the grid's visible width; empty those far from it. */
   function fill(chunk, columns) {
     const within = ([first, last], index) => index >= first && index <= last;
-    for (const row of chunk.children) {
+    for (const row of chunk.querySelectorAll(".row")) {
       [...row.children].slice(1).forEach((slot, index) => {
         if (!slot.childElementCount && within(columns.near, index)) {
           const jobs = slotJobs.get(slot);
@@ -227,15 +237,22 @@
     }
   }
 
-  /* The placeholders take the mean height of the rows built. */
+  /* The placeholders take the mean height of the rows built, and of the section heads built. */
   function measure() {
     let height = 0;
     let lines = 0;
+    let heads = 0;
+    let sections = 0;
     for (const chunk of built) {
-      height += chunk.offsetHeight;
-      lines += chunks.get(chunk).length;
+      const rows = [...chunk.querySelectorAll(".row")];
+      const tall = rows.reduce((total, row) => total + row.offsetHeight, 0);
+      height += tall;
+      lines += rows.length;
+      heads += chunk.offsetHeight - tall;
+      sections += chunk.querySelectorAll(".block").length;
     }
     if (lines) $("board").style.setProperty("--row-height", `${height / lines}px`);
+    if (sections) $("board").style.setProperty("--head-height", `${heads / sections}px`);
   }
 
   /* The chunks near the window, built before the layout returns, so what is in view is there at once. */
@@ -384,7 +401,9 @@
   function visible(job) {
     if (view.onlyPicks && !picks.has(job.key)) return false;
     if (view.hidden.state.has(stateGroup(job))) return false;
-    return AXES.every((axis) => !view.hidden[axis].has(valueKey(job.axes[axis])));
+    return AXES.every((axis) => !view.hidden[axis].has(valueKey(job.axes[axis])))
+      && Object.entries(view.find).every(([axis, text]) => valueKey(job.axes[axis]).toLowerCase()
+        .includes(text.toLowerCase()));
   }
 
   function chip(text, title) {
@@ -425,10 +444,25 @@
     $("grid-head").replaceChildren(head);
     const perChunk = Math.max(1, Math.min(CHUNK_LINES, Math.floor(CHUNK_CELLS / columns.length)));
     const fragment = document.createDocumentFragment();
+    let few = [];  // sections of a few lines each (a prompt per video), waiting to fill a chunk
+    let fewLines = 0;
+    const flush = () => {
+      if (few.length) fragment.append(sections(few, fewLines));
+      few = [];
+      fewLines = 0;
+    };
     for (const [value, jobs] of groupBy(shown, (job) => valueKey(job.axes[view.row]))) {
       const lines = [...groupBy(jobs, (job) => JSON.stringify(others.map((axis) => job.axes[axis]))).values()];
-      fragment.append(section(value, jobs, lines, perChunk));
+      if (lines.length > perChunk) {
+        flush();
+        fragment.append(section(value, jobs, lines, perChunk));
+      } else {
+        few.push({ value, jobs, lines });
+        fewLines += lines.length;
+        if (fewLines >= perChunk) flush();
+      }
     }
+    flush();
     $("grid").replaceChildren(fragment);
     buildNear();
     for (const chunk of chunks.keys()) {
@@ -440,7 +474,8 @@
     api.layouts += 1;
   }
 
-  function section(value, jobs, lines, perChunk) {
+  /* A section's head: the row axis's value, its jobs' count, done and spent, their shared prompt. */
+  function sectionHead(value, jobs) {
     const done = jobs.filter((job) => stateGroup(job) === STATES.done).length;
     const sum = (field) => jobs.reduce((total, job) => total + Number(job[field] || 0), 0);
     const spent = spentText(sum("spent_usd"), sum("spent_estimated_usd"));
@@ -450,13 +485,31 @@
       el("span", { class: "muted", text: `${jobCount(jobs.length)} · ${done} done · ${spent}` }));
     const text = view.row === "prompt" && view.col !== "prompt" && sharedPrompt(jobs);
     if (text) title.append(el("span", { class: "section-prompt", text }));
-    const block = el("section", { class: "block", "data-value": value }, title);
+    return title;
+  }
+
+  /* A placeholder for `lines` rows and `heads` section heads, `make` building them. */
+  function placeholder(lines, heads, make) {
+    const chunk = el("div", { class: "chunk", style: `--lines: ${lines}; --heads: ${heads}` });
+    chunks.set(chunk, make);
+    return chunk;
+  }
+
+  /* A section of more lines than a chunk holds: its head, then its lines a chunk at a time. */
+  function section(value, jobs, lines, perChunk) {
+    const block = el("section", { class: "block", "data-value": value }, sectionHead(value, jobs));
     for (let start = 0; start < lines.length; start += perChunk) {
-      const chunk = el("div", { class: "chunk", style: `--lines: ${Math.min(perChunk, lines.length - start)}` });
-      chunks.set(chunk, lines.slice(start, start + perChunk));
-      block.append(chunk);
+      const part = lines.slice(start, start + perChunk);
+      block.append(placeholder(part.length, 0, () => part.map(makeRow)));
     }
     return block;
+  }
+
+  /* Sections of a few lines each (`count` in all), whole, in one chunk, so a section per prompt
+   * of 100,000 prompts is built only near the window as rows are. */
+  function sections(few, count) {
+    return placeholder(count, few.length, () => few.map(({ value, jobs, lines }) => el("section",
+      { class: "block", "data-value": value }, sectionHead(value, jobs), ...lines.map(makeRow))));
   }
 
   /* One line of the grid: its label (the other axes' values, the prompt when neither axis is
@@ -527,6 +580,15 @@
     const box = $("filters");
     for (const [axis, values] of FILTERS) {
       const group = el("div", { class: "filter", "data-axis": axis }, el("span", { class: "filter-axis", text: LABELS[axis] || axis }));
+      box.append(group);
+      if (many(values)) {
+        group.append(el("input", {
+          type: "search", class: "find", value: view.find[axis], "aria-label": `${LABELS[axis]} holds`,
+          placeholder: `${values.length.toLocaleString("en")} values: type part of one`,
+          oninput: (event) => { view.find[axis] = event.currentTarget.value; writeHash(); layout(); },
+        }));
+        continue;
+      }
       for (const value of values) {
         group.append(el("button", {
           type: "button", class: "value", "aria-pressed": String(!view.hidden[axis].has(value)),
@@ -539,7 +601,6 @@
           },
         }));
       }
-      box.append(group);
     }
   }
 

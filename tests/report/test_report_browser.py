@@ -622,3 +622,40 @@ def test_a_grid_of_thousands_of_jobs_builds_only_the_rows_near_the_window(driver
     assert "scene-25" in scrolled_prompts and "rain-street" not in scrolled_prompts  # let go
     sideways_prompts = {by_key[key]["axes"]["prompt"] for key in sideways["cells"]}
     assert "scene-25" in sideways_prompts and "rain-street" not in sideways_prompts
+
+
+def test_a_prompt_per_video_is_filtered_by_text_and_builds_only_the_sections_near_the_window(
+        driver: Driver, tmp_path: Path) -> None:
+    # 2,000 prompts, one video each: a section of one row per prompt, no button per prompt
+    records = make_run(tmp_path, Sweep(prompts=2000, vibes=1, lightings=1, failed_every=0))
+    seen = (f"({{sections: {texts('#grid .section-value')}, shown: {texts('.total.shown dd')},"
+            " buttons: document.querySelectorAll('.filter .value').length,"
+            " find: [...document.querySelectorAll('.filter .find')]"
+            ".map((i) => [i.closest('.filter').dataset.axis, i.value]),"
+            " hash: location.hash, errors: pageErrors})")
+    at_the_end = UNTIL % "() => document.querySelector('#grid .block[data-value=\"scene-2000\"] .cell')"
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, tmp_path)
+        steps = [await page.evaluate(seen)]
+        await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        await page.evaluate(at_the_end)
+        steps.append(await page.evaluate(seen))
+        await page.evaluate("(() => { const box = document.querySelector('.filter .find');"
+                            " box.value = 'SCENE-12'; box.dispatchEvent(new Event('input')); })()")
+        steps.append(await page.evaluate(seen))
+        again = await open_report(driver, tmp_path, steps[-1]["hash"])  # a reload, a shared link
+        steps.append(await again.evaluate(seen))
+        return steps
+
+    first, scrolled, found, again = driver.run(scenario())
+    for step in (first, scrolled, found, again):
+        assert 0 < len(step["sections"]) < 100 and step["buttons"] == 1 and step["errors"] == []
+    assert first["sections"][0] == "rain-street" and first["shown"] == ["2000"]
+    assert first["find"] == [["prompt", ""]] and first["hash"] == ""
+    assert "scene-2000" in scrolled["sections"] and "rain-street" not in scrolled["sections"]  # let go
+    holding = [r["axes"]["prompt"] for r in records if "scene-12" in r["axes"]["prompt"]]
+    assert len(holding) == 111  # scene-12, scene-120 to 129, scene-1200 to 1299
+    assert found["shown"] == again["shown"] == ["111"] and set(found["sections"]) <= set(holding)
+    assert found["find"] == again["find"] == [["prompt", "SCENE-12"]]
+    assert found["hash"] == again["hash"] == "#rows=prompt&cols=vibe&find.prompt=SCENE-12"
