@@ -85,6 +85,7 @@
    * sweep) is left out. */
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
+    for (const hidden of Object.values(view.hidden)) hidden.clear();
     const chosen = defaultAxes();
     view.row = AXES.includes(params.get("rows")) ? params.get("rows") : chosen.row;
     view.col = AXES.includes(params.get("cols")) ? params.get("cols") : chosen.col;
@@ -102,6 +103,16 @@
       else for (const value of values) if (view.hidden[axis].has(value)) params.append(`hide.${axis}`, value);
     }
     history.replaceState(null, "", `#${params}`);
+  }
+
+  /* Show the view the address names, and name it as the page shows it (what it left out gone):
+   * on opening, and when a link to another view is opened in this tab, which changes only the hash. */
+  function applyHash() {
+    readHash();
+    writeHash();
+    axisLists();
+    filters();
+    layout();
   }
 
   /* Picks live in this browser's localStorage, one list per run (name and output folder);
@@ -578,6 +589,7 @@
 
   function filters() {
     const box = $("filters");
+    box.replaceChildren();
     for (const [axis, values] of FILTERS) {
       const group = el("div", { class: "filter", "data-axis": axis }, el("span", { class: "filter-axis", text: LABELS[axis] || axis }));
       box.append(group);
@@ -604,16 +616,21 @@
     }
   }
 
+  /* The Rows and Columns lists, the view's axes chosen. */
+  function axisLists() {
+    for (const [select, chosen] of [[$("row-axis"), view.row], [$("col-axis"), view.col]]) {
+      select.replaceChildren(...AXES.map((axis) => el("option", {
+        value: axis, selected: axis === chosen, text: LABELS[axis] + (VARYING.includes(axis) ? "" : " (one value)"),
+      })));
+    }
+  }
+
   function controls() {
-    const options = (select, chosen) => select.replaceChildren(...AXES.map((axis) => el("option", {
-      value: axis, selected: axis === chosen, text: LABELS[axis] + (VARYING.includes(axis) ? "" : " (one value)"),
-    })));
     const relayout = (row, col) => {
       view.row = row; view.col = col;
-      options($("row-axis"), row); options($("col-axis"), col);
+      axisLists();
       writeHash(); layout();
     };
-    options($("row-axis"), view.row); options($("col-axis"), view.col);
     $("row-axis").addEventListener("change", (e) => relayout(e.target.value, e.target.value === view.col ? view.row : view.col));
     $("col-axis").addEventListener("change", (e) => relayout(e.target.value === view.row ? view.col : view.row, e.target.value));
     $("swap-axes").addEventListener("click", () => relayout(view.col, view.row));
@@ -661,13 +678,12 @@
   new ResizeObserver(([entry]) => document.documentElement.style.setProperty(
     "--toolbar", `${Math.ceil(entry.target.getBoundingClientRect().height)}px`)).observe(document.querySelector(".toolbar"));
 
-  readHash();
   header();
-  filters();
   controls();
   savePicks();
   earlier();
-  layout();
+  applyHash();
+  addEventListener("hashchange", applyHash);
   api.readyAt = performance.now();
   document.documentElement.dataset.ready = "true";
 })();

@@ -520,9 +520,37 @@ def test_the_filters_are_kept_in_the_address_with_the_rows_and_columns(driver: D
     assert chosen["cells"] == sum(1 for r in records
                                   if r["state"] != "failed" and r["axes"]["vibe"] != "Sci-Fi")
     assert again == chosen
-    assert odd == {"hash": odd_view, "rows": "prompt",
+    assert odd == {"hash": "#rows=prompt&cols=vibe&hide.vibe=Clay", "rows": "prompt",  # what it shows
                    "cells": sum(1 for r in records if r["axes"]["vibe"] != "Clay"),
                    "errors": [], "hidden": [["vibe", "Clay"]]}
+
+
+def test_a_link_to_another_view_opened_in_the_same_tab_shows_that_view(driver: Driver,
+                                                                       simulated_run) -> None:
+    out, records, _ = simulated_run
+    snapshot = (f"({{hash: location.hash, rows: document.getElementById('row-axis').value,"
+                f" cols: document.getElementById('col-axis').value, sections: {texts('.section-value')},"
+                " cells: document.querySelectorAll('#grid .cell').length, errors: pageErrors,"
+                " hidden: [...document.querySelectorAll('.filter .value[aria-pressed=false]')]"
+                ".map((b) => [b.closest('.filter').dataset.axis, b.dataset.value])})")
+    # a link pasted in the address bar, or clicked in a chat opened in this tab: only the hash
+    # changes, and the page's own listeners have run when this one does
+    follow = ("new Promise((done) => { addEventListener('hashchange', () => requestAnimationFrame(done),"
+              " {once: true}); location.hash = '#cols=prompt&hide.state=failed&rows=nope'; })")
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, out, "#rows=lighting&hide.vibe=Clay&hide.bogus=1")
+        opened = await page.evaluate(snapshot)
+        await page.evaluate(follow)
+        return [opened, await page.evaluate(snapshot)]
+
+    opened, followed = driver.run(scenario())
+    assert opened == {"hash": "#rows=lighting&cols=vibe&hide.vibe=Clay", "rows": "lighting", "cols": "vibe",
+                      "sections": ["Golden Hour", "none"], "hidden": [["vibe", "Clay"]], "errors": [],
+                      "cells": sum(1 for r in records if r["axes"]["vibe"] != "Clay")}
+    assert followed == {"hash": "#rows=vibe&cols=prompt&hide.state=failed", "rows": "vibe", "cols": "prompt",
+                        "sections": VIBES, "hidden": [["state", "failed"]], "errors": [],
+                        "cells": sum(1 for r in records if r["state"] != "failed")}
 
 
 def test_on_a_narrow_window_the_grid_scrolls_sideways_in_its_own_box_with_its_labels_in_view(
@@ -652,7 +680,7 @@ def test_a_prompt_per_video_is_filtered_by_text_and_builds_only_the_sections_nea
     for step in (first, scrolled, found, again):
         assert 0 < len(step["sections"]) < 100 and step["buttons"] == 1 and step["errors"] == []
     assert first["sections"][0] == "rain-street" and first["shown"] == ["2000"]
-    assert first["find"] == [["prompt", ""]] and first["hash"] == ""
+    assert first["find"] == [["prompt", ""]] and first["hash"] == "#rows=prompt&cols=vibe"
     assert "scene-2000" in scrolled["sections"] and "rain-street" not in scrolled["sections"]  # let go
     holding = [r["axes"]["prompt"] for r in records if "scene-12" in r["axes"]["prompt"]]
     assert len(holding) == 111  # scene-12, scene-120 to 129, scene-1200 to 1299
