@@ -184,6 +184,7 @@
   const CHUNK_LINES = 8;
   const chunks = new Map();  // a chunk's element: what builds its rows (and its sections' heads)
   const built = new Set();
+  const holder = new Map();  // a job's key: the chunk that holds its row
   const slotJobs = new WeakMap();  // a slot's element: the jobs it shows
   let shape = { columns: [], others: [] };  // the columns and the label's axes of the current layout
   const near = new IntersectionObserver((entries) => {
@@ -272,10 +273,51 @@
     for (const chunk of chunks.keys()) {
       const box = chunk.getBoundingClientRect();
       if (box.top > innerHeight + NEAR) break;
-      if (box.bottom < -NEAR) continue;
+      if (box.bottom < -NEAR || built.has(chunk)) continue;
       build(chunk, columns);
       measure();
     }
+  }
+
+  /* The jobs of a row, those from the first column in the grid's visible width on first. */
+  function rowKeys(row) {
+    const slots = [...row.children].slice(1);
+    const first = Math.floor($("grid").scrollLeft / (view.size + 8));
+    return [...slots.slice(first), ...slots.slice(0, first)].flatMap((slot) => slotJobs.get(slot).map((job) => job.key));
+  }
+
+  /* Where the reader is: the rows in the window under the column heads, top first, each with its
+   * jobs and how far down the window it starts. */
+  function place() {
+    const under = $("grid-head").getBoundingClientRect().bottom;
+    return [...$("grid").querySelectorAll(".row")].map((row) => [row, row.getBoundingClientRect()])
+      .filter(([, box]) => box.bottom > under && box.top < innerHeight)
+      .map(([row, box]) => ({ keys: rowKeys(row), offset: box.top }));
+  }
+
+  /* The chunks near the window built, the first of `rows` still shown (the row that now holds
+   * one of its jobs, after a Swap, that job's column scrolled into view) put back where it was in
+   * the window first: a filter, a Swap or the Size slider keeps the reader's place in a grid of
+   * thousands of look-alike rows. */
+  function settle(rows) {
+    const kept = rows.map(({ keys, offset }) => [keys.find((job) => holder.has(job)), offset])
+      .find(([key]) => key !== undefined);
+    if (!kept) {
+      buildNear();
+      return;
+    }
+    const [key, offset] = kept;
+    const chunk = holder.get(key);
+    if (!built.has(chunk)) build(chunk, across());
+    const row = [...chunk.querySelectorAll(".row")].find((line) => rowKeys(line).includes(key));
+    const back = () => scrollBy(0, row.getBoundingClientRect().top - offset);
+    back();  // near its place, the chunks around it still as tall as their estimate
+    buildNear();
+    back();  // in place, those chunks as tall as their rows
+    const slots = [...row.children].slice(1);
+    const slot = slots.findIndex((one) => slotJobs.get(one).some((job) => job.key === key));
+    const [label, box, grid] = [row.firstChild, slots[slot], $("grid")].map((node) => node.getBoundingClientRect());
+    if (box.left < label.right || box.right > grid.right) $("grid").scrollLeft = slot * (view.size + 8);
   }
 
   /* The slots of every row built, filled or emptied for the grid's sideways scroll and cell size. */
@@ -422,8 +464,8 @@
   }
 
   /* Lay the grid out: sections by the row axis, one line per combination of the other varying
-   * axes, one column per value of the column axis. */
-  function layout() {
+   * axes, one column per value of the column axis; `rows` (where the reader is) put back in place. */
+  function layout(rows = place()) {
     release($("grid"));
     for (const chunk of chunks.keys()) {
       near.unobserve(chunk);
@@ -431,6 +473,7 @@
     }
     chunks.clear();
     built.clear();
+    holder.clear();
     const shown = JOBS.filter(visible);
     if (!JOBS.length) {  // no jobs, so no axes to lay out
       $("empty").textContent = EARLIER.length ? "The manifest has none of this folder's jobs now."
@@ -458,7 +501,7 @@
     let few = [];  // sections of a few lines each (a prompt per video), waiting to fill a chunk
     let fewLines = 0;
     const flush = () => {
-      if (few.length) fragment.append(sections(few, fewLines));
+      if (few.length) fragment.append(sections(few));
       few = [];
       fewLines = 0;
     };
@@ -475,7 +518,7 @@
     }
     flush();
     $("grid").replaceChildren(fragment);
-    buildNear();
+    settle(rows);
     for (const chunk of chunks.keys()) {
       near.observe(chunk);
       far.observe(chunk);
@@ -499,10 +542,11 @@
     return title;
   }
 
-  /* A placeholder for `lines` rows and `heads` section heads, `make` building them. */
+  /* A placeholder for the rows of `lines` and `heads` section heads, `make` building them. */
   function placeholder(lines, heads, make) {
-    const chunk = el("div", { class: "chunk", style: `--lines: ${lines}; --heads: ${heads}` });
+    const chunk = el("div", { class: "chunk", style: `--lines: ${lines.length}; --heads: ${heads}` });
     chunks.set(chunk, make);
+    for (const line of lines) for (const job of line) holder.set(job.key, chunk);
     return chunk;
   }
 
@@ -511,15 +555,15 @@
     const block = el("section", { class: "block", "data-value": value }, sectionHead(value, jobs));
     for (let start = 0; start < lines.length; start += perChunk) {
       const part = lines.slice(start, start + perChunk);
-      block.append(placeholder(part.length, 0, () => part.map(makeRow)));
+      block.append(placeholder(part, 0, () => part.map(makeRow)));
     }
     return block;
   }
 
-  /* Sections of a few lines each (`count` in all), whole, in one chunk, so a section per prompt
-   * of 100,000 prompts is built only near the window as rows are. */
-  function sections(few, count) {
-    return placeholder(count, few.length, () => few.map(({ value, jobs, lines }) => el("section",
+  /* Sections of a few lines each, whole, in one chunk, so a section per prompt of 100,000
+   * prompts is built only near the window as rows are. */
+  function sections(few) {
+    return placeholder(few.flatMap((part) => part.lines), few.length, () => few.map(({ value, jobs, lines }) => el("section",
       { class: "block", "data-value": value }, sectionHead(value, jobs), ...lines.map(makeRow))));
   }
 
@@ -635,10 +679,12 @@
     $("col-axis").addEventListener("change", (e) => relayout(e.target.value === view.row ? view.col : view.row, e.target.value));
     $("swap-axes").addEventListener("click", () => relayout(view.col, view.row));
     $("cell-size").addEventListener("input", (e) => {
+      const rows = place();
       view.size = Number(e.target.value);
       $("board").style.setProperty("--cell", `${view.size}px`);
       refill();
       measure();
+      settle(rows);
     });
     // the column heads, which stick under the toolbar, follow the grid scrolled sideways, and
     // the slots coming near the window are filled
@@ -654,7 +700,17 @@
         observer.observe(media);
       }
     });
-    $("only-picks").addEventListener("change", (e) => { view.onlyPicks = e.target.checked; layout(); });
+    // back from the picks, the reader is where they were before them
+    let away = [];
+    $("only-picks").addEventListener("change", (e) => {
+      view.onlyPicks = e.target.checked;
+      if (view.onlyPicks) {
+        away = place();
+        layout();
+      } else {
+        layout(away);
+      }
+    });
     $("export-picks").addEventListener("click", exportPicks);
     $("clear-picks").addEventListener("click", () => { picks.clear(); savePicks(); layout(); });
   }

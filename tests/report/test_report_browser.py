@@ -634,6 +634,7 @@ def test_a_grid_of_thousands_of_jobs_builds_only_the_rows_near_the_window(driver
         steps.append(await page.evaluate(seen))
         await page.click("#swap-axes")  # 25 prompts as columns, wider than the window
         await page.evaluate("(() => { const grid = document.getElementById('grid');"
+                            " window.scrollTo(0, document.documentElement.scrollHeight);"
                             " grid.scrollLeft = grid.scrollWidth; })()")
         await page.evaluate(UNTIL % "() => document.querySelector('#grid .row .slot:last-child .cell')")
         steps.append(await page.evaluate(seen))
@@ -687,3 +688,42 @@ def test_a_prompt_per_video_is_filtered_by_text_and_builds_only_the_sections_nea
     assert found["shown"] == again["shown"] == ["111"] and set(found["sections"]) <= set(holding)
     assert found["find"] == again["find"] == [["prompt", "SCENE-12"]]
     assert found["hash"] == again["hash"] == "#rows=prompt&cols=vibe&find.prompt=SCENE-12"
+
+
+def test_the_reader_keeps_their_place_across_filters_swaps_picks_and_the_size_slider(
+        driver: Driver, tmp_path: Path) -> None:
+    # 5,000 jobs, 625 rows: the reader far down the grid, where rows look alike
+    make_run(tmp_path, Sweep(prompts=25, vibes=8, lightings=5, samples=5, failed_every=0))
+    frames = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    # the first row under the column heads: its first cell and how far down the window it starts
+    where = ("(() => { const under = document.getElementById('grid-head').getBoundingClientRect().bottom;"
+             " const row = [...document.querySelectorAll('#grid .row')]"
+             ".find((r) => r.getBoundingClientRect().bottom > under);"
+             " return [row.querySelector('.cell').dataset.key, Math.round(row.getBoundingClientRect().top),"
+             " pageErrors]; })()")
+    size = ("(() => { const s = document.getElementById('cell-size'); s.value = '%s';"
+            " s.dispatchEvent(new Event('input')); })()")
+    vibe = ".filter[data-axis='vibe'] .value[data-value='Sci-Fi']"
+    steps = {"a filter off and on, then Size": [vibe, vibe, size % 340],
+             "Swap twice, then Size": ["#swap-axes", "#swap-axes", size % 200],
+             "Picks only on and off": ["#only-picks", "#only-picks"],
+             "Clear picks, then Size": ["#clear-picks", size % 560]}
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, tmp_path)
+        await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight * 0.4)")
+        await page.evaluate(frames)
+        seen = {"before": await page.evaluate(where)}
+        for name, actions in steps.items():
+            for action in actions:  # clicked where they are, the page not scrolled to them
+                await page.evaluate(action if action.startswith("(")
+                                    else f"document.querySelector({json.dumps(action)}).click()")
+                await page.evaluate(frames)
+            seen[name] = await page.evaluate(where)
+        return seen
+
+    seen = driver.run(scenario())
+    before = seen.pop("before")
+    assert before[2] == []
+    for name, place in seen.items():
+        assert place[0] == before[0] and abs(place[1] - before[1]) <= 1 and place[2] == [], name
