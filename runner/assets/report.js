@@ -186,7 +186,9 @@
   const built = new Set();
   const holder = new Map();  // a job's key: the chunk that holds its row
   const slotJobs = new WeakMap();  // a slot's element: the jobs it shows
-  let shape = { columns: [], others: [] };  // the columns and the label's axes of the current layout
+  // the columns and the label's axes of the current layout, and the rows and section heads its
+  // placeholders stand for
+  let shape = { columns: [], others: [], lines: 0, heads: 0 };
   const near = new IntersectionObserver((entries) => {
     const coming = entries.filter((entry) => entry.isIntersecting && !built.has(entry.target));
     const columns = across();
@@ -249,7 +251,11 @@
     }
   }
 
-  /* The placeholders take the mean height of the rows built, and of the section heads built. */
+  /* The placeholders take the mean height of the rows built, and of the section heads built (each
+   * row measured by itself, so rows laid out on top of one another cannot shrink it), squeezed
+   * alike when the grid laid out whole would make the page taller than the browser can lay out:
+   * 100,000 rows of one cell at Size 560 would take 36 million px, and jobs past Chromium's
+   * 33,554,432 could never be scrolled to. */
   function measure() {
     let height = 0;
     let lines = 0;
@@ -263,8 +269,13 @@
       heads += chunk.offsetHeight - tall;
       sections += chunk.querySelectorAll(".block").length;
     }
-    if (lines) $("board").style.setProperty("--row-height", `${height / lines}px`);
-    if (sections) $("board").style.setProperty("--head-height", `${heads / sections}px`);
+    if (!lines) return;
+    const row = height / lines;
+    const head = sections ? heads / sections : row;  // a head no taller than a row, before one is built
+    const board = $("board").style;
+    board.setProperty("--row-height", `${row}px`);
+    if (sections) board.setProperty("--head-height", `${head}px`);
+    board.setProperty("--squeeze", String(Math.min(1, api.room / (shape.lines * row + shape.heads * head))));
   }
 
   /* The chunks near the window, built before the layout returns, so what is in view is there at once. */
@@ -485,7 +496,7 @@
     const byColumn = groupBy(shown, (job) => valueKey(job.axes[view.col]));
     const columns = VALUES[view.col].filter((value) => byColumn.has(value));
     const others = VARYING.filter((axis) => axis !== view.row && axis !== view.col);
-    shape = { columns, others };
+    shape = { columns, others, lines: 0, heads: 0 };
     $("board").style.setProperty("--columns", String(Math.max(columns.length, 1)));
     $("board").style.setProperty("--cell", `${view.size}px`);
     const head = el("div", { class: "row head" }, el("div", { class: "label corner", text: `${LABELS[view.row]} ↓  ${LABELS[view.col]} →` }));
@@ -546,6 +557,8 @@
   function placeholder(lines, heads, make) {
     const chunk = el("div", { class: "chunk", style: `--lines: ${lines.length}; --heads: ${heads}` });
     chunks.set(chunk, make);
+    shape.lines += lines.length;
+    shape.heads += heads;
     for (const line of lines) for (const job of line) holder.set(job.key, chunk);
     return chunk;
   }
@@ -727,6 +740,9 @@
   const api = {
     layouts: 0,
     readyAt: null,
+    // how tall the placeholders may make the page: under Chromium's 33,554,432 px, with room to
+    // spare for the rows built near the window at their own height
+    room: 30000000,
   };
   window.hailuoReport = api;
 

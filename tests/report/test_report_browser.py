@@ -727,3 +727,31 @@ def test_the_reader_keeps_their_place_across_filters_swaps_picks_and_the_size_sl
     assert before[2] == []
     for name, place in seen.items():
         assert place[0] == before[0] and abs(place[1] - before[1]) <= 1 and place[2] == [], name
+
+
+def test_a_grid_taller_than_the_browser_lays_out_is_squeezed_to_fit_and_its_end_is_reached(
+        driver: Driver, tmp_path: Path) -> None:
+    # 2,000 rows of one cell, 730,000 px at Size 560, the page given room for 100,000 of them as a
+    # page of 100,000 such rows has room for Chromium's 33,554,432
+    records = make_run(tmp_path, Sweep(prompts=25, vibes=1, lightings=5, samples=16, failed_every=0))
+    seen = ("({height: document.documentElement.scrollHeight, errors: pageErrors,"
+            " rowHeight: parseFloat(getComputedStyle(document.getElementById('board'))"
+            ".getPropertyValue('--row-height')), rows: [...document.querySelectorAll('#grid .row')]"
+            ".map((r) => r.offsetHeight)})")
+    at_the_end = UNTIL % ("() => { window.scrollTo(0, document.documentElement.scrollHeight);"
+                          f" return document.querySelector('.cell[data-key=\"{records[-1]['key']}\"]'); }}")
+
+    async def scenario() -> list[dict[str, Any]]:
+        page = await open_report(driver, tmp_path, "#rows=prompt&cols=vibe")
+        await page.evaluate("(() => { window.hailuoReport.room = 100000;"
+                            " const s = document.getElementById('cell-size'); s.value = '560';"
+                            " s.dispatchEvent(new Event('input')); })()")
+        steps = [await page.evaluate(seen)]
+        await page.evaluate(at_the_end)
+        steps.append(await page.evaluate(seen))
+        return steps
+
+    for step in driver.run(scenario()):
+        # the rows built near the window, at their own height, on top of the room
+        assert 100_000 <= step["height"] < 150_000 and step["errors"] == []
+        assert all(abs(height - step["rowHeight"]) < 1 for height in step["rows"])
