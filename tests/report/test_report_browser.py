@@ -292,18 +292,24 @@ def test_the_header_and_each_section_say_how_much_of_the_money_spent_is_estimate
     assert by_lighting == ["6 jobs · 5 done · $1.40", "6 jobs · 5 done · $1.40 ($0.84 of it estimated)"]
 
 
+def cards_by_key(driver: Driver, folder: Path, records: list[dict[str, Any]], fields: str) -> Any:
+    """The page of `records` (written as the folder's results.jsonl): each card by its job's
+    key, as the object `fields` (JavaScript, over the card `c`) makes of it."""
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return driver.look(folder, "Object.fromEntries([...document.querySelectorAll('.cell')]"
+                               f".map((c) => [c.dataset.key, {fields}]))")
+
+
 def test_a_job_not_sent_shows_nothing_spent_apart_from_one_paid_at_its_estimate(
         driver: Driver, tmp_path: Path) -> None:
     records = make_run(tmp_path, Sweep(unnamed_every=4))  # job 3's create answer was lost
     records[1].update(state="pending", generation_id=None, cost_usd=None, spent_usd=0.0,
                       file=None, poster=None, completed_at=None, downloaded_at=None,
                       render_seconds=None)  # the run stopped (its budget) before sending it
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    cards = driver.look(tmp_path, (
-        "Object.fromEntries([...document.querySelectorAll('.cell')].map((c) => [c.dataset.key,"
-        " {figure: c.querySelector('.figures').firstChild.className,"
+    cards = cards_by_key(driver, tmp_path, records, (
+        "{figure: c.querySelector('.figures').firstChild.className,"
         " cost: c.querySelector('.figures').firstChild.textContent,"
-        " reason: c.querySelector('.reason')?.textContent ?? null}]))"))
+        " reason: c.querySelector('.reason')?.textContent ?? null}"))
     assert cards[records[3]["key"]] == {"figure": "estimate", "cost": "est. $0.28", "reason": None}
     assert cards[records[1]["key"]] == {"figure": "cost", "cost": "$0.00",
                                         "reason": "not sent yet (estimated $0.28 to make)"}
@@ -315,12 +321,10 @@ def test_a_card_failed_for_now_is_told_from_one_failed_for_good(driver: Driver,
     records = make_run(tmp_path, Sweep(unfinished_every=4))
     records[4].update(reason="timed out after 1 s (generation gen-00004)", failed_for_now=True,
                       spent_usd=0.28)
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    cards = driver.look(tmp_path, (
-        "Object.fromEntries([...document.querySelectorAll('.cell')].map((c) => [c.dataset.key,"
-        " {badge: c.querySelector('.badge')?.textContent, color: getComputedStyle("
+    cards = cards_by_key(driver, tmp_path, records, (
+        "{badge: c.querySelector('.badge')?.textContent, color: getComputedStyle("
         "c.querySelector('.badge') || c).color, border: getComputedStyle(c).borderTopColor,"
-        " reason: c.querySelector('.reason')?.textContent}]))"))
+        " reason: c.querySelector('.reason')?.textContent}"))
     for_now, for_good = cards[records[4]["key"]], cards[records[9]["key"]]
     unfinished = cards[records[3]["key"]]
     assert (for_now["badge"], for_good["badge"]) == ("failed for now", "failed")
