@@ -31,7 +31,7 @@ BUILTIN_NAMES = ("name", "prompt", "vars", "styles", "n", "key", "start_frame", 
 RESULT_COLUMNS = ("index", "short_key", "state", "planned", "prompt_id", "sample", "cost_usd",
                   "spent_usd", "spent_estimated_usd", "estimated_cost_usd", "render_seconds",
                   "attempts", "file", "poster", "reason", "generation_id", "submitted_at",
-                  "completed_at", "downloaded_at", "video_gone")
+                  "completed_at", "downloaded_at", "video_gone", "error_kind", "failed_for_now")
 NONE = "none"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

@@ -46,7 +46,8 @@ CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
 CSV_HEAD = ("index", "key", "short_key", "state", "planned", "prompt")
 CSV_TAIL = ("styles", "cost_usd", "spent_usd", "spent_estimated_usd", "estimated_cost_usd",
             "render_seconds", "attempts", "file", "poster", "reason", "generation_id",
-            "submitted_at", "completed_at", "downloaded_at", "video_gone")
+            "submitted_at", "completed_at", "downloaded_at", "video_gone", "error_kind",
+            "failed_for_now")
 # A spreadsheet takes a cell that starts so for a formula: such text gets a leading quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -357,9 +358,11 @@ def video_gone(out_dir: Path, record: dict[str, Any]) -> bool:
 
 
 def render_csv(results: RunResults, stream: TextIO) -> None:
-    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `, and
-    last `video_gone`, true for a downloaded video gone from the folder. Text that a spreadsheet
-    would run as a formula (a prompt starting with `=`) is quoted."""
+    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `, then
+    `video_gone`, true for a downloaded video gone from the folder, and a failed job's
+    `error_kind` and `failed_for_now` (columns added later come last, so the earlier ones keep
+    their places). Text that a spreadsheet would run as a formula (a prompt starting with `=`)
+    is quoted."""
     axes = results.axes
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow([*CSV_HEAD, *(CSV_AXIS_COLUMNS.get(axis, axis) for axis in axes), *CSV_TAIL])

@@ -161,9 +161,9 @@ def test_text_and_csv_mark_the_downloaded_videos_gone_from_the_folder(sweep_run)
     stream = io.StringIO()
     report.render(report.load(out), "csv", stream)
     rows = list(csv.reader(io.StringIO(stream.getvalue())))
-    assert rows[0][-2:] == ["downloaded_at", "video_gone"]  # the earlier columns keep their places
-    assert {row[2] for row in rows[1:] if row[-1] == "True"} == gone
-    assert {row[-1] for row in rows[1:] if row[2] not in gone} == {"False"}
+    assert rows[0][-4:] == ["downloaded_at", "video_gone", "error_kind", "failed_for_now"]
+    assert {row[2] for row in rows[1:] if row[-3] == "True"} == gone
+    assert {row[-3] for row in rows[1:] if row[2] not in gone} == {"False"}
 
 
 def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_error(tmp_path: Path) -> None:
@@ -334,6 +334,9 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
         journal.end_run(run, exit_code=1, reason="some jobs failed", at=5.0)
         found = results.write_results(journal, tmp_path, run)
     assert [r["failed_for_now"] for r in found.records] == [True, True, False, False, False, True]
+    with (tmp_path / "results.csv").open(encoding="utf-8", newline="") as table:
+        columns = [(row["error_kind"], row["failed_for_now"]) for row in csv.DictReader(table)]
+    assert columns == [(kind, str(r["failed_for_now"])) for (_, kind, _), r in zip(FAILURES, found.records)]
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
     head, *lines = text.stdout.splitlines()[3:]
     states = [line[head.index("state"):head.index("cost")].strip() for line in lines]
