@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -338,9 +339,10 @@ class Submitter:
         return min(free, key=partial(_nearness, windows)).id if free else None
 
     def _api_time(self) -> float | None:
-        """Now by the API's clock, if its answers have told it (`ServerClock`); else None."""
+        """Now by the API's clock, if its answers have told it (`ServerClock`, which reads this
+        machine's time of day as it times them); else None."""
         server = self.ctx.client.server_clock
-        return self.ctx.clock.wall() + server.ahead if server.known else None
+        return time.time() + server.ahead if server.known else None
 
     async def _account(self) -> str:
         if self._user_id is None:
