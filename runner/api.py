@@ -436,7 +436,7 @@ def _generation(item: dict[str, Any], secret: str) -> Generation:
     """A generation as an answer shows it; its moderation's text, kept as the job's reason,
     without the key (`secret`)."""
     images = item.get("generated_images") or []
-    first = images[0] if images and isinstance(images[0], dict) else {}
+    first = _object(images[0]) if images else {}
     moderations = item.get("prompt_moderations")
     return Generation(
         id=str(item.get("id", "")), status=str(item.get("status", "PENDING")).upper(),

@@ -243,8 +243,8 @@ class Tracker:
     def settle(self, reserved: float, spent: float, *, at_estimate: bool = False) -> None:
         """A reservation of `reserved` ends (0: the run reserved nothing, as for an earlier
         run's create found on the account): `spent` is what the create cost (0 when nothing
-        was created), the job's estimate when its answer, with the price, was lost
-        (`at_estimate`)."""
+        was created), the price the job was booked at (`booked_usd`) when its answer, with the
+        price, was lost (`at_estimate`)."""
         self.reserved_usd = max(0.0, self.reserved_usd - reserved)
         self.spent_usd += spent
         if at_estimate:

@@ -149,7 +149,7 @@ class Engine:
         self._calls_seen = calls
         now = ctx.clock.now()
         if answered and self._unreachable_since is not None:
-            lasted = round(now - self._unreachable_since, 1)  # the message says what the field does
+            lasted = round(now - self._unreachable_since, 1)
             self._unreachable_since = None
             ctx.tracker.emit("reachable", None, f"the API answers again after {lasted:.0f} s",
                              {"unreachable_seconds": lasted})

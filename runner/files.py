@@ -101,9 +101,11 @@ class Folder:
         which could take the job's files out of the output folder."""
         found = self._files.get(folder)
         if found is None:
-            path = os.path.join(self.root, folder)
-            found = self._files[folder] = os.path.islink(path) or (os.path.lexists(path)
-                                                                    and not os.path.isdir(path))
+            try:
+                found = not stat.S_ISDIR(os.lstat(os.path.join(self.root, folder)).st_mode)
+            except OSError:  # nothing there (or no way there), as os.path.lexists says
+                found = False
+            self._files[folder] = found
         return found
 
     def _foreign(self, video: str, key: str) -> bool:

@@ -43,7 +43,8 @@ from runner.lock import FolderLock, process_alive, who
 from runner.logs import LOGGER
 from runner.manifest import load_document
 from runner.plan import FrameChange, Plan
-from runner.render import SHOWN, changed_frames_line, dollars, figure, jobs_left, plural, videos_gone
+from runner.render import (SHOWN, by_kind, changed_frames_line, dollars, figure, jobs_left, plural,
+                           videos_gone)
 from runner.rows import FAILURE_KINDS, JobRow
 from runner.state import Journal
 
@@ -213,10 +214,8 @@ def logged(sink: EventSink) -> EventSink:
             log.info("%s", event.message, extra=dict(event.detail))
         elif event.kind == "stop":
             if max(failures.values(), default=0) > SHOWN:
-                by_kind = ", ".join(f"{figure(count)} {FAILURE_KINDS[kind]}"
-                                    for kind, count in failures.most_common())
                 log.warning("%s in this run: %s; errors.jsonl lists every one",
-                            plural(failures.total(), "job") + " failed", by_kind,
+                            plural(failures.total(), "job") + " failed", ", ".join(by_kind(failures)),
                             extra={"failed_by_kind": dict(failures)})
             if event.message:
                 log.warning("run stopped: %s", event.message, extra={"reason": event.message})

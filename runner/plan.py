@@ -51,9 +51,9 @@ MAX_CELLS = 2_000_000
 MAX_NAME_BYTES = 3900
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
+_TILDE_RE = re.compile(r"~[^/]+")  # `~name`: another user's home, to a shell
 # An environment variable as a shell would expand it, at the start of a folder's name: $HOME/x,
 # out/${USER}; a `$` further in (a$b, price$5) is a plain character of the name.
-_TILDE_RE = re.compile(r"~[^/]+")  # `~name`: another user's home, to a shell
 _VARIABLE_RE = re.compile(r"(?:^|(?<=/))\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})")
 # An extension a name ends with: a dot, then 2 to 4 letters and digits starting with a letter
 # (.mov, .webm, .m4v); the dot of a version or a decimal (_v2.5, 1.5x speed) starts none.

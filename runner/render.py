@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any, Iterable, Iterator, Sequence
 
 from runner.catalog import Catalog
 from runner.errors import Issue, count_problems, one_line
 from runner.plan import FrameChange, Job, Plan, canonical_json, skipped_rules
+from runner.rows import FAILURE_KINDS
 
 
 SHOWN = 10
@@ -25,6 +27,13 @@ def dollars(amount: float) -> str:
     """Money as every message, log line and summary shows it, to the cent and its thousands
     separated: `$27,000.00`."""
     return f"${amount:,.2f}"
+
+
+def by_kind(failures: Counter[str | None]) -> list[str]:
+    """Failed jobs counted by their kind of failure, the commonest first, in the words the log
+    and `status` use: `12 refused by content moderation`."""
+    return [f"{figure(count)} {FAILURE_KINDS.get(kind or '', 'of no kind recorded')}"
+            for kind, count in failures.most_common()]
 
 
 def budget(amount: float) -> str:

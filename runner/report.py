@@ -446,7 +446,8 @@ def shown_reason(record: dict[str, Any]) -> str | None:
         return None
     if state == "pending":
         estimate = record.get("estimated_cost_usd")
-        return "not sent yet" + ("" if estimate is None else f" (estimated ${float(estimate):.2f} to make)")
+        cost = "" if estimate is None else f" (estimated {dollars(float(estimate))} to make)"
+        return f"not sent yet{cost}"
     reason = record.get("reason") or "not finished yet"
     if not record.get("failed_for_now"):
         return reason

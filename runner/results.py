@@ -21,11 +21,10 @@ from typing import Any
 
 from runner import files, report
 from runner.errors import one_line
-from runner.render import (SHOWN, dollars, figure, json_document, plan_counts, plural,
+from runner.render import (SHOWN, by_kind, dollars, figure, json_document, plan_counts, plural,
                            retry_failed_line, skipped_line, spent_amount, unplanned_line,
                            videos_gone)
 from runner.lock import FolderLock, describe
-from runner.rows import FAILURE_KINDS
 from runner.state import JobRow, Journal
 
 RESULTS, ERRORS, CSV, SUMMARY = "results.jsonl", "errors.jsonl", "results.csv", "summary.json"
@@ -214,11 +213,10 @@ def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) ->
     if kinds.total() > SHOWN:
         dropped = f" ({figure(unplanned)} of them no longer in the manifest)" if unplanned else ""
         lines.append(f"{plural(kinds.total(), 'failed job')} by kind{dropped}:")
-        lines.extend(f"  {figure(count)} {FAILURE_KINDS.get(kind or '', 'of no kind recorded')}"
-                     for kind, count in kinds.most_common())
+        lines.extend(f"  {counted}" for counted in by_kind(kinds))
     errors = Path(summary["out"]) / ERRORS
-    ended = summary.get("ended_at") and errors.is_file()  # written at a run's end
-    also = f" and {errors} (as the last run left them)" if ended else ""
+    written = summary.get("ended_at") and errors.is_file()  # at a run's end
+    also = f" and {errors} (as the last run left them)" if written else ""
     lines.extend(_first_few(shown, kinds.total(), "failed jobs", f"in `{_as_json(summary)}`{also}"))
     return lines
 
@@ -230,11 +228,11 @@ def _failure_line(failure: dict[str, Any]) -> str:
 
 
 def _first_few(lines: list[str], count: int, what: str, where: str) -> list[str]:
-    """The first SHOWN `lines` of `count`, then, when there are more, how many more and `where`
+    """`lines`, the first SHOWN of `count`, then, when there are more, how many more and `where`
     every one of them is: a folder of thousands keeps its summary on one screen."""
     if count <= SHOWN:
         return lines
-    return [*lines[:SHOWN], f"... and {figure(count - SHOWN)} more {what}: every one {where}"]
+    return [*lines, f"... and {figure(count - SHOWN)} more {what}: every one {where}"]
 
 
 def _as_json(summary: dict[str, Any]) -> str:

@@ -103,8 +103,9 @@ class JobRow:
 
     @property
     def spent_estimated_usd(self) -> float:
-        """The part of `spent_usd` booked at estimates: generations whose price no create answer
-        named (found on the account after the answer was lost), this one's and those given up on."""
+        """The part of `spent_usd` booked at estimates (`booked_usd`): generations whose price no
+        create answer named (found on the account after the answer was lost), this one's and
+        those given up on."""
         return self.spent_before_estimated_usd + (0.0 if self.cost_usd else self.generation_usd)
 
     @property

@@ -209,11 +209,13 @@
     fill(chunk, columns);
   }
 
+  /* How far apart columns are: a cell and the 8 px gap after it (`.row`'s gap in report.css). */
+  const columnStep = () => view.size + 8;
+
   /* The first and last columns within NEAR px of the grid's visible width, then within FAR px. */
   function across() {
     const box = $("grid");
-    const step = view.size + 8;  // a column and the gap after it
-    const index = (margin, end) => Math.floor((box.scrollLeft + margin + (end ? box.clientWidth : 0)) / step);
+    const index = (margin, end) => Math.floor((box.scrollLeft + margin + (end ? box.clientWidth : 0)) / columnStep());
     return { near: [index(-NEAR, false), index(NEAR, true)], far: [index(-FAR, false), index(FAR, true)] };
   }
 
@@ -293,7 +295,7 @@
   /* The jobs of a row, those from the first column in the grid's visible width on first. */
   function rowKeys(row) {
     const slots = [...row.children].slice(1);
-    const first = Math.floor($("grid").scrollLeft / (view.size + 8));
+    const first = Math.floor($("grid").scrollLeft / columnStep());
     return [...slots.slice(first), ...slots.slice(0, first)].flatMap((slot) => slotJobs.get(slot).map((job) => job.key));
   }
 
@@ -328,7 +330,7 @@
     const slots = [...row.children].slice(1);
     const slot = slots.findIndex((one) => slotJobs.get(one).some((job) => job.key === key));
     const [label, box, grid] = [row.firstChild, slots[slot], $("grid")].map((node) => node.getBoundingClientRect());
-    if (box.left < label.right || box.right > grid.right) $("grid").scrollLeft = slot * (view.size + 8);
+    if (box.left < label.right || box.right > grid.right) $("grid").scrollLeft = slot * columnStep();
   }
 
   /* The slots of every row built, filled or emptied for the grid's sideways scroll and cell size. */
