@@ -128,13 +128,14 @@ def test_a_page_served_in_place_of_a_video_is_fetched_again_from_its_start(tmp_p
 def test_a_create_answered_with_another_jobs_generation_is_looked_for_not_booked_twice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A garbled answer names the generation an earlier create made: the journal cannot give it
-    to a second job, and the run goes on, looking for what the create made, where it stopped
-    with exit 4 ("cannot write the journal")."""
+    to a second job, and the run goes on, looking for what the create made (an earlier version
+    stopped there with exit 4, "cannot write the journal")."""
     first: list[str] = []
     answer = answers.created
 
     def garbled(generation: Any, *args: Any) -> dict[str, Any]:
-        first.append(first[0] if first else generation.id)
+        if not first:
+            first.append(generation.id)
         return answer(dataclasses.replace(generation, id=first[0]), *args)
     monkeypatch.setattr(answers, "created", garbled)
     manifest = write_manifest(tmp_path, prompts=PROMPTS, repeat=1, styles={"vibe": ["none"]},

@@ -86,9 +86,8 @@ def test_a_file_or_link_in_the_way_of_a_folder_gives_its_jobs_their_short_key_an
 
 def test_a_folder_replaced_by_a_link_during_the_run_is_never_written_through(tmp_path: Path) -> None:
     """The folder's directories are made once a run, but each file's way is looked at each time:
-    a prompt's folder renamed away and a link put in its place during the run is refused (the
-    job's download fails, to be placed by the next run under its short key), and so is a link
-    below which a folder would be made."""
+    `place` refuses a path through a link put in a prompt's folder's place after the folder was
+    made, and a link below which a folder would be made."""
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()
     elsewhere.mkdir()

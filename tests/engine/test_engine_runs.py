@@ -48,6 +48,10 @@ from runner.simulator.media import load_clips
 from runner.state import Journal
 
 
+# A price table below the API's: $0.01 for a job the simulator bills $0.27.
+BELOW_API_PRICES = {"hailuo-2_3": {"768p": {"6": 0.01}}}
+
+
 def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)
     with run_in_thread(sim_settings()) as sim:
@@ -202,7 +206,7 @@ def test_a_price_table_below_the_api_s_prices_reserves_the_price_the_api_named_o
         tmp_path: Path) -> None:
     # The table says $0.01 a job; the API names $0.27 for each. Only the first create, sent
     # before any price of its kind is known, is reserved at the estimate.
-    manifest = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.01}}},
+    manifest = write_manifest(tmp_path, prices=BELOW_API_PRICES,
                               run={"budget_usd": 1.0, "concurrency": 1})
     out, reserved = tmp_path / "out", []
 
@@ -224,7 +228,7 @@ def test_the_prices_an_earlier_run_was_named_are_reserved_from_a_run_s_first_cre
     out = tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
         assert run(write_manifest(tmp_path, repeat=1), out, sim).outcome.exit_code == 0  # 4 x $0.27
-        cheap = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.01}}})
+        cheap = write_manifest(tmp_path, prices=BELOW_API_PRICES)
         stopped = run(cheap, out, sim, budget_usd=0.2)  # 4 new jobs, $0.01 each by the table
         created = sim.books.creates_accepted
     assert stopped.outcome.exit_code == 3 and "budget" in stopped.outcome.reason
@@ -240,7 +244,7 @@ def test_a_lost_creates_generation_is_booked_at_the_price_the_api_named_for_its_
     out, state = tmp_path / "out", tmp_path / "account.jsonl"
     with run_in_thread(sim_settings(state_path=state)) as sim:
         assert run(write_manifest(tmp_path, repeat=1), out, sim).outcome.exit_code == 0  # 4 x $0.27
-    cheap = write_manifest(tmp_path, prices={"hailuo-2_3": {"768p": {"6": 0.01}}})
+    cheap = write_manifest(tmp_path, prices=BELOW_API_PRICES)
     with run_in_thread(sim_settings(state_path=state, fault_create_500=1.0)) as sim:
         stopped = run(cheap, out, sim, budget_usd=1.0, concurrency=1)  # 4 new jobs
         billed = sim.books.creates_accepted

@@ -21,6 +21,11 @@ UNTIL = ("new Promise((resolve) => { const tick = () => { const v = (%s)();"
          " v ? resolve(v) : requestAnimationFrame(tick); }; tick(); })")
 
 
+def write_records(folder: Path, records: list[dict[str, Any]]) -> None:
+    """`records` as the folder's results.jsonl, one JSON line each."""
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
 def simulate(manifest: Path, out: Path, *more: str) -> subprocess.CompletedProcess[str]:
     """`hailuo-batch run MANIFEST --simulate --out OUT` with `more` flags, as users run it."""
     return subprocess.run([sys.executable, "-m", "runner", "run", str(manifest), "--simulate",

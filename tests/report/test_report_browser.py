@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, simulate, texts
+from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, simulate, texts, write_records
 
 from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
@@ -295,7 +295,7 @@ def test_the_header_and_each_section_say_how_much_of_the_money_spent_is_estimate
 def cards_by_key(driver: Driver, folder: Path, records: list[dict[str, Any]], fields: str) -> Any:
     """The page of `records` (written as the folder's results.jsonl): each card by its job's
     key, as the object `fields` (JavaScript, over the card `c`) makes of it."""
-    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_records(folder, records)
     return driver.look(folder, "Object.fromEntries([...document.querySelectorAll('.cell')]"
                                f".map((c) => [c.dataset.key, {fields}]))")
 
@@ -354,7 +354,7 @@ def test_a_section_shows_its_prompt_text_only_when_its_cells_share_it(driver: Dr
     records = [record(0, "street", "dusk", "Rain on a street at dusk"),
                record(1, "street", "midnight", "Rain on a street at midnight"),
                record(2, "cat", "dusk", "A cat asleep"), record(3, "cat", "midnight", "A cat asleep")]
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_records(tmp_path, records)
     seen = driver.look(tmp_path, "(() => { for (const [id, axis] of [['row-axis', 'prompt'],"
                                  " ['col-axis', 'time']]) { const s = document.getElementById(id);"
                                  " s.value = axis; s.dispatchEvent(new Event('change')); }"
@@ -429,7 +429,7 @@ def test_jobs_no_longer_in_the_manifest_come_a_page_at_a_time_and_let_their_vide
     records = make_run(tmp_path, Sweep(prompts=8, vibes=8, lightings=5, failed_every=0))
     for record in records:
         record["planned"] = record["axes"]["prompt"] == "rain-street"
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_records(tmp_path, records)
     earlier = [r["key"] for r in records if not r["planned"]]
     seen = ("({keys: [...document.querySelectorAll('#earlier .cell')].map((c) => c.dataset.key),"
             " same: document.querySelector('.earlier-job') === window.firstEarlier,"
@@ -477,7 +477,7 @@ def test_the_size_slider_sets_the_cells_width_and_a_vertical_clip_stays_within_t
     records = make_run(tmp_path, Sweep(prompts=1, vibes=2, lightings=1, failed_every=0))
     for record in records:
         record["axes"]["aspect_ratio"] = "9:16"
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_records(tmp_path, records)
     boxes = ("(() => { const s = document.getElementById('cell-size'); s.value = '%s';"
              " s.dispatchEvent(new Event('input'));"
              " return {window: innerHeight, cells: [...document.querySelectorAll('.cell')].map((c) => {"

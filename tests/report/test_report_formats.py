@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from reportkit import HOSTILE_PROMPT
+from reportkit import HOSTILE_PROMPT, write_records
 
 from runner import files, report, results
 from runner.cli import main
@@ -58,7 +58,7 @@ def test_vars_come_after_the_prompt_and_paths_never_leave_the_folder(tmp_path: P
                 "axes": {"prompt": "p", "time": t, "vibe": "none", "n": 1}}
                for n, (t, file) in enumerate([("dusk", "../../etc/passwd"), ("dawn", "/abs.mp4"),
                                               (None, "ok/a b#1.mp4")])]
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_records(tmp_path, records)
     data = report.page_data(report.load(tmp_path))
     assert [axis["key"] for axis in data["axes"]] == ["prompt", "time", "vibe", "n"]
     assert [axis["label"] for axis in data["axes"]][-1] == "sample"
@@ -73,7 +73,7 @@ def test_csv_quotes_text_a_spreadsheet_would_run_and_says_what_each_job_spent(tm
                 "prompt": prompt, "axes": {"prompt": "p", "mood": mood, "n": 1}, "spent_usd": 0.27}
                for n, (prompt, mood) in enumerate([('=HYPERLINK("http://x","y")', "+calm"),
                                                    ("a cat, -2 dogs", "@home")])]
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_records(tmp_path, records)
     stream = io.StringIO()
     report.render(report.load(tmp_path), "csv", stream)
     rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
