@@ -17,7 +17,7 @@ booked to it (`unsent_retries`).
 
 The schema is versioned by `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n
 to n + 1, so an old file is upgraded in place when a run opens it. The commands that only read a
-folder never write its journal: they read an old file through an upgraded copy in memory, and
+folder never write its journal: they read an old file through an upgraded temporary copy, and
 see a job taken up again that no run sent as the failed job the next run's start makes it.
 """
 
@@ -559,7 +559,7 @@ def _writable(path: Path) -> sqlite3.Connection:
 def _read_only(path: Path) -> sqlite3.Connection:
     """The journal at `path` opened never to be written: read only, or immutable where SQLite
     cannot make the files of its WAL beside it (a read-only folder or mount); a file of an older
-    version is read through a copy in memory, upgraded, so the file stays as it is. Its jobs
+    version is read through an upgraded copy (`_upgraded_copy`), so the file stays as it is. Its jobs
     are read as a run would find them (`_JOBS_AS_FOUND`)."""
     if path.stat().st_size == 0:
         raise StateError(f"{path.parent}: {JOURNAL_NAME} is empty: {RESTORE_HINT}")
@@ -579,13 +579,28 @@ def _read_only(path: Path) -> sqlite3.Connection:
         conn = _connect(f"{address}&immutable=1", uri=True)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < len(MIGRATIONS):
-        copy = _connect(":memory:")
-        conn.backup(copy)
-        conn.close()
-        conn = copy
+        conn = _upgraded_copy(conn, path.parent)
     migrate(conn)
     conn.execute(_JOBS_AS_FOUND)
     return conn
+
+
+def _upgraded_copy(conn: sqlite3.Connection, folder: Path) -> sqlite3.Connection:
+    """A copy of the journal `conn` reads (then closed), of the newest version, in a temporary
+    file SQLite makes in the system's temp folder (SQLITE_TMPDIR or TMPDIR, else /var/tmp) and
+    removes as it makes it: it is gone however the process ends, and only a few MB of its pages
+    are held in memory."""
+    copy = _connect("")
+    try:
+        conn.backup(copy)
+        migrate(copy)
+    except (sqlite3.Error, StateError) as exc:
+        copy.close()
+        raise StateError(f"{folder}: cannot read the journal, of an older version, through an "
+                         f"upgraded copy in the temp folder (TMPDIR): {exc}") from exc
+    finally:
+        conn.close()
+    return copy
 
 
 def migrate(conn: sqlite3.Connection) -> int:

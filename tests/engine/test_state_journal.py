@@ -3,7 +3,13 @@ commands that only read it, and a jobs table a hand edit damaged."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -219,12 +225,27 @@ def test_a_reader_opens_the_journal_read_only_and_leaves_the_file_as_it_was(tmp_
     assert path.read_bytes() == before
 
 
-def test_a_reader_reads_an_old_journal_through_an_upgraded_copy_and_never_upgrades_the_file(
-        tmp_path: Path) -> None:
-    path = tmp_path / JOURNAL_NAME
+def older(folder: Path, *, jobs: int = 0) -> Path:
+    """A journal of version 4 in `folder`, in WAL mode as a run leaves it, with `jobs` planned
+    pending jobs of about 2 kB each; its path."""
+    path = folder / JOURNAL_NAME
+    folder.mkdir(exist_ok=True)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.executescript(";".join(MIGRATIONS[:4]) + "; PRAGMA user_version = 4;")
+    with conn:
+        conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+                     "INSERT INTO jobs (key, idx, planned, state, prompt, axes, styles, request, "
+                     "filename, estimated_cost) SELECT printf('%064x', i), i, 1, 'pending', "
+                     "hex(randomblob(1000)), '{}', '[]', '{}', i || '.mp4', 0.27 FROM n", (jobs,))
+    conn.close()
+    return path
+
+
+def test_a_reader_reads_an_old_journal_through_an_upgraded_copy_and_never_upgrades_the_file(
+        tmp_path: Path) -> None:
+    path = older(tmp_path)
+    conn = sqlite3.connect(path)
     conn.execute("INSERT INTO jobs (key, idx, planned, state, prompt, axes, styles, request, "
                  "filename, estimated_cost, generation_id, cost_usd) VALUES ('k', 0, 1, "
                  "'downloaded', 'p', '{}', '[]', '{}', 'a.mp4', 0.27, 'g1', 0.3)")
@@ -239,6 +260,57 @@ def test_a_reader_reads_an_old_journal_through_an_upgraded_copy_and_never_upgrad
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
+
+
+# Opens the journal of the folder argv[1] to read and counts its jobs; prints the counts, the
+# files it holds open in the temp folder (TMPDIR), and its peak memory in kB.
+READER = """
+import json, os, resource, sys
+from pathlib import Path
+from runner.state import Journal
+with Journal.open(Path(sys.argv[1]), create=False) as journal:
+    counts = journal.counts()
+    held = [f"/proc/self/fd/{fd}" for fd in os.listdir("/proc/self/fd")]
+    held = [os.readlink(link) for link in held if os.path.exists(link)]
+print(json.dumps({"counts": counts, "temp": [f for f in held if f.startswith(os.environ["TMPDIR"])],
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def read_in_process(folder: Path, temp: Path) -> dict[str, Any]:
+    """What READER says of `folder`, run with `temp` as its temp folder."""
+    done = subprocess.run([sys.executable, "-c", READER, str(folder)], capture_output=True,
+                          text=True, check=True, env={**os.environ, "TMPDIR": str(temp)})
+    return json.loads(done.stdout)
+
+
+def test_a_reader_upgrades_its_copy_of_an_old_journal_in_a_temp_file_removed_at_once_not_in_memory(
+        tmp_path: Path) -> None:
+    """The copy is as large as the journal (40 MB here): kept in memory, reading an old folder
+    would take that much more than reading the same folder upgraded. Its file is gone from the
+    temp folder as soon as it is made, however the command ends."""
+    old, upgraded, temp = tmp_path / "old", tmp_path / "upgraded", tmp_path / "temp"
+    path = older(old, jobs=10_000)
+    shutil.copytree(old, upgraded)
+    Journal.open(upgraded).close()  # upgraded in place, as a run does
+    temp.mkdir()
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    read_old, read_upgraded = (read_in_process(folder, temp) for folder in (old, upgraded))
+    assert read_old["counts"] == read_upgraded["counts"] == {"pending": 10_000}
+    assert read_old["temp"] and all(file.endswith(" (deleted)") for file in read_old["temp"])
+    assert read_upgraded["temp"] == [] and list(temp.iterdir()) == []
+    assert read_old["peak_kb"] - read_upgraded["peak_kb"] < path.stat().st_size // 1024 // 8
+    assert hashlib.sha256(path.read_bytes()).digest() == digest
+
+
+def test_a_copy_of_an_old_journal_the_temp_folder_has_no_room_for_exits_4_naming_it(
+        tmp_path: Path) -> None:
+    older(tmp_path, jobs=2_000)  # 5 MB
+    done = subprocess.run(["prlimit", "--fsize=1000000", sys.executable, "-m", "runner", "status",
+                           str(tmp_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 4, done.stderr
+    assert (f"{tmp_path}: cannot read the journal, of an older version, through an upgraded copy "
+            "in the temp folder (TMPDIR): ") in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_reader_reads_a_folder_where_sqlite_cannot_make_the_wal(tmp_path: Path) -> None:
