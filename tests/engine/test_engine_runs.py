@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +34,7 @@ from enginekit import (
     videos,
     write_manifest,
 )
+from sharedkit import Quiet, kept_account, serving
 
 from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
@@ -43,8 +43,7 @@ from runner.lock import FolderLock
 from runner.logs import JsonFormatter
 from runner.plan import make_plan
 from runner.schedule import Backoff
-from runner.simulator import run_in_process, run_in_thread, statefile
-from runner.simulator.media import load_clips
+from runner.simulator import run_in_process, run_in_thread
 from runner.state import Journal
 
 
@@ -332,7 +331,7 @@ def out_of_credit_api(user_id: str) -> Iterator[tuple[str, list[str]]]:
     402, not enough credits; and the paths asked."""
     asked: list[str] = []
 
-    class Refuse(BaseHTTPRequestHandler):
+    class Refuse(Quiet, BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.append(f"{self.command} {self.path}")
             me = self.path.endswith("/v1/me")
@@ -346,18 +345,8 @@ def out_of_credit_api(user_id: str) -> Iterator[tuple[str, list[str]]]:
 
         do_POST = do_GET
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/api/rest", asked
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Refuse) as root:
+        yield f"{root}/api/rest", asked
 
 
 def test_an_out_of_credit_answer_to_a_poll_stops_the_run_resumably(tmp_path: Path) -> None:
@@ -425,8 +414,7 @@ def test_a_refused_simulated_run_keeps_a_simulated_account_it_found_in_the_folde
     assert invoke(*simulated, str(elsewhere))[0] == 0
     shutil.copy(elsewhere / "simulator-state.jsonl", out)  # another folder's account, copied in
     code, shown, _ = invoke(*simulated, str(out))
-    kept, copied = (statefile.read(folder / "simulator-state.jsonl", clips=len(load_clips()))
-                    for folder in (out, elsewhere))
+    kept, copied = (kept_account(folder / "simulator-state.jsonl") for folder in (out, elsewhere))
     assert code == 4 and "was run on another account" in shown
     assert kept is not None and copied is not None
     assert (kept.user_id, kept.generations.keys()) == (copied.user_id, copied.generations.keys())

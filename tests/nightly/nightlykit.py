@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import yaml
+from sharedkit import Quiet, serving
 
 from runner.simulator import SimSettings, ThreadedSimulator
 
@@ -122,26 +123,16 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     found = Receiver("")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet, BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             body = self.rfile.read(int(self.headers["content-length"]))
             found.received.append(json.loads(body))
             self.send_response(found.status)
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            """Quiet: the test reads what was received instead."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    found.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/hailuo"
-    try:
+    with serving(Handler) as root:
+        found.url = f"{root}/hooks/hailuo"
         yield found
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @dataclass

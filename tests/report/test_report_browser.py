@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -16,6 +15,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, simulate, texts, write_records
+from sharedkit import Quiet, serving
 
 from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
@@ -189,30 +189,20 @@ def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, simulated_run) -> 
     assert abs(seen["stepped"][0] - (first + 1 / 24)) < 0.01
 
 
-class WholeFiles(SimpleHTTPRequestHandler):
+class WholeFiles(Quiet, SimpleHTTPRequestHandler):
     """A static server as `python -m http.server` is: every file sent whole, a Range header ignored."""
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         del self.headers["Range"]
         super().do_GET()
 
-    def log_message(self, *args: object) -> None:
-        """Quiet: the test reads what the page shows instead."""
-
 
 @pytest.fixture
 def served_without_ranges(simulated_run) -> Iterator[str]:
     """The address of the simulated run's folder, served on 127.0.0.1 without byte ranges."""
     out, _, _ = simulated_run
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(WholeFiles, directory=str(out)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(functools.partial(WholeFiles, directory=str(out))) as root:
+        yield root
 
 
 def test_a_row_served_without_byte_ranges_stays_where_it_is_and_the_page_says_why(
