@@ -5,6 +5,7 @@ account whose file holds an odd value is refused before anything is sent."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from enginekit import (
     wait_for_transitions,
     write_manifest,
 )
+from sharedkit import kept_account
 
-from runner.simulator import statefile
 from runner.simulator.media import load_clips
 from runner.simulator.settings import account_key
 
@@ -44,7 +45,7 @@ def test_an_interrupted_simulated_run_resumes_against_the_same_account(tmp_path:
     assert first.returncode == 130 and resumed.returncode == 0, outputs
     assert {"submitted", "pending"} <= at_interrupt  # some in flight, some still to create
     rows = journal_rows(out)
-    account = statefile.read(out / "simulator-state.jsonl", clips=len(load_clips()))
+    account = kept_account(out / "simulator-state.jsonl")
     assert account is not None
     assert all(row["state"] == "downloaded" for row in rows) and len(rows) == 6
     assert sorted(row["generation_id"] for row in rows) == sorted(account.generations)
@@ -77,16 +78,29 @@ ODD_VALUES = [
 ]
 
 
+def simulated(manifest: Path, out: Path) -> tuple[str, ...]:
+    """The arguments of a fast `run --simulate` of `manifest` into `out`."""
+    return "run", str(manifest), "--simulate", "--time-scale", "600", "--quiet", "--out", str(out)
+
+
+@pytest.fixture(scope="module")
+def simulated_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A manifest of one image-to-video job, in a folder with its start frame and the folder `out`
+    a simulated run of it downloaded the job into; a test copies the folder to change it."""
+    folder = tmp_path_factory.mktemp("simulated")
+    copy_frames(folder)
+    manifest = write_manifest(folder, prompts=FRAME_PROMPTS[:1], defaults=FRAME,
+                              styles={"vibe": ["none"]}, repeat=1)
+    assert invoke(*simulated(manifest, folder / "out"))[0] == 0
+    return manifest
+
+
 @pytest.mark.parametrize("number, name, value, refusal", ODD_VALUES,
                          ids=[f"line {case[0]} {case[1]}" for case in ODD_VALUES])
 def test_a_simulated_folder_whose_account_holds_an_odd_value_is_refused_at_start(
-        tmp_path: Path, number: int, name: str, value: Any, refusal: str) -> None:
-    copy_frames(tmp_path)
-    manifest = write_manifest(tmp_path, prompts=FRAME_PROMPTS[:1], defaults=FRAME,
-                              styles={"vibe": ["none"]}, repeat=1)
-    out = tmp_path / "out"
-    simulated = ("run", str(manifest), "--simulate", "--time-scale", "600", "--quiet", "--out", str(out))
-    assert invoke(*simulated)[0] == 0
+        tmp_path: Path, simulated_manifest: Path, number: int, name: str, value: Any, refusal: str) -> None:
+    shutil.copytree(simulated_manifest.parent, tmp_path, dirs_exist_ok=True)
+    manifest, out = tmp_path / simulated_manifest.name, tmp_path / "out"
     state = out / "simulator-state.jsonl"
     lines = [json.loads(line) for line in state.read_text("utf-8").splitlines()]
     made = lines[1]["generation"]
@@ -99,7 +113,7 @@ def test_a_simulated_folder_whose_account_holds_an_odd_value_is_refused_at_start
     (video,) = out.rglob("*.mp4")
     video.unlink()
 
-    code, _, stderr = invoke(*simulated, "--fetch-missing")
+    code, _, stderr = invoke(*simulated(manifest, out), "--fetch-missing")
     assert code == 2 and "Traceback" not in stderr
     assert (f"error: {state}: line {number}: not a simulator state file ({refusal}); "
             "move it away to start a fresh account\n") in stderr

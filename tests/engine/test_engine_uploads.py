@@ -17,10 +17,10 @@ from enginekit import (
     write_manifest,
 )
 from enginekit import FRAME_PROMPTS as PROMPTS
+from sharedkit import kept_account
 
 from runner.control import Event
-from runner.simulator import run_in_thread, statefile
-from runner.simulator.media import load_clips
+from runner.simulator import run_in_thread
 
 
 def frame_manifest(folder: Path, prompts: int) -> Path:
@@ -40,9 +40,9 @@ def test_a_second_simulated_run_uses_the_frame_the_account_has(tmp_path: Path) -
     copy_frames(tmp_path)
     out, state = tmp_path / "out", tmp_path / "out" / "simulator-state.jsonl"
     assert simulated_run(frame_manifest(tmp_path, 1), out) == 0
-    first = statefile.read(state, clips=len(load_clips()))
+    first = kept_account(state)
     assert simulated_run(frame_manifest(tmp_path, 2), out) == 0
-    second = statefile.read(state, clips=len(load_clips()))
+    second = kept_account(state)
     assert first is not None and second is not None and len(first.uploads) == 1
     assert second.user_id == first.user_id and second.uploads == first.uploads
     rows = journal_rows(out)

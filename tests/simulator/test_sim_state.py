@@ -16,13 +16,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
+from sharedkit import kept_account
 from simkit import TEXT_TO_VIDEO, Caller, wire
 
 from runner.cli import main
 from runner.errors import LockedError, UsageError
-from runner.simulator import SimSettings, Simulator, statefile
+from runner.simulator import SimSettings, Simulator
 from runner.simulator.limits import SimClock
-from runner.simulator.media import load_clips
 from runner.simulator.settings import account_key
 
 
@@ -135,7 +135,7 @@ def test_a_killed_simulator_keeps_every_create_it_answered(tmp_path: Path) -> No
     finally:
         process.kill()
         process.communicate()
-    account = statefile.read(path, clips=len(load_clips()))
+    account = kept_account(path)
     assert account is not None and list(account.generations) == created
     assert account_key(account.user_id) == announced["API key"]
 
@@ -172,11 +172,11 @@ def test_a_line_cut_short_is_dropped_and_a_damaged_file_is_a_located_error(tmp_p
     asyncio.run(scenario())
     whole = path.read_text("utf-8")
     path.write_text(whole + '{"at": 5, "wall": 1, "upload": "cut sho', "utf-8")
-    account = statefile.read(path, clips=len(load_clips()))
+    account = kept_account(path)
     assert account is not None and len(account.generations) == 1 and not account.uploads
     path.write_text(whole + '{"surprise": 1}\n' + whole.splitlines()[1] + "\n", "utf-8")
     with pytest.raises(UsageError, match=r"state.jsonl: line 3: not a simulator state file"):
-        statefile.read(path, clips=len(load_clips()))
+        kept_account(path)
     path.write_text(whole.replace('"version": 1', '"version": 9'), "utf-8")
     result = CliRunner().invoke(main, ["simulate", "--state", str(path)])
     assert result.exit_code == 2 and "line 1" in result.stderr and "version 9" in result.stderr
