@@ -99,15 +99,22 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class RunResults:
-    """One output folder's records (in plan order) and its summary (empty if the run left none)."""
+    """One output folder's records (in plan order), its summary (empty if the run left none) and
+    the files of its downloaded jobs found gone from it (`video_gone`), looked for once, when
+    the results were read, for the results files, the page and the tables to share."""
 
     out_dir: Path
     summary: dict[str, Any]
     records: tuple[dict[str, Any], ...]
+    missing: frozenset[str]
 
     @property
     def name(self) -> str:
         return str(self.summary.get("name") or self.out_dir.resolve().name)
+
+    def gone(self, record: dict[str, Any]) -> bool:
+        """Whether the job's video was found gone from the folder (deleted or moved by hand)."""
+        return record.get("state") == DONE and record.get("file") in self.missing
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -193,7 +200,8 @@ def load(out_dir: Path) -> RunResults:
         if not isinstance(summary, dict):
             raise StateError(f"{summary_path}: not a run's summary (no JSON object)")
         _check_fields(str(summary_path), summary, SUMMARY_FIELDS)
-    return RunResults(out_dir=out_dir, summary=summary, records=tuple(records))
+    missing = frozenset(record["file"] for record in records if video_gone(out_dir, record))
+    return RunResults(out_dir=out_dir, summary=summary, records=tuple(records), missing=missing)
 
 
 def _read_text(path: Path) -> str:
@@ -314,7 +322,7 @@ def page_data(results: RunResults) -> dict[str, Any]:
         job["planned"] = planned(record)
         job["file"] = relative_path(record.get("file"))
         job["poster"] = relative_path(record.get("poster"))
-        job["missing"] = video_gone(results.out_dir, record)
+        job["missing"] = results.gone(record)
         job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
         job["shown_state"] = shown_state(record)  # its card's badge
         job["reason"] = shown_reason(record)  # what its card says in place of its video
@@ -352,7 +360,8 @@ def render_json(results: RunResults, stream: TextIO) -> None:
 
 def video_gone(out_dir: Path, record: dict[str, Any]) -> bool:
     """Whether a downloaded job's video is gone from the folder `out_dir` (deleted or moved by
-    hand); a failed job, which may keep the file an earlier download left, tells why it failed."""
+    hand), looked for on disk; a failed job, which may keep the file an earlier download left,
+    tells why it failed. The reports ask their results (`RunResults.gone`), which looked once."""
     file = relative_path(record.get("file"))
     return record.get("state") == DONE and file is not None and files.gone(out_dir, file)
 
@@ -369,7 +378,7 @@ def render_csv(results: RunResults, stream: TextIO) -> None:
     for record in results.records:
         values = {field: record.get(field) for field in CSV_TAIL}
         values["styles"] = "; ".join(record.get("styles") or [])
-        values["video_gone"] = video_gone(results.out_dir, record)
+        values["video_gone"] = results.gone(record)
         writer.writerow([*(_cell(record.get(field)) for field in CSV_HEAD),
                          *(_cell(record["axes"].get(axis)) for axis in axes),
                          *(_cell(values[field]) for field in CSV_TAIL)])
@@ -398,7 +407,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
     stream.write(f"{plural(totals.jobs, 'job')}: {figure(totals.done)} done, {figure(totals.failed)} "
                  f"failed, {figure(totals.unfinished)} unfinished{earlier}; spent "
                  f"{spent_amount(totals.as_dict())} of {dollars(totals.estimated_usd)} estimated\n")
-    gone = [video_gone(results.out_dir, record) for record in results.records]
+    gone = list(map(results.gone, results.records))
     if any(gone):
         stream.write(videos_gone(sum(gone)) + "\n")
     stream.write("\n")

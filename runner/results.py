@@ -76,7 +76,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     records: list[dict[str, Any]] = []
     summary = summarize(journal, out_dir, run_id, unfinished_folders=unfinished_folders,
                         keep=records.append)
-    return report.RunResults(out_dir, summary, tuple(records))
+    return report.RunResults(out_dir, summary, tuple(records), frozenset(summary["missing_videos"]))
 
 
 def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
@@ -111,8 +111,8 @@ def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
         estimated += report.estimate((line,))
         if row.generation_id in booked:
             by_run += row.generation_usd
-        if row.state == "downloaded" and row.file and files.gone(out_dir, row.file):
-            missing.append(row.file)
+        if report.video_gone(out_dir, line):
+            missing.append(line["file"])
         held += row.waits_for_retry_failed
     ended = run.ended_at if run else None
     skipped = run.skipped if run else {}

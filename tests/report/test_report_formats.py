@@ -173,7 +173,7 @@ def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_err
     with pytest.raises(StateError, match=r"results.jsonl:2:2: not JSON"):
         report.load(tmp_path)
     with pytest.raises(UsageError, match="unknown report format 'xml'"):
-        report.render(report.RunResults(tmp_path, {}, ()), "xml", io.StringIO())
+        report.render(report.RunResults(tmp_path, {}, (), frozenset()), "xml", io.StringIO())
 
 
 # A field of the third record of results.jsonl, or of summary.json, set to a raw JSON value: what
@@ -270,6 +270,46 @@ def journal_jobs(count: int) -> list[Job]:
             for n in range(count)]
 
 
+def test_a_runs_end_looks_for_each_video_once_and_its_files_and_page_agree_on_those_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """results.jsonl's summary, results.csv and report.html all tell of the videos gone from the
+    folder: one look on disk per downloaded job serves the three (a stat each, 100,000 of them
+    in a folder of 100,000 jobs, not three times as many)."""
+    jobs = journal_jobs(5)
+    with Journal.open(tmp_path) as journal:
+        run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        journal.sync_plan(jobs)
+        for job in jobs:
+            row = journal.apply([journal.job(job.key).submitting(reserved_usd=0.27, run_id=run, at=2.0)])[0]
+            if job.index == 4:
+                journal.apply([row.failed(run_id=run, at=3.0, reason="refused", kind="moderation")])
+                continue
+            row = journal.apply([row.submitted(run_id=run, at=3.0, generation_id=f"g{job.index}",
+                                               cost_usd=0.27, cost_credits=None)])[0]
+            row = journal.apply([row.complete(run_id=run, at=4.0, video_url="http://v",
+                                              poster_url=None, render_seconds=1.0)])[0]
+            journal.apply([row.downloaded(run_id=run, at=5.0, file=job.filename, poster=None,
+                                          sidecar=None)])
+            (tmp_path / "p").mkdir(exist_ok=True)
+            if job.index != 1:  # its video deleted by hand
+                (tmp_path / job.filename).touch()
+        journal.end_run(run, exit_code=1, reason="some jobs failed", at=6.0)
+        looked: list[str] = []
+        look = files.gone
+        monkeypatch.setattr(files, "gone",
+                            lambda root, relative: looked.append(relative) or look(root, relative))
+        found = results.write_results(journal, tmp_path, run)
+        report.write_report(tmp_path, found)
+    assert sorted(looked) == ["p/0.mp4", "p/1.mp4", "p/2.mp4", "p/3.mp4"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["missing_videos"] == ["p/1.mp4"]
+    with (tmp_path / "results.csv").open(encoding="utf-8", newline="") as table:
+        assert [row["video_gone"] for row in csv.DictReader(table)] == ["False", "True", "False", "False",
+                                                                         "False"]
+    page = page_data((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert [job["missing"] for job in page["jobs"]] == [False, True, False, False, False]
+
+
 def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp_path: Path) -> None:
     """A create whose answer was lost, its job recovered from the account: no cost recorded."""
     jobs = journal_jobs(3)
@@ -296,7 +336,7 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     assert (data["totals"]["spent_usd"], data["totals"]["spent_estimated_usd"]) == (0.57, 0.27)
     assert [(job["spent_usd"], job["spent_estimated_usd"]) for job in data["jobs"]] == [
         (0.3, 0), (0.27, 0.27), (0, 0)]
-    copied = report.RunResults(tmp_path, {}, loaded.records).totals  # no summary.json beside them
+    copied = report.RunResults(tmp_path, {}, loaded.records, frozenset()).totals  # no summary.json
     assert (copied.spent_usd, copied.spent_estimated_usd) == (0.57, 0.27)
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
     lines = text.stdout.splitlines()
@@ -357,7 +397,8 @@ def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path
     waiting = {**retried, "key": "b" * 64, "short_key": "b" * 10, "index": 1, "state": "pending",
                "cost_usd": None, "spent_usd": 0.0, "render_seconds": None, "file": None}
     stream = io.StringIO()
-    report.render(report.RunResults(tmp_path, {"spent_usd": 0.9}, (retried, waiting)), "text", stream)
+    shown = report.RunResults(tmp_path, {"spent_usd": 0.9}, (retried, waiting), frozenset())
+    report.render(shown, "text", stream)
     first, second = stream.getvalue().splitlines()[-2:]
     assert "$0.90" in first and "$0.45" not in first
     assert "est." not in second and "  $0.00  " in second
@@ -383,7 +424,7 @@ def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
     summary = {"name": "single", "jobs": 1, "out": str(tmp_path), "counts": {"pending": 1},
                "started_at": None, "ended_at": None, "exit_code": None, "exit_reason": None,
                "spent_usd": 0.0, "reserved_usd": 0.0, "estimated_usd": 0.27, "missing_videos": []}
-    single = report.RunResults(tmp_path, summary, (job,))
+    single = report.RunResults(tmp_path, summary, (job,), frozenset())
     stream = io.StringIO()
     report.render(single, "text", stream)
     assert stream.getvalue().splitlines()[1].startswith("1 job: 0 done")
