@@ -28,7 +28,7 @@ from runner.control import (
     Outcome,
 )
 from runner.errors import AuthError, PermanentError, QuotaError, StateError, TransientError
-from runner.render import plural
+from runner.render import plural, unplanned_part
 from runner.results import iso
 from runner.schedule import PollPolicy, PollSchedule
 from runner.state import IN_FLIGHT, JobRow
@@ -114,12 +114,15 @@ class Engine:
         if unfinished:
             return Outcome(EXIT_RESUMABLE,
                            f"{plural(unfinished, 'job')} not finished: {stop.how_to_resume()}")
-        failed = tracker.counts["failed"]
+        # The failed jobs the manifest no longer has (those still in flight when the run began)
+        # are said apart, as `status` says them: the run's last lines count the plan's jobs.
+        failed, dropped = tracker.counts["failed"], self.submitter.failed_unplanned
+        listed = f"{unplanned_part(dropped, failed)}; see errors.jsonl" if dropped else "see errors.jsonl"
         if failed and failed == self.submitter.failed_for_now:
-            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now (see "
-                           "errors.jsonl): the next run takes them up again by itself")
+            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now ({listed}): "
+                                           "the next run takes them up again by itself")
         if failed:
-            return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed (see errors.jsonl)")
+            return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed ({listed})")
         return Outcome(EXIT_OK, "every job downloaded")
 
     async def _watch(self) -> None:

@@ -77,6 +77,13 @@ def retry_failed_line(summary: dict[str, Any]) -> str | None:
     return f"{plural(held, 'failed job')} {verb} tried again only by a run with --retry-failed"
 
 
+def unplanned_part(count: int, total: int) -> str:
+    """How `status` and a run's reason say that `count` of `total` failed jobs are no longer in
+    the manifest: `2 of them no longer in the manifest`, of a lone one `no longer in the manifest`."""
+    return ("no longer in the manifest" if count == total == 1
+            else f"{figure(count)} of them no longer in the manifest")
+
+
 def unplanned_line(summary: dict[str, Any]) -> str | None:
     """What a summary says of the jobs kept from earlier versions of the manifest, if any:
     `12 jobs no longer in the manifest: 3 downloaded, 9 failed`."""

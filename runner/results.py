@@ -23,7 +23,7 @@ from runner import files, report
 from runner.errors import one_line
 from runner.render import (SHOWN, by_kind, dollars, figure, json_document, plan_counts, plural,
                            retry_failed_line, skipped_line, spent_amount, unplanned_line,
-                           videos_gone)
+                           unplanned_part, videos_gone)
 from runner.lock import FolderLock, describe
 from runner.state import JobRow, Journal
 
@@ -211,7 +211,7 @@ def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) ->
         if len(shown) < SHOWN:
             shown.append(_failure_line(failure))
     if kinds.total() > SHOWN:
-        dropped = f" ({figure(unplanned)} of them no longer in the manifest)" if unplanned else ""
+        dropped = f" ({unplanned_part(unplanned, kinds.total())})" if unplanned else ""
         lines.append(f"{plural(kinds.total(), 'failed job')} by kind{dropped}:")
         lines.extend(f"  {counted}" for counted in by_kind(kinds))
     errors = Path(summary["out"]) / ERRORS

@@ -83,6 +83,7 @@ class Submitter:
         self._image_ids: dict[str, str] = {}
         self._uploads_given_up: dict[str, str] = {}  # start frames this run could not upload, and why
         self.failed_for_now = 0  # jobs this run failed for a reason the next run retries
+        self.failed_unplanned = 0  # jobs this run failed that the manifest no longer has
         self._user_id: str | None = None
 
     async def submit(self, row: JobRow) -> JobRow | None:
@@ -277,6 +278,7 @@ class Submitter:
                                     kind=kind))
         self._settle(row, 0.0)
         self.failed_for_now += kind in PASSING_FAILURES
+        self.failed_unplanned += not row.planned
         ctx.tracker.moved(row.key, row.state, "failed", reason, {"error_kind": kind})
 
     async def _resolve(self, row: JobRow, *, since: float | None) -> JobRow | None:

@@ -564,6 +564,33 @@ def test_a_refused_prompt_fixed_under_its_id_is_counted_apart_by_the_run_status_
     assert headline(summary).endswith("; 1 job no longer in the manifest: 1 failed")
 
 
+def test_a_run_that_fails_a_job_the_manifest_dropped_says_it_apart_from_the_plans_counts(
+        tmp_path: Path) -> None:
+    """Paid jobs that timed out are fetched by the next run even once the manifest dropped them:
+    one whose render then fails is among the run's failures, and its reason says it is no longer
+    in the manifest, as `status` does, beside the plan's counts."""
+    def manifest(*ids: str) -> Path:
+        texts = {"street": PROMPTS[0], "night": "A street moderate-me at night",
+                 "dawn": "A street moderate-me at dawn"}
+        return write_manifest(tmp_path, prompts=[{"id": id, "text": texts[id]} for id in ids],
+                              repeat=1, styles={"vibe": ["none"]}, run={"timeout": "0.3s"})
+
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=400.0, render_jitter_seconds=0.0,
+                                    moderation_stage="render")) as sim:
+        assert invoke_run(manifest("street", "night", "dawn"), out, sim)[0] == 3  # all timed out
+        sim.advance(500)  # their renders end: two FAILED by moderation
+        code, ended, _ = invoke_run(manifest("street", "dawn"), out, sim)
+    summary = json.loads((out / "summary.json").read_text())
+    reason = "2 jobs failed (1 of them no longer in the manifest; see errors.jsonl)"
+    assert code == 1 and ended.splitlines()[:2] == [
+        f"{reason}: 1/2 downloaded, $0.81 spent ($0.00 by this run)",
+        "1 job no longer in the manifest: 1 failed"]
+    assert summary["exit_reason"] == reason
+    assert headline(summary) == (f"hailuo-batch sweep: 1/2 downloaded, 1 failed, $0.81 spent ($0.00 by "
+                                 f"this run), exit 1 ({reason}); 1 job no longer in the manifest: 1 failed")
+
+
 def test_the_cells_on_invalid_skip_left_out_are_told_by_rule_in_the_summary_status_and_gallery(
         tmp_path: Path) -> None:
     """A sweep over models and aspect ratios whose text-to-video cells break two rules: the
