@@ -48,6 +48,10 @@ CSV_TAIL = ("styles", "cost_usd", "spent_usd", "spent_estimated_usd", "estimated
             "render_seconds", "attempts", "file", "poster", "reason", "generation_id",
             "submitted_at", "completed_at", "downloaded_at", "video_gone", "error_kind",
             "failed_for_now")
+# The column of a var named like one of the others (a folder of an earlier version, whose manifests
+# could name one so): `vars.` and its name, which no column and no var (letters, digits, _) has.
+CSV_VAR_PREFIX = "vars."
+_CSV_TAKEN = frozenset({*CSV_HEAD, *CSV_TAIL, *CSV_AXIS_COLUMNS.values()})
 # A spreadsheet takes a cell that starts so for a formula: such text gets a leading quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -367,14 +371,14 @@ def video_gone(out_dir: Path, record: dict[str, Any]) -> bool:
 
 
 def render_csv(results: RunResults, stream: TextIO) -> None:
-    """One row per job; each axis is a column (`n` as `sample`), styles joined with `; `, then
+    """One row per job; each axis is a column (`csv_column`), styles joined with `; `, then
     `video_gone`, true for a downloaded video gone from the folder, and a failed job's
     `error_kind` and `failed_for_now` (columns added later come last, so the earlier ones keep
     their places). Text that a spreadsheet would run as a formula (a prompt starting with `=`)
     is quoted."""
     axes = results.axes
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow([*CSV_HEAD, *(CSV_AXIS_COLUMNS.get(axis, axis) for axis in axes), *CSV_TAIL])
+    writer.writerow([*CSV_HEAD, *map(csv_column, axes), *CSV_TAIL])
     for record in results.records:
         values = {field: record.get(field) for field in CSV_TAIL}
         values["styles"] = "; ".join(record.get("styles") or [])
@@ -382,6 +386,14 @@ def render_csv(results: RunResults, stream: TextIO) -> None:
         writer.writerow([*(_cell(record.get(field)) for field in CSV_HEAD),
                          *(_cell(record["axes"].get(axis)) for axis in axes),
                          *(_cell(values[field]) for field in CSV_TAIL)])
+
+
+def csv_column(axis: str) -> str:
+    """The csv column of an axis: its name (`prompt` as `prompt_id`, `n` as `sample`), or, for
+    a var named like another column, CSV_VAR_PREFIX and its name, so each column has one name."""
+    if axis in CSV_AXIS_COLUMNS:
+        return CSV_AXIS_COLUMNS[axis]
+    return CSV_VAR_PREFIX + axis if axis in _CSV_TAKEN else axis
 
 
 def _cell(value: Any) -> Any:

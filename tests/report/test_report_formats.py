@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from runner.cli import main
 from runner.errors import StateError, UsageError
 from runner.matrix import BUILTIN_NAMES, RESULT_COLUMNS
 from runner.plan import Job
-from runner.state import Journal
+from runner.state import JOURNAL_NAME, MIGRATIONS, Journal
 
 
 def page_data(page: str) -> dict:
@@ -98,6 +99,41 @@ def test_a_prompt_holding_a_line_separator_keeps_one_job_a_line(tmp_path: Path) 
 def test_the_csv_columns_are_names_no_var_may_take() -> None:
     assert set(report.CSV_HEAD + report.CSV_TAIL) <= {*BUILTIN_NAMES, *RESULT_COLUMNS}
     assert set(report.CSV_AXIS_COLUMNS.values()) <= set(RESULT_COLUMNS)
+
+
+def test_a_var_an_earlier_version_let_take_a_columns_name_gets_a_column_of_its_own(tmp_path: Path) -> None:
+    """A folder of a version whose manifests could name a var like a results column (its journal
+    of schema version 1, before failures had kinds): the var's column is `vars.NAME`, in
+    `report --format csv` and in the results.csv a run writes there."""
+    conn = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    axes = {"prompt": "p", "video_gone": "kept", "error_kind": "hand", "failed_for_now": "no",
+            "state": "wet", "sample": "b", "n": 1}
+    conn.executemany("INSERT INTO jobs (key, idx, planned, state, prompt, axes, styles, request, "
+                     "filename, estimated_cost, generation_id, cost_usd, file, reason) VALUES "
+                     "(?, ?, 1, ?, 'p', ?, '[]', '{}', ?, 0.27, ?, 0.27, ?, ?)",
+                     [("a" * 64, 0, "downloaded", json.dumps(axes), "a.mp4", "g1", "a.mp4", None),
+                      ("b" * 64, 1, "failed", json.dumps({**axes, "n": 2}), "b.mp4", "g2", None,
+                       "the generation FAILED")])
+    conn.execute("INSERT INTO runs (name, manifest, settings, started_at, ended_at, exit_code, "
+                 "exit_reason) VALUES ('old', 'm.yaml', '{}', 1.0, 2.0, 1, '1 job failed')")
+    conn.commit()
+    conn.close()
+    shown = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "csv"], catch_exceptions=False)
+    with Journal.open(tmp_path) as journal:  # a run there upgrades the file and writes its results
+        results.write_results(journal, tmp_path, 1)
+    written = (tmp_path / "results.csv").read_text(encoding="utf-8")
+    assert shown.stdout == written
+    rows = list(csv.reader(io.StringIO(written)))
+    assert len(rows[0]) == len(set(rows[0]))
+    assert rows[0][6:13] == ["prompt_id", "vars.video_gone", "vars.error_kind", "vars.failed_for_now",
+                             "vars.state", "vars.sample", "sample"]
+    table = [dict(zip(rows[0], row)) for row in rows[1:]]
+    assert [(row["vars.video_gone"], row["video_gone"]) for row in table] == [("kept", "True"),
+                                                                              ("kept", "False")]
+    assert [(row["vars.state"], row["state"], row["sample"]) for row in table] == [
+        ("wet", "downloaded", "1"), ("wet", "failed", "2")]
+    assert [(row["vars.error_kind"], row["error_kind"]) for row in table] == [("hand", ""), ("hand", "")]
 
 
 def test_json_holds_the_run_totals_and_every_record(sweep_run) -> None:
