@@ -83,14 +83,17 @@ SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """The figures a report leads with: the jobs of the current plan by state, the jobs kept from
-    earlier versions of the manifest (`unplanned`), and the folder's money: what it spent, the
-    part of that booked at estimates (creates whose answer was lost) and what the jobs are
-    estimated to cost."""
+    """The figures a report leads with: the jobs of the current plan by state as their cards say
+    it (`failed`, those failed for good, which wait for --retry-failed, apart from those
+    `failed_for_now`, which the next run takes up by itself), the jobs kept from earlier
+    versions of the manifest (`unplanned`), and the folder's money: what it spent, the part of
+    that booked at estimates (creates whose answer was lost) and what the jobs are estimated to
+    cost."""
 
     jobs: int
     done: int
     failed: int
+    failed_for_now: int
     unfinished: int
     unplanned: int
     spent_usd: float
@@ -147,13 +150,14 @@ class RunResults:
 
     @property
     def totals(self) -> Totals:
-        states = [record.get("state") for record in self.current.records]
+        states = [shown_state(record) for record in self.current.records]
         spent = self.summary.get("spent_usd")
         at_estimates = self.summary.get("spent_estimated_usd")
         estimated = self.summary.get("estimated_usd")
+        done, failed, for_now = (states.count(state) for state in (DONE, FAILED, FAILED_FOR_NOW))
         return Totals(
-            jobs=len(states), done=states.count(DONE), failed=states.count(FAILED),
-            unfinished=len(states) - states.count(DONE) - states.count(FAILED),
+            jobs=len(states), done=done, failed=failed, failed_for_now=for_now,
+            unfinished=len(states) - done - failed - for_now,
             unplanned=len(self.records) - len(states),
             spent_usd=round(float(spent if spent is not None else _total(self.records, "spent_usd")), 2),
             spent_estimated_usd=round(float(at_estimates if at_estimates is not None
@@ -405,8 +409,9 @@ def _cell(value: Any) -> Any:
 
 
 def render_text(results: RunResults, stream: TextIO) -> None:
-    """A summary line, the totals (and the downloaded videos gone from the folder), then one
-    line per job with the axes that vary in this run."""
+    """A summary line, the totals (the jobs failed for now, if any, apart from those failed for
+    good; the downloaded videos gone from the folder), then one line per job with the axes that
+    vary in this run."""
     totals = results.totals
     summary = results.summary
     header = f"{results.name}  {results.out_dir}"
@@ -414,10 +419,11 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         reason = summary.get("exit_reason")
         header += f"  (exit {summary['exit_code']}{': ' + reason if reason else ''})"
     stream.write(_text(header) + "\n")
+    for_now = f", {figure(totals.failed_for_now)} {FAILED_FOR_NOW}" if totals.failed_for_now else ""
     earlier = (f"; {plural(totals.unplanned, 'job')} no longer in the manifest"
                if totals.unplanned else "")
     stream.write(f"{plural(totals.jobs, 'job')}: {figure(totals.done)} done, {figure(totals.failed)} "
-                 f"failed, {figure(totals.unfinished)} unfinished{earlier}; spent "
+                 f"failed{for_now}, {figure(totals.unfinished)} unfinished{earlier}; spent "
                  f"{spent_amount(totals.as_dict())} of {dollars(totals.estimated_usd)} estimated\n")
     gone = list(map(results.gone, results.records))
     if any(gone):

@@ -13,7 +13,14 @@
   const AXES = DATA.axes.map((axis) => axis.key);
   const VARYING = DATA.varying;
   const STYLE_AXES = ["vibe", "lighting", "color_theme", "style_set"];
-  const STATES = { done: "done", failed: "failed", unfinished: "unfinished" };
+  /* The states the totals count and the state filter offers, in the words of the cards' badges:
+   * a job failed for good waits for --retry-failed, one failed for now the next run takes up by
+   * itself; each is told at a glance in the totals and filtered apart. */
+  const STATES = { done: "done", failed: "failed", failedForNow: "failed for now", unfinished: "unfinished" };
+  const STATE_TITLES = {
+    [STATES.failed]: "failed for good: tried again only by a run with --retry-failed",
+    [STATES.failedForNow]: "the next run takes these up by itself",
+  };
   const PICKS_KEY = `hailuo-report:picks:${RUN.name}:${RUN.out}`;
   const FRAME = 1 / 24;
   const $ = (id) => document.getElementById(id);
@@ -21,7 +28,9 @@
   const valueKey = (value) => (value === null || value === undefined ? "—"
     : typeof value === "object" ? JSON.stringify(value) : String(value));
   const stateGroup = (job) => (job.state === "downloaded" ? STATES.done
-    : job.state === "failed" ? STATES.failed : STATES.unfinished);
+    : job.state !== "failed" ? STATES.unfinished : job.failed_for_now ? STATES.failedForNow : STATES.failed);
+  /* A name as a class: `failed for now` as `failed-for-now`. */
+  const classOf = (name) => name.replaceAll(" ", "-");
   const money = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(2)}`);
   /* Money spent, with the part of it booked at estimates when there is one (to the cent), in
    * the words the run's other reports use: `$2.80 ($0.84 of it estimated)`. */
@@ -353,12 +362,13 @@
   const url = (path) => path.split("/").map(encodeURIComponent).join("/");
   const ratio = (job) => ({ "9:16": "9 / 16", "1:1": "1 / 1" })[job.axes.aspect_ratio] || "16 / 9";
 
-  /* A job failed for now, which the next run takes up by itself, has an amber card and badge
-   * (the totals and the state filter still count it among the failed jobs). */
+  /* A job failed for now, which the next run takes up by itself, has an amber card and badge,
+   * as one still to be done, apart from one failed for good. */
   function cell(job) {
-    const group = job.failed_for_now ? STATES.unfinished : stateGroup(job);
+    const state = stateGroup(job);
+    const group = classOf(state);
     const picked = picks.has(job.key);
-    const playable = group === STATES.done && job.file && !job.missing;
+    const playable = state === STATES.done && job.file && !job.missing;
     const media = el("div", {
       class: "media", style: `aspect-ratio: ${ratio(job)}`,
       "data-src": playable ? url(job.file) : null,
@@ -637,12 +647,12 @@
 
   function showTotals(shown) {
     const totals = DATA.totals;
-    const items = [["jobs", totals.jobs], ["done", totals.done], ["failed", totals.failed],
-      ["unfinished", totals.unfinished],
+    const items = [["jobs", totals.jobs], ["done", totals.done], [STATES.failed, totals.failed],
+      [STATES.failedForNow, totals.failed_for_now], ["unfinished", totals.unfinished],
       ["spent", spentText(totals.spent_usd, totals.spent_estimated_usd)],
       ["estimated", money(totals.estimated_usd)], ["shown", shown.length]];
     if (totals.unplanned) items.push(["no longer planned", totals.unplanned]);
-    $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${name.replaceAll(" ", "-")}` },
+    $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${classOf(name)}`, title: STATE_TITLES[name] },
       el("dt", { text: name }), el("dd", { text: String(value) }))));
   }
 
@@ -663,7 +673,7 @@
       for (const value of values) {
         group.append(el("button", {
           type: "button", class: "value", "aria-pressed": String(!view.hidden[axis].has(value)),
-          "data-value": value, text: value,
+          "data-value": value, text: value, title: axis === "state" ? STATE_TITLES[value] : null,
           onclick: (event) => {
             const hidden = view.hidden[axis];
             if (hidden.has(value)) hidden.delete(value); else hidden.add(value);

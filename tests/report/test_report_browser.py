@@ -50,8 +50,8 @@ def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, simulated
     assert len(seen["keys"]) == 18
     assert seen["columns"] == VIBES
     assert seen["sections"] == ["rain-street", "fox", "blocked"]
-    assert seen["totals"] == {"jobs": "18", "done": "12", "failed": "6", "unfinished": "0",
-                              "spent": f"${summary['spent_usd']:.2f}",
+    assert seen["totals"] == {"jobs": "18", "done": "12", "failed": "6", "failed for now": "0",
+                              "unfinished": "0", "spent": f"${summary['spent_usd']:.2f}",
                               "estimated": f"${summary['estimated_usd']:.2f}", "shown": "18"}
     record = next(r for r in records if r["key"] == seen["video"]["key"])
     assert seen["video"]["state"] >= 2
@@ -258,7 +258,7 @@ def test_a_run_without_jobs_shows_its_totals_and_says_so(driver: Driver, tmp_pat
                                  " document.getElementById('empty').textContent,"
                                  f" totals: {texts('#totals dd')}}})")
     assert seen == {"errors": [], "cells": 0, "empty": "This run has no jobs.",
-                    "totals": ["0", "0", "0", "0", "$0.00", "$0.00", "0"]}
+                    "totals": ["0", "0", "0", "0", "0", "$0.00", "$0.00", "0"]}
 
 
 def test_the_header_and_each_section_say_how_much_of_the_money_spent_is_estimated(
@@ -324,6 +324,52 @@ def test_a_card_failed_for_now_is_told_from_one_failed_for_good(driver: Driver,
     assert for_now["reason"] == ("timed out after 1 s (generation gen-00004); failed for now: paid,"
                                  " the next run downloads it (nothing is paid again)")
     assert for_good["reason"] == records[9]["reason"]
+
+
+def test_the_totals_and_the_state_filter_tell_jobs_failed_for_now_from_those_failed_for_good(
+        driver: Driver, tmp_path: Path) -> None:
+    # jobs 4 and 9 refused by moderation, 3, 7 and 11 still rendering; then job 4 timed out
+    # instead (paid, the next run downloads it) and job 1 given up on after failed creates (the
+    # next run sends it again): 6 done, 1 failed for good, 2 failed for now, 3 unfinished
+    records = make_run(tmp_path, Sweep(unfinished_every=4))
+    records[4].update(reason="timed out after 1 s (generation gen-00004)", failed_for_now=True,
+                      spent_usd=0.28)
+    records[1].update(state="failed", failed_for_now=True, generation_id=None, cost_usd=None,
+                      spent_usd=0.0, file=None, poster=None, completed_at=None, downloaded_at=None,
+                      render_seconds=None, reason="given up on after failed creates")
+    write_records(tmp_path, records)
+    numbers = {record["key"]: number for number, record in enumerate(records)}
+    seen = ("({cells: [...document.querySelectorAll('#grid .cell')].map((c) => c.dataset.key),"
+            " hash: location.hash, errors: pageErrors})")
+    state = ".filter[data-axis='state'] .value[data-value='%s']"
+
+    page = driver.run(open_report(driver, tmp_path))
+    shown = driver.run(page.evaluate("[...document.querySelectorAll('.total')].map((t) =>"
+                                     " [t.querySelector('dt').textContent, t.querySelector('dd').textContent,"
+                                     " t.title])"))
+    totals = {name: (figure, title) for name, figure, title in shown}
+    assert [name for name, _, _ in shown][:5] == ["jobs", "done", "failed", "failed for now", "unfinished"]
+    assert {name: figure for name, (figure, _) in totals.items() if name != "spent"} == {
+        "jobs": "12", "done": "6", "failed": "1", "failed for now": "2", "unfinished": "3",
+        "estimated": "$3.36", "shown": "12"}
+    assert "--retry-failed" in totals["failed"][1] and "by itself" in totals["failed for now"][1]
+    filters = driver.run(page.evaluate(texts(".filter[data-axis='state'] .value")))
+    assert filters == ["done", "failed", "failed for now", "unfinished"]
+
+    async def scenario() -> dict[str, Any]:
+        await page.click(state % "failed")
+        without_failed = await page.evaluate(seen)
+        await page.click(state % "failed")
+        await page.click(state % "failed for now")
+        return {"without failed": without_failed, "without failed for now": await page.evaluate(seen)}
+
+    steps = driver.run(scenario())
+    hidden = {name: sorted(number for key, number in numbers.items() if key not in step["cells"])
+              for name, step in steps.items()}
+    assert hidden == {"without failed": [9], "without failed for now": [1, 4]}
+    assert steps["without failed"]["hash"] == "#rows=prompt&cols=vibe&hide.state=failed"
+    assert steps["without failed for now"]["hash"] == "#rows=prompt&cols=vibe&hide.state=failed+for+now"
+    assert steps["without failed"]["errors"] == steps["without failed for now"]["errors"] == []
 
 
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
@@ -566,6 +612,9 @@ def test_on_a_narrow_window_the_grid_scrolls_sideways_in_its_own_box_with_its_la
         page = await open_report(driver, out)
         await page.send("Emulation.setDeviceMetricsOverride", width=390, height=844,
                         deviceScaleFactor=1, mobile=False)
+        # the first row halfway down the window, under the header's totals, wrapped on three lines
+        await page.evaluate("window.scrollBy(0, document.querySelector('#grid .block .row')"
+                            ".getBoundingClientRect().top - innerHeight / 2)")
         before = await page.evaluate(where)
         # scrolled to its right end, then two frames: the scroll's event has been handled
         await page.evaluate("new Promise((done) => { const grid = document.getElementById('grid');"

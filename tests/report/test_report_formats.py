@@ -142,7 +142,7 @@ def test_json_holds_the_run_totals_and_every_record(sweep_run) -> None:
     report.render(report.load(out), "json", stream)
     document = json.loads(stream.getvalue())
     assert document["jobs"] == records
-    assert document["totals"] == {"jobs": 12, "done": 9, "failed": 2, "unfinished": 1,
+    assert document["totals"] == {"jobs": 12, "done": 9, "failed": 2, "failed_for_now": 0, "unfinished": 1,
                                   "unplanned": 0, "spent_usd": 2.52, "spent_estimated_usd": 0.0,
                                   "estimated_usd": 3.36}
     assert document["run"]["exit_code"] == 1
@@ -414,6 +414,11 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
         columns = [(row["error_kind"], row["failed_for_now"]) for row in csv.DictReader(table)]
     assert columns == [(kind, str(r["failed_for_now"])) for (_, kind, _), r in zip(FAILURES, found.records)]
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
+    # the totals of the current plan's jobs as their lines say them: those for --retry-failed apart
+    assert text.stdout.splitlines()[1].startswith(
+        "4 jobs: 0 done, 2 failed, 2 failed for now, 0 unfinished; 2 jobs no longer in the manifest;")
+    totals = report.load(tmp_path).totals
+    assert (totals.failed, totals.failed_for_now) == (2, 2)
     head, *lines = text.stdout.splitlines()[3:]
     states = [line[head.index("state"):head.index("cost")].strip() for line in lines]
     assert states == ["failed for now", "failed for now", "failed", "failed",
