@@ -156,13 +156,20 @@
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
 
+  /* What the reader did to the rows, kept while the page is open, whatever is built again (a row
+   * scrolled far away and back, the grid laid out anew): each job of a row paused or stepped, by
+   * its key, and the time its video was held at. Its video, made again, shows that frame and
+   * does not play until its row is played; a job never held plays as it comes into view. */
+  const held = new Map();
+  const keyOf = (media) => media.closest(".cell").dataset.key;
+
   /* A cell's video element is made only when the cell nears the viewport (inserting a
    * thousand media elements at once costs about 0.3 ms each), and plays only while visible. */
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) {
       if (entry.isIntersecting) {
         const video = load(entry.target);
-        if (view.autoplay && !entry.target.closest(".row.held")) video.play().catch(() => {});
+        if (view.autoplay && !held.has(keyOf(entry.target))) video.play().catch(() => {});
       } else {
         const video = entry.target.querySelector("video");
         if (video && !video.paused) video.pause();
@@ -179,6 +186,7 @@
     });
     video.muted = true;
     media.prepend(video);
+    if (held.has(keyOf(media))) video.currentTime = held.get(keyOf(media));  // where it starts once loaded
     return video;
   }
 
@@ -423,7 +431,8 @@
     const videos = [...row.querySelectorAll(".media[data-src]")].map(load);
     if (!videos.length) return;
     videos.forEach((video) => video.pause());
-    row.classList.toggle("held", action !== "play");
+    const keys = rowKeys(row);
+    if (action === "play") keys.forEach((key) => held.delete(key)); else hold(keys, videos);
     if (action === "pause") return;
     await Promise.all(videos.map((video) => ready(video, 1)));
     const now = videos[0].currentTime;
@@ -434,6 +443,14 @@
     }
     await Promise.all(videos.map((video) => seek(video, to)));
     if (action === "play") await Promise.all(videos.map((video) => video.play().catch(() => {})));
+    else hold(keys, videos);
+  }
+
+  /* Note the jobs of `keys`, a row's, held where its `videos` are: each at its video's time, those
+   * whose video is not made yet (far sideways) at the first one's. */
+  function hold(keys, videos) {
+    for (const key of keys) held.set(key, videos[0].currentTime);
+    for (const video of videos) held.set(keyOf(video), video.currentTime);
   }
 
   function ready(video, state) {

@@ -189,6 +189,56 @@ def test_a_row_plays_pauses_and_steps_in_step(driver: Driver, simulated_run) -> 
     assert abs(seen["stepped"][0] - (first + 1 / 24)) < 0.01
 
 
+def test_a_row_paused_and_stepped_stays_so_when_built_again_and_one_never_touched_plays(
+        driver: Driver, tmp_path: Path) -> None:
+    # 10 prompts x 3 vibes x 5 lightings x 2 samples: 100 rows of 3, some 20,000 px; the first two
+    # rain-street at golden hour, sample 1 (jobs 0, 10 and 20) and sample 2 (jobs 1, 11 and 21)
+    records = make_run(tmp_path, Sweep(prompts=10, vibes=3, lightings=5, samples=2, failed_every=0))
+    held, untouched = ([records[number]["key"] for number in numbers]
+                       for numbers in ((0, 10, 20), (1, 11, 21)))
+    videos = "%s.map((key) => document.querySelector(`.cell[data-key='${key}'] video`))"
+    first = "[...document.querySelector('#grid .block .row').querySelectorAll('video')]"
+    # the videos shown of the row held and of the row never touched, once each has been made,
+    # has its frame and is done seeking, and those of the row never touched play
+    shown = UNTIL % (f"() => {{ const held = {videos % json.dumps(held)}.filter(Boolean),"
+                     f" other = {videos % json.dumps(untouched)}.filter(Boolean);"
+                     " const settled = (v) => v.readyState >= 2 && !v.seeking;"
+                     " return held.length && other.length && held.every(settled) && other.every(settled)"
+                     " && other.every((v) => !v.paused)"
+                     " && {held: held.map((v) => [v.paused, v.currentTime]), other: other.length}; }")
+    size = ("(() => { const s = document.getElementById('cell-size'); s.value = '560';"
+            " s.dispatchEvent(new Event('input')); })()")
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, tmp_path)
+        await page.click("#grid .block .row .row-play")
+        await page.evaluate(UNTIL % f"() => {first}.every((v) => !v.paused && v.readyState >= 3)")
+        await page.click("#grid .block .row .row-pause")
+        await page.click("#grid .block .row .row-next")
+        stepped = await page.evaluate(UNTIL % f"() => {{ const v = {first};"
+                                      " return v.every((x) => !x.seeking) && v.map((x) => x.currentTime); }")
+        # scrolled to the end, the rows at the top let go, then back to them; then laid out anew
+        await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        await page.evaluate(UNTIL % f"() => {videos % json.dumps(held)}.every((v) => v === null)")
+        await page.evaluate("window.scrollTo(0, 0)")
+        seen = {"scrolled back": await page.evaluate(shown)}
+        await page.click(".filter[data-axis='lighting'] .value[data-value='Foggy']")
+        seen["a filter"] = await page.evaluate(shown)
+        await page.click("#swap-axes")
+        seen["Swap"] = await page.evaluate(shown)
+        await page.evaluate(size)
+        seen["Size"] = await page.evaluate(shown)
+        return {"stepped": stepped, "seen": seen, "errors": await page.evaluate("pageErrors")}
+
+    seen = driver.run(scenario())
+    at, *others = seen["stepped"]
+    assert at > 0 and all(abs(time - at) < 0.01 for time in others)
+    for name, step in seen["seen"].items():
+        assert step["held"] and all(paused and abs(time - at) < 0.01 for paused, time in step["held"]), name
+    assert len(seen["seen"]["scrolled back"]["held"]) == 3
+    assert seen["errors"] == []
+
+
 class WholeFiles(Quiet, SimpleHTTPRequestHandler):
     """A static server as `python -m http.server` is: every file sent whole, a Range header ignored."""
 
