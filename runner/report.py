@@ -14,7 +14,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -74,7 +74,7 @@ RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "cost_usd": _NUMBER, "spent_usd": _NUMBER, "spent_estimated_usd": _NUMBER, "reason": _TEXT,
     "failed_for_now": _YES_NO,
     "file": _TEXT, "poster": _TEXT, "submitted_at": _TEXT, "completed_at": _TEXT,
-    "downloaded_at": _TEXT, "render_seconds": _NUMBER, "attempts": _WHOLE}
+    "downloaded_at": _TEXT, "render_seconds": _NUMBER, "attempts": _WHOLE, "start_frame_sha256": _TEXT}
 SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "name": _TEXT, "manifest": _TEXT, "started_at": _TEXT, "ended_at": _TEXT,
     "duration_seconds": _NUMBER, "exit_code": _WHOLE, "exit_reason": _TEXT, "spent_usd": _NUMBER,
@@ -318,8 +318,10 @@ def script_json(value: Any) -> str:
 
 
 def page_data(results: RunResults) -> dict[str, Any]:
-    """What the page shows: the run, its totals, the axes it offers, one entry per job, and the
-    words (`estimated_part`) its money spent is told with, of its part at estimates."""
+    """What the page shows: the run, its totals, the axes it offers, one entry per job, the jobs
+    made from a start frame whose file changed since (`frame_changed`, their keys: few, where a
+    field of every job would weigh on a page of 100,000), and the words (`estimated_part`) its
+    money spent is told with, of its part at estimates."""
     summary = results.summary
     run = {field: summary.get(field) for field in
            ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
@@ -341,7 +343,22 @@ def page_data(results: RunResults) -> dict[str, Any]:
     axes = [{"key": axis, "label": axis_label(axis)} for axis in current.axes]
     labels = {axis: axis_label(axis) for axis in results.axes}
     return {"run": run, "totals": results.totals.as_dict(), "axes": axes, "labels": labels,
-            "varying": current.varying_axes, "jobs": jobs, "estimated_part": ESTIMATED_PART}
+            "varying": current.varying_axes, "jobs": jobs, "frame_changed": frame_changed(results.records),
+            "estimated_part": ESTIMATED_PART}
+
+
+def frame_changed(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The keys of the jobs made from an earlier content of their start frame's file: one other
+    than the content the current plan's jobs of that frame are made from (an image re-saved
+    since, as `Journal.changed_frames` tells before a run). Kept in the folder, no longer
+    planned, they show the same frame's name as the new ones."""
+    def frame(record: dict[str, Any]) -> str:
+        return json.dumps(record["axes"].get("start_frame"))
+
+    now = {frame(record): record["start_frame_sha256"] for record in records
+           if planned(record) and record.get("start_frame_sha256")}
+    return [record["key"] for record in records if record.get("start_frame_sha256")
+            and now.get(frame(record), record["start_frame_sha256"]) != record["start_frame_sha256"]]
 
 
 def axis_label(axis: str) -> str:

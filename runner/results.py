@@ -48,7 +48,10 @@ def record(row: JobRow) -> dict[str, Any]:
     generations given up on by a retry cost. A cost never named is shown as an estimate ("est.
     $0.27"), and `spent_estimated_usd` is the part of `spent_usd` so booked. `error_kind` is a
     failed job's kind of failure (rows.FAILURE_KINDS), `failed_for_now` whether the next run
-    takes it up again by itself (JobRow.failed_for_now).
+    takes it up again by itself (JobRow.failed_for_now). `start_frame_sha256` is the SHA-256 of
+    the content of the local start frame the job was made from (None without one), which tells
+    a job made from a file since changed (`report.frame_changed`); it comes last, so the earlier
+    fields keep their places.
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
             "planned": row.planned, "prompt": row.prompt, "axes": row.axes, "styles": list(row.styles),
@@ -59,7 +62,7 @@ def record(row: JobRow) -> dict[str, Any]:
             "poster": row.poster, "sidecar": row.sidecar,
             "submitted_at": iso(row.submitted_at), "completed_at": iso(row.completed_at),
             "downloaded_at": iso(row.downloaded_at), "render_seconds": row.render_seconds,
-            "attempts": row.attempts}
+            "attempts": row.attempts, "start_frame_sha256": row.upload.sha256 if row.upload else None}
 
 
 def collect(out_dir: Path, *, begun: bool = False) -> report.RunResults:

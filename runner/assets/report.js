@@ -9,6 +9,9 @@
    * manifest (`planned` false) are listed apart, below it. */
   const JOBS = DATA.jobs.filter((job) => job.planned);
   const EARLIER = DATA.jobs.filter((job) => !job.planned);
+  /* Those of them made from an earlier content of their start frame's file (an image re-saved
+   * since): they bear the frame's name as the new ones do, and are told apart by it. */
+  const FRAME_CHANGED = new Set(DATA.frame_changed);
   const LABELS = DATA.labels;
   const AXES = DATA.axes.map((axis) => axis.key);
   const VARYING = DATA.varying;
@@ -643,7 +646,9 @@
     if (!EARLIER.length) return;
     const groups = Object.values(STATES).map((state) => [state, EARLIER.filter((job) => stateGroup(job) === state).length])
       .filter(([, count]) => count).map(([state, count]) => `${count} ${state}`);
-    $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer in the manifest: ${groups.join(", ")}`;
+    const changed = EARLIER.filter((job) => FRAME_CHANGED.has(job.key)).length;
+    $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer in the manifest: ${groups.join(", ")}`
+      + (changed ? `; ${changed} of them made from a start frame that changed since` : "");
     $("earlier").addEventListener("toggle", moreEarlier, { once: true });
     $("earlier-more").addEventListener("click", moreEarlier);
   }
@@ -654,7 +659,11 @@
       .map((job) => el("div", { class: "earlier-job" },
         el("div", { class: "chips" }, ...Object.keys(LABELS).filter((axis) => axis in job.axes)
           .map((axis) => chip(valueKey(job.axes[axis]), LABELS[axis]))),
-        el("p", { class: "prompt", text: job.prompt || "" }), cell(job)));
+        el("p", { class: "prompt", text: job.prompt || "" }),
+        FRAME_CHANGED.has(job.key) && el("p", {
+          class: "frame-changed", text: `made from start frame ${job.axes.start_frame} as it was earlier: the file changed since`,
+        }),
+        cell(job)));
     box.append(...page);
     for (const job of page) far.observe(job);
     const left = EARLIER.length - box.childElementCount;

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
@@ -19,6 +21,7 @@ from sharedkit import Quiet, serving
 
 from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
+from runner import report
 
 VIBES = ["Pro Photo", "Sci-Fi", "Clay"]
 
@@ -506,6 +509,67 @@ def test_jobs_the_manifest_no_longer_has_are_listed_apart_from_the_comparison(
         assert f"style set{record['axes']['style_set']}" in job["chips"]
         assert job["video"] == (record["state"] == "downloaded")  # the paid video still plays here
     assert seen["errors"] == []
+
+
+def test_jobs_made_from_a_start_frame_since_changed_are_told_from_those_of_its_content_now(
+        driver: Driver, tmp_path: Path) -> None:
+    image = (Path(__file__).resolve().parents[2] / "jobs" / "images" / "sunset.png").read_bytes()
+    frame = tmp_path / "frame.png"
+    manifest = tmp_path / "still.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "name": "still", "repeat": 2, "prompts": [
+        {"id": "sunset", "text": "The sun sinks slowly", "start_frame": {"path": "frame.png"}},
+        {"id": "lake", "text": "A lake at dawn"}]}, sort_keys=False), encoding="utf-8")
+    out = tmp_path / "out"
+    seen = ("({count: document.getElementById('earlier-count').textContent,"
+            " earlier: Object.fromEntries([...document.querySelectorAll('.earlier-job')].map((j) =>"
+            " [j.querySelector('.cell').dataset.key,"
+            " j.querySelector('.frame-changed')?.textContent ?? null])),"
+            " grid: [...document.querySelectorAll('#grid .cell')].map((c) => c.dataset.key),"
+            " marked: document.querySelectorAll('#grid .frame-changed').length, errors: pageErrors})")
+
+    def run_with(content: bytes) -> dict[bool, list[str]]:
+        """A run with the frame's file holding `content`: the keys of the sunset jobs, planned
+        (True) and not, those planned made from `content` as results.jsonl says."""
+        frame.write_bytes(content)
+        assert simulate(manifest, out).returncode == 0
+        records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        sunset: dict[bool, list[str]] = {True: [], False: []}
+        for record in records:
+            if record["axes"]["prompt"] == "lake":
+                assert record["start_frame_sha256"] is None  # text-to-video
+                continue
+            sunset[record["planned"]].append(record["key"])
+            if record["planned"]:
+                assert record["start_frame_sha256"] == hashlib.sha256(content).hexdigest()
+        return sunset
+
+    async def scenario() -> dict[str, Any]:
+        page = await open_report(driver, out)
+        await page.click("#earlier-count")
+        await page.evaluate(UNTIL % "() => document.querySelector('.earlier-job')")
+        return await page.evaluate(seen)
+
+    note = "made from start frame frame.png as it was earlier: the file changed since"
+    first = run_with(image)
+    assert len(first[True]) == 2 and first[False] == []
+    # the image re-saved: its jobs are new ones, and those made from it before are kept
+    resaved = run_with(image + b"re-saved")
+    assert resaved[False] == first[True] and set(resaved[True]).isdisjoint(first[True])
+    copied = tmp_path / "copied"  # the folder's results without its journal tell them too
+    copied.mkdir()
+    shutil.copy(out / "results.jsonl", copied)
+    assert report.page_data(report.load(copied))["frame_changed"] == first[True]
+    page = driver.run(scenario())
+    assert page["count"] == ("2 jobs no longer in the manifest: 2 done;"
+                             " 2 of them made from a start frame that changed since")
+    assert page["earlier"] == dict.fromkeys(first[True], note)
+    assert set(resaved[True]) <= set(page["grid"]) and page["marked"] == 0
+    # the old image put back: its jobs are the plan's again, and those of the re-saved one earlier
+    assert run_with(image) == {True: first[True], False: resaved[True]}
+    page = driver.run(scenario())
+    assert page["earlier"] == dict.fromkeys(resaved[True], note)
+    assert set(first[True]) <= set(page["grid"]) and page["marked"] == 0
+    assert page["errors"] == []
 
 
 def test_jobs_no_longer_in_the_manifest_come_a_page_at_a_time_and_let_their_videos_go(
