@@ -472,12 +472,7 @@ def _told(done: batch.RunReport) -> int:
     """Print how the run ended, where its files are and the folders earlier starts left
     unfinished; the run's exit code."""
     summary = done.results.summary
-    missing = len(summary["missing_videos"])
-    gone = (f" ({render.figure(missing)} of the videos gone from the folder: see --fetch-missing)"
-            if missing else "")
-    counts = render.plan_counts(summary)
-    click.echo(f"{done.outcome.reason}: {render.figure(counts.get('downloaded', 0))}/"
-               f"{render.figure(sum(counts.values()))} downloaded{gone}, {render.run_spent(summary)}")
+    click.echo(f"{done.outcome.reason}: {render.downloaded_part(summary)}, {render.run_spent(summary)}")
     for note in (render.unplanned_line(summary), render.retry_failed_line(summary)):
         if note:
             click.echo(note)

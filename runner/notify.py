@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from runner.render import SHOWN, figure, plan_counts, run_spent, unfinished_line, unplanned_line
+from runner.render import (SHOWN, downloaded_part, figure, plan_counts, run_spent, unfinished_line,
+                           unplanned_line)
 
 
 TIMEOUT_SECONDS = 10.0
@@ -25,11 +26,10 @@ def headline(summary: dict[str, Any]) -> str:
     if summary.get("refused"):
         return (f"hailuo-batch {summary.get('name')}: ended without a summary, "
                 f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})")
-    counts = plan_counts(summary)
-    done, failed = counts.get("downloaded", 0), counts.get("failed", 0)
+    failed = plan_counts(summary).get("failed", 0)
     notes = [note for note in (unplanned_line(summary), unfinished_line(summary)) if note]
-    return (f"hailuo-batch {summary.get('name')}: {figure(done)}/{figure(sum(counts.values()))} "
-            f"downloaded, {figure(failed)} failed, {run_spent(summary)}, "
+    return (f"hailuo-batch {summary.get('name')}: {downloaded_part(summary)}, "
+            f"{figure(failed)} failed, {run_spent(summary)}, "
             f"exit {summary.get('exit_code')} ({summary.get('exit_reason')})"
             + "".join(f"; {note}" for note in notes))
 

@@ -67,6 +67,17 @@ def plan_counts(summary: dict[str, Any]) -> dict[str, int]:
     return {state: count for state, count in counts.items() if count}
 
 
+def downloaded_part(summary: dict[str, Any]) -> str:
+    """The plan's jobs downloaded of all of them, and how many of the videos have gone from the
+    folder since, as a run's end says it: `12/12 downloaded (1 of the videos gone from the
+    folder: see --fetch-missing)`."""
+    counts = plan_counts(summary)
+    gone = summary.get("missing_videos_count", len(summary.get("missing_videos") or ()))
+    return (f"{figure(counts.get('downloaded', 0))}/{figure(sum(counts.values()))} downloaded"
+            + (f" ({figure(gone)} of the videos gone from the folder: see --fetch-missing)"
+               if gone else ""))
+
+
 def retry_failed_line(summary: dict[str, Any]) -> str | None:
     """What a summary says of its failed jobs that no run takes up again by itself, if any:
     `2 failed jobs are tried again only by a run with --retry-failed`."""

@@ -61,6 +61,10 @@ def test_the_receiver_gets_the_count_of_the_videos_gone_and_only_the_first_ten(t
     assert sent["missing_videos"] == written["missing_videos"][:10]
     assert sent["missing_videos_count"] == 12
     assert {**sent, "missing_videos": written["missing_videos"]} == written
+    assert hook.received[1]["text"].startswith(  # as the mail says it
+        "hailuo-batch nightly: 12/12 downloaded (12 of the videos gone from the folder: see "
+        "--fetch-missing), 0 failed, ")
+    assert "12/12 downloaded (12 of the videos gone from the folder: see --fetch-missing)" in done.stdout
 
 
 @pytest.mark.parametrize(("failed", "exit_code"), [(0.0, 0), (1.0, 1)])
