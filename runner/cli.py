@@ -355,7 +355,7 @@ def _api_key(key_file: Path | None) -> str | None:
         if not key:
             raise AuthError(f"{source}: the file is empty; put the API key in it")
         if shared:
-            logging.getLogger(logs.LOGGER).warning(
+            logging.getLogger(logs.ACT).warning(
                 "%s: users other than its owner may read it: `chmod 600` it", source)
     problem = api_key_problem(key)
     if problem is not None:

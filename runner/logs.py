@@ -1,8 +1,10 @@
 """Logs for people and for machines: plain lines, or one JSON object a line (`--log-format json`).
 
 Every record goes to the log file when one is given, and to standard error otherwise; a cron
-mail then reads as a short story of the run. Nothing here ever sees the API key: callers log
-events and figures, never requests' headers.
+mail then reads as a short story of the run. The warnings a person must act on (a notification
+that failed, a key file others may read), logged through ACT, reach standard error beside a log
+file too: a broken webhook would otherwise go unnoticed in a file nobody reads. Nothing here
+ever sees the API key: callers log events and figures, never requests' headers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from runner.errors import UsageError, one_line
 from runner.lock import file_in_the_way
 
 LOGGER = "hailuo"
+ACT = f"{LOGGER}.act"  # the warnings a person must act on: see the module's doc
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -35,8 +38,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    def __init__(self, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
+        super().__init__(fmt, "%Y-%m-%d %H:%M:%S")
         self.converter = time.gmtime
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
@@ -72,7 +75,9 @@ class LogFile(logging.FileHandler):
 
 def configure(*, log_file: Path | None, fmt: str, stream: TextIO | None = None,
               level: int = logging.INFO) -> logging.Logger:
-    """The runner's logger, writing to `log_file` (appending) or to `stream` (stderr)."""
+    """The runner's logger, writing to `log_file` (appending) or to `stream` (stderr); beside a
+    log file, the warnings logged through ACT go to `stream` too, each a line of its own as
+    LogFile says its failure: `warning: ...`."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -89,6 +94,12 @@ def configure(*, log_file: Path | None, fmt: str, stream: TextIO | None = None,
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.addHandler(handler)
+    if log_file is not None:
+        told = logging.StreamHandler(stream or sys.stderr)
+        told.addFilter(logging.Filter(ACT))
+        told.setLevel(logging.WARNING)
+        told.setFormatter(TextFormatter("warning: %(message)s"))
+        logger.addHandler(told)
     logger.setLevel(level)
     logger.propagate = False
     return logger

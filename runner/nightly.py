@@ -40,7 +40,7 @@ from runner.control import (
 )
 from runner.errors import ApiError, AuthError, HailuoError, ManifestError, PermanentError, UsageError
 from runner.lock import FolderLock, process_alive, who
-from runner.logs import LOGGER
+from runner.logs import ACT, LOGGER
 from runner.manifest import load_document
 from runner.plan import FrameChange, Plan
 from runner.render import (SHOWN, by_kind, changed_frames_line, dollars, figure, jobs_left, plural,
@@ -54,6 +54,7 @@ UNLIMITED_CREDITS = 1_000_000_000
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 log = logging.getLogger(LOGGER)
+act = logging.getLogger(ACT)  # warnings a person must act on, on standard error too
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +328,7 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, A
             continue
         found = state.unfinished(folder)
         if isinstance(found, str):
-            log.warning("%s, an earlier start's folder, has a journal that cannot be read (%s): "
+            act.warning("%s, an earlier start's folder, has a journal that cannot be read (%s): "
                         "look at it before it is cleaned up", folder, found,
                         extra={"unreadable_folder": str(folder), "problem": found})
             continue
@@ -424,5 +425,5 @@ def _announce(notify_url: str, summary: dict[str, Any]) -> bool:
     """Send the summary to the webhook; whether it was taken (why not is logged)."""
     problem = notify.send(notify_url, summary)
     if problem is not None:
-        log.warning("notification failed: %s", problem, extra={"problem": problem})
+        act.warning("notification failed: %s", problem, extra={"problem": problem})
     return problem is None

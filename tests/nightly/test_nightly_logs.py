@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from nightlykit import json_log, key_file, run_cli, sim_settings, write_manifest
+from nightlykit import closed_port_url, json_log, key_file, run_cli, sim_settings, write_manifest
 
 from runner.simulator import run_in_thread
 
@@ -140,3 +140,24 @@ def test_a_log_file_that_cannot_be_written_is_said_once_and_the_run_goes_on(tmp_
     assert done.stderr == ("warning: --log-file /dev/full: cannot write it (No space left on "
                            "device); the run goes on, its log incomplete\n")
     assert done.stdout.startswith("every job downloaded: 4/4 downloaded")
+
+
+def test_beside_a_log_file_the_warnings_to_act_on_reach_standard_error_too(tmp_path: Path) -> None:
+    """A cron mail is standard error: a webhook that is down, or a key file others may read, said
+    only in a log file nobody reads would go unnoticed night after night."""
+    manifest = write_manifest(tmp_path, repeat=1)
+    log_file = tmp_path / "nightly.jsonl"
+    with run_in_thread(sim_settings()) as sim:
+        shared_key = key_file(tmp_path, sim)
+        shared_key.chmod(0o644)
+        done = run_cli("run", manifest, "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", shared_key, "--log-file", log_file, "--log-format", "json",
+                       "--notify-url", closed_port_url(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    told = done.stderr.splitlines()
+    assert told[0] == (f"warning: --api-key-file {shared_key}: users other than its owner may read "
+                       "it: `chmod 600` it")
+    assert told[1].startswith("warning: notification failed: cannot reach the receiver: ")
+    assert len(told) == 2  # nothing else of the log: the mail stays short
+    logged = [entry["message"] for entry in json_log(log_file) if entry["level"] == "warning"]
+    assert logged == [line.removeprefix("warning: ") for line in told]
