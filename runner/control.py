@@ -198,6 +198,7 @@ def _duration(seconds: float) -> str:
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something that happened: `kind` is a transition's target state, "retry", "rate-limited",
+    "unsettled" (a create whose outcome could not be found out: the job stays `submitting`),
     "unreachable" (no connection to the API can be made), "reachable" (the API answers again),
     "stop" or "tick" (a heartbeat at a steady interval). `detail` holds its figures by name,
     as a JSON log carries them (a "failed" event's kind of failure, `error_kind`, among them)."""

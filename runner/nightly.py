@@ -43,8 +43,8 @@ from runner.lock import FolderLock, process_alive, who
 from runner.logs import ACT, LOGGER
 from runner.manifest import load_document
 from runner.plan import FrameChange, Plan
-from runner.render import (SHOWN, by_kind, changed_frames_line, dollars, figure, jobs_left, plural,
-                           videos_gone)
+from runner.render import (SHOWN, UNSETTLED, by_kind, changed_frames_line, dollars, figure, jobs_left,
+                           plural, videos_gone)
 from runner.rows import FAILURE_KINDS, JobRow
 from runner.state import Journal
 
@@ -202,13 +202,16 @@ async def runtime_limit(runtime: Runtime, *, stop: Stop, clock: Clock,
 
 
 def logged(sink: EventSink) -> EventSink:
-    """`sink`, with the failed jobs (`failure_logged`), the API's outages and the run's stop
-    written to the log on the way."""
+    """`sink`, with the failed jobs (`failure_logged`), the creates left unsettled
+    (`unsettled_logged`), the API's outages and the run's stop written to the log on the way."""
     failures: Counter[str] = Counter()
+    unsettled: set[str] = set()
 
     def forward(event: Event) -> None:
         if event.kind == "failed":
             failure_logged(event, failures)
+        elif event.kind == "unsettled":
+            unsettled_logged(event, unsettled)
         elif event.kind == "unreachable":
             log.warning("%s", event.message, extra=dict(event.detail))
         elif event.kind == "reachable":
@@ -238,6 +241,23 @@ def failure_logged(event: Event, failures: Counter[str]) -> None:
         log.warning("further jobs %s are counted, not listed, after the first %d: errors.jsonl "
                     "lists every one", FAILURE_KINDS[kind], SHOWN,
                     extra={"error_kind": kind, "listed": SHOWN})
+
+
+def unsettled_logged(event: Event, unsettled: set[str]) -> None:
+    """Log a job whose create was left unsettled, with the cause, the first time it is (each
+    job's key is kept in `unsettled`), while SHOWN or fewer were; with the next, say that further
+    ones are not listed. Such a job waits in `submitting` with no failure recorded: the log is
+    the only place that tells why a run ended with it unfinished."""
+    key = event.key or ""
+    if key in unsettled:
+        return
+    unsettled.add(key)
+    if len(unsettled) <= SHOWN:
+        log.warning("job %s's create is left unsettled (%s): %s", key[:10], UNSETTLED, event.message,
+                    extra={"key": key, "reason": event.message})
+    elif len(unsettled) == SHOWN + 1:
+        log.warning("further creates left unsettled are not listed, after the first %d", SHOWN,
+                    extra={"listed": SHOWN})
 
 
 def took_over(lock: FolderLock) -> None:
@@ -309,8 +329,9 @@ def videos_missing(out_dir: Path, count: int, *, fetching: bool) -> None:
 def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, Any]]:
     """Warn of the folders that earlier starts made from an `output.dir` with {date}, {time} or
     {run_id} while they hold unfinished jobs: a start in a new folder never resumes them. Those
-    folders are returned with their counts (`out`, `in_flight`, `waiting`), for the run's summary
-    (`unfinished_folders`) and the lines that end it: an unattended run reads no log."""
+    folders are returned with their counts (`out`, `in_flight`, `unsettled`, `waiting`), for the
+    run's summary (`unfinished_folders`) and the lines that end it: an unattended run reads no
+    log."""
     stamps = [p for p in ("date", "time", "run_id") if "{" + p + "}" in template]
     if not stamps:
         return []
@@ -332,12 +353,13 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, A
                         "look at it before it is cleaned up", folder, found,
                         extra={"unreadable_folder": str(folder), "problem": found})
             continue
-        in_flight, waiting = found
-        if in_flight or waiting:
-            left = {"out": str(folder), "in_flight": in_flight, "waiting": waiting}
+        in_flight, unsettled, waiting = found
+        if in_flight or unsettled or waiting:
+            left = {"out": str(folder), "in_flight": in_flight, "unsettled": unsettled,
+                    "waiting": waiting}
             log.warning("%s", left_unfinished(left),
                         extra={"unfinished_folder": str(folder), "in_flight": in_flight,
-                               "waiting": waiting})
+                               "unsettled": unsettled, "waiting": waiting})
             unfinished.append(left)
     return unfinished
 
@@ -347,7 +369,8 @@ def left_unfinished(folder: dict[str, Any]) -> str:
     `unfinished_folders`), and the command that finishes it."""
     out = folder["out"]
     return (f"{out}, an earlier start's folder, still holds "
-            f"{jobs_left(folder['in_flight'], folder['waiting'])}; this start does not resume "
+            f"{jobs_left(folder['in_flight'], folder['waiting'], folder.get('unsettled', 0))}; "
+            "this start does not resume "
             f"them: run with {out_flags(out)} to finish them")
 
 

@@ -140,10 +140,16 @@ def changed_frames_line(changes: Sequence[FrameChange]) -> str | None:
     return "; ".join(lines)
 
 
-def jobs_left(in_flight: int, waiting: int) -> str:
-    """What a folder left unfinished holds: `3 jobs in flight (paid, not yet downloaded) and
-    1 not yet sent`."""
-    return (f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded) and "
+UNSETTLED = "sent, not known to be paid: looked for before it is sent again"
+"""What a create left unsettled (its job `submitting`) is: its answer never came, or it failed
+and finding out whether it made a generation failed too."""
+
+
+def jobs_left(in_flight: int, waiting: int, unsettled: int = 0) -> str:
+    """What a folder left unfinished holds: `3 jobs in flight (paid, not yet downloaded), 2
+    creates unsettled (sent, not known to be paid: ...) and 1 not yet sent`."""
+    creates = f", {plural(unsettled, 'create')} unsettled ({UNSETTLED})" if unsettled else ""
+    return (f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded){creates} and "
             f"{figure(waiting)} not yet sent")
 
 
@@ -154,8 +160,8 @@ def unfinished_line(summary: dict[str, Any]) -> str | None:
     folders = summary.get("unfinished_folders") or []
     if not folders:
         return None
-    held = jobs_left(sum(folder["in_flight"] for folder in folders),
-                     sum(folder["waiting"] for folder in folders))
+    held = jobs_left(*(sum(folder.get(count, 0) for folder in folders)
+                       for count in ("in_flight", "waiting", "unsettled")))
     return f"{plural(len(folders), 'earlier folder')} left unfinished, with {held}"
 
 

@@ -511,21 +511,23 @@ def _updates(moves: Sequence[Move]) -> dict[str, list[tuple[Any, ...]]]:
     return grouped
 
 
-def unfinished(folder: Path) -> tuple[int, int] | str:
-    """How many jobs another output folder's journal holds in flight (paid, not downloaded) and
-    planned but not sent, read without a write to it; or why it cannot be read. A job failed for
-    now (PASSING_FAILURES) is unfinished too, since a run on that folder takes it up again: in
-    flight when its paid generation is polled again, else not sent."""
+def unfinished(folder: Path) -> tuple[int, int, int] | str:
+    """How many jobs another output folder's journal holds in flight (paid, not downloaded),
+    unsettled (`submitting`: sent, not known to be paid) and planned but not sent, read without a
+    write to it; or why it cannot be read. A job failed for now (PASSING_FAILURES) is unfinished
+    too, since a run on that folder takes it up again: in flight when its paid generation is
+    polled again, else not sent."""
     try:
         with Journal(_read_only(folder / JOURNAL_NAME), folder) as journal:
-            in_flight, waiting = journal.conn.execute(
-                f"SELECT TOTAL(state IN {IN_FLIGHT}), TOTAL(state = 'pending' AND planned = 1) "
+            in_flight, unsettled, waiting = journal.conn.execute(
+                f"SELECT TOTAL(state IN {IN_FLIGHT} AND state != 'submitting'), "
+                "TOTAL(state = 'submitting'), TOTAL(state = 'pending' AND planned = 1) "
                 "FROM jobs").fetchone()
             failed = journal.to_retry(PASSING_FAILURES)
     except (OSError, sqlite3.Error, StateError) as exc:
         return str(exc)
     polled = sum(row.polled_again for row in failed)
-    return int(in_flight) + polled, int(waiting) + len(failed) - polled
+    return int(in_flight) + polled, int(unsettled), int(waiting) + len(failed) - polled
 
 
 def holds_journal(path: Path) -> bool:

@@ -115,7 +115,7 @@ class Submitter:
                         return None
                 return await self._create(row, body)
             except Unsettled as exc:
-                self.ctx.tracker.emit("retry", row.key, f"left unsettled: {exc}")
+                self.ctx.tracker.emit("unsettled", row.key, str(exc))
                 return None
 
     async def _prepare(self, row: JobRow) -> dict[str, Any] | None:

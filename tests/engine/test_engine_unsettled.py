@@ -24,10 +24,12 @@ from enginekit import (
 )
 from enginekit import FRAME_PROMPTS as PROMPTS
 
+from runner import nightly
 from runner.api import open_client
 from runner.batch import RunConfig, plan_for
-from runner.control import Event
+from runner.control import Event, Snapshot
 from runner.notify import headline
+from runner.schedule import Backoff
 from runner.simulator import run_in_thread
 from runner.state import Journal
 
@@ -342,3 +344,41 @@ def test_a_lost_create_found_by_a_later_run_counts_in_that_runs_spending(tmp_pat
     assert (progress.spent_usd, progress.spent_estimated_usd) == (0.54, 0.27)
     assert headline(summary).startswith("hailuo-batch sweep: 2/2 downloaded, 0 failed, "
                                         "$0.54 spent ($0.27 of it estimated), exit 0")
+
+
+def test_a_create_left_unsettled_by_an_outage_is_logged_with_its_cause_and_not_counted_as_paid(
+        tmp_path: Path, hailuo_log: pytest.LogCaptureFixture) -> None:
+    """In a 5xx storm a create answered 500 and the account's generations, where it would be
+    found, could not be listed: the job waits `submitting`, failed in no file. The log says why,
+    and a later start in another folder counts it as unsettled, not as paid."""
+    manifest = write_manifest(tmp_path, prompts=PROMPTS[:1], styles={"vibe": ["none"]}, repeat=1,
+                              run={"concurrency": 1})
+    night = tmp_path / "out" / "sweep" / "night-6"
+    with run_in_thread(sim_settings(fault_500=0.6, seed=7)) as sim:  # the create's 500, then the listing's
+        stalled = run(manifest, night, sim, backoff=Backoff(base=0.01, attempts=1))
+    [row] = journal_rows(night)
+    warned = [record.getMessage() for record in hailuo_log.records if record.levelname == "WARNING"]
+    assert stalled.outcome.exit_code == 3 and row["state"] == "submitting"
+    assert warned == [f"job {row['key'][:10]}'s create is left unsettled (sent, not known to be paid: "
+                      "looked for before it is sent again): server error (500 Service Error)"]
+    hailuo_log.clear()
+    [left] = nightly.earlier_folders(str(tmp_path / "out" / "{name}" / "{run_id}"), "sweep",
+                                     tmp_path / "out" / "sweep" / "night-7")
+    assert left == {"out": str(night), "in_flight": 0, "unsettled": 1, "waiting": 0}
+    assert ("still holds 0 jobs in flight (paid, not yet downloaded), 1 create unsettled (sent, not "
+            "known to be paid: looked for before it is sent again) and 0 not yet sent"
+            in hailuo_log.records[0].getMessage())
+
+
+def test_creates_left_unsettled_are_logged_once_each_and_the_first_ten_only(
+        hailuo_log: pytest.LogCaptureFixture) -> None:
+    logged: list[Event] = []
+    sink = nightly.logged(logged.append)
+    snapshot = Snapshot(total=12, downloaded=0, failed=0, in_flight=12, pending=0, spent_usd=0.0,
+                        spent_estimated_usd=0.0, elapsed=0.0, eta=None)
+    for key in [f"{n:02d}" * 6 for n in range(12)] * 2:  # each job left unsettled twice
+        sink(Event("unsettled", key, "server error (500 Service Error)", snapshot))
+    said = [record.getMessage() for record in hailuo_log.records]
+    assert len(logged) == 24  # the events go on to the sink
+    assert len(said) == 11 and said[0].startswith("job 0000000000's create is left unsettled")
+    assert said[-1] == "further creates left unsettled are not listed, after the first 10"

@@ -102,7 +102,7 @@ def test_the_end_of_a_start_in_a_new_folder_names_the_earlier_ones_left_unfinish
     assert first.returncode == next_night.returncode == 3
     assert len(first.stdout.splitlines()) == 2 and summary(nights / "night-6")["unfinished_folders"] == []
     assert next_night.stdout.splitlines()[2:] == [left("out/nightly/night-6", 2, 2)]
-    unfinished = [{"out": "out/nightly/night-6", "in_flight": 2, "waiting": 2}]
+    unfinished = [{"out": "out/nightly/night-6", "in_flight": 2, "unsettled": 0, "waiting": 2}]
     assert summary(nights / "night-7")["unfinished_folders"] == unfinished
     assert [body["summary"]["unfinished_folders"] for body in hook.received] == [[], unfinished]
     first_text, next_text = (body["text"] for body in hook.received)
