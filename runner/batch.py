@@ -37,10 +37,10 @@ from runner.control import (
 )
 from runner.batching import Batcher
 from runner.engine import Engine, EngineSettings
-from runner.errors import AuthError, HailuoError, StateError, UsageError
+from runner.errors import AuthError, FolderLost, HailuoError, StateError, UsageError
 from runner.lock import LOCK_NAME, FolderLock, unusable
 from runner.plan import FrameChange, Plan, estimated_usd, make_plan
-from runner.render import plural
+from runner.render import dollars, plural
 from runner.rows import PASSING_FAILURES
 from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
 from runner.schedule import Backoff
@@ -274,12 +274,12 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 # when it died before it could).
                 if begin.called:
                     journal.unsent_retries(run_id=run_id, at=clock.wall())
-                    results = _write_end(journal, run_id, out_dir, folder, unfinished)
+                    results = _write_end(journal, run_id, out_dir, folder, lock, unfinished)
                 else:
                     results = compute(journal, out_dir, run_id, unfinished_folders=unfinished)
                     journal.restore_plan()
                     if stale:
-                        _write_end(journal, journal.last_begun() or run_id, out_dir, folder)
+                        _write_end(journal, journal.last_begun() or run_id, out_dir, folder, lock)
             except StateError as exc:  # the run's row says so too, as `status` shows it
                 journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                 raise
@@ -289,15 +289,14 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
     return RunReport(out_dir, outcome, results)
 
 
-def _write_end(journal: Journal, run_id: int, out_dir: Path, folder: files.Folder,
+def _write_end(journal: Journal, run_id: int, out_dir: Path, folder: files.Folder, lock: FolderLock,
                unfinished: list[dict[str, Any]] | None = None) -> report.RunResults:
     """The results and report of the run `run_id`, written into its folder (`out_dir`), which
-    must still be the one the run began in: never into a folder made anew where it was.
-    `unfinished` lists the earlier starts' folders the run's start found unfinished: only the
-    run itself knows them, and its summary names them."""
+    must still be the one the run began in (`lock` is held in it): never into a folder made
+    anew where it was (`_lost`). `unfinished` lists the earlier starts' folders the run's start
+    found unfinished: only the run itself knows them, and its summary names them."""
     if folder.moved():
-        raise StateError(f"{out_dir} was moved or deleted during the run, its journal with it: "
-                         "run again where the folder is now")
+        raise _lost(journal, out_dir, lock)
     try:
         results = write_results(journal, out_dir, run_id, unfinished_folders=unfinished)
         report.write_report(out_dir, results)
@@ -305,6 +304,31 @@ def _write_end(journal: Journal, run_id: int, out_dir: Path, folder: files.Folde
         raise StateError(f"{out_dir}: cannot write the run's results "
                          f"({exc.filename or 'its files'}): {exc.strerror or exc}") from exc
     return results
+
+
+def _lost(journal: Journal, out_dir: Path, lock: FolderLock) -> FolderLost:
+    """The error that ends a run whose folder was moved or deleted under it: where the folder
+    went, as far as it can be known, and what this run (the journal's latest) paid for, read
+    from the journal it still holds open. A deleted folder takes with it the only record of
+    those generations, and the next run into `out_dir` pays for every job again."""
+    run = journal.run()
+    booked = journal.booked(run.id) if run else set()
+    held = [row for row in journal.reported() if row.generation_id in booked]
+    ids = sorted(row.generation_id for row in held if row.generation_id)
+    usd = round(sum(row.generation_usd for row in held), 4)
+    paid = (f"this run paid for {plural(len(ids), 'generation')} ({dollars(usd)}): {', '.join(ids)}"
+            if ids else "this run paid for no generation")
+    fate = lock.fate()
+    if fate == "deleted":
+        told = (f"{out_dir} was deleted during the run (or moved to another disk, which copies it "
+                f"and deletes it), its journal with it; {paid}, which no folder holds now (their "
+                "videos stay on the account: look them up by id); a run into the folder starts "
+                "anew and pays for every job again")
+    else:
+        where = fate.removeprefix("moved to ") if fate != "moved" else "where the folder is now"
+        told = (f"{out_dir} was {fate} during the run, its journal with it: run again with --out "
+                f"{where} to resume; {paid}, which that journal holds")
+    return FolderLost(told, paid={"generation_ids": ids, "count": len(ids), "usd": usd})
 
 
 @contextmanager

@@ -4,7 +4,8 @@
     ├── UsageError                   bad command line or settings            exit 2
     ├── ManifestError                a manifest with problems (all of them)   exit 2
     ├── StateError                   output folder unusable or locked         exit 4
-    │   └── LockedError              another live run holds the folder        exit 4
+    │   ├── LockedError              another live run holds the folder        exit 4
+    │   └── FolderLost               the folder moved or deleted under a run  exit 4
     └── ApiError                     the Leonardo API said no (api.py is the only translator)
         ├── TransientError           retry with backoff
         │   ├── RateLimited          429: slow down, honour retry_after
@@ -96,6 +97,16 @@ class StateError(HailuoError):
 
 class LockedError(StateError):
     pass
+
+
+class FolderLost(StateError):
+    """The output folder was moved or deleted during the run; `paid` is what the run paid for
+    meanwhile (`generation_ids`, their `count` and `usd`), which a deleted folder no longer
+    tells: its end is announced with it."""
+
+    def __init__(self, message: str, *, paid: dict[str, object]) -> None:
+        super().__init__(message)
+        self.paid = paid
 
 
 class ApiError(HailuoError):

@@ -111,6 +111,19 @@ class FolderLock:
         finally:
             os.close(fd)
 
+    def fate(self) -> str:
+        """What became of the folder once it is no longer at its path, as the lock file this
+        run holds open tells: `deleted` when the file has no link left (the folder removed, or
+        moved to another file system, which copies it and removes it), else `moved to PATH`,
+        the path the system gives the open file (Linux's /proc), or `moved` where it gives none."""
+        if os.fstat(self.fd).st_nlink == 0:
+            return "deleted"
+        try:
+            now = Path(os.readlink(f"/proc/self/fd/{self.fd}"))
+        except OSError:
+            return "moved"
+        return f"moved to {now.parent}" if now.name == LOCK_NAME else "moved"
+
     def release(self) -> None:
         os.ftruncate(self.fd, 0)
         fcntl.flock(self.fd, fcntl.LOCK_UN)

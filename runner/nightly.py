@@ -38,7 +38,8 @@ from runner.control import (
     Stop,
     Tracker,
 )
-from runner.errors import ApiError, AuthError, HailuoError, ManifestError, PermanentError, UsageError
+from runner.errors import (ApiError, AuthError, FolderLost, HailuoError, ManifestError, PermanentError,
+                           UsageError)
 from runner.lock import FolderLock, process_alive, who
 from runner.logs import ACT, LOGGER
 from runner.manifest import load_document
@@ -411,16 +412,18 @@ class Rerun:
 
 def refused(manifest: Path, error: HailuoError, notify_url: str | None, *, logged: bool) -> None:
     """A run refused before it began, or before it could write its end: into the log file when
-    there is one (`logged`; standard error has it already), and announced as a run's end is."""
+    there is one (`logged`; standard error has it already), and announced as a run's end is.
+    A run whose folder was lost under it tells what it paid for (`run_paid`) in both."""
+    paid = {"run_paid": error.paid} if isinstance(error, FolderLost) else {}
     if logged:
-        log.error("error: %s", error, extra={"exit_code": error.exit_code})
+        log.error("error: %s", error, extra={"exit_code": error.exit_code, **paid})
     if notify_url is None:
         return
     reason = str(error).splitlines()[0]
     if isinstance(error, ManifestError) and len(error.issues) > 1:
         reason += f" (and {plural(len(error.issues) - 1, 'more problem')})"
     _announce(notify_url, {"name": _name_of(manifest), "refused": True,
-                           "exit_code": error.exit_code, "exit_reason": reason})
+                           "exit_code": error.exit_code, "exit_reason": reason, **paid})
 
 
 def _name_of(manifest: Path) -> str:

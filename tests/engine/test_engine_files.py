@@ -35,7 +35,7 @@ from enginekit import (
 from runner import files
 from runner.batch import RUN_FILES, RunConfig, plan_for
 from runner.control import Event, SystemClock
-from runner.errors import StateError
+from runner.errors import FolderLost, StateError
 from runner.plan import make_plan
 from runner.results import collect
 from runner.simulator import run_in_thread
@@ -208,7 +208,9 @@ def test_a_folder_moved_during_the_run_is_never_made_anew_and_resumes_where_it_w
             out.rename(moved)  # an archiving script, say, while the run goes on
 
     with run_in_thread(sim_settings()) as sim:
-        with pytest.raises(StateError, match=f"{out} was moved or deleted during the run"):
+        with pytest.raises(StateError, match=f"{out} was moved to {moved} during the run, its "
+                           f"journal with it: run again with --out {moved} to resume; this run "
+                           r"paid for \d generations? \(\$"):
             run(manifest, out, sim, sink=move_at_the_first_submit)
         assert not out.exists()  # no videos, results or folders written where it was
         with Journal.open(moved, create=False) as journal:
@@ -216,9 +218,34 @@ def test_a_folder_moved_during_the_run_is_never_made_anew_and_resumes_where_it_w
         resumed = run(manifest, moved, sim)
         books = audit(moved, sim)
     assert last is not None and last.exit_code == 4
-    assert "moved or deleted during the run" in (last.exit_reason or "")
+    assert f"was moved to {moved} during the run" in (last.exit_reason or "")
     assert resumed.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
     assert books["books"].creates_accepted == 8
+
+
+def test_a_folder_deleted_during_the_run_ends_it_with_what_the_run_paid_for(tmp_path: Path) -> None:
+    """The folder's journal was the only record of the generations the run paid for: the error
+    names them, their count and price, and says that the next run there pays for every job."""
+    manifest = write_manifest(tmp_path, run={"concurrency": 2})
+    out = tmp_path / "out"
+
+    def delete_at_the_third_submit(event: Event) -> None:
+        if event.kind == "submitted" and event.snapshot.in_flight >= 3 and out.exists():
+            shutil.rmtree(out)  # a clean-up script, say, while the run goes on
+
+    with run_in_thread(sim_settings()) as sim:
+        with pytest.raises(FolderLost) as lost:
+            run(manifest, out, sim, sink=delete_at_the_third_submit)
+        billed = sorted(generation.id for generation in sim.books.generations)
+    spent = round(0.27 * len(billed), 4)  # each job's price, as the create's answer names it
+    assert not out.exists()
+    assert lost.value.paid == {"generation_ids": billed, "count": len(billed), "usd": spent}
+    assert len(billed) >= 3
+    assert str(lost.value) == (
+        f"{out} was deleted during the run (or moved to another disk, which copies it and deletes "
+        f"it), its journal with it; this run paid for {len(billed)} generations (${spent:.2f}): "
+        f"{', '.join(billed)}, which no folder holds now (their videos stay on the account: look "
+        "them up by id); a run into the folder starts anew and pays for every job again")
 
 
 def test_results_that_cannot_be_written_end_the_run_with_exit_4_in_its_record_too(

@@ -3,8 +3,12 @@ is down is logged and never changes the exit code."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +229,30 @@ def test_a_run_ended_by_an_error_after_it_began_is_announced_once(tmp_path: Path
     (body,) = hook.received
     assert done.returncode == 4 and "is in use by another simulator" in done.stderr
     assert body["summary"]["exit_code"] == 4 and "ended without a summary" not in body["text"]
+
+
+def test_a_run_whose_folder_is_deleted_tells_the_mail_the_log_and_the_receiver_what_it_paid_for(
+        tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, run={"timeout": "1s"})  # renders that never end in time
+    out = tmp_path / "out"
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0)) as sim, \
+            receiver() as hook:
+        with started("run", manifest, "--out", "out", "--base-url", sim.base_url, "--api-key-file",
+                     key_file(tmp_path, sim), "--notify-url", hook.url, cwd=tmp_path) as child:
+            deadline = time.monotonic() + 30
+            while sim.books.creates_accepted < 3 and time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=0.01)
+            shutil.rmtree(out)
+            _, stderr = child.communicate(timeout=60)
+        billed = sorted(generation.id for generation in sim.books.generations)
+    assert child.returncode == 4, stderr
+    (body,) = hook.received
+    paid = {"generation_ids": billed, "count": len(billed), "usd": round(0.27 * len(billed), 4)}
+    assert body["summary"]["run_paid"] == paid and len(billed) >= 3
+    told = (f"out was deleted during the run (or moved to another disk, which copies it and "
+            f"deletes it), its journal with it; this run paid for {len(billed)} generations "
+            f"(${paid['usd']:.2f}): {', '.join(billed)}, which no folder holds now")
+    assert body["text"].startswith(f"hailuo-batch nightly: ended without a summary, exit 4 ({told}")
+    assert f"error: {told}" in stderr, stderr  # the mail
+    assert not out.exists()
