@@ -49,7 +49,8 @@ class EngineSettings:
     outage: float = 300.0  # how long the API may refuse every connection before the run stops
 
 
-# Errors that refuse every write to the output folder, not just one file's.
+# Errors that refuse every write to the output folder, not just one file's: a full disk or a
+# read-only one, and permissions, unless only a folder below its top refuses (`denied_below`).
 _FOLDER_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
@@ -82,6 +83,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._unreachable_since: float | None = None
         self._calls_seen = (0, 0)  # the client's answers and refusals at the last tick
+        self._denied: dict[str, str] = {}  # folders below the top that refused jobs' files, and why
 
     async def run(self) -> Outcome:
         stop = self.ctx.stop
@@ -118,11 +120,12 @@ class Engine:
         # are said apart, as `status` says them: the run's last lines count the plan's jobs.
         failed, dropped = tracker.counts["failed"], self.submitter.failed_unplanned
         listed = f"{unplanned_part(dropped, failed)}; see errors.jsonl" if dropped else "see errors.jsonl"
+        denied = "".join(f"; {_let_write(*refused)}" for refused in sorted(self._denied.items()))
         if failed and failed == self.submitter.failed_for_now:
-            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now ({listed}): "
+            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now ({listed}){denied}: "
                                            "the next run takes them up again by itself")
         if failed:
-            return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed ({listed})")
+            return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed ({listed}){denied}")
         return Outcome(EXIT_OK, "every job downloaded")
 
     async def _watch(self) -> None:
@@ -215,6 +218,8 @@ class Engine:
         """One generation, holding its slot from create to the end of the render."""
         current: JobRow | None = row
         try:
+            if row.state == "pending" and not await self._placeable(row):
+                return
             if row.state != "submitted":
                 current = await self.submitter.submit(row)
             if current is not None:
@@ -301,7 +306,7 @@ class Engine:
         generation is kept), or, when its name is too long for the folder, a run with
         --retry-failed once the name is shorter; when the folder itself refuses writes (full,
         read-only, not ours), nothing more is submitted either, since no further video could
-        be kept."""
+        be kept. A folder below its top that refuses them fails its own jobs alone."""
         ctx = self.ctx
         async with self._downloads:
             where = self.folder.targets(row.file or row.filename, row.key, self._owners.get)
@@ -311,13 +316,11 @@ class Engine:
                 problem, poster, at = await self._stage(row, where)
             except* OSError as group:  # raised here, or by the poster's task alongside
                 error = group.exceptions[0]
-                problem = f"cannot write {error.filename or where.video}: {error.strerror or error}"
-                moved = self.folder.moved()
-                if moved:
-                    problem = f"{self.folder.given} was moved or deleted during the run"
-                if error.errno in _FOLDER_REFUSED or moved:
-                    ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
-                if error.errno == errno.ENAMETOOLONG and not moved:  # no later run could write it
+                self.folder.distrust(error)
+                problem, denied = self._refused(row, error, where.video)
+                if denied:
+                    problem, kind = f"{problem}; the next run fetches the video, not paid for again", "folder"
+                elif error.errno == errno.ENAMETOOLONG and not self.folder.moved():  # never written
                     problem, kind = f"{problem} ({_NAME_HINT})", "name"
             if problem is not None:
                 await self.submitter.fail(row, f"download failed: {problem}", kind)
@@ -325,6 +328,39 @@ class Engine:
             await ctx.record(row.downloaded(run_id=ctx.run_id, at=at, file=where.video,
                                             poster=poster, sidecar=where.sidecar))
             ctx.tracker.moved(row.key, "complete", "downloaded", where.video)
+
+    async def _placeable(self, row: JobRow) -> bool:
+        """Whether the job is to be created, as far as the folder its video goes to can tell
+        before it is paid for: a folder below the top that refuses files fails the job unsent
+        (for now: the next run sends it); the whole output folder refusing them stops
+        submitting, and the job stays pending."""
+        where = self.folder.targets(row.file or row.filename, row.key, self._owners.get)
+        error = self.folder.refusal(where.video, row.short_key)
+        if error is None:
+            return True
+        problem, denied = self._refused(row, error, where.video)
+        if denied:
+            await self.submitter.fail(row, f"not sent: {problem}; the next run sends the job", "folder")
+            return False
+        return self.ctx.stop.submitting
+
+    def _refused(self, row: JobRow, error: OSError, video: str) -> tuple[str, bool]:
+        """What `error`, met writing the job's `video`, says, and whether only a folder below
+        the top of the output folder refused it, for its permissions (then the problem names
+        the folder and what to do: its jobs fail, the run goes on); when the whole output
+        folder refuses writes (full, read-only, its top not writable, moved or deleted),
+        submitting stops."""
+        moved = self.folder.moved()
+        denied = None if moved else self.folder.denied_below(error, row.short_key)
+        if denied is not None:
+            self._denied[denied] = error.strerror or str(error)
+            return _let_write(denied, self._denied[denied]), True
+        problem = f"cannot write {error.filename or video}: {error.strerror or error}"
+        if moved:
+            problem = f"{self.folder.given} was moved or deleted during the run"
+        if error.errno in _FOLDER_REFUSED or moved:
+            self.ctx.stop.halt(EXIT_CANNOT_RUN, f"the output folder is unusable: {problem}")
+        return problem, False
 
     async def _stage(self, row: JobRow, where: files.Targets) -> tuple[str | None, str | None, float]:
         """The job's files fetched, checked and put in place: the problem that stopped the
@@ -377,6 +413,11 @@ class Engine:
             except PermanentError as exc:
                 return str(exc)
         return problem
+
+
+def _let_write(folder: str, why: str) -> str:
+    """What to do about `folder`, which refused the run's files for its permissions (`why`)."""
+    return f"{folder} refuses new files ({why}): let user {files.user()} write to it"
 
 
 def _utc(epoch: float) -> str:

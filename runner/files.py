@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import pwd
 import re
 import secrets
 import stat
@@ -58,6 +59,7 @@ class Folder:
         self.reserved = frozenset(name.lower() for name in reserved)
         self._made: set[str] = set()
         self._files: dict[str, bool] = {}  # folders on the way to videos: whether a file is there
+        self._taking: set[str] = set()  # folders a job's file was made in, before its create
         self._began_as = _identity(self.root)
 
     def moved(self) -> bool:
@@ -134,6 +136,37 @@ class Folder:
             return False
         return os.path.normpath(os.path.join(self.root, filename)).startswith(self.root + os.sep)
 
+    def refusal(self, video: str, tag: str) -> OSError | None:
+        """Why the folder cannot take the job's video `video` (marked `tag`) now, found before
+        it is paid for, or None: the error making its partial file (removed at once) in the
+        video's folder, or in the nearest one on its way that exists (which would make it). A
+        folder that took one is trusted for the rest of the run (`distrust` says otherwise)."""
+        directory = os.path.dirname(os.path.join(self.root, video))
+        while directory not in self._taking and directory != self.root and not os.path.lexists(directory):
+            directory = os.path.dirname(directory)
+        if directory in self._taking:
+            return None
+        refused = _takes_files(directory, os.path.basename(video), tag)
+        if refused is None:
+            self._taking.add(directory)
+        return refused
+
+    def distrust(self, error: OSError) -> None:
+        """The folder of `error`'s file refused it: `refusal` looks at that folder again."""
+        self._taking.discard(os.path.dirname(os.fsdecode(error.filename or "")))
+
+    def denied_below(self, error: OSError, tag: str) -> str | None:
+        """The folder below the top of the output folder (as the user names it) whose
+        permissions refused `error`'s file while the top still takes files: a refusal of that
+        folder alone, not of the whole output folder. None for any other error."""
+        if error.errno not in (errno.EACCES, errno.EPERM) or not error.filename:
+            return None
+        directory = os.path.dirname(os.fsdecode(error.filename))
+        if (not directory.startswith(self.root + os.sep)
+                or _takes_files(self.root, os.path.basename(directory), tag) is not None):
+            return None
+        return os.path.join(self.given, os.path.relpath(directory, self.root))
+
     def staging(self, tag: str) -> Staging:
         return Staging(self, tag)
 
@@ -164,6 +197,26 @@ class Folder:
                 return
             if linked:
                 raise OSError(errno.ELOOP, "a folder on its way is a symbolic link", step)
+
+
+def _takes_files(directory: str, name: str, tag: str) -> OSError | None:
+    """Why no file can be made in `directory`, or None: the partial file of `name` marked
+    `tag` made there and removed."""
+    path = _staged(os.path.join(directory, name), tag)
+    try:
+        os.close(_fresh(path, os.O_WRONLY))
+        os.unlink(path)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def user() -> str:
+    """The name of the user this process runs as (its uid when it has none)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def _identity(path: str | Path) -> tuple[int, int] | None:

@@ -21,14 +21,15 @@ ROW_COLUMNS = ("key", "idx", "planned", "state", "prompt", "axes", "styles", "re
                "file", "sidecar", "render_seconds", "poster_url", "poster", "error_kind",
                "spent_before_usd", "spent_before_estimated_usd", "booked_usd")
 # Failures whose generation may still deliver: a poll that ran out of time, a download that broke
-# off, a video whose name the folder could not take. A job retried after one of them polls its
-# generation again; after any other failure (a FAILED render, a deleted generation, moderation)
-# it is created anew.
-POLL_AGAIN = frozenset({"timeout", "download", "name"})
+# off, a video whose name or folder the output folder could not take. A job retried after one of
+# them polls its generation again (a job failed unsent has none: it is created); after any other
+# failure (a FAILED render, a deleted generation, moderation) it is created anew.
+POLL_AGAIN = frozenset({"timeout", "download", "name", "folder"})
 # Failures that say nothing final about a job (the API or the network was down, a transfer broke
-# off): the next run takes such jobs up again by itself. The others (moderation, invalid, a
-# FAILED render, a deleted generation, a name too long for the folder) wait for --retry-failed.
-PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload"})
+# off, a folder below the output folder's top refused its files): the next run takes such jobs up
+# again by itself. The others (moderation, invalid, a FAILED render, a deleted generation, a name
+# too long for the folder) wait for --retry-failed.
+PASSING_FAILURES = frozenset({"transient", "timeout", "download", "upload", "folder"})
 # Each kind of failure the journal records (`error_kind`), as the run's log counts jobs of it
 # ("12 refused by content moderation"); PASSING_FAILURES and POLL_AGAIN are among them.
 FAILURE_KINDS = {
@@ -41,6 +42,7 @@ FAILURE_KINDS = {
     "upload": "whose start frame failed to upload",
     "download": "whose download failed",
     "name": "whose file name is too long for the folder",
+    "folder": "whose folder refused their files",
 }
 # What to do with a journal a hand edit damaged.
 RESTORE_HINT = "restore the journal from a copy, or use another output folder"
