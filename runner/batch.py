@@ -254,13 +254,13 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             to_create = journal.to_create(_taken_up(config.retry_failed))
             nightly.run_started(planned, out_dir, journal.counts("planned"), journal.counts(),
                                 to_create, journal.changed_frames(planned.jobs))
-            needed_usd = nightly.cost_to_create(to_create, settings.run.budget_usd)
+            needed = nightly.needed(to_create, settings.run.budget_usd)
             if config.out is None:
                 unfinished = nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
             del planned, to_create
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random(), begin,
-                                         needed_usd, stop))
+                                         needed, stop))
         except BaseException as exc:
             outcome, broken = _broke_off(exc), exc
             raise
@@ -401,10 +401,10 @@ class _Begin:
 
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
-                 rand: random.Random, begin: Callable[[], None], needed_usd: float,
+                 rand: random.Random, begin: Callable[[], None], needed: nightly.Needed,
                  stop: Stop) -> Outcome:
     """The run against the API: its account read and checked first (and its balance against
-    `needed_usd`, what the jobs to create cost within the budget), then `begin` (the run's own
+    what the jobs to create cost within the budget, `needed`), then `begin` (the run's own
     changes to the journal), then the engine; `stop` is aborted by a signal, maybe before, and
     tells how to resume the run in its reasons."""
     async with _api(config, settings, journal) as client:
@@ -434,7 +434,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
         begin()
         # Credit short of the jobs to create stops creates, not the fetching of videos
         # already paid for.
-        short = nightly.check_balance(account, needed_usd)
+        short = nightly.check_balance(account, needed)
         if short is not None:
             stop.halt(short.exit_code, short.reason)
         tracker = Tracker(journal.counts("answered"), sink=sink, clock=clock,

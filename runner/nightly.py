@@ -89,6 +89,20 @@ def cost_to_create(to_create: Iterable[JobRow], budget_usd: float | None) -> flo
     return total if budget_usd is None else min(total, budget_usd)
 
 
+@dataclass(frozen=True, slots=True)
+class Needed:
+    """What the jobs a run would create cost, at most its budget, and the cheapest of them."""
+
+    usd: float
+    cheapest_usd: float
+
+
+def needed(to_create: Sequence[JobRow], budget_usd: float | None) -> Needed:
+    """What the balance must pay for the jobs `to_create` (`check_balance`)."""
+    return Needed(cost_to_create(to_create, budget_usd),
+                  min((row.estimated_cost for row in to_create), default=0.0))
+
+
 async def read_account(client: LeonardoClient, *, pause: Callable[[int], Awaitable[object]],
                        tries: int = 3) -> Account | Outcome:
     """The account of the run's key (`/v1/me`), read before anything is sent, or the Outcome
@@ -128,11 +142,13 @@ def check_owner(journal: Journal, account: Account, out_dir: Path) -> Outcome | 
                    "root, or use another --out")
 
 
-def check_balance(account: Account, needed_usd: float) -> Outcome | None:
-    """Why no job may be created (exit 3) when the account's credits cannot pay for
-    `needed_usd`; None to go on. The credits are the paid ones and the API plan's together,
+def check_balance(account: Account, needed: Needed) -> Outcome | None:
+    """Why no job may be created (exit 3) when the account's credits cannot pay for what is
+    `needed`; None to go on. The credits are the paid ones and the API plan's together,
     creates spending both (each told apart when the account has some of each). An unlimited
-    balance, or none shown, skips the check: the quota stop still guards the run."""
+    balance, or none shown, skips the check: the quota stop still guards the run. A budget
+    within the balance is offered when the balance pays for one job at least."""
+    needed_usd = needed.usd
     if needed_usd <= 0:
         return None
     pools = [credits for credits in (account.paid_credits, account.subscription_credits)
@@ -154,11 +170,13 @@ def check_balance(account: Account, needed_usd: float) -> Outcome | None:
                                              "needed_usd": round(needed_usd, 4)})
         return None
     short = needed_usd - balance_usd
+    todo = (f"add credit, or set a budget of at most {dollars(balance_usd)} (--budget-usd)"
+            if needed.cheapest_usd <= balance_usd + 1e-9 else "it covers no job (the cheapest is "
+            f"estimated at {dollars(needed.cheapest_usd)}): add credit")
     reason = (f"the balance is too low: the jobs still to create are estimated at "
               f"{dollars(needed_usd)}, the account has {dollars(balance_usd)} ({held}), "
-              f"{dollars(short)} ({figure(round(short / usd_per_credit))} credits) short; add "
-              f"credit, or set a budget of at most {dollars(balance_usd)} (--budget-usd), then run "
-              "again (no job was created)")
+              f"{dollars(short)} ({figure(round(short / usd_per_credit))} credits) short; "
+              f"{todo}, then run again (no job was created)")
     log.error("no job is created: %s", reason, extra={"balance_usd": round(balance_usd, 4),
                                                         "needed_usd": round(needed_usd, 4),
                                                         "short_usd": round(short, 4)})

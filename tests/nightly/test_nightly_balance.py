@@ -14,7 +14,7 @@ from nightlykit import key_file, run_cli, sim_settings, started, summary, trickl
 from runner.api import Account, Timeouts, open_client
 from runner.control import Outcome
 from runner import catalog
-from runner.nightly import check_balance, read_account
+from runner.nightly import Needed, check_balance, read_account
 from runner.simulator import ThreadedSimulator, run_in_thread
 
 
@@ -39,6 +39,18 @@ def test_a_balance_too_low_is_refused_with_exit_3_before_anything_is_sent(
             "$1.35 (900 credits) short; add credit, or set a budget of at most $0.81 (--budget-usd)"
             ) in reason
     assert reason in done.stdout and "ERROR no job is created: the balance is too low" in done.stderr
+
+
+def test_a_balance_below_one_jobs_cost_says_it_covers_no_job_rather_than_offer_a_budget(
+        tmp_path: Path) -> None:
+    with run_in_thread(sim_settings(balance_credits=20)) as sim:  # $0.03, a job $0.27
+        done = run_cli("run", write_manifest(tmp_path), "--out", "out", "--base-url", sim.base_url,
+                       "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
+        assert sim.books.creates_accepted == 0
+    assert done.returncode == 3, done.stderr
+    assert summary(tmp_path / "out")["exit_reason"].endswith(
+        "the account has $0.03 (20 credits), $2.13 (1,420 credits) short; it covers no job (the "
+        "cheapest is estimated at $0.27): add credit, then run again (no job was created)")
 
 
 def test_a_balance_too_low_to_create_still_lets_paid_videos_be_fetched(tmp_path: Path) -> None:
@@ -92,7 +104,7 @@ def check(sim: ThreadedSimulator, *, api_key: str | None = None) -> Outcome | No
                                timeouts=Timeouts(connect=2.0, call=2.0)) as client:
             return await read_account(client, pause=lambda attempt: asyncio.sleep(0))
     account = asyncio.run(call())
-    return check_balance(account, 100.0) if isinstance(account, Account) else account
+    return check_balance(account, Needed(100.0, 0.27)) if isinstance(account, Account) else account
 
 
 def test_the_credits_of_the_api_plan_pay_with_the_paid_ones() -> None:
@@ -103,7 +115,7 @@ def test_the_credits_of_the_api_plan_pay_with_the_paid_ones() -> None:
 @pytest.mark.parametrize("paid, plan", [(None, 540.0), (540.0, None)])
 def test_a_pool_of_credits_the_account_leaves_out_counts_for_nothing(
         paid: float | None, plan: float | None) -> None:
-    outcome = check_balance(Account("user", 10, paid, plan), 100.0)
+    outcome = check_balance(Account("user", 10, paid, plan), Needed(100.0, 0.27))
     assert outcome is not None and "the account has $0.81 (540 credits), $99.19" in outcome.reason
 
 
