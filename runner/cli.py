@@ -222,6 +222,10 @@ def _announce(simulator: Simulator) -> None:
     click.echo(f"  user id:  {settings.user_id}")
     if settings.state_path is not None:
         click.echo(f"  account kept in {settings.state_path}")
+    credits = simulator.balance
+    balance = "unlimited" if credits is None else (
+        f"{render.figure(credits)} credits ({render.dollars(credits * catalog.load().usd_per_credit)})")
+    click.echo(f"  balance:  {balance}")
     click.echo(f"  renders {settings.render_seconds:g} s (+/- {settings.render_jitter_seconds:g}), "
                f"{render.figure(settings.slots)} slots, time x{settings.time_scale:g}. Ctrl-C to stop.")
     sys.stdout.flush()

@@ -221,8 +221,10 @@ class Backend:
                        uploads=set(self.uploads.uploaded))
 
     def restore(self, account: Account) -> None:
-        """Take over a saved account: its balance, generations (renders carry on) and uploads."""
-        self.balance = account.balance
+        """Take over a saved account: its balance (unless the settings give one: then theirs),
+        generations (renders carry on) and uploads."""
+        if self.settings.balance_credits is None:
+            self.balance = account.balance
         self.generations = dict(account.generations)
         self.uploads.uploaded = frozenset(account.uploads)
         self.renderer.restore(self.generations.values(), self.clock.now())

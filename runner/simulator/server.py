@@ -57,6 +57,13 @@ class Simulator:
         return self.origin + API_ROOT
 
     @property
+    def balance(self) -> int | None:
+        """The account's credits now, None when unlimited."""
+        if self._backend is None:
+            raise RuntimeError("the simulator is not running")
+        return self._backend.balance
+
+    @property
     def books(self) -> Summary:
         """The audit summary and the generations held, as of now."""
         if self._backend is None:

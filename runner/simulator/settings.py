@@ -88,7 +88,8 @@ Books
     state_path            None: the account lives and dies with the process. A path: the account
                           is kept in that file across processes (`statefile` says how): read at
                           start when it exists (its user id, username, balance, generations and
-                          uploaded start frames then win over the settings above), rewritten
+                          uploaded start frames then win over the settings above, but for a
+                          balance_credits given: it sets the kept account's balance), rewritten
                           whole at start and stop, and every accepted create, upload and delete
                           appended before it is answered, so even a killed process loses
                           nothing a client was told. Renders go on while the simulator is

@@ -101,6 +101,7 @@ def test_the_simulate_command_prints_url_and_key_and_stops_cleanly(tmp_path: Pat
                                     "--fault", "failed=1", "--set", "create-answer=flat")
     try:
         assert announced["base URL"].startswith("http://127.0.0.1:")
+        assert announced["balance"] == "unlimited"
         me = _call(announced["base URL"] + "/v1/me", announced["API key"])
         assert me["user_details"][0]["user"]["id"] == announced["user id"]
         created = _call(announced["base URL"] + "/v2/generations", announced["API key"], TEXT_TO_VIDEO)
@@ -113,6 +114,26 @@ def test_the_simulate_command_prints_url_and_key_and_stops_cleanly(tmp_path: Pat
     summary = json.loads(out[out.index("{"):])
     assert summary["requests"] == {"create": {"200": 1}, "me": {"200": 1}}
     assert announced["API key"] not in log.read_text("utf-8")
+
+
+def test_a_balance_given_with_a_kept_account_replaces_its_balance_and_the_start_shows_it(
+        tmp_path: Path) -> None:
+    """1,000 credits, a create of 180 spends them down to 820; started again with 2,000 the
+    account has 2,000 (not the 820 it kept), 1,820 after a create; started again with none,
+    the 1,820 it kept."""
+    shown, left = [], []
+    for given in (["--balance-credits", "1000"], ["--balance-credits", "2000"], []):
+        process, announced = _start_cli(tmp_path, "--state", "state.jsonl", *given)
+        try:
+            shown.append(announced.get("balance"))
+            key, root = announced["API key"], announced["base URL"]
+            _call(root + "/v2/generations", key, TEXT_TO_VIDEO)
+            left.append(_call(root + "/v1/me", key)["user_details"][0]["apiPaidTokens"])
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=20)
+    assert left == [820, 1820, 1640]
+    assert shown == ["1,000 credits ($1.50)", "2,000 credits ($3.00)", "1,820 credits ($2.73)"]
 
 
 def test_a_client_that_gives_up_on_a_slow_answer_is_booked_as_499_with_no_traceback(
