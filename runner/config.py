@@ -73,6 +73,9 @@ def api_key_problem(key: str) -> str | None:
     space in it, which is sent as it is. The shapes a key pasted with its surroundings takes are
     named, so that the user is not left with the API's refusal (a 500 for a key it cannot read);
     what is said never holds any of the key's text."""
+    if key.startswith("\ufeff"):  # as Windows editors save "UTF-8 with BOM"
+        return ("it starts with a byte order mark (U+FEFF, which some editors put before UTF-8 "
+                "text): remove it (save the file as UTF-8 without BOM)")
     if not key.isprintable():  # it would go into a request header as it is
         return "it holds a line break or another control character (a key is one line)"
     if key[:7].lower() == "bearer ":

@@ -26,7 +26,10 @@ UNUSED_ROOT = "http://127.0.0.1:9/api/rest"  # nothing may be sent: any call wou
     (b"\n  \n", "the file is empty; put the API key in it"),
     (b"0c3d2b8e-51f4\xff\n", "not an API key: the file is not text"),
     (b"0c3d2b8e-51f4\nsecret-second-line\n", "not an API key: it holds a line break"),
-], ids=["empty", "blank", "not text", "two lines"])
+    (b"\xef\xbb\xbfsecret-second-line\r\n", "not an API key: it starts with a byte order mark "
+     "(U+FEFF, which some editors put before UTF-8 text): remove it (save the file as UTF-8 "
+     "without BOM)"),
+], ids=["empty", "blank", "not text", "two lines", "byte order mark"])
 def test_a_key_file_without_a_usable_key_exits_4_and_makes_nothing(
         tmp_path: Path, content: bytes, message: str) -> None:
     key_file, out = tmp_path / "key", tmp_path / "out"
