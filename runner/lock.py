@@ -59,7 +59,7 @@ class FolderLock:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StateError(f"{what} is unusable: {exc.strerror}") from exc
+            raise StateError(f"{what} is unusable: cannot make {exc.filename}: {exc.strerror}") from exc
         return cls.take(folder / LOCK_NAME, what=what, user="run",
                         hint="wait for it to end, or use another --out")
 
@@ -71,7 +71,8 @@ class FolderLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
             linked = exc.errno == errno.ELOOP
-            problem = f"{path.name} is a symbolic link; remove it" if linked else exc.strerror
+            problem = (f"{path.name} is a symbolic link; remove it" if linked
+                       else f"cannot write {path}: {exc.strerror}")
             raise StateError(f"{what} is unusable: {problem}") from exc
         try:
             if not _plain_file(fd):

@@ -93,3 +93,27 @@ def test_a_folder_that_refuses_a_paid_video_fails_its_job_and_the_next_run_fetch
     assert sum(row["state"] == "downloaded" for row in rows) == 6  # the run went on with the others
     assert again.outcome.exit_code == 0 and books["states"] == {"downloaded": 8}
     assert books["books"].creates_accepted == 8
+
+
+@pytest.mark.parametrize("read_only", ["its parent", "itself"])
+def test_an_output_folder_that_cannot_be_written_names_what_refused(tmp_path: Path,
+                                                                    read_only: str) -> None:
+    parent = tmp_path / "videos"
+    out = parent / "out"
+    refused = out if read_only == "its parent" else out / ".hailuo.lock"
+    out.mkdir(parents=True)
+    if read_only == "its parent":
+        out.rmdir()
+    (parent if read_only == "its parent" else out).chmod(0o555)
+    try:
+        done = subprocess.run([*POWERLESS, sys.executable, "-m", "runner", "run",
+                               str(write_manifest(tmp_path)), "--out", str(out), "--base-url",
+                               "http://127.0.0.1:9/api/rest"],
+                              env={**os.environ, "LEONARDO_API_KEY": "0c3d2b8e-51f4-4a43-9bd6"},
+                              capture_output=True, text=True, check=False)
+    finally:
+        (parent if read_only == "its parent" else out).chmod(0o755)
+    verb = "make" if read_only == "its parent" else "write"
+    assert done.returncode == 4, done.stderr
+    assert done.stderr == (f"error: output folder {out} is unusable: cannot {verb} {refused}: "
+                           "Permission denied\n")
