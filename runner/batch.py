@@ -257,10 +257,11 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
             needed = nightly.needed(to_create, settings.run.budget_usd)
             if config.out is None:
                 unfinished = nightly.earlier_folders(planned.output_dir, planned.name, out_dir)
+            siblings = nightly.Siblings(planned.output_dir, planned.name, out_dir)
             del planned, to_create
             outcome = asyncio.run(_drive(config, journal, run_id, folder, settings, runtime,
                                          nightly.logged(sink), clock, rand or random.Random(), begin,
-                                         needed, stop))
+                                         needed, stop, siblings))
         except BaseException as exc:
             outcome, broken = _broke_off(exc), exc
             raise
@@ -402,11 +403,12 @@ class _Begin:
 async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files.Folder,
                  settings: EngineSettings, runtime: nightly.Runtime, sink: EventSink, clock: Clock,
                  rand: random.Random, begin: Callable[[], None], needed: nightly.Needed,
-                 stop: Stop) -> Outcome:
+                 stop: Stop, siblings: nightly.Siblings) -> Outcome:
     """The run against the API: its account read and checked first (and its balance against
     what the jobs to create cost within the budget, `needed`), then `begin` (the run's own
     changes to the journal), then the engine; `stop` is aborted by a signal, maybe before, and
-    tells how to resume the run in its reasons."""
+    tells how to resume the run in its reasons. `siblings` are the other folders of the
+    manifest's `output.dir`, whose generations a lost create's search leaves out."""
     async with _api(config, settings, journal) as client:
         reading = asyncio.ensure_future(nightly.read_account(
             client, pause=lambda n: clock.sleep(config.backoff.delay(n, rand.random))))
@@ -441,7 +443,7 @@ async def _drive(config: RunConfig, journal: Journal, run_id: int, folder: files
                           budget_usd=settings.run.budget_usd)
         ctx = Context(store=journal, record=Batcher(journal.apply).submit, client=client,
                       clock=clock, tracker=tracker, stop=stop, run_id=run_id, rand=rand.random,
-                      backoff=config.backoff, timeout=settings.run.timeout)
+                      backoff=config.backoff, timeout=settings.run.timeout, siblings=siblings)
         async with nightly.runtime_limit(runtime, stop=stop, clock=clock, tracker=tracker):
             return await Engine(ctx, settings, folder).run()
 

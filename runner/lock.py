@@ -7,6 +7,7 @@ the open file, and the kernel closes it with the process; the new run then notes
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import json
@@ -14,6 +15,8 @@ import os
 import socket
 import stat
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +138,34 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@asynccontextmanager
+async def directory_held(folder: Path, *, pause: float = 0.02) -> AsyncIterator[None]:
+    """`folder` held for the block against every other holder, in this process or another: an
+    flock on the directory itself (nothing is written there), waited for `pause` seconds at a
+    time so that the event loop goes on meanwhile. A folder that cannot be opened (not made
+    yet), or whose file system refuses to lock a directory (as NFS may), is not held."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                await asyncio.sleep(pause)
+            except OSError:
+                break
+            else:
+                break
+        yield
+    finally:
+        os.close(fd)
 
 
 def _plain_file(fd: int) -> bool:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import glob
+import itertools
 import logging
 import os
 import re
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from runner.control import (
 )
 from runner.errors import (ApiError, AuthError, FolderLost, HailuoError, ManifestError, PermanentError,
                            UsageError)
-from runner.lock import FolderLock, process_alive, who
+from runner.lock import FolderLock, directory_held, process_alive, who
 from runner.logs import ACT, LOGGER
 from runner.manifest import load_document
 from runner.plan import FrameChange, Plan
@@ -345,13 +346,11 @@ def videos_missing(out_dir: Path, count: int, *, fetching: bool) -> None:
                     extra={"missing_videos": count})
 
 
-def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, Any]]:
-    """Warn of the folders that earlier starts made from an `output.dir` with {date}, {time} or
-    {run_id} while they hold unfinished jobs: a start in a new folder never resumes them. Those
-    folders are returned with their counts (`out`, `in_flight`, `unsettled`, `waiting`), for the
-    run's summary (`unfinished_folders`) and the lines that end it: an unattended run reads no
-    log."""
-    stamps = [p for p in ("date", "time", "run_id") if "{" + p + "}" in template]
+def sibling_folders(template: str, name: str, out_dir: Path) -> list[Path]:
+    """The other output folders that starts of the manifest `name` made from an `output.dir`
+    with {date}, {time} or {run_id} (`template`), each holding a journal, of `out_dir`'s kind
+    (simulated or real), in order of their paths; none when the folder has no such stamp."""
+    stamps = _stamps(template)
     if not stamps:
         return []
     # Placeholders are bare names, which glob.escape leaves as they are: escaping the whole
@@ -360,12 +359,58 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, A
     pattern = literal.format_map({"name": glob.escape(name), **dict.fromkeys(stamps, "*")})
     if out_dir.name.endswith(SIMULATED_SUFFIX):  # the earlier starts' folders were named alike
         pattern += SIMULATED_SUFFIX
-    unfinished: list[dict[str, Any]] = []
+    folders = []
     for journal in sorted(glob.glob(os.path.join(pattern, state.JOURNAL_NAME))):
         folder = Path(journal).parent
         other_kind = folder.name.endswith(SIMULATED_SUFFIX) != out_dir.name.endswith(SIMULATED_SUFFIX)
-        if folder.resolve() == out_dir.resolve() or other_kind:  # simulated, or real, unlike this
-            continue
+        if folder.resolve() != out_dir.resolve() and not other_kind:  # another, simulated or real as this
+            folders.append(folder)
+    return folders
+
+
+def _stamps(template: str) -> list[str]:
+    """The placeholders of `output.dir` that tell one start's folder from another's."""
+    return [p for p in ("date", "time", "run_id") if "{" + p + "}" in template]
+
+
+@dataclass(frozen=True, slots=True)
+class Siblings:
+    """The output folders other starts of the manifest `name` made from its `output.dir`
+    (`template`; `sibling_folders`), besides this run's `out_dir`. Their runs, before this one
+    or at the same time, may have made generations of the same prompts on the account: a
+    search for a lost create's generation leaves those they hold to them, one search at a time."""
+
+    template: str
+    name: str
+    out_dir: Path
+
+    def holding(self, generation_ids: Collection[str]) -> set[str]:
+        """Those of `generation_ids` that the sibling folders' journals hold, read as they are
+        now (a folder made since this run began included)."""
+        if not generation_ids:
+            return set()
+        return state.held_by(sibling_folders(self.template, self.name, self.out_dir), generation_ids)
+
+    def searching(self) -> AbstractAsyncContextManager[None]:
+        """Held for a search and the claim it makes, so that the search of another run in a
+        sibling folder comes before or after it, never between, and reads what it claimed: the
+        folder all of them lie in (`directory_held`)."""
+        if not _stamps(self.template):
+            return nullcontext()
+        marked = os.path.expanduser(self.template).format_map(
+            {"name": self.name, **dict.fromkeys(_stamps(self.template), "\0")})
+        shared = itertools.takewhile(lambda part: "\0" not in part, Path(marked).parts)
+        return directory_held(Path(*shared))
+
+
+def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, Any]]:
+    """Warn of the folders that earlier starts made from an `output.dir` with {date}, {time} or
+    {run_id} (`sibling_folders`) while they hold unfinished jobs: a start in a new folder never
+    resumes them. Those folders are returned with their counts (`out`, `in_flight`, `unsettled`,
+    `waiting`), for the run's summary (`unfinished_folders`) and the lines that end it: an
+    unattended run reads no log."""
+    unfinished: list[dict[str, Any]] = []
+    for folder in sibling_folders(template, name, out_dir):
         found = state.unfinished(folder)
         if isinstance(found, str):
             act.warning("%s, an earlier start's folder, has a journal that cannot be read (%s): "

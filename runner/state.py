@@ -530,6 +530,20 @@ def unfinished(folder: Path) -> tuple[int, int, int] | str:
     return int(in_flight) + polled, int(unsettled), int(waiting) + len(failed) - polled
 
 
+def held_by(folders: Iterable[Path], generation_ids: Collection[str]) -> set[str]:
+    """Those of `generation_ids` that the journals of other output folders (`folders`) hold, or
+    once held (`Journal.claimed`), each read without a write to it; a journal that cannot be
+    read is passed over."""
+    held: set[str] = set()
+    for folder in folders:
+        try:
+            with Journal(_read_only(folder / JOURNAL_NAME), folder) as journal:
+                held |= journal.claimed(generation_ids)
+        except (OSError, sqlite3.Error, StateError):
+            continue
+    return held
+
+
 def holds_journal(path: Path) -> bool:
     """Whether the file at `path` holds a journal: steps in its write-ahead log not yet copied
     in (after a killed run, all of them may be there), or a schema version in SQLite's header

@@ -32,6 +32,7 @@ from runner.errors import (
     UnknownOutcome,
     Unreachable,
 )
+from runner.nightly import Siblings
 from runner.render import budget
 from runner.rows import PASSING_FAILURES
 from runner.schedule import Backoff, RateMeter
@@ -56,6 +57,7 @@ class Context:
     rand: Random
     backoff: Backoff
     timeout: float
+    siblings: Siblings  # the other folders of the run's `output.dir`, which a lost create's search reads
 
 
 class Unsettled(Exception):
@@ -287,21 +289,25 @@ class Submitter:
         A server may still be making it after it answered 5xx, or after the wait for its answer
         ran out: looked for too soon, it would be missed and paid for a second time. So the
         search waits until `settle` seconds after `since`, the last thing known of the create
-        (the 5xx or the timeout; for a create whose run died, when it was sent)."""
+        (the 5xx or the timeout; for a create whose run died, when it was sent). The search and
+        the claim of what it found are one step among the runs of the sibling folders
+        (`Siblings.searching`), so that two of them never take one generation."""
         ctx = self.ctx
         if since is not None and since + self.settle > ctx.clock.wall():
             await ctx.clock.sleep(since + self.settle - ctx.clock.wall())
-        try:
-            found = await self._find(row)
-        except PermanentError as exc:
-            raise Unsettled(str(exc)) from exc
-        if found is None:
-            return None
-        return await self._record(row, Created(found, None, None))
+        async with ctx.siblings.searching():
+            try:
+                found = await self._find(row)
+            except PermanentError as exc:
+                raise Unsettled(str(exc)) from exc
+            if found is None:
+                return None
+            return await self._record(row, Created(found, None, None))
 
     async def _find(self, row: JobRow) -> str | None:
         """The generation an unsettled create most likely made, if the account lists one:
-        among the unclaimed ones of its prompt and size made within the window of one of its
+        among those of its prompt and size that neither this folder's journal nor a sibling
+        folder's (`Siblings.holding`) has claimed, made within the window of one of its
         sendings (a job sent again after answers that told nothing was sent more than once,
         and any of those creates may be the one carried out), the one `_nearness` ranks first:
         made from a sending on (in the latest sending's window first), else made before one. A
@@ -336,7 +342,8 @@ class Submitter:
             if len(listed) < self.page_size or all(
                     g.created_at is not None and g.created_at < since for g in listed):
                 break
-        claimed = self.ctx.store.claimed(g.id for g in matches)
+        ids = {g.id for g in matches}
+        claimed = self.ctx.store.claimed(ids) | self.ctx.siblings.holding(ids)
         free = [g for g in matches if g.id not in claimed]
         return min(free, key=partial(_nearness, windows)).id if free else None
 

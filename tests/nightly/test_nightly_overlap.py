@@ -1,0 +1,47 @@
+"""Folders of one `output.dir` run at the same time on one account: a lost create's search never
+takes a generation another folder's journal holds."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+from nightlykit import key_file, sim_settings, started, summary, write_manifest
+
+from runner.api import Timeouts
+from runner.batch import RunConfig, run_batch
+from runner.simulator import run_in_thread
+
+
+def held(folder: Path) -> list[str]:
+    """The generations the folder's journal books to its jobs."""
+    with sqlite3.connect(f"file:{folder / 'journal.sqlite'}?mode=ro", uri=True) as journal:
+        return [gid for (gid,) in journal.execute("SELECT generation_id FROM jobs "
+                                                  "WHERE generation_id IS NOT NULL")]
+
+
+def test_two_folders_run_at_once_each_hold_their_own_paid_generations(tmp_path: Path) -> None:
+    """Every create answers 500 and is carried out 2 s later all the same, and each search waits
+    3 s (--request-timeout): the two runs send their first create of a prompt well within 2 s of
+    each other, so each one's search lists both generations of the prompt made after its
+    sending, and the one made first ranks first for both. Only what the other folder's journal
+    holds tells them apart: the books must show every paid generation in exactly one folder."""
+    manifest = write_manifest(tmp_path, repeat=1, output_dir=str(tmp_path / "out/{name}/{run_id}"))
+    nights = tmp_path / "out" / "nightly"
+    settings = sim_settings(time_scale=1.0, render_seconds=0.2, fault_create_late=1.0,
+                            late_seconds=2.0)
+    with run_in_thread(settings) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim), "--request-timeout", "3s")
+        with started(*args, "--run-id", "a", cwd=tmp_path) as child:
+            other = run_batch(RunConfig(manifest=manifest, run_id="b", base_url=sim.base_url,
+                                        api_key=sim.api_key, timeouts=Timeouts(call=3.0)))
+            _, first_log = child.communicate(timeout=60)
+        billed = [generation.id for generation in sim.books.generations]
+    assert child.returncode == 0 and other.outcome.exit_code == 0, first_log
+    assert summary(nights / "a")["counts"] == summary(nights / "b")["counts"] == {"downloaded": 4}
+    assert len(billed) == 8  # each folder's 4 creates, each carried out once
+    holders = Counter(held(nights / "a") + held(nights / "b"))
+    assert {generation: holders[generation] for generation in billed} == dict.fromkeys(billed, 1)
+
