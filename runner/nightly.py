@@ -41,7 +41,7 @@ from runner.control import (
 )
 from runner.errors import (ApiError, AuthError, FolderLost, HailuoError, ManifestError, PermanentError,
                            UsageError)
-from runner.lock import FolderLock, directory_held, process_alive, who
+from runner.lock import FolderLock, describe, directory_held, process_alive, who
 from runner.logs import ACT, LOGGER
 from runner.manifest import load_document
 from runner.plan import FrameChange, Plan
@@ -408,9 +408,16 @@ def earlier_folders(template: str, name: str, out_dir: Path) -> list[dict[str, A
     {run_id} (`sibling_folders`) while they hold unfinished jobs: a start in a new folder never
     resumes them. Those folders are returned with their counts (`out`, `in_flight`, `unsettled`,
     `waiting`), for the run's summary (`unfinished_folders`) and the lines that end it: an
-    unattended run reads no log."""
+    unattended run reads no log. A folder a live run holds (its lock) is being finished: it is
+    only named."""
     unfinished: list[dict[str, Any]] = []
     for folder in sibling_folders(template, name, out_dir):
+        holder = FolderLock.holder(folder)
+        if holder is not None:
+            log.info("%s, an earlier start's folder, is in use by a running process (%s): it is "
+                     "not left unfinished", folder, describe(holder),
+                     extra={"running_folder": str(folder), "pid": holder.get("pid")})
+            continue
         found = state.unfinished(folder)
         if isinstance(found, str):
             act.warning("%s, an earlier start's folder, has a journal that cannot be read (%s): "

@@ -147,10 +147,14 @@ and finding out whether it made a generation failed too."""
 
 def jobs_left(in_flight: int, waiting: int, unsettled: int = 0) -> str:
     """What a folder left unfinished holds: `3 jobs in flight (paid, not yet downloaded), 2
-    creates unsettled (sent, not known to be paid: ...) and 1 not yet sent`."""
-    creates = f", {plural(unsettled, 'create')} unsettled ({UNSETTLED})" if unsettled else ""
-    return (f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded){creates} and "
-            f"{figure(waiting)} not yet sent")
+    creates unsettled (sent, not known to be paid: ...) and 1 not yet sent`, a part with no job
+    left out (`2 jobs not yet sent`)."""
+    parts = [f"{plural(in_flight, 'job')} in flight (paid, not yet downloaded)"] if in_flight else []
+    if unsettled:
+        parts.append(f"{plural(unsettled, 'create')} unsettled ({UNSETTLED})")
+    if waiting:
+        parts.append(f"{figure(waiting) if parts else plural(waiting, 'job')} not yet sent")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 
 def unfinished_line(summary: dict[str, Any]) -> str | None:

@@ -26,16 +26,15 @@ from runner.schedule import Backoff
 from runner.simulator import run_in_thread
 
 
-def left(folder: str, in_flight: int, unsent: int, *, run: str = "--out") -> str:
-    """What a start says of an earlier start's `folder` left unfinished."""
-    return (f"{folder}, an earlier start's folder, still holds {in_flight} jobs in flight "
-            f"(paid, not yet downloaded) and {unsent} not yet sent; this start does not resume "
-            f"them: run with {run} {folder} to finish them")
+def left(folder: str, held: str, *, run: str = "--out") -> str:
+    """What a start says of an earlier start's `folder` left unfinished, holding `held`."""
+    return (f"{folder}, an earlier start's folder, still holds {held}; this start does not "
+            f"resume them: run with {run} {folder} to finish them")
 
 
-def earlier(folder: str, in_flight: int, unsent: int, *, run: str = "--out") -> str:
+def earlier(folder: str, held: str, *, run: str = "--out") -> str:
     """The warning a start logs of an earlier start's `folder` left unfinished."""
-    return f"WARNING {left(folder, in_flight, unsent, run=run)}"
+    return f"WARNING {left(folder, held, run=run)}"
 
 
 def test_a_rerun_with_the_same_run_id_resumes_the_same_folder(tmp_path: Path) -> None:
@@ -69,7 +68,7 @@ def test_a_start_in_a_new_folder_warns_of_the_earlier_ones_left_unfinished(
         finished = run_cli(*args, "--run-id", "night-6", "--budget-usd", "10", cwd=tmp_path)
         later = run_cli(*args, "--run-id", "night-8", "--budget-usd", "10", cwd=tmp_path)
     assert stopped.returncode == next_night.returncode == 3 and finished.returncode == 0
-    assert earlier(f"{root}/nightly/night-6", 0, 6) in next_night.stderr
+    assert earlier(f"{root}/nightly/night-6", "6 jobs not yet sent") in next_night.stderr
     assert "night-6, an earlier" not in later.stderr and "night-7, an earlier" in later.stderr
 
 
@@ -83,7 +82,7 @@ def test_an_earlier_folder_whose_paid_jobs_failed_for_now_is_warned_of(tmp_path:
         next_night = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
     assert timed_out.returncode == 3
     assert summary(tmp_path / "out" / "nightly" / "night-6")["counts"] == {"failed": 4}
-    assert earlier("out/nightly/night-6", 4, 0) in next_night.stderr
+    assert earlier("out/nightly/night-6", "4 jobs in flight (paid, not yet downloaded)") in next_night.stderr
 
 
 def test_the_end_of_a_start_in_a_new_folder_names_the_earlier_ones_left_unfinished(
@@ -101,7 +100,8 @@ def test_the_end_of_a_start_in_a_new_folder_names_the_earlier_ones_left_unfinish
         next_night = run_cli(*args, "--run-id", "night-7", cwd=tmp_path)
     assert first.returncode == next_night.returncode == 3
     assert len(first.stdout.splitlines()) == 2 and summary(nights / "night-6")["unfinished_folders"] == []
-    assert next_night.stdout.splitlines()[2:] == [left("out/nightly/night-6", 2, 2)]
+    assert next_night.stdout.splitlines()[2:] == [left(
+        "out/nightly/night-6", "2 jobs in flight (paid, not yet downloaded) and 2 not yet sent")]
     unfinished = [{"out": "out/nightly/night-6", "in_flight": 2, "unsettled": 0, "waiting": 2}]
     assert summary(nights / "night-7")["unfinished_folders"] == unfinished
     assert [body["summary"]["unfinished_folders"] for body in hook.received] == [[], unfinished]
@@ -125,7 +125,7 @@ def test_an_earlier_folder_whose_unsent_jobs_failed_for_now_is_warned_of(tmp_pat
         next_night = run_cli("run", manifest, "--run-id", "night-7", "--base-url", sim.base_url,
                              "--api-key-file", key_file(tmp_path, sim), cwd=tmp_path)
     assert refused.outcome.exit_code == 3 and summary(night)["counts"] == {"failed": 4}
-    assert earlier("out/nightly/night-6", 0, 4) in next_night.stderr
+    assert earlier("out/nightly/night-6", "4 jobs not yet sent") in next_night.stderr
 
 
 def test_a_simulated_start_finds_the_earlier_simulated_folders_wherever_the_stamp_is(
@@ -134,7 +134,8 @@ def test_a_simulated_start_finds_the_earlier_simulated_folders_wherever_the_stam
     stopped = run_cli("run", manifest, "--simulate", "--run-id", "s1", cwd=tmp_path)
     next_start = run_cli("run", manifest, "--simulate", "--run-id", "s2", cwd=tmp_path)
     assert stopped.returncode == 3
-    assert earlier("out/s1/clips-simulated", 0, 6, run="--simulate --out") in next_start.stderr
+    assert earlier("out/s1/clips-simulated", "6 jobs not yet sent",
+                   run="--simulate --out") in next_start.stderr
 
 
 def test_an_earlier_folder_whose_journal_cannot_be_read_is_said_so(tmp_path: Path) -> None:

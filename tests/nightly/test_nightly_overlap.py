@@ -1,5 +1,6 @@
 """Folders of one `output.dir` run at the same time on one account: a lost create's search never
-takes a generation another folder's journal holds."""
+takes a generation another folder's journal holds, and a start names a folder a live run holds
+as in use, not as left unfinished."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from nightlykit import key_file, sim_settings, started, summary, write_manifest
+from nightlykit import key_file, run_cli, sim_settings, started, summary, write_manifest
 
 from runner.api import Timeouts
 from runner.batch import RunConfig, run_batch
@@ -45,3 +46,22 @@ def test_two_folders_run_at_once_each_hold_their_own_paid_generations(tmp_path: 
     holders = Counter(held(nights / "a") + held(nights / "b"))
     assert {generation: holders[generation] for generation in billed} == dict.fromkeys(billed, 1)
 
+
+def test_a_start_names_an_earlier_folder_a_live_run_holds_as_in_use(tmp_path: Path) -> None:
+    """The earlier start's folder is being finished by a run (its lock held, its jobs in flight):
+    the new start says so with that run's process, and neither advises --out for it nor counts
+    it as left unfinished."""
+    manifest = write_manifest(tmp_path, repeat=1, output_dir="out/{name}/{run_id}")
+    with run_in_thread(sim_settings(render_seconds=3600.0, time_scale=1.0,
+                                    balance_credits=100_000)) as sim:
+        args = ("run", manifest, "--base-url", sim.base_url, "--api-key-file",
+                key_file(tmp_path, sim))
+        with started(*args, "--run-id", "night-6", "--max-runtime", "30s", cwd=tmp_path,
+                     until=" covers the estimated ") as child:
+            next_night = run_cli(*args, "--run-id", "night-7", "--max-runtime", "0.5s", "--grace",
+                                 "0.2s", cwd=tmp_path)
+    assert next_night.returncode == 3, next_night.stderr
+    assert (f"INFO out/nightly/night-6, an earlier start's folder, is in use by a running process "
+            f"(process {child.pid} on ") in next_night.stderr
+    assert "an earlier start's folder, still holds" not in next_night.stderr + next_night.stdout
+    assert summary(tmp_path / "out" / "nightly" / "night-7")["unfinished_folders"] == []
