@@ -50,7 +50,7 @@ from pathlib import Path
 from runner.batch import RunConfig, run_batch
 done = run_batch(RunConfig(manifest=Path(sys.argv[1]), out=Path(sys.argv[2]), base_url=sys.argv[3],
                            api_key=sys.argv[4]))
-print(json.dumps({"counts": done.results.summary["counts"],
+print(json.dumps({"counts": done.summary["counts"],
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -153,7 +153,7 @@ def overhead(folder: Path) -> None:
         span = Span()
         with run_in_process(INSTANT) as sim:
             report, seconds = engine_run(path, folder / f"a-{number}", sim, span)
-        assert report.results.summary["counts"] == {"downloaded": jobs}, report.outcome
+        assert report.summary["counts"] == {"downloaded": jobs}, report.outcome
         engine, whole = max(engine, jobs / span.seconds), max(whole, jobs / seconds)
     print(f"(a) overhead: engine {engine:.0f} jobs/s (the whole command, with planning and "
           f"report: {whole:.0f} jobs/s); floor of create, poll, MP4: {floors[False]:.0f} jobs/s, "
@@ -170,10 +170,10 @@ def slot_use(folder: Path) -> None:
         report, _ = engine_run(manifest(folder, jobs=jobs, concurrency=slots, poll="0.25s"),
                                folder / "b", sim)
         books = sim.books
-    seconds = report.results.summary["duration_seconds"]
+    seconds = report.summary["duration_seconds"]
     ideal = jobs / slots * render
     polls = books.requests["poll"].get(200, 0) / jobs
-    assert report.results.summary["counts"] == {"downloaded": jobs}, report.outcome
+    assert report.summary["counts"] == {"downloaded": jobs}, report.outcome
     print(f"(b) slot use: {seconds:.2f} s for an ideal of {ideal:.1f} s = {seconds / ideal:.3f} x "
           f"(target <= 1.10), {polls:.2f} polls a job (target <= 3), "
           f"peak renders {books.peak_concurrent_renders} of {slots}")
@@ -197,7 +197,7 @@ def rate(folder: Path) -> None:
         span = (created[-1] - created[0]) / scale
         achieved = (len(created) - 1) / span * 60
         refused = books.requests["create"].get(429, 0)
-        done = report.results.summary["counts"] == {"downloaded": jobs}
+        done = report.summary["counts"] == {"downloaded": jobs}
         if name == "below":
             print(f"(c) rate, set below the limit ({asked:.0f}/min of {limit:.0f}): {refused} 429s "
                   f"(target 0), {achieved:.0f}/min = {achieved / asked:.0%} of the allowed rate "

@@ -42,7 +42,7 @@ from runner.lock import LOCK_NAME, FolderLock, unusable
 from runner.plan import FrameChange, Plan, estimated_usd, make_plan
 from runner.render import dollars, plural
 from runner.rows import PASSING_FAILURES
-from runner.results import CSV, ERRORS, RESULTS, SUMMARY, compute, write_results
+from runner.results import CSV, ERRORS, RESULTS, SUMMARY, summarize, write_results
 from runner.schedule import Backoff
 from runner.simulator import SimSettings, Simulator
 from runner.simulator.statefile import lock_name
@@ -118,7 +118,7 @@ class PlanDiff:
 class RunReport:
     out_dir: Path
     outcome: Outcome
-    results: report.RunResults
+    summary: dict[str, Any]  # the run's, as summary.json has it (or, a run that never began, would)
 
 
 def plan_for(config: RunConfig) -> tuple[Plan, Path]:
@@ -275,36 +275,34 @@ def run_batch(config: RunConfig, *, sink: EventSink = ignore_events, clock: Cloc
                 # when it died before it could).
                 if begin.called:
                     journal.unsent_retries(run_id=run_id, at=clock.wall())
-                    results = _write_end(journal, run_id, out_dir, folder, lock, unfinished)
+                    summary = _write_end(journal, run_id, out_dir, folder, lock, unfinished)
                 else:
-                    results = compute(journal, out_dir, run_id, unfinished_folders=unfinished)
+                    summary = summarize(journal, out_dir, run_id, unfinished_folders=unfinished)
                     journal.restore_plan()
                     if stale:
                         _write_end(journal, journal.last_begun() or run_id, out_dir, folder, lock)
             except StateError as exc:  # the run's row says so too, as `status` shows it
                 journal.end_run(run_id, exit_code=exc.exit_code, reason=str(exc), at=clock.wall())
                 raise
-            nightly.run_ended(results.summary, notify_url)
+            nightly.run_ended(summary, notify_url)
             if isinstance(broken, HailuoError):
                 broken.announced = True
-    return RunReport(out_dir, outcome, results)
+    return RunReport(out_dir, outcome, summary)
 
 
 def _write_end(journal: Journal, run_id: int, out_dir: Path, folder: files.Folder, lock: FolderLock,
-               unfinished: list[dict[str, Any]] | None = None) -> report.RunResults:
-    """The results and report of the run `run_id`, written into its folder (`out_dir`), which
-    must still be the one the run began in (`lock` is held in it): never into a folder made
-    anew where it was (`_lost`). `unfinished` lists the earlier starts' folders the run's start
-    found unfinished: only the run itself knows them, and its summary names them."""
+               unfinished: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The summary of the run `run_id`, its results and report written into its folder
+    (`out_dir`), which must still be the one the run began in (`lock` is held in it): never into
+    a folder made anew where it was (`_lost`). `unfinished` lists the earlier starts' folders the
+    run's start found unfinished: only the run itself knows them, and its summary names them."""
     if folder.moved():
         raise _lost(journal, out_dir, lock)
     try:
-        results = write_results(journal, out_dir, run_id, unfinished_folders=unfinished)
-        report.write_report(out_dir, results)
+        return write_results(journal, out_dir, run_id, unfinished_folders=unfinished)
     except OSError as exc:
         raise StateError(f"{out_dir}: cannot write the run's results "
                          f"({exc.filename or 'its files'}): {exc.strerror or exc}") from exc
-    return results
 
 
 def _lost(journal: Journal, out_dir: Path, lock: FolderLock) -> FolderLost:

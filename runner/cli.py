@@ -475,7 +475,7 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
 def _told(done: batch.RunReport) -> int:
     """Print how the run ended, where its files are and the folders earlier starts left
     unfinished; the run's exit code."""
-    summary = done.results.summary
+    summary = done.summary
     click.echo(f"{done.outcome.reason}: {render.downloaded_part(summary)}, {render.run_spent(summary)}")
     for note in (render.unplanned_line(summary), render.retry_failed_line(summary)):
         if note:

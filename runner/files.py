@@ -17,11 +17,11 @@ import secrets
 import stat
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TextIO
 
 from runner.errors import TransientError
 from runner.lock import process_alive
@@ -337,13 +337,22 @@ def place_all(jobs: list[Placing]) -> list[OSError | None]:
 
 
 def write_text(dest: Path, text: str) -> None:
-    """A text file written whole or not at all, into a folder that exists (one moved away is
-    never made anew by writing into it). It is staged under a name of this writer's own: two
-    writers of one file at once (`report` while a run ends) each put a whole file in place, the
-    last one staying. The staged files of `dest` that writers killed while writing left behind
-    are removed first."""
+    """A text file written whole or not at all (`writing`)."""
+    with writing(dest) as stream:
+        stream.write(text)
+
+
+@contextlib.contextmanager
+def writing(dest: Path) -> Iterator[TextIO]:
+    """A stream whose text is put at `dest` whole once the block ends, or, the block broken off,
+    not at all, into a folder that exists (one moved away is never made anew by writing into
+    it): a file of a million lines is written as it is made, never held whole. It is staged
+    under a name of this writer's own: two writers of one file at once (`report` while a run
+    ends) each put a whole file in place, the last one staying. The staged files of `dest` that
+    writers killed while writing left behind are removed first."""
     _remove_orphans(str(dest))
-    _replace_text(str(dest), text, f"{os.getpid()}-{secrets.token_hex(4)}")
+    with _replacing(str(dest), f"{os.getpid()}-{secrets.token_hex(4)}") as stream:
+        yield stream
 
 
 def _remove_orphans(dest: str) -> None:
@@ -406,27 +415,29 @@ def _fresh(path: str, flags: int) -> int:
 
 
 def _replace_text(dest: str, text: str, tag: str) -> None:
-    """`text` written whole at `dest`, by way of its staged name marked `tag`; an error names
-    `dest`, the file the user knows."""
+    """`text` written whole at `dest`, by way of its staged name marked `tag` (`_replacing`)."""
+    with _replacing(dest, tag) as stream:
+        stream.write(text)
+
+
+@contextlib.contextmanager
+def _replacing(dest: str, tag: str) -> Iterator[TextIO]:
+    """A stream to the staged name of `dest` marked `tag`, renamed onto `dest` once the block
+    ends; the staged file never outlives an error, and an OSError names `dest`, the file the
+    user knows."""
+    staged = _staged(dest, tag)
     try:
-        _stage(_staged(dest, tag), dest, text)
+        fd = _fresh(staged, os.O_WRONLY)
+        try:
+            with open(fd, "w", encoding="utf-8", newline="") as stream:
+                yield stream
+            os.replace(staged, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            raise
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, dest) from exc
-
-
-def _stage(staged: str, dest: str, text: str) -> None:
-    """`text` written to `staged`, then renamed onto `dest`; `staged` never outlives an error."""
-    fd = _fresh(staged, os.O_WRONLY)
-    try:
-        try:
-            _write_all(fd, text.encode("utf-8"))
-        finally:
-            os.close(fd)
-        os.replace(staged, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staged)
-        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -14,8 +14,10 @@ import html
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
@@ -104,16 +106,106 @@ class Totals:
         return dataclasses.asdict(self)
 
 
+@dataclass(slots=True)
+class Axes:
+    """The axes of some records, gathered a record at a time (`add`): each in the order it was
+    first found, with how many of the records have it and up to two of the values (as JSON) it
+    takes, all it takes to tell whether it takes more than one."""
+
+    records: int = 0
+    found: dict[str, int] = dataclasses.field(default_factory=dict)
+    values: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+
+    def add(self, axes: dict[str, Any]) -> None:
+        self.records += 1
+        for axis, value in axes.items():
+            self.found[axis] = self.found.get(axis, 0) + 1
+            taken = self.values.setdefault(axis, set())
+            if len(taken) < 2:
+                taken.add(json.dumps(value))
+
+    @property
+    def ordered(self) -> list[str]:
+        """Every axis found: known axes in their order, vars after prompt."""
+        known = [axis for axis in AXIS_ORDER if axis in self.found]
+        extra = [axis for axis in self.found if axis not in AXIS_ORDER]
+        return known[:1] + extra + known[1:] if "prompt" in known else extra + known
+
+    @property
+    def varying(self) -> list[str]:
+        """The axes that take more than one value (null in a record without it): the ones worth
+        a column."""
+        return [axis for axis in self.ordered
+                if len(self.values[axis] | ({"null"} if self.found[axis] < self.records else set())) > 1]
+
+
+@dataclass(slots=True)
+class Shape:
+    """What the reports read of a folder's records as a whole, gathered as they are read, once
+    (`add`), so that records read from the journal a row at a time need never be held: the axes
+    of them all and of the current plan's, the current plan's jobs by state, and the sums the
+    totals fall back on where there is no summary."""
+
+    every: Axes = dataclasses.field(default_factory=Axes)
+    current: Axes = dataclasses.field(default_factory=Axes)
+    states: Counter[str] = dataclasses.field(default_factory=Counter)  # the current plan's, shown
+    frames: dict[str, str] = dataclasses.field(default_factory=dict)  # a start frame's content now
+    earlier_frames: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    spent_usd: float = 0.0
+    spent_estimated_usd: float = 0.0
+    estimated_usd: float = 0.0
+
+    @classmethod
+    def of(cls, records: Iterable[dict[str, Any]]) -> Shape:
+        shape = cls()
+        for record in records:
+            shape.add(record)
+        return shape
+
+    def add(self, record: dict[str, Any]) -> None:
+        axes = record.get("axes") or {}
+        self.every.add(axes)
+        content = record.get("start_frame_sha256")
+        if planned(record):
+            self.current.add(axes)
+            self.states[shown_state(record)] += 1
+            if content:
+                self.frames[json.dumps(axes.get("start_frame"))] = content
+        elif content:
+            self.earlier_frames.append((record["key"], json.dumps(axes.get("start_frame")), content))
+        self.spent_usd += _total((record,), "spent_usd")
+        self.spent_estimated_usd += _total((record,), "spent_estimated_usd")
+        self.estimated_usd += estimate((record,))
+
+    @property
+    def frame_changed(self) -> list[str]:
+        """The keys of the jobs made from an earlier content of their start frame's file: one other
+        than the content the current plan's jobs of that frame are made from (an image re-saved
+        since, as `Journal.changed_frames` tells before a run). Kept in the folder, no longer
+        planned, they show the same frame's name as the new ones."""
+        return [key for key, frame, content in self.earlier_frames
+                if self.frames.get(frame, content) != content]
+
+
 @dataclass(frozen=True, slots=True)
 class RunResults:
-    """One output folder's records (in plan order), its summary (empty if the run left none) and
+    """One output folder's records (in plan order), its summary (empty if the run left none),
     the files of its downloaded jobs found gone from it (`video_gone`), looked for once, when
-    the results were read, for the results files, the page and the tables to share."""
+    the results were read, for the results files, the page and the tables to share, and the
+    records' `shape`. The records are gone through once a pass: held (`held`), or read anew
+    from the journal each time, a row at a time (`results.write_results`)."""
 
     out_dir: Path
     summary: dict[str, Any]
-    records: tuple[dict[str, Any], ...]
+    records: Iterable[dict[str, Any]]
     missing: frozenset[str]
+    shape: Shape
+
+    @classmethod
+    def held(cls, out_dir: Path, summary: dict[str, Any], records: tuple[dict[str, Any], ...],
+             missing: frozenset[str]) -> RunResults:
+        """Results whose records are all held, their shape taken from them."""
+        return cls(out_dir, summary, records, missing, Shape.of(records))
 
     @property
     def name(self) -> str:
@@ -124,46 +216,31 @@ class RunResults:
         return record.get("state") == DONE and record.get("file") in self.missing
 
     @property
-    def failures(self) -> list[dict[str, Any]]:
-        return [record for record in self.records if record["state"] == FAILED]
-
-    @property
-    def current(self) -> RunResults:
-        """These results with only the jobs of the current plan."""
-        return dataclasses.replace(self, records=tuple(filter(planned, self.records)))
-
-    @property
     def axes(self) -> list[str]:
         """Every axis key present in the records: known axes in their order, vars after prompt."""
-        present: dict[str, None] = {}
-        for record in self.records:
-            present.update(dict.fromkeys(record.get("axes") or {}))
-        known = [axis for axis in AXIS_ORDER if axis in present]
-        extra = [axis for axis in present if axis not in AXIS_ORDER]
-        return known[:1] + extra + known[1:] if "prompt" in known else extra + known
+        return self.shape.every.ordered
 
     @property
     def varying_axes(self) -> list[str]:
         """The axes that take more than one value in this run: the ones worth a column."""
-        return [axis for axis in self.axes
-                if len({json.dumps(r["axes"].get(axis)) for r in self.records}) > 1]
+        return self.shape.every.varying
 
     @property
     def totals(self) -> Totals:
-        states = [shown_state(record) for record in self.current.records]
+        shape = self.shape
         spent = self.summary.get("spent_usd")
         at_estimates = self.summary.get("spent_estimated_usd")
         estimated = self.summary.get("estimated_usd")
-        done, failed, for_now = (states.count(state) for state in (DONE, FAILED, FAILED_FOR_NOW))
+        jobs = shape.current.records
+        done, failed, for_now = (shape.states[state] for state in (DONE, FAILED, FAILED_FOR_NOW))
         return Totals(
-            jobs=len(states), done=done, failed=failed, failed_for_now=for_now,
-            unfinished=len(states) - done - failed - for_now,
-            unplanned=len(self.records) - len(states),
-            spent_usd=round(float(spent if spent is not None else _total(self.records, "spent_usd")), 2),
+            jobs=jobs, done=done, failed=failed, failed_for_now=for_now,
+            unfinished=jobs - done - failed - for_now, unplanned=shape.every.records - jobs,
+            spent_usd=round(float(spent if spent is not None else shape.spent_usd), 2),
             spent_estimated_usd=round(float(at_estimates if at_estimates is not None
-                                            else _total(self.records, "spent_estimated_usd")), 2),
+                                            else shape.spent_estimated_usd), 2),
             estimated_usd=round(float(estimated if estimated is not None
-                                      else estimate(self.records)), 2))
+                                      else shape.estimated_usd), 2))
 
 
 def _total(records: Iterable[dict[str, Any]], field: str) -> float:
@@ -209,7 +286,7 @@ def load(out_dir: Path) -> RunResults:
             raise StateError(f"{summary_path}: not a run's summary (no JSON object)")
         _check_fields(str(summary_path), summary, SUMMARY_FIELDS)
     missing = frozenset(record["file"] for record in records if video_gone(out_dir, record))
-    return RunResults(out_dir=out_dir, summary=summary, records=tuple(records), missing=missing)
+    return RunResults.held(out_dir, summary, tuple(records), missing)
 
 
 def _read_text(path: Path) -> str:
@@ -276,10 +353,11 @@ def write_report(out_dir: Path, results: RunResults | None = None) -> Path:
 
     Written whole or not at all, so a reader never sees half a page.
     """
-    page = render_html(results if results is not None else load(out_dir))
+    results = results if results is not None else load(out_dir)
     target = out_dir / REPORT_FILE
     try:
-        files.write_text(target, page)
+        with files.writing(target) as stream:
+            render_html(results, stream)
     except OSError as exc:
         raise StateError(f"{target}: cannot write the report: {exc.strerror}") from exc
     return target
@@ -294,9 +372,10 @@ def render(results: RunResults, fmt: str, stream: TextIO) -> None:
     renderers[fmt](results, stream)
 
 
-def render_html(results: RunResults) -> str:
-    """The gallery page: the template with its CSS, script and the run's data inlined, and in
-    its header the cells on_invalid: skip left out of the plan, which the grid has no place for."""
+def render_html(results: RunResults, stream: TextIO) -> None:
+    """The gallery page on `stream`: the template with its CSS, script and the run's data inlined
+    (`script_json_parts`, its jobs written as they are made), and in its header the cells
+    on_invalid: skip left out of the plan, which the grid has no place for."""
     assets = resources.files("runner") / "assets"
     skipped = skipped_line(results.summary)
     parts = {
@@ -304,11 +383,16 @@ def render_html(results: RunResults) -> str:
         "SKIPPED": f'<p id="run-skipped" class="muted">{html.escape(skipped)}</p>' if skipped else "",
         "CSS": (assets / "report.css").read_text(encoding="utf-8"),
         "JS": (assets / "report.js").read_text(encoding="utf-8"),
-        "DATA": script_json(page_data(results)),
     }
     template = (assets / "report.html").read_text(encoding="utf-8")
-    return re.sub(r"\{\{(TITLE|SKIPPED|CSS|JS|DATA)\}\}", lambda found: parts[found.group(1)],
-                  template)
+    # The template's text and its placeholders' names, by turns.
+    for number, piece in enumerate(re.split(r"\{\{(TITLE|SKIPPED|CSS|JS|DATA)\}\}", template)):
+        if number % 2 == 0:
+            stream.write(piece)
+        elif piece == "DATA":
+            stream.writelines(script_json_parts(page_data(results)))
+        else:
+            stream.write(parts[piece])
 
 
 def script_json(value: Any) -> str:
@@ -317,48 +401,53 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def script_json_parts(document: dict[str, Any]) -> Iterator[str]:
+    """`script_json(document)` a part at a time: a value of it that is an iterator (the page's
+    jobs) is written as a list, an item at a time, never held whole."""
+    yield "{"
+    for number, (name, value) in enumerate(document.items()):
+        yield f"{',' if number else ''}{script_json(name)}:"
+        if isinstance(value, Iterator):
+            yield "["
+            for count, item in enumerate(value):
+                yield f"{',' if count else ''}{script_json(item)}"
+            yield "]"
+        else:
+            yield script_json(value)
+    yield "}"
+
+
 def page_data(results: RunResults) -> dict[str, Any]:
-    """What the page shows: the run, its totals, the axes it offers, one entry per job, the jobs
-    made from a start frame whose file changed since (`frame_changed`, their keys: few, where a
-    field of every job would weigh on a page of 100,000), and the words (`estimated_part`) its
-    money spent is told with, of its part at estimates."""
+    """What the page shows: the run, its totals, the axes it offers, one entry per job (an
+    iterator of them, made as the page is written: `page_job`), the jobs made from a start frame
+    whose file changed since (`frame_changed`, their keys: few, where a field of every job would
+    weigh on a page of 100,000), and the words (`estimated_part`) its money spent is told with,
+    of its part at estimates."""
     summary = results.summary
     run = {field: summary.get(field) for field in
            ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
     run.update(name=results.name, out=str(results.out_dir.resolve()))
-    jobs = []
-    for record in results.records:
-        job = {field: record.get(field) for field in PAGE_FIELDS}
-        job["planned"] = planned(record)
-        job["file"] = relative_path(record.get("file"))
-        job["poster"] = relative_path(record.get("poster"))
-        job["missing"] = results.gone(record)
-        job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
-        job["shown_state"] = shown_state(record)  # its card's badge
-        job["reason"] = shown_reason(record)  # what its card says in place of its video
-        jobs.append(job)
     # the grid compares the current plan's jobs alone; those kept from earlier versions of the
     # manifest are shown apart, so their axes name them but offer no row or column
-    current = results.current
-    axes = [{"key": axis, "label": axis_label(axis)} for axis in current.axes]
+    current = results.shape.current
+    axes = [{"key": axis, "label": axis_label(axis)} for axis in current.ordered]
     labels = {axis: axis_label(axis) for axis in results.axes}
     return {"run": run, "totals": results.totals.as_dict(), "axes": axes, "labels": labels,
-            "varying": current.varying_axes, "jobs": jobs, "frame_changed": frame_changed(results.records),
-            "estimated_part": ESTIMATED_PART}
+            "varying": current.varying, "jobs": map(partial(page_job, results), results.records),
+            "frame_changed": results.shape.frame_changed, "estimated_part": ESTIMATED_PART}
 
 
-def frame_changed(records: Sequence[dict[str, Any]]) -> list[str]:
-    """The keys of the jobs made from an earlier content of their start frame's file: one other
-    than the content the current plan's jobs of that frame are made from (an image re-saved
-    since, as `Journal.changed_frames` tells before a run). Kept in the folder, no longer
-    planned, they show the same frame's name as the new ones."""
-    def frame(record: dict[str, Any]) -> str:
-        return json.dumps(record["axes"].get("start_frame"))
-
-    now = {frame(record): record["start_frame_sha256"] for record in records
-           if planned(record) and record.get("start_frame_sha256")}
-    return [record["key"] for record in records if record.get("start_frame_sha256")
-            and now.get(frame(record), record["start_frame_sha256"]) != record["start_frame_sha256"]]
+def page_job(results: RunResults, record: dict[str, Any]) -> dict[str, Any]:
+    """A job's entry in the page's data, of its record in `results`."""
+    job = {field: record.get(field) for field in PAGE_FIELDS}
+    job["planned"] = planned(record)
+    job["file"] = relative_path(record.get("file"))
+    job["poster"] = relative_path(record.get("poster"))
+    job["missing"] = results.gone(record)
+    job["shown_cost_usd"], job["cost_is_estimate"] = shown_cost(record)
+    job["shown_state"] = shown_state(record)  # its card's badge
+    job["reason"] = shown_reason(record)  # what its card says in place of its video
+    return job
 
 
 def axis_label(axis: str) -> str:

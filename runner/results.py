@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-import io
 import shlex
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,21 +73,20 @@ def collect(out_dir: Path, *, begun: bool = False) -> report.RunResults:
         return compute(journal, out_dir, journal.last_begun() if begun else None)
 
 
-def compute(journal: Journal, out_dir: Path, run_id: int | None = None, *,
-            unfinished_folders: Sequence[dict[str, Any]] | None = None) -> report.RunResults:
-    """The folder's records, and its summary as of the run `run_id` (`summarize`)."""
+def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> report.RunResults:
+    """The folder's records, all held, and its summary as of the run `run_id` (`summarize`)."""
     records: list[dict[str, Any]] = []
-    summary = summarize(journal, out_dir, run_id, unfinished_folders=unfinished_folders,
-                        keep=records.append)
-    return report.RunResults(out_dir, summary, tuple(records), frozenset(summary["missing_videos"]))
+    summary = summarize(journal, out_dir, run_id, keep=records.append)
+    return report.RunResults.held(out_dir, summary, tuple(records), frozenset(summary["missing_videos"]))
 
 
 def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
               unfinished_folders: Sequence[dict[str, Any]] | None = None,
               keep: Callable[[dict[str, Any]], object] = lambda record: None) -> dict[str, Any]:
     """The folder's summary as of the run `run_id` (else the latest), its jobs read a row at a
-    time and each one's record given to `keep` (`compute` keeps them all, `status` none, so
-    that it sums a folder of a million jobs without holding them). A run's own summary also
+    time and each one's record given to `keep` (`compute` keeps them all, `write_results` writes
+    them as they come, `status` none, so that it sums a folder of a million jobs without holding
+    them). A run's own summary also
     lists the earlier starts' folders it found unfinished (`nightly.earlier_folders`), which
     the journal does not know of. `spent_usd` is the folder's over all its runs,
     `run_spent_usd` that run's: the generations it booked to jobs, as its creates' answers
@@ -140,21 +139,42 @@ def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
 
 
 def write_results(journal: Journal, out_dir: Path, run_id: int, *,
-                  unfinished_folders: Sequence[dict[str, Any]] | None = None) -> report.RunResults:
-    """Write the four results files of the run `run_id` (each whole or not at all) and return
-    what they hold."""
-    results = compute(journal, out_dir, run_id, unfinished_folders=unfinished_folders)
-    files.write_text(out_dir / RESULTS, _lines(results.records))
-    files.write_text(out_dir / ERRORS, _lines(results.failures))
-    table = io.StringIO()
-    report.render_csv(results, table)
-    files.write_text(out_dir / CSV, table.getvalue())
-    files.write_json(out_dir / SUMMARY, results.summary)
-    return results
+                  unfinished_folders: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the four results files of the run `run_id` and its page (`report.write_report`),
+    each whole or not at all, and return its summary. Each file is written as the jobs are
+    read from the journal, a row at a time, a pass a file (all as of one moment of the
+    journal: `Journal.snapshot`), so that a folder of 100,000 jobs is written without its
+    records held at once: results.jsonl in the pass that sums the summary (`summarize`), which
+    also gathers what the csv's columns and the page's totals and axes need (`report.Shape`)."""
+    shape = report.Shape()
+    with journal.snapshot():
+        with files.writing(out_dir / RESULTS) as lines:
+            def keep(line: dict[str, Any]) -> None:
+                lines.write(files.json_text(line))
+                shape.add(line)
+
+            summary = summarize(journal, out_dir, run_id, unfinished_folders=unfinished_folders,
+                                keep=keep)
+        with files.writing(out_dir / ERRORS) as failures:
+            failures.writelines(files.json_text(record(row)) for row in journal.reported("failed"))
+        results = report.RunResults(out_dir, summary, _Reread(journal),
+                                    frozenset(summary["missing_videos"]), shape)
+        with files.writing(out_dir / CSV) as table:
+            report.render_csv(results, table)
+        files.write_json(out_dir / SUMMARY, summary)
+        report.write_report(out_dir, results)
+    return summary
 
 
-def _lines(records: Iterable[dict[str, Any]]) -> str:
-    return "".join(map(files.json_text, records))
+@dataclass(frozen=True, slots=True)
+class _Reread:
+    """The records of the jobs the results speak of, read anew from the journal, a row at a time,
+    on each pass over them."""
+
+    journal: Journal
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(record, self.journal.reported())
 
 
 def status(out_dir: Path, *, as_json: bool = False) -> Iterator[str]:

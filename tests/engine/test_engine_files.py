@@ -24,6 +24,7 @@ from enginekit import (
     invoke,
     invoke_run,
     journal_rows,
+    results_lines,
     run,
     sim_settings,
     simulated_process,
@@ -290,6 +291,40 @@ def test_two_writers_of_one_file_at_once_both_put_it_in_place_whole(tmp_path: Pa
     assert os.listdir(tmp_path) == ["report.html"]  # no staged file left behind
 
 
+WRITER = """
+import sys
+from pathlib import Path
+from runner import files
+with files.writing(Path(sys.argv[1])) as stream:
+    stream.writelines(f"job {n}\\n" for n in range(100_000))
+    stream.flush()
+    print("half written", flush=True)
+    sys.stdin.read()  # until it is killed
+"""
+
+
+def test_a_file_written_as_it_is_made_is_in_place_only_once_whole(tmp_path: Path) -> None:
+    """results.jsonl, results.csv and report.html are written as a run's end reads its jobs
+    (`files.writing`): a writer killed half way, or broken off by an error, leaves the file the
+    last run wrote, never half of a new one."""
+    dest = tmp_path / "results.jsonl"
+    dest.write_text("the last run's\n", encoding="utf-8")
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(dest)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdout is not None and writer.stdout.readline() == "half written\n"
+        writer.kill()
+    (staged,) = [path for path in tmp_path.iterdir() if path != dest]
+    assert staged.name.startswith(f".results.jsonl.{writer.pid}-") and staged.stat().st_size > 0
+    assert dest.read_text(encoding="utf-8") == "the last run's\n"
+    staged.unlink()
+    with pytest.raises(sqlite3.OperationalError):
+        with files.writing(dest) as stream:
+            stream.write("job 0\n")
+            raise sqlite3.OperationalError("database or disk is full")  # the journal's read failed
+    assert os.listdir(tmp_path) == ["results.jsonl"]
+    assert dest.read_text(encoding="utf-8") == "the last run's\n"
+
+
 def test_a_writer_removes_what_dead_writers_of_its_file_left_staged_and_nothing_else(
         tmp_path: Path) -> None:
     ended = subprocess.Popen([sys.executable, "-c", ""])
@@ -394,13 +429,13 @@ def test_videos_gone_from_the_folder_are_fetched_again_when_asked_and_never_paid
         audit(out, sim)
         assert sim.books.creates_accepted == 8
     assert left.outcome.exit_code == 0
-    assert left.results.summary["missing_videos"] == [str(p.relative_to(out)) for p in gone]
+    assert left.summary["missing_videos"] == [str(p.relative_to(out)) for p in gone]
     assert set(warned) == {f"{out}: 5 downloaded videos gone from the folder (deleted or moved by "
                            "hand): run with --fetch-missing to download them again from their "
                            "generations (nothing is paid again)"}
-    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
+    assert fetched.outcome.exit_code == 0 and fetched.summary["missing_videos"] == []
     assert videos(out) == clips
-    assert fetched.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
+    assert fetched.summary["spent_usd"] == pytest.approx(8 * 0.27)
     after = {row["key"]: row for row in journal_rows(out)}
     kept = ("generation_id", "file", "completed_at", "render_seconds", "cost_usd")
     assert all([after[key][c] for c in kept] == [row[c] for c in kept] for key, row in before.items())
@@ -418,7 +453,7 @@ def test_a_video_whose_generation_was_deleted_fails_with_the_reason(tmp_path: Pa
         urllib.request.urlopen(request, timeout=10).close()
         fetched = run(manifest, out, sim, fetch_missing=True)
         assert sim.books.creates_accepted == 4
-    (failure,) = fetched.results.failures
+    (failure,) = results_lines(out, "errors.jsonl")
     assert fetched.outcome.exit_code == 1 and failure["key"] == row["key"]
     assert failure["reason"] == f"generation {row['generation_id']} was not found (deleted?)"
 
@@ -434,7 +469,7 @@ def test_a_fetch_the_disk_refuses_ends_with_4_even_with_no_job_left(
         fill_up(monkeypatch, staged(video, key))
         fetched = run(manifest, out, sim, fetch_missing=True)
     assert fetched.outcome.exit_code == 4 and "output folder is unusable" in fetched.outcome.reason
-    assert fetched.results.summary["counts"] == {"downloaded": 3, "failed": 1}
+    assert fetched.summary["counts"] == {"downloaded": 3, "failed": 1}
 
 
 def test_a_fetch_puts_videos_back_where_they_were_for_jobs_the_manifest_has_or_no_longer_has(
@@ -456,7 +491,7 @@ def test_a_fetch_puts_videos_back_where_they_were_for_jobs_the_manifest_has_or_n
         (out / kept).rmdir()
         fetched = run(renamed, out, sim, fetch_missing=True)
         assert sim.books.creates_accepted == 8
-    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
+    assert fetched.outcome.exit_code == 0 and fetched.summary["missing_videos"] == []
     assert {row["file"]: (out / row["file"]).read_bytes() for row in journal_rows(out)} == contents
 
 
@@ -481,7 +516,7 @@ def test_videos_fetched_again_are_polled_at_once(tmp_path: Path) -> None:
         clock = Sleeps()
         fetched = run(manifest, out, sim, clock=clock, fetch_missing=True)
         assert sim.books.creates_accepted == 8
-    assert fetched.outcome.exit_code == 0 and fetched.results.summary["missing_videos"] == []
+    assert fetched.outcome.exit_code == 0 and fetched.summary["missing_videos"] == []
     assert max(clock.asked, default=0.0) == 0.0  # a render known to be over is never waited for
 
 
@@ -544,7 +579,7 @@ def test_a_name_the_folder_refuses_as_too_long_fails_for_good_and_is_fetched_onc
     assert row["error_kind"] == "name" and row["reason"].endswith(
         ": File name too long (use a shorter --out or output.filename, then run with "
         "--retry-failed: the video is fetched, not paid for again)")
-    assert failed.results.summary["failed_for_retry"] == 1
+    assert failed.summary["failed_for_retry"] == 1
     assert retried.outcome.exit_code == 0 and books["states"] == {"downloaded": 1}
     assert books["books"].creates_accepted == 1
 

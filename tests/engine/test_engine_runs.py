@@ -60,7 +60,7 @@ def test_a_second_run_downloads_nothing_and_creates_nothing(tmp_path: Path) -> N
         audit(tmp_path / "out", sim)
         assert sim.books.creates_accepted == created == 8
     assert first.outcome.exit_code == second.outcome.exit_code == 0
-    summary = second.results.summary
+    summary = second.summary
     assert summary["counts"] == {"downloaded": 8} and summary["exit_code"] == 0
     assert summary["spent_usd"] == pytest.approx(8 * 0.27)
 
@@ -181,7 +181,7 @@ def test_the_budget_stops_submitting_and_the_next_run_resumes(tmp_path: Path) ->
         report = run(manifest, out, sim)
         assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
         assert sim.books.creates_accepted == 3  # 3 x $0.27 fits in $1, a fourth does not
-        assert report.results.summary["counts"] == {"downloaded": 3, "pending": 5}
+        assert report.summary["counts"] == {"downloaded": 3, "pending": 5}
         again = run(manifest, out, sim, budget_usd=10.0)
         audit(out, sim)
         assert again.outcome.exit_code == 0 and sim.books.creates_accepted == 8
@@ -195,7 +195,7 @@ def test_a_cost_named_in_credits_counts_in_dollars_in_the_results_and_the_budget
     with run_in_thread(sim_settings(create_answer="flat")) as sim:
         report = run(manifest, out, sim)
         billed_usd = sim.books.credits_spent * 0.0015
-    summary, records = report.results.summary, results_lines(out)
+    summary, records = report.summary, results_lines(out)
     assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
     assert summary["spent_usd"] == pytest.approx(billed_usd) == pytest.approx(0.54)
     assert {r["cost_usd"] for r in records if r["state"] == "downloaded"} == {0.27}
@@ -218,7 +218,7 @@ def test_a_price_table_below_the_api_s_prices_reserves_the_price_the_api_named_o
         report = run(manifest, out, sim, sink=journal_reservation)
         created = sim.books.creates_accepted
     assert report.outcome.exit_code == 3 and "budget" in report.outcome.reason
-    assert created == 3 and report.results.summary["spent_usd"] == 0.81  # a fourth: $1.08
+    assert created == 3 and report.summary["spent_usd"] == 0.81  # a fourth: $1.08
     assert reserved == [0.01, 0.27, 0.27]
 
 
@@ -231,7 +231,7 @@ def test_the_prices_an_earlier_run_was_named_are_reserved_from_a_run_s_first_cre
         stopped = run(cheap, out, sim, budget_usd=0.2)  # 4 new jobs, $0.01 each by the table
         created = sim.books.creates_accepted
     assert stopped.outcome.exit_code == 3 and "budget" in stopped.outcome.reason
-    assert created == 4 and stopped.results.summary["run_spent_usd"] == 0
+    assert created == 4 and stopped.summary["run_spent_usd"] == 0
 
 
 def test_a_lost_creates_generation_is_booked_at_the_price_the_api_named_for_its_kind(
@@ -247,7 +247,7 @@ def test_a_lost_creates_generation_is_booked_at_the_price_the_api_named_for_its_
     with run_in_thread(sim_settings(state_path=state, fault_create_500=1.0)) as sim:
         stopped = run(cheap, out, sim, budget_usd=1.0, concurrency=1)  # 4 new jobs
         billed = sim.books.creates_accepted
-    summary = stopped.results.summary
+    summary = stopped.summary
     assert stopped.outcome.exit_code == 3 and "budget" in stopped.outcome.reason
     assert billed == 3 and summary["run_spent_usd"] == 0.81
     assert (summary["spent_usd"], summary["spent_estimated_usd"]) == (1.89, 0.81)
@@ -291,8 +291,8 @@ def test_a_job_that_cost_money_stays_in_the_results_when_it_leaves_the_manifest(
         billed = sim.books.credits_spent * 0.0015
     records = results_lines(out)
     assert len(records) == 2 and {r["planned"] for r in records} == {True, False}
-    assert sum(r["spent_usd"] for r in records) == pytest.approx(last.results.summary["spent_usd"])
-    assert last.results.summary["spent_usd"] == pytest.approx(billed) == pytest.approx(0.54)
+    assert sum(r["spent_usd"] for r in records) == pytest.approx(last.summary["spent_usd"])
+    assert last.summary["spent_usd"] == pytest.approx(billed) == pytest.approx(0.54)
 
 
 def test_a_generation_given_up_on_stays_counted_as_an_estimate_when_no_answer_named_its_cost(
@@ -304,9 +304,9 @@ def test_a_generation_given_up_on_stays_counted_as_an_estimate_when_no_answer_na
         first = run(manifest, out, sim)
     with run_in_thread(sim_settings(user_id=lost.user_id)) as sim:
         again = run(manifest, out, sim, retry_failed=True)  # created anew, its cost named
-    assert first.results.summary["spent_estimated_usd"] == 0.27
+    assert first.summary["spent_estimated_usd"] == 0.27
     assert again.outcome.exit_code == 0
-    summary, (record,) = again.results.summary, results_lines(out)
+    summary, (record,) = again.summary, results_lines(out)
     assert (summary["spent_usd"], summary["spent_estimated_usd"]) == (0.54, 0.27)
     assert (record["cost_usd"], record["spent_usd"], record["spent_estimated_usd"]) == (
         0.27, 0.54, 0.27)
@@ -447,7 +447,7 @@ def test_an_api_root_without_the_api_is_refused_and_fails_no_job(tmp_path: Path)
     assert wrong.outcome.exit_code == 4
     assert wrong.outcome.reason == (f"{root} is no Leonardo API root: /v1/me answered 404 (the root "
                                     "ends in /api/rest, as https://cloud.leonardo.ai/api/rest does)")
-    assert wrong.results.summary["counts"] == {"pending": 8}
+    assert wrong.summary["counts"] == {"pending": 8}
     assert right.outcome.exit_code == 0
 
 
@@ -483,7 +483,7 @@ def test_a_run_that_ends_before_it_begins_leaves_the_folders_results_as_they_wer
     assert set(kept) == {"results.jsonl", "errors.jsonl", "results.csv", "summary.json", "report.html"}
     assert rewritten == 0 and results_files(out) == kept
     assert journal_rows(out) == planned  # its jobs are not left in the journal's plan
-    assert ended.results.summary["exit_code"] == expected[0]
+    assert ended.summary["exit_code"] == expected[0]
     assert code == 0 and f"exit {expected[0]} ({ended.outcome.reason})" in shown
 
 
@@ -561,7 +561,7 @@ def test_an_api_down_at_the_start_sends_nothing_then_moderated_jobs_wait(tmp_pat
                                 timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF))
     assert first.outcome.exit_code == 3 and first.outcome.reason.startswith(
         "the account of the key could not be read (/v1/me: cannot connect to the API")
-    assert first.results.summary["counts"] == {"pending": 4}
+    assert first.summary["counts"] == {"pending": 4}
     with run_in_thread(sim_settings()) as up:
         second = run(manifest, out, up)
         third = run(manifest, out, up)
@@ -592,7 +592,7 @@ def test_a_refused_job_retry_failed_never_sent_stays_failed_for_the_next_plain_r
             assert journal.job(refused["key"]).state == "pending"
         plain = run(manifest, out, sim)
         refusals = sim.books.requests["create"].get(400)
-    assert stopped.outcome.exit_code == 3 and stopped.results.summary["failed_for_retry"] == 1
+    assert stopped.outcome.exit_code == 3 and stopped.summary["failed_for_retry"] == 1
     assert after_stop == [refused]
     assert plain.outcome.exit_code == 1 and refusals == 1  # refused once, never sent again
     assert [r for r in results_lines(out) if r["key"] == refused["key"]] == [refused]
@@ -638,7 +638,7 @@ def test_retry_failed_renders_a_failed_generation_anew_and_counts_what_it_cost(
     records = results_lines(out)
     assert {r["state"] for r in records} == {"downloaded"}
     assert not failed_ids & {r["generation_id"] for r in records}
-    assert second.results.summary["spent_usd"] == pytest.approx(8 * 0.27)
+    assert second.summary["spent_usd"] == pytest.approx(8 * 0.27)
 
 
 def test_jobs_a_manifest_no_longer_has_are_kept_and_said_so(
@@ -692,7 +692,7 @@ def test_an_api_that_goes_down_during_a_run_stops_it_and_the_next_run_finishes(
     assert down.outcome.reason.startswith("the API could not be reached for")
     (warned,) = outage_records(hailuo_log.records)  # once, however many calls were refused
     outage_warned(warned, 0.3)
-    assert "failed" not in down.results.summary["counts"]  # nothing given up on: all resumable
+    assert "failed" not in down.summary["counts"]  # nothing given up on: all resumable
     with run_in_thread(sim_settings(state_path=tmp_path / "account.jsonl")) as sim:  # it is back
         again = run(manifest, out, sim)
         billed = sorted(g.id for g in sim.books.generations)  # by both lives of the server

@@ -337,7 +337,7 @@ def test_a_lost_create_found_by_a_later_run_counts_in_that_runs_spending(tmp_pat
         create(sim, json.loads(row_of(out, key)["request"]))
         report = run(manifest, out, sim, sink=events.append)
         creates = sim.books.creates_accepted
-    summary, progress = report.results.summary, events[-1].snapshot
+    summary, progress = report.summary, events[-1].snapshot
     assert report.outcome.exit_code == 0 and creates == 2
     assert (summary["spent_usd"], summary["spent_estimated_usd"], summary["run_spent_usd"]) == (
         0.54, 0.27, 0.54)

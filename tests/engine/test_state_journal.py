@@ -391,7 +391,7 @@ def test_a_runs_summary_describes_that_run_even_when_a_later_one_began(tmp_path:
         first = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
         journal.begin_run(name="n", manifest="m.yaml", settings={}, at=2.0)  # its lock lost
         journal.end_run(first, exit_code=0, reason="every job downloaded", at=3.0)
-        summary = write_results(journal, tmp_path, first).summary
+        summary = write_results(journal, tmp_path, first)
         latest = journal.run()
     assert (summary["started_at"], summary["exit_code"]) == ("1970-01-01T00:00:01.000Z", 0)
     assert latest is not None and latest.id == first + 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -63,8 +65,9 @@ def test_vars_come_after_the_prompt_and_paths_never_leave_the_folder(tmp_path: P
     data = report.page_data(report.load(tmp_path))
     assert [axis["key"] for axis in data["axes"]] == ["prompt", "time", "vibe", "n"]
     assert [axis["label"] for axis in data["axes"]][-1] == "sample"
-    assert [job["file"] for job in data["jobs"]] == [None, None, "ok/a b#1.mp4"]
-    assert [job["missing"] for job in data["jobs"]] == [False, False, True]
+    jobs = list(data["jobs"])
+    assert [job["file"] for job in jobs] == [None, None, "ok/a b#1.mp4"]
+    assert [job["missing"] for job in jobs] == [False, False, True]
     assert data["run"]["name"] == tmp_path.name
     assert data["totals"]["spent_usd"] == 0.0
 
@@ -209,7 +212,7 @@ def test_a_folder_without_results_is_a_usage_error_and_a_damaged_one_a_state_err
     with pytest.raises(StateError, match=r"results.jsonl:2:2: not JSON"):
         report.load(tmp_path)
     with pytest.raises(UsageError, match="unknown report format 'xml'"):
-        report.render(report.RunResults(tmp_path, {}, (), frozenset()), "xml", io.StringIO())
+        report.render(report.RunResults.held(tmp_path, {}, (), frozenset()), "xml", io.StringIO())
 
 
 # A field of the third record of results.jsonl, or of summary.json, set to a raw JSON value: what
@@ -334,8 +337,7 @@ def test_a_runs_end_looks_for_each_video_once_and_its_files_and_page_agree_on_th
         look = files.gone
         monkeypatch.setattr(files, "gone",
                             lambda root, relative: looked.append(relative) or look(root, relative))
-        found = results.write_results(journal, tmp_path, run)
-        report.write_report(tmp_path, found)
+        results.write_results(journal, tmp_path, run)
     assert sorted(looked) == ["p/0.mp4", "p/1.mp4", "p/2.mp4", "p/3.mp4"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["missing_videos"] == ["p/1.mp4"]
@@ -344,6 +346,44 @@ def test_a_runs_end_looks_for_each_video_once_and_its_files_and_page_agree_on_th
                                                                          "False"]
     page = page_data((tmp_path / "report.html").read_text(encoding="utf-8"))
     assert [job["missing"] for job in page["jobs"]] == [False, True, False, False, False]
+
+
+def test_a_runs_end_writes_its_files_a_job_at_a_time_as_the_reports_make_them(tmp_path: Path) -> None:
+    """A run's end writes results.jsonl, errors.jsonl, results.csv and report.html as it reads
+    the jobs from the journal, never holding their records at once (with the files' texts, they
+    came to 650 MB at the end of a run of 100,000 jobs): at its peak it holds a fraction of
+    results.jsonl's size, where it held five times as much, and each file is byte for byte what
+    the reports make of the records all held (`report.load`)."""
+    jobs = [dataclasses.replace(job, axes={**job.axes, "mood": ("calm", "<wild>")[job.index % 2]})
+            for job in journal_jobs(3000)]
+    with Journal.open(tmp_path) as journal:
+        run = journal.begin_run(name="n", manifest="m.yaml", settings={}, at=1.0)
+        journal.sync_plan(jobs)
+        journal.conn.execute("UPDATE jobs SET state = 'failed', generation_id = 'g' || idx, "
+                             "cost_usd = 0.27, error_kind = 'moderation', reason = 'refused: ' "
+                             "|| prompt WHERE idx % 3 = 0")
+        journal.sync_plan(jobs[1:])  # the first job is no longer in the manifest
+        journal.end_run(run, exit_code=1, reason="some jobs failed", at=2.0)
+        tracemalloc.start()
+        try:
+            summary = results.write_results(journal, tmp_path, run)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < (tmp_path / "results.jsonl").stat().st_size / 4
+    written = {name: (tmp_path / name).read_text(encoding="utf-8")
+               for name in ("results.jsonl", "errors.jsonl", "results.csv", "report.html")}
+    held = report.load(tmp_path)
+    assert held.summary == summary and len(held.records) == 3000
+    assert written["results.jsonl"] == "".join(map(files.json_text, held.records))
+    assert written["errors.jsonl"] == "".join(files.json_text(record) for record in held.records
+                                              if record["state"] == "failed")
+    for render, name in ((report.render_csv, "results.csv"), (report.render_html, "report.html")):
+        stream = io.StringIO()
+        render(held, stream)
+        assert stream.getvalue() == written[name]
+    data = page_data(written["report.html"])
+    assert (data["varying"], data["totals"]["unplanned"], len(data["jobs"])) == (["prompt", "mood"], 1, 3000)
 
 
 def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp_path: Path) -> None:
@@ -363,8 +403,8 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
             (tmp_path / "p").mkdir(exist_ok=True)
             (tmp_path / job.filename).touch()  # the video it downloaded
         journal.end_run(run, exit_code=0, reason="done", at=6.0)
-        found = results.write_results(journal, tmp_path, run)
-    assert (found.summary["spent_usd"], found.summary["spent_estimated_usd"]) == (0.57, 0.27)
+        summary = results.write_results(journal, tmp_path, run)
+    assert (summary["spent_usd"], summary["spent_estimated_usd"]) == (0.57, 0.27)
     status = CliRunner().invoke(main, ["status", str(tmp_path)], catch_exceptions=False)
     assert "spent $0.57 ($0.27 of it estimated), " in status.stdout
     loaded = report.load(tmp_path)
@@ -372,7 +412,7 @@ def test_a_job_whose_cost_was_never_named_counts_its_estimate_in_every_total(tmp
     assert (data["totals"]["spent_usd"], data["totals"]["spent_estimated_usd"]) == (0.57, 0.27)
     assert [(job["spent_usd"], job["spent_estimated_usd"]) for job in data["jobs"]] == [
         (0.3, 0), (0.27, 0.27), (0, 0)]
-    copied = report.RunResults(tmp_path, {}, loaded.records, frozenset()).totals  # no summary.json
+    copied = dataclasses.replace(loaded, summary={}).totals  # no summary.json
     assert (copied.spent_usd, copied.spent_estimated_usd) == (0.57, 0.27)
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
     lines = text.stdout.splitlines()
@@ -408,11 +448,13 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
             journal.apply([row.failed(run_id=run, at=4.0, reason=reason, kind=kind)])
         journal.sync_plan(jobs[:4])  # the manifest edited: jobs 4 and 5 dropped
         journal.end_run(run, exit_code=1, reason="some jobs failed", at=5.0)
-        found = results.write_results(journal, tmp_path, run)
-    assert [r["failed_for_now"] for r in found.records] == [True, True, False, False, False, True]
+        results.write_results(journal, tmp_path, run)
+    with (tmp_path / "results.jsonl").open(encoding="utf-8") as lines:
+        found = [json.loads(line) for line in lines]
+    assert [r["failed_for_now"] for r in found] == [True, True, False, False, False, True]
     with (tmp_path / "results.csv").open(encoding="utf-8", newline="") as table:
         columns = [(row["error_kind"], row["failed_for_now"]) for row in csv.DictReader(table)]
-    assert columns == [(kind, str(r["failed_for_now"])) for (_, kind, _), r in zip(FAILURES, found.records)]
+    assert columns == [(kind, str(r["failed_for_now"])) for (_, kind, _), r in zip(FAILURES, found)]
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
     # the totals of the current plan's jobs as their lines say them: those for --retry-failed apart
     assert text.stdout.splitlines()[1].startswith(
@@ -438,7 +480,7 @@ def test_a_job_shows_what_it_spent_with_the_generations_a_retry_gave_up(tmp_path
     waiting = {**retried, "key": "b" * 64, "short_key": "b" * 10, "index": 1, "state": "pending",
                "cost_usd": None, "spent_usd": 0.0, "render_seconds": None, "file": None}
     stream = io.StringIO()
-    shown = report.RunResults(tmp_path, {"spent_usd": 0.9}, (retried, waiting), frozenset())
+    shown = report.RunResults.held(tmp_path, {"spent_usd": 0.9}, (retried, waiting), frozenset())
     report.render(shown, "text", stream)
     first, second = stream.getvalue().splitlines()[-2:]
     assert "$0.90" in first and "$0.45" not in first
@@ -465,7 +507,7 @@ def test_one_job_is_told_as_one_job(tmp_path: Path) -> None:
     summary = {"name": "single", "jobs": 1, "out": str(tmp_path), "counts": {"pending": 1},
                "started_at": None, "ended_at": None, "exit_code": None, "exit_reason": None,
                "spent_usd": 0.0, "reserved_usd": 0.0, "estimated_usd": 0.27, "missing_videos": []}
-    single = report.RunResults(tmp_path, summary, (job,), frozenset())
+    single = report.RunResults.held(tmp_path, summary, (job,), frozenset())
     stream = io.StringIO()
     report.render(single, "text", stream)
     assert stream.getvalue().splitlines()[1].startswith("1 job: 0 done")
