@@ -23,14 +23,16 @@ see a job taken up again that no run sent as the failed job the next run's start
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from runner import files
 from runner.errors import StateError, UsageError
@@ -138,6 +140,53 @@ _JOBS_AS_FOUND = ("CREATE TEMP VIEW jobs AS SELECT " + ", ".join(
 # A job in a state the runner does not know, found in the index of states alone.
 _UNKNOWN_STATE = (f"SELECT key, state FROM jobs WHERE state = (SELECT state FROM jobs "
                   f"WHERE state NOT IN {STATES} LIMIT 1) LIMIT 1")
+# What to do when SQLite says the machine failed a read of the journal, by its (primary) error
+# code: the disk or the temp folder it sorts in full (it sorts there the jobs of a folder whose
+# sorting does not fit in its memory), an I/O error, no memory left, the file locked past the busy
+# timeout, or damaged. Any other sqlite3 error is the runner's bug, and keeps its traceback.
+_TEMP_FOLDER = "the temp folder SQLite sorts in (SQLITE_TMPDIR or TMPDIR, else /var/tmp)"
+_CHECK_DISKS = f"check the folder's disk and {_TEMP_FOLDER}, then run the command again"
+_HELD = "another process holds the journal locked: run the command again once it is done"
+_MACHINE_FAILURES = {
+    sqlite3.SQLITE_FULL: f"free some space in {_TEMP_FOLDER} and on the folder's disk, or point "
+                         "SQLITE_TMPDIR at a folder with room, then run the command again",
+    sqlite3.SQLITE_IOERR: _CHECK_DISKS, sqlite3.SQLITE_CANTOPEN: _CHECK_DISKS,
+    sqlite3.SQLITE_NOMEM: "free some memory, then run the command again",
+    sqlite3.SQLITE_BUSY: _HELD, sqlite3.SQLITE_LOCKED: _HELD,
+    sqlite3.SQLITE_CORRUPT: RESTORE_HINT, sqlite3.SQLITE_NOTADB: RESTORE_HINT,
+}
+_Read = TypeVar("_Read")
+
+
+@contextmanager
+def _read_failures(folder: Path) -> Iterator[None]:
+    """A read of the journal of `folder` that the machine failed (`_MACHINE_FAILURES`) as a
+    StateError naming the folder and what to do."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        hint = _MACHINE_FAILURES.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+        if hint is None:
+            raise
+        raise StateError(f"{folder}: cannot read the journal: {exc}: {hint}") from exc
+
+
+def _reads(method: Callable[..., _Read]) -> Callable[..., _Read]:
+    """A method of Journal that reads the journal, its reads the machine fails turned into
+    StateErrors (`_read_failures`), the one way every read meets them (writes meet them in
+    `_transaction`); the rows of one that gives them a row at a time as they are read."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def rows(self: Journal, *args: Any, **kwargs: Any) -> Any:
+            with _read_failures(self.folder):
+                yield from method(self, *args, **kwargs)
+        return rows
+
+    @functools.wraps(method)
+    def read(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        with _read_failures(self.folder):
+            return method(self, *args, **kwargs)
+    return read
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +247,8 @@ class Journal:
         try:
             yield
         finally:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                self.conn.execute("ROLLBACK")
 
     def __enter__(self) -> Self:
         return self
@@ -229,18 +279,21 @@ class Journal:
         with self._transaction():
             self.conn.execute("UPDATE runs SET account = ? WHERE id = ?", (account, run_id))
 
+    @_reads
     def accounts(self) -> set[str]:
         """The accounts the folder's runs worked on (every run records its own before it sends
         anything; runs of older versions recorded none)."""
         return {row[0] for row in self.conn.execute(
             "SELECT DISTINCT account FROM runs WHERE account IS NOT NULL")}
 
+    @_reads
     def last_begun(self) -> int | None:
         """The latest run that began its work (it records its account just before, and only
         then), whose end the results files tell; None when none did (or only runs of older
         versions, which recorded no account)."""
         return self.conn.execute("SELECT MAX(id) FROM runs WHERE account IS NOT NULL").fetchone()[0]
 
+    @_reads
     def run(self, run_id: int | None = None) -> RunRow | None:
         """The run `run_id`, or the latest one."""
         row = self.conn.execute("SELECT id, name, manifest, started_at, ended_at, exit_code, "
@@ -264,6 +317,7 @@ class Journal:
                 "filename = excluded.filename, upload = excluded.upload, "
                 "estimated_cost = excluded.estimated_cost", rows)
 
+    @_reads
     def keep_plan(self) -> None:
         """Keep the plan as it is (in a table of this connection's alone) for `restore_plan`."""
         self.drop_kept_plan()
@@ -292,18 +346,21 @@ class Journal:
         except StateError as exc:
             raise StateError(f"{self.folder}: {exc}") from exc
 
+    @_reads
     def job(self, key: str) -> JobRow:
         row = self.conn.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise StateError(f"job {key[:10]} is not in the journal")
         return next(self._rows([row]))
 
+    @_reads
     def pending_after(self, index: int, *, limit: int = 256) -> list[JobRow]:
         """Planned pending jobs after plan position `index`, in plan order, a page at a time."""
         rows = self.conn.execute(f"{_SELECT} WHERE state = 'pending' AND planned = 1 AND idx > ? "
                                  "ORDER BY idx LIMIT ?", (index, limit))
         return list(self._rows(rows))
 
+    @_reads
     def in_states(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
         marks = ", ".join("?" * len(wanted))
@@ -311,6 +368,7 @@ class Journal:
                                  wanted)
         return list(self._rows(rows))
 
+    @_reads
     def reported(self, state: str | None = None) -> Iterator[JobRow]:
         """The jobs the results speak of (`_REPORTED`), or those of them in `state`, planned
         ones first, in plan order, read a row at a time."""
@@ -318,12 +376,14 @@ class Journal:
                                                 "COALESCE(?, state) ORDER BY planned DESC, idx, key",
                                                 (state,)))
 
+    @_reads
     def unplanned_counts(self, plan: Collection[str]) -> dict[str, int]:
         """The jobs a plan of the keys `plan` would leave out, by state, as the results count
         them once it runs (`unplanned_counts`): those that were sent or cost money."""
         rows = self.conn.execute(f"SELECT key, state FROM jobs WHERE {_SENT}")
         return dict(sorted(Counter(state for key, state in rows if key not in plan).items()))
 
+    @_reads
     def changed_frames(self, jobs: Sequence[Job]) -> list[FrameChange]:
         """The start frames of the plan `jobs` whose file changed since jobs the folder keeps
         (sent, or that cost money) were made from it, those the plan still has new jobs of, in
@@ -355,17 +415,20 @@ class Journal:
                                            dict(sorted(made[path].items())), new, len(of_frame)))
         return changes
 
+    @_reads
     def states_of(self, keys: Iterable[str]) -> dict[str, str]:
         """The state of each of `keys` the journal knows."""
         wanted = set(keys)
         rows = self.conn.execute("SELECT key, state FROM jobs")
         return {key: state for key, state in rows if key in wanted}
 
+    @_reads
     def counts(self, jobs: str = "reported") -> dict[str, int]:
         """How many of the `jobs` ("reported", "planned" or "answered": see above) are in each state."""
         rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {_COUNTED[jobs]} GROUP BY state")
         return {state: count for state, count in rows}
 
+    @_reads
     def booked(self, run_id: int) -> set[str]:
         """The generations the run `run_id` booked to jobs: those its creates' answers named, and
         those it found on the account for creates whose answer was lost, its own or an earlier
@@ -374,12 +437,14 @@ class Journal:
                                  "from_state = 'submitting' AND to_state = 'submitted'", (run_id,))
         return {row[0] for row in rows}
 
+    @_reads
     def holder(self, generation_id: str) -> str | None:
         """The key of the job that has `generation_id` now, if one has."""
         row = self.conn.execute("SELECT key FROM jobs WHERE generation_id = ?",
                                 (generation_id,)).fetchone()
         return row[0] if row else None
 
+    @_reads
     def claimed(self, generation_ids: Iterable[str]) -> set[str]:
         """Those of `generation_ids` that belong, or once belonged, to a job (a generation a
         retry gave up on must never be taken for another create's)."""
@@ -392,6 +457,7 @@ class Journal:
                                  f"AND detail IN ({marks})", ids + ids)
         return {row[0] for row in rows}
 
+    @_reads
     def highest_costs(self) -> dict[tuple[Any, ...], float]:
         """The most a create answer named for a job of each model, mode and duration (the
         request's), as the engine reserves for a job of that kind."""
@@ -401,6 +467,7 @@ class Journal:
             "WHERE cost_usd > 0 GROUP BY 1, 2, 3")
         return {(model, mode, duration): cost for model, mode, duration, cost in rows}
 
+    @_reads
     def sendings(self, key: str) -> list[tuple[float, float | None]]:
         """When each create of the job's current attempt (from its latest move out of `pending`)
         was sent, in order: by this machine's clock and, if the run that sent it knew the API's
@@ -410,6 +477,7 @@ class Journal:
         begun = max((n for n, (_, source, _) in enumerate(rows) if source != "submitting"), default=0)
         return [(at, _number(detail)) for at, _, detail in rows[begun:]]
 
+    @_reads
     def missing_videos(self) -> list[JobRow]:
         """The jobs recorded as downloaded whose video is no longer a file in the folder (deleted
         or moved away by hand), planned ones first, in plan order."""
@@ -417,10 +485,12 @@ class Journal:
                                  "file IS NOT NULL ORDER BY planned DESC, idx")
         return [self.job(key) for key, file in rows if files.gone(self.folder, file)]
 
+    @_reads
     def file_owners(self) -> dict[str, str]:
         """Each video file recorded (relative to the folder) with the key of its job."""
         return dict(self.conn.execute("SELECT file, key FROM jobs WHERE file IS NOT NULL"))
 
+    @_reads
     def upload_id(self, sha256: str, *, api: str, account: str | None) -> str | None:
         """The id of the file with this content uploaded to `api` for `account` (None: for any
         account, the latest), if it was."""
@@ -445,6 +515,7 @@ class Journal:
         self.apply([row.retried(run_id=run_id, at=at) for row in failed])
         return len(failed)
 
+    @_reads
     def unsent_retries(self, *, run_id: int, at: float) -> None:
         """Jobs taken up again (`retry_failed`) that no generation has been booked to since, and
         that wait unsent, go back to failed with the reason and kind they kept: a run stopped

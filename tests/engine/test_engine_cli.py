@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import re
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from bench.runs import Sweep, make_run
-from enginekit import (PROMPTS, down_url, invoke, invoke_run, killed_retry_run, results_lines, run,
+from enginekit import (PROMPTS, down_url, invoke, invoke_run, job, killed_retry_run, results_lines, run,
                        sim_settings, step, write_manifest)
 
-from runner import results
+from runner import results, state
 from runner.batch import RunConfig, plan_for
 from runner import nightly
 from runner.cli import Progress
@@ -480,6 +481,32 @@ def test_status_counts_failures_by_kind_whatever_details_their_reasons_hold(tmp_
                                               "  1 of no kind recorded"]
     assert lines[counted + 4].startswith(f"failed {jobs[1].key[:10]} ")
     assert lines[-1] == f"... and 3 more failed jobs: every one in `hailuo-batch status {out} --format json`"
+
+
+# `hailuo-batch ARGS` in a process that may write files of 64 KB at the most: a temp folder full.
+FULL_TEMP_FOLDER = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16)); "
+                    "from runner.__main__ import command; command()")
+
+
+def test_a_read_of_the_journal_the_machine_fails_is_the_folders_error_with_exit_4(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status` and `report` sort a large folder's jobs in SQLite's temp folder: that folder full
+    ends them with exit 4, naming the folder and what to do, never a traceback; an SQL error, a
+    bug, keeps its traceback."""
+    out = tmp_path / "out"
+    with Journal.open(out) as journal:  # 3,000 jobs of 1 KB prompts: 6 MB to sort
+        journal.sync_plan([job(n, prompt=f"take {n}: " + "a street at night, " * 50) for n in range(3000)])
+    for command in (["status"], ["report", "--format", "csv"]):
+        told = subprocess.run([sys.executable, "-c", FULL_TEMP_FOLDER, *command, str(out)],
+                              capture_output=True, text=True, check=False)
+        assert (told.returncode, told.stdout) == (4, "")
+        assert told.stderr.startswith(f"error: {out}: cannot read the journal: disk I/O error: check "
+                                      "the folder's disk and the temp folder SQLite sorts in (SQLITE_TMPDIR")
+        assert len(told.stderr.splitlines()) == 1
+    assert invoke("status", str(out))[0] == 0  # with room to sort
+    monkeypatch.setattr(state, "_SELECT", "SELECT no_such_column FROM jobs")
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):
+        invoke("status", str(out))
 
 
 def test_status_json_is_the_summary_and_every_failure_printed_a_job_at_a_time(tmp_path: Path) -> None:
