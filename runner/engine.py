@@ -113,11 +113,13 @@ class Engine:
         # even when nothing is left (the downloads it refused failed their jobs).
         if stop.halted is not None and (unfinished or stop.halted.exit_code == EXIT_CANNOT_RUN):
             return stop.halted
+        # The jobs the manifest no longer has (those still in flight when the run began) are
+        # said apart, as `status` says them: the run's last lines count the plan's jobs.
         if unfinished:
-            return Outcome(EXIT_RESUMABLE,
-                           f"{plural(unfinished, 'job')} not finished: {stop.how_to_resume()}")
-        # The failed jobs the manifest no longer has (those still in flight when the run began)
-        # are said apart, as `status` says them: the run's last lines count the plan's jobs.
+            carried = sum(self.ctx.store.counts("carried").values())
+            apart = f" ({unplanned_part(carried, unfinished)})" if carried else ""
+            return Outcome(EXIT_RESUMABLE, f"{plural(unfinished, 'job')} not finished{apart}: "
+                                           f"{stop.how_to_resume()}")
         failed, dropped = tracker.counts["failed"], self.submitter.failed_unplanned
         listed = f"{unplanned_part(dropped, failed)}; see errors.jsonl" if dropped else "see errors.jsonl"
         denied = "".join(f"; {_let_write(*refused)}" for refused in sorted(self._denied.items()))

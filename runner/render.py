@@ -89,8 +89,9 @@ def retry_failed_line(summary: dict[str, Any]) -> str | None:
 
 
 def unplanned_part(count: int, total: int) -> str:
-    """How `status` and a run's reason say that `count` of `total` failed jobs are no longer in
-    the manifest: `2 of them no longer in the manifest`, of a lone one `no longer in the manifest`."""
+    """How `status` and a run's reason say that `count` of `total` jobs (failed, or not finished)
+    are no longer in the manifest: `2 of them no longer in the manifest`, of a lone one `no
+    longer in the manifest`."""
     return ("no longer in the manifest" if count == total == 1
             else f"{figure(count)} of them no longer in the manifest")
 

@@ -127,7 +127,8 @@ _REPORTED = f"planned = 1 OR {_SENT}"
 # The jobs a run answers for, in its progress and its exit code: the planned ones, and older
 # ones still in flight, which it carries on with.
 _ANSWERED = f"planned = 1 OR state IN {IN_FLIGHT}"
-_COUNTED = {"reported": _REPORTED, "planned": "planned = 1", "answered": _ANSWERED}
+_COUNTED = {"reported": _REPORTED, "planned": "planned = 1", "answered": _ANSWERED,
+            "carried": f"planned = 0 AND state IN {IN_FLIGHT}"}  # the older ones it carries on with
 # A failed job taken up again (`retry_failed`) that no generation has been booked to yet: failed
 # once more, with its reason, when its run ends or, the run killed, when the next one starts.
 _UNSENT_RETRY = "state = 'pending' AND error_kind IS NOT NULL"
@@ -424,7 +425,8 @@ class Journal:
 
     @_reads
     def counts(self, jobs: str = "reported") -> dict[str, int]:
-        """How many of the `jobs` ("reported", "planned" or "answered": see above) are in each state."""
+        """How many of the `jobs` ("reported", "planned", "answered" or "carried": see above) are
+        in each state."""
         rows = self.conn.execute(f"SELECT state, COUNT(*) FROM jobs WHERE {_COUNTED[jobs]} GROUP BY state")
         return {state: count for state, count in rows}
 

@@ -15,12 +15,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import yaml
 from click.testing import CliRunner
+from sharedkit import Quiet, serving
 
 from runner import files
 from runner.api import Timeouts
@@ -124,6 +127,30 @@ def invoke_run(manifest: Path, out: Path, sim: ThreadedSimulator, *more: str) ->
     `invoke`."""
     return invoke("run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--quiet",
                   *more, key=sim.api_key)
+
+
+@contextmanager
+def refusing_api(user_id: str, status: int, error: str) -> Iterator[tuple[str, list[str]]]:
+    """An API root on 127.0.0.1 answering /v1/me with the account `user_id` and every other call
+    `status` with `{"error": error}`; and the calls asked."""
+    asked: list[str] = []
+
+    class Refuse(Quiet, BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            asked.append(f"{self.command} {self.path}")
+            me = self.path.endswith("/v1/me")
+            body = json.dumps({"user_details": [{"user": {"id": user_id}}]} if me
+                              else {"error": error}).encode()
+            self.send_response(200 if me else status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+    with serving(Refuse) as root:
+        yield f"{root}/api/rest", asked
 
 
 def down_url() -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +24,7 @@ from enginekit import (
     journal_rows,
     journal_rows_now,
     killed_retry_run,
+    refusing_api,
     results_files,
     results_lines,
     run,
@@ -34,7 +33,7 @@ from enginekit import (
     videos,
     write_manifest,
 )
-from sharedkit import Quiet, kept_account, serving
+from sharedkit import kept_account
 
 from runner.batch import RunConfig, diff, plan_for, run_batch
 from runner.control import Event
@@ -325,37 +324,14 @@ def test_an_exhausted_balance_stops_resumably(tmp_path: Path) -> None:
     assert all(row["reserved_usd"] == 0 for row in audit_rows)
 
 
-@contextmanager
-def out_of_credit_api(user_id: str) -> Iterator[tuple[str, list[str]]]:
-    """An API root on 127.0.0.1 answering /v1/me with the account `user_id` and every other call
-    402, not enough credits; and the paths asked."""
-    asked: list[str] = []
-
-    class Refuse(Quiet, BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(f"{self.command} {self.path}")
-            me = self.path.endswith("/v1/me")
-            body = (json.dumps({"user_details": [{"user": {"id": user_id}}]}).encode() if me
-                    else b'{"error": "not enough API credits"}')
-            self.send_response(200 if me else 402)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = do_GET
-
-    with serving(Refuse) as root:
-        yield f"{root}/api/rest", asked
-
-
 def test_an_out_of_credit_answer_to_a_poll_stops_the_run_resumably(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path), tmp_path / "out"
     with run_in_thread(sim_settings()) as sim:
         assert run(manifest, out, sim).outcome.exit_code == 0
         for video in videos(out):
             video.unlink()
-        with out_of_credit_api(sim.settings.user_id) as (base_url, asked):  # polls, no create
+        # polls, no create
+        with refusing_api(sim.settings.user_id, 402, "not enough API credits") as (base_url, asked):
             stopped = run_batch(RunConfig(manifest=manifest, out=out, base_url=base_url,
                                           api_key=sim.api_key, timeouts=FAST_TIMEOUTS,
                                           backoff=FAST_BACKOFF, fetch_missing=True))

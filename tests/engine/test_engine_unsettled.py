@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 
 from enginekit import (
+    FAST_BACKOFF,
+    FAST_TIMEOUTS,
     FRAME,
     copy_frames,
     journal_rows,
     journal_rows_now,
+    refusing_api,
     run,
     sim_settings,
     step,
@@ -26,7 +29,7 @@ from enginekit import FRAME_PROMPTS as PROMPTS
 
 from runner import nightly
 from runner.api import open_client
-from runner.batch import RunConfig, plan_for
+from runner.batch import RunConfig, plan_for, run_batch
 from runner.control import Event, Snapshot
 from runner.notify import headline
 from runner.schedule import Backoff
@@ -129,6 +132,28 @@ def test_a_job_gone_from_the_manifest_is_looked_for_but_never_created(tmp_path: 
     gone = row_of(out, key)
     assert report.outcome.exit_code == 0 and creates == 1
     assert gone["state"] == "pending" and gone["planned"] == 0 and gone["reserved_usd"] == 0
+
+
+def test_a_run_that_leaves_unsettled_a_job_the_manifest_dropped_says_it_apart_from_the_plans_counts(
+        tmp_path: Path) -> None:
+    """Jobs left `submitting` whose generation cannot be looked for wait for the next run, one the
+    manifest no longer has among them: the run's reason says how many of the jobs it did not
+    finish the manifest no longer has, as it says of failed ones, beside the plan's counts."""
+    out = tmp_path / "out"
+    for prompt in PROMPTS[:2]:
+        left_submitting(write_manifest(tmp_path, prompts=PROMPTS[:2], repeat=1,
+                                       styles={"vibe": ["none"]}), out, prompt)
+    kept = write_manifest(tmp_path, prompts=PROMPTS[:1], repeat=1, styles={"vibe": ["none"]})
+    with refusing_api("the-account", 500, "internal error") as (root, _):  # no generation listed
+        stopped = run_batch(RunConfig(manifest=kept, out=out, base_url=root, api_key="k",
+                                      timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF,
+                                      engine={"tick": 0.05, "settle": 0.1}))
+    reason = "2 jobs not finished (1 of them no longer in the manifest): run again to resume"
+    assert (stopped.outcome.exit_code, stopped.outcome.reason) == (3, reason)
+    assert [row["state"] for row in journal_rows(out)] == ["submitting"] * 2
+    assert headline(stopped.summary) == (
+        f"hailuo-batch sweep: 0/1 downloaded, 0 failed, $0.00 spent, exit 3 ({reason}); 1 job no "
+        "longer in the manifest: 1 submitting")
 
 
 def test_a_retried_job_left_submitting_is_created_not_taken_for_its_old_finished_render(
