@@ -290,27 +290,30 @@ def _sim_settings(values: dict[str, str | None], flags: dict[str, str]) -> SimSe
 
 
 class Progress:
-    """The run's events drawn as a tqdm bar on a terminal, or as progress records of the run's
-    log at a steady interval when the output is not one (cron mail, a log file)."""
+    """The run's events drawn as a tqdm bar on a terminal, unless quiet, and written as progress
+    records of the run's log at a steady interval when the log goes to a file (--log-file),
+    whatever the screen shows, or to an output that is not a terminal (cron mail), unless quiet."""
 
-    def __init__(self, *, quiet: bool, every: float = 10.0, screen: TextIO | None = None) -> None:
-        self.quiet = quiet
+    def __init__(self, *, quiet: bool, to_file: bool = False, every: float = 10.0,
+                 screen: TextIO | None = None) -> None:
         self.every = every
+        self.to_file = to_file
         self.screen = screen or sys.stderr  # where the bar is drawn
-        self.terminal = self.screen.isatty()
+        terminal = self.screen.isatty()
+        self.drawn = terminal and not quiet
+        self.logged = to_file or not (terminal or quiet)
         self.bar: tqdm.tqdm | None = None
         self.last_line: float | None = None
 
     def __call__(self, event: Event) -> None:
-        if self.quiet:
-            return
         snap = event.snapshot
-        if not self.terminal:
+        if self.logged:
             due = self.last_line is None or snap.elapsed - self.last_line >= self.every
             if event.kind == "stop" or (event.kind == "tick" and due):
                 self.last_line = snap.elapsed
                 logging.getLogger(logs.LOGGER).info("progress: %s", snap.describe(),
                                                     extra={"progress": dataclasses.asdict(snap)})
+        if not self.drawn:
             return
         if self.bar is None:
             self.bar = tqdm.tqdm(total=snap.total, initial=snap.finished, unit="job",
@@ -327,9 +330,10 @@ class Progress:
     @contextmanager
     def drawing(self) -> Iterator[None]:
         """While the run lasts, its log lines on the terminal are written above the bar, never
-        into it; the bar is closed when the run stops, else (the run broken off) at the end."""
+        into it (a log going to a file stays there alone); the bar is closed when the run stops,
+        else (the run broken off) at the end."""
         try:
-            if self.terminal and not self.quiet:
+            if self.drawn and not self.to_file:
                 with logging_redirect_tqdm(loggers=[logging.getLogger(logs.LOGGER)]):
                     yield
             else:
@@ -455,7 +459,7 @@ def run(manifest: Path, out: str | None, base_url: str, api_key_file: Path | Non
             for warning in planned.warnings_for(state.to_create_usd):
                 click.echo(f"warning: {warning}")
             return
-        progress = Progress(quiet=quiet, every=60.0)
+        progress = Progress(quiet=quiet, to_file=log_file is not None, every=60.0)
         # The signals stay the run's until the process exits: one that comes once the run's end
         # is recorded changes neither the lines told of it nor the exit code it recorded.
         own = click.get_current_context().obj == OWN_PROCESS

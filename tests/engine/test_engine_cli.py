@@ -16,6 +16,7 @@ import sys
 import termios
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.runs import Sweep, make_run
@@ -185,6 +186,52 @@ def test_on_a_terminal_the_bar_shows_the_run_and_log_lines_stay_off_it(tmp_path:
     assert re.search(r"8/8 .*in flight 0, failed 0, \$2\.16 this run", screen), screen
     for said in ("run started", "run ended"):  # each on a line of its own, not after the bar
         assert re.search(rf"(^|[\r\n])\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d INFO {said}: ", screen), screen
+
+
+def progress_records(log: Path) -> list[dict[str, Any]]:
+    """The progress records of a JSON run log, in order."""
+    return [record["progress"] for record in map(json.loads, log.read_text("utf-8").splitlines())
+            if "progress" in record]
+
+
+def test_a_quiet_run_still_writes_its_progress_records_to_the_log_file(tmp_path: Path) -> None:
+    manifest, log = write_manifest(tmp_path), tmp_path / "run.jsonl"
+    with run_in_thread(sim_settings()) as sim:
+        code, _, said = invoke_run(manifest, tmp_path / "out", sim, "--log-file", str(log),
+                                   "--log-format", "json")
+    assert code == 0 and said == ""
+    progress = progress_records(log)
+    assert progress and progress[-1]["downloaded"] == progress[-1]["total"] == 8, progress
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "not-quiet"])
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "not-terminal"])
+def test_a_log_file_gets_a_progress_record_at_the_steady_interval_whatever_the_screen_shows(
+        hailuo_log: pytest.LogCaptureFixture, quiet: bool, terminal: bool) -> None:
+    screen = Screen() if terminal else io.StringIO()
+    progress = Progress(quiet=quiet, to_file=True, every=60.0, screen=screen)
+    with progress.drawing():
+        for kind, elapsed in [("tick", 0.0), ("tick", 59.0), ("tick", 61.0), ("downloaded", 70.0),
+                              ("tick", 120.0), ("tick", 125.0), ("stop", 130.0)]:
+            progress(Event(kind, None, "", Snapshot(total=8, downloaded=int(elapsed) // 20, failed=0,
+                                                    in_flight=1, pending=0, spent_usd=0.0,
+                                                    spent_estimated_usd=0.0, elapsed=elapsed, eta=None)))
+    assert [record.progress["elapsed"] for record in hailuo_log.records] == [0.0, 61.0, 125.0, 130.0]
+    assert ("6/8" in screen.getvalue()) == (terminal and not quiet)  # the bar, drawn only then
+
+
+def test_on_a_terminal_the_bar_is_drawn_and_the_log_file_gets_the_progress_records(
+        tmp_path: Path) -> None:
+    manifest, out, log = write_manifest(tmp_path), tmp_path / "out", tmp_path / "run.jsonl"
+    with run_in_thread(sim_settings()) as sim:
+        screen, code = on_terminal([sys.executable, "-m", "runner", "run", str(manifest), "--out",
+                                    str(out), "--base-url", sim.base_url, "--log-file", str(log),
+                                    "--log-format", "json"], key=sim.api_key)
+    assert code == 0, screen
+    assert re.search(r"8/8 .*in flight 0, failed 0, \$2\.16 this run", screen), screen
+    assert "progress" not in screen and "run started" not in screen, screen  # the log is the file's
+    progress = progress_records(log)
+    assert progress and progress[-1]["downloaded"] == progress[-1]["total"] == 8, progress
 
 
 class Screen(io.StringIO):
