@@ -49,6 +49,8 @@ MAX_CELLS = 2_000_000
 # The longest name a job's files may have below the output folder, in bytes of UTF-8: Linux takes
 # paths of up to 4,096 bytes, which the folder's own path and a staged file's mark share.
 MAX_NAME_BYTES = 3900
+# Names cut a placeholder's value to this many characters, and a part of a path to this many bytes.
+_PART_CHARS, _PART_BYTES = 80, 120
 CELLS_SHOWN = 20  # of the cells that break one model rule, those named; the rest are counted
 UPLOAD_PREFIX = "upload:sha256:"
 _TILDE_RE = re.compile(r"~[^/]+")  # `~name`: another user's home, to a shell
@@ -252,15 +254,16 @@ def safe_filename(rendered: str) -> str:
 
 
 def _safe_part(part: str) -> str:
-    """One part of a path made safe, at most 120 bytes of UTF-8; none starts with what makes a
-    spreadsheet read a cell as a formula (`=`, `+`, `-`), so results.csv names it as it is, and
-    none is a Windows device name, which a copy of the folder there could not hold: such a stem
-    gets a `_` (`CON_`, `nul_.txt`)."""
+    """One part of a path made safe, at most 120 bytes of UTF-8 (_PART_BYTES); none starts with
+    what makes a spreadsheet read a cell as a formula (`=`, `+`, `-`), so results.csv names it as
+    it is, and none is a Windows device name, which a copy of the folder there could not hold:
+    such a stem gets a `_` (`CON_`, `nul_.txt`)."""
     kept = _UNDERSCORES.sub("_", _dashed(part)).lstrip("-_. =+").rstrip("-_. ")
     device = _DEVICE.match(kept)
     if device is not None:
         kept = f"{device[0]}_{kept[device.end():]}"
-    return kept[:120] if kept.isascii() else kept.encode("utf-8")[:120].decode("utf-8", "ignore")
+    return (kept[:_PART_BYTES] if kept.isascii()
+            else kept.encode("utf-8")[:_PART_BYTES].decode("utf-8", "ignore"))
 
 
 def _dashed(text: str) -> str:
@@ -573,15 +576,44 @@ class _Planner:
                 jobs.append(Job(key=key, index=len(jobs), axes=job_axes, styles=cell.styles,
                                 request=request, estimated_cost=cost,
                                 filename=self._filename(cell, job_axes, key), upload=upload))
-        jobs, clashing = _unique_filenames(jobs)
-        if clashing:
-            self.warnings.append(f"output.filename gives {clashing:,} jobs a name another job has: "
-                                 "their short key was added (put {n} or the axes that differ in "
-                                 "the template)")
+        jobs, clashes = _unique_filenames(jobs)
+        if clashes:
+            self.warnings.append(f"output.filename gives {sum(map(len, clashes)):,} jobs a name "
+                                 f"another job has: their short key was added ({self._clash_hint(clashes)})")
         return jobs
 
+    def _clash_hint(self, clashes: list[list[Job]]) -> str:
+        """What to do about `clashes`, the groups of jobs given one name: put in the template the
+        axes that tell them apart, and, of those it names already, say why their names lost them."""
+        named = set(placeholders(self.template))
+        if "vars" in named:
+            named.update(self.data.get("vars", {}))
+        hints: dict[str, None] = {}  # each once, in order
+        for group in clashes:
+            first, *others = group
+            apart = [axis for axis, value in first.axes.items()
+                     if any(job.axes[axis] != value for job in others)]
+            for axis in (axis for axis in apart if axis in named):
+                values = [self._value(axis, job.axes[axis]) for job in group]
+                whole, cut = ({told(value).lower() for value in values} for told in (_spelled, _part))
+                if len(whole) > 1 and len(cut) == 1:
+                    hint = (f"their {axis} values are cut to {_PART_CHARS} characters in names and "
+                            "differ only after it: make them differ sooner")
+                else:
+                    hint = (f"their {axis} values differ only where names do not keep them: a part "
+                            f"of a path is cut to {_PART_BYTES} bytes, a character other than letters, "
+                            "digits and ._+=- becomes a dash, and case is not told apart")
+                hints[hint] = None
+            if not apart or not named.issuperset(apart):
+                hints["put {n} or the axes that differ in the template"] = None
+        return "; ".join(hints)
+
+    def _value(self, axis: str, value: Any) -> Any:
+        """An axis's value as names show it: a var a prompt does not use is its constant, if any."""
+        return self.constants.get(axis) if value is None else value
+
     def _filename(self, cell: Cell, axes: dict[str, Any], key: str) -> str:
-        values = {k: _part(self.constants.get(k) if v is None else v) for k, v in axes.items()}
+        values = {k: _part(self._value(k, v)) for k, v in axes.items()}
         values.update(name=_part(self.data["name"]), key=key[:10],
                       vars="-".join(_part(axes[name]) for name in cell.prompt.vars),
                       styles="+".join(_part(s) for s in cell.styles) or "no-style")
@@ -630,24 +662,28 @@ def _found_hint(content: bytes) -> str:
 
 @functools.lru_cache(maxsize=4096, typed=True)
 def _part(value: Any) -> str:
-    """One placeholder's value, unable to add a folder or a parent step to a path; a var its
-    prompt does not use is `none`, as an unused style axis is.
+    """One placeholder's value, unable to add a folder or a parent step to a path, cut to 80
+    characters (_PART_CHARS); a var its prompt does not use is `none`, as an unused style axis is.
 
     Cached: a plan of 100,000 jobs asks for the same few axis values a million times.
     """
-    text = "none" if value is None else value_text(value)
-    return _dashed(text).strip("-.")[:80] or "_"
+    return _spelled(value)[:_PART_CHARS] or "_"
 
 
-def _unique_filenames(jobs: list[Job]) -> tuple[list[Job], int]:
+def _spelled(value: Any) -> str:
+    """A placeholder's value in the characters names keep, whole (names cut it, see `_part`)."""
+    return _dashed("none" if value is None else value_text(value)).strip("-.")
+
+
+def _unique_filenames(jobs: list[Job]) -> tuple[list[Job], list[list[Job]]]:
     """Jobs whose names collide all get their short key added, so every name stays stable;
-    also how many jobs that renamed."""
-    counts: dict[str, int] = {}
+    also the groups of jobs that shared a name."""
+    named: dict[str, list[Job]] = {}
     for job in jobs:
-        counts[job.filename.lower()] = counts.get(job.filename.lower(), 0) + 1
+        named.setdefault(job.filename.lower(), []).append(job)
     renamed = [dataclasses.replace(job, filename=f"{job.filename[:-4]}_{job.short_key}.mp4")
-               if counts[job.filename.lower()] > 1 else job for job in jobs]
-    return renamed, sum(n for n in counts.values() if n > 1)
+               if len(named[job.filename.lower()]) > 1 else job for job in jobs]
+    return renamed, [group for group in named.values() if len(group) > 1]
 
 
 def describe(cell: Cell) -> str:

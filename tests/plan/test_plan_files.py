@@ -181,6 +181,32 @@ def test_colliding_names_are_warned_of(tmp_path: Path) -> None:
     assert make_plan(manifest).warnings == ()
 
 
+CUT = ("their place values are cut to 80 characters in names and differ only after it: make them "
+       "differ sooner")
+KEPT_APART = ("their place values differ only where names do not keep them: a part of a path is cut "
+              "to 120 bytes, a character other than letters, digits and ._+=- becomes a dash, and "
+              "case is not told apart")
+PUT_N = "put {n} or the axes that differ in the template"
+
+
+@pytest.mark.parametrize(("places", "template", "repeat", "hints"), [
+    (["a" * 90 + "1" + "b" * 169, "a" * 90 + "2" + "b" * 169], "{place}.mp4", 1, [CUT]),
+    (["a" * 90 + "1", "a" * 90 + "2"], "{vars}.mp4", 2, [CUT, PUT_N]),
+    (["a" * 70 + "1" + "b" * 9, "a" * 70 + "2" + "b" * 9], "{mood}_{place}.mp4", 1, [KEPT_APART]),
+    (["Dusk", "dusk"], "{place}/{mood}.mp4", 1, [KEPT_APART]),
+    (["dusk", "dawn"], "{mood}.mp4", 1, [PUT_N])],
+    ids=["cut-at-80", "cut-and-n", "cut-at-120-bytes", "case", "not-named"])
+def test_names_that_collide_though_the_template_names_the_axis_say_why(
+        write_manifest: WriteManifest, places: list[str], template: str, repeat: int,
+        hints: list[str]) -> None:
+    planned = make_plan(write_manifest({
+        "prompts": ["A street at {place}, {mood}"], "vars": {"place": places, "mood": "m" * 50},
+        "repeat": repeat, "output": {"filename": template}}))
+    assert planned.warnings == (f"output.filename gives {2 * repeat} jobs a name another job has: "
+                                f"their short key was added ({'; '.join(hints)})",)
+    assert len({job.filename.lower() for job in planned.jobs}) == 2 * repeat
+
+
 @pytest.mark.parametrize(("template", "warned"), [
     ("{prompt}.mov", (5, 22, ".mov", "a.mov.mp4")), ("{prompt}.m4v", (5, 22, ".m4v", "a.m4v.mp4")),
     ("{prompt}_v2.webm", (5, 25, ".webm", "a_v2.webm.mp4")),
