@@ -18,8 +18,8 @@ from typing import Any
 
 from runner import catalog
 from runner.catalog import Violation
-from runner.config import (OUTPUT_DIR_PLACEHOLDERS, RunSettings, http_url_problem, shown_url,
-                           told_under)
+from runner.config import (MAX_JOBS, OUTPUT_DIR_PLACEHOLDERS, RunSettings, http_url_problem,
+                           shown_url, told_under)
 from runner.errors import Issue, ManifestError, UsageError
 from runner.manifest import (
     Document,
@@ -546,12 +546,15 @@ class _Planner:
     def _too_many(self, most: int) -> Issue:
         given = self.max_jobs_given
         written = not given and "max_jobs" in self.data.get("run", {})
+        limit = "--max-jobs" if given else "max_jobs"
+        if self.settings.max_jobs < MAX_JOBS:
+            hint = f"raise {'--max-jobs' if given else 'run.max_jobs (or --max-jobs)'}, or narrow the matrix"
+        else:
+            hint = (f"{MAX_JOBS:,} is the most {limit} allows: split the manifest into several, "
+                    "or narrow the matrix")
         return self.doc.issue(("run", "max_jobs") if written else (),
-                              f"the plan has more than {self.settings.max_jobs:,} jobs, the "
-                              f"{'--max-jobs' if given else 'max_jobs'} limit (its "
-                              f"matrix holds up to {most:,} before merging)",
-                              f"raise {'--max-jobs' if given else 'run.max_jobs (or --max-jobs)'}"
-                              ", or narrow the matrix")
+                              f"the plan has more than {self.settings.max_jobs:,} jobs, the {limit} "
+                              f"limit (its matrix holds up to {most:,} before merging)", hint)
 
     def _violation_issue(self, cell: Cell, violation: Violation) -> Issue:
         axis = _RULE_AXIS.get(violation.rule)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.config import MAX_CONCURRENCY, MAX_JOBS
-from runner.errors import UsageError
+from runner.errors import ManifestError, UsageError
 from runner.manifest import schema
 from runner.plan import make_plan
 
@@ -41,3 +41,23 @@ def test_the_schema_bounds_max_jobs_and_concurrency_as_the_settings_do() -> None
     run = schema()["properties"]["run"]["properties"]
     assert run["max_jobs"]["maximum"] == MAX_JOBS == 1_000_000
     assert run["concurrency"]["maximum"] == MAX_CONCURRENCY == 1000
+
+
+@pytest.mark.parametrize(("run", "overrides", "limit", "hint"), [
+    ({"max_jobs": MAX_JOBS}, {}, "max_jobs",
+     "1,000,000 is the most max_jobs allows: split the manifest into several, or narrow the matrix"),
+    ({}, {"max_jobs": MAX_JOBS}, "--max-jobs",
+     "1,000,000 is the most --max-jobs allows: split the manifest into several, or narrow the matrix"),
+    ({"max_jobs": MAX_JOBS - 1}, {}, "max_jobs", "raise run.max_jobs (or --max-jobs), or narrow the matrix")],
+    ids=["the-most-in-the-manifest", "the-most-by-the-flag", "below-the-most"])
+def test_a_plan_over_the_most_max_jobs_allows_is_not_told_to_raise_it(
+        write_manifest: WriteManifest, run: dict, overrides: dict, limit: str, hint: str) -> None:
+    manifest = write_manifest({"prompts": ["A street at {place}"],
+                               "vars": {"place": [f"p{i}" for i in range(MAX_JOBS // 100 + 1)]},
+                               "repeat": 100, "run": run, "output": {"filename": "{place}_{n}.mp4"}})
+    with pytest.raises(ManifestError) as caught:
+        make_plan(manifest, overrides=overrides)
+    (issue,) = caught.value.issues
+    assert (issue.message, issue.hint) == (
+        f"the plan has more than {run.get('max_jobs', MAX_JOBS):,} jobs, the {limit} limit (its matrix "
+        "holds up to 1,000,100 before merging)", hint)
