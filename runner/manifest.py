@@ -554,7 +554,15 @@ def _spelling_hint(error: jsonschema.ValidationError) -> str:
         return "write it as a plain number: no quotes, no leading 0, 0x, + or _, at most 15 digits"
     if tag == _BOOL_TAG:
         return "only true and false are booleans; yes, no, on and off are text"
-    if wanted in ("number", "integer") and isinstance(value, str) and _EXPONENT.fullmatch(value):
+    if wanted in ("number", "integer"):
+        return _exponent_hint(value)
+    return ""
+
+
+def _exponent_hint(value: Any) -> str:
+    """For text written as a number with an exponent (`1e3`, text to YAML 1.1) where a number
+    belongs: the number to write instead; "" for any other value."""
+    if isinstance(value, str) and _EXPONENT.fullmatch(value):
         return f"YAML reads {value} as text: write it as {decimal.Decimal(value):f}"
     return ""
 
@@ -567,13 +575,15 @@ def _detached(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
 
 
 def _enum_hint(value: Any, choices: list[Any]) -> str:
-    """A list where one value belongs, a number written in quotes, or a near miss."""
+    """A list where one value belongs, a number written in quotes or with an exponent, or a near
+    miss."""
     if isinstance(value, list):
         return "one value here, not a list"
     quoted = [c for c in choices if not isinstance(c, str) and str(c) == value]
     if quoted:
         return f"write {quoted[0]} without quotes"
-    return did_you_mean(str(value), [str(c) for c in choices])
+    numbers = any(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+    return (numbers and _exponent_hint(value)) or did_you_mean(str(value), [str(c) for c in choices])
 
 
 def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
