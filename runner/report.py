@@ -178,13 +178,14 @@ class Shape:
         self.estimated_usd += estimate((record,))
 
     @property
-    def frame_changed(self) -> list[str]:
-        """The keys of the jobs made from an earlier content of their start frame's file: one other
-        than the content the current plan's jobs of that frame are made from (an image re-saved
-        since, as `Journal.changed_frames` tells before a run). Kept in the folder, no longer
-        planned, they show the same frame's name as the new ones."""
-        return [key for key, frame, content in self.earlier_frames
-                if self.frames.get(frame, content) != content]
+    def frame_changed(self) -> dict[str, tuple[str, str]]:
+        """The jobs made from an earlier content of their start frame's file, by key, each with the
+        SHA-256 of that content and of the one the current plan's jobs of that frame are made from
+        (an image re-saved since, as `Journal.changed_frames` tells before a run). Kept in the
+        folder, no longer planned, they show the same frame's name as the new ones, and the
+        contents tell apart those of a file changed more than once."""
+        return {key: (content, self.frames[frame]) for key, frame, content in self.earlier_frames
+                if self.frames.get(frame, content) != content}
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +421,9 @@ def script_json_parts(document: dict[str, Any]) -> Iterator[str]:
 def page_data(results: RunResults) -> dict[str, Any]:
     """What the page shows: the run, its totals, the axes it offers, one entry per job (an
     iterator of them, made as the page is written: `page_job`), the jobs made from a start frame
-    whose file changed since (`frame_changed`, their keys: few, where a field of every job would
-    weigh on a page of 100,000), and the words (`estimated_part`) its money spent is told with,
+    whose file changed since (`frame_changed`, by key, with the SHA-256 of the content each was
+    made from and of the content now: few, where a field of every job would weigh on a page of
+    100,000), and the words (`estimated_part`) its money spent is told with,
     of its part at estimates."""
     summary = results.summary
     run = {field: summary.get(field) for field in

@@ -10,8 +10,9 @@
   const JOBS = DATA.jobs.filter((job) => job.planned);
   const EARLIER = DATA.jobs.filter((job) => !job.planned);
   /* Those of them made from an earlier content of their start frame's file (an image re-saved
-   * since): they bear the frame's name as the new ones do, and are told apart by it. */
-  const FRAME_CHANGED = new Set(DATA.frame_changed);
+   * since), by key, with the SHA-256 of that content and of the content now: they bear the frame's
+   * name as the new ones do, and are told apart by it, and from those of another earlier content. */
+  const FRAME_CHANGED = new Map(Object.entries(DATA.frame_changed));
   const LABELS = DATA.labels;
   const AXES = DATA.axes.map((axis) => axis.key);
   const VARYING = DATA.varying;
@@ -660,15 +661,22 @@
         el("div", { class: "chips" }, ...Object.keys(LABELS).filter((axis) => axis in job.axes)
           .map((axis) => chip(valueKey(job.axes[axis]), LABELS[axis]))),
         el("p", { class: "prompt", text: job.prompt || "" }),
-        FRAME_CHANGED.has(job.key) && el("p", {
-          class: "frame-changed", text: `made from start frame ${job.axes.start_frame} as it was earlier: the file changed since`,
-        }),
+        FRAME_CHANGED.has(job.key) && el("p", { class: "frame-changed", text: frameChanged(job) }),
         cell(job)));
     box.append(...page);
     for (const job of page) far.observe(job);
     const left = EARLIER.length - box.childElementCount;
     $("earlier-more").hidden = !left;
     $("earlier-more").textContent = `Show ${Math.min(left, EARLIER_PAGE)} more (${left} not shown)`;
+  }
+
+  /* What an earlier job's start frame was, named by the first 8 hex of its content's SHA-256 and
+   * of the content now: `made from start frame beach.png as it was earlier (SHA-256 1a2b3c4d,
+   * now 5e6f7a8b): the file changed since`. */
+  function frameChanged(job) {
+    const [was, now] = FRAME_CHANGED.get(job.key).map((content) => content.slice(0, 8));
+    return `made from start frame ${job.axes.start_frame} as it was earlier (SHA-256 ${was}, now ${now}):`
+      + " the file changed since";
   }
 
   function showTotals(shown) {

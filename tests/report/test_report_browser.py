@@ -549,26 +549,39 @@ def test_jobs_made_from_a_start_frame_since_changed_are_told_from_those_of_its_c
         await page.evaluate(UNTIL % "() => document.querySelector('.earlier-job')")
         return await page.evaluate(seen)
 
-    note = "made from start frame frame.png as it was earlier: the file changed since"
+    def note(was: bytes, now: bytes) -> str:
+        """What a job made from `was` says, the file holding `now`."""
+        hexes = [hashlib.sha256(content).hexdigest()[:8] for content in (was, now)]
+        return f"made from start frame frame.png as it was earlier (SHA-256 {hexes[0]}, now {hexes[1]}): " \
+            "the file changed since"
+
+    resaved_image = image + b"re-saved"
     first = run_with(image)
     assert len(first[True]) == 2 and first[False] == []
     # the image re-saved: its jobs are new ones, and those made from it before are kept
-    resaved = run_with(image + b"re-saved")
+    resaved = run_with(resaved_image)
     assert resaved[False] == first[True] and set(resaved[True]).isdisjoint(first[True])
     copied = tmp_path / "copied"  # the folder's results without its journal tell them too
     copied.mkdir()
     shutil.copy(out / "results.jsonl", copied)
-    assert report.page_data(report.load(copied))["frame_changed"] == first[True]
+    contents = (hashlib.sha256(image).hexdigest(), hashlib.sha256(resaved_image).hexdigest())
+    assert report.page_data(report.load(copied))["frame_changed"] == dict.fromkeys(first[True], contents)
     page = driver.run(scenario())
     assert page["count"] == ("2 jobs no longer in the manifest: 2 done;"
                              " 2 of them made from a start frame that changed since")
-    assert page["earlier"] == dict.fromkeys(first[True], note)
+    assert page["earlier"] == dict.fromkeys(first[True], note(image, resaved_image))
     assert set(resaved[True]) <= set(page["grid"]) and page["marked"] == 0
     # the old image put back: its jobs are the plan's again, and those of the re-saved one earlier
     assert run_with(image) == {True: first[True], False: resaved[True]}
     page = driver.run(scenario())
-    assert page["earlier"] == dict.fromkeys(resaved[True], note)
+    assert page["earlier"] == dict.fromkeys(resaved[True], note(resaved_image, image))
     assert set(first[True]) <= set(page["grid"]) and page["marked"] == 0
+    # changed a second time: the jobs of each earlier content name the one they were made from
+    again = image + b"again"
+    assert sorted(run_with(again)[False]) == sorted(first[True] + resaved[True])
+    page = driver.run(scenario())
+    assert page["earlier"] == {**dict.fromkeys(first[True], note(image, again)),
+                               **dict.fromkeys(resaved[True], note(resaved_image, again))}
     assert page["errors"] == []
 
 
