@@ -87,10 +87,10 @@ SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 class Totals:
     """The figures a report leads with: the jobs of the current plan by state as their cards say
     it (`failed`, those failed for good, which wait for --retry-failed, apart from those
-    `failed_for_now`, which the next run takes up by itself), the jobs kept from earlier
-    versions of the manifest (`unplanned`), and the folder's money: what it spent, the part of
-    that booked at estimates (creates whose answer was lost) and what the jobs are estimated to
-    cost."""
+    `failed_for_now`, which the next run takes up by itself), the jobs kept in the folder that
+    the current plan no longer has (`unplanned`: the manifest edited, or a start frame's file
+    changed since), and the folder's money: what it spent, the part of that booked at estimates
+    (creates whose answer was lost) and what the jobs are estimated to cost."""
 
     jobs: int
     done: int
@@ -429,8 +429,9 @@ def page_data(results: RunResults) -> dict[str, Any]:
     run = {field: summary.get(field) for field in
            ("manifest", "started_at", "ended_at", "duration_seconds", "exit_code", "exit_reason")}
     run.update(name=results.name, out=str(results.out_dir.resolve()))
-    # the grid compares the current plan's jobs alone; those kept from earlier versions of the
-    # manifest are shown apart, so their axes name them but offer no row or column
+    # the grid compares the current plan's jobs alone; those it no longer has (the manifest
+    # edited, or a start frame's file changed since) are shown apart, so their axes name them but
+    # offer no row or column
     current = results.shape.current
     axes = [{"key": axis, "label": axis_label(axis)} for axis in current.ordered]
     labels = {axis: axis_label(axis) for axis in results.axes}
@@ -528,8 +529,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         header += f"  (exit {summary['exit_code']}{': ' + reason if reason else ''})"
     stream.write(_text(header) + "\n")
     for_now = f", {figure(totals.failed_for_now)} {FAILED_FOR_NOW}" if totals.failed_for_now else ""
-    earlier = (f"; {plural(totals.unplanned, 'job')} no longer in the manifest"
-               if totals.unplanned else "")
+    earlier = f"; {plural(totals.unplanned, 'job')} no longer planned" if totals.unplanned else ""
     stream.write(f"{plural(totals.jobs, 'job')}: {figure(totals.done)} done, {figure(totals.failed)} "
                  f"failed{for_now}, {figure(totals.unfinished)} unfinished{earlier}; spent "
                  f"{spent_amount(totals.as_dict())} of {dollars(totals.estimated_usd)} estimated\n")

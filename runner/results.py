@@ -96,7 +96,7 @@ def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
     price was named by no answer). `skipped_invalid` counts the cells that run's plan left out
     by on_invalid: skip, `skipped_invalid_by_rule` by the rule each breaks."""
     counts: Counter[str] = Counter()
-    unplanned: Counter[str] = Counter()  # the jobs kept from earlier versions of the manifest
+    unplanned: Counter[str] = Counter()  # the jobs kept that the current plan no longer has
     spent = reserved = by_run = at_estimates = estimated = 0.0
     missing: list[str] = []  # the videos of downloaded jobs gone from the folder
     held = 0  # the failed jobs only --retry-failed takes up again

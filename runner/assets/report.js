@@ -5,8 +5,8 @@
 
   const DATA = JSON.parse(document.getElementById("report-data").textContent);
   const RUN = DATA.run;
-  /* The grid compares the jobs of the current plan; those kept from earlier versions of the
-   * manifest (`planned` false) are listed apart, below it. */
+  /* The grid compares the jobs of the current plan; those it no longer has (`planned` false: the
+   * manifest edited, or a start frame's file changed since) are listed apart, below it. */
   const JOBS = DATA.jobs.filter((job) => job.planned);
   const EARLIER = DATA.jobs.filter((job) => !job.planned);
   /* Those of them made from an earlier content of their start frame's file (an image re-saved
@@ -636,7 +636,7 @@
     return row;
   }
 
-  /* The jobs the manifest no longer has, each with its axes and prompt text (an old text may
+  /* The jobs the current plan no longer has, each with its axes and prompt text (an old text may
    * stand under a prompt id the manifest still has). Closed until opened: the count says they are
    * there. Opened, they come EARLIER_PAGE at a time, whatever the grid's view, and a video far
    * from the window is let go as the grid's are, so a big run whose prompts were edited can be
@@ -648,7 +648,7 @@
     const groups = Object.values(STATES).map((state) => [state, EARLIER.filter((job) => stateGroup(job) === state).length])
       .filter(([, count]) => count).map(([state, count]) => `${count} ${state}`);
     const changed = EARLIER.filter((job) => FRAME_CHANGED.has(job.key)).length;
-    $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer in the manifest: ${groups.join(", ")}`
+    $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer planned: ${groups.join(", ")}`
       + (changed ? `; ${changed} of them made from a start frame that changed since` : "");
     $("earlier").addEventListener("toggle", moreEarlier, { once: true });
     $("earlier-more").addEventListener("click", moreEarlier);

@@ -500,7 +500,7 @@ def test_jobs_the_manifest_no_longer_has_are_listed_apart_from_the_comparison(
     assert seen["columns"] == ["warm", "cool"] and "noir" not in seen["filters"]
     assert seen["totals"]["jobs"] == "4" and seen["totals"]["failed"] == "0"
     assert seen["totals"]["no longer planned"] == "4"
-    assert seen["closed"] == {"count": "4 jobs no longer in the manifest: 1 done, 3 failed",
+    assert seen["closed"] == {"count": "4 jobs no longer planned: 1 done, 3 failed",
                               "open": False, "seen": True}
     assert {job["key"] for job in seen["earlier"]} == set(earlier)
     for job in seen["earlier"]:
@@ -521,6 +521,7 @@ def test_jobs_made_from_a_start_frame_since_changed_are_told_from_those_of_its_c
         {"id": "lake", "text": "A lake at dawn"}]}, sort_keys=False), encoding="utf-8")
     out = tmp_path / "out"
     seen = ("({count: document.getElementById('earlier-count').textContent,"
+            " why: document.querySelector('#earlier .muted').textContent,"
             " earlier: Object.fromEntries([...document.querySelectorAll('.earlier-job')].map((j) =>"
             " [j.querySelector('.cell').dataset.key,"
             " j.querySelector('.frame-changed')?.textContent ?? null])),"
@@ -567,8 +568,10 @@ def test_jobs_made_from_a_start_frame_since_changed_are_told_from_those_of_its_c
     contents = (hashlib.sha256(image).hexdigest(), hashlib.sha256(resaved_image).hexdigest())
     assert report.page_data(report.load(copied))["frame_changed"] == dict.fromkeys(first[True], contents)
     page = driver.run(scenario())
-    assert page["count"] == ("2 jobs no longer in the manifest: 2 done;"
+    assert page["count"] == ("2 jobs no longer planned: 2 done;"
                              " 2 of them made from a start frame that changed since")
+    assert page["why"].startswith("Planned once but no longer (the manifest edited since, or a start"
+                                  " frame's file changed since)")
     assert page["earlier"] == dict.fromkeys(first[True], note(image, resaved_image))
     assert set(resaved[True]) <= set(page["grid"]) and page["marked"] == 0
     # the old image put back: its jobs are the plan's again, and those of the re-saved one earlier

@@ -458,7 +458,7 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
     # the totals of the current plan's jobs as their lines say them: those for --retry-failed apart
     assert text.stdout.splitlines()[1].startswith(
-        "4 jobs: 0 done, 2 failed, 2 failed for now, 0 unfinished; 2 jobs no longer in the manifest;")
+        "4 jobs: 0 done, 2 failed, 2 failed for now, 0 unfinished; 2 jobs no longer planned;")
     totals = report.load(tmp_path).totals
     assert (totals.failed, totals.failed_for_now) == (2, 2)
     head, *lines = text.stdout.splitlines()[3:]
