@@ -85,12 +85,12 @@ SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """The figures a report leads with: the jobs of the current plan by state as their cards say
-    it (`failed`, those failed for good, which wait for --retry-failed, apart from those
-    `failed_for_now`, which the next run takes up by itself), the jobs kept in the folder that
-    the current plan no longer has (`unplanned`: the manifest edited, or a start frame's file
-    changed since), and the folder's money: what it spent, the part of that booked at estimates
-    (creates whose answer was lost) and what the jobs are estimated to cost."""
+    """The figures a report leads with: the jobs of the current plan by state (`failed`, every
+    failed job, as summary.json and `status` count them, and `failed_for_now`, the part of them
+    the next run takes up by itself; the rest wait for --retry-failed), the jobs kept in the
+    folder that the current plan no longer has (`unplanned`: the manifest edited, or a start
+    frame's file changed since), and the folder's money: what it spent, the part of that booked
+    at estimates (creates whose answer was lost) and what the jobs are estimated to cost."""
 
     jobs: int
     done: int
@@ -233,10 +233,11 @@ class RunResults:
         at_estimates = self.summary.get("spent_estimated_usd")
         estimated = self.summary.get("estimated_usd")
         jobs = shape.current.records
-        done, failed, for_now = (shape.states[state] for state in (DONE, FAILED, FAILED_FOR_NOW))
+        done, for_good, for_now = (shape.states[state] for state in (DONE, FAILED, FAILED_FOR_NOW))
+        failed = for_good + for_now
         return Totals(
-            jobs=jobs, done=done, failed=failed, failed_for_now=for_now,
-            unfinished=jobs - done - failed - for_now, unplanned=shape.every.records - jobs,
+            jobs=jobs, done=done, failed=failed, failed_for_now=for_now, unfinished=jobs - done - failed,
+            unplanned=shape.every.records - jobs,
             spent_usd=round(float(spent if spent is not None else shape.spent_usd), 2),
             spent_estimated_usd=round(float(at_estimates if at_estimates is not None
                                             else shape.spent_estimated_usd), 2),
@@ -518,9 +519,9 @@ def _cell(value: Any) -> Any:
 
 
 def render_text(results: RunResults, stream: TextIO) -> None:
-    """A summary line, the totals (the jobs failed for now, if any, apart from those failed for
-    good; the downloaded videos gone from the folder), then one line per job with the axes that
-    vary in this run."""
+    """A summary line, the totals (of the failed jobs, those failed for now, if any; the
+    downloaded videos gone from the folder), then one line per job with the axes that vary in
+    this run."""
     totals = results.totals
     summary = results.summary
     header = f"{results.name}  {results.out_dir}"
@@ -528,7 +529,7 @@ def render_text(results: RunResults, stream: TextIO) -> None:
         reason = summary.get("exit_reason")
         header += f"  (exit {summary['exit_code']}{': ' + reason if reason else ''})"
     stream.write(_text(header) + "\n")
-    for_now = f", {figure(totals.failed_for_now)} {FAILED_FOR_NOW}" if totals.failed_for_now else ""
+    for_now = f" ({figure(totals.failed_for_now)} of them for now)" if totals.failed_for_now else ""
     earlier = f"; {plural(totals.unplanned, 'job')} no longer planned" if totals.unplanned else ""
     stream.write(f"{plural(totals.jobs, 'job')}: {figure(totals.done)} done, {figure(totals.failed)} "
                  f"failed{for_now}, {figure(totals.unfinished)} unfinished{earlier}; spent "

@@ -17,10 +17,13 @@
   const AXES = DATA.axes.map((axis) => axis.key);
   const VARYING = DATA.varying;
   const STYLE_AXES = ["vibe", "lighting", "color_theme", "style_set"];
-  /* The states the totals count and the state filter offers, in the words of the cards' badges:
-   * a job failed for good waits for --retry-failed, one failed for now the next run takes up by
-   * itself; each is told at a glance in the totals and filtered apart. */
+  /* The states the totals count and the state filter offers (its values in the address), in the
+   * words of the cards' badges: a job failed for good waits for --retry-failed, one failed for now
+   * the next run takes up by itself; each is told at a glance in the totals and filtered apart,
+   * under its label. */
   const STATES = { done: "done", failed: "failed", failedForNow: "failed for now", unfinished: "unfinished" };
+  const STATE_LABELS = { [STATES.failed]: "failed for good" };
+  const stateLabel = (state) => STATE_LABELS[state] || state;
   const STATE_TITLES = {
     [STATES.failed]: "failed for good: tried again only by a run with --retry-failed",
     [STATES.failedForNow]: "the next run takes these up by itself",
@@ -646,7 +649,7 @@
     $("earlier").hidden = !EARLIER.length;
     if (!EARLIER.length) return;
     const groups = Object.values(STATES).map((state) => [state, EARLIER.filter((job) => stateGroup(job) === state).length])
-      .filter(([, count]) => count).map(([state, count]) => `${count} ${state}`);
+      .filter(([, count]) => count).map(([state, count]) => `${count} ${stateLabel(state)}`);
     const changed = EARLIER.filter((job) => FRAME_CHANGED.has(job.key)).length;
     $("earlier-count").textContent = `${jobCount(EARLIER.length)} no longer planned: ${groups.join(", ")}`
       + (changed ? `; ${changed} of them made from a start frame that changed since` : "");
@@ -679,15 +682,18 @@
       + " the file changed since";
   }
 
+  /* The totals: `failed` counts every failed job, of which those failed for now are shown apart
+   * from those failed for good. */
   function showTotals(shown) {
     const totals = DATA.totals;
-    const items = [["jobs", totals.jobs], ["done", totals.done], [STATES.failed, totals.failed],
-      [STATES.failedForNow, totals.failed_for_now], ["unfinished", totals.unfinished],
+    const items = [["jobs", totals.jobs], ["done", totals.done],
+      [STATES.failed, totals.failed - totals.failed_for_now], [STATES.failedForNow, totals.failed_for_now],
+      ["unfinished", totals.unfinished],
       ["spent", spentText(totals.spent_usd, totals.spent_estimated_usd)],
       ["estimated", money(totals.estimated_usd)], ["shown", shown.length]];
     if (totals.unplanned) items.push(["no longer planned", totals.unplanned]);
     $("totals").replaceChildren(...items.map(([name, value]) => el("div", { class: `total ${classOf(name)}`, title: STATE_TITLES[name] },
-      el("dt", { text: name }), el("dd", { text: String(value) }))));
+      el("dt", { text: stateLabel(name) }), el("dd", { text: String(value) }))));
   }
 
   function filters() {
@@ -707,7 +713,8 @@
       for (const value of values) {
         group.append(el("button", {
           type: "button", class: "value", "aria-pressed": String(!view.hidden[axis].has(value)),
-          "data-value": value, text: value, title: axis === "state" ? STATE_TITLES[value] : null,
+          "data-value": value, text: axis === "state" ? stateLabel(value) : value,
+          title: axis === "state" ? STATE_TITLES[value] : null,
           onclick: (event) => {
             const hidden = view.hidden[axis];
             if (hidden.has(value)) hidden.delete(value); else hidden.add(value);

@@ -53,7 +53,7 @@ def test_the_grid_has_one_cell_per_job_and_plays_video(driver: Driver, simulated
     assert len(seen["keys"]) == 18
     assert seen["columns"] == VIBES
     assert seen["sections"] == ["rain-street", "fox", "blocked"]
-    assert seen["totals"] == {"jobs": "18", "done": "12", "failed": "6", "failed for now": "0",
+    assert seen["totals"] == {"jobs": "18", "done": "12", "failed for good": "6", "failed for now": "0",
                               "unfinished": "0", "spent": f"${summary['spent_usd']:.2f}",
                               "estimated": f"${summary['estimated_usd']:.2f}", "shown": "18"}
     record = next(r for r in records if r["key"] == seen["video"]["key"])
@@ -401,13 +401,17 @@ def test_the_totals_and_the_state_filter_tell_jobs_failed_for_now_from_those_fai
                                      " [t.querySelector('dt').textContent, t.querySelector('dd').textContent,"
                                      " t.title])"))
     totals = {name: (figure, title) for name, figure, title in shown}
-    assert [name for name, _, _ in shown][:5] == ["jobs", "done", "failed", "failed for now", "unfinished"]
+    assert [name for name, _, _ in shown][:5] == [
+        "jobs", "done", "failed for good", "failed for now", "unfinished"]
     assert {name: figure for name, (figure, _) in totals.items() if name != "spent"} == {
-        "jobs": "12", "done": "6", "failed": "1", "failed for now": "2", "unfinished": "3",
-        "estimated": "$3.36", "shown": "12"}
-    assert "--retry-failed" in totals["failed"][1] and "by itself" in totals["failed for now"][1]
+        "jobs": "12", "done": "6", "failed for good": "1", "failed for now": "2",
+        "unfinished": "3", "estimated": "$3.36", "shown": "12"}
+    assert "--retry-failed" in totals["failed for good"][1] and "by itself" in totals["failed for now"][1]
+    # the page's data counts every failed job in `failed`, as report --format json does
+    assert (driver.run(page.evaluate("JSON.parse(document.getElementById('report-data').textContent)"
+                                     ".totals.failed"))) == 3
     filters = driver.run(page.evaluate(texts(".filter[data-axis='state'] .value")))
-    assert filters == ["done", "failed", "failed for now", "unfinished"]
+    assert filters == ["done", "failed for good", "failed for now", "unfinished"]
 
     async def scenario() -> dict[str, Any]:
         await page.click(state % "failed")
@@ -423,6 +427,10 @@ def test_the_totals_and_the_state_filter_tell_jobs_failed_for_now_from_those_fai
     assert steps["without failed"]["hash"] == "#rows=prompt&cols=vibe&hide.state=failed"
     assert steps["without failed for now"]["hash"] == "#rows=prompt&cols=vibe&hide.state=failed+for+now"
     assert steps["without failed"]["errors"] == steps["without failed for now"]["errors"] == []
+    # a link written before the button was labelled "failed for good" still hides those jobs
+    linked = driver.run(open_report(driver, tmp_path, "#rows=prompt&cols=vibe&hide.state=failed"))
+    cells = driver.run(linked.evaluate(seen))["cells"]
+    assert sorted(number for key, number in numbers.items() if key not in cells) == [9]
 
 
 def test_a_missing_browser_is_an_error_never_a_skip(tmp_path: Path) -> None:
@@ -498,9 +506,9 @@ def test_jobs_the_manifest_no_longer_has_are_listed_apart_from_the_comparison(
     seen = driver.run(scenario())
     assert sorted(seen["grid"]) == sorted(r["key"] for r in records if r["planned"])
     assert seen["columns"] == ["warm", "cool"] and "noir" not in seen["filters"]
-    assert seen["totals"]["jobs"] == "4" and seen["totals"]["failed"] == "0"
+    assert seen["totals"]["jobs"] == "4" and seen["totals"]["failed for good"] == "0"
     assert seen["totals"]["no longer planned"] == "4"
-    assert seen["closed"] == {"count": "4 jobs no longer planned: 1 done, 3 failed",
+    assert seen["closed"] == {"count": "4 jobs no longer planned: 1 done, 3 failed for good",
                               "open": False, "seen": True}
     assert {job["key"] for job in seen["earlier"]} == set(earlier)
     for job in seen["earlier"]:

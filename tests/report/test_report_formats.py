@@ -456,11 +456,16 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
         columns = [(row["error_kind"], row["failed_for_now"]) for row in csv.DictReader(table)]
     assert columns == [(kind, str(r["failed_for_now"])) for (_, kind, _), r in zip(FAILURES, found)]
     text = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "text"], catch_exceptions=False)
-    # the totals of the current plan's jobs as their lines say them: those for --retry-failed apart
+    # the totals of the current plan's jobs: every failed one, as summary.json and status count
+    # them, and of them those the next run takes up by itself
     assert text.stdout.splitlines()[1].startswith(
-        "4 jobs: 0 done, 2 failed, 2 failed for now, 0 unfinished; 2 jobs no longer planned;")
+        "4 jobs: 0 done, 4 failed (2 of them for now), 0 unfinished; 2 jobs no longer planned;")
     totals = report.load(tmp_path).totals
-    assert (totals.failed, totals.failed_for_now) == (2, 2)
+    assert (totals.failed, totals.failed_for_now, totals.unfinished) == (4, 2, 0)
+    document = CliRunner().invoke(main, ["report", str(tmp_path), "--format", "json"], catch_exceptions=False)
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    planned_failed = summary["counts"]["failed"] - summary["unplanned_counts"]["failed"]
+    assert json.loads(document.stdout)["totals"]["failed"] == planned_failed == 4
     head, *lines = text.stdout.splitlines()[3:]
     states = [line[head.index("state"):head.index("cost")].strip() for line in lines]
     assert states == ["failed for now", "failed for now", "failed", "failed",
