@@ -90,20 +90,20 @@ def retry_failed_line(summary: dict[str, Any]) -> str | None:
 
 def unplanned_part(count: int, total: int) -> str:
     """How `status` and a run's reason say that `count` of `total` jobs (failed, or not finished)
-    are no longer in the manifest: `2 of them no longer in the manifest`, of a lone one `no
-    longer in the manifest`."""
-    return ("no longer in the manifest" if count == total == 1
-            else f"{figure(count)} of them no longer in the manifest")
+    are no longer planned (the manifest edited, or a start frame's file changed since): `2 of them
+    no longer planned`, of a lone one `no longer planned`."""
+    return ("no longer planned" if count == total == 1
+            else f"{figure(count)} of them no longer planned")
 
 
 def unplanned_line(summary: dict[str, Any]) -> str | None:
-    """What a summary says of the jobs kept from earlier versions of the manifest, if any:
-    `12 jobs no longer in the manifest: 3 downloaded, 9 failed`."""
+    """What a summary says of the jobs kept that the plan no longer has, if any:
+    `12 jobs no longer planned: 3 downloaded, 9 failed`."""
     unplanned = summary.get("unplanned_counts") or {}
     if not unplanned:
         return None
     states = ", ".join(f"{figure(count)} {state}" for state, count in unplanned.items())
-    return f"{plural(sum(unplanned.values()), 'job')} no longer in the manifest: {states}"
+    return f"{plural(sum(unplanned.values()), 'job')} no longer planned: {states}"
 
 
 def skipped_line(summary: dict[str, Any]) -> str | None:

@@ -245,7 +245,7 @@ def status_lines(summary: dict[str, Any], failures: Iterable[dict[str, Any]]) ->
 
 
 def _failure_line(failure: dict[str, Any]) -> str:
-    gone = "" if report.planned(failure) else " (no longer in the manifest)"
+    gone = "" if report.planned(failure) else " (no longer planned)"
     return (f"failed {failure['short_key']} {failure['axes'].get('prompt')}{gone}: "
             f"{one_line(str(failure['reason']))}")
 

@@ -110,7 +110,7 @@ class Submitter:
                         return found
                     if not row.planned:
                         await self._put_back(row, "no generation was made, and the job is no "
-                                                  "longer in the manifest")
+                                                  "longer planned")
                         return None
                     body = await self._prepare(row)
                     if body is None:

@@ -329,7 +329,7 @@ def test_a_dry_run_and_the_run_count_the_failed_jobs_a_run_would_create_again(tm
         dropped = write_manifest(tmp_path, repeat=1, styles={"vibe": ["none"]})  # without that prompt
         _, elsewhere, _ = invoke("run", str(dropped), "--out", str(out), "--dry-run", "--retry-failed")
     assert "$0.00 of it to create" in waiting and "$0.27 of it to create" in retried
-    assert ("2 new, 0 in flight, 0 done, 0 failed; 1 job no longer in the manifest: 1 failed; "
+    assert ("2 new, 0 in flight, 0 done, 0 failed; 1 job no longer planned: 1 failed; "
             "nothing was sent") in elsewhere  # kept, never taken up
     started = [line for line in log.read_text(encoding="utf-8").splitlines() if "run started" in line]
     assert [line.endswith("0 already downloaded, 0 to create") for line in started] == [True, False]
@@ -394,7 +394,7 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
         created = sim.books.creates_accepted
     assert first.outcome.exit_code == 3
     state = "failed" if "timeout" in left else "submitted"
-    assert (f"; 2 jobs no longer in the manifest: 2 {state} (2 of them still to fetch, nothing "
+    assert (f"; 2 jobs no longer planned: 2 {state} (2 of them still to fetch, nothing "
             "more is paid); nothing was sent" in dry and "$0.00 of it to create" in dry)
     paid = {json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()}
     dropped = paid - {job["key"] for job in json.loads(planned)["jobs"]}
@@ -402,7 +402,7 @@ def test_a_dry_run_counts_the_paid_jobs_the_manifest_dropped_that_the_run_fetche
     assert len(dropped) == 2 and sorted(fetching) == sorted(dropped)
     assert code == 0 and created == 4 and shown.splitlines()[:2] == [
         "every job downloaded: 2/2 downloaded, $1.08 spent ($0.00 by this run)",
-        "2 jobs no longer in the manifest: 2 downloaded"]
+        "2 jobs no longer planned: 2 downloaded"]
 
 
 def test_a_dry_run_and_plan_count_the_done_jobs_an_edit_drops_as_the_run_then_does(
@@ -418,7 +418,7 @@ def test_a_dry_run_and_plan_count_the_done_jobs_an_edit_drops_as_the_run_then_do
         _, planned, _ = invoke("plan", str(manifest), "--out", str(out))
         _, listed, _ = invoke("plan", str(manifest), "--out", str(out), "--format", "json")
         code, ended, _ = invoke_run(manifest, out, sim)
-    dropped = "4 jobs no longer in the manifest: 4 downloaded"
+    dropped = "4 jobs no longer planned: 4 downloaded"
     assert f"0 new, 0 in flight, 4 done, 0 failed; {dropped}; nothing was sent" in dry
     assert planned.splitlines()[-1].endswith(f"0 new, 0 in flight, 4 done, 0 failed; {dropped}")
     assert json.loads(listed)["summary"]["unplanned_counts"] == {"downloaded": 4}
@@ -523,7 +523,7 @@ def test_status_counts_failures_by_kind_whatever_details_their_reasons_hold(tmp_
     with Journal.open(out) as journal:
         journal.sync_plan(jobs[1:])
     lines = invoke("status", str(out))[1].splitlines()
-    counted = lines.index("13 failed jobs by kind (1 of them no longer in the manifest):")
+    counted = lines.index("13 failed jobs by kind (1 of them no longer planned):")
     assert lines[counted + 1:counted + 4] == ["  10 whose download failed", "  2 whose render failed",
                                               "  1 of no kind recorded"]
     assert lines[counted + 4].startswith(f"failed {jobs[1].key[:10]} ")
@@ -562,7 +562,7 @@ def test_status_json_is_the_summary_and_every_failure_printed_a_job_at_a_time(tm
     them; it is printed a failed job at a time, the journal read as it goes."""
     out, jobs = failed_by_hand(tmp_path, 6, [("refusé: «modéré»", "moderation")] * 4)
     with Journal.open(out) as journal:
-        journal.sync_plan(jobs[1:])  # the first failed job is no longer in the manifest
+        journal.sync_plan(jobs[1:])  # the first failed job is no longer planned
     code, listed, _ = invoke("status", str(out), "--format", "json")
     found = json.loads(listed)
     assert code == 0 and listed == json.dumps(found, indent=2) + "\n"
@@ -627,16 +627,16 @@ def test_a_refused_prompt_fixed_under_its_id_is_counted_apart_by_the_run_status_
     summary = json.loads((out / "summary.json").read_text())
     assert code == 0 and ended.splitlines()[:2] == [
         "every job downloaded: 2/2 downloaded, $0.54 spent ($0.27 by this run)",
-        "1 job no longer in the manifest: 1 failed"]
-    assert status.splitlines()[2:5] == ["downloaded 2", "1 job no longer in the manifest: 1 failed",
+        "1 job no longer planned: 1 failed"]
+    assert status.splitlines()[2:5] == ["downloaded 2", "1 job no longer planned: 1 failed",
                                         "spent $0.54, reserved $0.00, estimated $0.54"]
     (failure,) = [line for line in status.splitlines() if line.startswith("failed ")]
-    assert " night (no longer in the manifest): refused by content moderation" in failure
+    assert " night (no longer planned): refused by content moderation" in failure
     assert summary["counts"] == {"downloaded": 2, "failed": 1} and summary["jobs"] == 3
     assert summary["unplanned_counts"] == {"failed": 1} and summary["estimated_usd"] == 0.54
     assert headline(summary).startswith(
         "hailuo-batch sweep: 2/2 downloaded, 0 failed, $0.54 spent ($0.27 by this run)")
-    assert headline(summary).endswith("; 1 job no longer in the manifest: 1 failed")
+    assert headline(summary).endswith("; 1 job no longer planned: 1 failed")
 
 
 def test_a_run_that_fails_a_job_the_manifest_dropped_says_it_apart_from_the_plans_counts(
@@ -657,13 +657,13 @@ def test_a_run_that_fails_a_job_the_manifest_dropped_says_it_apart_from_the_plan
         sim.advance(500)  # their renders end: two FAILED by moderation
         code, ended, _ = invoke_run(manifest("street", "dawn"), out, sim)
     summary = json.loads((out / "summary.json").read_text())
-    reason = "2 jobs failed (1 of them no longer in the manifest; see errors.jsonl)"
+    reason = "2 jobs failed (1 of them no longer planned; see errors.jsonl)"
     assert code == 1 and ended.splitlines()[:2] == [
         f"{reason}: 1/2 downloaded, $0.81 spent ($0.00 by this run)",
-        "1 job no longer in the manifest: 1 failed"]
+        "1 job no longer planned: 1 failed"]
     assert summary["exit_reason"] == reason
     assert headline(summary) == (f"hailuo-batch sweep: 1/2 downloaded, 1 failed, $0.81 spent ($0.00 by "
-                                 f"this run), exit 1 ({reason}); 1 job no longer in the manifest: 1 failed")
+                                 f"this run), exit 1 ({reason}); 1 job no longer planned: 1 failed")
 
 
 def test_the_cells_on_invalid_skip_left_out_are_told_by_rule_in_the_summary_status_and_gallery(

@@ -148,12 +148,12 @@ def test_a_run_that_leaves_unsettled_a_job_the_manifest_dropped_says_it_apart_fr
         stopped = run_batch(RunConfig(manifest=kept, out=out, base_url=root, api_key="k",
                                       timeouts=FAST_TIMEOUTS, backoff=FAST_BACKOFF,
                                       engine={"tick": 0.05, "settle": 0.1}))
-    reason = "2 jobs not finished (1 of them no longer in the manifest): run again to resume"
+    reason = "2 jobs not finished (1 of them no longer planned): run again to resume"
     assert (stopped.outcome.exit_code, stopped.outcome.reason) == (3, reason)
     assert [row["state"] for row in journal_rows(out)] == ["submitting"] * 2
     assert headline(stopped.summary) == (
         f"hailuo-batch sweep: 0/1 downloaded, 0 failed, $0.00 spent, exit 3 ({reason}); 1 job no "
-        "longer in the manifest: 1 submitting")
+        "longer planned: 1 submitting")
 
 
 def test_a_retried_job_left_submitting_is_created_not_taken_for_its_old_finished_render(

@@ -92,14 +92,14 @@ def test_plan_the_dry_run_and_the_run_say_which_changed_start_frame_makes_its_jo
     after = invoke("plan", str(manifest), "--out", str(out))[1].splitlines()[-1]
     changed = ("start frame images/dusk.png changed since 2 jobs were made from it "
                "(2 downloaded): its 2 jobs are new")
-    assert planned.endswith(f"2 new, 0 in flight, 2 done, 0 failed; 2 jobs no longer in the "
-                            f"manifest: 2 downloaded; {changed}")
+    assert planned.endswith(f"2 new, 0 in flight, 2 done, 0 failed; 2 jobs no longer planned: "
+                            f"2 downloaded; {changed}")
     assert f"; {changed}; nothing was sent (dry run)" in dry
     started = [line for line in log.read_text("utf-8").splitlines() if "run started" in line]
     assert started[0].endswith("0 already downloaded, 4 to create")
     assert started[1].endswith(f"2 already downloaded, 2 to create; {changed}")
     assert halfway.endswith("(2 downloaded): 1 of its 2 jobs is new")
-    assert after.endswith("4 done, 0 failed; 2 jobs no longer in the manifest: 2 downloaded")
+    assert after.endswith("4 done, 0 failed; 2 jobs no longer planned: 2 downloaded")
 
 
 def test_a_start_frame_changed_after_the_plan_is_never_sent_under_the_old_contents_name(

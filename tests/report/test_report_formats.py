@@ -362,7 +362,7 @@ def test_a_runs_end_writes_its_files_a_job_at_a_time_as_the_reports_make_them(tm
         journal.conn.execute("UPDATE jobs SET state = 'failed', generation_id = 'g' || idx, "
                              "cost_usd = 0.27, error_kind = 'moderation', reason = 'refused: ' "
                              "|| prompt WHERE idx % 3 = 0")
-        journal.sync_plan(jobs[1:])  # the first job is no longer in the manifest
+        journal.sync_plan(jobs[1:])  # the first job is no longer planned
         journal.end_run(run, exit_code=1, reason="some jobs failed", at=2.0)
         tracemalloc.start()
         try:
