@@ -324,9 +324,10 @@ def _lost(journal: Journal, out_dir: Path, lock: FolderLock) -> FolderLost:
                 "videos stay on the account: look them up by id); a run into the folder starts "
                 "anew and pays for every job again")
     else:
-        where = fate.removeprefix("moved to ") if fate != "moved" else "where the folder is now"
-        told = (f"{out_dir} was {fate} during the run, its journal with it: run again with --out "
-                f"{where} to resume; {paid}, which that journal holds")
+        resume = (nightly.out_flags(fate.removeprefix("moved to ")) if fate != "moved"
+                  else "--out where the folder is now")
+        told = (f"{out_dir} was {fate} during the run, its journal with it: run again with {resume} "
+                f"to resume; {paid}, which that journal holds")
     return FolderLost(told, paid={"generation_ids": ids, "count": len(ids), "usd": usd})
 
 

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import re
+import shlex
 import socket
 import time
 from collections import Counter
@@ -447,8 +448,8 @@ def left_unfinished(folder: dict[str, Any]) -> str:
 
 def out_flags(out: str) -> str:
     """The flags of a run into the folder `out`: `--out OUT`, after --simulate for a simulated
-    run's folder."""
-    return f"{'--simulate --out' if out.endswith(SIMULATED_SUFFIX) else '--out'} {out}"
+    run's folder, the path quoted for a shell where it needs to be."""
+    return f"{'--simulate --out' if out.endswith(SIMULATED_SUFFIX) else '--out'} {shlex.quote(out)}"
 
 
 @dataclass(frozen=True, slots=True)

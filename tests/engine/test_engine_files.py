@@ -202,7 +202,7 @@ def test_a_full_disk_fails_the_download_and_stops_submitting(
 def test_a_folder_moved_during_the_run_is_never_made_anew_and_resumes_where_it_went(
         tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, run={"concurrency": 2})
-    out, moved = tmp_path / "out", tmp_path / "archived"
+    out, moved = tmp_path / "out", tmp_path / "archived 2026"
 
     def move_at_the_first_submit(event: Event) -> None:
         if event.kind == "submitted" and out.exists():
@@ -210,7 +210,7 @@ def test_a_folder_moved_during_the_run_is_never_made_anew_and_resumes_where_it_w
 
     with run_in_thread(sim_settings()) as sim:
         with pytest.raises(StateError, match=f"{out} was moved to {moved} during the run, its "
-                           f"journal with it: run again with --out {moved} to resume; this run "
+                           f"journal with it: run again with --out '{moved}' to resume; this run "
                            r"paid for \d generations? \(\$"):
             run(manifest, out, sim, sink=move_at_the_first_submit)
         assert not out.exists()  # no videos, results or folders written where it was

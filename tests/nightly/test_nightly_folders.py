@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import shlex
 import shutil
 import signal
 from pathlib import Path
@@ -29,7 +30,7 @@ from runner.simulator import run_in_thread
 def left(folder: str, held: str, *, run: str = "--out") -> str:
     """What a start says of an earlier start's `folder` left unfinished, holding `held`."""
     return (f"{folder}, an earlier start's folder, still holds {held}; this start does not "
-            f"resume them: run with {run} {folder} to finish them")
+            f"resume them: run with {run} {shlex.quote(folder)} to finish them")
 
 
 def earlier(folder: str, held: str, *, run: str = "--out") -> str:
