@@ -343,7 +343,9 @@ class Submitter:
                     g.created_at is not None and g.created_at < since for g in listed):
                 break
         ids = {g.id for g in matches}
-        claimed = self.ctx.store.claimed(ids) | self.ctx.siblings.holding(ids)
+        # the sibling folders' journals are read in a thread: many of them, or older ones read
+        # through an upgraded copy, take a second, and the run's polls and downloads go on
+        claimed = self.ctx.store.claimed(ids) | await asyncio.to_thread(self.ctx.siblings.holding, ids)
         free = [g for g in matches if g.id not in claimed]
         return min(free, key=partial(_nearness, windows)).id if free else None
 
