@@ -124,8 +124,8 @@ class Engine:
         listed = f"{unplanned_part(dropped, failed)}; see errors.jsonl" if dropped else "see errors.jsonl"
         denied = "".join(f"; {_let_write(*refused)}" for refused in sorted(self._denied.items()))
         if failed and failed == self.submitter.failed_for_now:
-            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now ({listed}){denied}: "
-                                           "the next run takes them up again by itself")
+            return Outcome(EXIT_RESUMABLE, f"{plural(failed, 'job')} failed for now ({listed}): the next "
+                                           f"run takes them up again by itself{denied}")
         if failed:
             return Outcome(EXIT_FAILED, f"{plural(failed, 'job')} failed ({listed}){denied}")
         return Outcome(EXIT_OK, "every job downloaded")

@@ -49,8 +49,8 @@ def test_a_read_only_prompt_folder_fails_its_new_jobs_unsent_and_the_others_run(
         books = audit(out, sim)
     hint = f"{refusing} refuses new files (Permission denied): let user {USER} write to it"
     assert done.returncode == 3, done.stderr
-    assert done.stdout.startswith(f"4 jobs failed for now (see errors.jsonl); {hint}: the next run "
-                                  "takes them up again by itself: 8/12 downloaded")
+    assert done.stdout.startswith("4 jobs failed for now (see errors.jsonl): the next run takes them "
+                                  f"up again by itself; {hint}: 8/12 downloaded")
     assert created == 4 + 4  # the first run's, and the new jobs of the folder that takes files
     failed = [row for row in after.values() if row["state"] == "failed"]
     assert len(failed) == 4 and all(row["error_kind"] == "folder" and not row["generation_id"]
