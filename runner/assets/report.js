@@ -398,7 +398,7 @@
       const reason = job.missing ? `the file ${job.file} is missing from the folder`
         : job.reason || "no file recorded";
       media.append(el("div", { class: "status" },
-        el("span", { class: `badge ${group}`, text: job.shown_state || "unknown" }),
+        el("span", { class: `badge ${group}`, text: job.shown_state ? stateLabel(job.shown_state) : "unknown" }),
         el("p", { class: "reason", text: reason })));
     }
     media.append(el("button", {

@@ -102,7 +102,7 @@ def test_failed_cells_show_their_state_and_reason(driver: Driver, simulated_run)
     assert len(failed) == 6 and {r["axes"]["prompt"] for r in failed.values()} == {"blocked"}
     assert set(cells) == set(failed)
     for key, cell in cells.items():
-        assert cell["badge"] == "failed"
+        assert cell["badge"] == "failed for good"
         assert cell["reason"] == failed[key]["reason"] and "moderat" in cell["reason"]
         assert cell["shown"] and not cell["video"]
         assert cell["cost"] == "$0.00"  # refused at create: nothing billed, no estimate shown
@@ -370,7 +370,7 @@ def test_a_card_failed_for_now_is_told_from_one_failed_for_good(driver: Driver,
         " reason: c.querySelector('.reason')?.textContent}"))
     for_now, for_good = cards[records[4]["key"]], cards[records[9]["key"]]
     unfinished = cards[records[3]["key"]]
-    assert (for_now["badge"], for_good["badge"]) == ("failed for now", "failed")
+    assert (for_now["badge"], for_good["badge"]) == ("failed for now", "failed for good")
     assert for_now["color"] != for_good["color"]
     # its card amber as its badge, as a job still to be done, not red as one failed for good
     assert for_now["border"] == unfinished["border"] != for_good["border"]
