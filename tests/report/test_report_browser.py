@@ -814,10 +814,12 @@ def test_a_grid_of_thousands_of_jobs_builds_only_the_rows_near_the_window(driver
         await page.evaluate(at_the_end)
         steps.append(await page.evaluate(seen))
         await page.click("#swap-axes")  # 25 prompts as columns, wider than the window
-        await page.evaluate("(() => { const grid = document.getElementById('grid');"
-                            " window.scrollTo(0, document.documentElement.scrollHeight);"
-                            " grid.scrollLeft = grid.scrollWidth; })()")
-        await page.evaluate(UNTIL % "() => document.querySelector('#grid .row .slot:last-child .cell')")
+        # to the bottom right, again each frame until a row's last cell is built there: rows built
+        # meanwhile change the grid's width and height
+        await page.evaluate(UNTIL % ("() => { const grid = document.getElementById('grid');"
+                                     " window.scrollTo(0, document.documentElement.scrollHeight);"
+                                     " grid.scrollLeft = grid.scrollWidth; return"
+                                     " document.querySelector('#grid .row .slot:last-child .cell'); }"))
         steps.append(await page.evaluate(seen))
         return steps
 
