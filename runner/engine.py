@@ -311,7 +311,7 @@ class Engine:
         be kept. A folder below its top that refuses them fails its own jobs alone."""
         ctx = self.ctx
         async with self._downloads:
-            where = self.folder.targets(row.file or row.filename, row.key, self._owners.get)
+            where = self._targets(row)
             self._owners[where.video] = row.key
             kind = "download"
             try:
@@ -331,12 +331,16 @@ class Engine:
                                             poster=poster, sidecar=where.sidecar))
             ctx.tracker.moved(row.key, "complete", "downloaded", where.video)
 
+    def _targets(self, row: JobRow) -> files.Targets:
+        """Where the job's video, poster and sidecar go in the folder."""
+        return self.folder.targets(row.file or row.filename, row.key, self._owners.get)
+
     async def _placeable(self, row: JobRow) -> bool:
         """Whether the job is to be created, as far as the folder its video goes to can tell
         before it is paid for: a folder below the top that refuses files fails the job unsent
         (for now: the next run sends it); the whole output folder refusing them stops
         submitting, and the job stays pending."""
-        where = self.folder.targets(row.file or row.filename, row.key, self._owners.get)
+        where = self._targets(row)
         error = self.folder.refusal(where.video, row.short_key)
         if error is None:
             return True

@@ -19,7 +19,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
@@ -211,6 +211,7 @@ def _takes_files(directory: str, name: str, tag: str) -> OSError | None:
     return None
 
 
+@cache
 def user() -> str:
     """The name of the user this process runs as (its uid when it has none)."""
     try:
@@ -298,7 +299,8 @@ class Staging:
         """The sidecar written whole (staged under the job's name, as its parts are), then each
         checked part flushed and renamed into place: a video in place always has beside it the
         sidecar that names its job."""
-        _replace_text(self.folder.place(sidecar), text, self.tag)
+        with _replacing(self.folder.place(sidecar), self.tag) as stream:
+            stream.write(text)
         for part in parts:
             part.commit()
 
@@ -412,12 +414,6 @@ def _fresh(path: str, flags: int) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-
-
-def _replace_text(dest: str, text: str, tag: str) -> None:
-    """`text` written whole at `dest`, by way of its staged name marked `tag` (`_replacing`)."""
-    with _replacing(dest, tag) as stream:
-        stream.write(text)
 
 
 @contextlib.contextmanager

@@ -396,10 +396,11 @@ class Siblings:
         """Held for a search and the claim it makes, so that the search of another run in a
         sibling folder comes before or after it, never between, and reads what it claimed: the
         folder all of them lie in (`directory_held`)."""
-        if not _stamps(self.template):
+        stamps = _stamps(self.template)
+        if not stamps:
             return nullcontext()
         marked = os.path.expanduser(self.template).format_map(
-            {"name": self.name, **dict.fromkeys(_stamps(self.template), "\0")})
+            {"name": self.name, **dict.fromkeys(stamps, "\0")})
         shared = itertools.takewhile(lambda part: "\0" not in part, Path(marked).parts)
         return directory_held(Path(*shared))
 

@@ -72,7 +72,7 @@ def downloaded_part(summary: dict[str, Any]) -> str:
     folder since, as a run's end says it: `12/12 downloaded (1 of the videos gone from the
     folder: see --fetch-missing)`."""
     counts = plan_counts(summary)
-    gone = summary.get("missing_videos_count", len(summary.get("missing_videos") or ()))
+    gone = summary.get("missing_videos_count", 0)
     return (f"{figure(counts.get('downloaded', 0))}/{figure(sum(counts.values()))} downloaded"
             + (f" ({figure(gone)} of the videos gone from the folder: see --fetch-missing)"
                if gone else ""))

@@ -41,7 +41,7 @@ AXIS_ORDER = ("prompt", "vibe", "lighting", "color_theme", "style_set", "model",
 AXIS_LABELS = {"color_theme": "color theme", "style_set": "style set",
                "aspect_ratio": "aspect ratio", "start_frame": "start frame", "n": "sample"}
 # What the page needs of each record; the rest stays in results.jsonl.
-PAGE_FIELDS = ("key", "short_key", "index", "state", "failed_for_now", "prompt", "axes", "styles",
+PAGE_FIELDS = ("key", "short_key", "index", "state", "prompt", "axes", "styles",
                "estimated_cost_usd", "cost_usd", "spent_usd", "spent_estimated_usd", "reason",
                "file", "poster", "render_seconds", "attempts", "completed_at")
 CSV_AXIS_COLUMNS = {"prompt": "prompt_id", "n": "sample"}
@@ -143,17 +143,15 @@ class Axes:
 class Shape:
     """What the reports read of a folder's records as a whole, gathered as they are read, once
     (`add`), so that records read from the journal a row at a time need never be held: the axes
-    of them all and of the current plan's, the current plan's jobs by state, and the sums the
-    totals fall back on where there is no summary."""
+    of them all and of the current plan's, the current plan's jobs by state (as shown), and the
+    start frames' contents (`frame_changed`). The totals' sums, where there is no summary, are
+    taken from records held (`RunResults.held`)."""
 
     every: Axes = dataclasses.field(default_factory=Axes)
     current: Axes = dataclasses.field(default_factory=Axes)
     states: Counter[str] = dataclasses.field(default_factory=Counter)  # the current plan's, shown
     frames: dict[str, str] = dataclasses.field(default_factory=dict)  # a start frame's content now
     earlier_frames: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
-    spent_usd: float = 0.0
-    spent_estimated_usd: float = 0.0
-    estimated_usd: float = 0.0
 
     @classmethod
     def of(cls, records: Iterable[dict[str, Any]]) -> Shape:
@@ -173,9 +171,6 @@ class Shape:
                 self.frames[json.dumps(axes.get("start_frame"))] = content
         elif content:
             self.earlier_frames.append((record["key"], json.dumps(axes.get("start_frame")), content))
-        self.spent_usd += _total((record,), "spent_usd")
-        self.spent_estimated_usd += _total((record,), "spent_estimated_usd")
-        self.estimated_usd += estimate((record,))
 
     @property
     def frame_changed(self) -> dict[str, tuple[str, str]]:
@@ -238,11 +233,11 @@ class RunResults:
         return Totals(
             jobs=jobs, done=done, failed=failed, failed_for_now=for_now, unfinished=jobs - done - failed,
             unplanned=shape.every.records - jobs,
-            spent_usd=round(float(spent if spent is not None else shape.spent_usd), 2),
+            spent_usd=round(float(spent if spent is not None else _total(self.records, "spent_usd")), 2),
             spent_estimated_usd=round(float(at_estimates if at_estimates is not None
-                                            else shape.spent_estimated_usd), 2),
+                                            else _total(self.records, "spent_estimated_usd")), 2),
             estimated_usd=round(float(estimated if estimated is not None
-                                      else shape.estimated_usd), 2))
+                                      else estimate(self.records)), 2))
 
 
 def _total(records: Iterable[dict[str, Any]], field: str) -> float:
@@ -594,10 +589,10 @@ def shown_reason(record: dict[str, Any]) -> str | None:
 
 
 def _cost(record: dict[str, Any]) -> str:
-    figure, estimate = shown_cost(record)
-    if figure is None:
+    amount, at_estimate = shown_cost(record)
+    if amount is None:
         return "-"
-    return f"{'est. ' if estimate else ''}${float(figure):.2f}"
+    return f"{'est. ' if at_estimate else ''}${float(amount):.2f}"
 
 
 def _seconds(value: Any) -> str:

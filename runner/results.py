@@ -50,7 +50,7 @@ def record(row: JobRow) -> dict[str, Any]:
     failed job's kind of failure (rows.FAILURE_KINDS), `failed_for_now` whether the next run
     takes it up again by itself (JobRow.failed_for_now). `start_frame_sha256` is the SHA-256 of
     the content of the local start frame the job was made from (None without one), which tells
-    a job made from a file since changed (`report.frame_changed`); it comes last, so the earlier
+    a job made from a file since changed (`report.Shape.frame_changed`); it comes last, so the earlier
     fields keep their places.
     """
     return {"key": row.key, "short_key": row.short_key, "index": row.index, "state": row.state,
@@ -82,7 +82,7 @@ def compute(journal: Journal, out_dir: Path, run_id: int | None = None) -> repor
 
 def summarize(journal: Journal, out_dir: Path, run_id: int | None = None, *,
               unfinished_folders: Sequence[dict[str, Any]] | None = None,
-              keep: Callable[[dict[str, Any]], object] = lambda record: None) -> dict[str, Any]:
+              keep: Callable[[dict[str, Any]], object] = lambda _: None) -> dict[str, Any]:
     """The folder's summary as of the run `run_id` (else the latest), its jobs read a row at a
     time and each one's record given to `keep` (`compute` keeps them all, `write_results` writes
     them as they come, `status` none, so that it sums a folder of a million jobs without holding

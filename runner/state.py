@@ -173,9 +173,10 @@ def _read_failures(folder: Path) -> Iterator[None]:
 
 
 def _reads(method: Callable[..., _Read]) -> Callable[..., _Read]:
-    """A method of Journal that reads the journal, its reads the machine fails turned into
-    StateErrors (`_read_failures`), the one way every read meets them (writes meet them in
-    `_transaction`); the rows of one that gives them a row at a time as they are read."""
+    """A method of Journal that reads the journal (some, before they write), its reads the
+    machine fails turned into StateErrors (`_read_failures`), the one way every read meets them
+    (writes meet them in `_transaction`); the rows of one that gives them a row at a time as
+    they are read."""
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def rows(self: Journal, *args: Any, **kwargs: Any) -> Any:
@@ -669,7 +670,8 @@ def _read_only(path: Path) -> sqlite3.Connection:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < len(MIGRATIONS):
         conn = _upgraded_copy(conn, path.parent)
-    migrate(conn)
+    else:
+        migrate(conn)  # refuses a file of a newer version
     conn.execute(_JOBS_AS_FOUND)
     return conn
 

@@ -35,7 +35,7 @@
   const valueKey = (value) => (value === null || value === undefined ? "—"
     : typeof value === "object" ? JSON.stringify(value) : String(value));
   const stateGroup = (job) => (job.state === "downloaded" ? STATES.done
-    : job.state !== "failed" ? STATES.unfinished : job.failed_for_now ? STATES.failedForNow : STATES.failed);
+    : job.state !== "failed" ? STATES.unfinished : job.shown_state);
   /* A name as a class: `failed for now` as `failed-for-now`. */
   const classOf = (name) => name.replaceAll(" ", "-");
   const money = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(2)}`);
@@ -363,11 +363,11 @@
     for (const chunk of built) fill(chunk, columns);
   }
 
-  /* `jobs` by the value `keyOf` gives each, in the order met. */
-  function groupBy(jobs, keyOf) {
+  /* `jobs` by the value `by` gives each, in the order met. */
+  function groupBy(jobs, by) {
     const groups = new Map();
     for (const job of jobs) {
-      const key = keyOf(job);
+      const key = by(job);
       if (!groups.has(key)) groups.set(key, []);
       groups.get(key).push(job);
     }
