@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 from click.testing import CliRunner
-from sharedkit import Quiet, serving
+from sharedkit import Quiet, journal_rows_now, serving
 
 from runner import files
 from runner.api import Timeouts
@@ -120,6 +120,13 @@ def invoke(*args: str, key: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), env={"LEONARDO_API_KEY": key},
                                 catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
+
+
+def invoke_simulated(manifest: Path, out: Path, *more: str) -> tuple[int, str, str]:
+    """`run --simulate` of `manifest` into `out` through click, with `more` flags (`invoke`);
+    renders of 60 to 120 simulated seconds last 0.1 to 0.2 s."""
+    return invoke("run", str(manifest), "--simulate", "--time-scale", "600", "--quiet", "--out", str(out),
+                  *more)
 
 
 def invoke_run(manifest: Path, out: Path, sim: ThreadedSimulator, *more: str) -> tuple[int, str, str]:
@@ -234,19 +241,6 @@ def job(index: int, *, cost: float = 0.27, prompt: str = "a street at night") ->
 def step(journal: Journal, key: str, move: str, **values: Any) -> JobRow:
     """One transition of the job `key` (a `JobRow` move by name), written as the engine writes it."""
     return journal.apply([getattr(journal.job(key), move)(**values)])[0]
-
-
-def journal_rows_now(out: Path, sql: str) -> list[tuple[Any, ...]]:
-    """The rows `sql` reads from the folder's journal as it is now, from outside the process
-    writing it; none while it has no journal yet."""
-    try:
-        conn = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return []
 
 
 def transitions(out: Path) -> int:

@@ -15,7 +15,7 @@ from enginekit import (
     FRAME,
     FRAME_PROMPTS,
     copy_frames,
-    invoke,
+    invoke_simulated,
     journal_rows,
     simulated_process,
     wait_for_transitions,
@@ -78,11 +78,6 @@ ODD_VALUES = [
 ]
 
 
-def simulated(manifest: Path, out: Path) -> tuple[str, ...]:
-    """The arguments of a fast `run --simulate` of `manifest` into `out`."""
-    return "run", str(manifest), "--simulate", "--time-scale", "600", "--quiet", "--out", str(out)
-
-
 @pytest.fixture(scope="module")
 def simulated_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A manifest of one image-to-video job, in a folder with its start frame and the folder `out`
@@ -91,7 +86,7 @@ def simulated_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy_frames(folder)
     manifest = write_manifest(folder, prompts=FRAME_PROMPTS[:1], defaults=FRAME,
                               styles={"vibe": ["none"]}, repeat=1)
-    assert invoke(*simulated(manifest, folder / "out"))[0] == 0
+    assert invoke_simulated(manifest, folder / "out")[0] == 0
     return manifest
 
 
@@ -113,7 +108,7 @@ def test_a_simulated_folder_whose_account_holds_an_odd_value_is_refused_at_start
     (video,) = out.rglob("*.mp4")
     video.unlink()
 
-    code, _, stderr = invoke(*simulated(manifest, out), "--fetch-missing")
+    code, _, stderr = invoke_simulated(manifest, out, "--fetch-missing")
     assert code == 2 and "Traceback" not in stderr
     assert (f"error: {state}: line {number}: not a simulator state file ({refusal}); "
             "move it away to start a fresh account\n") in stderr

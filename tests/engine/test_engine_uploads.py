@@ -11,6 +11,7 @@ from enginekit import (
     FRAME,
     copy_frames,
     invoke,
+    invoke_simulated,
     journal_rows,
     run,
     sim_settings,
@@ -30,10 +31,8 @@ def frame_manifest(folder: Path, prompts: int) -> Path:
 
 
 def simulated_run(manifest: Path, out: Path, *more: str) -> int:
-    """`run --simulate` through click, with `more` flags; renders of 60 to 120 simulated seconds
-    last 0.1 to 0.2 s."""
-    return invoke("run", str(manifest), "--simulate", "--time-scale", "600", "--out", str(out),
-                  "--quiet", *more)[0]
+    """`run --simulate` through click, with `more` flags: its exit code."""
+    return invoke_simulated(manifest, out, *more)[0]
 
 
 def test_a_second_simulated_run_uses_the_frame_the_account_has(tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ as in use, not as left unfinished."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
 from nightlykit import key_file, run_cli, sim_settings, started, summary, write_manifest
+from sharedkit import journal_rows_now
 
 from runner.api import Timeouts
 from runner.batch import RunConfig, run_batch
@@ -17,9 +17,8 @@ from runner.simulator import run_in_thread
 
 def held(folder: Path) -> list[str]:
     """The generations the folder's journal books to its jobs."""
-    with sqlite3.connect(f"file:{folder / 'journal.sqlite'}?mode=ro", uri=True) as journal:
-        return [gid for (gid,) in journal.execute("SELECT generation_id FROM jobs "
-                                                  "WHERE generation_id IS NOT NULL")]
+    return [gid for (gid,) in journal_rows_now(folder, "SELECT generation_id FROM jobs "
+                                                       "WHERE generation_id IS NOT NULL")]
 
 
 def test_two_folders_run_at_once_each_hold_their_own_paid_generations(tmp_path: Path) -> None:

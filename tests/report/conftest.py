@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from reportkit import HOSTILE_PROMPT, Driver, simulate
+from reportkit import HOSTILE_PROMPT, Driver, read_records, simulate
 
 from bench.chromium import Chromium
 from bench.runs import PROMPTS, Sweep, make_run
@@ -49,7 +49,7 @@ def simulated_run(
     out = folder / "out"
     done = simulate(manifest, out)
     assert done.returncode == 1, done.stderr[-2000:]
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    records = read_records(out)
     summary = json.loads((out / "summary.json").read_text())
     return out, records, summary
 

@@ -19,11 +19,19 @@ HOSTILE_PROMPT = ('<script>window.pwned = 1</script><img src=x onerror="window.p
 # A promise that resolves, on a later animation frame if need be, with the first truthy value.
 UNTIL = ("new Promise((resolve) => { const tick = () => { const v = (%s)();"
          " v ? resolve(v) : requestAnimationFrame(tick); }; tick(); })")
+# The Size slider set to a width of `%s` px, as a reader drags it.
+SIZE = ("(() => { const s = document.getElementById('cell-size'); s.value = '%s';"
+        " s.dispatchEvent(new Event('input')); })()")
 
 
 def write_records(folder: Path, records: list[dict[str, Any]]) -> None:
     """`records` as the folder's results.jsonl, one JSON line each."""
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    """The records of the folder's results.jsonl."""
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def simulate(manifest: Path, out: Path, *more: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,8 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from reportkit import HOSTILE_PROMPT, UNTIL, Driver, open_report, simulate, texts, write_records
+from reportkit import (HOSTILE_PROMPT, SIZE, UNTIL, Driver, open_report, read_records, simulate, texts,
+                       write_records)
 from sharedkit import Quiet, serving
 
 from bench.chromium import Chromium
@@ -118,7 +119,7 @@ def test_a_failed_cell_tells_why_though_the_file_it_had_is_gone(driver: Driver,
     (out / "1.mp4").unlink()
     (out / "1.mp4").mkdir()  # in the way of the video fetched again
     assert simulate(manifest, out, "--fetch-missing").returncode == 3
-    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    (record,) = read_records(out)
     assert record["state"] == "failed" and record["file"] == "1.mp4"
     reason = driver.look(out, "document.querySelector('.cell .reason').textContent")
     assert "Is a directory" in record["reason"] and reason == (
@@ -209,8 +210,7 @@ def test_a_row_paused_and_stepped_stays_so_when_built_again_and_one_never_touche
                      " return held.length && other.length && held.every(settled) && other.every(settled)"
                      " && other.every((v) => !v.paused)"
                      " && {held: held.map((v) => [v.paused, v.currentTime]), other: other.length}; }")
-    size = ("(() => { const s = document.getElementById('cell-size'); s.value = '560';"
-            " s.dispatchEvent(new Event('input')); })()")
+    size = SIZE % 560
 
     async def scenario() -> dict[str, Any]:
         page = await open_report(driver, tmp_path)
@@ -477,7 +477,7 @@ def test_jobs_the_manifest_no_longer_has_are_listed_apart_from_the_comparison(
     assert simulate(first, out).returncode == 1
     # the refused prompt's text fixed under its id, and the set noir dropped
     assert simulate(manifest("A lighthouse in a storm", sets), out).returncode == 0
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    records = read_records(out)
     earlier = {r["key"]: r for r in records if not r["planned"]}
     assert sorted(r["state"] for r in earlier.values()) == ["downloaded", "failed", "failed", "failed"]
 
@@ -541,7 +541,7 @@ def test_jobs_made_from_a_start_frame_since_changed_are_told_from_those_of_its_c
         (True) and not, those planned made from `content` as results.jsonl says."""
         frame.write_bytes(content)
         assert simulate(manifest, out).returncode == 0
-        records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        records = read_records(out)
         sunset: dict[bool, list[str]] = {True: [], False: []}
         for record in records:
             if record["axes"]["prompt"] == "lake":
@@ -884,13 +884,11 @@ def test_the_reader_keeps_their_place_across_filters_swaps_picks_and_the_size_sl
              ".find((r) => r.getBoundingClientRect().bottom > under);"
              " return [row.querySelector('.cell').dataset.key, Math.round(row.getBoundingClientRect().top),"
              " pageErrors]; })()")
-    size = ("(() => { const s = document.getElementById('cell-size'); s.value = '%s';"
-            " s.dispatchEvent(new Event('input')); })()")
     vibe = ".filter[data-axis='vibe'] .value[data-value='Sci-Fi']"
-    steps = {"a filter off and on, then Size": [vibe, vibe, size % 340],
-             "Swap twice, then Size": ["#swap-axes", "#swap-axes", size % 200],
+    steps = {"a filter off and on, then Size": [vibe, vibe, SIZE % 340],
+             "Swap twice, then Size": ["#swap-axes", "#swap-axes", SIZE % 200],
              "Picks only on and off": ["#only-picks", "#only-picks"],
-             "Clear picks, then Size": ["#clear-picks", size % 560]}
+             "Clear picks, then Size": ["#clear-picks", SIZE % 560]}
 
     async def scenario() -> dict[str, Any]:
         page = await open_report(driver, tmp_path)
@@ -926,9 +924,8 @@ def test_a_grid_taller_than_the_browser_lays_out_is_squeezed_to_fit_and_its_end_
 
     async def scenario() -> list[dict[str, Any]]:
         page = await open_report(driver, tmp_path, "#rows=prompt&cols=vibe")
-        await page.evaluate("(() => { window.hailuoReport.room = 100000;"
-                            " const s = document.getElementById('cell-size'); s.value = '560';"
-                            " s.dispatchEvent(new Event('input')); })()")
+        await page.evaluate("window.hailuoReport.room = 100000")
+        await page.evaluate(SIZE % 560)
         steps = [await page.evaluate(seen)]
         await page.evaluate(at_the_end)
         steps.append(await page.evaluate(seen))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from reportkit import HOSTILE_PROMPT, write_records
+from reportkit import HOSTILE_PROMPT, read_records, write_records
 
 from runner import files, report, results
 from runner.cli import main
@@ -449,8 +449,7 @@ def test_a_job_failed_for_now_is_told_from_one_failed_for_good(tmp_path: Path) -
         journal.sync_plan(jobs[:4])  # the manifest edited: jobs 4 and 5 dropped
         journal.end_run(run, exit_code=1, reason="some jobs failed", at=5.0)
         results.write_results(journal, tmp_path, run)
-    with (tmp_path / "results.jsonl").open(encoding="utf-8") as lines:
-        found = [json.loads(line) for line in lines]
+    found = read_records(tmp_path)
     assert [r["failed_for_now"] for r in found] == [True, True, False, False, False, True]
     with (tmp_path / "results.csv").open(encoding="utf-8", newline="") as table:
         columns = [(row["error_kind"], row["failed_for_now"]) for row in csv.DictReader(table)]
