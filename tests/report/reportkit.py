@@ -19,6 +19,8 @@ HOSTILE_PROMPT = ('<script>window.pwned = 1</script><img src=x onerror="window.p
 # A promise that resolves, on a later animation frame if need be, with the first truthy value.
 UNTIL = ("new Promise((resolve) => { const tick = () => { const v = (%s)();"
          " v ? resolve(v) : requestAnimationFrame(tick); }; tick(); })")
+# Two animation frames: what a scroll or a click set going (its events, the observers' turns) done.
+FRAMES = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 # The Size slider set to a width of `%s` px, as a reader drags it.
 SIZE = ("(() => { const s = document.getElementById('cell-size'); s.value = '%s';"
         " s.dispatchEvent(new Event('input')); })()")

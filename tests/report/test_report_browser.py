@@ -16,8 +16,8 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from reportkit import (HOSTILE_PROMPT, SIZE, UNTIL, Driver, open_report, read_records, simulate, texts,
-                       write_records)
+from reportkit import (FRAMES, HOSTILE_PROMPT, SIZE, UNTIL, Driver, open_report, read_records, simulate,
+                       texts, write_records)
 from sharedkit import Quiet, serving
 
 from bench.chromium import Chromium
@@ -814,12 +814,14 @@ def test_a_grid_of_thousands_of_jobs_builds_only_the_rows_near_the_window(driver
         await page.evaluate(at_the_end)
         steps.append(await page.evaluate(seen))
         await page.click("#swap-axes")  # 25 prompts as columns, wider than the window
-        # to the bottom right, again each frame until a row's last cell is built there: rows built
-        # meanwhile change the grid's width and height
+        await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        await page.evaluate(at_the_end)
+        # then to the right, again each frame until a row's last cell is built there: rows built
+        # meanwhile change the grid's width
         await page.evaluate(UNTIL % ("() => { const grid = document.getElementById('grid');"
-                                     " window.scrollTo(0, document.documentElement.scrollHeight);"
                                      " grid.scrollLeft = grid.scrollWidth; return"
                                      " document.querySelector('#grid .row .slot:last-child .cell'); }"))
+        await page.evaluate(FRAMES)  # the rows the Swap built at the top let go, far from the window
         steps.append(await page.evaluate(seen))
         return steps
 
@@ -877,7 +879,6 @@ def test_the_reader_keeps_their_place_across_filters_swaps_picks_and_the_size_sl
         driver: Driver, tmp_path: Path) -> None:
     # 5,000 jobs, 625 rows: the reader far down the grid, where rows look alike
     make_run(tmp_path, Sweep(prompts=25, vibes=8, lightings=5, samples=5, failed_every=0))
-    frames = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
     # the first row under the column heads: its first cell and how far down the window it starts
     where = ("(() => { const under = document.getElementById('grid-head').getBoundingClientRect().bottom;"
              " const row = [...document.querySelectorAll('#grid .row')]"
@@ -893,13 +894,13 @@ def test_the_reader_keeps_their_place_across_filters_swaps_picks_and_the_size_sl
     async def scenario() -> dict[str, Any]:
         page = await open_report(driver, tmp_path)
         await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight * 0.4)")
-        await page.evaluate(frames)
+        await page.evaluate(FRAMES)
         seen = {"before": await page.evaluate(where)}
         for name, actions in steps.items():
             for action in actions:  # clicked where they are, the page not scrolled to them
                 await page.evaluate(action if action.startswith("(")
                                     else f"document.querySelector({json.dumps(action)}).click()")
-                await page.evaluate(frames)
+                await page.evaluate(FRAMES)
             seen[name] = await page.evaluate(where)
         return seen
 
